@@ -1,0 +1,260 @@
+"""The data model of DESIGN section 2: content-addressed, like a registry.
+
+Blobs and manifests are global and unique by digest; which repository holds which manifest is
+`RepositoryManifest`. Every uniqueness constraint below is what makes a re-run of ingest rewrite the
+same rows instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from analytics.crypto import decrypt_secret, encrypt_secret
+
+
+class Registry(models.Model):
+    name = models.CharField(max_length=200, unique=True, help_text="Display name; defaults to host:port.")
+    url = models.URLField(max_length=500, unique=True, help_text="Base URL, e.g. http://127.0.0.1:5000")
+    username = models.CharField(max_length=200, blank=True)
+    password_encrypted = models.TextField(blank=True, editable=False)
+    insecure = models.BooleanField(default=False, help_text="Skip TLS certificate verification.")
+    ca_bundle = models.TextField(blank=True, help_text="PEM CA certificates to trust for this registry.")
+    tracked = models.BooleanField(default=False, help_text="Scanned on schedule by the beat task.")
+    scan_interval = models.DurationField(null=True, blank=True)
+    next_scan_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_scanned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "registries"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[-1].rstrip("/")
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    def set_password(self, raw: str | None) -> None:
+        self.password_encrypted = encrypt_secret(raw) if raw else ""
+
+    def get_password(self) -> str | None:
+        return decrypt_secret(self.password_encrypted) if self.password_encrypted else None
+
+
+class Repository(models.Model):
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="repositories")
+    name = models.CharField(max_length=255)
+    tracked = models.BooleanField(default=False)
+    scan_interval = models.DurationField(null=True, blank=True)
+    next_scan_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_scanned_at = models.DateTimeField(null=True, blank=True)
+    # A lease, not a flag: a worker that dies mid-scan leaves a lease that simply expires.
+    scan_lease_until = models.DateTimeField(null=True, blank=True)
+    first_seen = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "repositories"
+        ordering = ["registry_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["registry", "name"], name="repository_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.registry.host}/{self.name}"
+
+
+class Blob(models.Model):
+    digest = models.CharField(max_length=200, unique=True)
+    media_type = models.CharField(max_length=255, blank=True)
+    size = models.BigIntegerField(help_text="Bytes as stored in the registry (compressed for layers).")
+    uncompressed_size = models.BigIntegerField(null=True, blank=True)
+    diff_id = models.CharField(max_length=200, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return self.digest
+
+
+class Manifest(models.Model):
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        INDEX = "index"
+        ARTIFACT = "artifact"
+
+    digest = models.CharField(max_length=200, unique=True)
+    media_type = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    size = models.BigIntegerField(help_text="Bytes of the manifest itself.")
+    config = models.ForeignKey(Blob, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    os = models.CharField(max_length=64, blank=True)
+    architecture = models.CharField(max_length=64, blank=True)
+    variant = models.CharField(max_length=64, blank=True)
+    os_version = models.CharField(max_length=128, blank=True)
+    created = models.DateTimeField(null=True, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    layer_count = models.PositiveIntegerField(default=0)
+    layers_size = models.BigIntegerField(default=0, help_text="Sum of the layer blobs' sizes.")
+    first_seen = models.DateTimeField(auto_now_add=True)
+
+    layers = models.ManyToManyField(Blob, through="ManifestLayer", related_name="manifests")
+
+    def __str__(self) -> str:
+        return self.digest
+
+    @property
+    def platform(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+class ManifestLayer(models.Model):
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="manifest_layers")
+    position = models.PositiveIntegerField()
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="manifest_layers")
+
+    class Meta:
+        ordering = ["manifest_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["manifest", "position"], name="manifest_layer_unique_position")
+        ]
+
+
+class IndexEntry(models.Model):
+    index = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="entries")
+    position = models.PositiveIntegerField()
+    child = models.ForeignKey(Manifest, on_delete=models.PROTECT, related_name="parent_entries")
+    os = models.CharField(max_length=64, blank=True)
+    architecture = models.CharField(max_length=64, blank=True)
+    variant = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name_plural = "index entries"
+        ordering = ["index_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["index", "position"], name="index_entry_unique_position")]
+
+
+class RepositoryManifest(models.Model):
+    """A manifest held by a repository: directly tagged, or a child of a tagged index.
+
+    `present` is true while the manifest is reachable from the repository's current tags; manifests
+    that were seen once and are no longer tagged keep their row with `present=False`.
+    """
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="held_manifests")
+    manifest = models.ForeignKey(Manifest, on_delete=models.PROTECT, related_name="holdings")
+    present = models.BooleanField(default=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "manifest"], name="repository_manifest_unique"),
+        ]
+        indexes = [models.Index(fields=["manifest"], name="repo_manifest_present", condition=Q(present=True))]
+
+
+class Tag(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=128)
+    manifest = models.ForeignKey(Manifest, null=True, blank=True, on_delete=models.PROTECT, related_name="tags")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    removed_at = models.DateTimeField(null=True, blank=True, help_text="Set when the tag vanished.")
+
+    class Meta:
+        ordering = ["repository_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["repository", "name"], name="tag_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.name}"
+
+
+class TagEvent(models.Model):
+    """A tag created, moved to another digest, or removed; the history trends are computed from."""
+
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="events")
+    old_digest = models.CharField(max_length=200, blank=True)
+    new_digest = models.CharField(max_length=200, blank=True)
+    seen_at = models.DateTimeField()
+    scan = models.ForeignKey("Scan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-seen_at", "-id"]
+
+
+class HistoryEntry(models.Model):
+    """One `history` entry of an image config, as `docker image history` lists it (oldest first)."""
+
+    config = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="history_entries")
+    position = models.PositiveIntegerField()
+    created = models.DateTimeField(null=True, blank=True)
+    created_by = models.TextField(blank=True)
+    comment = models.TextField(blank=True)
+    author = models.CharField(max_length=255, blank=True)
+    empty_layer = models.BooleanField(default=False)
+    layer_position = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "history entries"
+        ordering = ["config_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["config", "position"], name="history_unique_position")]
+
+
+class Scan(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        PARTIAL = "partial", "succeeded with errors"
+        FAILED = "failed"
+
+    class Kind(models.TextChoices):
+        REGISTRY = "registry"
+        REPOSITORY = "repository"
+        TAG = "tag"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="scans")
+    repository = models.ForeignKey(Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="scans")
+    tag = models.CharField(max_length=128, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    trigger = models.CharField(max_length=16, default="manual")  # manual, schedule, api, admin, cli
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    repositories_total = models.PositiveIntegerField(default=0)
+    repositories_done = models.PositiveIntegerField(default=0)
+    tags_count = models.PositiveIntegerField(default=0)
+    images_count = models.PositiveIntegerField(default=0)
+    new_manifests_count = models.PositiveIntegerField(default=0)
+    errors_count = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True, help_text="Why the scan failed, when it did.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        target = self.repository or self.registry
+        return f"scan {self.pk} of {target} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.PARTIAL, self.Status.FAILED)
+
+
+class ScanError(models.Model):
+    """One thing a scan could not read: an image, a repository, or the registry itself."""
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="errors")
+    repository = models.CharField(max_length=255, blank=True)
+    reference = models.CharField(max_length=255, blank=True)
+    kind = models.CharField(max_length=64)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]

@@ -1,0 +1,285 @@
+"""The write side: turn a `RepositorySnapshot` into rows, idempotently.
+
+Every write is keyed on digests and names under unique constraints, so re-running ingest for the same
+snapshot rewrites the same rows, and two workers ingesting repositories that share blobs at the same
+time neither fail nor duplicate rows (inserts are ordered by digest and ignore conflicts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from analytics.models import (
+    Blob,
+    HistoryEntry,
+    IndexEntry,
+    Manifest,
+    ManifestLayer,
+    Repository,
+    RepositoryManifest,
+    Scan,
+    ScanError,
+    Tag,
+    TagEvent,
+)
+from workers.registry.records import BlobRecord, ImageRecord, IndexRecord, RepositorySnapshot
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    tags: int
+    images: int
+    manifests: int
+    new_manifests: int
+    tag_events: int
+    failures: int
+
+
+def _blob_rows(images: Iterable[ImageRecord]) -> list[Blob]:
+    by_digest: dict[str, BlobRecord] = {}
+    for image in images:
+        for blob in (image.config, *image.layers):
+            known = by_digest.get(blob.digest)
+            if known is None or (not known.diff_id and blob.diff_id):
+                by_digest[blob.digest] = blob
+    return [
+        Blob(
+            digest=b.digest,
+            media_type=b.media_type,
+            size=b.size,
+            diff_id=b.diff_id or "",
+            uncompressed_size=b.uncompressed_size,
+        )
+        for _, b in sorted(by_digest.items())
+    ]
+
+
+def blobs_upsert(*, images: Iterable[ImageRecord]) -> dict[str, int]:
+    """Insert unknown blobs (in digest order, so concurrent writers never deadlock); return id by digest."""
+    rows = _blob_rows(images)
+    if not rows:
+        return {}
+    Blob.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    ids: dict[str, int] = {}
+    missing_diff_ids: list[Blob] = []
+    known = {r.digest: r for r in rows}
+    for blob_id, digest, diff_id in Blob.objects.filter(digest__in=known).values_list("id", "digest", "diff_id"):
+        ids[digest] = blob_id
+        if not diff_id and known[digest].diff_id:
+            missing_diff_ids.append(Blob(id=blob_id, diff_id=known[digest].diff_id))
+    if missing_diff_ids:
+        Blob.objects.bulk_update(missing_diff_ids, ["diff_id"], batch_size=1000)
+    return ids
+
+
+def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[dict[str, int], set[str]]:
+    """Write manifests with their layers, history and index entries; return (id by digest, new digests).
+
+    Images go first, so the children an index names already exist when its entries are written.
+    """
+    records = sorted({r.digest: r for r in records}.values(), key=lambda r: (isinstance(r, IndexRecord), r.digest))
+    if not records:
+        return {}, set()
+    digests = [r.digest for r in records]
+    existing = dict(Manifest.objects.filter(digest__in=digests).values_list("digest", "id"))
+    images = [r for r in records if isinstance(r, ImageRecord)]
+    blob_ids = blobs_upsert(images=[r for r in images if r.digest not in existing])
+
+    new_rows = []
+    for r in records:
+        if r.digest in existing:
+            continue
+        if isinstance(r, ImageRecord):
+            new_rows.append(
+                Manifest(
+                    digest=r.digest,
+                    media_type=r.media_type,
+                    kind=Manifest.Kind.IMAGE,
+                    size=r.size,
+                    config_id=blob_ids[r.config.digest],
+                    os=r.platform.os,
+                    architecture=r.platform.architecture,
+                    variant=r.platform.variant,
+                    os_version=r.platform.os_version,
+                    created=r.created,
+                    labels=dict(r.labels),
+                    layer_count=len(r.layers),
+                    layers_size=sum(layer.size for layer in r.layers),
+                )
+            )
+        else:
+            new_rows.append(Manifest(digest=r.digest, media_type=r.media_type, kind=Manifest.Kind.INDEX, size=r.size))
+    Manifest.objects.bulk_create(new_rows, ignore_conflicts=True, batch_size=1000)
+    ids = dict(Manifest.objects.filter(digest__in=digests).values_list("digest", "id"))
+    new_digests = {row.digest for row in new_rows}
+
+    # Children rows only for manifests this call created; a concurrent writer that created the same
+    # manifest writes identical rows, which the unique constraints absorb.
+    layers, history, entries = [], [], []
+    seen_configs: set[int] = set()
+    for r in records:
+        if r.digest not in new_digests:
+            continue
+        manifest_id = ids[r.digest]
+        if isinstance(r, ImageRecord):
+            layers.extend(
+                ManifestLayer(manifest_id=manifest_id, position=i, blob_id=blob_ids[layer.digest])
+                for i, layer in enumerate(r.layers)
+            )
+            config_id = blob_ids[r.config.digest]
+            if config_id not in seen_configs:
+                seen_configs.add(config_id)
+                history.extend(
+                    HistoryEntry(
+                        config_id=config_id,
+                        position=i,
+                        created=h.created,
+                        created_by=h.created_by,
+                        comment=h.comment,
+                        author=h.author,
+                        empty_layer=h.empty_layer,
+                        layer_position=h.layer_position,
+                    )
+                    for i, h in enumerate(r.history)
+                )
+        else:
+            for i, child in enumerate(r.children):
+                if child.digest not in ids:
+                    continue  # a child that failed to read; the failure is on the scan
+                entries.append(
+                    IndexEntry(
+                        index_id=manifest_id,
+                        position=i,
+                        child_id=ids[child.digest],
+                        os=child.platform.os,
+                        architecture=child.platform.architecture,
+                        variant=child.platform.variant,
+                    )
+                )
+    ManifestLayer.objects.bulk_create(layers, ignore_conflicts=True, batch_size=2000)
+    HistoryEntry.objects.bulk_create(history, ignore_conflicts=True, batch_size=2000)
+    IndexEntry.objects.bulk_create(entries, ignore_conflicts=True, batch_size=2000)
+    return ids, new_digests
+
+
+def _record_tag_changes(
+    *,
+    repository: Repository,
+    seen: dict[str, int],
+    digest_of: dict[int, str],
+    complete: bool,
+    unknown: set[str],
+    scan: Scan | None,
+    now: datetime,
+) -> int:
+    current = {t.name: t for t in Tag.objects.filter(repository=repository).select_related("manifest")}
+    events: list[TagEvent] = []
+    unchanged: list[int] = []
+    new_tags = [
+        Tag(repository=repository, name=name, manifest_id=manifest_id, first_seen=now, last_seen=now)
+        for name, manifest_id in sorted(seen.items())
+        if name not in current
+    ]
+    if new_tags:
+        Tag.objects.bulk_create(new_tags, ignore_conflicts=True)
+        current.update({t.name: t for t in Tag.objects.filter(repository=repository, name__in=[t.name for t in new_tags])})
+        events.extend(
+            TagEvent(tag=current[t.name], old_digest="", new_digest=digest_of[t.manifest_id], seen_at=now, scan=scan)
+            for t in new_tags
+        )
+    created = {t.name for t in new_tags}
+    for name, manifest_id in seen.items():
+        if name in created:
+            continue
+        tag = current[name]
+        if tag.manifest_id == manifest_id and tag.removed_at is None:
+            unchanged.append(tag.id)
+            continue
+        old = tag.manifest.digest if (tag.manifest and tag.removed_at is None) else ""
+        events.append(TagEvent(tag=tag, old_digest=old, new_digest=digest_of[manifest_id], seen_at=now, scan=scan))
+        Tag.objects.filter(id=tag.id).update(manifest_id=manifest_id, last_seen=now, removed_at=None)
+    if unchanged:
+        Tag.objects.filter(id__in=unchanged).update(last_seen=now)
+    if complete:
+        for name, tag in current.items():
+            if name in seen or name in unknown or tag.removed_at is not None:
+                continue
+            events.append(
+                TagEvent(tag=tag, old_digest=tag.manifest.digest if tag.manifest else "", new_digest="", seen_at=now, scan=scan)
+            )
+            Tag.objects.filter(id=tag.id).update(removed_at=now)
+    TagEvent.objects.bulk_create(events)
+    return len(events)
+
+
+def snapshot_ingest(
+    *, repository: Repository, snapshot: RepositorySnapshot, scan: Scan | None = None, complete: bool = True
+) -> IngestResult:
+    """Record what one scan of one repository found.
+
+    1. Blobs, manifests, layers, history and index entries, keyed on digests (new content only).
+    2. Which manifests the repository holds now (`RepositoryManifest.present`).
+    3. Tags: created, moved or removed, each change a `TagEvent`.
+    4. Failures, as `ScanError` rows on the scan.
+
+    `complete` is false when the snapshot covers only some tags (a one-tag scan): then nothing the
+    snapshot did not mention is marked gone.
+    """
+    now = timezone.now()
+    failed_refs = {f.reference for f in snapshot.failures}
+    with transaction.atomic():
+        ids, new_digests = manifests_upsert(records=snapshot.manifests)
+        digest_of = {v: k for k, v in ids.items()}
+        seen_tags = {name: ids[digest] for name, digest in snapshot.tags.items() if digest in ids}
+
+        # A tag whose manifest could not be read this time keeps what it held before.
+        held = set(ids.values())
+        if failed_refs:
+            kept = Tag.objects.filter(repository=repository, name__in=failed_refs, removed_at__isnull=True)
+            kept_ids = set(kept.exclude(manifest=None).values_list("manifest_id", flat=True))
+            held |= kept_ids
+            held |= set(IndexEntry.objects.filter(index_id__in=kept_ids).values_list("child_id", flat=True))
+        RepositoryManifest.objects.bulk_create(
+            [
+                RepositoryManifest(repository=repository, manifest_id=m, present=True, first_seen=now, last_seen=now)
+                for m in sorted(held)
+            ],
+            update_conflicts=True,
+            unique_fields=["repository", "manifest"],
+            update_fields=["present", "last_seen"],
+            batch_size=1000,
+        )
+        if complete:
+            RepositoryManifest.objects.filter(repository=repository, present=True).exclude(manifest_id__in=held).update(
+                present=False
+            )
+        events = _record_tag_changes(
+            repository=repository,
+            seen=seen_tags,
+            digest_of=digest_of,
+            complete=complete,
+            unknown=failed_refs,
+            scan=scan,
+            now=now,
+        )
+        if scan is not None and snapshot.failures:
+            ScanError.objects.bulk_create(
+                [
+                    ScanError(scan=scan, repository=repository.name, reference=f.reference, kind=f.kind, message=f.message)
+                    for f in snapshot.failures
+                ]
+            )
+        Repository.objects.filter(id=repository.id).update(last_scanned_at=now)
+    return IngestResult(
+        tags=len(seen_tags),
+        images=sum(1 for r in snapshot.manifests if isinstance(r, ImageRecord)),
+        manifests=len(ids),
+        new_manifests=len(new_digests),
+        tag_events=events,
+        failures=len(snapshot.failures),
+    )

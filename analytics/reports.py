@@ -1,0 +1,349 @@
+"""The read side: what is shared, what it costs, what deduplication saves (DESIGN section 3).
+
+A scope is a set of held manifests: `RepositoryManifest` rows, present ones only unless asked. An image
+is a single-platform manifest in one repository. Registry figures share by blob digest, as a registry
+stores them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from django.db import connection
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+
+from analytics.models import Blob, HistoryEntry, Manifest, ManifestLayer, Registry, Repository, RepositoryManifest, Tag
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which held manifests a figure is about. Empty fields mean "all"."""
+
+    registry_id: int | None = None
+    namespace: str | None = None  # a repository path prefix, e.g. "team" or "team/sub"
+    repository_id: int | None = None
+    include_untagged: bool = False
+
+    def where(self, alias_rm: str = "rm", alias_r: str = "r") -> tuple[str, list[object]]:
+        clauses, params = ["TRUE"], []
+        if not self.include_untagged:
+            clauses.append(f"{alias_rm}.present")
+        if self.registry_id is not None:
+            clauses.append(f"{alias_r}.registry_id = %s")
+            params.append(self.registry_id)
+        if self.repository_id is not None:
+            clauses.append(f"{alias_r}.id = %s")
+            params.append(self.repository_id)
+        if self.namespace:
+            ns = self.namespace.strip("/")
+            clauses.append(f"({alias_r}.name = %s OR {alias_r}.name LIKE %s)")
+            params += [ns, ns.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"]
+        return " AND ".join(clauses), params
+
+    def holdings(self) -> QuerySet[RepositoryManifest]:
+        qs = RepositoryManifest.objects.all()
+        if not self.include_untagged:
+            qs = qs.filter(present=True)
+        if self.registry_id is not None:
+            qs = qs.filter(repository__registry_id=self.registry_id)
+        if self.repository_id is not None:
+            qs = qs.filter(repository_id=self.repository_id)
+        if self.namespace:
+            ns = self.namespace.strip("/")
+            qs = qs.filter(Q(repository__name=ns) | Q(repository__name__startswith=ns + "/"))
+        return qs
+
+
+def scope_resolve(
+    *, registry: str | None = None, namespace: str | None = None, repository: str | None = None,
+    include_untagged: bool = False,
+) -> Scope:
+    """Build a scope from user-facing names: a registry by name, host:port or URL; a repository name."""
+    from analytics.services import registry_lookup  # local: services import reports
+
+    reg = registry_lookup(registry) if registry else None
+    repo_id = None
+    if repository:
+        qs = Repository.objects.filter(name=repository.strip("/"))
+        if reg is not None:
+            qs = qs.filter(registry=reg)
+        repos = list(qs[:2])
+        if not repos:
+            from analytics.services import NotFound
+
+            raise NotFound(f"no repository named {repository!r}" + (f" in {reg}" if reg else ""))
+        if len(repos) > 1:
+            from analytics.services import InvalidRequest
+
+            raise InvalidRequest(f"repository {repository!r} exists in several registries; name the registry")
+        repo_id = repos[0].id
+    return Scope(
+        registry_id=reg.id if reg else None, namespace=namespace or None, repository_id=repo_id,
+        include_untagged=include_untagged,
+    )
+
+
+@dataclass(frozen=True)
+class DedupSummary:
+    images: int
+    distinct_layers: int
+    logical_bytes: int
+    stored_bytes: int
+    saved_bytes: int
+    dedup_ratio: float
+    layers_logical_bytes: int
+    layers_stored_bytes: int
+    manifests: int
+    indexes: int
+    repositories: int
+    tagged_only: bool
+    scope: dict[str, object] = field(default_factory=dict)
+
+    SUMMARY_FIELDS = ("images", "distinct_layers", "logical_bytes", "stored_bytes", "saved_bytes", "dedup_ratio")
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def summary(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.SUMMARY_FIELDS}
+
+
+_SUMMARY_SQL = """
+WITH held AS (
+    SELECT rm.repository_id, m.id AS manifest_id, m.kind, m.size, m.config_id
+    FROM analytics_repositorymanifest rm
+    JOIN analytics_repository r ON r.id = rm.repository_id
+    JOIN analytics_manifest m ON m.id = rm.manifest_id
+    WHERE {where}
+),
+refs AS (
+    -- distinct blobs per holding: a layer listed twice in one manifest is stored once
+    SELECT DISTINCT h.repository_id, h.manifest_id, ml.blob_id, TRUE AS is_layer
+    FROM held h JOIN analytics_manifestlayer ml ON ml.manifest_id = h.manifest_id
+    UNION
+    SELECT h.repository_id, h.manifest_id, h.config_id, FALSE
+    FROM held h WHERE h.config_id IS NOT NULL
+),
+sized AS (
+    SELECT refs.*, b.size FROM refs JOIN analytics_blob b ON b.id = refs.blob_id
+)
+SELECT
+    (SELECT count(*) FROM held WHERE kind = 'image'),
+    (SELECT count(*) FROM held),
+    (SELECT count(*) FROM held WHERE kind = 'index'),
+    (SELECT count(DISTINCT repository_id) FROM held),
+    (SELECT count(DISTINCT blob_id) FROM sized WHERE is_layer),
+    (SELECT coalesce(sum(size), 0) FROM held) + (SELECT coalesce(sum(size), 0) FROM sized),
+    (SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT manifest_id, size FROM held) m)
+      + (SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT blob_id, size FROM sized) b),
+    (SELECT coalesce(sum(size), 0) FROM sized WHERE is_layer),
+    (SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT blob_id, size FROM sized WHERE is_layer) l)
+"""
+
+
+def dedup_summary(*, scope: Scope) -> DedupSummary:
+    """Images, distinct layers, logical, stored and saved bytes and the ratio, for one scope."""
+    where, params = scope.where()
+    with connection.cursor() as cursor:
+        cursor.execute(_SUMMARY_SQL.format(where=where), params)
+        images, manifests, indexes, repos, layers, logical, stored, l_logical, l_stored = cursor.fetchone()
+    logical, stored = int(logical), int(stored)
+    return DedupSummary(
+        images=images,
+        distinct_layers=layers,
+        logical_bytes=logical,
+        stored_bytes=stored,
+        saved_bytes=logical - stored,
+        dedup_ratio=round(logical / stored, 4) if stored else 1.0,
+        layers_logical_bytes=int(l_logical),
+        layers_stored_bytes=int(l_stored),
+        manifests=manifests,
+        indexes=indexes,
+        repositories=repos,
+        tagged_only=not scope.include_untagged,
+        scope={k: v for k, v in asdict(scope).items() if v not in (None, False)},
+    )
+
+
+@dataclass(frozen=True)
+class ImageSizes:
+    size_bytes: int
+    shared_bytes: int
+    unique_bytes: int
+    layers_size_bytes: int
+    layers_shared_bytes: int
+    layers_unique_bytes: int
+
+
+_IMAGE_SIZES_SQL = """
+WITH page AS (
+    SELECT rm.id AS holding_id, r.registry_id, m.id AS manifest_id, m.size AS manifest_size, m.config_id
+    FROM analytics_repositorymanifest rm
+    JOIN analytics_repository r ON r.id = rm.repository_id
+    JOIN analytics_manifest m ON m.id = rm.manifest_id
+    WHERE rm.id = ANY(%s)
+),
+page_refs AS (
+    SELECT DISTINCT p.holding_id, p.registry_id, 'b' || ml.blob_id AS ref, b.size, TRUE AS is_layer
+    FROM page p JOIN analytics_manifestlayer ml ON ml.manifest_id = p.manifest_id
+    JOIN analytics_blob b ON b.id = ml.blob_id
+    UNION
+    SELECT p.holding_id, p.registry_id, 'b' || b.id, b.size, FALSE
+    FROM page p JOIN analytics_blob b ON b.id = p.config_id
+    UNION
+    SELECT p.holding_id, p.registry_id, 'm' || p.manifest_id, p.manifest_size, FALSE FROM page p
+),
+scope_images AS (
+    SELECT rm.id AS holding_id, r.registry_id, m.id AS manifest_id, m.config_id
+    FROM analytics_repositorymanifest rm
+    JOIN analytics_repository r ON r.id = rm.repository_id
+    JOIN analytics_manifest m ON m.id = rm.manifest_id
+    WHERE m.kind = 'image' AND {where} AND {registry_match}
+),
+scope_refs AS (
+    SELECT s.holding_id, s.registry_id, 'b' || ml.blob_id AS ref
+    FROM scope_images s JOIN analytics_manifestlayer ml ON ml.manifest_id = s.manifest_id
+    WHERE ml.blob_id IN (SELECT ml2.blob_id FROM page p2 JOIN analytics_manifestlayer ml2 ON ml2.manifest_id = p2.manifest_id)
+    UNION ALL
+    SELECT s.holding_id, s.registry_id, 'b' || s.config_id FROM scope_images s
+    WHERE s.config_id IN (SELECT config_id FROM page)
+    UNION ALL
+    SELECT s.holding_id, s.registry_id, 'm' || s.manifest_id FROM scope_images s
+    WHERE s.manifest_id IN (SELECT manifest_id FROM page)
+),
+holders AS (
+    SELECT {group_registry} AS registry_id, ref, count(DISTINCT holding_id) AS n
+    FROM scope_refs GROUP BY 1, 2
+)
+SELECT pr.holding_id,
+    sum(pr.size),
+    sum(pr.size) FILTER (WHERE coalesce(h.n, 1) > 1),
+    sum(pr.size) FILTER (WHERE coalesce(h.n, 1) <= 1),
+    sum(pr.size) FILTER (WHERE pr.is_layer),
+    sum(pr.size) FILTER (WHERE pr.is_layer AND coalesce(h.n, 1) > 1),
+    sum(pr.size) FILTER (WHERE pr.is_layer AND coalesce(h.n, 1) <= 1)
+FROM page_refs pr
+LEFT JOIN holders h ON h.ref = pr.ref AND {holder_join}
+GROUP BY pr.holding_id
+"""
+
+
+def image_sizes(*, holding_ids: list[int], scope: Scope | None = None) -> dict[int, ImageSizes]:
+    """Size, shared and unique bytes per image, as `docker system df -v` defines them.
+
+    An image's size counts its manifest, config and layers; a part is shared when another image in
+    the scope references the same digest. Without a scope, each image is measured within its own
+    registry (tagged images only).
+    """
+    if not holding_ids:
+        return {}
+    if scope is None:
+        where, params = Scope().where()
+        sql = _IMAGE_SIZES_SQL.format(
+            where=where, registry_match="r.registry_id IN (SELECT registry_id FROM page)",
+            group_registry="registry_id", holder_join="h.registry_id = pr.registry_id",
+        )
+    else:
+        where, params = scope.where()
+        sql = _IMAGE_SIZES_SQL.format(where=where, registry_match="TRUE", group_registry="0", holder_join="TRUE")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(holding_ids), *params])
+        rows = cursor.fetchall()
+    return {
+        row[0]: ImageSizes(*(int(v or 0) for v in row[1:]))
+        for row in rows
+    }
+
+
+def images(*, scope: Scope) -> QuerySet[RepositoryManifest]:
+    """Images (single-platform manifests per repository) in a scope."""
+    return (
+        scope.holdings()
+        .filter(manifest__kind="image")
+        .select_related("repository__registry", "manifest", "manifest__config")
+    )
+
+
+def image_tags(*, holdings: list[RepositoryManifest]) -> dict[int, list[str]]:
+    """Current tags naming each image: its own, and those of tagged indexes listing it (`tag@platform`)."""
+    result: dict[int, list[str]] = {h.id: [] for h in holdings}
+    by_key = {(h.repository_id, h.manifest_id): h.id for h in holdings}
+    if not holdings:
+        return result
+    repo_ids = {h.repository_id for h in holdings}
+    manifest_ids = {h.manifest_id for h in holdings}
+    for repo_id, manifest_id, name in Tag.objects.filter(
+        repository_id__in=repo_ids, manifest_id__in=manifest_ids, removed_at=None
+    ).values_list("repository_id", "manifest_id", "name"):
+        if (repo_id, manifest_id) in by_key:
+            result[by_key[(repo_id, manifest_id)]].append(name)
+    for repo_id, child_id, name in Tag.objects.filter(
+        repository_id__in=repo_ids, removed_at=None, manifest__entries__child_id__in=manifest_ids
+    ).values_list("repository_id", "manifest__entries__child_id", "name"):
+        if (repo_id, child_id) in by_key:
+            result[by_key[(repo_id, child_id)]].append(f"{name} (index)")
+    for names in result.values():
+        names.sort()
+    return result
+
+
+def _created_by_subquery() -> Subquery:
+    """The history line that produced a layer, from any image config that lists it at that position."""
+    return Subquery(
+        HistoryEntry.objects.filter(
+            config__id=OuterRef("manifest__config_id"), layer_position=OuterRef("position")
+        ).values("created_by")[:1]
+    )
+
+
+def image_layers(*, manifest_id: int) -> QuerySet[ManifestLayer]:
+    """An image's layers bottom to top, each with its blob and the `created_by` that produced it."""
+    return (
+        ManifestLayer.objects.filter(manifest_id=manifest_id)
+        .select_related("blob")
+        .annotate(created_by=_created_by_subquery())
+        .order_by("position")
+    )
+
+
+def image_history(*, manifest_id: int) -> QuerySet[HistoryEntry]:
+    """All history entries, empty layers included, oldest first, as `docker image history` (reversed) lists them."""
+    config_id = Manifest.objects.filter(id=manifest_id).values("config_id")[:1]
+    layer = ManifestLayer.objects.filter(manifest_id=manifest_id, position=OuterRef("layer_position"))
+    return (
+        HistoryEntry.objects.filter(config_id=Subquery(config_id))
+        .annotate(
+            layer_digest=Subquery(layer.values("blob__digest")[:1]),
+            layer_size=Subquery(layer.values("blob__size")[:1]),
+        )
+        .order_by("position")
+    )
+
+
+def layer_ranking(*, scope: Scope) -> QuerySet[Blob]:
+    """Layer blobs in a scope with how many images and repositories hold them and the bytes sharing saves."""
+    holding_filter = Q(manifest_layers__manifest__holdings__in=scope.holdings())
+    first_line = ManifestLayer.objects.filter(blob_id=OuterRef("id")).annotate(cb=_created_by_subquery())
+    return (
+        Blob.objects.filter(holding_filter)
+        .annotate(
+            images=Count("manifest_layers__manifest__holdings", filter=holding_filter, distinct=True),
+            repositories=Count(
+                "manifest_layers__manifest__holdings__repository", filter=holding_filter, distinct=True
+            ),
+        )
+        .annotate(
+            saved_bytes=F("size") * (F("images") - 1),
+            created_by=Subquery(first_line.exclude(cb=None).values("cb")[:1]),
+        )
+        .order_by("-images", "-saved_bytes", "digest")
+    )
+
+
+def layer_images(*, digest: str, scope: Scope) -> QuerySet[RepositoryManifest]:
+    """The images in a scope that hold a layer, by the layer's digest."""
+    return images(scope=scope).filter(manifest__manifest_layers__blob__digest=digest).distinct()
+
+
+def registry_summaries() -> dict[int, DedupSummary]:
+    return {reg.id: dedup_summary(scope=Scope(registry_id=reg.id)) for reg in Registry.objects.all()}

@@ -1,0 +1,362 @@
+"""Write-side services: registries, scans and the scan state machine.
+
+Services raise the domain exceptions below; one DRF exception handler maps them to HTTP replies and
+the management commands print them. Tasks call `scan_registry_run` / `scan_repository_run` and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Q, Sum
+from django.utils import timezone
+
+from analytics.ingest import snapshot_ingest
+from analytics.models import Registry, Repository, Scan, ScanError
+from workers.registry.client import RegistryClient
+from workers.registry.errors import RegistryError
+from workers.registry.reference import parse_scan_target
+
+logger = logging.getLogger(__name__)
+
+
+class LayerlensError(Exception):
+    """Base of the domain errors; `status` is the HTTP status the API answers with."""
+
+    status = 400
+
+
+class InvalidRequest(LayerlensError):
+    status = 400
+
+
+class NotFound(LayerlensError):
+    status = 404
+
+
+class Conflict(LayerlensError):
+    status = 409
+
+
+class RepositoryBusy(LayerlensError):
+    """Another worker holds the repository's scan lease; try again later."""
+
+    status = 409
+
+
+# --- registries -------------------------------------------------------------------------------------
+
+
+def _normalise_url(url: str) -> str:
+    target = parse_scan_target(url)
+    if target.repository:
+        raise InvalidRequest(f"{url!r} names a repository; a registry is its base URL, e.g. http://127.0.0.1:5000")
+    return target.registry_url.rstrip("/")
+
+
+def registry_lookup(identifier: str) -> Registry:
+    """A registry by id, name, base URL or host:port."""
+    ident = identifier.strip().rstrip("/")
+    qs = Registry.objects.all()
+    if ident.isdigit():
+        found = qs.filter(id=int(ident)).first()
+    else:
+        found = qs.filter(Q(name=ident) | Q(url=ident)).first()
+        if found is None:
+            host = ident.split("://", 1)[-1]
+            found = qs.filter(Q(url=f"http://{host}") | Q(url=f"https://{host}")).first()
+    if found is None:
+        raise NotFound(f"no registry {identifier!r}")
+    return found
+
+
+def registry_upsert(
+    *,
+    url: str,
+    name: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    insecure: bool | None = None,
+    ca_bundle: str | None = None,
+) -> Registry:
+    """Create a registry by base URL, or update the one that has it. Idempotent."""
+    base = _normalise_url(url)
+    registry = Registry.objects.filter(url=base).first() or Registry(url=base, name=name or base.split("://", 1)[1])
+    if name:
+        registry.name = name
+    if username is not None:
+        registry.username = username
+    if password is not None:
+        registry.set_password(password)
+    if insecure is not None:
+        registry.insecure = insecure
+    if ca_bundle is not None:
+        registry.ca_bundle = ca_bundle
+    registry.save()
+    return registry
+
+
+def registry_client(registry: Registry) -> RegistryClient:
+    verify: bool | ssl.SSLContext = not registry.insecure
+    if registry.ca_bundle and not registry.insecure:
+        verify = ssl.create_default_context(cadata=registry.ca_bundle)
+    return RegistryClient(
+        registry.url,
+        username=registry.username or None,
+        password=registry.get_password(),
+        verify=verify,  # type: ignore[arg-type]
+        timeout=settings.REGISTRY_TIMEOUT_SECONDS,
+        page_size=settings.REGISTRY_PAGE_SIZE,
+    )
+
+
+# --- scans: creation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    registry: Registry
+    repository: Repository | None
+    tag: str
+
+
+def scan_request_resolve(*, target: str, username: str | None = None, password: str | None = None) -> ScanRequest:
+    """Turn `http://host:port`, `host:port/repo` or `host:port/repo:tag` into rows, creating what is new."""
+    try:
+        parsed = parse_scan_target(target)
+    except RegistryError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    registry = Registry.objects.filter(url=parsed.registry_url.rstrip("/")).first()
+    if registry is None or username is not None or password is not None:
+        registry = registry_upsert(url=parsed.registry_url, username=username, password=password)
+    repository = None
+    if parsed.repository:
+        repository, _ = Repository.objects.get_or_create(registry=registry, name=parsed.repository)
+    return ScanRequest(registry=registry, repository=repository, tag=parsed.tag or parsed.digest or "")
+
+
+def scan_create(
+    *, registry: Registry, repository: Repository | None = None, tag: str = "", trigger: str = "manual",
+    parent: Scan | None = None,
+) -> Scan:
+    kind = Scan.Kind.TAG if tag else Scan.Kind.REPOSITORY if repository else Scan.Kind.REGISTRY
+    return Scan.objects.create(
+        kind=kind, registry=registry, repository=repository, tag=tag, trigger=trigger, parent=parent
+    )
+
+
+def scan_enqueue(scan: Scan) -> None:
+    """Send the scan to the workers once the surrounding transaction commits."""
+    from config.celery import app
+
+    task = "workers.tasks.scan_registry" if scan.kind == Scan.Kind.REGISTRY else "workers.tasks.scan_repository"
+    transaction.on_commit(lambda: app.send_task(task, args=[scan.id]))
+
+
+def scan_start(*, target: str, trigger: str = "manual", username: str | None = None, password: str | None = None) -> Scan:
+    with transaction.atomic():
+        request = scan_request_resolve(target=target, username=username, password=password)
+        scan = scan_create(registry=request.registry, repository=request.repository, tag=request.tag, trigger=trigger)
+        scan_enqueue(scan)
+    return scan
+
+
+# --- scans: running -----------------------------------------------------------------------------------
+
+
+def _claim(scan_id: int) -> Scan | None:
+    """Move a queued scan to running; None if another worker already has it (or it is finished)."""
+    claimed = Scan.objects.filter(id=scan_id, status=Scan.Status.QUEUED).update(
+        status=Scan.Status.RUNNING, started_at=timezone.now()
+    )
+    return Scan.objects.select_related("registry", "repository").get(id=scan_id) if claimed else None
+
+
+def _finish(scan: Scan, status: str, message: str = "") -> None:
+    errors = scan.errors.count()
+    if status == Scan.Status.SUCCEEDED and errors:
+        status = Scan.Status.PARTIAL
+    Scan.objects.filter(id=scan.id).update(
+        status=status, finished_at=timezone.now(), message=message[:4000], errors_count=errors
+    )
+    if scan.parent_id:
+        Scan.objects.filter(id=scan.parent_id).update(repositories_done=F("repositories_done") + 1)
+        _parent_finish_if_done(scan.parent_id)
+
+
+def _parent_finish_if_done(parent_id: int) -> None:
+    with transaction.atomic():
+        parent = Scan.objects.select_for_update().get(id=parent_id)
+        if parent.is_finished or parent.repositories_done < parent.repositories_total:
+            return
+        children = parent.children.all()
+        totals = children.aggregate(
+            tags=Sum("tags_count"), images=Sum("images_count"), new=Sum("new_manifests_count"),
+            errors=Sum("errors_count"), failed=Count("id", filter=Q(status=Scan.Status.FAILED)),
+        )
+        errors = (totals["errors"] or 0) + parent.errors.count()
+        status = Scan.Status.PARTIAL if (errors or totals["failed"]) else Scan.Status.SUCCEEDED
+        Scan.objects.filter(id=parent_id).update(
+            status=status,
+            finished_at=timezone.now(),
+            tags_count=totals["tags"] or 0,
+            images_count=totals["images"] or 0,
+            new_manifests_count=totals["new"] or 0,
+            errors_count=errors,
+        )
+        Registry.objects.filter(id=parent.registry_id).update(last_scanned_at=timezone.now())
+
+
+def scan_fail(*, scan_id: int, message: str, kind: str = "ScanFailed") -> None:
+    """Record a scan as failed, whatever state it was in; used when retries are exhausted."""
+    scan = Scan.objects.get(id=scan_id)
+    if scan.is_finished:
+        return
+    ScanError.objects.create(scan=scan, repository=scan.repository.name if scan.repository else "", kind=kind, message=message)
+    _finish(scan, Scan.Status.FAILED, message)
+
+
+def scan_registry_run(*, scan_id: int) -> list[int]:
+    """1. Claim the scan. 2. List every repository. 3. Create a child scan per repository; return their ids.
+
+    The caller (a task, or the inline runner) runs the children. A registry that cannot be listed fails
+    the scan with the registry's own words.
+    """
+    scan = _claim(scan_id)
+    if scan is None:
+        return []
+    try:
+        with registry_client(scan.registry) as client:
+            names = list(client.iter_repositories())
+    except RegistryError as exc:
+        if getattr(exc, "transient", False):
+            Scan.objects.filter(id=scan.id).update(status=Scan.Status.QUEUED)
+            raise
+        ScanError.objects.create(scan=scan, kind=type(exc).__name__, message=str(exc))
+        _finish(scan, Scan.Status.FAILED, str(exc))
+        return []
+    with transaction.atomic():
+        Repository.objects.bulk_create(
+            [Repository(registry=scan.registry, name=n) for n in sorted(set(names))], ignore_conflicts=True
+        )
+        repos = list(Repository.objects.filter(registry=scan.registry, name__in=names).order_by("name"))
+        children = Scan.objects.bulk_create(
+            [
+                Scan(kind=Scan.Kind.REPOSITORY, registry=scan.registry, repository=r, parent=scan, trigger=scan.trigger)
+                for r in repos
+            ]
+        )
+        Scan.objects.filter(id=scan.id).update(repositories_total=len(children))
+    if not children:
+        _parent_finish_if_done(scan.id)
+    return [c.id for c in children]
+
+
+def _lease_acquire(repository: Repository, scan_id: int) -> bool:
+    now = timezone.now()
+    return bool(
+        Repository.objects.filter(id=repository.id)
+        .filter(Q(scan_lease_until__isnull=True) | Q(scan_lease_until__lt=now))
+        .update(scan_lease_until=now + timedelta(seconds=settings.SCAN_LEASE_SECONDS))
+    )
+
+
+def _lease_release(repository: Repository) -> None:
+    Repository.objects.filter(id=repository.id).update(scan_lease_until=None)
+
+
+def scan_repository_run(*, scan_id: int) -> Scan:
+    """Scan one repository (or one tag of it): source, then ingest.
+
+    1. Take the repository's lease, so no two workers scan it at once (RepositoryBusy otherwise;
+       the scan stays queued for a retry).
+    2. Read the repository from the registry, outside any transaction.
+    3. Ingest the snapshot in one transaction; record counts and per-image failures on the scan.
+    A permanent registry error fails this scan only; a transient one is re-raised for a retry.
+    """
+    scan = Scan.objects.select_related("registry", "repository").get(id=scan_id)
+    if scan.status != Scan.Status.QUEUED or scan.repository is None:
+        return scan
+    repository = scan.repository
+    if not _lease_acquire(repository, scan_id):
+        raise RepositoryBusy(f"{repository} is being scanned by another worker")
+    try:
+        claimed = _claim(scan_id)
+        if claimed is None:
+            return Scan.objects.get(id=scan_id)
+        scan = claimed
+        try:
+            with registry_client(scan.registry) as client:
+                snapshot = client.snapshot_repository(repository.name, tags=[scan.tag] if scan.tag else None)
+        except RegistryError as exc:
+            if getattr(exc, "transient", False):
+                # Back to queued so the retry can claim it again.
+                Scan.objects.filter(id=scan.id).update(status=Scan.Status.QUEUED)
+                raise
+            ScanError.objects.create(scan=scan, repository=repository.name, kind=type(exc).__name__, message=str(exc))
+            _finish(scan, Scan.Status.FAILED, str(exc))
+            return Scan.objects.get(id=scan_id)
+        result = snapshot_ingest(repository=repository, snapshot=snapshot, scan=scan, complete=not scan.tag)
+        Scan.objects.filter(id=scan.id).update(
+            repositories_total=1,
+            repositories_done=1,
+            tags_count=result.tags,
+            images_count=result.images,
+            new_manifests_count=result.new_manifests,
+        )
+        _finish(scan, Scan.Status.SUCCEEDED)
+    finally:
+        _lease_release(repository)
+    return Scan.objects.get(id=scan_id)
+
+
+def scan_run_inline(*, scan_id: int) -> Scan:
+    """Run a scan and its children in this process (for `manage.py scan --inline` and tests)."""
+    scan = Scan.objects.get(id=scan_id)
+    if scan.kind == Scan.Kind.REGISTRY:
+        for child_id in scan_registry_run(scan_id=scan_id):
+            scan_repository_run(scan_id=child_id)
+    else:
+        scan_repository_run(scan_id=scan_id)
+    return Scan.objects.get(id=scan_id)
+
+
+# --- schedule -------------------------------------------------------------------------------------------
+
+
+def due_scans_enqueue(*, now=None) -> list[int]:
+    """Create and enqueue a scan for each tracked registry or repository whose time has come.
+
+    Rows are claimed with `select_for_update(skip_locked=True)`, so two beat processes never enqueue the
+    same scan, and a target with a scan still queued or running is skipped, not doubled.
+    """
+    now = now or timezone.now()
+    created: list[int] = []
+    active = [Scan.Status.QUEUED, Scan.Status.RUNNING]
+    with transaction.atomic():
+        for registry in Registry.objects.select_for_update(skip_locked=True).filter(
+            tracked=True, scan_interval__isnull=False
+        ).filter(Q(next_scan_at__isnull=True) | Q(next_scan_at__lte=now)):
+            registry.next_scan_at = now + registry.scan_interval
+            registry.save(update_fields=["next_scan_at"])
+            if Scan.objects.filter(registry=registry, kind=Scan.Kind.REGISTRY, status__in=active).exists():
+                continue
+            scan = scan_create(registry=registry, trigger="schedule")
+            scan_enqueue(scan)
+            created.append(scan.id)
+        for repo in Repository.objects.select_for_update(skip_locked=True).select_related("registry").filter(
+            tracked=True, scan_interval__isnull=False
+        ).filter(Q(next_scan_at__isnull=True) | Q(next_scan_at__lte=now)):
+            repo.next_scan_at = now + repo.scan_interval
+            repo.save(update_fields=["next_scan_at"])
+            if Scan.objects.filter(repository=repo, status__in=active).exists():
+                continue
+            scan = scan_create(registry=repo.registry, repository=repo, trigger="schedule")
+            scan_enqueue(scan)
+            created.append(scan.id)
+    return created

@@ -1,0 +1,153 @@
+import threading
+
+import pytest
+from django.db import connection
+
+from analytics.ingest import snapshot_ingest
+from analytics.models import (
+    Blob,
+    HistoryEntry,
+    IndexEntry,
+    Manifest,
+    ManifestLayer,
+    Registry,
+    Repository,
+    RepositoryManifest,
+    Tag,
+    TagEvent,
+)
+from analytics.reports import Scope, dedup_summary, image_layers, image_sizes, images
+from tests.analytics.records import image, index, layer, snapshot
+from workers.registry.records import ManifestFailure
+
+BASE = [layer("base-1", 1000), layer("base-2", 2000)]
+WEB = image("web", [*BASE, layer("web", 300)])
+API = image("api", [*BASE, layer("api", 400)])
+
+
+def _row_counts():
+    return {
+        m.__name__: m.objects.count()
+        for m in (Blob, Manifest, ManifestLayer, HistoryEntry, IndexEntry, RepositoryManifest, Tag, TagEvent)
+    }
+
+
+@pytest.fixture
+def registry(db):
+    return Registry.objects.create(name="local", url="http://127.0.0.1:5000")
+
+
+def repo(registry, name):
+    return Repository.objects.create(registry=registry, name=name)
+
+
+def test_rescan_of_unchanged_repository_writes_nothing_new(registry):
+    web = repo(registry, "apps/web")
+    snap = snapshot("apps/web", {"1.0": WEB, "latest": WEB})
+    first = snapshot_ingest(repository=web, snapshot=snap)
+    before = _row_counts()
+    seen_before = dict(Tag.objects.values_list("name", "last_seen"))
+    second = snapshot_ingest(repository=web, snapshot=snap)
+
+    assert first.new_manifests == 1 and second.new_manifests == 0
+    assert _row_counts() == before
+    assert all(seen_before[t.name] < t.last_seen for t in Tag.objects.all())
+
+
+def test_retag_records_tag_event_and_keeps_old_manifest_as_not_present(registry):
+    web = repo(registry, "apps/web")
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"latest": WEB}))
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"latest": API}))
+
+    moves = TagEvent.objects.filter(tag__name="latest").order_by("seen_at", "id")
+    assert [(e.old_digest, e.new_digest) for e in moves] == [("", WEB.digest), (WEB.digest, API.digest)]
+    present = dict(RepositoryManifest.objects.values_list("manifest__digest", "present"))
+    assert present == {WEB.digest: False, API.digest: True}
+
+
+def test_removed_tag_is_recorded_and_failed_tag_keeps_its_manifest(registry):
+    web = repo(registry, "apps/web")
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": WEB, "b": API}))
+    failure = ManifestFailure(reference="b", kind="DigestMismatchError", message="bad")
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {}, failures=[failure]))
+
+    tags = {t.name: t for t in Tag.objects.all()}
+    assert tags["a"].removed_at is not None
+    assert tags["b"].removed_at is None and tags["b"].manifest.digest == API.digest
+    assert RepositoryManifest.objects.get(manifest__digest=API.digest).present
+
+
+def test_history_links_each_layer_to_its_created_by(registry):
+    web = repo(registry, "apps/web")
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"1": WEB}))
+    manifest = Manifest.objects.get(digest=WEB.digest)
+    rows = [(layer.position, layer.blob.digest, layer.created_by) for layer in image_layers(manifest_id=manifest.id)]
+    assert rows == [(i, lyr.digest, f"RUN build web step {i}") for i, lyr in enumerate(WEB.layers)]
+    assert HistoryEntry.objects.filter(config__digest=WEB.config.digest, empty_layer=True).count() == 1
+
+
+def test_summary_and_image_sizes_follow_the_definitions(registry):
+    arm = image("web-arm", [layer("arm-base", 700), layer("web", 300)], arch="arm64")
+    multi = index("web-multi", [WEB, arm])
+    snapshot_ingest(repository=repo(registry, "apps/web"), snapshot=snapshot("apps/web", {"1": multi}, extra=[WEB, arm]))
+    snapshot_ingest(repository=repo(registry, "apps/api"), snapshot=snapshot("apps/api", {"1": API}))
+    snapshot_ingest(repository=repo(registry, "mirror/web"), snapshot=snapshot("mirror/web", {"1": WEB}))
+
+    def cost(img):
+        return img.size + img.config.size + sum(lyr.size for lyr in img.layers)
+
+    held = [WEB, arm, API, WEB]
+    logical = sum(cost(i) for i in held) + multi.size
+    distinct_blobs = {b.digest: b.size for i in held for b in (i.config, *i.layers)}
+    stored = sum(distinct_blobs.values()) + WEB.size + arm.size + API.size + multi.size
+
+    summary = dedup_summary(scope=Scope(registry_id=registry.id))
+    assert summary.images == 4 and summary.indexes == 1
+    assert summary.distinct_layers == 5  # base-1, base-2, web, api, arm-base
+    assert (summary.logical_bytes, summary.stored_bytes) == (logical, stored)
+    assert summary.saved_bytes == logical - stored
+
+    ns = dedup_summary(scope=Scope(registry_id=registry.id, namespace="apps"))
+    assert ns.images == 3
+
+    holdings = {(h.repository.name, h.manifest.digest): h.id for h in images(scope=Scope())}
+    sizes = image_sizes(holding_ids=list(holdings.values()))
+    api = sizes[holdings[("apps/api", API.digest)]]
+    # api shares the two base layers with web (twice); its own layer, config and manifest are unique.
+    assert api.shared_bytes == 3000
+    assert api.unique_bytes == 400 + API.config.size + API.size
+    assert api.size_bytes == api.shared_bytes + api.unique_bytes == cost(API)
+    web_arm = sizes[holdings[("apps/web", arm.digest)]]
+    assert web_arm.layers_unique_bytes == 700 and web_arm.layers_shared_bytes == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_ingesting_shared_layers_at_once_never_fail_or_duplicate():
+    registry = Registry.objects.create(name="local", url="http://127.0.0.1:5000")
+    shared = [layer(f"shared-{i}", 100 + i) for i in range(50)]
+    repos = [Repository.objects.create(registry=registry, name=f"team/app{i}") for i in range(6)]
+    snaps = [
+        snapshot(r.name, {f"v{j}": image(f"{r.name}-{j}", [*shared, layer(f"{r.name}-{j}", 10)]) for j in range(3)})
+        for r in repos
+    ]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(repos))
+
+    def work(r, s):
+        try:
+            barrier.wait()
+            snapshot_ingest(repository=r, snapshot=s)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(r, s)) for r, s in zip(repos, snaps, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Blob.objects.filter(digest__in=[s.digest for s in shared]).count() == 50
+    assert Manifest.objects.count() == 18
+    assert ManifestLayer.objects.count() == 18 * 51

@@ -68,7 +68,9 @@ def blobs_upsert(*, images: Iterable[ImageRecord]) -> dict[str, int]:
     ids: dict[str, int] = {}
     missing_diff_ids: list[Blob] = []
     known = {r.digest: r for r in rows}
-    for blob_id, digest, diff_id in Blob.objects.filter(digest__in=known).values_list("id", "digest", "diff_id"):
+    for blob_id, digest, diff_id in Blob.objects.filter(digest__in=known).values_list(
+        "id", "digest", "diff_id"
+    ):
         ids[digest] = blob_id
         if not diff_id and known[digest].diff_id:
             missing_diff_ids.append(Blob(id=blob_id, diff_id=known[digest].diff_id))
@@ -82,7 +84,9 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
 
     Images go first, so the children an index names already exist when its entries are written.
     """
-    records = sorted({r.digest: r for r in records}.values(), key=lambda r: (isinstance(r, IndexRecord), r.digest))
+    records = sorted(
+        {r.digest: r for r in records}.values(), key=lambda r: (isinstance(r, IndexRecord), r.digest)
+    )
     if not records:
         return {}, set()
     digests = [r.digest for r in records]
@@ -113,7 +117,9 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
                 )
             )
         else:
-            new_rows.append(Manifest(digest=r.digest, media_type=r.media_type, kind=Manifest.Kind.INDEX, size=r.size))
+            new_rows.append(
+                Manifest(digest=r.digest, media_type=r.media_type, kind=Manifest.Kind.INDEX, size=r.size)
+            )
     Manifest.objects.bulk_create(new_rows, ignore_conflicts=True, batch_size=1000)
     ids = dict(Manifest.objects.filter(digest__in=digests).values_list("digest", "id"))
     new_digests = {row.digest for row in new_rows}
@@ -187,9 +193,20 @@ def _record_tag_changes(
     ]
     if new_tags:
         Tag.objects.bulk_create(new_tags, ignore_conflicts=True)
-        current.update({t.name: t for t in Tag.objects.filter(repository=repository, name__in=[t.name for t in new_tags])})
+        current.update(
+            {
+                t.name: t
+                for t in Tag.objects.filter(repository=repository, name__in=[t.name for t in new_tags])
+            }
+        )
         events.extend(
-            TagEvent(tag=current[t.name], old_digest="", new_digest=digest_of[t.manifest_id], seen_at=now, scan=scan)
+            TagEvent(
+                tag=current[t.name],
+                old_digest="",
+                new_digest=digest_of[t.manifest_id],
+                seen_at=now,
+                scan=scan,
+            )
             for t in new_tags
         )
     created = {t.name for t in new_tags}
@@ -201,7 +218,9 @@ def _record_tag_changes(
             unchanged.append(tag.id)
             continue
         old = tag.manifest.digest if (tag.manifest and tag.removed_at is None) else ""
-        events.append(TagEvent(tag=tag, old_digest=old, new_digest=digest_of[manifest_id], seen_at=now, scan=scan))
+        events.append(
+            TagEvent(tag=tag, old_digest=old, new_digest=digest_of[manifest_id], seen_at=now, scan=scan)
+        )
         Tag.objects.filter(id=tag.id).update(manifest_id=manifest_id, last_seen=now, removed_at=None)
     if unchanged:
         Tag.objects.filter(id__in=unchanged).update(last_seen=now)
@@ -210,7 +229,13 @@ def _record_tag_changes(
             if name in seen or name in unknown or tag.removed_at is not None:
                 continue
             events.append(
-                TagEvent(tag=tag, old_digest=tag.manifest.digest if tag.manifest else "", new_digest="", seen_at=now, scan=scan)
+                TagEvent(
+                    tag=tag,
+                    old_digest=tag.manifest.digest if tag.manifest else "",
+                    new_digest="",
+                    seen_at=now,
+                    scan=scan,
+                )
             )
             Tag.objects.filter(id=tag.id).update(removed_at=now)
     TagEvent.objects.bulk_create(events)
@@ -246,7 +271,9 @@ def snapshot_ingest(
             held |= set(IndexEntry.objects.filter(index_id__in=kept_ids).values_list("child_id", flat=True))
         RepositoryManifest.objects.bulk_create(
             [
-                RepositoryManifest(repository=repository, manifest_id=m, present=True, first_seen=now, last_seen=now)
+                RepositoryManifest(
+                    repository=repository, manifest_id=m, present=True, first_seen=now, last_seen=now
+                )
                 for m in sorted(held)
             ],
             update_conflicts=True,
@@ -255,9 +282,9 @@ def snapshot_ingest(
             batch_size=1000,
         )
         if complete:
-            RepositoryManifest.objects.filter(repository=repository, present=True).exclude(manifest_id__in=held).update(
-                present=False
-            )
+            RepositoryManifest.objects.filter(repository=repository, present=True).exclude(
+                manifest_id__in=held
+            ).update(present=False)
         events = _record_tag_changes(
             repository=repository,
             seen=seen_tags,
@@ -270,7 +297,13 @@ def snapshot_ingest(
         if scan is not None and snapshot.failures:
             ScanError.objects.bulk_create(
                 [
-                    ScanError(scan=scan, repository=repository.name, reference=f.reference, kind=f.kind, message=f.message)
+                    ScanError(
+                        scan=scan,
+                        repository=repository.name,
+                        reference=f.reference,
+                        kind=f.kind,
+                        message=f.message,
+                    )
                     for f in snapshot.failures
                 ]
             )

@@ -133,7 +133,9 @@ class IndexEntry(models.Model):
     class Meta:
         verbose_name_plural = "index entries"
         ordering = ["index_id", "position"]
-        constraints = [models.UniqueConstraint(fields=["index", "position"], name="index_entry_unique_position")]
+        constraints = [
+            models.UniqueConstraint(fields=["index", "position"], name="index_entry_unique_position")
+        ]
 
 
 class RepositoryManifest(models.Model):
@@ -159,7 +161,9 @@ class RepositoryManifest(models.Model):
 class Tag(models.Model):
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=128)
-    manifest = models.ForeignKey(Manifest, null=True, blank=True, on_delete=models.PROTECT, related_name="tags")
+    manifest = models.ForeignKey(
+        Manifest, null=True, blank=True, on_delete=models.PROTECT, related_name="tags"
+    )
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
     removed_at = models.DateTimeField(null=True, blank=True, help_text="Set when the tag vanished.")
@@ -218,9 +222,13 @@ class Scan(models.Model):
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="scans")
-    repository = models.ForeignKey(Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="scans")
+    repository = models.ForeignKey(
+        Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="scans"
+    )
     tag = models.CharField(max_length=128, blank=True)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     trigger = models.CharField(max_length=16, default="manual")  # manual, schedule, api, admin, cli
     created_at = models.DateTimeField(auto_now_add=True)

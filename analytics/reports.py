@@ -12,7 +12,16 @@ from dataclasses import asdict, dataclass, field
 from django.db import connection
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 
-from analytics.models import Blob, HistoryEntry, Manifest, ManifestLayer, Registry, Repository, RepositoryManifest, Tag
+from analytics.models import (
+    Blob,
+    HistoryEntry,
+    Manifest,
+    ManifestLayer,
+    Registry,
+    Repository,
+    RepositoryManifest,
+    Tag,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,10 @@ class Scope:
 
 
 def scope_resolve(
-    *, registry: str | None = None, namespace: str | None = None, repository: str | None = None,
+    *,
+    registry: str | None = None,
+    namespace: str | None = None,
+    repository: str | None = None,
     include_untagged: bool = False,
 ) -> Scope:
     """Build a scope from user-facing names: a registry by name, host:port or URL; a repository name."""
@@ -78,7 +90,9 @@ def scope_resolve(
             raise InvalidRequest(f"repository {repository!r} exists in several registries; name the registry")
         repo_id = repos[0].id
     return Scope(
-        registry_id=reg.id if reg else None, namespace=namespace or None, repository_id=repo_id,
+        registry_id=reg.id if reg else None,
+        namespace=namespace or None,
+        repository_id=repo_id,
         include_untagged=include_untagged,
     )
 
@@ -99,7 +113,14 @@ class DedupSummary:
     tagged_only: bool
     scope: dict[str, object] = field(default_factory=dict)
 
-    SUMMARY_FIELDS = ("images", "distinct_layers", "logical_bytes", "stored_bytes", "saved_bytes", "dedup_ratio")
+    SUMMARY_FIELDS = (
+        "images",
+        "distinct_layers",
+        "logical_bytes",
+        "stored_bytes",
+        "saved_bytes",
+        "dedup_ratio",
+    )
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -203,7 +224,9 @@ scope_images AS (
 scope_refs AS (
     SELECT s.holding_id, s.registry_id, 'b' || ml.blob_id AS ref
     FROM scope_images s JOIN analytics_manifestlayer ml ON ml.manifest_id = s.manifest_id
-    WHERE ml.blob_id IN (SELECT ml2.blob_id FROM page p2 JOIN analytics_manifestlayer ml2 ON ml2.manifest_id = p2.manifest_id)
+    WHERE ml.blob_id IN (
+        SELECT ml2.blob_id FROM page p2 JOIN analytics_manifestlayer ml2 ON ml2.manifest_id = p2.manifest_id
+    )
     UNION ALL
     SELECT s.holding_id, s.registry_id, 'b' || s.config_id FROM scope_images s
     WHERE s.config_id IN (SELECT config_id FROM page)
@@ -240,19 +263,20 @@ def image_sizes(*, holding_ids: list[int], scope: Scope | None = None) -> dict[i
     if scope is None:
         where, params = Scope().where()
         sql = _IMAGE_SIZES_SQL.format(
-            where=where, registry_match="r.registry_id IN (SELECT registry_id FROM page)",
-            group_registry="registry_id", holder_join="h.registry_id = pr.registry_id",
+            where=where,
+            registry_match="r.registry_id IN (SELECT registry_id FROM page)",
+            group_registry="registry_id",
+            holder_join="h.registry_id = pr.registry_id",
         )
     else:
         where, params = scope.where()
-        sql = _IMAGE_SIZES_SQL.format(where=where, registry_match="TRUE", group_registry="0", holder_join="TRUE")
+        sql = _IMAGE_SIZES_SQL.format(
+            where=where, registry_match="TRUE", group_registry="0", holder_join="TRUE"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, [list(holding_ids), *params])
         rows = cursor.fetchall()
-    return {
-        row[0]: ImageSizes(*(int(v or 0) for v in row[1:]))
-        for row in rows
-    }
+    return {row[0]: ImageSizes(*(int(v or 0) for v in row[1:])) for row in rows}
 
 
 def images(*, scope: Scope) -> QuerySet[RepositoryManifest]:
@@ -307,7 +331,7 @@ def image_layers(*, manifest_id: int) -> QuerySet[ManifestLayer]:
 
 
 def image_history(*, manifest_id: int) -> QuerySet[HistoryEntry]:
-    """All history entries, empty layers included, oldest first, as `docker image history` (reversed) lists them."""
+    """All history entries, empty layers included, oldest first (docker shows newest first)."""
     config_id = Manifest.objects.filter(id=manifest_id).values("config_id")[:1]
     layer = ManifestLayer.objects.filter(manifest_id=manifest_id, position=OuterRef("layer_position"))
     return (

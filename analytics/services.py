@@ -55,7 +55,9 @@ class RepositoryBusy(LayerlensError):
 def _normalise_url(url: str) -> str:
     target = parse_scan_target(url)
     if target.repository:
-        raise InvalidRequest(f"{url!r} names a repository; a registry is its base URL, e.g. http://127.0.0.1:5000")
+        raise InvalidRequest(
+            f"{url!r} names a repository; a registry is its base URL, e.g. http://127.0.0.1:5000"
+        )
     return target.registry_url.rstrip("/")
 
 
@@ -86,7 +88,9 @@ def registry_upsert(
 ) -> Registry:
     """Create a registry by base URL, or update the one that has it. Idempotent."""
     base = _normalise_url(url)
-    registry = Registry.objects.filter(url=base).first() or Registry(url=base, name=name or base.split("://", 1)[1])
+    registry = Registry.objects.filter(url=base).first() or Registry(
+        url=base, name=name or base.split("://", 1)[1]
+    )
     if name:
         registry.name = name
     if username is not None:
@@ -101,6 +105,19 @@ def registry_upsert(
     return registry
 
 
+def registry_create(
+    *, url: str, tracked: bool = False, scan_interval: timedelta | None = None, **fields: object
+) -> Registry:
+    """Create a registry; a registry with the same base URL already existing is a conflict."""
+    if Registry.objects.filter(url=_normalise_url(url)).exists():
+        raise Conflict(f"a registry with base URL {_normalise_url(url)} exists already")
+    with transaction.atomic():
+        registry = registry_upsert(url=url, **fields)  # type: ignore[arg-type]
+        registry.tracked, registry.scan_interval = tracked, scan_interval
+        registry.save(update_fields=["tracked", "scan_interval"])
+    return registry
+
+
 def registry_client(registry: Registry) -> RegistryClient:
     verify: bool | ssl.SSLContext = not registry.insecure
     if registry.ca_bundle and not registry.insecure:
@@ -109,7 +126,7 @@ def registry_client(registry: Registry) -> RegistryClient:
         registry.url,
         username=registry.username or None,
         password=registry.get_password(),
-        verify=verify,  # type: ignore[arg-type]
+        verify=verify,
         timeout=settings.REGISTRY_TIMEOUT_SECONDS,
         page_size=settings.REGISTRY_PAGE_SIZE,
     )
@@ -125,7 +142,9 @@ class ScanRequest:
     tag: str
 
 
-def scan_request_resolve(*, target: str, username: str | None = None, password: str | None = None) -> ScanRequest:
+def scan_request_resolve(
+    *, target: str, username: str | None = None, password: str | None = None
+) -> ScanRequest:
     """Turn `http://host:port`, `host:port/repo` or `host:port/repo:tag` into rows, creating what is new."""
     try:
         parsed = parse_scan_target(target)
@@ -141,7 +160,11 @@ def scan_request_resolve(*, target: str, username: str | None = None, password: 
 
 
 def scan_create(
-    *, registry: Registry, repository: Repository | None = None, tag: str = "", trigger: str = "manual",
+    *,
+    registry: Registry,
+    repository: Repository | None = None,
+    tag: str = "",
+    trigger: str = "manual",
     parent: Scan | None = None,
 ) -> Scan:
     kind = Scan.Kind.TAG if tag else Scan.Kind.REPOSITORY if repository else Scan.Kind.REGISTRY
@@ -154,14 +177,20 @@ def scan_enqueue(scan: Scan) -> None:
     """Send the scan to the workers once the surrounding transaction commits."""
     from config.celery import app
 
-    task = "workers.tasks.scan_registry" if scan.kind == Scan.Kind.REGISTRY else "workers.tasks.scan_repository"
+    task = (
+        "workers.tasks.scan_registry" if scan.kind == Scan.Kind.REGISTRY else "workers.tasks.scan_repository"
+    )
     transaction.on_commit(lambda: app.send_task(task, args=[scan.id]))
 
 
-def scan_start(*, target: str, trigger: str = "manual", username: str | None = None, password: str | None = None) -> Scan:
+def scan_start(
+    *, target: str, trigger: str = "manual", username: str | None = None, password: str | None = None
+) -> Scan:
     with transaction.atomic():
         request = scan_request_resolve(target=target, username=username, password=password)
-        scan = scan_create(registry=request.registry, repository=request.repository, tag=request.tag, trigger=trigger)
+        scan = scan_create(
+            registry=request.registry, repository=request.repository, tag=request.tag, trigger=trigger
+        )
         scan_enqueue(scan)
     return scan
 
@@ -196,8 +225,11 @@ def _parent_finish_if_done(parent_id: int) -> None:
             return
         children = parent.children.all()
         totals = children.aggregate(
-            tags=Sum("tags_count"), images=Sum("images_count"), new=Sum("new_manifests_count"),
-            errors=Sum("errors_count"), failed=Count("id", filter=Q(status=Scan.Status.FAILED)),
+            tags=Sum("tags_count"),
+            images=Sum("images_count"),
+            new=Sum("new_manifests_count"),
+            errors=Sum("errors_count"),
+            failed=Count("id", filter=Q(status=Scan.Status.FAILED)),
         )
         errors = (totals["errors"] or 0) + parent.errors.count()
         status = Scan.Status.PARTIAL if (errors or totals["failed"]) else Scan.Status.SUCCEEDED
@@ -217,7 +249,9 @@ def scan_fail(*, scan_id: int, message: str, kind: str = "ScanFailed") -> None:
     scan = Scan.objects.get(id=scan_id)
     if scan.is_finished:
         return
-    ScanError.objects.create(scan=scan, repository=scan.repository.name if scan.repository else "", kind=kind, message=message)
+    ScanError.objects.create(
+        scan=scan, repository=scan.repository.name if scan.repository else "", kind=kind, message=message
+    )
     _finish(scan, Scan.Status.FAILED, message)
 
 
@@ -247,7 +281,13 @@ def scan_registry_run(*, scan_id: int) -> list[int]:
         repos = list(Repository.objects.filter(registry=scan.registry, name__in=names).order_by("name"))
         children = Scan.objects.bulk_create(
             [
-                Scan(kind=Scan.Kind.REPOSITORY, registry=scan.registry, repository=r, parent=scan, trigger=scan.trigger)
+                Scan(
+                    kind=Scan.Kind.REPOSITORY,
+                    registry=scan.registry,
+                    repository=r,
+                    parent=scan,
+                    trigger=scan.trigger,
+                )
                 for r in repos
             ]
         )
@@ -298,7 +338,9 @@ def scan_repository_run(*, scan_id: int) -> Scan:
                 # Back to queued so the retry can claim it again.
                 Scan.objects.filter(id=scan.id).update(status=Scan.Status.QUEUED)
                 raise
-            ScanError.objects.create(scan=scan, repository=repository.name, kind=type(exc).__name__, message=str(exc))
+            ScanError.objects.create(
+                scan=scan, repository=repository.name, kind=type(exc).__name__, message=str(exc)
+            )
             _finish(scan, Scan.Status.FAILED, str(exc))
             return Scan.objects.get(id=scan_id)
         result = snapshot_ingest(repository=repository, snapshot=snapshot, scan=scan, complete=not scan.tag)
@@ -318,11 +360,17 @@ def scan_repository_run(*, scan_id: int) -> Scan:
 def scan_run_inline(*, scan_id: int) -> Scan:
     """Run a scan and its children in this process (for `manage.py scan --inline` and tests)."""
     scan = Scan.objects.get(id=scan_id)
-    if scan.kind == Scan.Kind.REGISTRY:
-        for child_id in scan_registry_run(scan_id=scan_id):
+    # No retries in-process: a transient error fails the scan (or child scan) at once.
+    try:
+        child_ids = scan_registry_run(scan_id=scan_id) if scan.kind == Scan.Kind.REGISTRY else [scan_id]
+    except (RegistryError, RepositoryBusy) as exc:
+        scan_fail(scan_id=scan_id, message=str(exc), kind=type(exc).__name__)
+        return Scan.objects.get(id=scan_id)
+    for child_id in child_ids:
+        try:
             scan_repository_run(scan_id=child_id)
-    else:
-        scan_repository_run(scan_id=scan_id)
+        except (RegistryError, RepositoryBusy) as exc:
+            scan_fail(scan_id=child_id, message=str(exc), kind=type(exc).__name__)
     return Scan.objects.get(id=scan_id)
 
 
@@ -339,9 +387,11 @@ def due_scans_enqueue(*, now=None) -> list[int]:
     created: list[int] = []
     active = [Scan.Status.QUEUED, Scan.Status.RUNNING]
     with transaction.atomic():
-        for registry in Registry.objects.select_for_update(skip_locked=True).filter(
-            tracked=True, scan_interval__isnull=False
-        ).filter(Q(next_scan_at__isnull=True) | Q(next_scan_at__lte=now)):
+        for registry in (
+            Registry.objects.select_for_update(skip_locked=True)
+            .filter(tracked=True, scan_interval__isnull=False)
+            .filter(Q(next_scan_at__isnull=True) | Q(next_scan_at__lte=now))
+        ):
             registry.next_scan_at = now + registry.scan_interval
             registry.save(update_fields=["next_scan_at"])
             if Scan.objects.filter(registry=registry, kind=Scan.Kind.REGISTRY, status__in=active).exists():
@@ -349,9 +399,12 @@ def due_scans_enqueue(*, now=None) -> list[int]:
             scan = scan_create(registry=registry, trigger="schedule")
             scan_enqueue(scan)
             created.append(scan.id)
-        for repo in Repository.objects.select_for_update(skip_locked=True).select_related("registry").filter(
-            tracked=True, scan_interval__isnull=False
-        ).filter(Q(next_scan_at__isnull=True) | Q(next_scan_at__lte=now)):
+        for repo in (
+            Repository.objects.select_for_update(skip_locked=True)
+            .select_related("registry")
+            .filter(tracked=True, scan_interval__isnull=False)
+            .filter(Q(next_scan_at__isnull=True) | Q(next_scan_at__lte=now))
+        ):
             repo.next_scan_at = now + repo.scan_interval
             repo.save(update_fields=["next_scan_at"])
             if Scan.objects.filter(repository=repo, status__in=active).exists():

@@ -88,6 +88,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "static"))
+try:  # WhiteNoise warns on every request when the directory is missing
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -131,10 +135,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One scan at a time per worker process; scans are long and uneven, prefetching would starve peers.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # With acks_late on Redis, an unacked task is redelivered after this; it must exceed the longest scan.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "7200"))}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "7200"))
+}
 # A repository scan that runs this long is stuck; the hard limit frees the worker for other scans.
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("SCAN_SOFT_TIME_LIMIT", "3000"))
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 120
+# One queue name per deployment, so two Layerlens installs can share a Redis without stealing tasks.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "layerlens")
 # JSON only: task arguments are ids and strings, never pickled objects.
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

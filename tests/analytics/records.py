@@ -27,21 +27,33 @@ def digest(label: str) -> str:
 
 
 def layer(label: str, size: int) -> BlobRecord:
-    return BlobRecord(digest=digest("layer:" + label), media_type=LAYER, size=size, diff_id=digest("diff:" + label))
+    return BlobRecord(
+        digest=digest("layer:" + label), media_type=LAYER, size=size, diff_id=digest("diff:" + label)
+    )
 
 
-def image(label: str, layers: list[BlobRecord], *, arch: str = "amd64", manifest_size: int = 500) -> ImageRecord:
+def image(
+    label: str, layers: list[BlobRecord], *, arch: str = "amd64", manifest_size: int = 500
+) -> ImageRecord:
     config = BlobRecord(digest=digest("config:" + label), media_type=CONFIG, size=1000 + len(layers))
     history = tuple(
         HistoryRecord(
-            created=datetime(2026, 1, 1, tzinfo=UTC), created_by=f"RUN build {label} step {i}", comment="",
-            author="", empty_layer=False, layer_position=i,
+            created=datetime(2026, 1, 1, tzinfo=UTC),
+            created_by=f"RUN build {label} step {i}",
+            comment="",
+            author="",
+            empty_layer=False,
+            layer_position=i,
         )
         for i in range(len(layers))
     ) + (
         HistoryRecord(
-            created=datetime(2026, 1, 1, tzinfo=UTC), created_by=f'CMD ["{label}"]', comment="", author="",
-            empty_layer=True, layer_position=None,
+            created=datetime(2026, 1, 1, tzinfo=UTC),
+            created_by=f'CMD ["{label}"]',
+            comment="",
+            author="",
+            empty_layer=True,
+            layer_position=None,
         ),
     )
     return ImageRecord(
@@ -62,12 +74,15 @@ def index(label: str, children: list[ImageRecord], size: int = 300) -> IndexReco
         media_type=OCI_INDEX,
         size=size,
         children=tuple(
-            IndexChild(digest=c.digest, media_type=c.media_type, size=c.size, platform=c.platform) for c in children
+            IndexChild(digest=c.digest, media_type=c.media_type, size=c.size, platform=c.platform)
+            for c in children
         ),
     )
 
 
-def snapshot(repository: str, tags: dict[str, ImageRecord | IndexRecord], extra=(), failures=()) -> RepositorySnapshot:
+def snapshot(
+    repository: str, tags: dict[str, ImageRecord | IndexRecord], extra=(), failures=()
+) -> RepositorySnapshot:
     manifests: dict[str, ImageRecord | IndexRecord] = {}
     for record in [*tags.values(), *extra]:
         manifests[record.digest] = record

@@ -81,7 +81,10 @@ def test_history_links_each_layer_to_its_created_by(registry):
     web = repo(registry, "apps/web")
     snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"1": WEB}))
     manifest = Manifest.objects.get(digest=WEB.digest)
-    rows = [(layer.position, layer.blob.digest, layer.created_by) for layer in image_layers(manifest_id=manifest.id)]
+    rows = [
+        (layer.position, layer.blob.digest, layer.created_by)
+        for layer in image_layers(manifest_id=manifest.id)
+    ]
     assert rows == [(i, lyr.digest, f"RUN build web step {i}") for i, lyr in enumerate(WEB.layers)]
     assert HistoryEntry.objects.filter(config__digest=WEB.config.digest, empty_layer=True).count() == 1
 
@@ -89,7 +92,9 @@ def test_history_links_each_layer_to_its_created_by(registry):
 def test_summary_and_image_sizes_follow_the_definitions(registry):
     arm = image("web-arm", [layer("arm-base", 700), layer("web", 300)], arch="arm64")
     multi = index("web-multi", [WEB, arm])
-    snapshot_ingest(repository=repo(registry, "apps/web"), snapshot=snapshot("apps/web", {"1": multi}, extra=[WEB, arm]))
+    snapshot_ingest(
+        repository=repo(registry, "apps/web"), snapshot=snapshot("apps/web", {"1": multi}, extra=[WEB, arm])
+    )
     snapshot_ingest(repository=repo(registry, "apps/api"), snapshot=snapshot("apps/api", {"1": API}))
     snapshot_ingest(repository=repo(registry, "mirror/web"), snapshot=snapshot("mirror/web", {"1": WEB}))
 
@@ -127,7 +132,9 @@ def test_two_workers_ingesting_shared_layers_at_once_never_fail_or_duplicate():
     shared = [layer(f"shared-{i}", 100 + i) for i in range(50)]
     repos = [Repository.objects.create(registry=registry, name=f"team/app{i}") for i in range(6)]
     snaps = [
-        snapshot(r.name, {f"v{j}": image(f"{r.name}-{j}", [*shared, layer(f"{r.name}-{j}", 10)]) for j in range(3)})
+        snapshot(
+            r.name, {f"v{j}": image(f"{r.name}-{j}", [*shared, layer(f"{r.name}-{j}", 10)]) for j in range(3)}
+        )
         for r in repos
     ]
     errors: list[BaseException] = []

@@ -1,0 +1,39 @@
+"""A registry HTTP API v2 / OCI distribution client with no Django import (DESIGN section 1).
+
+Modules: `reference` (names, tags, digests, scan targets), `client` (transport and operations),
+`manifests` (pure parsing to records), `errors` (the exception tree), `records` (the output contract).
+"""
+
+from .client import FetchedManifest, RegistryClient
+from .errors import (
+    DigestMismatchError,
+    ForbiddenError,
+    HTTPStatusError,
+    ManifestError,
+    NotFoundError,
+    ProtocolError,
+    ReferenceError,
+    RegistryError,
+    TransportError,
+    UnauthorizedError,
+)
+from .reference import Reference, ScanTarget, parse_reference, parse_scan_target
+
+__all__ = [
+    "DigestMismatchError",
+    "FetchedManifest",
+    "ForbiddenError",
+    "HTTPStatusError",
+    "ManifestError",
+    "NotFoundError",
+    "ProtocolError",
+    "Reference",
+    "ReferenceError",
+    "RegistryClient",
+    "RegistryError",
+    "ScanTarget",
+    "TransportError",
+    "UnauthorizedError",
+    "parse_reference",
+    "parse_scan_target",
+]

@@ -1,0 +1,460 @@
+"""Django admin: registries and repositories are editable; everything a scan wrote is read-only."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import models, transaction
+from django.db.models import Count, Q
+from django.template.defaultfilters import filesizeformat, truncatechars
+
+from analytics import services
+from analytics.models import (
+    Blob,
+    HistoryEntry,
+    IndexEntry,
+    Manifest,
+    ManifestLayer,
+    Registry,
+    Repository,
+    RepositoryManifest,
+    Scan,
+    ScanError,
+    Tag,
+    TagEvent,
+)
+
+
+def _size(value: int | None) -> str:
+    return "" if value is None else f"{filesizeformat(value)} ({value:,} B)"
+
+
+class ReadOnlyAdminMixin:
+    """Scanned data is written by ingest only: view it, never add or edit it here."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass
+
+
+class ReadOnlyTabularInline(ReadOnlyAdminMixin, admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_readonly_fields(self, request, obj=None):
+        return list(dict.fromkeys([*self.fields, *self.readonly_fields]))
+
+
+def _scan_now(
+    modeladmin: admin.ModelAdmin, request, targets: list[tuple[Registry, Repository | None]]
+) -> None:
+    for registry, repository in targets:
+        with transaction.atomic():
+            scan = services.scan_create(registry=registry, repository=repository, trigger="admin")
+            services.scan_enqueue(scan)
+        modeladmin.message_user(
+            request, f"Scan {scan.id} of {repository or registry} queued.", level=messages.SUCCESS
+        )
+
+
+# --- registries and repositories (editable) -----------------------------------------------------------------
+
+
+def _registry_formfield(db_field, **kwargs):
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "http")  # registries on loopback are mostly plain HTTP
+    return db_field.formfield(**kwargs)
+
+
+class RegistryForm(forms.ModelForm):
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only: stored encrypted, never shown. Leave empty to keep the current one.",
+    )
+    clear_password = forms.BooleanField(required=False, help_text="Remove the stored password.")
+
+    class Meta:
+        model = Registry
+        fields = [
+            "name",
+            "url",
+            "username",
+            "insecure",
+            "ca_bundle",
+            "tracked",
+            "scan_interval",
+            "next_scan_at",
+        ]
+        formfield_callback = _registry_formfield
+
+    def save(self, commit: bool = True) -> Registry:
+        registry = super().save(commit=False)
+        if self.cleaned_data.get("clear_password"):
+            registry.set_password(None)
+        elif self.cleaned_data.get("password"):
+            registry.set_password(self.cleaned_data["password"])
+        if commit:
+            registry.save()
+        return registry
+
+
+@admin.register(Registry)
+class RegistryAdmin(admin.ModelAdmin):
+    form = RegistryForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
+    list_display = [
+        "name",
+        "url",
+        "username",
+        "has_password",
+        "tracked",
+        "scan_interval",
+        "next_scan_at",
+        "last_scanned_at",
+        "repository_count",
+    ]
+    list_filter = ["tracked", "insecure"]
+    search_fields = ["name", "url"]
+    readonly_fields = ["has_password", "last_scanned_at", "created_at"]
+    actions = ["scan_now"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(repository_count=Count("repositories"))
+
+    @admin.display(boolean=True, description="password set")
+    def has_password(self, obj: Registry) -> bool:
+        return obj.has_password
+
+    @admin.display(description="repositories", ordering="repository_count")
+    def repository_count(self, obj) -> int:
+        return obj.repository_count
+
+    @admin.action(description="Scan now")
+    def scan_now(self, request, queryset):
+        _scan_now(self, request, [(registry, None) for registry in queryset])
+
+
+@admin.register(Repository)
+class RepositoryAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "registry",
+        "tracked",
+        "scan_interval",
+        "last_scanned_at",
+        "image_count",
+        "tag_count",
+    ]
+    list_filter = ["registry", "tracked"]
+    search_fields = ["name", "tags__name"]
+    list_select_related = ["registry"]
+    readonly_fields = ["registry", "name", "last_scanned_at", "scan_lease_until", "first_seen"]
+    fields = [
+        "registry",
+        "name",
+        "tracked",
+        "scan_interval",
+        "next_scan_at",
+        "last_scanned_at",
+        "scan_lease_until",
+        "first_seen",
+    ]
+    actions = ["scan_now"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                image_count=Count(
+                    "held_manifests",
+                    filter=Q(held_manifests__present=True, held_manifests__manifest__kind="image"),
+                    distinct=True,
+                ),
+                tag_count=Count("tags", filter=Q(tags__removed_at=None), distinct=True),
+            )
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False  # repositories are found by scans
+
+    @admin.display(description="images", ordering="image_count")
+    def image_count(self, obj) -> int:
+        return obj.image_count
+
+    @admin.display(description="tags", ordering="tag_count")
+    def tag_count(self, obj) -> int:
+        return obj.tag_count
+
+    @admin.action(description="Scan now")
+    def scan_now(self, request, queryset):
+        _scan_now(self, request, [(repo.registry, repo) for repo in queryset.select_related("registry")])
+
+
+# --- scanned content (read-only) --------------------------------------------------------------------------
+
+
+class HistoryEntryInline(ReadOnlyTabularInline):
+    model = HistoryEntry
+    fields = ["position", "created", "created_by", "empty_layer", "layer_position", "comment"]
+    show_change_link = False
+
+
+@admin.register(Blob)
+class BlobAdmin(ReadOnlyAdmin):
+    list_display = ["digest", "media_type", "stored_size", "unpacked_size", "diff_id", "manifest_count"]
+    list_filter = ["media_type"]
+    search_fields = ["digest", "diff_id"]
+    inlines = [HistoryEntryInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(manifest_count=Count("manifest_layers__manifest", distinct=True))
+        )
+
+    @admin.display(description="size", ordering="size")
+    def stored_size(self, obj: Blob) -> str:
+        return _size(obj.size)
+
+    @admin.display(description="uncompressed", ordering="uncompressed_size")
+    def unpacked_size(self, obj: Blob) -> str:
+        return _size(obj.uncompressed_size)
+
+    @admin.display(description="in manifests", ordering="manifest_count")
+    def manifest_count(self, obj) -> int:
+        return obj.manifest_count
+
+
+class ManifestLayerInline(ReadOnlyTabularInline):
+    model = ManifestLayer
+    fields = ["position", "blob", "layer_size"]
+    readonly_fields = ["layer_size"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("blob")
+
+    @admin.display(description="size")
+    def layer_size(self, obj: ManifestLayer) -> str:
+        return _size(obj.blob.size)
+
+
+class IndexEntryInline(ReadOnlyTabularInline):
+    model = IndexEntry
+    fk_name = "index"
+    fields = ["position", "child", "os", "architecture", "variant"]
+
+
+@admin.register(Manifest)
+class ManifestAdmin(ReadOnlyAdmin):
+    list_display = [
+        "digest",
+        "kind",
+        "platform",
+        "created",
+        "layer_count",
+        "layers_total",
+        "repository_count",
+        "media_type",
+    ]
+    list_filter = ["kind", "media_type", "os", "architecture"]
+    search_fields = ["digest", "holdings__repository__name", "tags__name", "manifest_layers__blob__digest"]
+    inlines = [ManifestLayerInline, IndexEntryInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(repository_count=Count("holdings", filter=Q(holdings__present=True), distinct=True))
+        )
+
+    @admin.display(description="layers size", ordering="layers_size")
+    def layers_total(self, obj: Manifest) -> str:
+        return _size(obj.layers_size)
+
+    @admin.display(description="repositories", ordering="repository_count")
+    def repository_count(self, obj) -> int:
+        return obj.repository_count
+
+
+@admin.register(ManifestLayer)
+class ManifestLayerAdmin(ReadOnlyAdmin):
+    list_display = ["manifest", "position", "blob", "layer_size"]
+    list_select_related = ["manifest", "blob"]
+    list_filter = ["blob__media_type"]
+    search_fields = ["manifest__digest", "blob__digest"]
+
+    @admin.display(description="size", ordering="blob__size")
+    def layer_size(self, obj: ManifestLayer) -> str:
+        return _size(obj.blob.size)
+
+
+@admin.register(IndexEntry)
+class IndexEntryAdmin(ReadOnlyAdmin):
+    list_display = ["index", "position", "child", "os", "architecture", "variant"]
+    list_select_related = ["index", "child"]
+    list_filter = ["os", "architecture"]
+    search_fields = ["index__digest", "child__digest"]
+
+
+@admin.register(RepositoryManifest)
+class RepositoryManifestAdmin(ReadOnlyAdmin):
+    list_display = [
+        "repository",
+        "manifest",
+        "kind",
+        "platform",
+        "layers_total",
+        "present",
+        "first_seen",
+        "last_seen",
+    ]
+    list_select_related = ["repository__registry", "manifest"]
+    list_filter = [
+        "present",
+        "repository__registry",
+        "manifest__kind",
+        "manifest__os",
+        "manifest__architecture",
+    ]
+    search_fields = ["repository__name", "manifest__digest", "manifest__tags__name"]
+
+    @admin.display(ordering="manifest__kind")
+    def kind(self, obj: RepositoryManifest) -> str:
+        return obj.manifest.kind
+
+    @admin.display()
+    def platform(self, obj: RepositoryManifest) -> str:
+        return obj.manifest.platform
+
+    @admin.display(description="layers size", ordering="manifest__layers_size")
+    def layers_total(self, obj: RepositoryManifest) -> str:
+        return _size(obj.manifest.layers_size)
+
+
+class TagEventInline(ReadOnlyTabularInline):
+    model = TagEvent
+    fields = ["seen_at", "old_digest", "new_digest", "scan"]
+    show_change_link = False
+
+
+class RemovedFilter(admin.SimpleListFilter):
+    title = "removed"
+    parameter_name = "removed"
+
+    def lookups(self, request, model_admin):
+        return [("no", "current"), ("yes", "removed")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(removed_at=None)
+        if self.value() == "yes":
+            return queryset.exclude(removed_at=None)
+        return queryset
+
+
+@admin.register(Tag)
+class TagAdmin(ReadOnlyAdmin):
+    list_display = ["name", "repository", "manifest", "first_seen", "last_seen", "removed_at"]
+    list_select_related = ["repository__registry", "manifest"]
+    list_filter = [RemovedFilter, "repository__registry"]
+    search_fields = ["name", "repository__name", "manifest__digest"]
+    inlines = [TagEventInline]
+
+
+@admin.register(TagEvent)
+class TagEventAdmin(ReadOnlyAdmin):
+    list_display = ["seen_at", "tag", "old_digest", "new_digest", "scan"]
+    list_select_related = ["tag__repository__registry"]
+    list_filter = ["tag__repository__registry"]
+    search_fields = ["tag__name", "tag__repository__name", "old_digest", "new_digest"]
+
+
+@admin.register(HistoryEntry)
+class HistoryEntryAdmin(ReadOnlyAdmin):
+    list_display = ["config", "position", "created", "short_created_by", "empty_layer", "layer_position"]
+    list_select_related = ["config"]
+    list_filter = ["empty_layer"]
+    search_fields = ["config__digest", "created_by"]
+
+    @admin.display(description="created by")
+    def short_created_by(self, obj: HistoryEntry) -> str:
+        return truncatechars(obj.created_by, 100)
+
+
+class ScanErrorInline(ReadOnlyTabularInline):
+    model = ScanError
+    fields = ["repository", "reference", "kind", "message", "created_at"]
+    show_change_link = False
+
+
+class ScanChildInline(ReadOnlyTabularInline):
+    model = Scan
+    fk_name = "parent"
+    fields = [
+        "repository",
+        "status",
+        "started_at",
+        "finished_at",
+        "tags_count",
+        "images_count",
+        "errors_count",
+    ]
+    verbose_name_plural = "repository scans"
+
+
+@admin.register(Scan)
+class ScanAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "target",
+        "status",
+        "trigger",
+        "created_at",
+        "progress",
+        "images_count",
+        "new_manifests_count",
+        "errors_count",
+    ]
+    list_select_related = ["registry", "repository"]
+    list_filter = ["status", "kind", "trigger", "registry"]
+    search_fields = ["registry__name", "registry__url", "repository__name", "tag"]
+    inlines = [ScanErrorInline, ScanChildInline]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return bool(request.user.is_superuser)  # old scans may be pruned; they own nothing else
+
+    @admin.display()
+    def target(self, obj: Scan) -> str:
+        target = str(obj.repository or obj.registry)
+        return f"{target}:{obj.tag}" if obj.tag else target
+
+    @admin.display()
+    def progress(self, obj: Scan) -> str:
+        return f"{obj.repositories_done}/{obj.repositories_total}"
+
+
+@admin.register(ScanError)
+class ScanErrorAdmin(ReadOnlyAdmin):
+    list_display = ["scan", "repository", "reference", "kind", "short_message", "created_at"]
+    list_select_related = ["scan__registry", "scan__repository"]
+    list_filter = ["kind"]
+    search_fields = ["repository", "reference", "message"]
+
+    @admin.display(description="message")
+    def short_message(self, obj: ScanError) -> str:
+        return truncatechars(obj.message, 120)

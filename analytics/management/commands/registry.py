@@ -1,0 +1,87 @@
+"""`manage.py registry add|list`: register registries; secrets are read from stdin and never printed."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from analytics import selectors_api, services
+from analytics.services import LayerlensError
+
+
+class Command(BaseCommand):
+    help = "Add or list registries. Passwords are read with --password-stdin and never printed."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        add = sub.add_parser("add", help="Add a registry, or update the one with this URL.")
+        add.add_argument("url", help="Base URL, e.g. http://127.0.0.1:5000")
+        add.add_argument("--name")
+        add.add_argument("--username")
+        add.add_argument(
+            "--password-stdin", action="store_true", help="Read the password from standard input."
+        )
+        add.add_argument("--insecure", action="store_true", help="Skip TLS certificate verification.")
+        add.add_argument("--ca-file", help="PEM file of CA certificates to trust for this registry.")
+        add.add_argument("--track", action="store_true", help="Scan on schedule.")
+        add.add_argument("--interval", type=int, help="Seconds between scheduled scans (with --track).")
+        sub.add_parser("list", help="List registries.")
+
+    def handle(self, *args, **options):
+        if options["action"] == "add":
+            self._add(options)
+        else:
+            self._list()
+
+    def _add(self, options) -> None:
+        if options["interval"] is not None and not options["track"]:
+            raise CommandError("--interval needs --track")
+        if options["track"] and not options["interval"]:
+            raise CommandError("--track needs --interval SECONDS")
+        password = sys.stdin.readline().rstrip("\r\n") if options["password_stdin"] else None
+        ca_bundle = None
+        if options["ca_file"]:
+            try:
+                with open(options["ca_file"], encoding="ascii") as fh:
+                    ca_bundle = fh.read()
+            except OSError as exc:
+                raise CommandError(f"cannot read {options['ca_file']}: {exc}")
+        try:
+            registry = services.registry_upsert(
+                url=options["url"],
+                name=options["name"],
+                username=options["username"],
+                password=password,
+                insecure=options["insecure"] or None,
+                ca_bundle=ca_bundle,
+            )
+        except LayerlensError as exc:
+            raise CommandError(str(exc))
+        if options["track"]:
+            # No schedule service exists yet: these are plain columns the beat task reads.
+            registry.tracked = True
+            registry.scan_interval = timedelta(seconds=options["interval"])
+            registry.save(update_fields=["tracked", "scan_interval"])
+        self.stdout.write(f"registry {registry.id} {registry.name} ({registry.url}) saved")
+
+    def _list(self) -> None:
+        rows = [("ID", "NAME", "URL", "USER", "PASSWORD", "INSECURE", "TRACKED", "INTERVAL", "LAST SCANNED")]
+        for r in selectors_api.registry_list():
+            rows.append(
+                (
+                    str(r.id),
+                    r.name,
+                    r.url,
+                    r.username or "-",
+                    "set" if r.has_password else "-",
+                    "yes" if r.insecure else "no",
+                    "yes" if r.tracked else "no",
+                    f"{int(r.scan_interval.total_seconds())}s" if r.scan_interval else "-",
+                    r.last_scanned_at.isoformat(timespec="seconds") if r.last_scanned_at else "never",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

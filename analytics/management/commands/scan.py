@@ -1,0 +1,126 @@
+"""`manage.py scan TARGET`: scan a registry, a repository or one tag, on the workers or in-process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from analytics import selectors_api, services
+from analytics.models import Scan
+from analytics.services import LayerlensError
+from workers.registry.errors import RegistryError
+
+
+class Command(BaseCommand):
+    help = (
+        "Scan TARGET: http://host:port (a registry), host:port/repo (a repository) or host:port/repo:tag. "
+        "Exits non-zero when the scan failed or had errors."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("target")
+        parser.add_argument(
+            "--inline", action="store_true", help="Run in this process instead of on the workers."
+        )
+        parser.add_argument("--username", help="Registry user name (saved on the registry).")
+        parser.add_argument(
+            "--password-stdin", action="store_true", help="Read the registry password from standard input."
+        )
+        parser.add_argument("--timeout", type=float, default=3600.0, help="Seconds to wait for the workers.")
+        parser.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
+        parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+
+    def handle(self, *args, **options):
+        password = sys.stdin.readline().rstrip("\r\n") if options["password_stdin"] else None
+        try:
+            with transaction.atomic():
+                request = services.scan_request_resolve(
+                    target=options["target"], username=options["username"], password=password
+                )
+                scan = services.scan_create(
+                    registry=request.registry, repository=request.repository, tag=request.tag, trigger="cli"
+                )
+                if not options["inline"]:
+                    services.scan_enqueue(scan)
+            if options["inline"]:
+                scan = self._run_inline(scan.id)
+            else:
+                scan = self._wait(
+                    scan.id,
+                    timeout=options["timeout"],
+                    poll=options["poll"],
+                    progress=not options["no_progress"],
+                )
+        except LayerlensError as exc:
+            raise CommandError(str(exc))
+        self._summary(scan)
+        if scan.status == Scan.Status.FAILED:
+            raise CommandError(f"scan {scan.id} failed: {scan.message or 'see the errors above'}")
+        if scan.errors_count:
+            raise CommandError(f"scan {scan.id} finished with {scan.errors_count} error(s)")
+
+    def _run_inline(self, scan_id: int) -> Scan:
+        try:
+            return services.scan_run_inline(scan_id=scan_id)
+        except RegistryError as exc:
+            # A transient error leaves the scan queued for a worker's retry; in-process there is no
+            # retry, so the scan is failed with the registry's own words.
+            services.scan_fail(scan_id=scan_id, message=str(exc), kind=type(exc).__name__)
+            return Scan.objects.select_related("registry", "repository").get(id=scan_id)
+
+    def _wait(self, scan_id: int, *, timeout: float, poll: float, progress: bool) -> Scan:
+        from tqdm import tqdm
+
+        self.stderr.write(f"scan {scan_id} queued; waiting for the workers (timeout {timeout:g}s)")
+        deadline = time.monotonic() + timeout
+        bar = tqdm(total=0, unit="repo", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        try:
+            while True:
+                scan = Scan.objects.select_related("registry", "repository").get(id=scan_id)
+                total = scan.repositories_total or (1 if scan.kind != Scan.Kind.REGISTRY else 0)
+                if bar.total != total:
+                    bar.total = total
+                bar.n = scan.repositories_done
+                bar.set_postfix_str(scan.status, refresh=False)
+                bar.refresh()
+                if scan.is_finished:
+                    return scan
+                if time.monotonic() >= deadline:
+                    raise CommandError(
+                        f"scan {scan_id} still {scan.status} after {timeout:g}s "
+                        f"({scan.repositories_done}/{scan.repositories_total} repositories); "
+                        "is a worker running?"
+                    )
+                time.sleep(poll)
+        finally:
+            bar.close()
+
+    def _summary(self, scan: Scan) -> None:
+        duration = (
+            f"{(scan.finished_at - scan.started_at).total_seconds():.1f}s"
+            if scan.started_at and scan.finished_at
+            else "-"
+        )
+        rows = [
+            ("scan", str(scan.id)),
+            ("target", f"{scan.repository or scan.registry}" + (f":{scan.tag}" if scan.tag else "")),
+            ("status", scan.get_status_display()),
+            ("repositories", f"{scan.repositories_done}/{scan.repositories_total}"),
+            ("tags", str(scan.tags_count)),
+            ("images", str(scan.images_count)),
+            ("new manifests", str(scan.new_manifests_count)),
+            ("errors", str(scan.errors_count)),
+            ("duration", duration),
+        ]
+        width = max(len(k) for k, _ in rows)
+        for key, value in rows:
+            self.stdout.write(f"{key:<{width}}  {value}")
+        if scan.message:
+            self.stdout.write(f"message: {scan.message}")
+        for error in selectors_api.scan_errors(scan_id=scan.id, include_children=True)[:50]:
+            where = "/".join(p for p in (error.repository, error.reference) if p) or "registry"
+            self.stdout.write(f"  error: {where}: {error.kind}: {error.message}")

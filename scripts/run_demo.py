@@ -1,0 +1,142 @@
+"""Bring up Layerlens with a demo: web, worker, beat and a seeded local registry, scanned once.
+
+1. Migrate, collect static files, create the demo staff user.
+2. Start a CNCF registry on loopback and push demo images built with umoci + skopeo.
+3. Start the web server, a Celery worker and Celery beat.
+4. Register the demo registry (tracked hourly), scan it through the worker, print the summary.
+5. Wait for Ctrl-C, then stop everything this script started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.images import build_demo_registry  # noqa: E402
+from tests.support.registry import RegistryServer  # noqa: E402
+
+PY = str(ROOT / ".venv" / "bin" / "python")
+VAR = ROOT / "var" / "run"
+WEB_PORT = int(os.environ.get("LAYERLENS_PORT", "8000"))
+ENV = {
+    **os.environ,
+    "DEBUG": os.environ.get("DEBUG", "1"),
+    "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/layerlens"),
+    "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+    "SCHEDULE_TICK_SECONDS": os.environ.get("SCHEDULE_TICK_SECONDS", "30"),
+}
+children: list[subprocess.Popen[bytes]] = []
+
+
+def manage(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=ENV, check=check)
+
+
+def spawn(name: str, argv: list[str]) -> None:
+    log = open(VAR / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+    children.append(subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT))
+
+
+def stop_all(*_: object) -> None:
+    for proc in reversed(children):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in children:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> int:
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print("\nstopping ...")
+        return 0
+    finally:
+        stop_all()
+
+
+def run() -> int:
+    VAR.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tc", "SELECT 1"], check=True, capture_output=True
+    )
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "layerlens"], capture_output=True)
+    manage("migrate", "--noinput", "-v0")
+    manage("collectstatic", "--noinput", "-v0")
+    manage("demo_user", "--username", "demo", "--password", "demo")
+
+    registry_dir = ROOT / "var" / "demo-registry"
+    subprocess.run(["rm", "-rf", str(registry_dir)], check=True)
+    registry = RegistryServer(workdir=registry_dir).start()
+    children.append(registry.proc)  # type: ignore[arg-type]
+    print(f"demo registry: {registry.url}  (seeding with umoci + skopeo ...)", flush=True)
+    t0 = time.monotonic()
+    pushed = build_demo_registry(registry.host)
+    print(f"pushed {len(pushed)} tags in {time.monotonic() - t0:.1f}s", flush=True)
+
+    spawn(
+        "web",
+        [
+            PY,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{WEB_PORT}",
+            "--workers",
+            "2",
+            "--access-logfile",
+            "-",
+        ],
+    )
+    spawn("worker", [PY, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=2"])
+    spawn(
+        "beat",
+        [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "--loglevel=INFO",
+            "--schedule",
+            str(VAR / "celerybeat-schedule"),
+        ],
+    )
+    manage("registry", "add", registry.url, "--name", "demo", "--track", "--interval", "3600")
+
+    t0 = time.monotonic()
+    scan = manage("scan", registry.url, "--timeout", "600", check=False)
+    took = time.monotonic() - t0
+    manage("report", "--registry", registry.host)
+    print(
+        f"""
+Layerlens is up (scan took {took:.1f}s{"" if scan.returncode == 0 else ", with errors: see above"}).
+  API        http://127.0.0.1:{WEB_PORT}/api/v1/summary/?registry={registry.host}
+  API docs   http://127.0.0.1:{WEB_PORT}/api/docs/
+  admin      http://127.0.0.1:{WEB_PORT}/admin/   (login demo / demo)
+  registry   {registry.url}   logs in {VAR}
+  CLI        .venv/bin/python manage.py report --registry {registry.host} --json
+Ctrl-C stops everything started here.""",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    while all(p.poll() is None for p in children):
+        time.sleep(1)
+    print("a service stopped unexpectedly; see the logs in", VAR, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

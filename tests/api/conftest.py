@@ -1,0 +1,81 @@
+"""The API tests' world: one registry, two repositories, two images sharing one base layer.
+
+    team/app:1.0, team/app:latest -> image A: manifest 500, config 1000, layers base 10000 + app 2000
+    team/web:latest               -> image B: manifest 600, config 1100, layers base 10000 + web 3000
+
+so, registry-wide: logical 13500 + 14700 = 28200, stored 1100 + 2100 + 15000 = 18200, saved 10000.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from analytics import services
+from analytics.models import Registry, Repository
+from tests.api import factories as f
+
+PASSWORD = "s3cret-Pa55word-never-shown"
+
+
+@dataclass
+class World:
+    registry: Registry
+    app: Repository
+    web: Repository
+    base: object
+    image_a: object
+    image_b: object
+
+
+@pytest.fixture
+def world(db) -> World:
+    registry = services.registry_upsert(url="http://127.0.0.1:5999", username="robot", password=PASSWORD)
+    base = f.layer("base", 10_000)
+    image_a = f.image("a", layers=[base, f.layer("app", 2_000)], config_size=1_000, manifest_size=500)
+    image_b = f.image("b", layers=[base, f.layer("web", 3_000)], config_size=1_100, manifest_size=600)
+    app = f.ingest(registry, "team/app", {"1.0": image_a, "latest": image_a})
+    web = f.ingest(registry, "team/web", {"latest": image_b})
+    return World(registry=registry, app=app, web=web, base=base, image_a=image_a, image_b=image_b)
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user("reader", password="reader-pw")
+
+
+@pytest.fixture
+def staff(db):
+    return get_user_model().objects.create_user("boss", password="boss-pw", is_staff=True)
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def client_user(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def client_staff(staff) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(staff)
+    return client
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch) -> list[tuple[str, list]]:
+    """Celery sends, captured instead of reaching the broker; everything else is real."""
+    from config.celery import app
+
+    sent: list[tuple[str, list]] = []
+    monkeypatch.setattr(app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    return sent

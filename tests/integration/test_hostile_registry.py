@@ -1,0 +1,53 @@
+"""A registry that misbehaves: each bad image fails alone, recorded on the scan; nothing half-written."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytics import services
+from analytics.models import Manifest, Scan, ScanError, Tag
+from tests.support.hostile_registry import hostile_registry
+
+
+def scan_inline(target: str) -> Scan:
+    request = services.scan_request_resolve(target=target)
+    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
+    return services.scan_run_inline(scan_id=scan.id)
+
+
+@pytest.mark.django_db
+def test_bad_images_fail_alone_and_the_rest_of_the_scan_goes_on():
+    with hostile_registry() as reg:
+        scan = scan_inline(reg.base_url)
+
+    assert scan.status == Scan.Status.PARTIAL
+    by_repo = {c.repository.name: c for c in scan.children.select_related("repository")}
+    assert by_repo["good/app"].status == Scan.Status.SUCCEEDED
+    assert by_repo["hostile/app"].status == Scan.Status.PARTIAL
+    # The looping tag list never ends by itself: that repository fails with a clear message.
+    assert by_repo["loop/app"].status == Scan.Status.FAILED
+    assert "loop" in by_repo["loop/app"].message.lower()
+
+    errors = dict(ScanError.objects.filter(repository="hostile/app").values_list("reference", "kind"))
+    assert errors == {
+        "digest-mismatch": "DigestMismatchError",
+        "malformed": "ManifestError",
+        "bad-config": "DigestMismatchError",
+        "error-500": "HTTPStatusError",
+        "schema1": "ManifestError",
+    }
+    assert set(Tag.objects.filter(repository__name="hostile/app").values_list("name", flat=True)) == {"good"}
+    # Good content of the same scan is complete: the index and both children, every layer of each image.
+    assert Manifest.objects.filter(kind="index").count() == 1
+    for manifest in Manifest.objects.filter(kind="image"):
+        assert manifest.manifest_layers.count() == manifest.layer_count > 0
+    assert scan.errors_count == 6  # five bad tags and the looping repository
+
+
+@pytest.mark.django_db
+def test_rescan_of_hostile_registry_is_idempotent():
+    with hostile_registry() as reg:
+        scan_inline(reg.base_url)
+        manifests = set(Manifest.objects.values_list("digest", flat=True))
+        scan_inline(reg.base_url)
+    assert set(Manifest.objects.values_list("digest", flat=True)) == manifests

@@ -1,0 +1,1 @@
+"""Test support: real services (PostgreSQL, Redis, registry, dockerd) and image builders."""

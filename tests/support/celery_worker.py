@@ -1,0 +1,79 @@
+"""A real Celery worker process for integration tests, on the test broker and the test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class CeleryWorker:
+    def __init__(self, *, database_name: str, broker_url: str, concurrency: int = 2) -> None:
+        self.name = f"layerlens-test-{uuid.uuid4().hex[:8]}"
+        self.broker_url = broker_url
+        self.database_name = database_name
+        self.concurrency = concurrency
+        self.log_path = Path(tempfile.mkdtemp(prefix="ll-worker-")) / "worker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/layerlens")
+        return {
+            **os.environ,
+            "DEBUG": "1",
+            "DATABASE_URL": base.rsplit("/", 1)[0] + "/" + self.database_name,
+            "CELERY_BROKER_URL": self.broker_url,
+            "CELERY_TASK_ALWAYS_EAGER": "0",
+        }
+
+    def start(self) -> CeleryWorker:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={self.concurrency}",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"{self.name}@%h",
+            ],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("celery worker exited:\n" + self.log_text())
+            if "ready." in self.log_text():
+                return self
+            time.sleep(0.2)
+        raise RuntimeError("celery worker did not become ready:\n" + self.log_text())
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None

@@ -1,0 +1,168 @@
+"""Every error the registry client raises, in one tree.
+
+::
+
+    RegistryError                      base; .registry, .repository, .reference, .transient
+    ├── ReferenceError                 a bad reference or scan target; raised before any request
+    ├── TransportError                 connection refused, reset, timeout, TLS failure (transient)
+    ├── HTTPStatusError                an error status; .status, .code (errors[0].code), .retry_after
+    │   ├── UnauthorizedError          401 (also: a Bearer challenge, which is not supported yet)
+    │   ├── ForbiddenError             403
+    │   └── NotFoundError              404 (NAME_UNKNOWN, MANIFEST_UNKNOWN, BLOB_UNKNOWN, ...)
+    ├── ProtocolError                  the registry broke the API: pagination loop, cross-origin Link,
+    │                                  a catalog or tag list that is not the documented JSON
+    └── ManifestError                  a manifest or config malformed, unsupported, or contradicting
+        └── DigestMismatchError        its declared type; bytes whose sha256 is not the expected digest
+
+`transient` says whether trying again later may succeed: true for transport errors, 408, 429 and
+5xx; false for everything else (a 404 or a malformed manifest will not fix itself), as Healthchecks
+marks transport errors. Callers (Celery tasks) retry on `transient` alone.
+
+`ReferenceError` deliberately shadows the builtin of the same name inside this package's namespace;
+import it qualified (`from workers.registry import errors`) where that could confuse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def describe(registry: str | None, repository: str | None, reference: str | None) -> str:
+    """`registry/repository:reference` (or `@digest`), leaving out the parts that are unknown."""
+    where = registry or ""
+    if repository:
+        where = f"{where}/{repository}" if where else repository
+    if reference:
+        sep = "@" if ":" in reference else ":"
+        where = f"{where}{sep}{reference}" if where else reference
+    return where or "registry"
+
+
+class RegistryError(Exception):
+    """Base of every error the registry client raises.
+
+    The message always names what was being read (`registry/repository:reference`), so a failure
+    recorded on a scan is readable without the traceback.
+    """
+
+    transient: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str | None = None,
+        repository: str | None = None,
+        reference: str | None = None,
+    ) -> None:
+        self.message = message
+        self.registry = registry
+        self.repository = repository
+        self.reference = reference
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        if not (self.registry or self.repository or self.reference):
+            return self.message
+        return f"{describe(self.registry, self.repository, self.reference)}: {self.message}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only arguments, which the default pickling (cls(*args)) cannot
+        # pass; Celery pickles exceptions between worker and result backend, so rebuild from state.
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
+    def locate(
+        self, *, registry: str | None = None, repository: str | None = None, reference: str | None = None
+    ) -> RegistryError:
+        """Fill in where the error happened (parts already known are kept); return self to re-raise.
+
+        Pure parsers raise without knowing the registry; the client adds it before the error leaves.
+        """
+        self.registry = self.registry or registry
+        self.repository = self.repository or repository
+        self.reference = self.reference or reference
+        self.args = (self._format(),)
+        return self
+
+
+def _rebuild(cls: type[RegistryError], args: tuple[Any, ...], state: dict[str, Any]) -> RegistryError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class ReferenceError(RegistryError):  # noqa: A001 - the name the design uses
+    """A reference, repository name, tag, digest or scan target that the grammar rejects."""
+
+
+class TransportError(RegistryError):
+    """The request did not get an HTTP answer: connection refused or reset, timeout, TLS error."""
+
+    transient = True
+
+
+class HTTPStatusError(RegistryError):
+    """The registry answered with an error status.
+
+    `code` is the first `errors[].code` of the body (distribution spec, "Error Codes"), or None when the
+    body is not the documented JSON; `retry_after` is the `Retry-After` header in seconds, when given.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        retry_after: float | None = None,
+        registry: str | None = None,
+        repository: str | None = None,
+        reference: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        # 408 Request Timeout and 429 Too Many Requests are the client's "later"; 5xx the server's.
+        self.transient = status in (408, 429) or status >= 500
+        super().__init__(message, registry=registry, repository=repository, reference=reference)
+
+
+class UnauthorizedError(HTTPStatusError):
+    """401: no credentials, wrong credentials, or a token (Bearer) challenge this client cannot answer."""
+
+
+class ForbiddenError(HTTPStatusError):
+    """403: the credentials are valid but not allowed to read this."""
+
+
+class NotFoundError(HTTPStatusError):
+    """404: no such repository (NAME_UNKNOWN), manifest (MANIFEST_UNKNOWN) or blob (BLOB_UNKNOWN)."""
+
+
+class ProtocolError(RegistryError):
+    """The registry answered, but not as the distribution spec says: a looping or cross-origin `Link`,
+    a list that is not JSON, a body over the size limit."""
+
+
+class ManifestError(RegistryError):
+    """A manifest or image config that is malformed, unsupported (schema 1, artifacts), or contradicts
+    its declared media type or the descriptor that pointed at it."""
+
+
+class DigestMismatchError(ManifestError):
+    """Content whose digest is not the one expected (asked for, announced, or in a descriptor)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: str,
+        actual: str,
+        registry: str | None = None,
+        repository: str | None = None,
+        reference: str | None = None,
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, registry=registry, repository=repository, reference=reference)

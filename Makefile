@@ -27,7 +27,7 @@ migrations-check: services
 	@DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
 bench: services
-	@DEBUG=1 $(PY) -m bench.scan_demo
+	@$(PY) -m bench.scan_demo
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache

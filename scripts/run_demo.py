@@ -25,6 +25,7 @@ from tests.support.registry import RegistryServer  # noqa: E402
 PY = str(ROOT / ".venv" / "bin" / "python")
 VAR = ROOT / "var" / "run"
 WEB_PORT = int(os.environ.get("LAYERLENS_PORT", "8000"))
+REGISTRY_PORT = int(os.environ.get("DEMO_REGISTRY_PORT", "5000"))
 ENV = {
     **os.environ,
     "DEBUG": os.environ.get("DEBUG", "1"),
@@ -77,7 +78,11 @@ def run() -> int:
 
     registry_dir = ROOT / "var" / "demo-registry"
     subprocess.run(["rm", "-rf", str(registry_dir)], check=True)
-    registry = RegistryServer(workdir=registry_dir).start()
+    try:
+        registry = RegistryServer(workdir=registry_dir, port=REGISTRY_PORT).start()
+    except RuntimeError:
+        print(f"port {REGISTRY_PORT} is taken; the demo registry takes a free one", flush=True)
+        registry = RegistryServer(workdir=registry_dir).start()
     children.append(registry.proc)  # type: ignore[arg-type]
     print(f"demo registry: {registry.url}  (seeding with umoci + skopeo ...)", flush=True)
     t0 = time.monotonic()

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from analytics.models import (
@@ -242,6 +242,45 @@ def _record_tag_changes(
     return len(events)
 
 
+_REACHABLE_SQL = """
+WITH RECURSIVE reach(manifest_id) AS (
+    SELECT manifest_id FROM analytics_tag
+    WHERE repository_id = %(repo)s AND removed_at IS NULL AND manifest_id IS NOT NULL
+    UNION
+    SELECT e.child_id FROM analytics_indexentry e JOIN reach ON e.index_id = reach.manifest_id
+)
+"""
+
+
+def _presence_refresh(*, repository_id: int, now: datetime) -> None:
+    """Held now = reachable from a current tag, through indexes to any depth (UNION stops cycles).
+
+    Derived from the tags rather than from one snapshot, so a one-tag scan, a tag whose manifest
+    failed to read this time (it keeps what it held) and a full scan all leave the same answer.
+    """
+    params = {"repo": repository_id, "now": now}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _REACHABLE_SQL
+            + """
+            INSERT INTO analytics_repositorymanifest
+                (repository_id, manifest_id, present, first_seen, last_seen)
+            SELECT %(repo)s, manifest_id, TRUE, %(now)s, %(now)s FROM reach
+            ON CONFLICT (repository_id, manifest_id)
+            DO UPDATE SET present = TRUE WHERE NOT analytics_repositorymanifest.present
+            """,
+            params,
+        )
+        cursor.execute(
+            _REACHABLE_SQL
+            + """
+            UPDATE analytics_repositorymanifest SET present = FALSE
+            WHERE repository_id = %(repo)s AND present AND manifest_id NOT IN (SELECT manifest_id FROM reach)
+            """,
+            params,
+        )
+
+
 def snapshot_ingest(
     *, repository: Repository, snapshot: RepositorySnapshot, scan: Scan | None = None, complete: bool = True
 ) -> IngestResult:
@@ -252,7 +291,7 @@ def snapshot_ingest(
     3. Tags: created, moved or removed, each change a `TagEvent`.
     4. Failures, as `ScanError` rows on the scan.
 
-    `complete` is false when the snapshot covers only some tags (a one-tag scan): then nothing the
+    `complete` is false when the snapshot covers only some tags (a one-tag scan): then no tag the
     snapshot did not mention is marked gone.
     """
     now = timezone.now()
@@ -262,29 +301,18 @@ def snapshot_ingest(
         digest_of = {v: k for k, v in ids.items()}
         seen_tags = {name: ids[digest] for name, digest in snapshot.tags.items() if digest in ids}
 
-        # A tag whose manifest could not be read this time keeps what it held before.
-        held = set(ids.values())
-        if failed_refs:
-            kept = Tag.objects.filter(repository=repository, name__in=failed_refs, removed_at__isnull=True)
-            kept_ids = set(kept.exclude(manifest=None).values_list("manifest_id", flat=True))
-            held |= kept_ids
-            held |= set(IndexEntry.objects.filter(index_id__in=kept_ids).values_list("child_id", flat=True))
         RepositoryManifest.objects.bulk_create(
             [
                 RepositoryManifest(
-                    repository=repository, manifest_id=m, present=True, first_seen=now, last_seen=now
+                    repository=repository, manifest_id=m, present=False, first_seen=now, last_seen=now
                 )
-                for m in sorted(held)
+                for m in sorted(ids.values())
             ],
             update_conflicts=True,
             unique_fields=["repository", "manifest"],
-            update_fields=["present", "last_seen"],
+            update_fields=["last_seen"],
             batch_size=1000,
         )
-        if complete:
-            RepositoryManifest.objects.filter(repository=repository, present=True).exclude(
-                manifest_id__in=held
-            ).update(present=False)
         events = _record_tag_changes(
             repository=repository,
             seen=seen_tags,
@@ -294,6 +322,7 @@ def snapshot_ingest(
             scan=scan,
             now=now,
         )
+        _presence_refresh(repository_id=repository.id, now=now)
         if scan is not None and snapshot.failures:
             ScanError.objects.bulk_create(
                 [

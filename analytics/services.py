@@ -198,9 +198,14 @@ def scan_start(
 # --- scans: running -----------------------------------------------------------------------------------
 
 
-def _claim(scan_id: int) -> Scan | None:
-    """Move a queued scan to running; None if another worker already has it (or it is finished)."""
-    claimed = Scan.objects.filter(id=scan_id, status=Scan.Status.QUEUED).update(
+def _claim(scan_id: int, *, orphaned_ok: bool = False) -> Scan | None:
+    """Move a queued scan to running; None if another worker already has it (or it is finished).
+
+    With `orphaned_ok`, a scan left running is taken too: the caller holds the repository's lease,
+    so whoever was running it is gone (its lease expired).
+    """
+    states = [Scan.Status.QUEUED, Scan.Status.RUNNING] if orphaned_ok else [Scan.Status.QUEUED]
+    claimed = Scan.objects.filter(id=scan_id, status__in=states).update(
         status=Scan.Status.RUNNING, started_at=timezone.now()
     )
     return Scan.objects.select_related("registry", "repository").get(id=scan_id) if claimed else None
@@ -314,22 +319,25 @@ def scan_repository_run(*, scan_id: int) -> Scan:
     """Scan one repository (or one tag of it): source, then ingest.
 
     1. Take the repository's lease, so no two workers scan it at once (RepositoryBusy otherwise;
-       the scan stays queued for a retry).
+       the scan stays as it is for a retry). A scan found running under an expired lease was left by
+       a dead worker (acks_late redelivers its task): it is taken over and run again from the start.
     2. Read the repository from the registry, outside any transaction.
     3. Ingest the snapshot in one transaction; record counts and per-image failures on the scan.
     A permanent registry error fails this scan only; a transient one is re-raised for a retry.
     """
     scan = Scan.objects.select_related("registry", "repository").get(id=scan_id)
-    if scan.status != Scan.Status.QUEUED or scan.repository is None:
+    if scan.is_finished or scan.repository is None:
         return scan
     repository = scan.repository
     if not _lease_acquire(repository, scan_id):
         raise RepositoryBusy(f"{repository} is being scanned by another worker")
     try:
-        claimed = _claim(scan_id)
+        claimed = _claim(scan_id, orphaned_ok=True)
         if claimed is None:
             return Scan.objects.get(id=scan_id)
         scan = claimed
+        # A redelivered scan whose worker died mid-way starts over; its rows are rewritten idempotently.
+        scan.errors.all().delete()
         try:
             with registry_client(scan.registry) as client:
                 snapshot = client.snapshot_repository(repository.name, tags=[scan.tag] if scan.tag else None)

@@ -65,6 +65,21 @@ def test_retag_records_tag_event_and_keeps_old_manifest_as_not_present(registry)
     assert present == {WEB.digest: False, API.digest: True}
 
 
+def test_one_tag_scan_of_a_moved_tag_drops_the_old_image_and_keeps_other_tags(registry):
+    web = repo(registry, "apps/web")
+    multi = index("multi", [WEB, API])
+    snapshot_ingest(
+        repository=web, snapshot=snapshot("apps/web", {"live": multi, "old": API}, extra=[WEB, API])
+    )
+    other = image("other", [layer("other", 5)])
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"live": other}), complete=False)
+
+    present = dict(RepositoryManifest.objects.values_list("manifest__digest", "present"))
+    # WEB was reachable only through the index "live" named; API is still tagged "old".
+    assert present == {multi.digest: False, WEB.digest: False, API.digest: True, other.digest: True}
+    assert Tag.objects.get(name="old").removed_at is None
+
+
 def test_removed_tag_is_recorded_and_failed_tag_keeps_its_manifest(registry):
     web = repo(registry, "apps/web")
     snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": WEB, "b": API}))

@@ -74,3 +74,18 @@ def test_expired_lease_of_a_dead_worker_does_not_block_the_repository(monkeypatc
     assert "127.0.0.1:1" in result.message
     repo.refresh_from_db()
     assert repo.scan_lease_until is None
+
+
+@pytest.mark.django_db
+def test_scan_left_running_by_a_dead_worker_is_taken_over_once_its_lease_expires():
+    registry = Registry.objects.create(name="r", url="http://127.0.0.1:1")
+    repo = Repository.objects.create(registry=registry, name="team/app")
+    scan = services.scan_create(registry=registry, repository=repo)
+    Scan.objects.filter(id=scan.id).update(status=Scan.Status.RUNNING)
+    Repository.objects.filter(id=repo.id).update(scan_lease_until=timezone.now() + timedelta(minutes=5))
+    with pytest.raises(services.RepositoryBusy):  # the worker may still be alive
+        services.scan_repository_run(scan_id=scan.id)
+
+    Repository.objects.filter(id=repo.id).update(scan_lease_until=timezone.now() - timedelta(seconds=1))
+    result = services.scan_run_inline(scan_id=scan.id)
+    assert result.status == Scan.Status.FAILED and result.finished_at is not None  # ran again, to the end

@@ -79,6 +79,13 @@ def blobs_upsert(*, images: Iterable[ImageRecord]) -> dict[str, int]:
     return ids
 
 
+def _image_kind(record: ImageRecord) -> str:
+    """BuildKit attestations sit in indexes as `unknown/unknown` children: stored bytes, not images."""
+    if record.platform.os == "unknown" and record.platform.architecture == "unknown":
+        return Manifest.Kind.ARTIFACT
+    return Manifest.Kind.IMAGE
+
+
 def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[dict[str, int], set[str]]:
     """Write manifests with their layers, history and index entries; return (id by digest, new digests).
 
@@ -103,7 +110,7 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
                 Manifest(
                     digest=r.digest,
                     media_type=r.media_type,
-                    kind=Manifest.Kind.IMAGE,
+                    kind=_image_kind(r),
                     size=r.size,
                     config_id=blob_ids[r.config.digest],
                     os=r.platform.os,
@@ -339,7 +346,7 @@ def snapshot_ingest(
         Repository.objects.filter(id=repository.id).update(last_scanned_at=now)
     return IngestResult(
         tags=len(seen_tags),
-        images=sum(1 for r in snapshot.manifests if isinstance(r, ImageRecord)),
+        images=sum(1 for r in snapshot.manifests if isinstance(r, ImageRecord) and _image_kind(r) == "image"),
         manifests=len(ids),
         new_manifests=len(new_digests),
         tag_events=events,

@@ -173,3 +173,31 @@ def test_two_workers_ingesting_shared_layers_at_once_never_fail_or_duplicate():
     assert Blob.objects.filter(digest__in=[s.digest for s in shared]).count() == 50
     assert Manifest.objects.count() == 18
     assert ManifestLayer.objects.count() == 18 * 51
+
+
+def test_attestation_child_of_an_index_counts_in_storage_but_not_as_an_image(registry):
+    from dataclasses import replace
+
+    from workers.registry.records import Platform
+
+    attestation = replace(
+        image("att", [layer("sbom", 50)]), platform=Platform(os="unknown", architecture="unknown")
+    )
+    multi = index("with-att", [WEB, attestation])
+    snapshot_ingest(
+        repository=repo(registry, "apps/web"),
+        snapshot=snapshot("apps/web", {"1": multi}, extra=[WEB, attestation]),
+    )
+
+    summary = dedup_summary(scope=Scope())
+    assert summary.images == 1
+    assert Manifest.objects.get(digest=attestation.digest).kind == Manifest.Kind.ARTIFACT
+    assert summary.stored_bytes == (
+        multi.size
+        + WEB.size
+        + WEB.config.size
+        + sum(x.size for x in WEB.layers)
+        + attestation.size
+        + attestation.config.size
+        + 50
+    )

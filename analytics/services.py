@@ -91,6 +91,9 @@ def registry_upsert(
     registry = Registry.objects.filter(url=base).first() or Registry(
         url=base, name=name or base.split("://", 1)[1]
     )
+    taken = Registry.objects.filter(name=name or registry.name).exclude(url=base).first()
+    if taken is not None:
+        raise Conflict(f"the name {taken.name!r} belongs to the registry at {taken.url}; choose another name")
     if name:
         registry.name = name
     if username is not None:
@@ -113,8 +116,18 @@ def registry_create(
         raise Conflict(f"a registry with base URL {_normalise_url(url)} exists already")
     with transaction.atomic():
         registry = registry_upsert(url=url, **fields)  # type: ignore[arg-type]
-        registry.tracked, registry.scan_interval = tracked, scan_interval
-        registry.save(update_fields=["tracked", "scan_interval"])
+        if tracked or scan_interval:
+            registry_schedule(registry=registry, tracked=tracked, interval=scan_interval)
+    return registry
+
+
+def registry_schedule(*, registry: Registry, tracked: bool, interval: timedelta | None) -> Registry:
+    """Track a registry (scanned every `interval` by the beat task) or stop tracking it."""
+    if tracked and (interval is None or interval.total_seconds() < 60):
+        raise InvalidRequest("a tracked registry needs a scan interval of at least 60 seconds")
+    registry.tracked, registry.scan_interval = tracked, interval
+    registry.next_scan_at = timezone.now() if tracked else None
+    registry.save(update_fields=["tracked", "scan_interval", "next_scan_at"])
     return registry
 
 

@@ -56,12 +56,22 @@ def stop_all(*_: object) -> None:
             proc.kill()
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Started in the background, a process may inherit SIGINT ignored; Ctrl-C and kill must both stop us.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run()
     except KeyboardInterrupt:
         print("\nstopping ...")
         return 0
+    except subprocess.CalledProcessError as exc:
+        print(f"make run: step failed: {' '.join(map(str, exc.cmd[1:]))}", file=sys.stderr)
+        return 1
     finally:
         stop_all()
 
@@ -119,7 +129,7 @@ def run() -> int:
             str(VAR / "celerybeat-schedule"),
         ],
     )
-    manage("registry", "add", registry.url, "--name", "demo", "--track", "--interval", "3600")
+    manage("registry", "add", registry.url, "--track", "--interval", "3600")
 
     t0 = time.monotonic()
     scan = manage("scan", registry.url, "--timeout", "600", check=False)
@@ -136,7 +146,6 @@ Layerlens is up (scan took {took:.1f}s{"" if scan.returncode == 0 else ", with e
 Ctrl-C stops everything started here.""",
         flush=True,
     )
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     while all(p.poll() is None for p in children):
         time.sleep(1)
     print("a service stopped unexpectedly; see the logs in", VAR, file=sys.stderr)

@@ -27,7 +27,7 @@ from analytics.models import (
     Tag,
     TagEvent,
 )
-from workers.registry.records import BlobRecord, ImageRecord, IndexRecord, RepositorySnapshot
+from workers.registry.records import KIND_ARTIFACT, BlobRecord, ImageRecord, IndexRecord, RepositorySnapshot
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class IngestResult:
 def _blob_rows(images: Iterable[ImageRecord]) -> list[Blob]:
     by_digest: dict[str, BlobRecord] = {}
     for image in images:
-        for blob in (image.config, *image.layers):
+        for blob in (*([image.config] if image.config else []), *image.layers):
             known = by_digest.get(blob.digest)
             if known is None or (not known.diff_id and blob.diff_id):
                 by_digest[blob.digest] = blob
@@ -80,10 +80,9 @@ def blobs_upsert(*, images: Iterable[ImageRecord]) -> dict[str, int]:
 
 
 def _image_kind(record: ImageRecord) -> str:
-    """BuildKit attestations sit in indexes as `unknown/unknown` children: stored bytes, not images."""
-    if record.platform.os == "unknown" and record.platform.architecture == "unknown":
-        return Manifest.Kind.ARTIFACT
-    return Manifest.Kind.IMAGE
+    """The source says what a manifest is: artifacts (OCI artifacts, BuildKit attestations, signature
+    and SBOM tags) are stored bytes, never images."""
+    return Manifest.Kind.ARTIFACT if record.kind == KIND_ARTIFACT else Manifest.Kind.IMAGE
 
 
 def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[dict[str, int], set[str]]:
@@ -112,7 +111,7 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
                     media_type=r.media_type,
                     kind=_image_kind(r),
                     size=r.size,
-                    config_id=blob_ids[r.config.digest],
+                    config_id=blob_ids[r.config.digest] if r.config else None,
                     os=r.platform.os,
                     architecture=r.platform.architecture,
                     variant=r.platform.variant,
@@ -121,11 +120,20 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
                     labels=dict(r.labels),
                     layer_count=len(r.layers),
                     layers_size=sum(layer.size for layer in r.layers),
+                    artifact_type=r.artifact_type,
+                    subject=r.subject,
                 )
             )
         else:
             new_rows.append(
-                Manifest(digest=r.digest, media_type=r.media_type, kind=Manifest.Kind.INDEX, size=r.size)
+                Manifest(
+                    digest=r.digest,
+                    media_type=r.media_type,
+                    kind=Manifest.Kind.INDEX,
+                    size=r.size,
+                    artifact_type=r.artifact_type,
+                    subject=r.subject,
+                )
             )
     Manifest.objects.bulk_create(new_rows, ignore_conflicts=True, batch_size=1000)
     ids = dict(Manifest.objects.filter(digest__in=digests).values_list("digest", "id"))
@@ -141,11 +149,19 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
         manifest_id = ids[r.digest]
         if isinstance(r, ImageRecord):
             layers.extend(
-                ManifestLayer(manifest_id=manifest_id, position=i, blob_id=blob_ids[layer.digest])
+                ManifestLayer(
+                    manifest_id=manifest_id,
+                    position=i,
+                    blob_id=blob_ids[layer.digest],
+                    media_type=layer.media_type,
+                    annotations=dict(layer.annotations),
+                    urls=list(layer.urls),
+                )
                 for i, layer in enumerate(r.layers)
             )
-            config_id = blob_ids[r.config.digest]
-            if config_id not in seen_configs:
+            # schema 1 has no config blob, and history hangs off the config
+            config_id = blob_ids[r.config.digest] if r.config else None
+            if config_id is not None and config_id not in seen_configs:
                 seen_configs.add(config_id)
                 history.extend(
                     HistoryEntry(
@@ -172,6 +188,8 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
                         os=child.platform.os,
                         architecture=child.platform.architecture,
                         variant=child.platform.variant,
+                        media_type=child.media_type,
+                        annotations=dict(child.annotations),
                     )
                 )
     ManifestLayer.objects.bulk_create(layers, ignore_conflicts=True, batch_size=2000)

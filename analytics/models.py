@@ -20,6 +20,13 @@ class Registry(models.Model):
     password_encrypted = models.TextField(blank=True, editable=False)
     insecure = models.BooleanField(default=False, help_text="Skip TLS certificate verification.")
     ca_bundle = models.TextField(blank=True, help_text="PEM CA certificates to trust for this registry.")
+    identity_token = models.BooleanField(
+        default=False, help_text="The stored secret is an OAuth2 identity (refresh) token, not a password."
+    )
+    allow_internal = models.BooleanField(
+        default=False,
+        help_text="Allow loopback, private and link-local addresses (an operator's decision; staff only).",
+    )
     tracked = models.BooleanField(default=False, help_text="Scanned on schedule by the beat task.")
     scan_interval = models.DurationField(null=True, blank=True)
     next_scan_at = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -98,6 +105,12 @@ class Manifest(models.Model):
     labels = models.JSONField(default=dict, blank=True)
     layer_count = models.PositiveIntegerField(default=0)
     layers_size = models.BigIntegerField(default=0, help_text="Sum of the layer blobs' sizes.")
+    artifact_type = models.CharField(
+        max_length=255, blank=True, help_text="Artifacts: `artifactType`, the config type, or the tag's kind."
+    )
+    subject = models.CharField(
+        max_length=200, blank=True, db_index=True, help_text="Artifacts: the digest they are about."
+    )
     first_seen = models.DateTimeField(auto_now_add=True)
 
     layers = models.ManyToManyField(Blob, through="ManifestLayer", related_name="manifests")
@@ -114,6 +127,12 @@ class ManifestLayer(models.Model):
     manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="manifest_layers")
     position = models.PositiveIntegerField()
     blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="manifest_layers")
+    # the descriptor's own: a blob's media type and annotations can differ between manifests
+    media_type = models.CharField(max_length=255, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    urls = models.JSONField(
+        default=list, blank=True, help_text="Foreign layers: where to fetch (never fetched)."
+    )
 
     class Meta:
         ordering = ["manifest_id", "position"]
@@ -129,6 +148,8 @@ class IndexEntry(models.Model):
     os = models.CharField(max_length=64, blank=True)
     architecture = models.CharField(max_length=64, blank=True)
     variant = models.CharField(max_length=64, blank=True)
+    media_type = models.CharField(max_length=255, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
 
     class Meta:
         verbose_name_plural = "index entries"
@@ -266,3 +287,44 @@ class ScanError(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class LayerChain(models.Model):
+    """The hash of a manifest's first `depth` layer digests, in order (a chain id, by blob digest).
+
+    Image X is a proper prefix of image Y when X's top chain (depth = its layer count) equals one of
+    Y's chains at a smaller depth: an index lookup, never a layer-set comparison. Manifests are
+    immutable, so rows are written once (`analytics.queries.lineage.chains_refresh`).
+    """
+
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="chains")
+    depth = models.PositiveIntegerField()
+    chain = models.CharField(max_length=64)
+    is_top = models.BooleanField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["manifest", "depth"], name="layer_chain_unique_depth")]
+        indexes = [models.Index(fields=["chain", "is_top", "manifest"], name="layer_chain_lookup")]
+
+
+class SummarySnapshot(models.Model):
+    """A registry's (repository null) or one repository's figures after a scan: the trend series."""
+
+    taken_at = models.DateTimeField()
+    scan = models.ForeignKey(Scan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="snapshots")
+    repository = models.ForeignKey(
+        Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="snapshots"
+    )
+    images = models.PositiveIntegerField()
+    manifests = models.PositiveIntegerField()
+    distinct_layers = models.PositiveIntegerField()
+    logical_bytes = models.BigIntegerField()
+    stored_bytes = models.BigIntegerField()
+    saved_bytes = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["taken_at", "id"]
+        indexes = [
+            models.Index(fields=["registry", "repository", "taken_at"], name="snapshot_series"),
+        ]

@@ -7,10 +7,13 @@ stores them.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 from django.db import connection
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 
 from analytics.models import (
     Blob,
@@ -22,6 +25,7 @@ from analytics.models import (
     RepositoryManifest,
     Tag,
 )
+from workers.registry.records import FOREIGN_LAYER_TYPES
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,31 @@ class Scope:
     namespace: str | None = None  # a repository path prefix, e.g. "team" or "team/sub"
     repository_id: int | None = None
     include_untagged: bool = False
+    # Filters on top of the place: a current tag matching a glob names the manifest (directly or
+    # through a tagged index); config labels contain every key=value; platform os/arch[/variant];
+    # the holding was last seen by a scan before / at-or-after a time.
+    tag_glob: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    platform: str | None = None
+    last_seen_before: datetime | None = None
+    last_seen_after: datetime | None = None
+
+    def describe(self) -> dict[str, object]:
+        """The non-default fields, JSON-ready: what the answer says it was computed over."""
+        out: dict[str, object] = {}
+        for key, value in asdict(self).items():
+            if value in (None, False, ()):
+                continue
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif key == "labels":
+                value = dict(value)
+            out[key] = value
+        return out
+
+    def _platform_parts(self) -> list[tuple[str, str]]:
+        parts = (self.platform or "").strip("/").split("/")
+        return [(f, v) for f, v in zip(("os", "architecture", "variant"), parts, strict=False) if v]
 
     def where(self, alias_rm: str = "rm", alias_r: str = "r") -> tuple[str, list[object]]:
         clauses, params = ["TRUE"], []
@@ -47,6 +76,34 @@ class Scope:
             ns = self.namespace.strip("/")
             clauses.append(f"({alias_r}.name = %s OR {alias_r}.name LIKE %s)")
             params += [ns, ns.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"]
+        if self.tag_glob:
+            clauses.append(
+                f"""EXISTS (SELECT 1 FROM analytics_tag t WHERE t.repository_id = {alias_rm}.repository_id
+                AND t.removed_at IS NULL AND t.name ~ %s AND (t.manifest_id = {alias_rm}.manifest_id
+                OR EXISTS (SELECT 1 FROM analytics_indexentry e
+                           WHERE e.index_id = t.manifest_id AND e.child_id = {alias_rm}.manifest_id)))"""
+            )
+            params.append(glob_regex(self.tag_glob))
+        manifest_filters, manifest_params = [], []
+        if self.labels:
+            manifest_filters.append("labels @> %s::jsonb")
+            manifest_params.append(json.dumps(dict(self.labels)))
+        for column, value in self._platform_parts():
+            manifest_filters.append(f"{column} = %s")
+            manifest_params.append(value)
+        if manifest_filters:
+            clauses.append(
+                f"{alias_rm}.manifest_id IN (SELECT id FROM analytics_manifest WHERE "
+                + " AND ".join(manifest_filters)
+                + ")"
+            )
+            params += manifest_params
+        if self.last_seen_before is not None:
+            clauses.append(f"{alias_rm}.last_seen < %s")
+            params.append(self.last_seen_before)
+        if self.last_seen_after is not None:
+            clauses.append(f"{alias_rm}.last_seen >= %s")
+            params.append(self.last_seen_after)
         return " AND ".join(clauses), params
 
     def holdings(self) -> QuerySet[RepositoryManifest]:
@@ -60,7 +117,45 @@ class Scope:
         if self.namespace:
             ns = self.namespace.strip("/")
             qs = qs.filter(Q(repository__name=ns) | Q(repository__name__startswith=ns + "/"))
+        if self.tag_glob:
+            tags = Tag.objects.filter(
+                repository_id=OuterRef("repository_id"),
+                removed_at=None,
+                name__regex=glob_regex(self.tag_glob),
+            )
+            qs = qs.filter(
+                Q(Exists(tags.filter(manifest_id=OuterRef("manifest_id"))))
+                | Q(Exists(tags.filter(manifest__entries__child_id=OuterRef("manifest_id"))))
+            )
+        if self.labels:
+            qs = qs.filter(manifest__labels__contains=dict(self.labels))
+        for column, value in self._platform_parts():
+            qs = qs.filter(**{f"manifest__{column}": value})
+        if self.last_seen_before is not None:
+            qs = qs.filter(last_seen__lt=self.last_seen_before)
+        if self.last_seen_after is not None:
+            qs = qs.filter(last_seen__gte=self.last_seen_after)
         return qs
+
+
+def glob_regex(pattern: str) -> str:
+    """A shell glob (`*`, `?`, `[...]`) as an anchored PostgreSQL regular expression."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out) + "$"
 
 
 def scope_resolve(
@@ -69,6 +164,11 @@ def scope_resolve(
     namespace: str | None = None,
     repository: str | None = None,
     include_untagged: bool = False,
+    tag_glob: str | None = None,
+    labels: dict[str, str] | None = None,
+    platform: str | None = None,
+    last_seen_before: datetime | None = None,
+    last_seen_after: datetime | None = None,
 ) -> Scope:
     """Build a scope from user-facing names: a registry by name, host:port or URL; a repository name."""
     from analytics.services import registry_lookup  # local: services import reports
@@ -94,6 +194,11 @@ def scope_resolve(
         namespace=namespace or None,
         repository_id=repo_id,
         include_untagged=include_untagged,
+        tag_glob=tag_glob or None,
+        labels=tuple(sorted((labels or {}).items())),
+        platform=platform or None,
+        last_seen_before=last_seen_before,
+        last_seen_after=last_seen_after,
     )
 
 
@@ -112,6 +217,8 @@ class DedupSummary:
     repositories: int
     tagged_only: bool
     scope: dict[str, object] = field(default_factory=dict)
+    # foreign / non-distributable layers: named by images, stored elsewhere, so in neither figure above
+    foreign_bytes: int = 0
 
     SUMMARY_FIELDS = (
         "images",
@@ -145,8 +252,12 @@ refs AS (
     SELECT h.repository_id, h.manifest_id, h.config_id, FALSE
     FROM held h WHERE h.config_id IS NOT NULL
 ),
+blobs AS (
+    SELECT refs.*, b.size, b.media_type IN ({foreign}) AS is_foreign
+    FROM refs JOIN analytics_blob b ON b.id = refs.blob_id
+),
 sized AS (
-    SELECT refs.*, b.size FROM refs JOIN analytics_blob b ON b.id = refs.blob_id
+    SELECT repository_id, manifest_id, blob_id, is_layer, size FROM blobs WHERE NOT is_foreign
 )
 SELECT
     (SELECT count(*) FROM held WHERE kind = 'image'),
@@ -158,16 +269,20 @@ SELECT
     (SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT manifest_id, size FROM held) m)
       + (SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT blob_id, size FROM sized) b),
     (SELECT coalesce(sum(size), 0) FROM sized WHERE is_layer),
-    (SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT blob_id, size FROM sized WHERE is_layer) l)
+    (SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT blob_id, size FROM sized WHERE is_layer) l),
+    (SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT blob_id, size FROM blobs WHERE is_foreign) f)
 """
+_FOREIGN_SQL = ", ".join(f"'{t}'" for t in sorted(FOREIGN_LAYER_TYPES))
 
 
 def dedup_summary(*, scope: Scope) -> DedupSummary:
     """Images, distinct layers, logical, stored and saved bytes and the ratio, for one scope."""
     where, params = scope.where()
     with connection.cursor() as cursor:
-        cursor.execute(_SUMMARY_SQL.format(where=where), params)
-        images, manifests, indexes, repos, layers, logical, stored, l_logical, l_stored = cursor.fetchone()
+        cursor.execute(_SUMMARY_SQL.format(where=where, foreign=_FOREIGN_SQL), params)
+        (images, manifests, indexes, repos, layers, logical, stored, l_logical, l_stored, foreign) = (
+            cursor.fetchone()
+        )
     logical, stored = int(logical), int(stored)
     return DedupSummary(
         images=images,
@@ -182,7 +297,8 @@ def dedup_summary(*, scope: Scope) -> DedupSummary:
         indexes=indexes,
         repositories=repos,
         tagged_only=not scope.include_untagged,
-        scope={k: v for k, v in asdict(scope).items() if v not in (None, False)},
+        scope=scope.describe(),
+        foreign_bytes=int(foreign),
     )
 
 

@@ -6,9 +6,10 @@ the management commands print them. Tasks call `scan_registry_run` / `scan_repos
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from analytics.ingest import snapshot_ingest
 from analytics.models import Registry, Repository, Scan, ScanError
+from analytics.queries.trends import scan_figures_record
 from workers.registry.client import RegistryClient
 from workers.registry.errors import RegistryError
 from workers.registry.reference import parse_scan_target
@@ -85,9 +87,20 @@ def registry_upsert(
     password: str | None = None,
     insecure: bool | None = None,
     ca_bundle: str | None = None,
+    allow_internal: bool | None = None,
+    docker_config: str | None = None,
 ) -> Registry:
-    """Create a registry by base URL, or update the one that has it. Idempotent."""
+    """Create a registry by base URL, or update the one that has it. Idempotent.
+
+    `docker_config` is the text of a Docker `config.json`: its entry for this registry replaces the
+    credentials (a user name and password, or an identity token). `allow_internal` is the operator's
+    decision to let this registry live on a loopback, private or link-local address; callers check
+    who may make it (staff, a management command).
+    """
     base = _normalise_url(url)
+    if docker_config is not None:
+        found = registry_credentials_from_docker_config(config_text=docker_config, registry_url=base)
+        username, password = found.username, found.secret
     registry = Registry.objects.filter(url=base).first() or Registry(
         url=base, name=name or base.split("://", 1)[1]
     )
@@ -100,6 +113,9 @@ def registry_upsert(
         registry.username = username
     if password is not None:
         registry.set_password(password)
+        registry.identity_token = docker_config is not None and found.identity_token
+    if allow_internal is not None:
+        registry.allow_internal = allow_internal
     if insecure is not None:
         registry.insecure = insecure
     if ca_bundle is not None:
@@ -131,17 +147,85 @@ def registry_schedule(*, registry: Registry, tracked: bool, interval: timedelta 
     return registry
 
 
+@dataclass(frozen=True)
+class DockerConfigCredentials:
+    username: str | None
+    secret: str = field(repr=False)
+    identity_token: bool
+
+
+def registry_credentials_from_docker_config(
+    *, config_text: str, registry_url: str
+) -> DockerConfigCredentials:
+    """The credentials a Docker `config.json` holds for `registry_url`, via `docker.auth`.
+
+    Only `auths` entries are read: `auth` (base64 `user:password`) or `identitytoken` (kept as the
+    secret and used as an OAuth2 refresh token). `credsStore` and `credHelpers` name programs to run;
+    a file that came from a user must never make us run one, so they are refused, never executed.
+    """
+    import docker.auth
+    import docker.errors
+
+    try:
+        doc = json.loads(config_text)
+    except ValueError as exc:
+        raise InvalidRequest(f"the Docker config is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequest("the Docker config is not a JSON object")
+    host = registry_url.split("://", 1)[-1].rstrip("/")
+    helpers = doc.pop("credHelpers", None) or {}
+    store = doc.pop("credsStore", None)
+    auths = doc.get("auths")
+    if not isinstance(auths, dict):
+        auths = {}
+    if not auths and not helpers and not store:
+        # Never hand docker.auth an empty dict: it would read this machine's own ~/.docker/config.json.
+        raise InvalidRequest("the Docker config has no 'auths' entries")
+    try:
+        # Docker Hub's entry is keyed by the index (https://index.docker.io/v1/), not by the registry host.
+        lookup = None if host in ("registry-1.docker.io", "index.docker.io", "docker.io") else host
+        loaded = docker.auth.load_config(config_dict={"auths": dict(auths)}) if auths else {}
+        entry = docker.auth.resolve_authconfig(loaded, lookup) if auths else None
+    except (docker.errors.DockerException, ValueError, TypeError) as exc:
+        raise InvalidRequest(f"the Docker config's auths are malformed: {exc}") from None
+    if entry and entry.get("IdentityToken"):
+        return DockerConfigCredentials(username=None, secret=entry["IdentityToken"], identity_token=True)
+    if entry and entry.get("username") is not None and entry.get("password") is not None:
+        return DockerConfigCredentials(
+            username=entry["username"], secret=entry["password"], identity_token=False
+        )
+    if host in helpers or store:
+        helper = helpers.get(host) or store
+        raise InvalidRequest(
+            f"the Docker config keeps the credentials for {host} in the credential helper "
+            f"'docker-credential-{helper}', which Layerlens does not run; "
+            "give the user name and password instead"
+        )
+    raise InvalidRequest(f"the Docker config has no usable credentials for {host} under 'auths'")
+
+
 def registry_client(registry: Registry) -> RegistryClient:
+    """The registry client for `registry`, with its credentials, TLS options and network policy.
+
+    Internal addresses are allowed when the registry is marked `allow_internal` or the address is in
+    `LAYERLENS_ALLOWED_NETWORKS`; the client enforces that on every connection.
+    """
     verify: bool | ssl.SSLContext = not registry.insecure
     if registry.ca_bundle and not registry.insecure:
         verify = ssl.create_default_context(cadata=registry.ca_bundle)
+    secret = registry.get_password()
     return RegistryClient(
         registry.url,
-        username=registry.username or None,
-        password=registry.get_password(),
+        username=(registry.username or None) if not registry.identity_token else None,
+        password=secret if not registry.identity_token else None,
+        identity_token=secret if registry.identity_token else None,
         verify=verify,
         timeout=settings.REGISTRY_TIMEOUT_SECONDS,
         page_size=settings.REGISTRY_PAGE_SIZE,
+        allow_internal=registry.allow_internal,
+        allowed_networks=settings.LAYERLENS_ALLOWED_NETWORKS,
+        retries=settings.REGISTRY_RETRIES,
+        retry_base_delay=settings.REGISTRY_RETRY_BASE_SECONDS,
     )
 
 
@@ -156,16 +240,25 @@ class ScanRequest:
 
 
 def scan_request_resolve(
-    *, target: str, username: str | None = None, password: str | None = None
+    *,
+    target: str,
+    username: str | None = None,
+    password: str | None = None,
+    allow_internal: bool | None = None,
 ) -> ScanRequest:
-    """Turn `http://host:port`, `host:port/repo` or `host:port/repo:tag` into rows, creating what is new."""
+    """Turn `http://host:port`, `host:port/repo` or `host:port/repo:tag` into rows, creating what is new.
+
+    Credentials and `allow_internal` given here are saved on the registry (never in task arguments).
+    """
     try:
         parsed = parse_scan_target(target)
     except RegistryError as exc:
         raise InvalidRequest(str(exc)) from exc
     registry = Registry.objects.filter(url=parsed.registry_url.rstrip("/")).first()
-    if registry is None or username is not None or password is not None:
-        registry = registry_upsert(url=parsed.registry_url, username=username, password=password)
+    if registry is None or username is not None or password is not None or allow_internal is not None:
+        registry = registry_upsert(
+            url=parsed.registry_url, username=username, password=password, allow_internal=allow_internal
+        )
     repository = None
     if parsed.repository:
         repository, _ = Repository.objects.get_or_create(registry=registry, name=parsed.repository)
@@ -260,6 +353,7 @@ def _parent_finish_if_done(parent_id: int) -> None:
             errors_count=errors,
         )
         Registry.objects.filter(id=parent.registry_id).update(last_scanned_at=timezone.now())
+        scan_figures_record(scan_id=parent_id)  # the registry's trend point
 
 
 def scan_fail(*, scan_id: int, message: str, kind: str = "ScanFailed") -> None:
@@ -271,6 +365,28 @@ def scan_fail(*, scan_id: int, message: str, kind: str = "ScanFailed") -> None:
         scan=scan, repository=scan.repository.name if scan.repository else "", kind=kind, message=message
     )
     _finish(scan, Scan.Status.FAILED, message)
+
+
+def _catalog_fallback(scan: Scan, exc: RegistryError) -> list[str] | None:
+    """The repositories already known for a registry that will not list its catalog, or None.
+
+    Docker Hub, GitLab and Harbor (for non-admins) answer `_catalog` with 401, 403, 404 or
+    UNSUPPORTED (distribution-spec: the catalog is an optional extension). Their repositories are the
+    ones users named; the scan says the listing came from there (a `CatalogUnavailable` error row).
+    """
+    status, code = getattr(exc, "status", None), getattr(exc, "code", None)
+    if status not in (401, 403, 404) and code != "UNSUPPORTED":
+        return None
+    known = list(Repository.objects.filter(registry=scan.registry).values_list("name", flat=True))
+    if not known:
+        return None
+    ScanError.objects.create(
+        scan=scan,
+        kind="CatalogUnavailable",
+        message=f"the registry does not list its catalog ({exc}); scanned the {len(known)} "
+        "repositories already known for it",
+    )
+    return known
 
 
 def scan_registry_run(*, scan_id: int) -> list[int]:
@@ -289,9 +405,12 @@ def scan_registry_run(*, scan_id: int) -> list[int]:
         if getattr(exc, "transient", False):
             Scan.objects.filter(id=scan.id).update(status=Scan.Status.QUEUED)
             raise
-        ScanError.objects.create(scan=scan, kind=type(exc).__name__, message=str(exc))
-        _finish(scan, Scan.Status.FAILED, str(exc))
-        return []
+        known = _catalog_fallback(scan, exc)
+        if known is None:
+            ScanError.objects.create(scan=scan, kind=type(exc).__name__, message=str(exc))
+            _finish(scan, Scan.Status.FAILED, str(exc))
+            return []
+        names = known
     with transaction.atomic():
         Repository.objects.bulk_create(
             [Repository(registry=scan.registry, name=n) for n in sorted(set(names))], ignore_conflicts=True
@@ -372,6 +491,7 @@ def scan_repository_run(*, scan_id: int) -> Scan:
             images_count=result.images,
             new_manifests_count=result.new_manifests,
         )
+        scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
         _finish(scan, Scan.Status.SUCCEEDED)
     finally:
         _lease_release(repository)

@@ -22,6 +22,8 @@ os.environ["DATABASE_URL"] = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/layerlens_bench"
 )
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The benchmark registry listens on loopback, which the SSRF policy refuses unless allowed.
+os.environ.setdefault("LAYERLENS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 
 
 def copy(host: str, src: str, dst: str) -> None:

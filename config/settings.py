@@ -111,6 +111,12 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "analytics.api.pagination.Pagination",
+    # Every list also exports as CSV (`?format=csv` or `Accept: text/csv`).
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+        "analytics.api.csv.CSVRenderer",
+    ],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "analytics.api.errors.exception_handler",
@@ -165,6 +171,12 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # --- Registry client ---------------------------------------------------------------------------------
 REGISTRY_TIMEOUT_SECONDS = float(os.environ.get("REGISTRY_TIMEOUT_SECONDS", "30"))
 REGISTRY_PAGE_SIZE = int(os.environ.get("REGISTRY_PAGE_SIZE", "100"))
+# Networks (CIDRs, comma-separated) registries may live in although internal: loopback, private and
+# link-local addresses are refused otherwise (SSRF policy, workers/registry/policy.py).
+LAYERLENS_ALLOWED_NETWORKS = env_list("LAYERLENS_ALLOWED_NETWORKS")
+# Retries inside the registry client before a transient error goes up to Celery's own retry.
+REGISTRY_RETRIES = int(os.environ.get("REGISTRY_RETRIES", "3"))
+REGISTRY_RETRY_BASE_SECONDS = float(os.environ.get("REGISTRY_RETRY_BASE_SECONDS", "0.5"))
 # How long a repository scan may hold its lease before another worker may take the repository.
 SCAN_LEASE_SECONDS = int(os.environ.get("SCAN_LEASE_SECONDS", "3600"))
 

@@ -32,6 +32,8 @@ ENV = {
     "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/layerlens"),
     "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
     "SCHEDULE_TICK_SECONDS": os.environ.get("SCHEDULE_TICK_SECONDS", "30"),
+    # The demo registry listens on loopback, which the SSRF policy refuses unless allowed.
+    "LAYERLENS_ALLOWED_NETWORKS": os.environ.get("LAYERLENS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"),
 }
 children: list[subprocess.Popen[bytes]] = []
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
 
 from analytics import services
 from analytics.models import (
@@ -80,6 +81,18 @@ class RegistrySerializer(serializers.ModelSerializer):
         help_text="Write-only; stored encrypted, never returned. An empty string clears it.",
     )
     has_password = serializers.BooleanField(read_only=True)
+    docker_config = serializers.CharField(
+        write_only=True,
+        required=False,
+        trim_whitespace=False,
+        style={"base_template": "textarea.html"},
+        help_text="Write-only: the text of a Docker config.json; its `auths` entry for this registry "
+        "(user and password, or identity token) becomes the credentials. Credential helpers are not run.",
+    )
+    allow_internal = serializers.BooleanField(
+        required=False,
+        help_text="Staff only: allow the registry on a loopback, private or link-local address.",
+    )
     scan_interval = DurationSecondsField(
         required=False, allow_null=True, help_text="Seconds between scheduled scans (integer); null for none."
     )
@@ -93,7 +106,10 @@ class RegistrySerializer(serializers.ModelSerializer):
             "username",
             "password",
             "has_password",
+            "identity_token",
+            "docker_config",
             "insecure",
+            "allow_internal",
             "ca_bundle",
             "tracked",
             "scan_interval",
@@ -101,15 +117,29 @@ class RegistrySerializer(serializers.ModelSerializer):
             "last_scanned_at",
             "created_at",
         ]
-        read_only_fields = ["next_scan_at", "last_scanned_at", "created_at"]
+        read_only_fields = ["identity_token", "next_scan_at", "last_scanned_at", "created_at"]
         extra_kwargs = {"name": {"required": False}}
+
+    def validate_allow_internal(self, value: bool) -> bool:
+        request = self.context.get("request")
+        if value and not (request and request.user.is_staff):
+            raise PermissionDenied("only staff may allow a registry on an internal address")
+        return value
 
     def create(self, validated_data) -> Registry:
         return services.registry_create(**validated_data)
 
     def update(self, instance: Registry, validated_data) -> Registry:
+        if "docker_config" in validated_data or "allow_internal" in validated_data:
+            services.registry_upsert(
+                url=instance.url,
+                docker_config=validated_data.pop("docker_config", None),
+                allow_internal=validated_data.pop("allow_internal", None),
+            )
+            instance.refresh_from_db()
         if "password" in validated_data:
             instance.set_password(validated_data.pop("password"))
+            instance.identity_token = False
         return super().update(instance, validated_data)
 
 

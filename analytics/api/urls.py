@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from analytics.api import views
+from analytics.api import insights, views
 
 router = DefaultRouter()
 router.register("registries", views.RegistryViewSet, basename="registry")
@@ -14,5 +14,16 @@ router.register("scans", views.ScanViewSet, basename="scan")
 
 urlpatterns = [
     path("summary/", views.SummaryView.as_view(), name="summary"),
+    path("images/<int:pk>/partners/", insights.ImagePartnersView.as_view(), name="image-partners"),
+    path("images/<int:pk>/lineage/", insights.ImageLineageView.as_view(), name="image-lineage"),
+    path("images/<int:pk>/derived/", insights.ImageDerivedView.as_view(), name="image-derived"),
+    path("repositories/<int:pk>/growth/", insights.RepositoryGrowthView.as_view(), name="repository-growth"),
+    path("stale-bases/", insights.StaleBasesView.as_view(), name="stale-bases"),
+    path("whatif/", insights.WhatIfView.as_view(), name="whatif"),
+    path("missed-savings/", insights.MissedSavingsView.as_view(), name="missed-savings"),
+    path("build-history/", insights.BuildHistoryView.as_view(), name="build-history"),
+    path("largest-layers/", insights.LargestLayersView.as_view(), name="largest-layers"),
+    path("cross-registry/", insights.CrossRegistryView.as_view(), name="cross-registry"),
+    path("trends/", insights.TrendsView.as_view(), name="trends"),
     path("", include(router.urls)),
 ]

@@ -4,6 +4,10 @@ serializer through its context."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
+
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -46,16 +50,56 @@ SCOPE_PARAMETERS = [
         required=False,
         description="Count manifests no current tag reaches (default false: tagged images only).",
     ),
+    OpenApiParameter(
+        "tag_glob", OpenApiTypes.STR, required=False, description="Tag glob (`v1.*`, `release-?`, `[0-9]*`)."
+    ),
+    OpenApiParameter(
+        "label",
+        OpenApiTypes.STR,
+        required=False,
+        many=True,
+        description="Config label `key=value`; repeat for several (all must match).",
+    ),
+    OpenApiParameter(
+        "platform", OpenApiTypes.STR, required=False, description="`os/architecture[/variant]`."
+    ),
+    OpenApiParameter(
+        "last_seen_before", OpenApiTypes.DATETIME, required=False, description="Held, last seen before."
+    ),
+    OpenApiParameter(
+        "last_seen_after", OpenApiTypes.DATETIME, required=False, description="Held, last seen at or after."
+    ),
 ]
+
+
+def datetime_param(request, name: str):
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    value = parse_datetime(raw) or (datetime.combine(parse_date(raw), time.min) if parse_date(raw) else None)
+    if value is None:
+        raise services.InvalidRequest(f"{name}: not an ISO 8601 date or time: {raw!r}")
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
 
 
 def scope_from_request(request) -> Scope:
     params = request.query_params
+    labels = {}
+    for item in params.getlist("label"):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise services.InvalidRequest(f"label must be key=value, not {item!r}")
+        labels[key] = value
     return reports.scope_resolve(
         registry=params.get("registry") or None,
         namespace=params.get("namespace") or None,
         repository=params.get("repository") or None,
         include_untagged=_bool_param(request, "include_untagged"),
+        tag_glob=params.get("tag_glob") or None,
+        labels=labels,
+        platform=params.get("platform") or None,
+        last_seen_before=datetime_param(request, "last_seen_before"),
+        last_seen_after=datetime_param(request, "last_seen_after"),
     )
 
 

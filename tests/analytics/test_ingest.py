@@ -181,7 +181,9 @@ def test_attestation_child_of_an_index_counts_in_storage_but_not_as_an_image(reg
     from workers.registry.records import Platform
 
     attestation = replace(
-        image("att", [layer("sbom", 50)]), platform=Platform(os="unknown", architecture="unknown")
+        image("att", [layer("sbom", 50)]),
+        platform=Platform(os="unknown", architecture="unknown"),
+        kind="artifact",  # the client says so, from the index entry (test_snapshot_artifacts.py)
     )
     multi = index("with-att", [WEB, attestation])
     snapshot_ingest(

@@ -58,3 +58,11 @@ def test_scan_with_basic_auth_reads_everything_and_keeps_the_password_secret(aut
         assert PASSWORD not in body and "password_encrypted" not in body
     summary = client.get("/api/v1/summary/", {"registry": auth_registry.host}).json()
     assert summary["stored_bytes"] == blobstore_bytes(auth_registry.root)
+
+
+@pytest.mark.django_db
+def test_scan_with_a_wrong_password_fails_clearly_and_never_shows_it(auth_registry):
+    scan = run(auth_registry.url, username="scanner", password="not-the-password")
+    assert scan.status == Scan.Status.FAILED
+    assert "credentials for user 'scanner' rejected" in scan.message
+    assert "not-the-password" not in scan.message

@@ -91,6 +91,7 @@ class FakeRegistry:
     # -- client ----------------------------------------------------------------------------------
 
     def client(self, **kwargs: Any) -> RegistryClient:
+        kwargs.setdefault("sleep", lambda _seconds: None)  # retries happen, without the waiting
         return RegistryClient(self.base_url, transport=httpx.MockTransport(self.handle), **kwargs)
 
     def paths(self) -> list[str]:

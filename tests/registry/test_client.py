@@ -13,7 +13,6 @@ from workers.registry import (
     DigestMismatchError,
     ForbiddenError,
     HTTPStatusError,
-    ManifestError,
     NotFoundError,
     ProtocolError,
     ReferenceError,
@@ -83,7 +82,7 @@ def test_401_with_credentials_says_they_were_rejected(registry: FakeRegistry) ->
     assert BASE_URL in str(info.value)
 
 
-def test_bearer_challenge_says_token_auth_is_not_supported_yet(registry: FakeRegistry) -> None:
+def test_bearer_challenge_whose_realm_gives_no_token_fails_clearly(registry: FakeRegistry) -> None:
     challenge = (
         'Bearer realm="https://auth.example.test/token",service="registry",scope="repository:team/app:pull"'
     )
@@ -92,8 +91,9 @@ def test_bearer_challenge_says_token_auth_is_not_supported_yet(registry: FakeReg
     )
     with registry.client() as client, pytest.raises(UnauthorizedError) as info:
         client.get_manifest("team/app", "v1")
-    assert "token (Bearer) authentication, which is not supported yet" in str(info.value)
-    assert "team/app:v1" in str(info.value)
+    # The fake answers the realm's /token with 404: no token, a clear permanent 401.
+    assert "token server https://auth.example.test/token answered HTTP 404" in str(info.value)
+    assert "team/app:v1" in str(info.value) and not info.value.transient
 
 
 def test_403_is_forbidden(registry: FakeRegistry) -> None:
@@ -308,17 +308,30 @@ def test_get_manifest_by_tag_and_by_digest(registry: FakeRegistry) -> None:
         assert media_type in accept
 
 
-def test_manifest_not_matching_docker_content_digest_is_a_mismatch(registry: FakeRegistry) -> None:
+def test_wrong_docker_content_digest_on_a_tag_pull_is_logged_and_the_computed_digest_wins(
+    registry: FakeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    # distribution-spec: Docker-Content-Digest is a legacy header clients SHOULD NOT depend on.
     other = "sha256:" + "f" * 64
     registry.routes["/v2/team/app/manifests/v1"] = lambda r: httpx.Response(
         200,
         content=fixture("docker_v2_manifest.json"),
         headers={"Content-Type": DOCKER_V2, "Docker-Content-Digest": other},
     )
-    with registry.client() as client, pytest.raises(DigestMismatchError) as info:
-        client.get_manifest("team/app", "v1")
-    assert info.value.expected == other and info.value.actual == sha256(fixture("docker_v2_manifest.json"))
-    assert isinstance(info.value, ManifestError) and "Docker-Content-Digest" in str(info.value)
+    with registry.client() as client, caplog.at_level("WARNING", logger="workers.registry.client"):
+        fetched = client.get_manifest("team/app", "v1")
+    assert fetched.digest == sha256(fixture("docker_v2_manifest.json")) != other
+    assert any("Docker-Content-Digest" in r.getMessage() and other in r.getMessage() for r in caplog.records)
+
+
+def test_wrong_docker_content_digest_on_a_digest_pull_is_a_mismatch(registry: FakeRegistry) -> None:
+    body = fixture("docker_v2_manifest.json")
+    other = "sha256:" + "f" * 64
+    registry.routes[f"/v2/team/app/manifests/{sha256(body)}"] = lambda r: httpx.Response(
+        200, content=body, headers={"Content-Type": DOCKER_V2, "Docker-Content-Digest": other}
+    )
+    with registry.client() as client, pytest.raises(DigestMismatchError, match="Docker-Content-Digest"):
+        client.get_manifest("team/app", sha256(body))
 
 
 def test_manifest_not_matching_the_digest_asked_for_is_a_mismatch(registry: FakeRegistry) -> None:

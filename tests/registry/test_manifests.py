@@ -18,6 +18,7 @@ from workers.registry.manifests import (
     OCI_MANIFEST,
     ParsedImageManifest,
     ParsedIndex,
+    ParsedSchema1,
     build_image_record,
     history_records,
     parse_config,
@@ -53,14 +54,15 @@ def test_oci_index_lists_two_platforms() -> None:
     assert parsed.children[1].size == len(fixture("oci_manifest_arm64.json"))
 
 
-def test_schema1_is_unsupported_whatever_the_content_type() -> None:
+def test_schema1_is_recognised_whatever_the_content_type() -> None:
     for content_type in (
         "application/vnd.docker.distribution.manifest.v1+prettyjws",
         "application/json",
         None,
     ):
-        with pytest.raises(ManifestError, match="unsupported: Docker schema 1"):
-            parse_manifest(fixture("schema1_manifest.json"), content_type)
+        parsed = parse_manifest(fixture("schema1_manifest.json"), content_type)
+        assert isinstance(parsed, ParsedSchema1)
+        assert parsed.media_type == "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 
 @pytest.mark.parametrize(
@@ -147,15 +149,17 @@ def test_bad_descriptors_are_rejected(mutate: Any, complaint: str) -> None:
         parse_manifest(dumps(doc), DOCKER_MANIFEST_V2)
 
 
-def test_artifact_is_unsupported_not_a_crash() -> None:
+def test_non_image_config_or_artifact_type_makes_an_artifact_not_a_crash() -> None:
     doc = json.loads(fixture("oci_manifest_amd64.json"))
     doc["config"]["mediaType"] = "application/vnd.in-toto+json"
-    with pytest.raises(ManifestError, match="unsupported artifact"):
-        parse_manifest(dumps(doc), OCI_MANIFEST)
+    parsed = parse_manifest(dumps(doc), OCI_MANIFEST)
+    assert isinstance(parsed, ParsedImageManifest)
+    assert (parsed.kind, parsed.artifact_type) == ("artifact", "application/vnd.in-toto+json")
     doc = json.loads(fixture("oci_manifest_amd64.json"))
     doc["artifactType"] = "application/vnd.example.sbom"
-    with pytest.raises(ManifestError, match="unsupported artifact"):
-        parse_manifest(dumps(doc), OCI_MANIFEST)
+    parsed = parse_manifest(dumps(doc), OCI_MANIFEST)
+    assert isinstance(parsed, ParsedImageManifest)
+    assert (parsed.kind, parsed.artifact_type) == ("artifact", "application/vnd.example.sbom")
 
 
 def test_config_history_positions_skip_empty_layers_like_docker_history() -> None:

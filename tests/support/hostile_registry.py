@@ -19,7 +19,7 @@ Content comes from tests/fixtures/manifests, served byte for byte. Repositories 
 Usage::
 
     with hostile_registry() as reg:
-        RegistryClient(reg.base_url).snapshot_repository("hostile/app")
+        RegistryClient(reg.base_url, allow_internal=True).snapshot_repository("hostile/app")
         reg.requests  # paths asked for, in order
 
     base_url, stop = start_hostile_registry()
@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -135,6 +137,49 @@ def _build_content() -> _Content:
     return c
 
 
+def _add_strict_content(c: _Content) -> None:
+    """Issue 3 (manifest integrity and limits), served only by `hostile_registry(strict=True)`.
+
+    ``strict/app``: ``good`` (the good image), ``nan`` (a NaN in a manifest), ``duplicate-key``,
+    ``nul-created-by`` (an image whose config has NUL and a lone surrogate in its history and labels:
+    stored cleaned), ``oversize`` (a 5 MiB manifest), ``self-index`` (an index naming a digest for which
+    the server serves the index itself again). ``linkaway/app``: a tag list whose next page is on
+    another host.
+    """
+    repo = "strict/app"
+    docker_manifest, docker_config = _fixture("docker_v2_manifest.json"), _fixture("docker_v2_config.json")
+    c.manifest(repo, "good", docker_manifest, DOCKER_V2)
+    doc = json.loads(docker_manifest)
+    nan = re.sub(r'"size": \d+', '"size": NaN', json.dumps(doc, indent=3), count=1)
+    c.manifest(repo, "nan", nan.encode(), DOCKER_V2)
+    dup = json.dumps(doc, indent=3).replace(
+        '"schemaVersion": 2,', '"schemaVersion": 2, "schemaVersion": 2,', 1
+    )
+    c.manifest(repo, "duplicate-key", dup.encode(), DOCKER_V2)
+
+    config = json.loads(docker_config)
+    config["history"][0]["created_by"] = "/bin/sh -c #(nop) ADD file:rootfs\u0000 in /"
+    config["config"]["Labels"]["nul"] = "a\u0000b \ud800"
+    config_bytes = json.dumps(config).encode()  # json escapes them: \\u0000, \\ud800
+    c.blobs[_sha256(config_bytes)] = config_bytes
+    nul = json.loads(docker_manifest)
+    nul["config"].update(digest=_sha256(config_bytes), size=len(config_bytes))
+    c.manifest(repo, "nul-created-by", json.dumps(nul, indent=3).encode(), DOCKER_V2)
+
+    big = json.loads(docker_manifest)
+    big["annotations"] = {"padding": "x" * (5 * 1024 * 1024)}
+    c.manifest(repo, "oversize", json.dumps(big).encode(), DOCKER_V2)
+
+    fake = "sha256:" + "1" * 64
+    entry = {"mediaType": OCI_INDEX, "digest": fake, "size": 0}
+    loop = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]})
+    loop = loop.replace('"size": 0', f'"size": {len(loop) + 2}')  # the size of this very body
+    c.manifest(repo, "self-index", loop.encode(), OCI_INDEX)
+    c.manifests[(repo, fake)] = c.manifests[(repo, "self-index")]
+
+    c.manifest("linkaway/app", "v1", docker_manifest, DOCKER_V2)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes: don't wait for delayed ACKs
@@ -145,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
-        reply = self._route()
+        reply = _transport_route(self) or self._route()
         self.send_response(reply.status)
         headers = {"Docker-Distribution-API-Version": "registry/2.0", **reply.headers}
         headers.setdefault("Content-Type", "application/json; charset=utf-8")
@@ -171,6 +216,13 @@ class _Handler(BaseHTTPRequestHandler):
                 200,
                 json.dumps({"name": "loop/app", "tags": ["v1"]}).encode(),
                 {"Link": f'<{self.path}>; rel="next"'},
+            )
+        if rest == "linkaway/app/tags/list":
+            # The next page is on another origin: a client must not follow it (nor send credentials).
+            return Reply(
+                200,
+                json.dumps({"name": "linkaway/app", "tags": ["v1"]}).encode(),
+                {"Link": '<http://198.51.100.7:5000/v2/linkaway/app/tags/list?n=1&last=v1>; rel="next"'},
             )
         if rest.endswith("/tags/list"):
             name = rest.removesuffix("/tags/list")
@@ -208,6 +260,8 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     content: _Content
     requests: list[str]
+    authorization: dict[str, str | None]
+    throttled: set[str]
 
 
 @dataclass
@@ -217,12 +271,18 @@ class HostileRegistry:
     base_url: str
     requests: list[str]
     stop: Callable[[], None]
+    # path on the redirect-target origin -> the Authorization header it received (None: none)
+    authorization: dict[str, str | None] = field(default_factory=dict)
 
 
-def _start() -> HostileRegistry:
+def _start(strict: bool = False) -> HostileRegistry:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.content = _build_content()
+    if strict:
+        _add_strict_content(server.content)
     server.requests = []
+    server.authorization = {}
+    server.throttled = set()
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="hostile-registry", daemon=True
     )
@@ -234,7 +294,12 @@ def _start() -> HostileRegistry:
         server.server_close()
         thread.join(timeout=5)
 
-    return HostileRegistry(base_url=f"http://{host}:{port}", requests=server.requests, stop=stop)
+    return HostileRegistry(
+        base_url=f"http://{host}:{port}",
+        requests=server.requests,
+        stop=stop,
+        authorization=server.authorization,
+    )
 
 
 def start_hostile_registry() -> tuple[str, Callable[[], None]]:
@@ -244,10 +309,77 @@ def start_hostile_registry() -> tuple[str, Callable[[], None]]:
 
 
 @contextmanager
-def hostile_registry() -> Iterator[HostileRegistry]:
-    """The server for the duration of a `with` block."""
-    reg = _start()
+def hostile_registry(*, strict: bool = False) -> Iterator[HostileRegistry]:
+    """The server for the duration of a `with` block; `strict` adds the issue 3 repositories."""
+    reg = _start(strict)
     try:
         yield reg
     finally:
         reg.stop()
+
+
+# --- issue 3 part A: authentication and transport ------------------------------------------------------
+
+SLOW_SECONDS = 2.0
+METADATA_REALM = "http://169.254.169.254/latest/api/token"
+_TRANSPORT_TAGS = ["v1", "redirected", "throttled", "to-metadata"]
+
+
+def _transport_route(handler: _Handler) -> Reply | None:
+    """Replies for the auth and transport cases; None for every other path. Not in the catalog.
+
+    ``transport/app``
+        ``v1`` a good image; ``redirected`` an OCI image whose config blob answers 307 to another
+        origin (``http://localhost:PORT/storage/...?X-Amz-Signature=...``, which records the
+        ``Authorization`` it got in ``HostileRegistry.authorization``); ``throttled`` 429 with
+        ``Retry-After: 1`` the first time, then the image; ``to-metadata`` a 302 to 169.254.169.254.
+    ``slow/app``
+        ``v1`` whose manifest comes after ``SLOW_SECONDS`` (past a short read timeout).
+    ``metadata/app``
+        every request 401 with a Bearer challenge whose realm is on the cloud metadata address.
+    """
+    server = handler.server
+    path = urlsplit(handler.path).path
+    content = server.content
+    if path.startswith("/storage/"):
+        server.authorization[path] = handler.headers.get("Authorization")
+        blob = content.blobs.get(path.removeprefix("/storage/"))
+        return Reply(200, blob, {"Content-Type": "application/octet-stream"}) if blob else None
+    rest = path.removeprefix("/v2/")
+    repo = next((r for r in ("transport/app", "slow/app", "metadata/app") if rest.startswith(r + "/")), None)
+    if repo is None:
+        return None
+    if repo == "metadata/app":
+        challenge = f'Bearer realm="{METADATA_REALM}",service="hostile",scope="repository:{repo}:pull"'
+        return Reply(401, _error("UNAUTHORIZED", "authentication required"), {"WWW-Authenticate": challenge})
+    kind, _, ref = rest.removeprefix(repo + "/").partition("/")
+    if kind == "tags":
+        tags = ["v1"] if repo == "slow/app" else _TRANSPORT_TAGS
+        return Reply(200, json.dumps({"name": repo, "tags": tags}).encode())
+    docker_manifest = _fixture("docker_v2_manifest.json")
+    oci_manifest = _fixture("oci_manifest_amd64.json")
+    by_ref = {"v1": (docker_manifest, DOCKER_V2), "throttled": (docker_manifest, DOCKER_V2)}
+    by_ref["redirected"] = (oci_manifest, OCI_MANIFEST)
+    for body, media_type in list(by_ref.values()):
+        by_ref[_sha256(body)] = (body, media_type)
+    if kind == "manifests":
+        if repo == "slow/app":
+            time.sleep(SLOW_SECONDS)
+        if ref == "to-metadata":
+            return Reply(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})
+        if ref == "throttled" and ref not in server.throttled:
+            server.throttled.add(ref)
+            return Reply(429, _error("TOOMANYREQUESTS", "slow down"), {"Retry-After": "1"})
+        found = by_ref.get(ref)
+        if found is None:
+            return Reply(404, _error("MANIFEST_UNKNOWN", "manifest unknown"))
+        return Reply(200, found[0], {"Content-Type": found[1], "Docker-Content-Digest": _sha256(found[0])})
+    if kind == "blobs":
+        redirected_config = json.loads(oci_manifest)["config"]["digest"]
+        if ref == redirected_config:
+            port = server.server_address[1]
+            location = f"http://localhost:{port}/storage/{ref}?X-Amz-Signature=SECRETSIG&X-Amz-Expires=60"
+            return Reply(307, b"", {"Location": location})
+        blob = content.blobs.get(ref)
+        return Reply(200, blob, {"Content-Type": "application/octet-stream"}) if blob else None
+    return None

@@ -11,6 +11,9 @@ Usage::
 Basic auth: ``RegistryServer(username="u", password="p")`` writes an htpasswd file. The bcrypt
 hash comes from ``htpasswd -nbB`` when apache2-utils is installed, otherwise from Python's
 ``crypt`` module with METHOD_BLOWFISH (Debian 12's libxcrypt implements bcrypt ``$2b$``).
+
+Token auth: ``RegistryServer(token_auth=TokenServer(...).start())`` configures ``auth.token`` (realm,
+service, issuer, rootcertbundle) so the registry verifies that server's JWTs (tests/support/token_server.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import warnings
 from pathlib import Path
 from types import TracebackType
 
+from .token_server import TokenServer
 from .tools import free_loopback_port, require_tool, stop_process
 
 BLOBS_SUBPATH = Path("docker/registry/v2/blobs")
@@ -74,7 +78,9 @@ def bcrypt_htpasswd_line(username: str, password: str) -> str:
     return f"{username}:{hashed}"
 
 
-def _config_yaml(root: Path, port: int, htpasswd_path: Path | None) -> str:
+def _config_yaml(
+    root: Path, port: int, htpasswd_path: Path | None, token_auth: TokenServer | None = None
+) -> str:
     lines = [
         "version: 0.1",
         "log:",
@@ -101,6 +107,15 @@ def _config_yaml(root: Path, port: int, htpasswd_path: Path | None) -> str:
             "    realm: layerlens-test",
             f"    path: {htpasswd_path}",
         ]
+    if token_auth is not None:
+        lines += [
+            "auth:",
+            "  token:",
+            f"    realm: {token_auth.realm}",
+            f"    service: {token_auth.service}",
+            f"    issuer: {token_auth.issuer}",
+            f"    rootcertbundle: {token_auth.cert_path}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -119,9 +134,13 @@ class RegistryServer:
         workdir: str | os.PathLike[str] | None = None,
         port: int | None = None,
         startup_timeout: float = 30,
+        token_auth: TokenServer | None = None,
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
+        if token_auth is not None and username is not None:
+            raise ValueError("htpasswd and token auth are exclusive")
+        self.token_auth = token_auth
         self.username = username
         self.password = password
         self._own_workdir = workdir is None
@@ -162,7 +181,7 @@ class RegistryServer:
         for _attempt in range(attempts):  # a free port can be raced; retry with another
             self.port = self._fixed_port or free_loopback_port()
             config = self.workdir / "config.yml"
-            config.write_text(_config_yaml(self.root, self.port, htpasswd_path))
+            config.write_text(_config_yaml(self.root, self.port, htpasswd_path, self.token_auth))
             log = open(self.log_path, "ab")  # noqa: SIM115 - child owns it
             self.proc = subprocess.Popen(
                 [binary, "serve", str(config)],
@@ -192,7 +211,7 @@ class RegistryServer:
                     if resp.status == 200:
                         return True
             except urllib.error.HTTPError as exc:
-                if exc.code == 401 and self.username is not None:
+                if exc.code == 401 and (self.username is not None or self.token_auth is not None):
                     return True  # answering; credentials checked by callers
             except OSError:
                 pass

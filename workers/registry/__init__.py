@@ -1,7 +1,9 @@
 """A registry HTTP API v2 / OCI distribution client with no Django import (DESIGN section 1).
 
-Modules: `reference` (names, tags, digests, scan targets), `client` (transport and operations),
-`manifests` (pure parsing to records), `errors` (the exception tree), `records` (the output contract).
+Modules: `reference` (names, tags, digests, scan targets), `client` (operations), `auth` (challenges,
+credentials, the token flow), `transport` (redirects, retries, rate limits), `policy` (the SSRF policy
+and the connection backend that enforces it), `manifests` (pure parsing to records), `errors` (the
+exception tree), `records` (the output contract).
 """
 
 from .client import FetchedManifest, RegistryClient
@@ -11,6 +13,7 @@ from .errors import (
     HTTPStatusError,
     ManifestError,
     NotFoundError,
+    PolicyError,
     ProtocolError,
     ReferenceError,
     RegistryError,
@@ -26,6 +29,7 @@ __all__ = [
     "HTTPStatusError",
     "ManifestError",
     "NotFoundError",
+    "PolicyError",
     "ProtocolError",
     "Reference",
     "ReferenceError",

@@ -11,8 +11,10 @@ One `httpx.Client` per instance (connection pooling, limits, timeouts). Configur
 the constructor; `transport` takes an `httpx.MockTransport` in tests. Every body read is size-capped
 and every manifest and config is checked against its digest before it is parsed.
 
-Authentication: HTTP basic, sent preemptively. A registry that answers with a token (Bearer) challenge
-gets an `UnauthorizedError` saying so; token auth is a later issue.
+Authentication (`auth`): basic and the token (Bearer) flow, tokens cached per registry, realm, service,
+scopes and credential. Transport (`transport.Session`): redirects followed hop by hop, retries with
+backoff, `Retry-After` and rate limits. Every URL and every address connected to passes the SSRF
+policy (`policy`): internal addresses only when the constructor allows them.
 """
 
 from __future__ import annotations
@@ -20,15 +22,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
+import re
 import ssl
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from .auth import CATALOG_SCOPE, Authenticator, Credentials, TokenCache, repository_scope
 from .errors import (
     DigestMismatchError,
     ForbiddenError,
@@ -43,27 +49,71 @@ from .errors import (
 )
 from .manifests import (
     ACCEPT,
+    ANNOTATION_REFERENCE_DIGEST,
+    ANNOTATION_REFERENCE_TYPE,
     MANIFEST_TYPES,
+    READABLE_CHILD_TYPES,
     ParsedConfig,
     ParsedImageManifest,
     ParsedIndex,
+    ParsedSchema1,
+    build_artifact_record,
     build_image_record,
     build_index_record,
+    build_schema1_record,
+    is_attestation_entry,
+    manifest_digest,
     normalize_media_type,
     parse_config,
     parse_manifest,
 )
-from .records import ImageRecord, IndexRecord, ManifestFailure, ManifestRecord, Platform, RepositorySnapshot
+from .policy import GuardedTransport, NetworkPolicy, parse_networks
+from .records import (
+    KIND_ARTIFACT,
+    ImageRecord,
+    IndexChild,
+    IndexRecord,
+    ManifestFailure,
+    ManifestRecord,
+    Platform,
+    RepositorySnapshot,
+)
 from .reference import parse_scan_target, validate_digest, validate_repository, validate_tag
+from .transport import RateLimit, RetryPolicy, Session, parse_retry_after, redact_url
 
 MAX_PAGE_SIZE = 1000  # distribution's default `catalog.maxentries`; it answers 400 above its limit
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution-spec: registries SHOULD accept manifests up to 4 MiB
-MAX_CONFIG_BYTES = 16 * 1024 * 1024
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # as for manifests; real configs are a few KiB (a long history: 100 KiB)
 MAX_LIST_PAGE_BYTES = 32 * 1024 * 1024
 MAX_PAGES = 100_000
 MAX_IDLE_PAGES = 3  # consecutive pages with a `next` link and nothing new: a loop with changing URLs
-MAX_INDEX_DEPTH = 3  # an index may name an index (image-spec allows it); deeper than this is hostile
+MAX_INDEX_DEPTH = 8  # an index may name an index to any depth (image-spec); real ones use 1 or 2 levels
+MAX_INDEX_CHILDREN = 4096  # a 4 MiB index holds ~20,000 descriptors; real ones hold tens
+MAX_SCHEMA1_LAYERS = 1024  # one blob HEAD per layer
 _ERROR_BODY_BYTES = 64 * 1024
+
+log = logging.getLogger(__name__)
+
+# Tags that name no image (containers/image, regclient and cosign use these conventions):
+# - the referrers tag schema (distribution-spec "Referrers Tag Schema"): `<alg>-<hex>` naming the
+#   subject, an index of its referrers; cosign adds `.sig`, `.att` and `.sbom` to the same form.
+_REFERRERS_TAG = re.compile(r"^(sha256-[a-f0-9]{64}|sha512-[a-f0-9]{128})(?:\.([A-Za-z0-9_-]{1,64}))?$")
+_ARTIFACT_SUFFIXES = {"sig": "signature", "att": "attestation", "sbom": "sbom"}
+
+
+def classify_tag(tag: str) -> tuple[str, str] | None:
+    """(what, subject digest) for a referrers / signature / attestation / SBOM tag; None for others.
+
+    `sha256-<hex>` is "referrers"; with `.sig`, `.att` or `.sbom` it is "signature", "attestation" or
+    "sbom" (cosign); with another suffix, "artifact". Only the digest form counts: `v1.sig` is a tag
+    like any other, since nothing says it is about an image.
+    """
+    m = _REFERRERS_TAG.match(tag)
+    if m is None:
+        return None
+    subject, suffix = m.group(1).replace("-", ":", 1), m.group(2)
+    what = "referrers" if suffix is None else _ARTIFACT_SUFFIXES.get(suffix, "artifact")
+    return what, subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +170,24 @@ class RegistryClient:
         max_connections: int = 16,
         user_agent: str = "layerlens/1.0",
         config_cache_size: int = 4096,
+        identity_token: str | None = None,
+        allow_internal: bool = False,
+        allowed_networks: Iterable[str] | str | None = None,
+        retries: int = 3,
+        retry_base_delay: float = 0.5,
+        max_retry_wait: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        token_cache: TokenCache | None = None,
     ) -> None:
         """Open a client for `base_url` (`http(s)://host[:port]`; a bare `host:port` is accepted too).
 
         `verify` is True, False, a path to a CA bundle, or an `ssl.SSLContext` (e.g. built from PEM
-        data). `page_size` is capped at 1000. Raises `ReferenceError` for a base URL with a path, query
-        or bad host.
+        data). `page_size` is capped at 1000. `identity_token` is an OAuth2 refresh token (docker's
+        `identitytoken`) used instead of a password. `allow_internal` lets the client reach internal
+        addresses (loopback, private, link-local...); `allowed_networks` (CIDRs) allows only those.
+        `retries`, `retry_base_delay` and `max_retry_wait` bound the retries (`transport.RetryPolicy`);
+        `sleep` is injectable for tests. Raises `ReferenceError` for a base URL with a path, query or
+        bad host; a refused address raises `PolicyError` at the first request.
         """
         target = parse_scan_target(base_url)
         if target.repository is not None:
@@ -133,22 +195,40 @@ class RegistryClient:
         self.base_url = target.registry_url
         self.registry = httpx.URL(self.base_url).netloc.decode("ascii")
         self.page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
-        self._has_credentials = username is not None
         self._username = username
         ssl_verify: bool | ssl.SSLContext = (
             ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         )
         if ssl_verify is True:
             ssl_verify = _default_ssl_context()
+        self.policy = NetworkPolicy(
+            allow_internal=allow_internal, allowed_networks=parse_networks(allowed_networks)
+        )
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.Client(
-            base_url=self.base_url,
-            auth=httpx.BasicAuth(username, password or "") if username is not None else None,
             verify=ssl_verify,
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
+            limits=limits,
+            transport=transport or GuardedTransport(policy=self.policy, verify=ssl_verify, limits=limits),
             headers={"User-Agent": user_agent},
             follow_redirects=False,
+            trust_env=False,  # no proxies from the environment: they would resolve names past the policy
+        )
+        credentials = Credentials(username=username, password=password, identity_token=identity_token)
+        self._session = Session(
+            self._http,
+            base_url=self.base_url,
+            policy=self.policy,
+            auth=Authenticator(
+                self._http,
+                registry=self.base_url,
+                credentials=credentials,
+                check_url=self.policy.check_url,
+                cache=token_cache,
+            ),
+            retry=RetryPolicy(
+                retries=retries, base_delay=retry_base_delay, max_wait=max_retry_wait, sleep=sleep
+            ),
         )
         self._config_cache: OrderedDict[str, ParsedConfig] = OrderedDict()
         self._config_cache_size = config_cache_size
@@ -184,13 +264,23 @@ class RegistryClient:
         reference: str | None = None,
         headers: dict[str, str] | None = None,
         follow_redirects: bool = False,
+        method: str = "GET",
     ) -> tuple[httpx.Response, bytes]:
-        """GET `url`, reading at most `max_bytes` of a success body; map httpx failures to ours."""
+        """GET (or HEAD) `url`, reading at most `max_bytes` of a success body; map httpx failures to ours."""
         where = {"registry": self.base_url, "repository": repository, "reference": reference}
         try:
-            with self._http.stream("GET", url, headers=headers, follow_redirects=follow_redirects) as resp:
+            with self._session.open(
+                method,
+                url,
+                headers=headers,
+                follow_redirects=follow_redirects,
+                scopes=self._scopes(url, repository),
+                where=where,
+            ) as resp:
                 limit = max_bytes if resp.status_code < 400 else _ERROR_BODY_BYTES
                 declared = resp.headers.get("Content-Length")
+                if method == "HEAD":
+                    return resp, b""  # a HEAD reply's Content-Length describes the GET body
                 if resp.status_code < 400 and declared and declared.isdigit() and int(declared) > limit:
                     raise ProtocolError(
                         f"response of {declared} bytes exceeds the {limit}-byte limit", **where
@@ -213,6 +303,20 @@ class RegistryClient:
             raise ProtocolError(f"undecodable response body: {exc}", **where) from exc
         except httpx.TransportError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc or 'connection failed'}", **where) from exc
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """Docker Hub's `RateLimit-Limit` / `RateLimit-Remaining` as last seen (None if never sent)."""
+        return self._session.rate_limit
+
+    @staticmethod
+    def _scopes(url: str | httpx.URL, repository: str | None) -> tuple[str, ...]:
+        """The token scopes a request needs (distribution token.md "Requesting a Token")."""
+        if repository:
+            return (repository_scope(repository),)
+        if httpx.URL(str(url)).path.endswith("/_catalog"):
+            return (CATALOG_SCOPE,)
+        return ()
 
     @staticmethod
     def _error_details(body: bytes) -> tuple[str | None, str]:
@@ -246,26 +350,21 @@ class RegistryClient:
             + (f" {code}" if code else f" {resp.reason_phrase}")
             + (f": {detail}" if detail else "")
         )
-        retry_after = None
-        raw_retry = resp.headers.get("Retry-After", "")
-        if raw_retry.strip().isdigit():
-            retry_after = float(raw_retry.strip())
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         kwargs: dict[str, Any] = {"status": status, "code": code, "retry_after": retry_after, **where}
         if status == 401:
-            challenge = resp.headers.get("WWW-Authenticate", "")
-            if challenge.lower().startswith("bearer"):
-                raise UnauthorizedError(
-                    f"{text}; the registry asks for token (Bearer) authentication, which is not supported "
-                    f"yet (challenge: {challenge[:200]})",
-                    **kwargs,
-                )
-            if self._has_credentials:
-                raise UnauthorizedError(f"{text}; credentials for user {self._username!r} rejected", **kwargs)
-            raise UnauthorizedError(
-                f"{text}; the registry requires credentials and none are configured", **kwargs
-            )
+            # The registry's own 401s are decided in `auth.Authenticator`; this one came from
+            # elsewhere (a redirect target such as blob storage).
+            raise UnauthorizedError(f"{text} from {redact_url(resp.request.url)}", **kwargs)
         if status == 403:
-            raise ForbiddenError(text, **kwargs)
+            # Final (distribution-spec DENIED): authenticated, but not allowed; retrying changes nothing.
+            target = f"repository {repository!r}" if repository else "this registry"
+            raise ForbiddenError(
+                f"{text}; access to {target} is denied for "
+                + (f"user {self._username!r}" if self._username is not None else "anonymous requests")
+                + ": grant the account pull access or save other credentials",
+                **kwargs,
+            )
         if status == 404:
             raise NotFoundError(text, **kwargs)
         raise HTTPStatusError(text, **kwargs)
@@ -352,9 +451,12 @@ class RegistryClient:
                 raise ProtocolError(f"pagination did not end after {MAX_PAGES} pages", **where)
             fetched.add(str(url))
             resp, body = self._request(url, max_bytes=MAX_LIST_PAGE_BYTES, repository=repository)
-            if resp.status_code == 400 and page_size > 1:
+            if resp.status_code == 400 and page_size > 1 and not seen:
+                # distribution answers 400 PAGINATION_NUMBER_INVALID above its maxentries, some others a
+                # 400 without an error code: ask for half as many, on our own first URL only (a Link is
+                # followed verbatim). A 400 with another code (UNSUPPORTED, NAME_INVALID) is raised.
                 code, _ = self._error_details(body)
-                if code == "PAGINATION_NUMBER_INVALID":
+                if code in (None, "PAGINATION_NUMBER_INVALID"):
                     page_size //= 2
                     url = url.copy_set_param("n", page_size)
                     continue
@@ -381,20 +483,31 @@ class RegistryClient:
 
     # -- API: manifests and blobs ----------------------------------------------------------------
 
-    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
-        """GET `/v2/<name>/manifests/<reference>` (distribution-spec "Pulling manifests"), verified.
-
-        `reference` is a tag or a digest. Integrity (distribution-spec "Content Digests"): when asked by
-        digest, the body must hash to it; when asked by tag, it must hash to `Docker-Content-Digest` if
-        the registry sends one. Raises `ReferenceError` before any request for a bad name, tag or
-        digest; `DigestMismatchError`; `NotFoundError` (MANIFEST_UNKNOWN, NAME_UNKNOWN); and the rest.
-        """
+    def _manifest_target(self, repository: str, reference: str) -> bool:
+        """Validate name and reference before they go into a URL; True when `reference` is a digest."""
         validate_repository(repository)
         by_digest = ":" in reference
         if by_digest:
             validate_digest(reference)
         else:
             validate_tag(reference)
+        return by_digest
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        """GET `/v2/<name>/manifests/<reference>` (distribution-spec "Pulling manifests"), verified.
+
+        `reference` is a tag or a digest. Integrity (distribution-spec "Content Digests"; image-spec
+        `descriptor.md` "Digests"): the digest is computed over the bytes served, with the reference's
+        algorithm (a signed schema 1 over its payload without signatures). Asked by digest, the body
+        must hash to it, and a `Docker-Content-Digest` naming another digest is a mismatch too. Asked
+        by tag, the computed digest wins: the distribution-spec lists `Docker-Content-Digest` among the
+        "Legacy Docker support HTTP headers" that "are OPTIONAL and clients SHOULD NOT depend on them",
+        so a missing or different one is logged, not trusted, and not fatal (containerd and
+        go-containerregistry likewise verify only what they asked for by digest). Raises
+        `ReferenceError` before any request for a bad name, tag or digest; `DigestMismatchError`;
+        `NotFoundError` (MANIFEST_UNKNOWN, NAME_UNKNOWN); and the rest.
+        """
+        by_digest = self._manifest_target(repository, reference)
         where: dict[str, Any] = {"registry": self.base_url, "repository": repository, "reference": reference}
         resp, body = self._request(
             f"/v2/{repository}/manifests/{reference}",
@@ -405,36 +518,125 @@ class RegistryClient:
             follow_redirects=True,
         )
         self._raise_for_status(resp, body, repository=repository, reference=reference)
-        computed = compute_digest(body)
+        header = resp.headers.get("Docker-Content-Digest", "").strip()
         if by_digest:
-            expected, source = reference, "the digest asked for"
-        else:
-            expected, source = resp.headers.get("Docker-Content-Digest", "").strip(), "Docker-Content-Digest"
-        if expected:
-            algorithm = expected.split(":", 1)[0]
-            try:
-                actual = compute_digest(body, algorithm) if algorithm != "sha256" else computed
-            except ValueError:
-                raise ProtocolError(f"{source} {expected!r} uses an unknown algorithm", **where) from None
-            if actual != expected:
+            algorithm = reference.split(":", 1)[0]
+            actual = self._digest_of(body, algorithm, where)
+            if actual != reference:
                 raise DigestMismatchError(
-                    f"manifest digest mismatch: {source} is {expected}, "
+                    f"manifest digest mismatch: the digest asked for is {reference}, "
                     f"the {len(body)} bytes served hash to {actual}",
-                    expected=expected,
+                    expected=reference,
                     actual=actual,
                     **where,
                 )
-        digest = reference if by_digest else computed
+            if header and header != reference and header.split(":", 1)[0] == algorithm:
+                raise DigestMismatchError(
+                    f"manifest digest mismatch: the digest asked for is {reference}, "
+                    f"Docker-Content-Digest says {header}",
+                    expected=reference,
+                    actual=header,
+                    **where,
+                )
+            digest = reference
+        else:
+            digest = self._digest_of(body, "sha256", where)
+            if not header:
+                log.info(
+                    "%s/%s:%s: no Docker-Content-Digest; using %s",
+                    self.base_url,
+                    repository,
+                    reference,
+                    digest,
+                )
+            elif header != digest and not (
+                header.split(":", 1)[0] != "sha256"
+                and self._digest_of(body, header.split(":", 1)[0], where, strict=False) == header
+            ):
+                log.warning(
+                    "%s/%s:%s: Docker-Content-Digest %s does not match the %d bytes served (%s); "
+                    "using the computed digest",
+                    self.base_url,
+                    repository,
+                    reference,
+                    header[:200],
+                    len(body),
+                    digest,
+                )
         return FetchedManifest(
             content=body, media_type=normalize_media_type(resp.headers.get("Content-Type")), digest=digest
         )
+
+    def _digest_of(self, body: bytes, algorithm: str, where: dict[str, Any], strict: bool = True) -> str:
+        """`manifest_digest` with our errors: an unknown algorithm, or a schema 1 whose JWS is broken."""
+        if algorithm not in ("sha256", "sha512"):
+            if not strict:
+                return ""
+            raise ProtocolError(f"unsupported digest algorithm {algorithm!r}", **where)
+        try:
+            return manifest_digest(body, algorithm)
+        except ManifestError as exc:
+            raise exc.locate(**where) from None
+
+    def head_manifest(self, repository: str, reference: str) -> str:
+        """The digest `reference` names now, cheaply: HEAD with the full Accept list (change detection).
+
+        The digest comes from `Docker-Content-Digest` (distribution-spec "Checking if content exists":
+        a HEAD returns the headers a GET would); a registry that answers HEAD with 405, or leaves the
+        header out (or sends one that is not a valid digest), gets a GET instead, whose bytes are hashed.
+        For a digest reference, the answer must be that digest. Raises like `get_manifest`.
+        """
+        by_digest = self._manifest_target(repository, reference)
+        resp, body = self._request(
+            f"/v2/{repository}/manifests/{reference}",
+            max_bytes=_ERROR_BODY_BYTES,
+            repository=repository,
+            reference=reference,
+            headers={"Accept": ACCEPT},
+            follow_redirects=True,
+            method="HEAD",
+        )
+        if resp.status_code != 405:
+            self._raise_for_status(resp, body, repository=repository, reference=reference)
+            header: str = resp.headers.get("Docker-Content-Digest", "").strip()
+            try:
+                validate_digest(header)
+            except ReferenceError:
+                header = ""
+            if header and (not by_digest or header == reference):
+                return header
+        return self.get_manifest(repository, reference).digest
+
+    def blob_size(self, repository: str, digest: str) -> int:
+        """A blob's size from HEAD `/v2/<name>/blobs/<digest>` (distribution-spec "Checking if content
+        exists"): its `Content-Length`. Raises `ProtocolError` when the registry gives none."""
+        validate_repository(repository)
+        validate_digest(digest)
+        resp, body = self._request(
+            f"/v2/{repository}/blobs/{digest}",
+            max_bytes=0,
+            repository=repository,
+            reference=digest,
+            follow_redirects=True,
+            method="HEAD",
+        )
+        self._raise_for_status(resp, body, repository=repository, reference=digest)
+        length = resp.headers.get("Content-Length", "")
+        if not length.isdigit():
+            raise ProtocolError(
+                "blob HEAD gave no Content-Length",
+                registry=self.base_url,
+                repository=repository,
+                reference=digest,
+            )
+        return int(length)
 
     def get_blob(self, repository: str, digest: str, max_bytes: int = MAX_CONFIG_BYTES) -> bytes:
         """GET `/v2/<name>/blobs/<digest>` (distribution-spec "Pulling blobs"), following redirects.
 
         Meant for image configs: the whole body is held in memory, at most `max_bytes` (else
         `ProtocolError`), and must hash to `digest` (else `DigestMismatchError`). Credentials are not
-        sent to a redirect target on another origin (httpx strips them).
+        sent to a redirect target on another origin (`transport.Session`).
         """
         validate_repository(repository)
         validate_digest(digest)
@@ -443,6 +645,8 @@ class RegistryClient:
             max_bytes=max_bytes,
             repository=repository,
             reference=digest,
+            # The digest is over the bytes as stored: no transfer coding for anyone to undo.
+            headers={"Accept-Encoding": "identity"},
             follow_redirects=True,
         )
         self._raise_for_status(resp, body, repository=repository, reference=digest)
@@ -498,10 +702,16 @@ class RegistryClient:
 
         1. List the tags (or take the ones given, deduplicated). A failure here raises.
         2. GET each tag's manifest; parse it, once per digest even if several tags point at it.
-        3. An image: fetch its config (cached by digest) and record an `ImageRecord`.
-        4. An index: record an `IndexRecord`; fetch each child by digest, check it against the entry
-           (sha256, size, media type) and record it with the entry's platform (the config's if absent).
-        5. A tag or child that cannot be read (malformed, digest mismatch, 404, 5xx, schema 1, artifact)
+           Referrers, signature, attestation and SBOM tags (`classify_tag`) are read too, since their
+           manifests are stored, but recorded as artifacts linked to the digest in their name.
+        3. An image: fetch its config (cached by digest) and record an `ImageRecord`. An artifact (an
+           OCI artifact, a BuildKit attestation): record it without reading its config. A schema 1
+           manifest: its layer sizes come from blob HEADs.
+        4. An index: record an `IndexRecord`; fetch each child by digest (a visited set, a depth and a
+           width cap), check it against the entry (digest, size, media type) and record it with the
+           entry's platform (the config's if absent). Children of a type that is no manifest are
+           `skipped`, not failed.
+        5. A tag or child that cannot be read (malformed, digest mismatch, 404, 5xx, over a limit)
            becomes a `ManifestFailure` and the rest goes on. `TransportError` is not caught: a registry
            that stopped answering fails the snapshot, to be retried whole.
 
@@ -512,8 +722,12 @@ class RegistryClient:
         names = list(self.iter_tags(repository)) if tags is None else list(dict.fromkeys(tags))
         run = _SnapshotRun(self, repository)
         tag_map: dict[str, str] = {}
+        artifact_tags: dict[str, str] = {}
         for tag in names:
             by_digest = ":" in tag
+            artifact = None if by_digest else classify_tag(tag)
+            if artifact is not None:
+                artifact_tags[tag] = artifact[0]
             try:
                 validate_digest(tag) if by_digest else validate_tag(tag)
                 fetched = self.get_manifest(repository, tag)
@@ -522,7 +736,7 @@ class RegistryClient:
             except RegistryError as exc:
                 run.failures.append(_failure(tag, exc))
                 continue
-            error = run.record(fetched, reference=tag)
+            error = run.record(fetched, reference=tag, artifact=artifact)
             if error is not None:
                 run.failures.append(_failure(tag, error))
                 continue
@@ -534,7 +748,17 @@ class RegistryClient:
             tags=tag_map,
             manifests=tuple(run.records.values()),
             failures=tuple(run.failures),
+            skipped=tuple(run.skipped),
+            artifact_tags=artifact_tags,
         )
+
+
+def _annotated_subject(child: IndexChild) -> str:
+    value = child.annotations.get(ANNOTATION_REFERENCE_DIGEST, "")
+    try:
+        return validate_digest(value) if value else ""
+    except ReferenceError:
+        return ""
 
 
 class _SnapshotRun:
@@ -546,6 +770,7 @@ class _SnapshotRun:
         self.records: dict[str, ManifestRecord] = {}
         self.failed: dict[str, RegistryError] = {}
         self.failures: list[ManifestFailure] = []
+        self.skipped: list[ManifestFailure] = []
 
     def record(
         self,
@@ -555,24 +780,34 @@ class _SnapshotRun:
         platform: Platform | None = None,
         depth: int = 0,
         expected_type: str | None = None,
+        artifact: tuple[str, str] | None = None,
     ) -> RegistryError | None:
-        """Record `fetched` (and, for an index, its children); return the error if it can't be read."""
+        """Record `fetched` (and, for an index, its children); return the error if it can't be read.
+
+        `artifact` is (artifact type, subject digest) when the way we reached this manifest (a tag's
+        name, an index entry's annotations) says it is an artifact whatever its content.
+        """
         if fetched.digest in self.records:
             return None
         if fetched.digest in self.failed:
             return self.failed[fetched.digest]
         try:
             record = self._build(
-                fetched, reference=reference, platform=platform, expected_type=expected_type, depth=depth
+                fetched,
+                reference=reference,
+                platform=platform,
+                expected_type=expected_type,
+                depth=depth,
+                artifact=artifact,
             )
         except TransportError:
             raise
         except RegistryError as exc:
             self.failed[fetched.digest] = exc
             return exc
-        self.records[fetched.digest] = record
+        self.records[fetched.digest] = record  # before the children: the visited set stops loops
         if isinstance(record, IndexRecord):
-            self._children(record, depth)
+            self._children(record, depth, artifact)
         return None
 
     def _build(
@@ -583,6 +818,7 @@ class _SnapshotRun:
         platform: Platform | None,
         expected_type: str | None,
         depth: int,
+        artifact: tuple[str, str] | None,
     ) -> ManifestRecord:
         client, repository = self.client, self.repository
         where: dict[str, Any] = {
@@ -602,16 +838,68 @@ class _SnapshotRun:
         if isinstance(parsed, ParsedIndex):
             if depth >= MAX_INDEX_DEPTH:
                 raise ManifestError(f"index nested deeper than {MAX_INDEX_DEPTH} levels", **where)
+            if len(parsed.children) > MAX_INDEX_CHILDREN:
+                raise ManifestError(
+                    f"index of {len(parsed.children)} entries is over the {MAX_INDEX_CHILDREN} limit", **where
+                )
             return build_index_record(digest=fetched.digest, size=fetched.size, index=parsed)
+        if isinstance(parsed, ParsedSchema1):
+            return self._schema1(fetched, parsed, platform, where)
+        if parsed.kind == KIND_ARTIFACT or artifact is not None:
+            artifact_type, subject = artifact or ("", "")
+            return build_artifact_record(
+                digest=fetched.digest,
+                size=fetched.size,
+                manifest=parsed,
+                artifact_type=artifact_type,
+                subject=subject,
+                platform=platform,
+            )
         config = client.get_config(repository, parsed)
         record: ImageRecord = build_image_record(
             digest=fetched.digest, size=fetched.size, manifest=parsed, config=config, platform=platform
         )
         return record
 
-    def _children(self, index: IndexRecord, depth: int) -> None:
+    def _schema1(
+        self,
+        fetched: FetchedManifest,
+        parsed: ParsedSchema1,
+        platform: Platform | None,
+        where: dict[str, Any],
+    ) -> ImageRecord:
+        """Schema 1 names its layers without sizes: HEAD each distinct blob, or fail as unsupported."""
+        distinct = list(dict.fromkeys(parsed.layers))
+        if len(distinct) > MAX_SCHEMA1_LAYERS:
+            raise ManifestError(f"unsupported: schema 1 manifest with {len(distinct)} layers", **where)
+        sizes: dict[str, int] = {}
+        for digest in distinct:
+            try:
+                sizes[digest] = self.client.blob_size(self.repository, digest)
+            except TransportError:
+                raise
+            except RegistryError as exc:
+                raise ManifestError(
+                    f"unsupported: Docker schema 1 manifest whose layer sizes cannot be read "
+                    f"(blob {digest}: {exc})",
+                    **where,
+                ) from None
+        return build_schema1_record(
+            digest=fetched.digest, size=fetched.size, manifest=parsed, sizes=sizes, platform=platform
+        )
+
+    def _children(self, index: IndexRecord, depth: int, artifact: tuple[str, str] | None) -> None:
         for child in index.children:
             if child.digest in self.records or child.digest in self.failed:
+                continue
+            if child.media_type not in READABLE_CHILD_TYPES:
+                self.skipped.append(
+                    ManifestFailure(
+                        reference=child.digest,
+                        kind="Skipped",
+                        message=f"index {index.digest} entry of media type {child.media_type!r} not read",
+                    )
+                )
                 continue
             try:
                 fetched = self.client.get_manifest(self.repository, child.digest)
@@ -628,13 +916,19 @@ class _SnapshotRun:
                 self.failed[child.digest] = exc
                 self.failures.append(_failure(child.digest, exc))
                 continue
-            expected = child.media_type if child.media_type in MANIFEST_TYPES else None
+            child_artifact = artifact
+            if is_attestation_entry(child):
+                kind = child.annotations.get(ANNOTATION_REFERENCE_TYPE) or "attestation-manifest"
+                child_artifact = (child.artifact_type or kind, _annotated_subject(child))
+            elif child.artifact_type and child_artifact is None:
+                child_artifact = (child.artifact_type, index.subject)
             error = self.record(
                 fetched,
                 reference=child.digest,
                 platform=child.platform,
                 depth=depth + 1,
-                expected_type=expected,
+                expected_type=child.media_type if child.media_type in MANIFEST_TYPES else None,
+                artifact=child_artifact,
             )
             if error is not None:
                 self.failures.append(_failure(child.digest, error))

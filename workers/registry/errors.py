@@ -4,9 +4,10 @@
 
     RegistryError                      base; .registry, .repository, .reference, .transient
     ├── ReferenceError                 a bad reference or scan target; raised before any request
+    ├── PolicyError                    a URL or address the SSRF policy refuses (policy.py); not sent
     ├── TransportError                 connection refused, reset, timeout, TLS failure (transient)
     ├── HTTPStatusError                an error status; .status, .code (errors[0].code), .retry_after
-    │   ├── UnauthorizedError          401 (also: a Bearer challenge, which is not supported yet)
+    │   ├── UnauthorizedError          401: no, wrong or insufficient credentials; a failed token exchange
     │   ├── ForbiddenError             403
     │   └── NotFoundError              404 (NAME_UNKNOWN, MANIFEST_UNKNOWN, BLOB_UNKNOWN, ...)
     ├── ProtocolError                  the registry broke the API: pagination loop, cross-origin Link,
@@ -96,6 +97,12 @@ class ReferenceError(RegistryError):  # noqa: A001 - the name the design uses
     """A reference, repository name, tag, digest or scan target that the grammar rejects."""
 
 
+class PolicyError(RegistryError):
+    """A URL the client will not fetch: its address is internal (loopback, private, link-local, ...)
+    and the registry is not allowed to be internal, a scheme other than http(s), a redirect from https
+    to http, or too many redirects. Permanent: the same URL will be refused again."""
+
+
 class TransportError(RegistryError):
     """The request did not get an HTTP answer: connection refused or reset, timeout, TLS error."""
 
@@ -129,7 +136,7 @@ class HTTPStatusError(RegistryError):
 
 
 class UnauthorizedError(HTTPStatusError):
-    """401: no credentials, wrong credentials, or a token (Bearer) challenge this client cannot answer."""
+    """401: no credentials, wrong credentials, a token exchange that failed, or a token without access."""
 
 
 class ForbiddenError(HTTPStatusError):

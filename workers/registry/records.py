@@ -9,6 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# Layers a registry does not store: the image names URLs to fetch them from (distribution
+# manifest-v2-2.md "foreign layers"; image-spec layer.md "Non-Distributable Layers", deprecated).
+FOREIGN_LAYER_TYPES = frozenset(
+    {
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+
+KIND_IMAGE = "image"
+KIND_ARTIFACT = "artifact"
+
 
 @dataclass(frozen=True, slots=True)
 class Platform:
@@ -31,6 +45,15 @@ class BlobRecord:
     size: int
     diff_id: str | None = None  # layers only: the uncompressed digest, from the config's rootfs
     uncompressed_size: int | None = None
+    # image-spec descriptor.md: annotations (e.g. eStargz's TOC digest) and `urls` (foreign layers);
+    # the urls are kept for the record and never fetched.
+    annotations: dict[str, str] = field(default_factory=dict)
+    urls: tuple[str, ...] = ()
+
+    @property
+    def foreign(self) -> bool:
+        """A foreign / non-distributable layer: the registry does not store it (image-spec layer.md)."""
+        return self.media_type in FOREIGN_LAYER_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +70,27 @@ class HistoryRecord:
 
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
-    """A single-platform image manifest, its config and its layers, verified against their digests."""
+    """A single-platform manifest, its config and its layers, verified against their digests.
+
+    `kind` is "image", or "artifact" for what is stored but is no image: an OCI artifact (an
+    `artifactType` or a non-image config), a BuildKit attestation, a signature / SBOM / referrers tag.
+    `subject` is the digest the artifact is about, when known. Docker schema 1 has no config blob
+    (`config` None).
+    """
 
     digest: str
     media_type: str
     size: int  # bytes of the manifest as served
-    config: BlobRecord
+    config: BlobRecord | None
     layers: tuple[BlobRecord, ...]
     platform: Platform
     created: datetime | None
     history: tuple[HistoryRecord, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    kind: str = KIND_IMAGE
+    artifact_type: str = ""
+    subject: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +99,8 @@ class IndexChild:
     media_type: str
     size: int
     platform: Platform
+    annotations: dict[str, str] = field(default_factory=dict)
+    artifact_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +111,8 @@ class IndexRecord:
     media_type: str
     size: int
     children: tuple[IndexChild, ...]
+    artifact_type: str = ""  # image-spec 1.1 image-index.md: an index may be an artifact too
+    subject: str = ""
 
 
 ManifestRecord = ImageRecord | IndexRecord
@@ -103,3 +140,7 @@ class RepositorySnapshot:
     tags: dict[str, str]
     manifests: tuple[ManifestRecord, ...]
     failures: tuple[ManifestFailure, ...] = ()
+    # index children of a media type we do not read (not failures): `kind` "Skipped"
+    skipped: tuple[ManifestFailure, ...] = ()
+    # signature, attestation, SBOM and referrers-fallback tags: tag -> what it is ("signature", ...)
+    artifact_tags: dict[str, str] = field(default_factory=dict)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from .errors import ReferenceError
 
 NAME_TOTAL_LENGTH_MAX = 255
+DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
 TAG_MAX = 128
 
 _ALPHANUMERIC = r"[a-z0-9]+"
@@ -237,7 +239,9 @@ def parse_scan_target(s: str) -> ScanTarget:
 
     - `http://127.0.0.1:5000`, `https://host`, bare `host:port` or `host` (no path): a whole registry;
     - `127.0.0.1:5000/team/app`, `http://host:port/team/app`: one repository;
-    - `127.0.0.1:5000/team/app:v1`, `...@sha256:<hex>`: one tag or digest.
+    - `127.0.0.1:5000/team/app:v1`, `...@sha256:<hex>`: one tag or digest;
+    - `docker.io/alpine` (or `index.docker.io/...`): `https://registry-1.docker.io`, `library/alpine`.
+      A bare `alpine` stays a registry host named alpine: a name without a host names no registry.
 
     Without a scheme, loopback hosts (127.0.0.0/8, localhost, [::1]) get `http://` and everything else
     `https://`. Without a scheme and with a path, the first component must look like a registry host
@@ -266,10 +270,17 @@ def parse_scan_target(s: str) -> ScanTarget:
         )
     if scheme is None:
         scheme = "http" if is_loopback_host(host) else "https"
+    hub = host.lower() in DOCKER_HUB_HOSTS
+    if hub:
+        # Docker Hub's API lives on registry-1.docker.io, and its one-component names are
+        # `library/<name>` (distribution/reference `normalize.go`: ParseNormalizedNamed).
+        host, scheme = DOCKER_HUB_API_HOST, "https"
     registry_url = f"{scheme}://{host.lower()}"
     if not path:
         return ScanTarget(registry_url=registry_url)
     repository, tag, digest = _split_tag_digest(path, s)
+    if hub and "/" not in repository:
+        repository = f"library/{repository}"
     validate_repository(repository)
     if len(host) + 1 + len(repository) > NAME_TOTAL_LENGTH_MAX:
         raise ReferenceError(f"invalid scan target: name longer than {NAME_TOTAL_LENGTH_MAX} characters")

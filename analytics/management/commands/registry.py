@@ -25,6 +25,16 @@ class Command(BaseCommand):
         )
         add.add_argument("--insecure", action="store_true", help="Skip TLS certificate verification.")
         add.add_argument("--ca-file", help="PEM file of CA certificates to trust for this registry.")
+        add.add_argument(
+            "--from-docker-config",
+            metavar="FILE",
+            help="Credentials from a Docker config.json `auths` entry (credential helpers are not run).",
+        )
+        add.add_argument(
+            "--allow-internal",
+            action="store_true",
+            help="Allow this registry on a loopback, private or link-local address (off by default: SSRF).",
+        )
         add.add_argument("--track", action="store_true", help="Scan on schedule.")
         add.add_argument("--interval", type=int, help="Seconds between scheduled scans (with --track).")
         sub.add_parser("list", help="List registries.")
@@ -40,7 +50,18 @@ class Command(BaseCommand):
             raise CommandError("--interval needs --track")
         if options["track"] and not options["interval"]:
             raise CommandError("--track needs --interval SECONDS")
+        if options["from_docker_config"] and (options["username"] or options["password_stdin"]):
+            raise CommandError(
+                "--from-docker-config replaces --username/--password-stdin; give one or the other"
+            )
         password = sys.stdin.readline().rstrip("\r\n") if options["password_stdin"] else None
+        docker_config = None
+        if options["from_docker_config"]:
+            try:
+                with open(options["from_docker_config"], encoding="utf-8") as fh:
+                    docker_config = fh.read()
+            except OSError as exc:
+                raise CommandError(f"cannot read {options['from_docker_config']}: {exc}")
         ca_bundle = None
         if options["ca_file"]:
             try:
@@ -56,6 +77,8 @@ class Command(BaseCommand):
                 password=password,
                 insecure=options["insecure"] or None,
                 ca_bundle=ca_bundle,
+                docker_config=docker_config,
+                allow_internal=options["allow_internal"] or None,
             )
         except LayerlensError as exc:
             raise CommandError(str(exc))

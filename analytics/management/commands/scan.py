@@ -30,6 +30,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--password-stdin", action="store_true", help="Read the registry password from standard input."
         )
+        parser.add_argument(
+            "--allow-internal",
+            action="store_true",
+            help="Allow the registry on a loopback, private or link-local address (saved on the registry).",
+        )
         parser.add_argument("--timeout", type=float, default=3600.0, help="Seconds to wait for the workers.")
         parser.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
@@ -39,7 +44,10 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 request = services.scan_request_resolve(
-                    target=options["target"], username=options["username"], password=password
+                    target=options["target"],
+                    username=options["username"],
+                    password=password,
+                    allow_internal=options["allow_internal"] or None,
                 )
                 scan = services.scan_create(
                     registry=request.registry, repository=request.repository, tag=request.tag, trigger="cli"

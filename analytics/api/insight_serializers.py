@@ -1,0 +1,157 @@
+"""Shapes of the issue-4 answers; each reads attributes of a selector's dataclass, no queries."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from analytics.models import SummarySnapshot
+
+
+class PartnerSerializer(serializers.Serializer):
+    image = serializers.IntegerField(source="holding_id", help_text="Image (repository-manifest) id.")
+    repository = serializers.CharField()
+    digest = serializers.CharField()
+    shared_blobs = serializers.IntegerField()
+    shared_bytes = serializers.IntegerField(help_text="Bytes of the digests both reference.")
+
+
+class BaseImageSerializer(serializers.Serializer):
+    image = serializers.IntegerField(source="holding_id")
+    repository = serializers.CharField()
+    digest = serializers.CharField()
+    shared_layers = serializers.IntegerField(help_text="The base's layer count: the common ordered prefix.")
+
+
+class LineageSerializer(serializers.Serializer):
+    base = BaseImageSerializer(allow_null=True)
+    chain = BaseImageSerializer(many=True, help_text="Base, its base, ... down to the root.")
+    tagged_only = serializers.BooleanField()
+
+
+class DerivedImageSerializer(serializers.Serializer):
+    image = serializers.IntegerField(source="id")
+    repository = serializers.CharField(source="repository.name")
+    digest = serializers.CharField(source="manifest.digest")
+    extra_layers = serializers.IntegerField(help_text="Layers it adds on top of this image's.")
+
+
+class StaleBaseSerializer(serializers.Serializer):
+    repository = serializers.CharField(help_text="The base's repository.")
+    tag = serializers.CharField(help_text="The tag that moved.")
+    old_digest = serializers.CharField(help_text="The base the images were built on.")
+    new_digest = serializers.CharField(help_text="What the tag names now.")
+    moved_at = serializers.DateTimeField()
+    images = serializers.IntegerField()
+    image_bytes = serializers.IntegerField(help_text="Σ of the affected images' sizes.")
+    affected = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="[image id, repository, digest] per affected image.",
+    )
+
+
+class MissedSavingSerializer(serializers.Serializer):
+    registry_id = serializers.IntegerField()
+    registry = serializers.CharField()
+    diff_id = serializers.CharField()
+    copies = serializers.IntegerField()
+    stored_bytes = serializers.IntegerField()
+    smallest_bytes = serializers.IntegerField()
+    saved_bytes = serializers.IntegerField(help_text="stored_bytes - smallest_bytes: one copy instead.")
+    blobs = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()), help_text="[digest, media type, size]."
+    )
+
+
+class InstructionBytesSerializer(serializers.Serializer):
+    created_by = serializers.CharField()
+    layers = serializers.IntegerField()
+    stored_bytes = serializers.IntegerField()
+    unique_bytes = serializers.IntegerField(help_text="Layers held by one image of the scope only.")
+    logical_bytes = serializers.IntegerField()
+
+
+class LargeLayerSerializer(serializers.Serializer):
+    digest = serializers.CharField()
+    size = serializers.IntegerField()
+    uncompressed_size = serializers.IntegerField(allow_null=True)
+    registry_id = serializers.IntegerField()
+    images = serializers.IntegerField()
+    created_by = serializers.CharField()
+
+
+class CrossRegistrySerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    digest = serializers.CharField()
+    size = serializers.IntegerField()
+    registries = serializers.IntegerField()
+    total_bytes = serializers.IntegerField(help_text="size × registries: each keeps its own copy.")
+    registry_names = serializers.ListField(child=serializers.CharField())
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SummarySnapshot
+        fields = [
+            "id",
+            "taken_at",
+            "scan",
+            "registry",
+            "repository",
+            "images",
+            "manifests",
+            "distinct_layers",
+            "logical_bytes",
+            "stored_bytes",
+            "saved_bytes",
+        ]
+
+
+class GrowthSerializer(serializers.Serializer):
+    repository = serializers.CharField()
+    start = SnapshotSerializer(allow_null=True, help_text="Last snapshot at or before `start`.")
+    end = SnapshotSerializer(allow_null=True, help_text="Last snapshot at or before `end`.")
+    images = serializers.IntegerField()
+    logical_bytes = serializers.IntegerField()
+    stored_bytes = serializers.IntegerField()
+    saved_bytes = serializers.IntegerField()
+
+
+class WhatIfRequestSerializer(serializers.Serializer):
+    registry = serializers.CharField(required=False, help_text="Registry by id, name, URL or host:port.")
+    namespace = serializers.CharField(required=False)
+    repository = serializers.CharField(required=False)
+    tag_glob = serializers.CharField(required=False)
+    not_seen_days = serializers.IntegerField(required=False, min_value=0)
+    keep_newest = serializers.IntegerField(required=False, min_value=0)
+    newest_by = serializers.ChoiceField(choices=["first_seen", "created"], default="first_seen")
+    tags = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Explicit `repository:tag` names."
+    )
+    images = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="Image ids: the tags naming them."
+    )
+    details = serializers.BooleanField(default=True, help_text="List manifests and tags affected.")
+
+
+class LostManifestSerializer(serializers.Serializer):
+    repository = serializers.CharField()
+    digest = serializers.CharField()
+    kind = serializers.CharField()
+    size = serializers.IntegerField()
+    freed = serializers.BooleanField(help_text="No other repository of the registry keeps it.")
+
+
+class DeletionImpactSerializer(serializers.Serializer):
+    tags = serializers.IntegerField(help_text="Tags deleted.")
+    manifests_untagged = serializers.IntegerField()
+    manifests_freed = serializers.IntegerField()
+    blobs_freed = serializers.IntegerField()
+    freed_bytes = serializers.IntegerField(help_text="What garbage collection then removes.")
+    freed_manifest_bytes = serializers.IntegerField()
+    freed_blob_bytes = serializers.IntegerField()
+    shared_blobs = serializers.IntegerField()
+    shared_bytes = serializers.IntegerField(help_text="The set's blobs still referenced elsewhere.")
+    manifests = LostManifestSerializer(many=True)
+    deleted_tags = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()), help_text="[id, repository, tag, digest]."
+    )

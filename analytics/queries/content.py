@@ -1,0 +1,271 @@
+"""Content questions: who an image shares most with, missed savings, build history, largest layers,
+content in several registries. Every figure follows the registry rule: one stored copy per digest per
+registry. Lists take `limit`/`offset` (keyset-free, but over an ORDER BY the planner can stop early)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection
+
+from analytics.models import RepositoryManifest
+from analytics.reports import Scope
+
+
+def _rows(sql: str, params: list[object] | dict[str, object]) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+# --- 2. the images an image shares most with -------------------------------------------------------
+
+_PARTNERS_SQL = """
+WITH parts AS (
+    SELECT DISTINCT 'b' AS kind, ml.blob_id AS id FROM analytics_manifestlayer ml WHERE ml.manifest_id = %s
+    UNION SELECT 'b', m.config_id FROM analytics_manifest m WHERE m.id = %s AND m.config_id IS NOT NULL
+),
+other AS (
+    SELECT rm.id AS holding_id, 'b' AS kind, ml.blob_id AS id
+    FROM parts p JOIN analytics_manifestlayer ml ON p.kind = 'b' AND ml.blob_id = p.id
+    JOIN analytics_repositorymanifest rm ON rm.manifest_id = ml.manifest_id
+    JOIN analytics_repository r ON r.id = rm.repository_id
+    JOIN analytics_manifest mm ON mm.id = rm.manifest_id AND mm.kind = 'image'
+    WHERE {where}
+    UNION
+    SELECT rm.id, 'b', mm.config_id
+    FROM parts p JOIN analytics_manifest mm ON p.kind = 'b' AND mm.config_id = p.id AND mm.kind = 'image'
+    JOIN analytics_repositorymanifest rm ON rm.manifest_id = mm.id
+    JOIN analytics_repository r ON r.id = rm.repository_id
+    WHERE {where}
+    UNION
+    -- the same manifest in another repository shares the manifest bytes too
+    SELECT rm.id, 'm', rm.manifest_id FROM analytics_repositorymanifest rm
+    JOIN analytics_repository r ON r.id = rm.repository_id
+    WHERE rm.manifest_id = %s AND {where}
+)
+SELECT o.holding_id, count(*) FILTER (WHERE o.kind = 'b'),
+    sum(coalesce(b.size, m.size)) AS shared
+FROM other o
+LEFT JOIN analytics_blob b ON o.kind = 'b' AND b.id = o.id
+LEFT JOIN analytics_manifest m ON o.kind = 'm' AND m.id = o.id
+WHERE o.holding_id <> %s
+GROUP BY o.holding_id
+ORDER BY shared DESC, o.holding_id
+LIMIT %s
+"""
+
+
+@dataclass(frozen=True)
+class Partner:
+    holding_id: int
+    repository: str
+    digest: str
+    shared_blobs: int
+    shared_bytes: int  # Σ sizes of the digests both images reference (layers, config, manifest)
+
+
+def image_partners(*, holding_id: int, manifest_id: int, scope: Scope, limit: int = 10) -> list[Partner]:
+    """The images (in the scope) that share the most bytes with this one, most first."""
+    where, params = scope.where()
+    sql = _PARTNERS_SQL.format(where=where)
+    rows = _rows(sql, [manifest_id, manifest_id, *params, *params, manifest_id, *params, holding_id, limit])
+    names = {
+        h.id: (h.repository.name, h.manifest.digest)
+        for h in RepositoryManifest.objects.filter(id__in=[r[0] for r in rows]).select_related(
+            "repository", "manifest"
+        )
+    }
+    return [Partner(h, *names[h], n, int(s)) for h, n, s in rows]
+
+
+# --- 6. missed savings: one diff_id under several digests ---------------------------------------------
+
+_SCOPED_BLOBS = """
+held AS (
+    SELECT DISTINCT r.registry_id, rm.manifest_id
+    FROM analytics_repositorymanifest rm JOIN analytics_repository r ON r.id = rm.repository_id
+    WHERE {where}
+),
+layers AS (
+    SELECT DISTINCT h.registry_id, ml.blob_id FROM held h
+    JOIN analytics_manifestlayer ml ON ml.manifest_id = h.manifest_id
+)
+"""
+
+_MISSED_SQL = (
+    "WITH"
+    + _SCOPED_BLOBS
+    + """
+SELECT l.registry_id, reg.name, b.diff_id, count(*) AS copies, sum(b.size) AS stored, min(b.size),
+    sum(b.size) - min(b.size) AS saved,
+    array_agg(b.digest || ' ' || b.media_type || ' ' || b.size ORDER BY b.size, b.digest)
+FROM layers l JOIN analytics_blob b ON b.id = l.blob_id AND b.diff_id <> ''
+JOIN analytics_registry reg ON reg.id = l.registry_id
+GROUP BY l.registry_id, reg.name, b.diff_id
+HAVING count(*) > 1
+ORDER BY saved DESC, b.diff_id, l.registry_id
+LIMIT %s OFFSET %s
+"""
+)
+
+
+@dataclass(frozen=True)
+class MissedSaving:
+    registry_id: int
+    registry: str
+    diff_id: str
+    copies: int
+    stored_bytes: int
+    smallest_bytes: int
+    saved_bytes: int  # what keeping only the smallest copy would save
+    blobs: tuple[tuple[str, str, int], ...]  # (digest, media type, size), smallest first
+
+
+def missed_savings(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[MissedSaving]:
+    """The same uncompressed layer (`diff_id`) stored under several blob digests, per registry."""
+    where, params = scope.where()
+    rows = _rows(_MISSED_SQL.format(where=where), [*params, limit, offset])
+    out = []
+    for reg_id, reg, diff_id, copies, stored, smallest, saved, blobs in rows:
+        parsed = tuple((d, mt, int(s)) for d, mt, s in (x.split(" ", 2) for x in blobs))
+        out.append(MissedSaving(reg_id, reg, diff_id, copies, int(stored), int(smallest), int(saved), parsed))
+    return out
+
+
+# --- 7. build history: bytes per created_by; the largest layers ------------------------------------------
+
+_LAYER_FIGURES = (
+    "WITH"
+    + _SCOPED_BLOBS.replace(
+        "SELECT DISTINCT r.registry_id, rm.manifest_id",
+        "SELECT DISTINCT r.registry_id, rm.id AS holding_id, rm.manifest_id",
+    )
+    + """,
+per_blob AS (
+    SELECT l.registry_id, l.blob_id, count(DISTINCT h.holding_id) AS holders
+    FROM held h JOIN analytics_manifestlayer ml ON ml.manifest_id = h.manifest_id
+    JOIN layers l ON l.registry_id = h.registry_id AND l.blob_id = ml.blob_id
+    GROUP BY l.registry_id, l.blob_id
+),
+line AS (
+    -- the history line that produced a layer, from the first manifest that lists it
+    SELECT DISTINCT ON (ml.blob_id) ml.blob_id, he.created_by
+    FROM analytics_manifestlayer ml
+    JOIN analytics_manifest m ON m.id = ml.manifest_id
+    JOIN analytics_historyentry he ON he.config_id = m.config_id AND he.layer_position = ml.position
+    WHERE ml.blob_id IN (SELECT blob_id FROM per_blob)
+    ORDER BY ml.blob_id, ml.manifest_id
+)
+"""
+)
+
+_BY_INSTRUCTION_SQL = (
+    _LAYER_FIGURES
+    + """
+SELECT coalesce(line.created_by, '') AS created_by, count(*) AS layers,
+    sum(b.size) AS stored, coalesce(sum(b.size) FILTER (WHERE p.holders = 1), 0) AS uniq,
+    sum(b.size * p.holders) AS logical
+FROM per_blob p JOIN analytics_blob b ON b.id = p.blob_id
+LEFT JOIN line ON line.blob_id = p.blob_id
+GROUP BY 1
+ORDER BY {order} DESC, 1
+LIMIT %s OFFSET %s
+"""
+)
+
+_LARGEST_SQL = (
+    _LAYER_FIGURES
+    + """
+SELECT b.digest, b.size, b.uncompressed_size, p.registry_id, p.holders, coalesce(line.created_by, '')
+FROM per_blob p JOIN analytics_blob b ON b.id = p.blob_id
+LEFT JOIN line ON line.blob_id = p.blob_id
+ORDER BY b.size DESC, b.digest, p.registry_id
+LIMIT %s OFFSET %s
+"""
+)
+
+
+@dataclass(frozen=True)
+class InstructionBytes:
+    created_by: str
+    layers: int
+    stored_bytes: int  # each layer once per registry
+    unique_bytes: int  # layers held by a single image of the scope
+    logical_bytes: int  # each layer once per image holding it
+
+
+def bytes_by_instruction(
+    *, scope: Scope, order: str = "stored", limit: int = 50, offset: int = 0
+) -> list[InstructionBytes]:
+    """`created_by` lines ranked by the stored (or unique, or logical) bytes of the layers they produced."""
+    column = {"stored": "stored", "unique": "uniq", "logical": "logical"}[order]
+    where, params = scope.where()
+    sql = _BY_INSTRUCTION_SQL.format(where=where, order=column)
+    return [
+        InstructionBytes(cb, n, int(s), int(u), int(lg))
+        for cb, n, s, u, lg in _rows(sql, [*params, limit, offset])
+    ]
+
+
+@dataclass(frozen=True)
+class LargeLayer:
+    digest: str
+    size: int
+    uncompressed_size: int | None
+    registry_id: int
+    images: int
+    created_by: str
+
+
+def largest_layers(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[LargeLayer]:
+    where, params = scope.where()
+    return [LargeLayer(*row) for row in _rows(_LARGEST_SQL.format(where=where), [*params, limit, offset])]
+
+
+# --- 9. the same content in several registries --------------------------------------------------------
+
+_CROSS_SQL = """
+WITH held AS (
+    SELECT DISTINCT r.registry_id, rm.manifest_id
+    FROM analytics_repositorymanifest rm JOIN analytics_repository r ON r.id = rm.repository_id
+    WHERE {where}
+),
+refs AS (
+    SELECT h.registry_id, 'manifest' AS kind, m.digest, m.size FROM held h
+    JOIN analytics_manifest m ON m.id = h.manifest_id
+    UNION
+    SELECT h.registry_id, 'blob', b.digest, b.size FROM held h
+    JOIN analytics_manifestlayer ml ON ml.manifest_id = h.manifest_id
+    JOIN analytics_blob b ON b.id = ml.blob_id
+    UNION
+    SELECT h.registry_id, 'blob', b.digest, b.size FROM held h
+    JOIN analytics_manifest m ON m.id = h.manifest_id JOIN analytics_blob b ON b.id = m.config_id
+)
+SELECT refs.kind, refs.digest, refs.size, count(*) AS registries, refs.size * count(*) AS total,
+    array_agg(reg.name ORDER BY reg.name)
+FROM refs JOIN analytics_registry reg ON reg.id = refs.registry_id
+GROUP BY refs.kind, refs.digest, refs.size
+HAVING count(*) > 1
+ORDER BY refs.size * (count(*) - 1) DESC, refs.digest
+LIMIT %s OFFSET %s
+"""
+
+
+@dataclass(frozen=True)
+class CrossRegistryContent:
+    kind: str  # manifest or blob
+    digest: str
+    size: int
+    registries: int
+    total_bytes: int  # one copy stored in each registry
+    registry_names: tuple[str, ...]
+
+
+def cross_registry_content(
+    *, include_untagged: bool = False, limit: int = 50, offset: int = 0
+) -> list[CrossRegistryContent]:
+    """Digests held in more than one registry: each registry stores (and pays for) its own copy."""
+    where, params = Scope(include_untagged=include_untagged).where()
+    rows = _rows(_CROSS_SQL.format(where=where), [*params, limit, offset])
+    return [CrossRegistryContent(k, d, int(s), n, int(t), tuple(names)) for k, d, s, n, t, names in rows]

@@ -1,0 +1,232 @@
+"""Lineage by ordered layer prefix, through maintained chain ids (`LayerChain`).
+
+An image's base is the other image, in the same registry, whose ordered layer list is the longest
+proper prefix of its own. With each manifest's prefix hashes stored, "is X a prefix of Y" is
+`X.top_chain = Y.chain(depth)` with depth below Y's layer count: an index lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import F, QuerySet
+
+from analytics.models import LayerChain, RepositoryManifest
+
+# depth = row number, so gaps in `position` cannot break the prefix relation.
+_CHAINS_SQL = """
+INSERT INTO analytics_layerchain (manifest_id, depth, chain, is_top)
+SELECT manifest_id, depth, chain, depth = total FROM (
+    SELECT ml.manifest_id,
+        row_number() OVER w AS depth,
+        count(*) OVER (PARTITION BY ml.manifest_id) AS total,
+        encode(sha256(convert_to(string_agg(b.digest, ' ') OVER w, 'UTF8')), 'hex') AS chain
+    FROM analytics_manifestlayer ml
+    JOIN analytics_blob b ON b.id = ml.blob_id
+    JOIN analytics_manifest m ON m.id = ml.manifest_id AND m.kind = 'image'
+    WHERE ml.manifest_id IN ({targets})
+    WINDOW w AS (PARTITION BY ml.manifest_id ORDER BY ml.position
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+) s
+ON CONFLICT (manifest_id, depth) DO NOTHING
+"""
+
+
+def chains_refresh(*, repository_id: int | None = None) -> int:
+    """Write the chain ids of image manifests that have none yet (those a repository holds, or all).
+
+    Cost follows the new manifests only: manifests are immutable, so existing rows never change.
+    """
+    missing = (
+        "SELECT rm.manifest_id FROM analytics_repositorymanifest rm WHERE {repo} NOT EXISTS "
+        "(SELECT 1 FROM analytics_layerchain c WHERE c.manifest_id = rm.manifest_id)"
+    )
+    params: list[object] = []
+    if repository_id is not None:
+        missing = missing.format(repo="rm.repository_id = %s AND")
+        params.append(repository_id)
+    else:
+        missing = missing.format(repo="")
+    with connection.cursor() as cursor:
+        cursor.execute(_CHAINS_SQL.format(targets=missing), params)
+        return cursor.rowcount
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    holding_id: int
+    manifest_id: int
+    digest: str
+    repository: str
+    shared_layers: int  # the base's layer count: the prefix length
+
+
+_BASE_SQL = """
+SELECT rm2.id, t.manifest_id, m.digest, r2.name, c.depth
+FROM analytics_layerchain c
+JOIN analytics_layerchain t ON t.chain = c.chain AND t.is_top
+JOIN analytics_repositorymanifest rm2 ON rm2.manifest_id = t.manifest_id {present}
+JOIN analytics_repository r2 ON r2.id = rm2.repository_id AND r2.registry_id = %(registry)s
+JOIN analytics_manifest m ON m.id = t.manifest_id
+WHERE c.manifest_id = %(manifest)s AND NOT c.is_top
+-- longest prefix first; among equal candidates prefer the image's own repository, then tagged, then oldest
+ORDER BY c.depth DESC, (rm2.repository_id = %(repository)s) DESC, rm2.present DESC, rm2.id
+LIMIT 1
+"""
+
+
+def image_base(
+    *, manifest_id: int, registry_id: int, repository_id: int = 0, include_untagged: bool = False
+) -> BaseImage | None:
+    """The image whose ordered layers are the longest proper prefix of this manifest's, or None (a root)."""
+    present = "" if include_untagged else "AND rm2.present"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BASE_SQL.format(present=present),
+            {"registry": registry_id, "manifest": manifest_id, "repository": repository_id},
+        )
+        row = cursor.fetchone()
+    return BaseImage(*row) if row else None
+
+
+def image_lineage(*, holding: RepositoryManifest, include_untagged: bool = False) -> list[BaseImage]:
+    """The base, its base, ... down to the root. Each step has fewer layers, so it ends."""
+    chain: list[BaseImage] = []
+    manifest_id, repository_id = holding.manifest_id, holding.repository_id
+    registry_id = holding.repository.registry_id
+    while True:
+        base = image_base(
+            manifest_id=manifest_id,
+            registry_id=registry_id,
+            repository_id=repository_id,
+            include_untagged=include_untagged,
+        )
+        if base is None:
+            return chain
+        chain.append(base)
+        manifest_id = base.manifest_id
+        repository_id = RepositoryManifest.objects.values_list("repository_id", flat=True).get(
+            id=base.holding_id
+        )
+
+
+def image_derived(
+    *, holding: RepositoryManifest, include_untagged: bool = False
+) -> QuerySet[RepositoryManifest]:
+    """Images in the same registry whose layers start with all of this image's layers (and more).
+
+    `extra_layers` is how many layers each adds on top. Paginate it: a hot base can have 100,000.
+    """
+    top = LayerChain.objects.filter(manifest_id=holding.manifest_id, is_top=True).values_list(
+        "chain", flat=True
+    )
+    qs = RepositoryManifest.objects.filter(
+        repository__registry_id=holding.repository.registry_id,
+        manifest__kind="image",
+        manifest__chains__chain__in=top,
+        manifest__chains__is_top=False,
+    )
+    if not include_untagged:
+        qs = qs.filter(present=True)
+    return (
+        qs.select_related("repository__registry", "manifest", "manifest__config")
+        .annotate(extra_layers=F("manifest__layer_count") - F("manifest__chains__depth"))
+        .order_by("extra_layers", "id")
+    )
+
+
+@dataclass(frozen=True)
+class StaleBase:
+    repository: str  # the base's repository and the tag that moved
+    tag: str
+    old_digest: str
+    new_digest: str
+    moved_at: object
+    images: int
+    image_bytes: int  # Σ of the affected images' sizes (manifest, config, layers)
+    affected: tuple[tuple[int, str, str], ...]  # (holding id, repository, digest)
+
+
+_STALE_SQL = """
+WITH imgs AS (
+    SELECT rm.id AS holding_id, rm.manifest_id, r.registry_id, r.name AS repository
+    FROM analytics_repositorymanifest rm
+    JOIN analytics_repository r ON r.id = rm.repository_id
+    JOIN analytics_manifest m ON m.id = rm.manifest_id AND m.kind = 'image'
+    WHERE rm.present AND r.registry_id = %(registry)s
+),
+based AS (
+    -- the base among every manifest the registry ever held: a moved tag leaves the old base untagged
+    SELECT i.*, b.base_id
+    FROM imgs i CROSS JOIN LATERAL (
+        SELECT t.manifest_id AS base_id
+        FROM analytics_layerchain c
+        JOIN analytics_layerchain t ON t.chain = c.chain AND t.is_top
+        WHERE c.manifest_id = i.manifest_id AND NOT c.is_top AND EXISTS (
+            SELECT 1 FROM analytics_repositorymanifest rm2
+            JOIN analytics_repository r2 ON r2.id = rm2.repository_id
+            WHERE rm2.manifest_id = t.manifest_id AND r2.registry_id = %(registry)s)
+        ORDER BY c.depth DESC, (SELECT bool_or(rm3.present) FROM analytics_repositorymanifest rm3
+                                WHERE rm3.manifest_id = t.manifest_id) DESC NULLS LAST, t.manifest_id
+        LIMIT 1
+    ) b
+),
+stale AS (
+    SELECT based.* FROM based
+    WHERE NOT EXISTS (
+        SELECT 1 FROM analytics_repositorymanifest rm
+        JOIN analytics_repository r ON r.id = rm.repository_id
+        WHERE rm.manifest_id = based.base_id AND rm.present AND r.registry_id = %(registry)s)
+),
+named AS (
+    -- digests a tag named when it reached the base: the base itself, or an index listing it
+    SELECT s.base_id, bm.digest FROM (SELECT DISTINCT base_id FROM stale) s
+    JOIN analytics_manifest bm ON bm.id = s.base_id
+    UNION
+    SELECT s.base_id, im.digest FROM (SELECT DISTINCT base_id FROM stale) s
+    JOIN analytics_indexentry e ON e.child_id = s.base_id
+    JOIN analytics_manifest im ON im.id = e.index_id
+),
+moves AS (
+    SELECT DISTINCT ON (n.base_id, tg.id) n.base_id, tg.id AS tag_id, r.name AS repository, tg.name AS tag,
+        e.old_digest, cur.digest AS new_digest, e.seen_at
+    FROM named n
+    JOIN analytics_tagevent e ON e.old_digest = n.digest AND e.new_digest <> ''
+    JOIN analytics_tag tg ON tg.id = e.tag_id AND tg.removed_at IS NULL
+    JOIN analytics_repository r ON r.id = tg.repository_id AND r.registry_id = %(registry)s
+    JOIN analytics_manifest cur ON cur.id = tg.manifest_id AND cur.digest <> e.old_digest
+    ORDER BY n.base_id, tg.id, e.seen_at DESC
+),
+sized AS (
+    SELECT s.holding_id, m.size + coalesce(cb.size, 0) + m.layers_size AS bytes
+    FROM stale s JOIN analytics_manifest m ON m.id = s.manifest_id
+    LEFT JOIN analytics_blob cb ON cb.id = m.config_id
+)
+SELECT mv.repository, mv.tag, mv.old_digest, mv.new_digest, mv.seen_at,
+    count(s.holding_id), coalesce(sum(z.bytes), 0),
+    array_agg(s.holding_id || ' ' || s.repository || ' ' || m.digest ORDER BY s.holding_id)
+FROM moves mv
+JOIN stale s ON s.base_id = mv.base_id
+JOIN sized z ON z.holding_id = s.holding_id
+JOIN analytics_manifest m ON m.id = s.manifest_id
+GROUP BY mv.repository, mv.tag, mv.old_digest, mv.new_digest, mv.seen_at
+ORDER BY count(s.holding_id) DESC, mv.repository, mv.tag
+"""
+
+
+def stale_bases(*, registry_id: int) -> list[StaleBase]:
+    """Tagged images whose base is no longer the current digest of the tag that named it (it moved).
+
+    The base is looked for among every manifest the registry held, tagged or not; it is stale when
+    no current tag reaches it and a tag that once named it (or an index listing it) now names another
+    digest. One row per moved tag, with the images built on its old digest.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_STALE_SQL, {"registry": registry_id})
+        rows = cursor.fetchall()
+    out = []
+    for repo, tag, old, new, seen_at, n, size, affected in rows:
+        parsed = tuple((int(h), r, d) for h, r, d in (a.split(" ", 2) for a in affected))
+        out.append(StaleBase(repo, tag, old, new, seen_at, n, int(size), parsed))
+    return out

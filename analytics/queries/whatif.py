@@ -1,0 +1,256 @@
+"""What-if deletion: the exact bytes a registry frees when a set of tags is deleted and it collects garbage.
+
+Registry rule (distribution's `garbage-collect --delete-untagged`): a repository keeps the manifests its
+remaining tags reach (through indexes, to any depth); a manifest's bytes stay while any repository of
+the registry keeps it; a blob (config or layer) stays while any kept manifest of the registry references
+it. Everything else the set held is freed. All of it is one SQL statement over the deleted tag ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from analytics.models import Manifest, Repository, RepositoryManifest, Tag
+from analytics.reports import glob_regex
+
+
+@dataclass(frozen=True)
+class TagRule:
+    """Which current tags to delete. Filters combine (AND); `keep_newest` ranks within what they leave."""
+
+    registry_id: int | None = None
+    namespace: str | None = None
+    repository_id: int | None = None
+    tag_glob: str | None = None
+    not_seen_days: int | None = None  # last seen by a scan more than N days ago
+    keep_newest: int | None = None  # all but the newest N per repository
+    newest_by: str = "first_seen"  # or "created": the manifest's config `created`
+    tags: tuple[tuple[str, str], ...] = ()  # explicit (repository, tag) pairs
+    holding_ids: tuple[int, ...] = ()  # explicit images: the tags naming them directly in their repository
+
+
+def rule_tags(*, rule: TagRule, now: datetime | None = None) -> QuerySet[Tag]:
+    """The current tags a rule selects."""
+    qs = Tag.objects.filter(removed_at=None, manifest__isnull=False)
+    if rule.registry_id is not None:
+        qs = qs.filter(repository__registry_id=rule.registry_id)
+    if rule.repository_id is not None:
+        qs = qs.filter(repository_id=rule.repository_id)
+    if rule.namespace:
+        ns = rule.namespace.strip("/")
+        qs = qs.filter(Q(repository__name=ns) | Q(repository__name__startswith=ns + "/"))
+    if rule.tag_glob:
+        qs = qs.filter(name__regex=glob_regex(rule.tag_glob))
+    if rule.not_seen_days is not None:
+        qs = qs.filter(last_seen__lt=(now or timezone.now()) - timedelta(days=rule.not_seen_days))
+    if rule.tags:
+        pairs = Q()
+        for repository, tag in rule.tags:
+            pairs |= Q(repository__name=repository, name=tag)
+        qs = qs.filter(pairs)
+    if rule.holding_ids:
+        held = RepositoryManifest.objects.filter(id__in=rule.holding_ids)
+        pairs = Q()
+        for repository_id, manifest_id in held.values_list("repository_id", "manifest_id"):
+            pairs |= Q(repository_id=repository_id, manifest_id=manifest_id)
+        qs = qs.filter(pairs) if pairs else qs.none()
+    if rule.keep_newest is not None:
+        order = F("manifest__created") if rule.newest_by == "created" else F("first_seen")
+        ranked = qs.annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("repository_id")],
+                order_by=[order.desc(nulls_last=True), F("name").desc()],
+            )
+        ).values("id", "rank")
+        # A window cannot be filtered in the same query; rank in a subquery, then filter by id.
+        qs = Tag.objects.filter(id__in=_ranked_ids(ranked, rule.keep_newest))
+    return qs
+
+
+def _ranked_ids(ranked: QuerySet, keep: int) -> list[int]:
+    sql, params = ranked.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM ({sql}) ranked WHERE rank > %s", [*params, keep])
+        return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class LostManifest:
+    repository_id: int
+    repository: str
+    manifest_id: int
+    digest: str
+    kind: str
+    size: int
+    freed: bool  # no other repository of the registry keeps it
+
+
+@dataclass(frozen=True)
+class DeletionImpact:
+    tags: int
+    manifests_untagged: int  # (repository, manifest) holdings no remaining tag reaches
+    manifests_freed: int  # manifest digests no repository of the registry keeps any more
+    blobs_freed: int
+    freed_bytes: int  # manifests + blobs freed: what garbage collection removes
+    freed_manifest_bytes: int
+    freed_blob_bytes: int
+    shared_blobs: int  # blobs of the untagged manifests that stay: something else references them
+    shared_bytes: int
+    manifests: list[LostManifest] = field(default_factory=list)
+    deleted_tags: list[tuple[int, str, str, str]] = field(default_factory=list)  # id, repo, tag, digest
+
+
+_WHATIF_SQL = """
+WITH RECURSIVE
+del AS (
+    SELECT t.id, t.repository_id FROM analytics_tag t
+    WHERE t.id = ANY(%(tags)s) AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
+),
+arepo AS (
+    SELECT DISTINCT d.repository_id, r.registry_id FROM del d
+    JOIN analytics_repository r ON r.id = d.repository_id
+),
+reach(repository_id, manifest_id) AS (
+    SELECT t.repository_id, t.manifest_id FROM analytics_tag t
+    WHERE t.repository_id IN (SELECT repository_id FROM arepo) AND t.removed_at IS NULL
+      AND t.manifest_id IS NOT NULL AND NOT (t.id = ANY(%(tags)s))
+    UNION
+    SELECT reach.repository_id, e.child_id
+    FROM reach JOIN analytics_indexentry e ON e.index_id = reach.manifest_id
+),
+lost AS (
+    SELECT rm.repository_id, a.registry_id, rm.manifest_id
+    FROM analytics_repositorymanifest rm JOIN arepo a ON a.repository_id = rm.repository_id
+    WHERE rm.present AND NOT EXISTS (
+        SELECT 1 FROM reach
+        WHERE reach.repository_id = rm.repository_id AND reach.manifest_id = rm.manifest_id)
+),
+lost_m AS (
+    SELECT DISTINCT l.registry_id, l.manifest_id FROM lost l
+),
+freed_m AS (
+    SELECT lm.* FROM lost_m lm
+    WHERE NOT EXISTS (
+        SELECT 1 FROM analytics_repositorymanifest rm
+        JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = lm.registry_id
+        WHERE rm.manifest_id = lm.manifest_id AND rm.present
+          AND NOT EXISTS (SELECT 1 FROM lost l
+                          WHERE l.repository_id = rm.repository_id AND l.manifest_id = rm.manifest_id))
+),
+cand AS (
+    -- only a freed manifest can free a blob: one that stays keeps its blobs
+    SELECT DISTINCT f.registry_id, ml.blob_id FROM freed_m f
+    JOIN analytics_manifestlayer ml ON ml.manifest_id = f.manifest_id
+    UNION
+    SELECT f.registry_id, m.config_id FROM freed_m f
+    JOIN analytics_manifest m ON m.id = f.manifest_id WHERE m.config_id IS NOT NULL
+),
+touched AS (
+    -- every blob the untagged manifests reference, to report what stays shared
+    SELECT DISTINCT lm.registry_id, ml.blob_id FROM lost_m lm
+    JOIN analytics_manifestlayer ml ON ml.manifest_id = lm.manifest_id
+    UNION
+    SELECT lm.registry_id, m.config_id FROM lost_m lm
+    JOIN analytics_manifest m ON m.id = lm.manifest_id WHERE m.config_id IS NOT NULL
+),
+kept_by AS (
+    -- a blob is kept when a manifest the registry still keeps (held, not freed) references it
+    SELECT c.registry_id, c.blob_id FROM cand c
+    WHERE EXISTS (
+        SELECT 1 FROM analytics_manifestlayer ml
+        JOIN analytics_repositorymanifest rm ON rm.manifest_id = ml.manifest_id AND rm.present
+        JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = c.registry_id
+        WHERE ml.blob_id = c.blob_id
+          AND NOT EXISTS (SELECT 1 FROM freed_m f
+                          WHERE f.manifest_id = ml.manifest_id AND f.registry_id = c.registry_id))
+    OR EXISTS (
+        SELECT 1 FROM analytics_manifest m
+        JOIN analytics_repositorymanifest rm ON rm.manifest_id = m.id AND rm.present
+        JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = c.registry_id
+        WHERE m.config_id = c.blob_id
+          AND NOT EXISTS (SELECT 1 FROM freed_m f
+                          WHERE f.manifest_id = m.id AND f.registry_id = c.registry_id))
+),
+freed_b AS (
+    SELECT registry_id, blob_id FROM cand EXCEPT SELECT registry_id, blob_id FROM kept_by
+),
+shared_b AS (
+    SELECT registry_id, blob_id FROM touched EXCEPT SELECT registry_id, blob_id FROM freed_b
+)
+SELECT 'f', f.registry_id, f.manifest_id, NULL::bigint FROM freed_m f
+UNION ALL SELECT 'l', l.repository_id, l.manifest_id, NULL FROM lost l
+UNION ALL SELECT 'b', NULL, NULL, b.size FROM freed_b x JOIN analytics_blob b ON b.id = x.blob_id
+UNION ALL SELECT 's', NULL, NULL, b.size FROM shared_b x JOIN analytics_blob b ON b.id = x.blob_id
+UNION ALL SELECT 'd', d.repository_id, d.id, NULL FROM del d
+"""
+
+
+def deletion_impact(*, tag_ids: list[int], details: bool = True) -> DeletionImpact:
+    """What deleting these tags and then collecting garbage frees, per registry, summed.
+
+    Counts follow the registry: a manifest held by two repositories of one registry is freed only when
+    both lose it; the same digest in two registries is two copies, each judged in its own registry.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_WHATIF_SQL, {"tags": list(tag_ids)})
+        rows = cursor.fetchall()
+    freed = {(g, m) for kind, g, m, _ in rows if kind == "f"}
+    lost = [(r, m) for kind, r, m, _ in rows if kind == "l"]
+    blob_sizes = [int(s) for kind, _, _, s in rows if kind == "b"]
+    shared_sizes = [int(s) for kind, _, _, s in rows if kind == "s"]
+    deleted = [t for kind, _, t, _ in rows if kind == "d"]
+
+    manifests = {
+        m.id: m for m in Manifest.objects.filter(id__in={m for _, m in lost}).only("digest", "kind", "size")
+    }
+    repos = {
+        r.id: r for r in Repository.objects.filter(id__in={r for r, _ in lost}).only("name", "registry_id")
+    }
+    lost_rows = sorted(
+        (
+            LostManifest(
+                repository_id=r,
+                repository=repos[r].name,
+                manifest_id=m,
+                digest=manifests[m].digest,
+                kind=manifests[m].kind,
+                size=manifests[m].size,
+                freed=(repos[r].registry_id, m) in freed,
+            )
+            for r, m in lost
+        ),
+        key=lambda x: (x.repository, x.digest),
+    )
+    # the same digest freed in two registries is two copies, one per registry
+    freed_manifest_bytes = sum(manifests[m].size for _, m in freed)
+    tag_rows = (
+        Tag.objects.filter(id__in=deleted)
+        .order_by("repository__name", "name")
+        .values_list("id", "repository__name", "name", "manifest__digest")
+    )
+    return DeletionImpact(
+        tags=len(deleted),
+        manifests_untagged=len(lost_rows),
+        manifests_freed=len(freed),
+        blobs_freed=len(blob_sizes),
+        freed_bytes=freed_manifest_bytes + sum(blob_sizes),
+        freed_manifest_bytes=freed_manifest_bytes,
+        freed_blob_bytes=sum(blob_sizes),
+        shared_blobs=len(shared_sizes),
+        shared_bytes=sum(shared_sizes),
+        manifests=lost_rows if details else [],
+        deleted_tags=list(tag_rows) if details else [],
+    )
+
+
+def whatif(*, rule: TagRule, details: bool = True) -> DeletionImpact:
+    """Select tags by a rule, then measure what deleting them frees."""
+    ids = list(rule_tags(rule=rule).values_list("id", flat=True))
+    return deletion_impact(tag_ids=ids, details=details)

@@ -1,0 +1,197 @@
+"""Which addresses the client may connect to: the SSRF policy, enforced where sockets are opened.
+
+A scanner fetches URLs it is handed: the registry base URL, a token realm from a `WWW-Authenticate`
+header, a `Link` from a tag list, a redirect `Location`. Any of those can point at the cloud metadata
+service (169.254.169.254), an admin interface on loopback, or a private network. So every address is
+refused when it is in one of the `BLOCKED_NETWORKS` below (loopback, RFC 1918 private, unique-local
+fc00::/7, link-local incl. metadata, CGNAT 100.64/10, unspecified, multicast, reserved; IPv4-mapped and
+IPv4-compatible IPv6 are judged by the IPv4 address they carry), unless the registry is allowed to be
+internal (`allow_internal`) or the address is inside an operator's `allowed_networks`.
+
+How the check cannot be bypassed by DNS rebinding (the approach, and why):
+
+1. `NetworkPolicy.check_url` refuses an IP-literal host before any request (so the error names the URL
+   that was handed to us, and it also works with an injected test transport).
+2. `GuardedTransport` is `httpx.HTTPTransport` with its httpcore connection pool built on
+   `GuardedBackend`, an `httpcore.SyncBackend` whose `connect_tcp` resolves the host name once
+   (`socket.getaddrinfo`), checks every address it got (one bad address refuses the name, as
+   smokescreen and `ssrf_filter` do: a name that resolves to both a public and a metadata address is
+   an attack), then connects to the checked IP itself. The name is never resolved again, so the
+   answer that was checked is the one used.
+3. TLS is unaffected: httpcore wraps the socket with `server_hostname` taken from the request URL, so
+   SNI and certificate verification use the host name, and the `Host` header comes from the URL too.
+   Proxies are not used (the client sets `trust_env=False`): a proxy would resolve names itself.
+
+Setting `GuardedTransport._pool` reaches into httpx 0.28's transport (pinned in requirements.txt);
+httpx has no public hook for an httpcore network backend. The alternative, rewriting each URL to an
+IP and setting `Host` and the `sni_hostname` extension by hand, has to be repeated for every redirect
+and breaks connection pooling by name, so it was not chosen.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpcore
+import httpx
+
+from .errors import PolicyError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# (network, why it is refused). IANA special-purpose registries (RFC 6890) list more; these are the
+# ones a request could reach something the operator did not mean to expose.
+BLOCKED_NETWORKS: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(net), why)
+    for net, why in (
+        ("0.0.0.0/8", "unspecified ('this network')"),
+        ("10.0.0.0/8", "private (RFC 1918)"),
+        ("100.64.0.0/10", "shared address space (CGNAT, RFC 6598)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local (cloud metadata lives at 169.254.169.254)"),
+        ("172.16.0.0/12", "private (RFC 1918)"),
+        ("192.0.0.0/24", "IETF protocol assignments"),
+        ("192.168.0.0/16", "private (RFC 1918)"),
+        ("198.18.0.0/15", "benchmarking (RFC 2544)"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation"),
+        ("fc00::/7", "unique local (private)"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local (deprecated)"),
+        ("ff00::/8", "multicast"),
+    )
+)
+
+
+def parse_networks(value: str | Iterable[str] | None) -> tuple[IPNetwork, ...]:
+    """CIDRs from a comma-separated string or an iterable (`"127.0.0.0/8, ::1/128"`); raises ValueError."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip())
+
+
+def _unmapped(ip: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 address carries: IPv4-mapped (::ffff:a.b.c.d), 6to4 (2002:AABB:CCDD::)
+    or IPv4-compatible (::a.b.c.d); the address itself otherwise."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        # Deprecated IPv4-compatible form (RFC 4291 2.5.5.1): ::a.b.c.d, but not :: or ::1 themselves.
+        if int(ip) >> 32 == 0 and int(ip) > 1:
+            return ipaddress.IPv4Address(int(ip))
+    return ip
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Where the client may connect. Frozen, so one policy can be shared by every connection.
+
+    `allow_internal` lifts the refusal entirely (an operator's decision for one registry);
+    `allowed_networks` lifts it for addresses inside those networks only.
+    """
+
+    allow_internal: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = field(default_factory=tuple)
+
+    def refusal(self, address: str | IPAddress) -> str | None:
+        """Why `address` may not be connected to, or None when it may."""
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        if self.allow_internal:
+            return None
+        candidates = {ip, _unmapped(ip)}
+        for candidate in candidates:
+            if any(candidate.version == net.version and candidate in net for net in self.allowed_networks):
+                return None
+        for candidate in candidates:
+            for net, why in BLOCKED_NETWORKS:
+                if candidate.version == net.version and candidate in net:
+                    return f"{ip} is {why}"
+        return None
+
+    def check_address(self, address: str | IPAddress, *, host: str) -> None:
+        """Raise `PolicyError` if `address` (which `host` names) is refused."""
+        why = self.refusal(address)
+        if why is not None:
+            shown = host if host == str(address) else f"{host} ({address})"
+            raise PolicyError(
+                f"refusing to connect to {shown}: {why}; an operator can allow an internal registry "
+                "with --allow-internal or LAYERLENS_ALLOWED_NETWORKS"
+            )
+
+    def check_url(self, url: httpx.URL) -> None:
+        """Refuse a URL that is not http(s) or whose host is a refused IP literal (names: at connect)."""
+        if url.scheme not in ("http", "https"):
+            raise PolicyError(f"refusing a {url.scheme or 'scheme-less'} URL; only http and https")
+        host = url.host
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return
+        self.check_address(ip, host=host)
+
+
+class GuardedBackend(httpcore.SyncBackend):
+    """An httpcore network backend that resolves once, checks every address, connects to a checked one."""
+
+    def __init__(self, policy: NetworkPolicy) -> None:
+        self.policy = policy
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        """Connect to `host:port` through an address the policy allows; raise `PolicyError` otherwise."""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        addresses = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
+        for address in addresses:
+            self.policy.check_address(address, host=host)
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        raise last or httpcore.ConnectError(f"{host} resolved to no address")
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """`httpx.HTTPTransport` whose connections go through `GuardedBackend` (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        policy: NetworkPolicy,
+        verify: bool | ssl.SSLContext = True,
+        limits: httpx.Limits | None = None,
+    ) -> None:
+        limits = limits or httpx.Limits()
+        super().__init__(verify=verify, limits=limits, trust_env=False)
+        ssl_context = (
+            verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        )
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=GuardedBackend(policy),
+        )

@@ -1,0 +1,285 @@
+"""Transport rules shared by every request: retries, `Retry-After`, rate limits, redirects, redaction.
+
+- Retries (go-containerregistry `transport/retry.go`, containers/image `docker_client.go`): 408, 429,
+  5xx except 501, and connections reset mid-request are tried again, at most `RetryPolicy.retries`
+  times, after an exponential backoff with jitter, or after `Retry-After` (RFC 9110 10.2.3:
+  seconds or an HTTP date) when the server sends one, as long as that is within `max_wait`. A longer
+  `Retry-After` is not waited for: the error goes up (transient) and the Celery task retries later.
+- Docker Hub's `RateLimit-Limit` / `RateLimit-Remaining` (`100;w=21600`) are recorded as a
+  `RateLimit`; with nothing remaining the next request waits (`RateLimit-Reset` or `max_wait`).
+- Redirects are followed by the client hop by hop (`MAX_REDIRECTS`), never from https to http;
+  `Authorization` is only sent to the registry's own origin (as Go's net/http does for redirects to
+  another host). Presigned storage URLs carry credentials in the query (`X-Amz-Signature`,
+  `sig=`...), so `redact_url` drops the query from anything logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from .auth import Authenticator, AuthRound
+from .errors import HTTPStatusError, PolicyError, ProtocolError
+from .policy import NetworkPolicy
+
+log = logging.getLogger(__name__)
+_RESET_ERRORS = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+_ERROR_DETAIL_BYTES = 64 * 1024
+
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524, 598, 599})
+
+
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in (RFC 6454 origin)."""
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+def redact_url(url: httpx.URL | str) -> str:
+    """`url` without userinfo and with the query replaced by `?<redacted>` (it may hold a signature)."""
+    u = httpx.URL(str(url))
+    shown = f"{u.scheme}://{u.host}" + (f":{u.port}" if u.port else "") + u.path
+    return shown + ("?<redacted>" if u.query else "")
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` value: delay-seconds or an HTTP-date; None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Docker Hub's rate-limit headers as last seen: `limit` and `remaining` requests per `window` s."""
+
+    limit: int | None
+    remaining: int | None
+    window: int | None = None
+    reset: float | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimit | None:
+        """The headers' figures, or None when the response has no `RateLimit-*` header."""
+
+        def number(name: str) -> tuple[int | None, int | None]:
+            raw = headers.get(name)
+            if not raw:
+                return None, None
+            head, _, rest = raw.partition(";")
+            window = rest.strip().removeprefix("w=")
+            try:
+                return int(head.strip()), (int(window) if window.isdigit() else None)
+            except ValueError:
+                return None, None
+
+        limit, window = number("RateLimit-Limit")
+        remaining, window2 = number("RateLimit-Remaining")
+        if limit is None and remaining is None:
+            return None
+        reset = parse_retry_after(headers.get("RateLimit-Reset"))
+        return cls(limit=limit, remaining=remaining, window=window or window2, reset=reset)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry. `sleep` and `rng` are injectable so tests need not wait."""
+
+    retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 10.0
+    max_wait: float = 60.0  # the longest Retry-After (or rate-limit wait) honoured inside the client
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    rng: Callable[[], float] = field(default=random.random, repr=False)
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with "equal jitter" (half fixed, half random) for retry `attempt` (0-based)."""
+        ceiling = float(min(self.max_delay, self.base_delay * (2**attempt)))
+        return ceiling / 2 + float(self.rng()) * ceiling / 2
+
+    def delay_for(self, resp: httpx.Response, attempt: int) -> float | None:
+        """Seconds to wait before retrying `resp`, or None when it must not be retried."""
+        if resp.status_code not in RETRY_STATUSES or attempt >= self.retries:
+            return None
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        if retry_after is not None:
+            return retry_after if retry_after <= self.max_wait else None
+        return self.backoff(attempt)
+
+
+def _error_detail(body: bytes) -> tuple[str | None, str]:
+    """(code, message) of a distribution-spec error body ("Error Codes"); (None, "") if it is not one."""
+    try:
+        first = json.loads(body)["errors"][0]
+        code = first.get("code")
+        return (code if isinstance(code, str) else None), str(first.get("message") or "")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None, ""
+
+
+class Session:
+    """Sends one logical request: policy check, auth, redirects hop by hop, retries, rate limits.
+
+    `open` yields the final response with its body unread, for the caller to read with its own limits.
+    Raises `PolicyError` and `UnauthorizedError` (located with `where`); httpx errors propagate for the
+    caller to map.
+    """
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        base_url: str,
+        policy: NetworkPolicy,
+        auth: Authenticator,
+        retry: RetryPolicy,
+    ) -> None:
+        self.http = http
+        self.base = httpx.URL(base_url)
+        self.policy = policy
+        self.auth = auth
+        self.retry = retry
+        self.rate_limit: RateLimit | None = None
+
+    def check_url(self, url: httpx.URL) -> None:
+        """The SSRF policy's URL check, with a redacted URL in the message."""
+        try:
+            self.policy.check_url(url)
+        except PolicyError as exc:
+            raise PolicyError(f"{redact_url(url)}: {exc.message}") from None
+
+    @contextmanager
+    def open(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        headers: dict[str, str] | None,
+        follow_redirects: bool,
+        scopes: tuple[str, ...],
+        where: dict[str, Any],
+    ) -> Iterator[httpx.Response]:
+        """The final response to `method url` (see the class docstring); closed on exit."""
+        try:
+            resp = self._send(method, self.base.join(url), headers or {}, follow_redirects, scopes, where)
+        except (PolicyError, HTTPStatusError, ProtocolError) as exc:  # from policy, auth, token server
+            raise exc.locate(**where) from None
+        try:
+            yield resp
+        finally:
+            resp.close()
+
+    def _wait_for_rate_limit(self) -> None:
+        limit = self.rate_limit
+        if limit is None or limit.remaining != 0:
+            return
+        wait = min(limit.reset if limit.reset is not None else self.retry.max_wait, self.retry.max_wait)
+        log.warning(
+            "%s: rate limit exhausted (%s per %ss); waiting %.0fs", self.base, limit.limit, limit.window, wait
+        )
+        self.retry.sleep(wait)
+        self.rate_limit = None  # the next reply says where we stand
+
+    def _send(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        follow_redirects: bool,
+        scopes: tuple[str, ...],
+        where: dict[str, Any],
+    ) -> httpx.Response:
+        attempt = 0
+        state = AuthRound()
+        repository = where.get("repository")
+        while True:
+            self._wait_for_rate_limit()
+            sent = self.auth.header(scopes, repository)
+            try:
+                resp = self._follow(method, url, headers, sent, follow_redirects)
+            except _RESET_ERRORS as exc:
+                if attempt >= self.retry.retries:
+                    raise
+                pause = self.retry.backoff(attempt)
+                log.info("%s: %s (%s); retrying in %.1fs", redact_url(url), type(exc).__name__, exc, pause)
+                attempt += 1
+                self.retry.sleep(pause)
+                continue
+            limit = RateLimit.from_headers(resp.headers)
+            if limit is not None:
+                self.rate_limit = limit
+            if resp.status_code == 401 and origin(resp.request.url) == origin(self.base):
+                body = resp.read()[:_ERROR_DETAIL_BYTES] if method != "HEAD" else b""
+                resp.close()
+                self.auth.on_unauthorized(
+                    resp,
+                    sent=resp.request.headers.get("Authorization"),
+                    scopes=scopes,
+                    state=state,
+                    repository=repository,
+                    error=_error_detail(body),
+                )
+                continue
+            delay = self.retry.delay_for(resp, attempt)
+            if delay is None:
+                return resp
+            resp.close()
+            log.info("%s: HTTP %d; retrying in %.1fs", redact_url(resp.request.url), resp.status_code, delay)
+            attempt += 1
+            self.retry.sleep(delay)
+
+    def _follow(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        authorization: str | None,
+        follow_redirects: bool,
+    ) -> httpx.Response:
+        current = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            self.check_url(current)
+            hop_headers = dict(headers)
+            # Credentials go to the registry's own origin only (a redirect to storage gets none).
+            if authorization and origin(current) == origin(self.base):
+                hop_headers["Authorization"] = authorization
+            request = self.http.build_request(method, current, headers=hop_headers)
+            resp = self.http.send(request, stream=True, follow_redirects=False)
+            location = resp.headers.get("Location")
+            if not (follow_redirects and resp.status_code in REDIRECT_STATUSES and location):
+                return resp
+            resp.close()
+            try:
+                target = current.join(location)
+            except httpx.InvalidURL as exc:
+                raise PolicyError(f"redirect to an invalid URL from {redact_url(current)}: {exc}") from None
+            if current.scheme == "https" and target.scheme != "https":
+                raise PolicyError(
+                    f"redirect from {redact_url(current)} to {redact_url(target)} leaves HTTPS; refused"
+                )
+            log.debug("redirect %d: %s -> %s", resp.status_code, redact_url(current), redact_url(target))
+            if resp.status_code == 303 and method != "HEAD":
+                method = "GET"
+            current = target
+        raise PolicyError(f"more than {MAX_REDIRECTS} redirects from {redact_url(url)}")

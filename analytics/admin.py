@@ -426,6 +426,7 @@ class ScanAdmin(ReadOnlyAdmin):
         "trigger",
         "created_at",
         "progress",
+        "tags_progress",
         "images_count",
         "new_manifests_count",
         "errors_count",
@@ -443,9 +444,14 @@ class ScanAdmin(ReadOnlyAdmin):
         target = str(obj.repository or obj.registry)
         return f"{target}:{obj.tag}" if obj.tag else target
 
-    @admin.display()
+    @admin.display(description="repositories")
     def progress(self, obj: Scan) -> str:
         return f"{obj.repositories_done}/{obj.repositories_total}"
+
+    @admin.display(description="tags read")
+    def tags_progress(self, obj: Scan) -> str:
+        # tags_total counts the tags listed so far: repositories not yet started add theirs later.
+        return f"{obj.tags_done}/{obj.tags_total}" + ("" if obj.is_finished else "+")
 
 
 @admin.register(ScanError)
@@ -458,3 +464,65 @@ class ScanErrorAdmin(ReadOnlyAdmin):
     @admin.display(description="message")
     def short_message(self, obj: ScanError) -> str:
         return truncatechars(obj.message, 120)
+
+
+# --- Docker Engines ------------------------------------------------------------------------------------
+
+from analytics import engine_services as _engine_services  # noqa: E402
+from analytics.models import (  # noqa: E402
+    Engine,
+    EngineHistoryEntry,
+    EngineImage,
+    EngineImageLayer,
+    EngineScan,
+)
+
+
+@admin.register(Engine)
+class EngineAdmin(admin.ModelAdmin):
+    list_display = ["name", "endpoint", "server_version", "storage_driver", "tracked", "last_scanned_at"]
+    list_filter = ["tracked", "storage_driver"]
+    search_fields = ["name", "endpoint", "engine_id"]
+    readonly_fields = [
+        "engine_id",
+        "server_version",
+        "os",
+        "architecture",
+        "storage_driver",
+        "last_scanned_at",
+    ]
+    actions = ["scan_now"]
+
+    @admin.action(description="Scan the selected engines now")
+    def scan_now(self, request, queryset):
+        for engine in queryset:
+            _engine_services.engine_scan_start(endpoint=engine.endpoint, trigger="admin")
+        self.message_user(request, f"{queryset.count()} engine scan(s) queued", messages.SUCCESS)
+
+
+class EngineImageLayerInline(ReadOnlyTabularInline):
+    model = EngineImageLayer
+    extra = 0
+    fields = ["position", "layer"]
+
+
+class EngineHistoryInline(ReadOnlyTabularInline):
+    model = EngineHistoryEntry
+    extra = 0
+    fields = ["position", "row_id", "created", "created_by", "size", "empty_layer"]
+    readonly_fields = fields
+
+
+@admin.register(EngineImage)
+class EngineImageAdmin(ReadOnlyAdmin):
+    list_display = ["image_id", "engine", "repo_tags", "layer_count", "containers", "present", "last_seen"]
+    list_filter = ["present", "engine"]
+    search_fields = ["image_id", "repo_tags", "repo_digests"]
+    inlines = [EngineImageLayerInline, EngineHistoryInline]
+
+
+@admin.register(EngineScan)
+class EngineScanAdmin(ReadOnlyAdmin):
+    list_display = ["id", "engine", "status", "trigger", "images_count", "pulled_count", "created_at"]
+    list_filter = ["status", "engine"]
+    readonly_fields = [f.name for f in EngineScan._meta.fields]

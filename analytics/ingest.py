@@ -14,6 +14,8 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analytics.figures import figures_apply
+from analytics.known import known_config_fill, manifest_ids
 from analytics.models import (
     Blob,
     HistoryEntry,
@@ -97,6 +99,10 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
         return {}, set()
     digests = [r.digest for r in records]
     existing = dict(Manifest.objects.filter(digest__in=digests).values_list("digest", "id"))
+    # Images whose config was known (not fetched) take its facts from a stored image naming it.
+    records = known_config_fill([r for r in records if r.digest not in existing]) + [
+        r for r in records if r.digest in existing
+    ]
     images = [r for r in records if isinstance(r, ImageRecord)]
     blob_ids = blobs_upsert(images=[r for r in images if r.digest not in existing])
 
@@ -136,7 +142,9 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
                 )
             )
     Manifest.objects.bulk_create(new_rows, ignore_conflicts=True, batch_size=1000)
-    ids = dict(Manifest.objects.filter(digest__in=digests).values_list("digest", "id"))
+    # Index children known before this snapshot (so not read again) have rows to link entries to.
+    children = {c.digest for r in records if isinstance(r, IndexRecord) for c in r.children}
+    ids = manifest_ids([*digests, *children])
     new_digests = {row.digest for row in new_rows}
 
     # Children rows only for manifests this call created; a concurrent writer that created the same
@@ -277,11 +285,12 @@ WITH RECURSIVE reach(manifest_id) AS (
 """
 
 
-def _presence_refresh(*, repository_id: int, now: datetime) -> None:
+def _presence_refresh(*, repository_id: int, now: datetime) -> tuple[set[int], set[int]]:
     """Held now = reachable from a current tag, through indexes to any depth (UNION stops cycles).
 
     Derived from the tags rather than from one snapshot, so a one-tag scan, a tag whose manifest
     failed to read this time (it keeps what it held) and a full scan all leave the same answer.
+    Returns the manifest ids that became held and those no longer held (for `analytics.figures`).
     """
     params = {"repo": repository_id, "now": now}
     with connection.cursor() as cursor:
@@ -293,17 +302,22 @@ def _presence_refresh(*, repository_id: int, now: datetime) -> None:
             SELECT %(repo)s, manifest_id, TRUE, %(now)s, %(now)s FROM reach
             ON CONFLICT (repository_id, manifest_id)
             DO UPDATE SET present = TRUE WHERE NOT analytics_repositorymanifest.present
+            RETURNING manifest_id
             """,
             params,
         )
+        gained = {row[0] for row in cursor.fetchall()}
         cursor.execute(
             _REACHABLE_SQL
             + """
             UPDATE analytics_repositorymanifest SET present = FALSE
             WHERE repository_id = %(repo)s AND present AND manifest_id NOT IN (SELECT manifest_id FROM reach)
+            RETURNING manifest_id
             """,
             params,
         )
+        lost = {row[0] for row in cursor.fetchall()}
+    return gained, lost
 
 
 def snapshot_ingest(
@@ -323,6 +337,8 @@ def snapshot_ingest(
     failed_refs = {f.reference for f in snapshot.failures}
     with transaction.atomic():
         ids, new_digests = manifests_upsert(records=snapshot.manifests)
+        # Tags naming a manifest stored before (unchanged, or known from elsewhere) carry no record.
+        ids.update(manifest_ids(d for d in snapshot.tags.values() if d not in ids))
         digest_of = {v: k for k, v in ids.items()}
         seen_tags = {name: ids[digest] for name, digest in snapshot.tags.items() if digest in ids}
 
@@ -347,7 +363,20 @@ def snapshot_ingest(
             scan=scan,
             now=now,
         )
-        _presence_refresh(repository_id=repository.id, now=now)
+        gained, lost = _presence_refresh(repository_id=repository.id, now=now)
+        figures_apply(
+            registry_id=repository.registry_id, repository_id=repository.id, gained=gained, lost=lost
+        )
+        images = sum(
+            1 for r in snapshot.manifests if isinstance(r, ImageRecord) and _image_kind(r) == "image"
+        )
+        recorded = {r.digest for r in snapshot.manifests}
+        if complete and any(d not in recorded for d in snapshot.tags.values()):
+            # Some tags were not read again (a rescan): what is held now was seen now, children of
+            # unchanged indexes included, in one UPDATE; the image count is what the tags hold.
+            held = RepositoryManifest.objects.filter(repository=repository, present=True)
+            held.filter(last_seen__lt=now).update(last_seen=now)
+            images = held.filter(manifest__kind=Manifest.Kind.IMAGE).count()
         if scan is not None and snapshot.failures:
             ScanError.objects.bulk_create(
                 [
@@ -364,7 +393,7 @@ def snapshot_ingest(
         Repository.objects.filter(id=repository.id).update(last_scanned_at=now)
     return IngestResult(
         tags=len(seen_tags),
-        images=sum(1 for r in snapshot.manifests if isinstance(r, ImageRecord) and _image_kind(r) == "image"),
+        images=images,
         manifests=len(ids),
         new_manifests=len(new_digests),
         tag_events=events,

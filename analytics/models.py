@@ -262,6 +262,18 @@ class Scan(models.Model):
     new_manifests_count = models.PositiveIntegerField(default=0)
     errors_count = models.PositiveIntegerField(default=0)
     message = models.TextField(blank=True, help_text="Why the scan failed, when it did.")
+    # Progress while running: tags listed so far (for a registry scan, over the children that have
+    # listed theirs) and tags read. Written at most about once a second by the worker.
+    tags_total = models.PositiveIntegerField(default=0)
+    tags_done = models.PositiveIntegerField(default=0)
+    # The running worker renews this (a heartbeat); a running scan whose lease has expired was left
+    # by a dead worker and is queued again by the stuck-scan sweeper.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # When the scan was last sent to the broker; a queued scan not picked up long after was lost.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    takeovers = models.PositiveSmallIntegerField(
+        default=0, help_text="Times the scan was taken over from a worker that stopped."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -328,3 +340,221 @@ class SummarySnapshot(models.Model):
         indexes = [
             models.Index(fields=["registry", "repository", "taken_at"], name="snapshot_series"),
         ]
+
+
+class RegistryBlob(models.Model):
+    """Maintained reference counts of one blob in one registry, over present holdings.
+
+    `refs`: holdings of any kind (image, index, artifact) referencing the blob as a layer or config;
+    the registry stores the blob while it is above zero. `images`: image holdings listing it as a
+    layer. `repositories`: repositories whose images list it as a layer. Ingest applies the change of
+    each repository scan as deltas in the same transaction (`analytics.figures`).
+    """
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="+")
+    refs = models.IntegerField(default=0)
+    layer_refs = models.IntegerField(default=0)
+    images = models.IntegerField(default=0)
+    repositories = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["registry", "blob"], name="registry_blob_unique")]
+        indexes = [
+            models.Index("registry", models.F("images").desc(), "blob", name="registry_blob_rank"),
+        ]
+
+
+class RepositoryBlob(models.Model):
+    """How many present image holdings of one repository list a blob as a layer (maintained)."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+")
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="+")
+    images = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "blob"], name="repository_blob_unique")]
+        indexes = [models.Index(fields=["blob", "repository"], name="repository_blob_by_blob")]
+
+
+class RegistryManifestRef(models.Model):
+    """How many repositories of a registry hold a manifest now (maintained): stored while above zero."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="+")
+    refs = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["registry", "manifest"], name="registry_manifest_ref_unique")
+        ]
+
+
+class ScopeFigures(models.Model):
+    """The current tagged-only summary of a registry (repository null) or a repository (maintained)."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    repository = models.OneToOneField(
+        Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    images = models.BigIntegerField(default=0)
+    manifests = models.BigIntegerField(default=0)
+    indexes = models.BigIntegerField(default=0)
+    repositories = models.BigIntegerField(default=0)
+    distinct_layers = models.BigIntegerField(default=0)
+    logical_bytes = models.BigIntegerField(default=0)
+    stored_bytes = models.BigIntegerField(default=0)
+    layers_logical_bytes = models.BigIntegerField(default=0)
+    layers_stored_bytes = models.BigIntegerField(default=0)
+    foreign_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "scope figures"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["registry"], condition=Q(repository=None), name="scope_figures_one_per_registry"
+            )
+        ]
+
+
+# --- Docker Engines (issue 5) ------------------------------------------------------------------------
+# An engine is a source beside registries. Its scans are `EngineScan`, not `Scan`: a `Scan` always names
+# a registry and counts repositories, and its state machine is the registry scan flow.
+
+
+class Engine(models.Model):
+    name = models.CharField(max_length=200, unique=True, help_text="Display name; defaults to the endpoint.")
+    endpoint = models.CharField(
+        max_length=500, unique=True, help_text="unix:///var/run/docker.sock or tcp://host:2376"
+    )
+    tls_ca = models.TextField(blank=True, help_text="PEM CA certificate to verify a tcp:// engine.")
+    tls_cert = models.TextField(blank=True, help_text="PEM client certificate.")
+    tls_key_encrypted = models.TextField(blank=True, editable=False)
+    tracked = models.BooleanField(default=False, help_text="Scanned on schedule by the beat task.")
+    scan_interval = models.DurationField(null=True, blank=True)
+    next_scan_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_scanned_at = models.DateTimeField(null=True, blank=True)
+    pull_tracked = models.BooleanField(
+        default=False, help_text="Each scan first pulls the current tags of tracked repositories."
+    )
+    engine_id = models.CharField(max_length=200, blank=True)
+    server_version = models.CharField(max_length=64, blank=True)
+    os = models.CharField(max_length=64, blank=True)
+    architecture = models.CharField(max_length=64, blank=True)
+    storage_driver = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_tls_key(self, raw: str | None) -> None:
+        self.tls_key_encrypted = encrypt_secret(raw) if raw else ""
+
+    def get_tls_key(self) -> str | None:
+        return decrypt_secret(self.tls_key_encrypted) if self.tls_key_encrypted else None
+
+
+class EngineLayer(models.Model):
+    """A layer as an engine stores it: by ChainID (the layer with everything under it).
+
+    `size` is the engine's DiffSize: the sum of the tar entries' sizes of this layer alone, the same on
+    every engine for the same diff_id.
+    """
+
+    chain_id = models.CharField(max_length=200, unique=True)
+    diff_id = models.CharField(max_length=200, db_index=True)
+    size = models.BigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.chain_id
+
+
+class EngineImage(models.Model):
+    engine = models.ForeignKey(Engine, on_delete=models.CASCADE, related_name="images")
+    image_id = models.CharField(max_length=200)
+    parent_id = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(null=True, blank=True)
+    repo_tags = models.JSONField(default=list, blank=True)
+    repo_digests = models.JSONField(default=list, blank=True)
+    os = models.CharField(max_length=64, blank=True)
+    architecture = models.CharField(max_length=64, blank=True)
+    variant = models.CharField(max_length=64, blank=True)
+    containers = models.PositiveIntegerField(default=0)
+    layer_count = models.PositiveIntegerField(default=0)
+    present = models.BooleanField(default=True, help_text="Still in the engine at its last scan.")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    layers = models.ManyToManyField(EngineLayer, through="EngineImageLayer", related_name="images")
+
+    class Meta:
+        ordering = ["engine_id", "image_id"]
+        constraints = [models.UniqueConstraint(fields=["engine", "image_id"], name="engine_image_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.engine}: {(self.repo_tags or [self.image_id])[0]}"
+
+
+class EngineImageLayer(models.Model):
+    image = models.ForeignKey(EngineImage, on_delete=models.CASCADE, related_name="image_layers")
+    position = models.PositiveIntegerField()
+    layer = models.ForeignKey(EngineLayer, on_delete=models.PROTECT, related_name="image_layers")
+
+    class Meta:
+        ordering = ["image_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "position"], name="engine_image_layer_unique_position")
+        ]
+
+
+class EngineHistoryEntry(models.Model):
+    """One row of `docker image history` on that engine, oldest first; `row_id` is `<missing>` or an ID."""
+
+    image = models.ForeignKey(EngineImage, on_delete=models.CASCADE, related_name="history")
+    position = models.PositiveIntegerField()
+    row_id = models.CharField(max_length=200)
+    created = models.DateTimeField(null=True, blank=True)
+    created_by = models.TextField(blank=True)
+    comment = models.TextField(blank=True)
+    size = models.BigIntegerField()
+    tags = models.JSONField(default=list, blank=True)
+    empty_layer = models.BooleanField(null=True, blank=True)
+    layer_position = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "engine history entries"
+        ordering = ["image_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "position"], name="engine_history_unique_position")
+        ]
+
+
+class EngineScan(models.Model):
+    engine = models.ForeignKey(Engine, on_delete=models.CASCADE, related_name="scans")
+    status = models.CharField(
+        max_length=16, choices=Scan.Status.choices, default=Scan.Status.QUEUED, db_index=True
+    )
+    trigger = models.CharField(max_length=16, default="manual")
+    pull = models.JSONField(default=list, blank=True, help_text="References pulled through the engine first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    images_count = models.PositiveIntegerField(default=0)
+    layers_count = models.PositiveIntegerField(default=0)
+    pulled_count = models.PositiveIntegerField(default=0)
+    linked_blobs_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{reference, kind, message}]")
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"engine scan {self.pk} of {self.engine} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (Scan.Status.SUCCEEDED, Scan.Status.PARTIAL, Scan.Status.FAILED)

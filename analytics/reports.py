@@ -275,8 +275,55 @@ SELECT
 _FOREIGN_SQL = ", ".join(f"'{t}'" for t in sorted(FOREIGN_LAYER_TYPES))
 
 
+def _maintained_row(scope: Scope) -> dict[str, int] | None:
+    """The `ScopeFigures` row answering a plain registry or repository scope, if the scope is one."""
+    from analytics.models import ScopeFigures
+
+    plain = Scope(registry_id=scope.registry_id, repository_id=scope.repository_id)
+    if scope != plain or (scope.registry_id is None and scope.repository_id is None):
+        return None
+    if scope.repository_id is not None:
+        qs = ScopeFigures.objects.filter(repository_id=scope.repository_id)
+        if scope.registry_id is not None:
+            qs = qs.filter(registry_id=scope.registry_id)
+    else:
+        qs = ScopeFigures.objects.filter(registry_id=scope.registry_id, repository=None)
+    row = qs.values().first()
+    if row is None:  # never scanned (or figures not built yet): compute
+        return None
+    return row
+
+
 def dedup_summary(*, scope: Scope) -> DedupSummary:
-    """Images, distinct layers, logical, stored and saved bytes and the ratio, for one scope."""
+    """Images, distinct layers, logical, stored and saved bytes and the ratio, for one scope.
+
+    A plain registry or repository scope (tagged only, no filter) reads the figures ingest maintains
+    (`analytics.figures`); any other scope is computed from the holdings.
+    """
+    row = _maintained_row(scope)
+    if row is None:
+        return dedup_summary_computed(scope=scope)
+    logical, stored = int(row["logical_bytes"]), int(row["stored_bytes"])
+    return DedupSummary(
+        images=row["images"],
+        distinct_layers=row["distinct_layers"],
+        logical_bytes=logical,
+        stored_bytes=stored,
+        saved_bytes=logical - stored,
+        dedup_ratio=round(logical / stored, 4) if stored else 1.0,
+        layers_logical_bytes=int(row["layers_logical_bytes"]),
+        layers_stored_bytes=int(row["layers_stored_bytes"]),
+        manifests=row["manifests"],
+        indexes=row["indexes"],
+        repositories=row["repositories"],
+        tagged_only=True,
+        scope=scope.describe(),
+        foreign_bytes=int(row["foreign_bytes"]),
+    )
+
+
+def dedup_summary_computed(*, scope: Scope) -> DedupSummary:
+    """`dedup_summary` recomputed from the holdings: any scope, cost in proportion to it."""
     where, params = scope.where()
     with connection.cursor() as cursor:
         cursor.execute(_SUMMARY_SQL.format(where=where, foreign=_FOREIGN_SQL), params)
@@ -377,6 +424,11 @@ def image_sizes(*, holding_ids: list[int], scope: Scope | None = None) -> dict[i
     if not holding_ids:
         return {}
     if scope is None:
+        from analytics.queries.layers import image_sizes_maintained
+
+        maintained = image_sizes_maintained(holding_ids=list(holding_ids))
+        if maintained is not None:
+            return {h: ImageSizes(*values) for h, values in maintained.items()}
         where, params = Scope().where()
         sql = _IMAGE_SIZES_SQL.format(
             where=where,

@@ -6,20 +6,32 @@ the management commands print them. Tasks call `scan_registry_run` / `scan_repos
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import json
 import logging
+import os
 import ssl
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from analytics.ingest import snapshot_ingest
+from analytics.known import configs_known, manifests_known, tags_current
 from analytics.models import Registry, Repository, Scan, ScanError
 from analytics.queries.trends import scan_figures_record
+from analytics.scan_runtime import Heartbeat, Progress, lease_deadline, metrics_sink, registry_gate
+from config.logs import log_context
+from workers import telemetry
 from workers.registry.client import RegistryClient
 from workers.registry.errors import RegistryError
 from workers.registry.reference import parse_scan_target
@@ -226,7 +238,57 @@ def registry_client(registry: Registry) -> RegistryClient:
         allowed_networks=settings.LAYERLENS_ALLOWED_NETWORKS,
         retries=settings.REGISTRY_RETRIES,
         retry_base_delay=settings.REGISTRY_RETRY_BASE_SECONDS,
+        max_concurrency=settings.REGISTRY_SCAN_CONCURRENCY,
+        gate=registry_gate(registry),
+        observer=functools.partial(metrics_sink().request, registry=registry.name),
     )
+
+
+_SHARED_CLIENTS: OrderedDict[tuple[object, ...], RegistryClient] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+_SHARED_MAX = 32
+
+
+@contextlib.contextmanager
+def registry_client_shared(registry: Registry) -> Iterator[RegistryClient]:
+    """This process's client for `registry`, kept open across scans (kept-alive connections, cached
+    tokens and configs); a new one when the registry's connection settings change.
+
+    Keyed on the process id too: a client never crosses a fork (Celery's prefork pool). Evicted and
+    replaced clients are closed; the rest at interpreter exit (`registry_clients_close`).
+    """
+    key = (
+        os.getpid(),
+        registry.id,
+        registry.url,
+        registry.username,
+        registry.password_encrypted,
+        registry.identity_token,
+        registry.insecure,
+        registry.ca_bundle,
+        registry.allow_internal,
+        registry_client,  # a test that swaps the factory gets its own clients
+    )
+    with _SHARED_LOCK:
+        client = _SHARED_CLIENTS.get(key)
+        for k in [k for k in _SHARED_CLIENTS if k[0] != key[0]]:
+            del _SHARED_CLIENTS[k]  # the parent process's: its sockets are the parent's to close
+        for k in [k for k in _SHARED_CLIENTS if k[1] == registry.id and k != key]:
+            _SHARED_CLIENTS.pop(k).close()
+        if client is None or client.closed:
+            client = _SHARED_CLIENTS[key] = registry_client(registry)
+        _SHARED_CLIENTS.move_to_end(key)
+        while len(_SHARED_CLIENTS) > _SHARED_MAX:
+            _SHARED_CLIENTS.popitem(last=False)[1].close()
+    yield client
+
+
+@atexit.register
+def registry_clients_close() -> None:
+    """Close every shared client of this process (connection pools and scan threads)."""
+    with _SHARED_LOCK:
+        while _SHARED_CLIENTS:
+            _SHARED_CLIENTS.popitem()[1].close()
 
 
 # --- scans: creation ---------------------------------------------------------------------------------
@@ -286,6 +348,7 @@ def scan_enqueue(scan: Scan) -> None:
     task = (
         "workers.tasks.scan_registry" if scan.kind == Scan.Kind.REGISTRY else "workers.tasks.scan_repository"
     )
+    Scan.objects.filter(id=scan.id).update(enqueued_at=timezone.now())
     transaction.on_commit(lambda: app.send_task(task, args=[scan.id]))
 
 
@@ -305,28 +368,83 @@ def scan_start(
 
 
 def _claim(scan_id: int, *, orphaned_ok: bool = False) -> Scan | None:
-    """Move a queued scan to running; None if another worker already has it (or it is finished).
+    """Move a queued scan to running, under a lease; None if another worker has it (or it is finished).
 
-    With `orphaned_ok`, a scan left running is taken too: the caller holds the repository's lease,
-    so whoever was running it is gone (its lease expired).
+    A scan left running is taken over when its lease has expired (its worker stopped beating), or,
+    with `orphaned_ok`, whatever its lease says: the caller holds the repository's lease, so whoever
+    was running it is gone. A take-over counts in `takeovers`; past `SCAN_MAX_ATTEMPTS` the scan is
+    failed with the reason instead of being run again (a repository that kills its workers).
     """
-    states = [Scan.Status.QUEUED, Scan.Status.RUNNING] if orphaned_ok else [Scan.Status.QUEUED]
-    claimed = Scan.objects.filter(id=scan_id, status__in=states).update(
-        status=Scan.Status.RUNNING, started_at=timezone.now()
+    now = timezone.now()
+    orphaned = Q(status=Scan.Status.RUNNING)
+    if not orphaned_ok:
+        orphaned &= Q(lease_until__lt=now)
+    with transaction.atomic():
+        scan = (
+            Scan.objects.select_for_update(of=("self",))
+            .filter(Q(status=Scan.Status.QUEUED) | orphaned, id=scan_id)
+            .select_related("registry", "repository")
+            .first()
+        )
+        if scan is None:
+            return None
+        if scan.status == Scan.Status.RUNNING:
+            scan.takeovers += 1
+            logger.warning("taking over scan %s left running by a stopped worker", scan.id)
+        scan.status, scan.started_at, scan.lease_until = Scan.Status.RUNNING, now, lease_deadline()
+        scan.save(update_fields=["status", "started_at", "lease_until", "takeovers"])
+    if scan.takeovers >= settings.SCAN_MAX_ATTEMPTS:
+        _give_up(scan.id, scan.takeovers)
+        return None
+    return scan
+
+
+def _give_up(scan_id: int, takeovers: int) -> None:
+    Scan.objects.filter(id=scan_id).update(takeovers=takeovers)
+    scan_fail(
+        scan_id=scan_id,
+        kind="WorkerLost",
+        message=f"gave up: the workers running this scan stopped {takeovers} times "
+        "(killed, out of memory or past the time limit); it runs again at the next schedule",
     )
-    return Scan.objects.select_related("registry", "repository").get(id=scan_id) if claimed else None
 
 
 def _finish(scan: Scan, status: str, message: str = "") -> None:
     errors = scan.errors.count()
     if status == Scan.Status.SUCCEEDED and errors:
         status = Scan.Status.PARTIAL
-    Scan.objects.filter(id=scan.id).update(
-        status=status, finished_at=timezone.now(), message=message[:4000], errors_count=errors
+    # Conditional, so a scan finished twice (a slow worker whose lease was taken) counts once.
+    finished = Scan.objects.filter(id=scan.id, status__in=[Scan.Status.QUEUED, Scan.Status.RUNNING]).update(
+        status=status,
+        finished_at=timezone.now(),
+        message=message[:4000],
+        errors_count=errors,
+        lease_until=None,
     )
+    if not finished:
+        return
+    _scan_finished_observe(scan, status, message)
     if scan.parent_id:
         Scan.objects.filter(id=scan.parent_id).update(repositories_done=F("repositories_done") + 1)
         _parent_finish_if_done(scan.parent_id)
+
+
+def _scan_finished_observe(scan: Scan, status: str, message: str) -> None:
+    registry = scan.registry.name
+    sink = metrics_sink()
+    sink.add(telemetry.SCANS_FINISHED, {"registry": registry, "kind": scan.kind, "status": status})
+    for kind, n in scan.errors.values_list("kind").annotate(n=Count("id")).order_by():
+        sink.add(telemetry.SCAN_ERRORS, {"registry": registry, "kind": kind}, n)
+    sink.flush()
+    level = logging.WARNING if status == Scan.Status.FAILED else logging.INFO
+    logger.log(
+        level,
+        "scan %s %s%s",
+        scan.id,
+        status,
+        f": {message}" if message else "",
+        extra={"event": "scan_finished", "status": status, "kind": scan.kind},
+    )
 
 
 def _parent_finish_if_done(parent_id: int) -> None:
@@ -351,7 +469,9 @@ def _parent_finish_if_done(parent_id: int) -> None:
             images_count=totals["images"] or 0,
             new_manifests_count=totals["new"] or 0,
             errors_count=errors,
+            lease_until=None,
         )
+        _scan_finished_observe(parent, status, "")
         Registry.objects.filter(id=parent.registry_id).update(last_scanned_at=timezone.now())
         scan_figures_record(scan_id=parent_id)  # the registry's trend point
 
@@ -389,33 +509,54 @@ def _catalog_fallback(scan: Scan, exc: RegistryError) -> list[str] | None:
     return known
 
 
-def scan_registry_run(*, scan_id: int) -> list[int]:
-    """1. Claim the scan. 2. List every repository. 3. Create a child scan per repository; return their ids.
+def scan_registry_run(*, scan_id: int, on_children: Callable[[list[int]], None] | None = None) -> list[int]:
+    """1. Claim the scan. 2. List every repository, streamed. 3. Create a child scan per repository.
 
-    The caller (a task, or the inline runner) runs the children. A registry that cannot be listed fails
-    the scan with the registry's own words.
+    Children are created `CHILD_BATCH` repositories at a time while the catalog pages come in, and
+    each batch's ids go to `on_children` (the task enqueues them), so no whole-registry list is held;
+    without `on_children` the ids are returned. The caller runs the children. A registry that cannot
+    be listed fails the scan with the registry's own words. A scan taken over (or retried) before its
+    listing completed lists again and creates only the children still missing; one taken over after
+    it completed returns the unfinished children instead. Once listed the scan holds no lease: it
+    finishes with its last child.
     """
     scan = _claim(scan_id)
     if scan is None:
         return []
-    try:
-        with registry_client(scan.registry) as client:
-            names = list(client.iter_repositories())
-    except RegistryError as exc:
-        if getattr(exc, "transient", False):
-            Scan.objects.filter(id=scan.id).update(status=Scan.Status.QUEUED)
-            raise
-        known = _catalog_fallback(scan, exc)
-        if known is None:
-            ScanError.objects.create(scan=scan, kind=type(exc).__name__, message=str(exc))
-            _finish(scan, Scan.Status.FAILED, str(exc))
-            return []
-        names = known
+    with log_context(scan_id=scan.id, registry_id=scan.registry_id):
+        created = scan.children.count()
+        if created and scan.repositories_total == created:  # listed completely before
+            existing = list(scan.children.exclude(status__in=_FINISHED).values_list("id", flat=True))
+            Scan.objects.filter(id=scan.id).update(lease_until=None)
+            if not existing:
+                _parent_finish_if_done(scan.id)
+            if on_children is not None and existing:
+                on_children(existing)
+                return []
+            return existing
+        return _scan_registry_list(scan, on_children=on_children, created=created)
+
+
+_FINISHED = [Scan.Status.SUCCEEDED, Scan.Status.PARTIAL, Scan.Status.FAILED]
+CHILD_BATCH = 500
+
+
+def _children_create(scan: Scan, names: list[str]) -> list[int]:
+    """Child scans for the repositories `names` that have none under `scan` yet, in one transaction;
+    `repositories_total` grows by as many."""
+    if not names:
+        return []
     with transaction.atomic():
         Repository.objects.bulk_create(
             [Repository(registry=scan.registry, name=n) for n in sorted(set(names))], ignore_conflicts=True
         )
-        repos = list(Repository.objects.filter(registry=scan.registry, name__in=names).order_by("name"))
+        have = set(scan.children.filter(repository__name__in=names).values_list("repository_id", flat=True))
+        repos = [
+            r
+            for r in Repository.objects.filter(registry=scan.registry, name__in=names).order_by("name")
+            if r.id not in have
+        ]
+        sent = timezone.now()
         children = Scan.objects.bulk_create(
             [
                 Scan(
@@ -424,14 +565,60 @@ def scan_registry_run(*, scan_id: int) -> list[int]:
                     repository=r,
                     parent=scan,
                     trigger=scan.trigger,
+                    enqueued_at=sent,
                 )
                 for r in repos
             ]
         )
-        Scan.objects.filter(id=scan.id).update(repositories_total=len(children))
-    if not children:
-        _parent_finish_if_done(scan.id)
+        Scan.objects.filter(id=scan.id).update(repositories_total=F("repositories_total") + len(children))
     return [c.id for c in children]
+
+
+def _scan_registry_list(
+    scan: Scan, *, on_children: Callable[[list[int]], None] | None, created: int
+) -> list[int]:
+    # While listing, the total counts one more than the children created, so no child finishing
+    # early can finish the parent (and a take-over can tell an unfinished listing); the end removes it.
+    Scan.objects.filter(id=scan.id).update(repositories_total=created + 1)
+    kept: list[int] = []
+    listed = 0
+
+    def flush(batch: list[str]) -> None:
+        nonlocal listed
+        listed += len(batch)
+        ids = _children_create(scan, batch)
+        if on_children is None:
+            kept.extend(ids)
+        elif ids:
+            on_children(ids)
+
+    try:
+        with Heartbeat(scan_id=scan.id), registry_client_shared(scan.registry) as client:
+            batch: list[str] = []
+            for name in client.iter_repositories():
+                batch.append(name)
+                if len(batch) >= CHILD_BATCH:
+                    flush(batch)
+                    batch = []
+            flush(batch)
+    except RegistryError as exc:
+        if getattr(exc, "transient", False):
+            Scan.objects.filter(id=scan.id).update(
+                status=Scan.Status.QUEUED, lease_until=None, enqueued_at=timezone.now()
+            )
+            logger.info("listing the registry failed (%s); retrying later", exc)
+            raise
+        known = _catalog_fallback(scan, exc)
+        if known is None:
+            ScanError.objects.create(scan=scan, kind=type(exc).__name__, message=str(exc))
+            _finish(scan, Scan.Status.FAILED, str(exc))
+            return kept
+        for i in range(0, len(known), CHILD_BATCH):
+            flush(known[i : i + CHILD_BATCH])
+    Scan.objects.filter(id=scan.id).update(repositories_total=F("repositories_total") - 1, lease_until=None)
+    logger.info("registry listed: %d repositories", listed, extra={"event": "registry_listed"})
+    _parent_finish_if_done(scan.id)
+    return kept
 
 
 def _lease_acquire(repository: Repository, scan_id: int) -> bool:
@@ -439,7 +626,7 @@ def _lease_acquire(repository: Repository, scan_id: int) -> bool:
     return bool(
         Repository.objects.filter(id=repository.id)
         .filter(Q(scan_lease_until__isnull=True) | Q(scan_lease_until__lt=now))
-        .update(scan_lease_until=now + timedelta(seconds=settings.SCAN_LEASE_SECONDS))
+        .update(scan_lease_until=lease_deadline())
     )
 
 
@@ -456,11 +643,31 @@ def scan_repository_run(*, scan_id: int) -> Scan:
     2. Read the repository from the registry, outside any transaction.
     3. Ingest the snapshot in one transaction; record counts and per-image failures on the scan.
     A permanent registry error fails this scan only; a transient one is re-raised for a retry.
+    While it runs, a heartbeat renews both leases and progress (tags) is written about once a second.
     """
     scan = Scan.objects.select_related("registry", "repository").get(id=scan_id)
     if scan.is_finished or scan.repository is None:
         return scan
+    ids = {"scan_id": scan.id, "registry_id": scan.registry_id, "repository_id": scan.repository_id}
+    heartbeat = Heartbeat(scan_id=scan.id, repository_id=scan.repository_id)
+    with log_context(**ids), heartbeat:
+        return _scan_repository_run(scan, heartbeat=heartbeat)
+
+
+def _image_bytes(snapshot) -> int:
+    """Declared bytes (manifest, config, layers) of the images a snapshot read, for the metrics."""
+    total = 0
+    for record in snapshot.manifests:
+        if getattr(record, "kind", None) == "image":
+            config = record.config.size if record.config is not None else 0
+            total += record.size + config + sum(layer.size for layer in record.layers)
+    return total
+
+
+def _scan_repository_run(scan: Scan, *, heartbeat: Heartbeat) -> Scan:
+    scan_id = scan.id
     repository = scan.repository
+    assert repository is not None
     if not _lease_acquire(repository, scan_id):
         raise RepositoryBusy(f"{repository} is being scanned by another worker")
     try:
@@ -468,22 +675,46 @@ def scan_repository_run(*, scan_id: int) -> Scan:
         if claimed is None:
             return Scan.objects.get(id=scan_id)
         scan = claimed
+        heartbeat.start()
+        progress = Progress.restart(scan)
+        logger.info("scan %s started", scan.id, extra={"event": "scan_started", "takeovers": scan.takeovers})
         # A redelivered scan whose worker died mid-way starts over; its rows are rewritten idempotently.
         scan.errors.all().delete()
+        # A repository scanned before is rescanned incrementally: a HEAD per tag, compared with the tags
+        # recorded then; only what changed is read. A one-tag scan always reads its tag.
+        previous = (
+            tags_current(repository_id=repository.id)
+            if repository.last_scanned_at is not None and not scan.tag
+            else None
+        )
         try:
-            with registry_client(scan.registry) as client:
-                snapshot = client.snapshot_repository(repository.name, tags=[scan.tag] if scan.tag else None)
+            with registry_client_shared(scan.registry) as client:
+                snapshot = client.snapshot_repository(
+                    repository.name,
+                    tags=[scan.tag] if scan.tag else None,
+                    previous=previous,
+                    known_manifests=manifests_known,
+                    known_configs=configs_known,
+                    progress=progress,
+                )
         except RegistryError as exc:
             if getattr(exc, "transient", False):
                 # Back to queued so the retry can claim it again.
-                Scan.objects.filter(id=scan.id).update(status=Scan.Status.QUEUED)
+                Scan.objects.filter(id=scan.id).update(
+                    status=Scan.Status.QUEUED, lease_until=None, enqueued_at=timezone.now()
+                )
+                logger.info("reading the repository failed (%s); retrying later", exc)
                 raise
             ScanError.objects.create(
                 scan=scan, repository=repository.name, kind=type(exc).__name__, message=str(exc)
             )
             _finish(scan, Scan.Status.FAILED, str(exc))
             return Scan.objects.get(id=scan_id)
+        progress.flush()
         result = snapshot_ingest(repository=repository, snapshot=snapshot, scan=scan, complete=not scan.tag)
+        labels = {"registry": scan.registry.name}
+        metrics_sink().add(telemetry.IMAGES_SCANNED, labels, result.images)
+        metrics_sink().add(telemetry.BYTES_SCANNED, labels, _image_bytes(snapshot))
         Scan.objects.filter(id=scan.id).update(
             repositories_total=1,
             repositories_done=1,
@@ -491,7 +722,8 @@ def scan_repository_run(*, scan_id: int) -> Scan:
             images_count=result.images,
             new_manifests_count=result.new_manifests,
         )
-        scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
+        if previous is None or result.tag_events or result.new_manifests:
+            scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
         _finish(scan, Scan.Status.SUCCEEDED)
     finally:
         _lease_release(repository)
@@ -553,4 +785,55 @@ def due_scans_enqueue(*, now=None) -> list[int]:
             scan = scan_create(registry=repo.registry, repository=repo, trigger="schedule")
             scan_enqueue(scan)
             created.append(scan.id)
+        # Tracked Docker Engines: their `EngineScan` ids are another table's, so they are not returned.
+        from analytics.engine_services import engine_due_scans_enqueue
+
+        engine_due_scans_enqueue(now=now)
     return created
+
+
+def stuck_scans_requeue(*, now=None) -> list[int]:
+    """Send again the scans no worker is running: the beat task's sweeper. Returns their ids.
+
+    1. A running scan whose lease expired: its worker stopped beating (killed, its machine gone).
+       It goes back to queued and is sent again; the next claim counts a take-over (and fails the
+       scan past `SCAN_MAX_ATTEMPTS`). A registry scan waiting on its children holds no lease.
+    2. A queued scan sent longer than `SCAN_REQUEUE_AFTER_SECONDS` ago: the broker lost its task
+       (e.g. Redis restarted without persistence). Sending it twice is harmless: the claim is a
+       conditional update and the repository lease keeps a second worker out.
+    Rows are locked with `skip_locked`, so two beat processes never send the same scan twice.
+    """
+    now = now or timezone.now()
+    lost_before = now - timedelta(seconds=settings.SCAN_REQUEUE_AFTER_SECONDS)
+    sent: list[int] = []
+    with transaction.atomic():
+        stuck = (
+            Scan.objects.select_for_update(skip_locked=True)
+            .annotate(sent_at=Coalesce("enqueued_at", "created_at"))
+            .filter(
+                Q(status=Scan.Status.RUNNING, lease_until__lt=now)
+                | Q(status=Scan.Status.QUEUED, sent_at__lt=lost_before)
+            )
+            .order_by("id")
+        )
+        for scan in stuck:
+            with log_context(scan_id=scan.id, registry_id=scan.registry_id, repository_id=scan.repository_id):
+                logger.warning(
+                    "scan %s %s; sending it to the workers again",
+                    scan.id,
+                    "lost its worker (lease expired)"
+                    if scan.status == Scan.Status.RUNNING
+                    else "was never run",
+                    extra={"event": "scan_requeued", "was": scan.status},
+                )
+            if scan.status == Scan.Status.RUNNING:
+                scan.takeovers += 1
+                if scan.takeovers >= settings.SCAN_MAX_ATTEMPTS:
+                    transaction.on_commit(functools.partial(_give_up, scan.id, scan.takeovers))
+                    continue
+                Scan.objects.filter(id=scan.id).update(
+                    status=Scan.Status.QUEUED, lease_until=None, takeovers=scan.takeovers
+                )
+            scan_enqueue(scan)
+            sent.append(scan.id)
+    return sent

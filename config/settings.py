@@ -158,13 +158,20 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "layerlens")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-# Due scans are found by the database (next_scan_at), so beat only needs to look often.
+# Due scans are found by the database (next_scan_at), so beat only needs to look often. The same
+# tick requeues scans whose worker died (expired lease) or whose task the broker lost.
 CELERY_BEAT_SCHEDULE = {
     "enqueue-due-scans": {
         "task": "workers.tasks.enqueue_due_scans",
         "schedule": timedelta(seconds=int(os.environ.get("SCHEDULE_TICK_SECONDS", "30"))),
-    }
+    },
+    "requeue-stuck-scans": {
+        "task": "workers.tasks.requeue_stuck_scans",
+        "schedule": timedelta(seconds=int(os.environ.get("SCHEDULE_TICK_SECONDS", "30"))),
+    },
 }
+# Workers log through Django's LOGGING (JSON lines in production), not Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Tests run tasks in-process when set; the integration tests start a real worker instead.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
@@ -177,14 +184,56 @@ LAYERLENS_ALLOWED_NETWORKS = env_list("LAYERLENS_ALLOWED_NETWORKS")
 # Retries inside the registry client before a transient error goes up to Celery's own retry.
 REGISTRY_RETRIES = int(os.environ.get("REGISTRY_RETRIES", "3"))
 REGISTRY_RETRY_BASE_SECONDS = float(os.environ.get("REGISTRY_RETRY_BASE_SECONDS", "0.5"))
-# How long a repository scan may hold its lease before another worker may take the repository.
-SCAN_LEASE_SECONDS = int(os.environ.get("SCAN_LEASE_SECONDS", "3600"))
+# Requests one repository scan keeps in flight (threads over one kept-alive client per registry and
+# worker process): 8 saturates a local registry on two cores; the Redis gate below caps the total.
+REGISTRY_SCAN_CONCURRENCY = int(os.environ.get("REGISTRY_SCAN_CONCURRENCY", "8"))
+# A running scan's lease, renewed by its worker every third of it (a heartbeat): when a worker dies,
+# another may take the repository (and the sweeper requeues the scan) this long after the last beat.
+SCAN_LEASE_SECONDS = int(os.environ.get("SCAN_LEASE_SECONDS", "300"))
+# A scan that met a transient registry error is retried after about this, doubling each time (jitter).
+SCAN_RETRY_BACKOFF_SECONDS = int(os.environ.get("SCAN_RETRY_BACKOFF_SECONDS", "5"))
+# A repository being scanned by another worker is tried again after this many seconds.
+SCAN_BUSY_RETRY_SECONDS = int(os.environ.get("SCAN_BUSY_RETRY_SECONDS", "30"))
+# A scan claimed this many times without finishing (its workers keep dying) is failed, with the reason.
+SCAN_MAX_ATTEMPTS = int(os.environ.get("SCAN_MAX_ATTEMPTS", "3"))
+# A scan still queued this long after it was sent was lost by the broker (e.g. Redis restarted without
+# persistence): the sweeper sends it again. Longer than the longest retry countdown (RETRY in tasks).
+SCAN_REQUEUE_AFTER_SECONDS = int(os.environ.get("SCAN_REQUEUE_AFTER_SECONDS", "1800"))
+# Politeness, per registry, shared by all workers through Redis (workers/politeness.py): requests in
+# flight at once, and requests per second (0: no rate limit).
+REGISTRY_CONCURRENCY_LIMIT = int(os.environ.get("REGISTRY_CONCURRENCY_LIMIT", "16"))
+REGISTRY_RATE_LIMIT = float(os.environ.get("REGISTRY_RATE_LIMIT", "0"))
+# Where the shared limits and the workers' metric counters live; the broker's Redis unless set.
+LAYERLENS_REDIS_URL = os.environ.get(
+    "LAYERLENS_REDIS_URL",
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "",
+)
+# /metrics is open on the internal network by default; with a token it needs `Authorization: Bearer`.
+LAYERLENS_METRICS_TOKEN = os.environ.get("LAYERLENS_METRICS_TOKEN", "")
+# /readyz answers 503 when a tracked registry's last successful scan is older than twice its interval
+# only when this is on: a remote registry being down is no reason to take the web out of service.
+LAYERLENS_READY_REQUIRES_FRESH_SCANS = env_bool("LAYERLENS_READY_REQUIRES_FRESH_SCANS", False)
 
+# One JSON object per line in production (config/logs.py), with the scan and repository ids bound.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "config.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "config.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "config.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # httpx logs every request at INFO: too much for a registry-wide scan.
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine: system tools + the project's virtualenv.
 #   * apt-get install (after apt-get update) only the packages that are missing:
-#       docker.io docker-registry skopeo umoci postgresql redis-server
+#       docker.io docker-registry skopeo umoci postgresql redis-server wrk (the benchmark's ceiling)
 #   * .venv created with python3 (3.11), `pip install -r requirements-dev.txt` only when the
 #     requirements files' hash differs from the stamp in .venv/.requirements.sha256
 # Quiet unless something goes wrong (then the captured log is printed). -v for progress.
@@ -37,6 +37,7 @@ declare -A PROVIDES=(
     [umoci]=umoci
     [postgresql]=pg_ctlcluster
     [redis-server]=redis-server
+    [wrk]=wrk
 )
 have_pkg() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" && return 0
@@ -44,7 +45,7 @@ have_pkg() {
 }
 
 missing=()
-for pkg in docker.io docker-registry skopeo umoci postgresql redis-server; do
+for pkg in docker.io docker-registry skopeo umoci postgresql redis-server wrk; do
     have_pkg "$pkg" || missing+=("$pkg")
 done
 PY="$(command -v python3.11 || command -v python3 || true)"

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from analytics.api import insights, views
+from analytics.api import engines, insights, layers, views
 
 router = DefaultRouter()
 router.register("registries", views.RegistryViewSet, basename="registry")
@@ -11,6 +11,8 @@ router.register("tag-events", views.TagEventViewSet, basename="tag-event")
 router.register("images", views.ImageViewSet, basename="image")
 router.register("layers", views.LayerViewSet, basename="layer")
 router.register("scans", views.ScanViewSet, basename="scan")
+router.register("engines", engines.EngineViewSet, basename="engine")
+router.register("engine-scans", engines.EngineScanViewSet, basename="engine-scan")
 
 urlpatterns = [
     path("summary/", views.SummaryView.as_view(), name="summary"),
@@ -25,5 +27,12 @@ urlpatterns = [
     path("largest-layers/", insights.LargestLayersView.as_view(), name="largest-layers"),
     path("cross-registry/", insights.CrossRegistryView.as_view(), name="cross-registry"),
     path("trends/", insights.TrendsView.as_view(), name="trends"),
+    path("fleet/", engines.FleetView.as_view(), name="fleet"),
+    path("layers/top/", layers.LayerTopView.as_view(), name="layer-top"),
+    path(
+        "layers/<str:digest>/repositories/",
+        layers.LayerRepositoriesView.as_view(),
+        name="layer-repositories",
+    ),
     path("", include(router.urls)),
 ]

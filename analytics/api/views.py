@@ -363,8 +363,42 @@ class LayerViewSet(ImagePageMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"], filter_backends=[])
     def images(self, request, digest=None):
         scope = scope_from_request(request)
+        if scope in (Scope(), Scope(registry_id=scope.registry_id)):
+            return self._images_keyset(request, digest=digest, scope=scope)
         queryset = reports.layer_images(digest=digest, scope=scope).order_by("id")
         return self.image_page(queryset, scope=_sizes_scope(scope))
+
+    def _images_keyset(self, request, *, digest: str, scope: Scope):
+        """Tagged images of a plain scope: a keyset page (`?after=`), whatever the layer's fan-out;
+        `count` is the maintained holder count."""
+        from urllib.parse import urlencode
+
+        from analytics.queries import layers
+
+        blob_id = layers.layer_blob_id(digest=digest)
+        after = layers.keyset_param(request.query_params.get("after"), parts=2)
+        limit = min(int(request.query_params.get("page_size") or 50), 1000)
+        ids, nxt = layers.layer_holders(
+            blob_id=blob_id, registry_id=scope.registry_id, after=after, limit=limit
+        )
+        by_id = {h.id: h for h in reports.images(scope=Scope(include_untagged=True)).filter(id__in=ids)}
+        page = [by_id[i] for i in ids]
+        context = {
+            **self.get_serializer_context(),
+            "sizes": reports.image_sizes(holding_ids=ids, scope=_sizes_scope(scope)),
+            "tags": reports.image_tags(holdings=page),
+        }
+        query = request.query_params.copy()
+        if nxt:
+            query["after"] = f"{nxt[0]}.{nxt[1]}"
+        return Response(
+            {
+                "count": layers.layer_counts(blob_id=blob_id, registry_id=scope.registry_id)[0],
+                "next": request.build_absolute_uri(request.path + "?" + urlencode(query)) if nxt else None,
+                "previous": None,
+                "results": serializers.ImageSerializer(page, many=True, context=context).data,
+            }
+        )
 
 
 # --- summary ---------------------------------------------------------------------------------------------

@@ -278,3 +278,30 @@ def test_hostname_resolving_to_loopback_is_refused_at_connect() -> None:
         listener.settimeout(0.2)
         with pytest.raises(TimeoutError):
             listener.accept()  # nobody connected
+
+
+# --- issue 6: connection failures and timeouts are retried with jittered backoff ------------------
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectError, httpx.ReadTimeout, httpx.ConnectTimeout])
+def test_connection_failures_and_timeouts_are_retried_with_jitter(error) -> None:
+    attempts: list[int] = []
+    waits: list[float] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise error("registry restarting", request=request)
+        return httpx.Response(200, json={}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
+
+    with RegistryClient(
+        "http://registry.test:5000",
+        transport=httpx.MockTransport(flaky),
+        sleep=waits.append,
+        retries=3,
+        retry_base_delay=1.0,
+    ) as client:
+        assert client.ping() == "registry/2.0"
+    assert len(attempts) == 3
+    # Equal jitter: attempt n waits between half and all of base * 2^n.
+    assert 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -14,11 +15,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class CeleryWorker:
-    def __init__(self, *, database_name: str, broker_url: str, concurrency: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        database_name: str,
+        broker_url: str,
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = f"layerlens-test-{uuid.uuid4().hex[:8]}"
         self.broker_url = broker_url
         self.database_name = database_name
         self.concurrency = concurrency
+        self.extra_env = env or {}
         self.log_path = Path(tempfile.mkdtemp(prefix="ll-worker-")) / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -30,6 +39,7 @@ class CeleryWorker:
             "DATABASE_URL": base.rsplit("/", 1)[0] + "/" + self.database_name,
             "CELERY_BROKER_URL": self.broker_url,
             "CELERY_TASK_ALWAYS_EAGER": "0",
+            **self.extra_env,
         }
 
     def start(self) -> CeleryWorker:
@@ -54,6 +64,7 @@ class CeleryWorker:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so kill() takes the pool children too
         )
         log.close()
         deadline = time.monotonic() + 60
@@ -68,12 +79,18 @@ class CeleryWorker:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as a machine dying would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the pool children too
                 self.proc.wait()
         self.proc = None

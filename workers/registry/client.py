@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import re
 import ssl
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -56,6 +59,7 @@ from .manifests import (
     ParsedConfig,
     ParsedImageManifest,
     ParsedIndex,
+    ParsedManifest,
     ParsedSchema1,
     build_artifact_record,
     build_image_record,
@@ -79,7 +83,15 @@ from .records import (
     RepositorySnapshot,
 )
 from .reference import parse_scan_target, validate_digest, validate_repository, validate_tag
-from .transport import RateLimit, RetryPolicy, Session, parse_retry_after, redact_url
+from .transport import (
+    Observer,
+    RateLimit,
+    RequestGate,
+    RetryPolicy,
+    Session,
+    parse_retry_after,
+    redact_url,
+)
 
 MAX_PAGE_SIZE = 1000  # distribution's default `catalog.maxentries`; it answers 400 above its limit
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution-spec: registries SHOULD accept manifests up to 4 MiB
@@ -91,6 +103,11 @@ MAX_INDEX_DEPTH = 8  # an index may name an index to any depth (image-spec); rea
 MAX_INDEX_CHILDREN = 4096  # a 4 MiB index holds ~20,000 descriptors; real ones hold tens
 MAX_SCHEMA1_LAYERS = 1024  # one blob HEAD per layer
 _ERROR_BODY_BYTES = 64 * 1024
+SNAPSHOT_BATCH = 256  # tags in flight per batch: bounds the manifest bytes held at once
+
+# "Which of these digests do you already have?" -- asked by a snapshot of its caller (the ingest side),
+# always from the calling thread, so the answer may come from a database connection bound to it.
+KnownDigests = Callable[[Collection[str]], Collection[str]]
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +195,9 @@ class RegistryClient:
         max_retry_wait: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         token_cache: TokenCache | None = None,
+        gate: RequestGate | None = None,
+        observer: Observer | None = None,
+        max_concurrency: int = 8,
     ) -> None:
         """Open a client for `base_url` (`http(s)://host[:port]`; a bare `host:port` is accepted too).
 
@@ -186,8 +206,12 @@ class RegistryClient:
         `identitytoken`) used instead of a password. `allow_internal` lets the client reach internal
         addresses (loopback, private, link-local...); `allowed_networks` (CIDRs) allows only those.
         `retries`, `retry_base_delay` and `max_retry_wait` bound the retries (`transport.RetryPolicy`);
-        `sleep` is injectable for tests. Raises `ReferenceError` for a base URL with a path, query or
-        bad host; a refused address raises `PolicyError` at the first request.
+        `sleep` is injectable for tests. `gate` admits every request (limits shared with other
+        processes, `transport.RequestGate`); `observer` sees every attempt (`transport.RequestEvent`).
+        `max_concurrency` bounds the requests one snapshot has in flight (a thread pool over
+        kept-alive connections; 1 reads sequentially). Raises
+        `ReferenceError` for a base URL with a path, query or bad host; a refused address raises
+        `PolicyError` at the first request.
         """
         target = parse_scan_target(base_url)
         if target.repository is not None:
@@ -204,6 +228,8 @@ class RegistryClient:
         self.policy = NetworkPolicy(
             allow_internal=allow_internal, allowed_networks=parse_networks(allowed_networks)
         )
+        self.max_concurrency = max(1, int(max_concurrency))
+        max_connections = max(max_connections, self.max_concurrency)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.Client(
             verify=ssl_verify,
@@ -229,15 +255,54 @@ class RegistryClient:
             retry=RetryPolicy(
                 retries=retries, base_delay=retry_base_delay, max_wait=max_retry_wait, sleep=sleep
             ),
+            gate=gate,
+            observer=observer,
         )
         self._config_cache: OrderedDict[str, ParsedConfig] = OrderedDict()
         self._config_cache_size = config_cache_size
+        self._cache_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Stop the worker threads and close the connection pool."""
+        self.closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         self._http.close()
+
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """`fn` over `items`, at most `max_concurrency` at a time; results in order.
+
+        A `RegistryError` is returned in place of its result; `TransportError` (the registry stopped
+        answering) and anything unexpected is raised once the calls already running are done, and
+        the ones not started are cancelled.
+        """
+
+        def call(item: Any) -> Any:
+            try:
+                return fn(item)
+            except TransportError:
+                raise
+            except RegistryError as exc:
+                return exc
+
+        if self.max_concurrency == 1 or len(items) <= 1:
+            return [call(item) for item in items]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="registry")
+            pool = self._pool
+        futures: list[Future[Any]] = [pool.submit(call, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -668,9 +733,8 @@ class RegistryClient:
         Its size must match the descriptor's (image-spec `descriptor.md`: size MUST match the content).
         """
         descriptor = manifest.config
-        cached = self._config_cache.get(descriptor.digest)
+        cached = self.cached_config(descriptor.digest)
         if cached is not None:
-            self._config_cache.move_to_end(descriptor.digest)
             return cached
         where: dict[str, Any] = {
             "registry": self.base_url,
@@ -690,17 +754,36 @@ class RegistryClient:
             parsed = parse_config(body)
         except ManifestError as exc:
             raise exc.locate(**where) from None
-        self._config_cache[descriptor.digest] = parsed
-        if len(self._config_cache) > self._config_cache_size:
-            self._config_cache.popitem(last=False)
+        with self._cache_lock:
+            self._config_cache[descriptor.digest] = parsed
+            if len(self._config_cache) > self._config_cache_size:
+                self._config_cache.popitem(last=False)
         return parsed
+
+    def cached_config(self, digest: str) -> ParsedConfig | None:
+        """The parsed config for `digest` if this client fetched it already (and still caches it)."""
+        with self._cache_lock:
+            cached = self._config_cache.get(digest)
+            if cached is not None:
+                self._config_cache.move_to_end(digest)
+            return cached
 
     # -- snapshot --------------------------------------------------------------------------------
 
-    def snapshot_repository(self, repository: str, tags: Iterable[str] | None = None) -> RepositorySnapshot:
+    def snapshot_repository(
+        self,
+        repository: str,
+        tags: Iterable[str] | None = None,
+        *,
+        previous: Mapping[str, str] | None = None,
+        known_manifests: KnownDigests | None = None,
+        known_configs: KnownDigests | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> RepositorySnapshot:
         """Read everything one repository holds now: tags, manifests (indexes and children), configs.
 
-        1. List the tags (or take the ones given, deduplicated). A failure here raises.
+        1. List the tags (or take the ones given, deduplicated), streamed page by page and read in
+           batches of `SNAPSHOT_BATCH`. A failure of the listing raises.
         2. GET each tag's manifest; parse it, once per digest even if several tags point at it.
            Referrers, signature, attestation and SBOM tags (`classify_tag`) are read too, since their
            manifests are stored, but recorded as artifacts linked to the digest in their name.
@@ -715,33 +798,94 @@ class RegistryClient:
            becomes a `ManifestFailure` and the rest goes on. `TransportError` is not caught: a registry
            that stopped answering fails the snapshot, to be retried whole.
 
+        Concurrency: the manifest GETs of a batch, then the configs and index children they name
+        (level by level), are sent `max_concurrency` at a time over the client's kept-alive
+        connections; parsing and recording stay in the calling thread, in tag order.
+
+        What the caller already has is not fetched again (both callbacks are called from this thread):
+
+        - `previous` (tag -> digest, an incremental rescan): each tag is asked with a HEAD first
+          (distribution-spec "Checking if content exists"); a tag whose digest is unchanged costs that
+          one request and gets no record. A changed or new tag is read by the digest the HEAD gave.
+        - `known_manifests(digests)`: the digests the caller holds with their layers and children; a
+          tag or index child naming one is not read further and has no record here.
+        - `known_configs(digests)`: the config digests the caller holds; an image naming one is
+          recorded from its manifest alone (`ImageRecord.config_known`), its config not fetched.
+
+        `progress(done, listed)` is called from this thread after each batch: tags read (or failed) so
+        far, and tags listed so far (the list streams in, so `listed` grows until the last page).
+
         A tag whose manifest failed is in `failures` only, not in `tags`. A digest among `tags` (a one-digest
         scan) is read and recorded like a tag but, not being a tag, is not in `tags`.
         """
         validate_repository(repository)
-        names = list(self.iter_tags(repository)) if tags is None else list(dict.fromkeys(tags))
-        run = _SnapshotRun(self, repository)
+        names: Iterable[str] = self.iter_tags(repository) if tags is None else list(dict.fromkeys(tags))
+        run = _SnapshotRun(self, repository, known_manifests=known_manifests, known_configs=known_configs)
         tag_map: dict[str, str] = {}
         artifact_tags: dict[str, str] = {}
-        for tag in names:
-            by_digest = ":" in tag
-            artifact = None if by_digest else classify_tag(tag)
-            if artifact is not None:
-                artifact_tags[tag] = artifact[0]
-            try:
-                validate_digest(tag) if by_digest else validate_tag(tag)
-                fetched = self.get_manifest(repository, tag)
-            except TransportError:
-                raise
-            except RegistryError as exc:
-                run.failures.append(_failure(tag, exc))
-                continue
-            error = run.record(fetched, reference=tag, artifact=artifact)
-            if error is not None:
-                run.failures.append(_failure(tag, error))
-                continue
-            if not by_digest:
-                tag_map[tag] = fetched.digest
+        unchanged = 0
+        done = 0
+        for batch in _batches(names, SNAPSHOT_BATCH):
+            # What each tag came to: an error, a digest needing no record, or manifest bytes to record.
+            outcome: dict[str, RegistryError | str | FetchedManifest] = {}
+            artifacts: dict[str, tuple[str, str]] = {}
+            refs: dict[str, str] = {}  # tag -> the reference to GET
+            for tag in batch:
+                by_digest = ":" in tag
+                artifact = None if by_digest else classify_tag(tag)
+                if artifact is not None:
+                    artifact_tags[tag] = artifact[0]
+                    artifacts[tag] = artifact
+                try:
+                    validate_digest(tag) if by_digest else validate_tag(tag)
+                except ReferenceError as exc:
+                    outcome[tag] = exc
+                    continue
+                refs[tag] = tag
+            if previous is not None:
+                heads = self._map(lambda t: t if ":" in t else self.head_manifest(repository, t), list(refs))
+                for tag, head in zip(list(refs), heads, strict=True):
+                    if isinstance(head, RegistryError):
+                        outcome[tag] = head
+                        del refs[tag]
+                    elif ":" not in tag and previous.get(tag) == head:
+                        outcome[tag] = head
+                        unchanged += 1
+                        del refs[tag]
+                    else:
+                        refs[tag] = head  # read by digest: what the HEAD named, even if the tag moves now
+                known = run.known(refs.values())
+                for tag, digest in list(refs.items()):
+                    if digest in known:
+                        outcome[tag] = digest
+                        del refs[tag]
+            gets = self._map(lambda ref: self.get_manifest(repository, ref), list(refs.values()))
+            outcome.update(zip(refs, gets, strict=True))
+            known = run.known([g.digest for g in gets if isinstance(g, FetchedManifest)])
+            for tag in refs:
+                got = outcome[tag]
+                if isinstance(got, FetchedManifest) and got.digest in known:
+                    outcome[tag] = got.digest
+            run.prefetch(
+                [(got, tag in artifacts) for tag, got in outcome.items() if isinstance(got, FetchedManifest)]
+            )
+            for tag in batch:
+                got = outcome[tag]
+                by_digest = ":" in tag
+                if isinstance(got, RegistryError):
+                    run.failures.append(_failure(tag, got))
+                    continue
+                if isinstance(got, FetchedManifest):
+                    error = run.record(got, reference=tag, artifact=artifacts.get(tag))
+                    if error is not None:
+                        run.failures.append(_failure(tag, error))
+                        continue
+                    got = got.digest
+                if not by_digest:
+                    tag_map[tag] = got
+            done += len(batch)
+            if progress is not None:
+                progress(done, done)
         return RepositorySnapshot(
             registry_url=self.base_url,
             repository=repository,
@@ -750,7 +894,33 @@ class RegistryClient:
             failures=tuple(run.failures),
             skipped=tuple(run.skipped),
             artifact_tags=artifact_tags,
+            unchanged=unchanged,
         )
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """`items` in lists of at most `size`, consuming a generator lazily (tag pages stream in)."""
+    it = iter(items)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+def _known_config_record(
+    *, fetched: FetchedManifest, manifest: ParsedImageManifest, platform: Platform | None
+) -> ImageRecord:
+    """An image whose config the caller already has: the manifest's own facts, the rest left to it."""
+    return ImageRecord(
+        digest=fetched.digest,
+        media_type=manifest.media_type,
+        size=fetched.size,
+        config=manifest.config,
+        layers=manifest.layers,
+        platform=platform or Platform(),
+        created=None,
+        subject=manifest.subject,
+        annotations=dict(manifest.annotations),
+        config_known=True,
+    )
 
 
 def _annotated_subject(child: IndexChild) -> str:
@@ -764,13 +934,111 @@ def _annotated_subject(child: IndexChild) -> str:
 class _SnapshotRun:
     """The state of one `snapshot_repository` call: what was recorded, what failed, by digest."""
 
-    def __init__(self, client: RegistryClient, repository: str) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        *,
+        known_manifests: KnownDigests | None = None,
+        known_configs: KnownDigests | None = None,
+    ) -> None:
         self.client = client
         self.repository = repository
         self.records: dict[str, ManifestRecord] = {}
         self.failed: dict[str, RegistryError] = {}
         self.failures: list[ManifestFailure] = []
         self.skipped: list[ManifestFailure] = []
+        self._known_manifests = known_manifests
+        self._known_configs = known_configs
+        self._answers: dict[tuple[bool, str], bool] = {}  # (is config, digest) -> known to the caller
+        self._parsed: dict[tuple[str, str], ParsedManifest] = {}
+        self.prefetched: dict[str, FetchedManifest | RegistryError] = {}
+        self.config_errors: dict[str, RegistryError] = {}
+
+    # -- what the caller has, and reading ahead -------------------------------------------------
+
+    def _ask(self, digests: Iterable[str], *, config: bool) -> set[str]:
+        callback = self._known_configs if config else self._known_manifests
+        if callback is None:
+            return set()
+        digests = set(digests)
+        new = [d for d in digests if (config, d) not in self._answers]
+        if new:
+            yes = set(callback(new))
+            self._answers.update(((config, d), d in yes) for d in new)
+        return {d for d in digests if self._answers[(config, d)]}
+
+    def known(self, digests: Iterable[str]) -> set[str]:
+        """The manifest digests among `digests` the caller already holds (asked once per digest)."""
+        return self._ask(digests, config=False)
+
+    def config_known(self, digest: str) -> bool:
+        """True when the caller holds the config `digest` and this client has not parsed it already."""
+        if self.client.cached_config(digest) is not None:
+            return False
+        return bool(self._ask([digest], config=True))
+
+    def parse(self, fetched: FetchedManifest) -> ParsedManifest:
+        """`parse_manifest`, once per digest and served type (reading ahead parses first)."""
+        key = (fetched.digest, fetched.media_type)
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            parsed = self._parsed[key] = parse_manifest(fetched.content, fetched.media_type)
+        return parsed
+
+    def prefetch(self, level: list[tuple[FetchedManifest, bool]]) -> None:
+        """Fetch ahead, concurrently, what `record` will ask for, level by level: the configs the
+        images name and the children the indexes name. `level` holds (manifest, is an artifact).
+
+        Only a cache: `record` checks everything again and fetches what is missing itself, so an
+        error here (stored, raised where `record` would have met it) changes no outcome.
+        """
+        client = self.client
+        for depth in range(MAX_INDEX_DEPTH + 1):
+            configs: dict[str, ParsedImageManifest] = {}
+            children: dict[str, IndexChild] = {}
+            for fetched, artifact in level:
+                if fetched.digest in self.records or fetched.digest in self.failed:
+                    continue
+                try:
+                    parsed = self.parse(fetched)
+                except RegistryError:
+                    continue  # `record` reports it
+                if isinstance(parsed, ParsedImageManifest):
+                    config = parsed.config
+                    if not artifact and parsed.kind != KIND_ARTIFACT and config.size <= MAX_CONFIG_BYTES:
+                        configs.setdefault(config.digest, parsed)
+                elif (
+                    isinstance(parsed, ParsedIndex)
+                    and depth < MAX_INDEX_DEPTH  # deeper, `record` fails the index unread
+                    and len(parsed.children) <= MAX_INDEX_CHILDREN
+                ):
+                    for child in parsed.children:
+                        if child.media_type in READABLE_CHILD_TYPES and child.digest not in self.records:
+                            children.setdefault(child.digest, child)
+            todo = [
+                m
+                for d, m in configs.items()
+                if d not in self.config_errors and client.cached_config(d) is None
+            ]
+            known = self._ask([m.config.digest for m in todo], config=True)
+            todo = [m for m in todo if m.config.digest not in known]
+            got_configs = client._map(lambda m: client.get_config(self.repository, m), todo)
+            for m, got in zip(todo, got_configs, strict=True):
+                if isinstance(got, RegistryError):
+                    self.config_errors[m.config.digest] = got
+            known = self.known(children)
+            wanted = [c for d, c in children.items() if d not in known and d not in self.prefetched]
+            if not wanted:
+                return
+            got_children = client._map(lambda c: client.get_manifest(self.repository, c.digest), wanted)
+            level = []
+            for child, got in zip(wanted, got_children, strict=True):
+                self.prefetched[child.digest] = got
+                if isinstance(got, FetchedManifest):
+                    level.append((got, bool(is_attestation_entry(child) or child.artifact_type)))
+
+    # -- recording ------------------------------------------------------------------------------
 
     def record(
         self,
@@ -827,7 +1095,7 @@ class _SnapshotRun:
             "reference": reference,
         }
         try:
-            parsed = parse_manifest(fetched.content, fetched.media_type)
+            parsed = self.parse(fetched)
         except ManifestError as exc:
             raise exc.locate(**where) from None
         if expected_type is not None and parsed.media_type != expected_type:
@@ -855,6 +1123,11 @@ class _SnapshotRun:
                 subject=subject,
                 platform=platform,
             )
+        config_error = self.config_errors.get(parsed.config.digest)
+        if config_error is not None:
+            raise config_error
+        if self.config_known(parsed.config.digest):
+            return _known_config_record(fetched=fetched, manifest=parsed, platform=platform)
         config = client.get_config(repository, parsed)
         record: ImageRecord = build_image_record(
             digest=fetched.digest, size=fetched.size, manifest=parsed, config=config, platform=platform
@@ -889,8 +1162,9 @@ class _SnapshotRun:
         )
 
     def _children(self, index: IndexRecord, depth: int, artifact: tuple[str, str] | None) -> None:
+        known = self.known(c.digest for c in index.children)
         for child in index.children:
-            if child.digest in self.records or child.digest in self.failed:
+            if child.digest in self.records or child.digest in self.failed or child.digest in known:
                 continue
             if child.media_type not in READABLE_CHILD_TYPES:
                 self.skipped.append(
@@ -902,7 +1176,10 @@ class _SnapshotRun:
                 )
                 continue
             try:
-                fetched = self.client.get_manifest(self.repository, child.digest)
+                ahead = self.prefetched.pop(child.digest, None)
+                if isinstance(ahead, RegistryError):
+                    raise ahead
+                fetched = ahead or self.client.get_manifest(self.repository, child.digest)
                 if fetched.size != child.size:
                     raise ManifestError(
                         f"manifest is {fetched.size} bytes, the index entry says {child.size}",

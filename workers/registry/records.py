@@ -91,6 +91,9 @@ class ImageRecord:
     artifact_type: str = ""
     subject: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+    # True when the caller already knew the config (by digest) and it was not fetched: `created`,
+    # `labels`, `history`, the layers' `diff_id`s and the config's platform are then left to the caller.
+    config_known: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,9 @@ class RepositorySnapshot:
 
     `tags` maps each tag to the digest it points at now; `manifests` holds every manifest reachable from
     those tags (indexes and their children), each once; `failures` the references that could not be read.
+    With a `known_manifests` callback or `previous` tags (an incremental rescan), manifests the caller
+    already has are left out of `manifests`: a tag may then name a digest with no record here.
+    `unchanged` counts the tags whose HEAD gave the digest the caller already had for them.
     """
 
     registry_url: str
@@ -144,3 +150,4 @@ class RepositorySnapshot:
     skipped: tuple[ManifestFailure, ...] = ()
     # signature, attestation, SBOM and referrers-fallback tags: tag -> what it is ("signature", ...)
     artifact_tags: dict[str, str] = field(default_factory=dict)
+    unchanged: int = 0

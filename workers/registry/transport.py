@@ -1,10 +1,17 @@
 """Transport rules shared by every request: retries, `Retry-After`, rate limits, redirects, redaction.
 
 - Retries (go-containerregistry `transport/retry.go`, containers/image `docker_client.go`): 408, 429,
-  5xx except 501, and connections reset mid-request are tried again, at most `RetryPolicy.retries`
-  times, after an exponential backoff with jitter, or after `Retry-After` (RFC 9110 10.2.3:
-  seconds or an HTTP date) when the server sends one, as long as that is within `max_wait`. A longer
-  `Retry-After` is not waited for: the error goes up (transient) and the Celery task retries later.
+  5xx except 501, connections refused or reset and timeouts are tried again, at most
+  `RetryPolicy.retries` times, after an exponential backoff with jitter, or after `Retry-After`
+  (RFC 9110 10.2.3: seconds or an HTTP date) when the server sends one, as long as that is within
+  `max_wait`. A longer `Retry-After` is not waited for: the error goes up (transient) and the Celery
+  task retries later. Every request the client sends is a GET or HEAD (RFC 9110 9.2.2: idempotent),
+  so sending one again after a timeout cannot change anything on the registry.
+- Politeness shared with other processes: an optional `RequestGate` admits each attempt (a
+  concurrency slot and a rate token for the registry, held until the reply is closed). The caller
+  supplies it (e.g. backed by Redis); this package only calls it.
+- Observation: an optional `observer` is called once per attempt with a `RequestEvent` (route,
+  status or error, seconds to the response headers), for metrics kept elsewhere.
 - Docker Hub's `RateLimit-Limit` / `RateLimit-Remaining` (`100;w=21600`) are recorded as a
   `RateLimit`; with nothing remaining the next request waits (`RateLimit-Reset` or `max_wait`).
 - Redirects are followed by the client hop by hop (`MAX_REDIRECTS`), never from https to http;
@@ -21,10 +28,10 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -33,7 +40,8 @@ from .errors import HTTPStatusError, PolicyError, ProtocolError
 from .policy import NetworkPolicy
 
 log = logging.getLogger(__name__)
-_RESET_ERRORS = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+# Failures with no reply that may pass: refused or reset connections, timeouts (connect, read, pool).
+_RETRY_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _ERROR_DETAIL_BYTES = 64 * 1024
 
 MAX_REDIRECTS = 5
@@ -128,6 +136,55 @@ class RetryPolicy:
         return self.backoff(attempt)
 
 
+class RequestGate(Protocol):
+    """Admission for one request to the registry, shared by every client that talks to it.
+
+    `admit()` returns a context manager held while the request is in flight (from sending it to
+    closing the reply): an implementation waits there for a free concurrency slot and a rate token.
+    It may raise a `RegistryError` (e.g. a transient `TransportError` after waiting too long).
+    """
+
+    def admit(self) -> AbstractContextManager[object]:
+        """Wait until this request may be sent; the returned context is exited when it is done."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEvent:
+    """One attempt at one request, as an observer sees it.
+
+    `route` is what was asked for: "base", "catalog", "tags", "manifest", "blob", "token" or "other".
+    `status` is the reply's status, None when there was none; `error` is then the httpx exception's
+    class name (e.g. "ConnectError", "ReadTimeout"). `seconds` runs to the reply's headers.
+    """
+
+    registry: str
+    method: str
+    route: str
+    status: int | None
+    error: str | None
+    seconds: float
+
+
+Observer = Callable[[RequestEvent], None]
+
+
+def route_of(url: httpx.URL) -> str:
+    """The kind of endpoint `url` names (distribution-spec endpoint table), for metrics labels."""
+    path = url.path
+    if path in ("/v2/", "/v2"):
+        return "base"
+    if path.endswith("/_catalog"):
+        return "catalog"
+    if path.endswith("/tags/list"):
+        return "tags"
+    if "/manifests/" in path:
+        return "manifest"
+    if "/blobs/" in path:
+        return "blob"
+    return "other"
+
+
 def _error_detail(body: bytes) -> tuple[str | None, str]:
     """(code, message) of a distribution-spec error body ("Error Codes"); (None, "") if it is not one."""
     try:
@@ -154,12 +211,16 @@ class Session:
         policy: NetworkPolicy,
         auth: Authenticator,
         retry: RetryPolicy,
+        gate: RequestGate | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.http = http
         self.base = httpx.URL(base_url)
         self.policy = policy
         self.auth = auth
         self.retry = retry
+        self.gate = gate
+        self.observer = observer
         self.rate_limit: RateLimit | None = None
 
     def check_url(self, url: httpx.URL) -> None:
@@ -181,14 +242,33 @@ class Session:
         where: dict[str, Any],
     ) -> Iterator[httpx.Response]:
         """The final response to `method url` (see the class docstring); closed on exit."""
+        with ExitStack() as admitted:  # the gate's slot for the final attempt, released after the body
+            try:
+                resp = self._send(
+                    method, self.base.join(url), headers or {}, follow_redirects, scopes, where, admitted
+                )
+            except (PolicyError, HTTPStatusError, ProtocolError) as exc:  # from policy, auth, token server
+                raise exc.locate(**where) from None
+            try:
+                yield resp
+            finally:
+                resp.close()
+
+    def _observe(self, method: str, url: httpx.URL, status: int | None, error: str | None, t0: float) -> None:
+        if self.observer is None:
+            return
+        event = RequestEvent(
+            registry=str(self.base),
+            method=method,
+            route=route_of(url),
+            status=status,
+            error=error,
+            seconds=time.monotonic() - t0,
+        )
         try:
-            resp = self._send(method, self.base.join(url), headers or {}, follow_redirects, scopes, where)
-        except (PolicyError, HTTPStatusError, ProtocolError) as exc:  # from policy, auth, token server
-            raise exc.locate(**where) from None
-        try:
-            yield resp
-        finally:
-            resp.close()
+            self.observer(event)
+        except Exception:  # metrics must never fail a scan
+            log.exception("request observer failed")
 
     def _wait_for_rate_limit(self) -> None:
         limit = self.rate_limit
@@ -209,6 +289,7 @@ class Session:
         follow_redirects: bool,
         scopes: tuple[str, ...],
         where: dict[str, Any],
+        admitted: ExitStack,
     ) -> httpx.Response:
         attempt = 0
         state = AuthRound()
@@ -216,9 +297,15 @@ class Session:
         while True:
             self._wait_for_rate_limit()
             sent = self.auth.header(scopes, repository)
+            slot = ExitStack()  # held from sending to closing the reply; never during a backoff sleep
+            if self.gate is not None:
+                slot.enter_context(self.gate.admit())
+            t0 = time.monotonic()
             try:
                 resp = self._follow(method, url, headers, sent, follow_redirects)
-            except _RESET_ERRORS as exc:
+            except _RETRY_ERRORS as exc:
+                slot.close()
+                self._observe(method, url, None, type(exc).__name__, t0)
                 if attempt >= self.retry.retries:
                     raise
                 pause = self.retry.backoff(attempt)
@@ -226,12 +313,17 @@ class Session:
                 attempt += 1
                 self.retry.sleep(pause)
                 continue
+            except BaseException:
+                slot.close()
+                raise
+            self._observe(method, url, resp.status_code, None, t0)
             limit = RateLimit.from_headers(resp.headers)
             if limit is not None:
                 self.rate_limit = limit
             if resp.status_code == 401 and origin(resp.request.url) == origin(self.base):
                 body = resp.read()[:_ERROR_DETAIL_BYTES] if method != "HEAD" else b""
                 resp.close()
+                slot.close()
                 self.auth.on_unauthorized(
                     resp,
                     sent=resp.request.headers.get("Authorization"),
@@ -243,8 +335,10 @@ class Session:
                 continue
             delay = self.retry.delay_for(resp, attempt)
             if delay is None:
+                admitted.enter_context(slot)
                 return resp
             resp.close()
+            slot.close()
             log.info("%s: HTTP %d; retrying in %.1fs", redact_url(resp.request.url), resp.status_code, delay)
             attempt += 1
             self.retry.sleep(delay)

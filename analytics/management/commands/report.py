@@ -25,10 +25,15 @@ class Command(BaseCommand):
         parser.add_argument("--repository", help="Repository name, e.g. team/app.")
         parser.add_argument("--include-untagged", action="store_true", help="Count manifests no tag reaches.")
         parser.add_argument(
+            "--engine", help="A Docker Engine by endpoint, name or id: its `docker system df -v` view."
+        )
+        parser.add_argument(
             "--json", action="store_true", help=f"Print JSON: {', '.join(DedupSummary.SUMMARY_FIELDS)}."
         )
 
     def handle(self, *args, **options):
+        if options["engine"]:
+            return self._engine(options)
         try:
             scope = reports.scope_resolve(
                 registry=options["registry"],
@@ -61,3 +66,26 @@ class Command(BaseCommand):
         w2 = max(len(r[2]) for r in rows)
         for label, human, raw in rows:
             self.stdout.write(f"{label:<{w0}}  {human:>{w1}}  {raw:>{w2}}".rstrip())
+
+    def _engine(self, options) -> None:
+        from analytics import engine_reports
+
+        try:
+            usage = engine_reports.engine_disk_usage(engine=engine_reports.engine_lookup(options["engine"]))
+        except LayerlensError as exc:
+            raise CommandError(str(exc))
+        if options["json"]:
+            self.stdout.write(json.dumps(usage.as_report(), indent=2))
+            return
+        size = lambda n: "?" if n is None else _human(n)  # noqa: E731
+        self.stdout.write(f"engine: {usage.engine} ({usage.endpoint}), ChainID sharing")
+        self.stdout.write(f"{'IMAGE ID':<14} {'SIZE':>10} {'SHARED':>10} {'UNIQUE':>10} {'CONT.':>5}  TAGS")
+        for i in usage.images:
+            self.stdout.write(
+                f"{i.id.split(':')[-1][:12]:<14} {size(i.size_bytes):>10} {size(i.shared_bytes):>10} "
+                f"{size(i.unique_bytes):>10} {i.containers:>5}  {', '.join(i.tags) or '<none>'}"
+            )
+        self.stdout.write(
+            f"images {len(usage.images)} (active {usage.active}), stored {size(usage.stored_bytes)}, "
+            f"saved by sharing {size(usage.saved_bytes)}, reclaimable {size(usage.reclaimable_bytes)}"
+        )

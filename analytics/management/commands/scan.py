@@ -17,7 +17,8 @@ from workers.registry.errors import RegistryError
 
 class Command(BaseCommand):
     help = (
-        "Scan TARGET: http://host:port (a registry), host:port/repo (a repository) or host:port/repo:tag. "
+        "Scan TARGET: http://host:port (a registry), host:port/repo (a repository), host:port/repo:tag, "
+        "or engine:ENDPOINT (a Docker Engine: engine:unix:///var/run/docker.sock, engine:DOCKER_HOST). "
         "Exits non-zero when the scan failed or had errors."
     )
 
@@ -38,8 +39,17 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=3600.0, help="Seconds to wait for the workers.")
         parser.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+        parser.add_argument(
+            "--pull",
+            action="append",
+            default=[],
+            metavar="REF",
+            help="engine: targets: pull REF through the engine first (repeatable).",
+        )
 
     def handle(self, *args, **options):
+        if options["target"].startswith("engine:"):
+            return self._engine(options)
         password = sys.stdin.readline().rstrip("\r\n") if options["password_stdin"] else None
         try:
             with transaction.atomic():
@@ -71,6 +81,38 @@ class Command(BaseCommand):
         if scan.errors_count:
             raise CommandError(f"scan {scan.id} finished with {scan.errors_count} error(s)")
 
+    def _engine(self, options) -> None:
+        """`scan engine:ENDPOINT`: read a Docker Engine (and pull `--pull` references through it first)."""
+        from analytics import engine_services
+        from analytics.models import EngineScan
+
+        try:
+            scan = engine_services.engine_scan_start(
+                endpoint=options["target"], pull=options["pull"], trigger="cli", inline=options["inline"]
+            )
+        except LayerlensError as exc:
+            raise CommandError(str(exc))
+        deadline = time.monotonic() + options["timeout"]
+        while not scan.is_finished:
+            if time.monotonic() >= deadline:
+                raise CommandError(f"engine scan {scan.id} still {scan.status}; is a worker running?")
+            time.sleep(options["poll"])
+            scan = EngineScan.objects.select_related("engine").get(id=scan.id)
+        for key, value in (
+            ("engine scan", scan.id),
+            ("engine", f"{scan.engine} ({scan.engine.server_version}, {scan.engine.storage_driver})"),
+            ("status", scan.get_status_display()),
+            ("images", scan.images_count),
+            ("layers", scan.layers_count),
+            ("pulled", scan.pulled_count),
+            ("linked blobs", scan.linked_blobs_count),
+        ):
+            self.stdout.write(f"{key:<13} {value}")
+        for error in scan.errors[:50]:
+            self.stdout.write(f"  error: {error['reference']}: {error['kind']}: {error['message']}")
+        if scan.status == Scan.Status.FAILED:
+            raise CommandError(f"engine scan {scan.id} failed: {scan.message}")
+
     def _run_inline(self, scan_id: int) -> Scan:
         try:
             return services.scan_run_inline(scan_id=scan_id)
@@ -93,7 +135,8 @@ class Command(BaseCommand):
                 if bar.total != total:
                     bar.total = total
                 bar.n = scan.repositories_done
-                bar.set_postfix_str(scan.status, refresh=False)
+                # Tags listed so far grow as repositories start, so they are shown, not used as the total.
+                bar.set_postfix_str(f"{scan.status}, tags {scan.tags_done}/{scan.tags_total}", refresh=False)
                 bar.refresh()
                 if scan.is_finished:
                     return scan

@@ -1,0 +1,73 @@
+"""Deep scan without an engine: measure a repository's layers by streaming them (workers.registry.deep).
+
+Only layers whose uncompressed size is unknown are read, smallest first, within one byte budget per scan.
+A blob gains `uncompressed_size` (the engine's rule: the sum of its tar entries' sizes) only when the
+diff_id computed from its bytes equals the config's (or the blob had none, and then it gains that too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from analytics.models import Blob, Repository
+from analytics.services import registry_client
+from workers.registry.deep import BudgetExceeded, ByteBudget, measure_layer
+from workers.registry.errors import RegistryError
+from workers.registry.records import FOREIGN_LAYER_TYPES
+
+
+@dataclass
+class DeepScanResult:
+    measured: int = 0
+    skipped_budget: int = 0
+    budget_left: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+
+def repository_deep_scan(*, repository: Repository, budget_bytes: int) -> DeepScanResult:
+    """Stream the repository's unmeasured layer blobs through a decompressor; record what they tell."""
+    blobs = list(
+        Blob.objects.filter(
+            manifest_layers__manifest__holdings__repository=repository,
+            manifest_layers__manifest__holdings__present=True,
+            uncompressed_size__isnull=True,
+        )
+        .exclude(media_type__in=FOREIGN_LAYER_TYPES)
+        .distinct()
+        .order_by("size", "digest")
+    )
+    budget = ByteBudget(budget_bytes)
+    result = DeepScanResult()
+    with registry_client(repository.registry) as client:
+        for blob in blobs:
+            try:
+                m = measure_layer(
+                    client,
+                    repository.name,
+                    blob.digest,
+                    media_type=blob.media_type,
+                    size=blob.size,
+                    budget=budget,
+                    expected_diff_id=blob.diff_id or None,
+                )
+            except BudgetExceeded:
+                result.skipped_budget += 1
+                continue
+            except RegistryError as exc:
+                result.errors.append(
+                    {"reference": blob.digest, "kind": type(exc).__name__, "message": str(exc)}
+                )
+                continue
+            if m.diff_id_verified is False:
+                result.errors.append(
+                    {
+                        "reference": blob.digest,
+                        "kind": "DiffIdMismatch",
+                        "message": f"the stream hashes to {m.diff_id}, the config says {blob.diff_id}",
+                    }
+                )
+                continue
+            Blob.objects.filter(id=blob.id).update(uncompressed_size=m.uncompressed_size, diff_id=m.diff_id)
+            result.measured += 1
+    result.budget_left = budget.remaining
+    return result

@@ -1,0 +1,230 @@
+"""Write side for Docker Engines: registering one, and the engine scan (pull-through, read, ingest).
+
+An engine scan is an `EngineScan`, not a `Scan`: a `Scan` always names a registry, counts repositories
+and runs the registry state machine, none of which an engine has. The claim is the same conditional
+update (`queued -> running`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from analytics.engine_ingest import engine_snapshot_ingest
+from analytics.models import Engine, EngineScan, Registry, Scan, Tag
+from analytics.services import Conflict, InvalidRequest
+from workers.engine import EngineClient, EngineError
+
+logger = logging.getLogger(__name__)
+
+ENGINE_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
+
+
+def _normalise_endpoint(endpoint: str) -> str:
+    endpoint = endpoint.strip()
+    if endpoint.startswith("engine:"):
+        endpoint = endpoint[len("engine:") :]
+    if endpoint.upper() == "DOCKER_HOST":
+        endpoint = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if endpoint.startswith("/"):
+        endpoint = "unix://" + endpoint
+    if not endpoint.startswith(ENGINE_SCHEMES):
+        raise InvalidRequest(
+            f"{endpoint!r} is not an engine endpoint: "
+            "use unix:///path/docker.sock, tcp://host:2376 or DOCKER_HOST"
+        )
+    return endpoint.rstrip("/")
+
+
+def engine_upsert(
+    *,
+    endpoint: str,
+    name: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    pull_tracked: bool | None = None,
+) -> Engine:
+    """Register an engine by endpoint, or update the one that has it. Idempotent."""
+    endpoint = _normalise_endpoint(endpoint)
+    engine = Engine.objects.filter(endpoint=endpoint).first() or Engine(
+        endpoint=endpoint, name=name or endpoint
+    )
+    if name:
+        taken = Engine.objects.filter(name=name).exclude(endpoint=endpoint).first()
+        if taken is not None:
+            raise Conflict(
+                f"the name {name!r} belongs to the engine at {taken.endpoint}; choose another name"
+            )
+        engine.name = name
+    if tls_ca is not None:
+        engine.tls_ca = tls_ca
+    if tls_cert is not None:
+        engine.tls_cert = tls_cert
+    if tls_key is not None:
+        engine.set_tls_key(tls_key)
+    if pull_tracked is not None:
+        engine.pull_tracked = pull_tracked
+    engine.save()
+    return engine
+
+
+def engine_schedule(*, engine: Engine, tracked: bool, interval: timedelta | None) -> Engine:
+    if tracked and (interval is None or interval.total_seconds() < 60):
+        raise InvalidRequest("a tracked engine needs a scan interval of at least 60 seconds")
+    engine.tracked, engine.scan_interval = tracked, interval
+    engine.next_scan_at = timezone.now() if tracked else None
+    engine.save(update_fields=["tracked", "scan_interval", "next_scan_at"])
+    return engine
+
+
+@contextmanager
+def engine_client(engine: Engine) -> Iterator[EngineClient]:
+    """The SDK client for `engine`; TLS material lives in a private temporary directory meanwhile."""
+    with tempfile.TemporaryDirectory(prefix="ll-engine-tls-") as tmp:
+        files: dict[str, str] = {}
+        for key, text in (("ca", engine.tls_ca), ("cert", engine.tls_cert), ("key", engine.get_tls_key())):
+            if text:
+                path = os.path.join(tmp, f"{key}.pem")
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
+                    fh.write(text)
+                files[key] = path
+        client = EngineClient(
+            engine.endpoint, timeout=settings.REGISTRY_TIMEOUT_SECONDS * 4, tls_files=files or None
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def engine_scan_create(
+    *, engine: Engine, pull: list[str] | None = None, trigger: str = "manual"
+) -> EngineScan:
+    return EngineScan.objects.create(engine=engine, pull=list(pull or []), trigger=trigger)
+
+
+def engine_scan_enqueue(scan: EngineScan) -> None:
+    from config.celery import app
+
+    transaction.on_commit(lambda: app.send_task("workers.tasks.scan_engine", args=[scan.id]))
+
+
+def engine_scan_start(
+    *, endpoint: str, pull: list[str] | None = None, trigger: str = "manual", inline: bool = False
+) -> EngineScan:
+    with transaction.atomic():
+        engine = Engine.objects.filter(endpoint=_normalise_endpoint(endpoint)).first() or engine_upsert(
+            endpoint=endpoint
+        )
+        scan = engine_scan_create(engine=engine, pull=pull, trigger=trigger)
+        if not inline:
+            engine_scan_enqueue(scan)
+    return engine_scan_run(scan_id=scan.id) if inline else scan
+
+
+def _registry_for(reference: str) -> Registry | None:
+    host = reference.split("/", 1)[0]
+    return Registry.objects.filter(Q(url=f"http://{host}") | Q(url=f"https://{host}")).first()
+
+
+def pull_references(*, engine: Engine, extra: list[str]) -> list[str]:
+    """What a scan pulls: the references asked for, plus, with `pull_tracked`, every current tag of a
+    tracked repository (or of a repository in a tracked registry)."""
+    refs = list(extra)
+    if engine.pull_tracked:
+        tags = (
+            Tag.objects.filter(removed_at__isnull=True, manifest__isnull=False)
+            .filter(Q(repository__tracked=True) | Q(repository__registry__tracked=True))
+            .select_related("repository__registry")
+            .order_by("repository__registry_id", "repository__name", "name")
+        )
+        refs += [f"{t.repository.registry.host}/{t.repository.name}:{t.name}" for t in tags]
+    return list(dict.fromkeys(refs))
+
+
+def engine_scan_run(*, scan_id: int) -> EngineScan:
+    """Run one engine scan.
+
+    1. Claim it (`queued -> running`); a scan already taken or finished is left alone.
+    2. Pull-through: pull each reference with the credentials Layerlens holds for its registry
+       (a failed pull is an error on the scan; the rest goes on).
+    3. Read the whole engine (outside any transaction), then ingest it in one transaction and link
+       registry blobs to the engine's layers by diff_id.
+    A transient engine error puts the scan back to queued and is re-raised for the task's retry.
+    """
+    claimed = EngineScan.objects.filter(id=scan_id, status=Scan.Status.QUEUED).update(
+        status=Scan.Status.RUNNING, started_at=timezone.now()
+    )
+    scan = EngineScan.objects.select_related("engine").get(id=scan_id)
+    if not claimed:
+        return scan
+    engine = scan.engine
+    errors: list[dict[str, str]] = []
+    pulled = 0
+    try:
+        with engine_client(engine) as client:
+            for ref in pull_references(engine=engine, extra=scan.pull):
+                registry = _registry_for(ref)
+                try:
+                    client.pull(
+                        ref,
+                        username=(registry.username or None) if registry else None,
+                        password=registry.get_password() if registry else None,
+                    )
+                    pulled += 1
+                except EngineError as exc:
+                    errors.append({"reference": ref, "kind": "PullFailed", "message": str(exc)})
+            snapshot = client.snapshot()
+    except EngineError as exc:
+        if exc.transient:
+            EngineScan.objects.filter(id=scan_id).update(status=Scan.Status.QUEUED)
+            raise
+        return engine_scan_fail(scan_id=scan_id, message=str(exc))
+    errors += [{"reference": i, "kind": "ImageUnreadable", "message": m} for i, m in snapshot.errors.items()]
+    result = engine_snapshot_ingest(engine=engine, snapshot=snapshot)
+    EngineScan.objects.filter(id=scan_id).update(
+        status=Scan.Status.PARTIAL if errors else Scan.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        images_count=result.images,
+        layers_count=result.layers,
+        pulled_count=pulled,
+        linked_blobs_count=result.linked_blobs,
+        errors=errors,
+    )
+    return EngineScan.objects.select_related("engine").get(id=scan_id)
+
+
+def engine_scan_fail(*, scan_id: int, message: str) -> EngineScan:
+    EngineScan.objects.filter(id=scan_id).exclude(
+        status__in=[Scan.Status.SUCCEEDED, Scan.Status.PARTIAL, Scan.Status.FAILED]
+    ).update(status=Scan.Status.FAILED, finished_at=timezone.now(), message=message[:4000])
+    return EngineScan.objects.select_related("engine").get(id=scan_id)
+
+
+def engine_due_scans_enqueue(*, now) -> list[int]:
+    """Tracked engines whose time has come (called inside `due_scans_enqueue`'s transaction)."""
+    created: list[int] = []
+    active = [Scan.Status.QUEUED, Scan.Status.RUNNING]
+    for engine in (
+        Engine.objects.select_for_update(skip_locked=True)
+        .filter(tracked=True, scan_interval__isnull=False)
+        .filter(Q(next_scan_at__isnull=True) | Q(next_scan_at__lte=now))
+    ):
+        engine.next_scan_at = now + engine.scan_interval
+        engine.save(update_fields=["next_scan_at"])
+        if EngineScan.objects.filter(engine=engine, status__in=active).exists():
+            continue
+        scan = engine_scan_create(engine=engine, trigger="schedule")
+        engine_scan_enqueue(scan)
+        created.append(scan.id)
+    return created

@@ -1,0 +1,331 @@
+"""Maintained figures: reference counts and summaries that ingest keeps current (issue 4, at scale).
+
+A registry-wide summary recomputed from the holdings reads every layer row of the registry (seconds at a
+million images); a layer held by 100,000 images costs as much to count. So ingest keeps, in the same
+transaction as the holdings it changes:
+
+- `RegistryBlob(registry, blob)`: `refs` (present holdings of any kind referencing the blob as a layer
+  or config), `layer_refs`, `images` (image holdings listing it as a layer) and `repositories`;
+- `RepositoryBlob(repository, blob)`: image holdings of the repository listing the blob as a layer;
+- `RegistryManifestRef(registry, manifest)`: repositories holding the manifest;
+- `ScopeFigures`: the tagged-only summary of each registry and each repository.
+
+A repository scan changes a set of holdings (present flipped on or off); `figures_apply` turns that set
+into signed deltas, set-based, and detects 0 <-> positive transitions from the upsert's new value minus
+the delta, so the cost follows what the scan changed, never the registry's size. The repository's own
+row is recomputed (it costs the repository). `figures_rebuild` recomputes a registry from scratch.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from analytics.models import Repository, ScopeFigures
+from workers.registry.records import FOREIGN_LAYER_TYPES
+
+_FOREIGN = ", ".join(f"'{t}'" for t in sorted(FOREIGN_LAYER_TYPES))
+
+# Signed per-blob deltas of the changed holdings, mirroring reports._SUMMARY_SQL's distinct refs.
+_DELTA_REFS = """
+WITH d AS (
+    SELECT u.manifest_id, u.sign, m.kind, m.size, m.config_id
+    FROM unnest(%(ids)s::int[], %(signs)s::int[]) AS u(manifest_id, sign)
+    JOIN analytics_manifest m ON m.id = u.manifest_id
+),
+r AS (
+    SELECT DISTINCT d.manifest_id, d.sign, d.kind, ml.blob_id, TRUE AS is_layer
+    FROM d JOIN analytics_manifestlayer ml ON ml.manifest_id = d.manifest_id
+    UNION
+    SELECT d.manifest_id, d.sign, d.kind, d.config_id, FALSE FROM d WHERE d.config_id IS NOT NULL
+),
+per_holding AS (
+    SELECT manifest_id, sign, kind, blob_id, bool_or(is_layer) AS is_layer, count(*) AS roles
+    FROM r GROUP BY 1, 2, 3, 4
+),
+delta AS (
+    SELECT blob_id,
+        sum(sign) AS refs,
+        coalesce(sum(sign) FILTER (WHERE is_layer), 0) AS layer_refs,
+        coalesce(sum(sign) FILTER (WHERE is_layer AND kind = 'image'), 0) AS images,
+        sum(sign * roles) AS logical_refs,
+        coalesce(sum(sign) FILTER (WHERE is_layer), 0) AS layer_logical_refs
+    FROM per_holding GROUP BY blob_id
+)
+"""
+
+_APPLY_REPOSITORY_BLOBS = (
+    _DELTA_REFS
+    + """,
+up AS (
+    INSERT INTO analytics_repositoryblob (repository_id, blob_id, images)
+    SELECT %(repo)s, blob_id, images FROM delta WHERE images <> 0 ORDER BY blob_id
+    ON CONFLICT (repository_id, blob_id)
+    DO UPDATE SET images = analytics_repositoryblob.images + excluded.images
+    RETURNING blob_id, images
+)
+SELECT up.blob_id, CASE WHEN up.images > 0 AND up.images - delta.images <= 0 THEN 1
+                        WHEN up.images <= 0 AND up.images - delta.images > 0 THEN -1 ELSE 0 END
+FROM up JOIN delta USING (blob_id)
+"""
+)
+
+_APPLY_REGISTRY_BLOBS = (
+    _DELTA_REFS
+    + f""",
+rd AS (
+    SELECT delta.*, coalesce(x.n, 0) AS repositories
+    FROM delta LEFT JOIN unnest(%(repo_blobs)s::int[], %(repo_signs)s::int[]) AS x(blob_id, n) USING (blob_id)
+),
+up AS (
+    INSERT INTO analytics_registryblob (registry_id, blob_id, refs, layer_refs, images, repositories)
+    SELECT %(registry)s, blob_id, refs, layer_refs, images, repositories FROM rd ORDER BY blob_id
+    ON CONFLICT (registry_id, blob_id) DO UPDATE SET
+        refs = analytics_registryblob.refs + excluded.refs,
+        layer_refs = analytics_registryblob.layer_refs + excluded.layer_refs,
+        images = analytics_registryblob.images + excluded.images,
+        repositories = analytics_registryblob.repositories + excluded.repositories
+    RETURNING blob_id, refs, layer_refs
+),
+t AS (
+    SELECT b.size, b.media_type IN ({_FOREIGN}) AS foreign_,
+        sign(greatest(up.refs, 0)) - sign(greatest(up.refs - rd.refs, 0)) AS stored,
+        sign(greatest(up.layer_refs, 0)) - sign(greatest(up.layer_refs - rd.layer_refs, 0)) AS layer,
+        rd.logical_refs, rd.layer_logical_refs
+    FROM up JOIN rd USING (blob_id) JOIN analytics_blob b ON b.id = up.blob_id
+)
+SELECT
+    coalesce(sum(size * stored) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(layer) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(size * layer) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(size * logical_refs) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(size * layer_logical_refs) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(size * stored) FILTER (WHERE foreign_), 0)
+FROM t
+"""
+)
+
+_APPLY_MANIFESTS = """
+WITH d AS (
+    SELECT u.manifest_id, u.sign, m.kind, m.size
+    FROM unnest(%(ids)s::int[], %(signs)s::int[]) AS u(manifest_id, sign)
+    JOIN analytics_manifest m ON m.id = u.manifest_id
+),
+up AS (
+    INSERT INTO analytics_registrymanifestref (registry_id, manifest_id, refs)
+    SELECT %(registry)s, manifest_id, sign FROM d ORDER BY manifest_id
+    ON CONFLICT (registry_id, manifest_id)
+    DO UPDATE SET refs = analytics_registrymanifestref.refs + excluded.refs
+    RETURNING manifest_id, refs
+)
+SELECT
+    coalesce(sum(d.size * (sign(greatest(up.refs, 0)) - sign(greatest(up.refs - d.sign, 0)))), 0),
+    coalesce(sum(d.size * d.sign), 0),
+    coalesce(sum(d.sign) FILTER (WHERE d.kind = 'image'), 0),
+    coalesce(sum(d.sign), 0),
+    coalesce(sum(d.sign) FILTER (WHERE d.kind = 'index'), 0)
+FROM up JOIN d USING (manifest_id)
+"""
+
+_FIGURE_FIELDS = (
+    "images",
+    "manifests",
+    "indexes",
+    "repositories",
+    "distinct_layers",
+    "logical_bytes",
+    "stored_bytes",
+    "layers_logical_bytes",
+    "layers_stored_bytes",
+    "foreign_bytes",
+)
+
+
+def _registry_row_add(*, registry_id: int, deltas: dict[str, int]) -> None:
+    columns = ", ".join(_FIGURE_FIELDS)
+    values = ", ".join(f"%({f})s" for f in _FIGURE_FIELDS)
+    updates = ", ".join(f"{f} = analytics_scopefigures.{f} + excluded.{f}" for f in _FIGURE_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO analytics_scopefigures (registry_id, repository_id, {columns})
+            VALUES (%(registry)s, NULL, {values})
+            ON CONFLICT (registry_id) WHERE repository_id IS NULL DO UPDATE SET {updates}""",
+            {"registry": registry_id, **{f: deltas.get(f, 0) for f in _FIGURE_FIELDS}},
+        )
+
+
+def repository_figures_refresh(*, repository_id: int) -> None:
+    """Recompute one repository's row from its holdings (costs the repository, not the registry)."""
+    from analytics.reports import Scope, dedup_summary_computed
+
+    registry_id = Repository.objects.filter(id=repository_id).values_list("registry_id", flat=True).get()
+    s = dedup_summary_computed(scope=Scope(repository_id=repository_id))
+    ScopeFigures.objects.update_or_create(
+        repository_id=repository_id,
+        defaults={"registry_id": registry_id, **{f: getattr(s, f) for f in _FIGURE_FIELDS}},
+    )
+
+
+def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], lost: set[int]) -> None:
+    """Apply one repository's change of holdings (manifest ids now present / no longer present).
+
+    Runs inside ingest's transaction. Rows are upserted in key order so concurrent scans of
+    repositories sharing blobs wait for each other instead of deadlocking.
+    """
+    if not gained and not lost:
+        return
+    ids = sorted(gained) + sorted(lost)
+    params: dict[str, object] = {
+        "ids": ids,
+        "signs": [1] * len(gained) + [-1] * len(lost),
+        "registry": registry_id,
+        "repo": repository_id,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_APPLY_REPOSITORY_BLOBS, params)
+        transitions = [(b, n) for b, n in cursor.fetchall() if n]
+        cursor.execute(
+            "DELETE FROM analytics_repositoryblob WHERE repository_id = %s AND images <= 0", [repository_id]
+        )
+        params["repo_blobs"] = [b for b, _ in transitions]
+        params["repo_signs"] = [n for _, n in transitions]
+        cursor.execute(_APPLY_REGISTRY_BLOBS, params)
+        stored, layers, layers_stored, logical, layers_logical, foreign = cursor.fetchone()
+        cursor.execute(_APPLY_MANIFESTS, params)
+        m_stored, m_logical, images, manifests, indexes = cursor.fetchone()
+        cursor.execute(
+            """DELETE FROM analytics_registryblob WHERE registry_id = %(registry)s AND refs <= 0
+               AND blob_id IN (SELECT ml.blob_id FROM analytics_manifestlayer ml
+                               WHERE ml.manifest_id = ANY(%(ids)s::int[])
+                               UNION SELECT config_id FROM analytics_manifest
+                               WHERE id = ANY(%(ids)s::int[]))""",
+            params,
+        )
+        cursor.execute(
+            "DELETE FROM analytics_registrymanifestref WHERE registry_id = %(registry)s AND refs <= 0 "
+            "AND manifest_id = ANY(%(ids)s::int[])",
+            params,
+        )
+        cursor.execute(
+            "SELECT count(*) FROM analytics_repositorymanifest WHERE repository_id = %s AND present",
+            [repository_id],
+        )
+        held_now = cursor.fetchone()[0]
+    is_empty, was_empty = held_now == 0, held_now - len(gained) + len(lost) == 0
+    _registry_row_add(
+        registry_id=registry_id,
+        deltas={
+            "images": images,
+            "manifests": manifests,
+            "indexes": indexes,
+            "repositories": int(was_empty) - int(is_empty),
+            "distinct_layers": layers,
+            "logical_bytes": int(logical) + int(m_logical),
+            "stored_bytes": int(stored) + int(m_stored),
+            "layers_logical_bytes": int(layers_logical),
+            "layers_stored_bytes": int(layers_stored),
+            "foreign_bytes": int(foreign),
+        },
+    )
+    repository_figures_refresh(repository_id=repository_id)
+
+
+_REBUILD = [
+    "DELETE FROM analytics_registryblob WHERE registry_id = %(registry)s",
+    "DELETE FROM analytics_registrymanifestref WHERE registry_id = %(registry)s",
+    """DELETE FROM analytics_repositoryblob WHERE repository_id IN
+       (SELECT id FROM analytics_repository WHERE registry_id = %(registry)s)""",
+    """DELETE FROM analytics_scopefigures WHERE registry_id = %(registry)s""",
+    """CREATE TEMP TABLE figures_held ON COMMIT DROP AS
+       SELECT rm.repository_id, m.id AS manifest_id, m.kind, m.size, m.config_id
+       FROM analytics_repositorymanifest rm
+       JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %(registry)s
+       JOIN analytics_manifest m ON m.id = rm.manifest_id
+       WHERE rm.present""",
+    """CREATE TEMP TABLE figures_refs ON COMMIT DROP AS
+       SELECT repository_id, manifest_id, kind, blob_id, bool_or(is_layer) AS is_layer, count(*) AS roles
+       FROM (SELECT DISTINCT h.repository_id, h.manifest_id, h.kind, ml.blob_id, TRUE AS is_layer
+             FROM figures_held h JOIN analytics_manifestlayer ml ON ml.manifest_id = h.manifest_id
+             UNION ALL
+             SELECT h.repository_id, h.manifest_id, h.kind, h.config_id, FALSE
+             FROM figures_held h WHERE h.config_id IS NOT NULL) x
+       GROUP BY 1, 2, 3, 4""",
+    """INSERT INTO analytics_repositoryblob (repository_id, blob_id, images)
+       SELECT repository_id, blob_id, count(*) FROM figures_refs WHERE is_layer AND kind = 'image'
+       GROUP BY 1, 2""",
+    """INSERT INTO analytics_registryblob (registry_id, blob_id, refs, layer_refs, images, repositories)
+       SELECT %(registry)s, blob_id, count(*), count(*) FILTER (WHERE is_layer),
+           count(*) FILTER (WHERE is_layer AND kind = 'image'),
+           count(DISTINCT repository_id) FILTER (WHERE is_layer AND kind = 'image')
+       FROM figures_refs GROUP BY blob_id""",
+    """INSERT INTO analytics_registrymanifestref (registry_id, manifest_id, refs)
+       SELECT %(registry)s, manifest_id, count(*) FROM figures_held GROUP BY manifest_id""",
+    f"""INSERT INTO analytics_scopefigures (registry_id, repository_id, images, manifests, indexes,
+           repositories, distinct_layers, logical_bytes, stored_bytes, layers_logical_bytes,
+           layers_stored_bytes, foreign_bytes)
+       SELECT %(registry)s, NULL,
+           (SELECT count(*) FROM figures_held WHERE kind = 'image'),
+           (SELECT count(*) FROM figures_held),
+           (SELECT count(*) FROM figures_held WHERE kind = 'index'),
+           (SELECT count(DISTINCT repository_id) FROM figures_held),
+           count(*) FILTER (WHERE rb.layer_refs > 0 AND NOT f),
+           (SELECT coalesce(sum(size), 0) FROM figures_held)
+             + coalesce(sum(b.size * rb.refs) FILTER (WHERE NOT f), 0)
+             + (SELECT coalesce(sum(size * (roles - 1)), 0) FROM figures_refs fr
+                JOIN analytics_blob b2 ON b2.id = fr.blob_id WHERE roles > 1),
+           (SELECT coalesce(sum(m.size), 0) FROM analytics_registrymanifestref x
+            JOIN analytics_manifest m ON m.id = x.manifest_id WHERE x.registry_id = %(registry)s)
+             + coalesce(sum(b.size) FILTER (WHERE NOT f), 0),
+           coalesce(sum(b.size * rb.layer_refs) FILTER (WHERE NOT f), 0),
+           coalesce(sum(b.size) FILTER (WHERE rb.layer_refs > 0 AND NOT f), 0),
+           coalesce(sum(b.size) FILTER (WHERE f), 0)
+       FROM analytics_registryblob rb
+       JOIN LATERAL (SELECT b.size, b.media_type IN ({_FOREIGN}) AS f FROM analytics_blob b
+                     WHERE b.id = rb.blob_id) b ON TRUE
+       WHERE rb.registry_id = %(registry)s""",
+    f"""INSERT INTO analytics_scopefigures (registry_id, repository_id, images, manifests, indexes,
+           repositories, distinct_layers, logical_bytes, stored_bytes, layers_logical_bytes,
+           layers_stored_bytes, foreign_bytes)
+       WITH rb AS (
+           SELECT repository_id, blob_id, bool_or(is_layer) AS is_layer, sum(roles) AS logical_n,
+               count(*) FILTER (WHERE is_layer) AS layer_n
+           FROM figures_refs GROUP BY 1, 2
+       ),
+       bs AS (
+           SELECT rb.repository_id,
+               sum(b.size * rb.logical_n) FILTER (WHERE NOT b.f) AS logical,
+               sum(b.size) FILTER (WHERE NOT b.f) AS stored,
+               count(*) FILTER (WHERE rb.is_layer AND NOT b.f) AS layers,
+               sum(b.size * rb.layer_n) FILTER (WHERE NOT b.f) AS layers_logical,
+               sum(b.size) FILTER (WHERE rb.is_layer AND NOT b.f) AS layers_stored,
+               sum(b.size) FILTER (WHERE b.f) AS foreign_
+           FROM rb JOIN LATERAL (SELECT size, media_type IN ({_FOREIGN}) AS f FROM analytics_blob
+                                 WHERE id = rb.blob_id) b ON TRUE
+           GROUP BY 1
+       ),
+       hs AS (
+           SELECT repository_id, count(*) FILTER (WHERE kind = 'image') AS images, count(*) AS manifests,
+               count(*) FILTER (WHERE kind = 'index') AS indexes, sum(size) AS size
+           FROM figures_held GROUP BY 1
+       )
+       SELECT r.registry_id, r.id, coalesce(hs.images, 0), coalesce(hs.manifests, 0),
+           coalesce(hs.indexes, 0), (hs.repository_id IS NOT NULL)::int, coalesce(bs.layers, 0),
+           coalesce(hs.size, 0) + coalesce(bs.logical, 0), coalesce(hs.size, 0) + coalesce(bs.stored, 0),
+           coalesce(bs.layers_logical, 0), coalesce(bs.layers_stored, 0), coalesce(bs.foreign_, 0)
+       FROM analytics_repository r
+       LEFT JOIN hs ON hs.repository_id = r.id
+       LEFT JOIN bs ON bs.repository_id = r.id
+       WHERE r.registry_id = %(registry)s""",
+    "DROP TABLE figures_refs",
+    "DROP TABLE figures_held",
+]
+
+
+def figures_rebuild(*, registry_id: int) -> None:
+    """Recompute every maintained figure of a registry from the holdings, set-based.
+
+    For a migration, the bench generator and repair; normal scans never need it. Call it inside a
+    transaction (the temporary tables drop at commit).
+    """
+    with connection.cursor() as cursor:
+        for sql in _REBUILD:
+            cursor.execute(sql, {"registry": registry_id})

@@ -1,0 +1,138 @@
+"""Prometheus metrics for `/metrics`, gathered at scrape time from Postgres and Redis.
+
+Where each figure comes from (and why it is cheap to scrape):
+
+* Scans by status (`layerlens_scans`): a GROUP BY over the indexed `status`, queued and running only,
+  since finished scans only grow; finished scans are the counter `layerlens_scans_finished_total`.
+* Counters the workers push to Redis (workers/telemetry.py explains why not multiprocess mode):
+  registry requests by route and status, request errors by kind, request latency histograms, images
+  and image bytes read, scans finished by status, scan errors by kind.
+* Dedup figures per registry (`layerlens_registry_*`): the latest registry-wide trend snapshot
+  (`SummarySnapshot`, written when a registry scan finishes), one index lookup per registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db.models import Count
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from analytics.models import Scan, SummarySnapshot
+from workers import telemetry
+from workers.politeness import shared_redis
+
+log = logging.getLogger(__name__)
+
+_COUNTERS = {
+    telemetry.REQUESTS: "Registry HTTP requests sent, by route and status code ('none': no reply).",
+    telemetry.REQUEST_ERRORS: "Failed registry requests: httpx error class, or http_<status> for 4xx/5xx.",
+    telemetry.IMAGES_SCANNED: "Images (single-platform manifests) read and ingested by repository scans.",
+    telemetry.BYTES_SCANNED: "Declared bytes (manifest, config, layers) of the images read by scans.",
+    telemetry.SCANS_FINISHED: "Scans finished, by kind and final status.",
+    telemetry.SCAN_ERRORS: "Errors recorded on finished scans, by kind.",
+}
+_DEDUP = {
+    "images": "Images held (tagged) in the registry at its last registry scan.",
+    "logical_bytes": "Bytes the registry's content would take with no sharing.",
+    "stored_bytes": "Bytes the registry stores: distinct digests.",
+    "saved_bytes": "logical_bytes - stored_bytes: what deduplication saves.",
+    "distinct_layers": "Distinct layer digests in the registry.",
+}
+
+
+class LayerlensCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield from self._scans()
+        yield from self._dedup()
+        yield from self._worker_counters()
+
+    def _scans(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "layerlens_scans", "Scans queued or running now, by kind.", labels=["status", "kind"]
+        )
+        counts = (
+            Scan.objects.filter(status__in=[Scan.Status.QUEUED, Scan.Status.RUNNING])
+            .values_list("status", "kind")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        seen = {(status, kind): n for status, kind, n in counts}
+        for status in (Scan.Status.QUEUED, Scan.Status.RUNNING):
+            for kind in Scan.Kind.values:
+                gauge.add_metric([status, kind], seen.get((status, kind), 0))
+        yield gauge
+
+    def _dedup(self) -> Iterator[Metric]:
+        latest = (
+            SummarySnapshot.objects.filter(repository__isnull=True)
+            .select_related("registry")
+            .order_by("registry_id", "-taken_at", "-id")
+            .distinct("registry_id")
+        )
+        families = {
+            name: GaugeMetricFamily(f"layerlens_registry_{name}", help_text, labels=["registry"])
+            for name, help_text in _DEDUP.items()
+        }
+        ratio = GaugeMetricFamily(
+            "layerlens_registry_dedup_ratio",
+            "logical_bytes / stored_bytes at the last registry scan.",
+            labels=["registry"],
+        )
+        for snap in latest:
+            for name, family in families.items():
+                family.add_metric([snap.registry.name], getattr(snap, name))
+            ratio.add_metric(
+                [snap.registry.name], snap.logical_bytes / snap.stored_bytes if snap.stored_bytes else 0.0
+            )
+        yield from families.values()
+        yield ratio
+
+    def _worker_counters(self) -> Iterator[Metric]:
+        if not settings.LAYERLENS_REDIS_URL:
+            return
+        try:
+            counters = telemetry.read_counters(shared_redis(settings.LAYERLENS_REDIS_URL))
+        except Exception as exc:  # the database figures are still worth serving
+            log.warning("worker counters unavailable: %s", exc)
+            return
+        by_metric: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+        for (metric, labels), value in counters.items():
+            by_metric[metric].append((dict(labels), value))
+        for metric, help_text in _COUNTERS.items():
+            rows = by_metric.get(metric, [])
+            names = sorted({k for labels, _ in rows for k in labels})
+            family = CounterMetricFamily(metric.removesuffix("_total"), help_text, labels=names)
+            for labels, value in rows:
+                family.add_metric([labels.get(k, "") for k in names], value)
+            yield family
+        yield from self._latency(by_metric)
+
+    @staticmethod
+    def _latency(by_metric: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator[Metric]:
+        name = telemetry.LATENCY
+        family = HistogramMetricFamily(
+            name,
+            "Seconds from sending a registry request to its reply's headers.",
+            labels=["registry", "route"],
+        )
+        series: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        sums: dict[tuple[str, str], float] = {}
+        for labels, value in by_metric.get(name + "_bucket", []):
+            series[(labels["registry"], labels["route"])][labels["le"]] = value
+        for labels, value in by_metric.get(name + "_sum", []):
+            sums[(labels["registry"], labels["route"])] = value
+        for key, buckets in sorted(series.items()):
+            ordered = sorted(buckets.items(), key=lambda kv: float(kv[0]))
+            family.add_metric(list(key), buckets=ordered, sum_value=sums.get(key, 0.0))
+        yield family
+
+
+def metrics_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LayerlensCollector())
+    return registry

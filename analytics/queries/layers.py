@@ -1,0 +1,235 @@
+"""Layers at registry scale (question 3), read from the maintained counts of `analytics.figures`.
+
+Every list is a keyset page (`after` = the last row's sort key, `limit + 1` rows read to know whether a
+next page exists): no `count(*)` and no OFFSET, so the first and the thousandth page of a layer held by
+100,000 images cost the same index range scan. Counts come from `RegistryBlob` (maintained by ingest).
+Tagged (present) holdings only; artifacts and indexes never count as images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection
+
+
+def _rows(sql: str, params: dict[str, object]) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+@dataclass(frozen=True)
+class RankedLayer:
+    blob_id: int
+    digest: str
+    size: int
+    diff_id: str
+    images: int
+    repositories: int
+    saved_bytes: int
+    created_by: str | None
+
+
+# The history line of the oldest manifest (lowest id) listing the layer: a deterministic choice.
+_CREATED_BY = """
+SELECT b.id, (
+    SELECT h.created_by FROM analytics_manifestlayer ml
+    JOIN analytics_manifest m ON m.id = ml.manifest_id
+    JOIN analytics_historyentry h ON h.config_id = m.config_id AND h.layer_position = ml.position
+    WHERE ml.blob_id = b.id ORDER BY ml.manifest_id, ml.position LIMIT 1
+) FROM analytics_blob b WHERE b.id = ANY(%(ids)s)
+"""
+
+
+def layers_created_by(*, blob_ids: list[int]) -> dict[int, str | None]:
+    """`created_by` per layer, from the oldest manifest holding it (one index probe per layer)."""
+    return dict(_rows(_CREATED_BY, {"ids": list(blob_ids)})) if blob_ids else {}
+
+
+_TOP = """
+SELECT rb.blob_id, b.digest, b.size, b.diff_id, rb.images, rb.repositories,
+    b.size * (rb.images - 1) AS saved
+FROM analytics_registryblob rb JOIN analytics_blob b ON b.id = rb.blob_id
+WHERE rb.registry_id = %(registry)s AND rb.images > 0 AND {after}
+ORDER BY {order}
+LIMIT %(limit)s
+"""
+
+
+def layer_top(
+    *, registry_id: int, order: str = "images", after: tuple[int, int] | None = None, limit: int = 50
+) -> tuple[list[RankedLayer], tuple[int, int] | None]:
+    """Layers of a registry ranked by images holding them (`order="images"`) or bytes saved.
+
+    Returns the page and the key of the next page (None on the last). By images, the order is an
+    index range scan (`registry_blob_rank`); by bytes saved, only shared layers (images > 1) can
+    save anything, so after the first zero the rest of the list is the images order.
+    """
+    if order == "images":
+        value = "rb.images"
+    elif order == "saved_bytes":
+        value = "b.size * (rb.images - 1)"
+    else:
+        raise ValueError(f"unknown order {order!r}")
+    params: dict[str, object] = {"registry": registry_id, "limit": limit + 1}
+    if after is not None:
+        params.update(k0=after[0], k1=after[1])
+    # spelled out (not a row comparison) so the planner walks the (registry, images DESC, blob) index
+    key = f"({value} < %(k0)s OR ({value} = %(k0)s AND rb.blob_id > %(k1)s))"
+    rows = _rows(_TOP.format(after=key if after else "TRUE", order=f"{value} DESC, rb.blob_id"), params)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    lines = layers_created_by(blob_ids=[r[0] for r in rows])
+    page = [RankedLayer(*r[:6], saved_bytes=int(r[6]), created_by=lines.get(r[0])) for r in rows]
+    if not more or not page:
+        return page, None
+    last = page[-1]
+    return page, ((last.images if order == "images" else last.saved_bytes), last.blob_id)
+
+
+_HOLDERS = """
+SELECT rm.id, ml.manifest_id
+FROM analytics_manifestlayer ml
+JOIN analytics_manifest m ON m.id = ml.manifest_id AND m.kind = 'image'
+JOIN analytics_repositorymanifest rm ON rm.manifest_id = ml.manifest_id AND rm.present
+JOIN analytics_repository r ON r.id = rm.repository_id {registry}
+WHERE ml.blob_id = %(blob)s AND {after}
+ORDER BY ml.manifest_id, rm.id
+LIMIT %(limit)s
+"""
+
+
+def layer_holders(
+    *, blob_id: int, registry_id: int | None = None, after: tuple[int, int] | None = None, limit: int = 50
+) -> tuple[list[int], tuple[int, int] | None]:
+    """Holding ids (images) listing a layer, oldest manifest first, as a keyset page.
+
+    Walks `manifest_layer_by_blob (blob_id, manifest_id)` in order and stops after `limit + 1`
+    rows, however many images hold the layer. A layer listed twice in one manifest appears once.
+    """
+    params: dict[str, object] = {"blob": blob_id, "limit": limit + 1, "registry": registry_id}
+    key = "(ml.manifest_id, rm.id) > (%(k0)s, %(k1)s)" if after else "TRUE"
+    if after:
+        params.update(k0=after[0], k1=after[1])
+    reg = "AND r.registry_id = %(registry)s" if registry_id is not None else ""
+    rows, seen = [], set()
+    for holding_id, manifest_id in _rows(_HOLDERS.format(registry=reg, after=key), params):
+        if holding_id not in seen:
+            seen.add(holding_id)
+            rows.append((holding_id, manifest_id))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = (rows[-1][1], rows[-1][0]) if more and rows else None
+    return [h for h, _ in rows], nxt
+
+
+def layer_counts(*, blob_id: int, registry_id: int | None = None) -> tuple[int, int]:
+    """(images, repositories) holding a layer: maintained, one row per registry."""
+    reg = "AND registry_id = %(registry)s" if registry_id is not None else ""
+    rows = _rows(
+        f"""SELECT coalesce(sum(images), 0), coalesce(sum(repositories), 0) FROM analytics_registryblob
+            WHERE blob_id = %(blob)s {reg}""",
+        {"blob": blob_id, "registry": registry_id},
+    )
+    return int(rows[0][0]), int(rows[0][1])
+
+
+@dataclass(frozen=True)
+class LayerRepository:
+    repository_id: int
+    registry_id: int
+    name: str
+    images: int
+
+
+def layer_repositories(
+    *, blob_id: int, registry_id: int | None = None, after: int | None = None, limit: int = 50
+) -> tuple[list[LayerRepository], int | None]:
+    """Repositories whose images list a layer, with how many images each (keyset on repository id)."""
+    reg = "AND r.registry_id = %(registry)s" if registry_id is not None else ""
+    rows = _rows(
+        f"""SELECT rb.repository_id, r.registry_id, r.name, rb.images FROM analytics_repositoryblob rb
+            JOIN analytics_repository r ON r.id = rb.repository_id {reg}
+            WHERE rb.blob_id = %(blob)s AND rb.repository_id > %(after)s AND rb.images > 0
+            ORDER BY rb.repository_id LIMIT %(limit)s""",
+        {"blob": blob_id, "registry": registry_id, "after": after or 0, "limit": limit + 1},
+    )
+    page = [LayerRepository(*r) for r in rows[:limit]]
+    return page, (page[-1].repository_id if len(rows) > limit and page else None)
+
+
+_IMAGE_SIZES = """
+WITH page AS (
+    SELECT rm.id AS holding_id, r.registry_id, m.id AS manifest_id, m.size, m.config_id, rm.present
+    FROM analytics_repositorymanifest rm
+    JOIN analytics_repository r ON r.id = rm.repository_id
+    JOIN analytics_manifest m ON m.id = rm.manifest_id
+    WHERE rm.id = ANY(%(ids)s)
+),
+parts AS (
+    SELECT DISTINCT p.holding_id, p.registry_id, ml.blob_id, b.size, TRUE AS is_layer
+    FROM page p JOIN analytics_manifestlayer ml ON ml.manifest_id = p.manifest_id
+    JOIN analytics_blob b ON b.id = ml.blob_id
+    UNION
+    SELECT p.holding_id, p.registry_id, b.id, b.size, FALSE
+    FROM page p JOIN analytics_blob b ON b.id = p.config_id
+),
+shared AS (
+    SELECT parts.*, CASE WHEN parts.is_layer THEN coalesce(rb.images, 0) > 1
+                         ELSE coalesce(rb.refs, 0) > 1 END AS shared
+    FROM parts LEFT JOIN analytics_registryblob rb
+        ON rb.registry_id = parts.registry_id AND rb.blob_id = parts.blob_id
+    UNION ALL
+    SELECT p.holding_id, p.registry_id, NULL, p.size, FALSE, coalesce(x.refs, 0) > 1
+    FROM page p LEFT JOIN analytics_registrymanifestref x
+        ON x.registry_id = p.registry_id AND x.manifest_id = p.manifest_id
+)
+SELECT holding_id, sum(size), sum(size) FILTER (WHERE shared), sum(size) FILTER (WHERE NOT shared),
+    sum(size) FILTER (WHERE is_layer), sum(size) FILTER (WHERE is_layer AND shared),
+    sum(size) FILTER (WHERE is_layer AND NOT shared)
+FROM shared GROUP BY holding_id
+"""
+
+
+def image_sizes_maintained(*, holding_ids: list[int]) -> dict[int, tuple[int, ...]] | None:
+    """Per-image size, shared and unique bytes within its registry, from the maintained counts.
+
+    A layer is shared when another tagged image of the registry lists it (`RegistryBlob.images`), a
+    config or the manifest when another holding references it. Costs the page's layers, never the
+    number of images holding them. None when a page image is untagged (its own count is not in the
+    maintained figures): the caller computes those.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT bool_and(present) FROM analytics_repositorymanifest WHERE id = ANY(%s)", [holding_ids]
+        )
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute(_IMAGE_SIZES, {"ids": holding_ids})
+        return {row[0]: tuple(int(v or 0) for v in row[1:]) for row in cursor.fetchall()}
+
+
+def layer_blob_id(*, digest: str) -> int:
+    """The blob id of a digest; `NotFound` (404) when no blob has it."""
+    from analytics.services import NotFound
+
+    rows = _rows("SELECT id FROM analytics_blob WHERE digest = %(d)s", {"d": digest})
+    if not rows:
+        raise NotFound(f"no layer {digest!r}")
+    return int(rows[0][0])
+
+
+def keyset_param(value: str | None, *, parts: int) -> tuple[int, ...] | None:
+    """`?after=12.345` as a tuple of ints; `InvalidRequest` (400) when malformed."""
+    from analytics.services import InvalidRequest
+
+    if not value:
+        return None
+    try:
+        key = tuple(int(v) for v in value.split("."))
+    except ValueError:
+        key = ()
+    if len(key) != parts:
+        raise InvalidRequest(f"after must be {parts} integers joined by '.'")
+    return key

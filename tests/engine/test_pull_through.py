@@ -1,0 +1,62 @@
+"""Pull-through: a registry image pulled by the engine gains uncompressed sizes on its Blob rows."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from analytics import engine_services, services
+from analytics.models import Blob, EngineImage, ManifestLayer, Scan
+from tests.support.registry import BLOBS_SUBPATH
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+def unpacked_size(registry_root: Path, digest: str) -> int:
+    """What an engine's layer store counts for a layer: the sum of its tar entries' sizes, read from
+    the registry's own blob file (the independent source)."""
+    algo, hexd = digest.split(":")
+    data = Path(registry_root) / BLOBS_SUBPATH / algo / hexd[:2] / hexd / "data"
+    with gzip.open(data) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+        return sum(member.size for member in tar)
+
+
+def test_registry_image_pulled_through_the_engine_gains_uncompressed_sizes(test_registry, dockerd_server):
+    ref = test_registry.ref("oci/tool", "1")  # built by umoci + skopeo: never in the engine before
+    request = services.scan_request_resolve(target=f"{test_registry.host}/oci/tool:1")
+    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
+    assert services.scan_run_inline(scan_id=scan.id).status == Scan.Status.SUCCEEDED
+    digest = test_registry.image("oci/tool", "1").digest
+    layers = list(
+        ManifestLayer.objects.filter(manifest__digest=digest).select_related("blob").order_by("position")
+    )
+    assert layers and all(ml.blob.uncompressed_size is None for ml in layers)
+
+    engine_scan = engine_services.engine_scan_start(endpoint=dockerd_server.host, pull=[ref], inline=True)
+    assert engine_scan.status == Scan.Status.SUCCEEDED, engine_scan.errors
+    assert engine_scan.pulled_count == 1 and engine_scan.linked_blobs_count >= len(layers)
+
+    # the engine's own word on the pulled image: its layers and the history rows that made them
+    inspect = json.loads(dockerd_server.docker("image", "inspect", ref))[0]
+    history = [
+        json.loads(line)
+        for line in dockerd_server.docker(
+            "image", "history", "--no-trunc", "--human=false", "--format", "{{json .}}", ref
+        ).splitlines()
+    ]
+    engine_sizes = [int(r["Size"]) for r in reversed(history) if int(r["Size"]) > 0]
+    assert all(r["ID"] == "<missing>" for r in history[1:])  # pulled: no local parents
+    img = EngineImage.objects.get(engine=engine_scan.engine, image_id=inspect["Id"])
+    assert f"{test_registry.host}/oci/tool@{digest}" in img.repo_digests
+
+    blobs = [Blob.objects.get(id=ml.blob_id) for ml in layers]
+    assert [b.diff_id for b in blobs] == inspect["RootFS"]["Layers"]
+    assert [b.uncompressed_size for b in blobs] == engine_sizes
+    assert [b.uncompressed_size for b in blobs] == [
+        unpacked_size(test_registry.registry.root, b.digest) for b in blobs
+    ]
+    assert all(b.uncompressed_size != b.size for b in blobs)  # compressed and uncompressed both kept

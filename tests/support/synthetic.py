@@ -1,0 +1,194 @@
+"""Small generated images pushed straight over the registry HTTP API (distribution-spec "Pushing").
+
+Blobs go up monolithically (POST an upload, PUT it with `?digest=`), or are mounted from another
+repository of the same registry (`?mount=&from=`, as docker does for shared base layers); then the
+manifest is PUT by tag. Everything is deterministic from its seed, so a test knows the digests and
+sizes it pushed without asking the code under test.
+
+    with SyntheticPusher(registry.url) as push:
+        image = push.image("team/app", "v1", base=push.base("alpine", layers=2), seed="app-v1")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import httpx
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def blob_bytes(seed: str, size: int) -> bytes:
+    """`size` bytes derived from `seed` (not a real tarball: the registry never looks inside)."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+@dataclass
+class Base:
+    """Shared base layers, uploaded once and mounted into every other repository that uses them."""
+
+    name: str
+    layers: list[bytes]
+    home: dict[str, str] = field(default_factory=dict)  # layer digest -> a repository holding it
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    repository: str
+    tag: str
+    digest: str  # of the manifest
+    manifest: bytes
+    config_digest: str
+    config: bytes
+    layers: tuple[tuple[str, int], ...]  # (digest, size), bottom to top
+
+    @property
+    def blobs(self) -> dict[str, int]:
+        """Everything this image makes the registry store: manifest, config and layers, by digest."""
+        out = {self.digest: len(self.manifest), self.config_digest: len(self.config)}
+        out.update(self.layers)
+        return out
+
+
+def image_config(*, seed: str, layers: list[bytes], labels: dict[str, str] | None = None) -> bytes:
+    return json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "2024-01-02T03:04:05Z",
+            "config": {"Labels": labels or {"seed": seed}},
+            "rootfs": {"type": "layers", "diff_ids": [digest_of(b"diff:" + layer) for layer in layers]},
+            "history": [
+                {"created": "2024-01-02T03:04:05Z", "created_by": f"RUN step {i} # {seed}"}
+                for i in range(len(layers))
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def image_manifest(*, config: bytes, layers: list[bytes], annotations: dict[str, str] | None = None) -> bytes:
+    doc: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": digest_of(config), "size": len(config)},
+        "layers": [{"mediaType": OCI_LAYER, "digest": digest_of(b), "size": len(b)} for b in layers],
+    }
+    if annotations:
+        doc["annotations"] = annotations
+    return json.dumps(doc, sort_keys=True).encode()
+
+
+class SyntheticPusher:
+    """Pushes generated images to one registry; thread-safe (one pooled httpx client)."""
+
+    def __init__(self, base_url: str, *, max_connections: int = 16) -> None:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self.http = httpx.Client(base_url=base_url, timeout=60, limits=limits, trust_env=False)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> SyntheticPusher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def upload(self, repository: str, data: bytes) -> str:
+        """A monolithic upload (distribution-spec "Post then Put"); the digest."""
+        digest = digest_of(data)
+        if self.http.head(f"/v2/{repository}/blobs/{digest}").status_code == 200:
+            return digest
+        start = self.http.post(f"/v2/{repository}/blobs/uploads/")
+        if start.status_code != 202:
+            raise RuntimeError(f"upload to {repository}: HTTP {start.status_code} {start.text[:200]}")
+        location = httpx.URL(str(self.http.base_url)).join(start.headers["Location"])
+        done = self.http.put(
+            location.copy_merge_params({"digest": digest}),
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        if done.status_code != 201:
+            raise RuntimeError(f"upload to {repository}: HTTP {done.status_code} {done.text[:200]}")
+        return digest
+
+    def mount(self, repository: str, digest: str, source: str, data: bytes) -> None:
+        """Cross-repository mount ("Mounting a blob from another repository"); an upload if refused."""
+        resp = self.http.post(f"/v2/{repository}/blobs/uploads/", params={"mount": digest, "from": source})
+        if resp.status_code == 201:
+            return
+        if resp.status_code == 202:  # the registry opened an upload instead; finish it
+            location = httpx.URL(str(self.http.base_url)).join(resp.headers["Location"])
+            self.http.put(location.copy_merge_params({"digest": digest}), content=data).raise_for_status()
+            return
+        raise RuntimeError(f"mount into {repository}: HTTP {resp.status_code}")
+
+    def put_manifest(self, repository: str, reference: str, manifest: bytes) -> str:
+        resp = self.http.put(
+            f"/v2/{repository}/manifests/{reference}",
+            content=manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        if resp.status_code != 201:
+            raise RuntimeError(
+                f"manifest {repository}:{reference}: HTTP {resp.status_code} {resp.text[:200]}"
+            )
+        return digest_of(manifest)
+
+    def image(
+        self,
+        repository: str,
+        tag: str,
+        *,
+        seed: str,
+        base: Base | None = None,
+        own_layer_bytes: int = 2048,
+        config: bytes | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> PushedImage:
+        """Push an image: `base`'s layers (mounted when another repository has them), one layer of its
+        own and its config (or the `config` given, to share one between manifests); tagged `tag`."""
+        base_layers = list(base.layers) if base else []
+        for data in base_layers:
+            d = digest_of(data)
+            home = base.home.get(d) if base else None
+            if home is None:
+                self.upload(repository, data)
+                if base is not None:
+                    base.home[d] = repository
+            elif home != repository:
+                self.mount(repository, d, home, data)
+        own = blob_bytes(f"layer:{seed}", own_layer_bytes)
+        layers = [*base_layers, own]
+        config = config or image_config(seed=seed, layers=layers)
+        self.upload(repository, own)
+        self.upload(repository, config)
+        manifest = image_manifest(config=config, layers=layers, annotations=annotations)
+        digest = self.put_manifest(repository, tag, manifest)
+        return PushedImage(
+            repository=repository,
+            tag=tag,
+            digest=digest,
+            manifest=manifest,
+            config_digest=digest_of(config),
+            config=config,
+            layers=tuple((digest_of(b), len(b)) for b in layers),
+        )
+
+
+def make_base(name: str, *, layers: int = 3, size: int = 8192) -> Base:
+    return Base(name=name, layers=[blob_bytes(f"base:{name}:{i}", size) for i in range(layers)])

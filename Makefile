@@ -21,7 +21,7 @@ lint: install
 	@.venv/bin/ruff format --check .
 
 typecheck: install
-	@.venv/bin/mypy workers/registry
+	@.venv/bin/mypy workers/registry workers/engine.py
 
 migrations-check: services
 	@DEBUG=1 $(PY) manage.py makemigrations --check --dry-run

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analytics.models import Blob, Repository
+from django.db import transaction
+from django.db.models import F
+
+from analytics.models import Blob, Repository, Scan, ScanError
 from analytics.services import registry_client
 from workers.registry.deep import BudgetExceeded, ByteBudget, measure_layer
 from workers.registry.errors import RegistryError
@@ -70,4 +73,36 @@ def repository_deep_scan(*, repository: Repository, budget_bytes: int) -> DeepSc
             Blob.objects.filter(id=blob.id).update(uncompressed_size=m.uncompressed_size, diff_id=m.diff_id)
             result.measured += 1
     result.budget_left = budget.remaining
+    return result
+
+
+def scan_deep_record(*, scan_id: int) -> DeepScanResult | None:
+    """Run the deep scan a finished repository scan asked for (`Scan.deep_budget_bytes`); record it.
+
+    Measured layers count in `deep_measured_count`; a layer that could not be read or whose diff_id
+    disagrees with its config is a `ScanError` (and a succeeded scan becomes partial). Layers left for
+    lack of budget are not errors. A failed scan, or one without a budget, is left alone.
+    """
+    scan = Scan.objects.select_related("repository__registry").get(id=scan_id)
+    if scan.deep_budget_bytes is None or scan.repository is None or scan.status == Scan.Status.FAILED:
+        return None
+    result = repository_deep_scan(repository=scan.repository, budget_bytes=scan.deep_budget_bytes)
+    with transaction.atomic():
+        ScanError.objects.bulk_create(
+            ScanError(
+                scan=scan,
+                repository=scan.repository.name,
+                reference=e["reference"],
+                kind=e["kind"],
+                message=e["message"][:4000],
+            )
+            for e in result.errors
+        )
+        fields: dict[str, object] = {
+            "deep_measured_count": result.measured,
+            "errors_count": F("errors_count") + len(result.errors),
+        }
+        if result.errors and scan.status == Scan.Status.SUCCEEDED:
+            fields["status"] = Scan.Status.PARTIAL
+        Scan.objects.filter(id=scan.id).update(**fields)
     return result

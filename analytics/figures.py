@@ -8,7 +8,9 @@ transaction as the holdings it changes:
   or config), `layer_refs`, `images` (image holdings listing it as a layer) and `repositories`;
 - `RepositoryBlob(repository, blob)`: image holdings of the repository listing the blob as a layer;
 - `RegistryManifestRef(registry, manifest)`: repositories holding the manifest;
-- `ScopeFigures`: the tagged-only summary of each registry and each repository.
+- `ScopeFigures`: the tagged-only summary of each registry and each repository;
+- `NamespaceBlob`, `NamespaceManifestRef`, `NamespaceFigures`: the same per namespace (every strict
+  path prefix of a repository name), by the same deltas.
 
 A repository scan changes a set of holdings (present flipped on or off); `figures_apply` turns that set
 into signed deltas, set-based, and detects 0 <-> positive transitions from the upsert's new value minus
@@ -77,8 +79,9 @@ rd AS (
     FROM delta LEFT JOIN unnest(%(repo_blobs)s::int[], %(repo_signs)s::int[]) AS x(blob_id, n) USING (blob_id)
 ),
 up AS (
-    INSERT INTO analytics_registryblob (registry_id, blob_id, refs, layer_refs, images, repositories)
-    SELECT %(registry)s, blob_id, refs, layer_refs, images, repositories FROM rd ORDER BY blob_id
+    INSERT INTO analytics_registryblob (registry_id, blob_id, refs, layer_refs, images, repositories, size)
+    SELECT %(registry)s, rd.blob_id, rd.refs, rd.layer_refs, rd.images, rd.repositories, b.size
+    FROM rd JOIN analytics_blob b ON b.id = rd.blob_id ORDER BY rd.blob_id
     ON CONFLICT (registry_id, blob_id) DO UPDATE SET
         refs = analytics_registryblob.refs + excluded.refs,
         layer_refs = analytics_registryblob.layer_refs + excluded.layer_refs,
@@ -126,6 +129,60 @@ SELECT
 FROM up JOIN d USING (manifest_id)
 """
 
+# The same deltas applied to every namespace (strict path prefix) of the scanned repository at once.
+_APPLY_NAMESPACE_BLOBS = (
+    _DELTA_REFS
+    + f""",
+up AS (
+    INSERT INTO analytics_namespaceblob (registry_id, namespace, blob_id, refs, layer_refs)
+    SELECT %(registry)s, ns.namespace, delta.blob_id, delta.refs, delta.layer_refs
+    FROM delta CROSS JOIN unnest(%(namespaces)s::text[]) AS ns(namespace) ORDER BY 2, 3
+    ON CONFLICT (registry_id, namespace, blob_id) DO UPDATE SET
+        refs = analytics_namespaceblob.refs + excluded.refs,
+        layer_refs = analytics_namespaceblob.layer_refs + excluded.layer_refs
+    RETURNING namespace, blob_id, refs, layer_refs
+),
+t AS (
+    SELECT up.namespace, b.size, b.media_type IN ({_FOREIGN}) AS foreign_,
+        sign(greatest(up.refs, 0)) - sign(greatest(up.refs - delta.refs, 0)) AS stored,
+        sign(greatest(up.layer_refs, 0)) - sign(greatest(up.layer_refs - delta.layer_refs, 0)) AS layer
+    FROM up JOIN delta USING (blob_id) JOIN analytics_blob b ON b.id = up.blob_id
+)
+SELECT namespace,
+    coalesce(sum(size * stored) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(layer) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(size * layer) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(size * stored) FILTER (WHERE foreign_), 0)
+FROM t GROUP BY namespace
+"""
+)
+
+_APPLY_NAMESPACE_MANIFESTS = """
+WITH d AS (
+    SELECT u.manifest_id, u.sign, m.size
+    FROM unnest(%(ids)s::int[], %(signs)s::int[]) AS u(manifest_id, sign)
+    JOIN analytics_manifest m ON m.id = u.manifest_id
+),
+up AS (
+    INSERT INTO analytics_namespacemanifestref (registry_id, namespace, manifest_id, refs)
+    SELECT %(registry)s, ns.namespace, d.manifest_id, d.sign
+    FROM d CROSS JOIN unnest(%(namespaces)s::text[]) AS ns(namespace) ORDER BY 2, 3
+    ON CONFLICT (registry_id, namespace, manifest_id)
+    DO UPDATE SET refs = analytics_namespacemanifestref.refs + excluded.refs
+    RETURNING namespace, manifest_id, refs
+)
+SELECT up.namespace,
+    coalesce(sum(d.size * (sign(greatest(up.refs, 0)) - sign(greatest(up.refs - d.sign, 0)))), 0)
+FROM up JOIN d USING (manifest_id) GROUP BY up.namespace
+"""
+
+
+def namespaces_of(name: str) -> list[str]:
+    """The namespaces a repository counts in: every strict path prefix (`a/b/c` -> `a`, `a/b`)."""
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
 _FIGURE_FIELDS = (
     "images",
     "manifests",
@@ -151,6 +208,62 @@ def _registry_row_add(*, registry_id: int, deltas: dict[str, int]) -> None:
             ON CONFLICT (registry_id) WHERE repository_id IS NULL DO UPDATE SET {updates}""",
             {"registry": registry_id, **{f: deltas.get(f, 0) for f in _FIGURE_FIELDS}},
         )
+
+
+def _namespace_rows_add(*, registry_id: int, deltas: dict[str, dict[str, int]]) -> None:
+    columns = ", ".join(_FIGURE_FIELDS)
+    values = ", ".join(f"%({f})s" for f in _FIGURE_FIELDS)
+    updates = ", ".join(f"{f} = analytics_namespacefigures.{f} + excluded.{f}" for f in _FIGURE_FIELDS)
+    with connection.cursor() as cursor:
+        for namespace in sorted(deltas):
+            cursor.execute(
+                f"""INSERT INTO analytics_namespacefigures (registry_id, namespace, {columns})
+                VALUES (%(registry)s, %(namespace)s, {values})
+                ON CONFLICT (registry_id, namespace) DO UPDATE SET {updates}""",
+                {
+                    "registry": registry_id,
+                    "namespace": namespace,
+                    **{f: deltas[namespace].get(f, 0) for f in _FIGURE_FIELDS},
+                },
+            )
+        # a namespace holding nothing has no row (as after a rebuild); its summary computes to zeros
+        cursor.execute(
+            "DELETE FROM analytics_namespacefigures WHERE registry_id = %s AND namespace = ANY(%s) "
+            "AND repositories <= 0",
+            [registry_id, sorted(deltas)],
+        )
+
+
+def _namespaces_apply(*, params: dict[str, object], common: dict[str, int]) -> None:
+    """Apply the change to the repository's namespaces: `common` holds the deltas they share with the
+    registry row (holdings and logical bytes); distinct blobs and manifests are counted per namespace."""
+    namespaces: list[str] = params["namespaces"]  # type: ignore[assignment]
+    per_ns = {ns: dict(common) for ns in namespaces}
+    with connection.cursor() as cursor:
+        cursor.execute(_APPLY_NAMESPACE_BLOBS, params)
+        for ns, stored, layers, layers_stored, foreign in cursor.fetchall():
+            per_ns[ns]["stored_bytes"] += int(stored)
+            per_ns[ns]["distinct_layers"] = int(layers)
+            per_ns[ns]["layers_stored_bytes"] = int(layers_stored)
+            per_ns[ns]["foreign_bytes"] = int(foreign)
+        cursor.execute(_APPLY_NAMESPACE_MANIFESTS, params)
+        for ns, m_stored in cursor.fetchall():
+            per_ns[ns]["stored_bytes"] += int(m_stored)
+        cursor.execute(
+            """DELETE FROM analytics_namespaceblob
+               WHERE registry_id = %(registry)s AND namespace = ANY(%(namespaces)s::text[]) AND refs <= 0
+               AND blob_id IN (SELECT ml.blob_id FROM analytics_manifestlayer ml
+                               WHERE ml.manifest_id = ANY(%(ids)s::int[])
+                               UNION SELECT config_id FROM analytics_manifest
+                               WHERE id = ANY(%(ids)s::int[]))""",
+            params,
+        )
+        cursor.execute(
+            "DELETE FROM analytics_namespacemanifestref WHERE registry_id = %(registry)s "
+            "AND namespace = ANY(%(namespaces)s::text[]) AND refs <= 0 AND manifest_id = ANY(%(ids)s::int[])",
+            params,
+        )
+    _namespace_rows_add(registry_id=params["registry"], deltas=per_ns)  # type: ignore[arg-type]
 
 
 def repository_figures_refresh(*, repository_id: int) -> None:
@@ -211,21 +324,29 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
         )
         held_now = cursor.fetchone()[0]
     is_empty, was_empty = held_now == 0, held_now - len(gained) + len(lost) == 0
+    common = {
+        "images": images,
+        "manifests": manifests,
+        "indexes": indexes,
+        "repositories": int(was_empty) - int(is_empty),
+        "logical_bytes": int(logical) + int(m_logical),
+        "layers_logical_bytes": int(layers_logical),
+    }
     _registry_row_add(
         registry_id=registry_id,
         deltas={
-            "images": images,
-            "manifests": manifests,
-            "indexes": indexes,
-            "repositories": int(was_empty) - int(is_empty),
+            **common,
             "distinct_layers": layers,
-            "logical_bytes": int(logical) + int(m_logical),
             "stored_bytes": int(stored) + int(m_stored),
-            "layers_logical_bytes": int(layers_logical),
             "layers_stored_bytes": int(layers_stored),
             "foreign_bytes": int(foreign),
         },
     )
+    params["namespaces"] = namespaces_of(
+        Repository.objects.values_list("name", flat=True).get(id=repository_id)
+    )
+    if params["namespaces"]:
+        _namespaces_apply(params=params, common={**common, "stored_bytes": 0})
     repository_figures_refresh(repository_id=repository_id)
 
 
@@ -252,11 +373,11 @@ _REBUILD = [
     """INSERT INTO analytics_repositoryblob (repository_id, blob_id, images)
        SELECT repository_id, blob_id, count(*) FROM figures_refs WHERE is_layer AND kind = 'image'
        GROUP BY 1, 2""",
-    """INSERT INTO analytics_registryblob (registry_id, blob_id, refs, layer_refs, images, repositories)
-       SELECT %(registry)s, blob_id, count(*), count(*) FILTER (WHERE is_layer),
-           count(*) FILTER (WHERE is_layer AND kind = 'image'),
-           count(DISTINCT repository_id) FILTER (WHERE is_layer AND kind = 'image')
-       FROM figures_refs GROUP BY blob_id""",
+    """INSERT INTO analytics_registryblob (registry_id, blob_id, refs, layer_refs, images, repositories, size)
+       SELECT %(registry)s, fr.blob_id, count(*), count(*) FILTER (WHERE fr.is_layer),
+           count(*) FILTER (WHERE fr.is_layer AND fr.kind = 'image'),
+           count(DISTINCT fr.repository_id) FILTER (WHERE fr.is_layer AND fr.kind = 'image'), max(b.size)
+       FROM figures_refs fr JOIN analytics_blob b ON b.id = fr.blob_id GROUP BY fr.blob_id""",
     """INSERT INTO analytics_registrymanifestref (registry_id, manifest_id, refs)
        SELECT %(registry)s, manifest_id, count(*) FROM figures_held GROUP BY manifest_id""",
     f"""INSERT INTO analytics_scopefigures (registry_id, repository_id, images, manifests, indexes,
@@ -320,12 +441,83 @@ _REBUILD = [
 ]
 
 
+_REBUILD_NAMESPACES = [
+    "DELETE FROM analytics_namespaceblob WHERE registry_id = %(registry)s",
+    "DELETE FROM analytics_namespacemanifestref WHERE registry_id = %(registry)s",
+    "DELETE FROM analytics_namespacefigures WHERE registry_id = %(registry)s",
+    # every strict path prefix of every repository name (namespaces_of, in SQL)
+    """CREATE TEMP TABLE figures_ns ON COMMIT DROP AS
+       SELECT r.id AS repository_id, array_to_string((string_to_array(r.name, '/'))[1:k], '/') AS namespace
+       FROM analytics_repository r
+       CROSS JOIN LATERAL generate_series(1, array_length(string_to_array(r.name, '/'), 1) - 1) AS k
+       WHERE r.registry_id = %(registry)s""",
+    """INSERT INTO analytics_namespaceblob (registry_id, namespace, blob_id, refs, layer_refs)
+       SELECT %(registry)s, n.namespace, fr.blob_id, count(*), count(*) FILTER (WHERE fr.is_layer)
+       FROM figures_refs fr JOIN figures_ns n USING (repository_id) GROUP BY 2, 3""",
+    """INSERT INTO analytics_namespacemanifestref (registry_id, namespace, manifest_id, refs)
+       SELECT %(registry)s, n.namespace, h.manifest_id, count(*)
+       FROM figures_held h JOIN figures_ns n USING (repository_id) GROUP BY 2, 3""",
+    f"""INSERT INTO analytics_namespacefigures (registry_id, namespace, images, manifests, indexes,
+           repositories, distinct_layers, logical_bytes, stored_bytes, layers_logical_bytes,
+           layers_stored_bytes, foreign_bytes)
+       WITH hs AS (
+           SELECT n.namespace, count(*) FILTER (WHERE h.kind = 'image') AS images, count(*) AS manifests,
+               count(*) FILTER (WHERE h.kind = 'index') AS indexes,
+               count(DISTINCT h.repository_id) AS repositories, sum(h.size) AS size
+           FROM figures_held h JOIN figures_ns n USING (repository_id) GROUP BY 1
+       ),
+       ms AS (
+           SELECT x.namespace, sum(m.size) AS size FROM analytics_namespacemanifestref x
+           JOIN analytics_manifest m ON m.id = x.manifest_id WHERE x.registry_id = %(registry)s GROUP BY 1
+       ),
+       bs AS (
+           SELECT nb.namespace,
+               count(*) FILTER (WHERE nb.layer_refs > 0 AND NOT b.f) AS layers,
+               sum(b.size) FILTER (WHERE NOT b.f) AS stored,
+               sum(b.size * nb.layer_refs) FILTER (WHERE NOT b.f) AS layers_logical,
+               sum(b.size) FILTER (WHERE nb.layer_refs > 0 AND NOT b.f) AS layers_stored,
+               sum(b.size) FILTER (WHERE b.f) AS foreign_
+           FROM analytics_namespaceblob nb
+           JOIN LATERAL (SELECT size, media_type IN ({_FOREIGN}) AS f FROM analytics_blob
+                         WHERE id = nb.blob_id) b ON TRUE
+           WHERE nb.registry_id = %(registry)s GROUP BY 1
+       ),
+       lg AS (
+           -- a blob that is both config and layer of one holding counts twice, as in the summary
+           SELECT n.namespace, sum(b.size * fr.roles) AS logical
+           FROM figures_refs fr JOIN figures_ns n USING (repository_id)
+           JOIN analytics_blob b ON b.id = fr.blob_id AND b.media_type NOT IN ({_FOREIGN}) GROUP BY 1
+       )
+       SELECT %(registry)s, hs.namespace, hs.images, hs.manifests, hs.indexes, hs.repositories,
+           coalesce(bs.layers, 0), hs.size + coalesce(lg.logical, 0), ms.size + coalesce(bs.stored, 0),
+           coalesce(bs.layers_logical, 0), coalesce(bs.layers_stored, 0), coalesce(bs.foreign_, 0)
+       FROM hs JOIN ms USING (namespace) LEFT JOIN bs USING (namespace) LEFT JOIN lg USING (namespace)""",
+    "DROP TABLE figures_ns",
+]
+_REBUILD_TEMPS = [sql for sql in _REBUILD if sql.startswith("CREATE TEMP TABLE")]
+_REBUILD_DROPS = [sql for sql in _REBUILD if sql.startswith("DROP TABLE")]
+
+
 def figures_rebuild(*, registry_id: int) -> None:
     """Recompute every maintained figure of a registry from the holdings, set-based.
 
     For a migration, the bench generator and repair; normal scans never need it. Call it inside a
     transaction (the temporary tables drop at commit).
     """
+    body = [sql for sql in _REBUILD if sql not in _REBUILD_DROPS]
     with connection.cursor() as cursor:
-        for sql in _REBUILD:
+        for sql in body + _REBUILD_NAMESPACES + _REBUILD_DROPS:
+            cursor.execute(sql, {"registry": registry_id})
+        # global, kept by triggers on analytics_blob; recounted here to repair a concurrent first copy
+        cursor.execute("DELETE FROM analytics_diffidcopies")
+        cursor.execute(
+            """INSERT INTO analytics_diffidcopies (diff_id, blobs) SELECT diff_id, count(*)
+               FROM analytics_blob WHERE diff_id <> '' GROUP BY diff_id HAVING count(*) > 1"""
+        )
+
+
+def namespace_figures_rebuild(*, registry_id: int) -> None:
+    """Recompute a registry's namespace figures only (the migration that introduced them)."""
+    with connection.cursor() as cursor:
+        for sql in _REBUILD_TEMPS + _REBUILD_NAMESPACES + _REBUILD_DROPS:
             cursor.execute(sql, {"registry": registry_id})

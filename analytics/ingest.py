@@ -167,13 +167,15 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
                 )
                 for i, layer in enumerate(r.layers)
             )
-            # schema 1 has no config blob, and history hangs off the config
+            # History hangs off the config; schema 1 has none, so there it hangs off the manifest.
             config_id = blob_ids[r.config.digest] if r.config else None
-            if config_id is not None and config_id not in seen_configs:
-                seen_configs.add(config_id)
+            if config_id is None or config_id not in seen_configs:
+                if config_id is not None:
+                    seen_configs.add(config_id)
                 history.extend(
                     HistoryEntry(
                         config_id=config_id,
+                        manifest_id=manifest_id if config_id is None else None,
                         position=i,
                         created=h.created,
                         created_by=h.created_by,
@@ -320,6 +322,25 @@ def _presence_refresh(*, repository_id: int, now: datetime) -> tuple[set[int], s
     return gained, lost
 
 
+def _unchanged_record(
+    *, repository: Repository, snapshot: RepositorySnapshot, now: datetime
+) -> IngestResult | None:
+    """A rescan that found every tag where it was: only last-seen times move (holdings, and with them
+    every maintained figure, are derived from the tags, so nothing else can change). None otherwise."""
+    tags = Tag.objects.filter(repository=repository, removed_at__isnull=True)
+    current = dict(tags.values_list("name", "manifest__digest"))
+    if current != snapshot.tags:
+        return None
+    tags.update(last_seen=now)
+    held = RepositoryManifest.objects.filter(repository=repository, present=True)
+    held.filter(last_seen__lt=now).update(last_seen=now)
+    images = held.filter(manifest__kind=Manifest.Kind.IMAGE).count()
+    Repository.objects.filter(id=repository.id).update(last_scanned_at=now)
+    return IngestResult(
+        tags=len(current), images=images, manifests=0, new_manifests=0, tag_events=0, failures=0
+    )
+
+
 def snapshot_ingest(
     *, repository: Repository, snapshot: RepositorySnapshot, scan: Scan | None = None, complete: bool = True
 ) -> IngestResult:
@@ -336,6 +357,10 @@ def snapshot_ingest(
     now = timezone.now()
     failed_refs = {f.reference for f in snapshot.failures}
     with transaction.atomic():
+        if complete and not snapshot.manifests and not snapshot.failures:
+            unchanged = _unchanged_record(repository=repository, snapshot=snapshot, now=now)
+            if unchanged is not None:
+                return unchanged
         ids, new_digests = manifests_upsert(records=snapshot.manifests)
         # Tags naming a manifest stored before (unchanged, or known from elsewhere) carry no record.
         ids.update(manifest_ids(d for d in snapshot.tags.values() if d not in ids))

@@ -211,9 +211,18 @@ class TagEvent(models.Model):
 
 
 class HistoryEntry(models.Model):
-    """One `history` entry of an image config, as `docker image history` lists it (oldest first)."""
+    """One `history` entry of an image, as `docker image history` lists it (oldest first).
 
-    config = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="history_entries")
+    It hangs off the config blob (shared by every manifest naming that config), or, for a Docker
+    schema 1 image, which has no config, off the manifest itself: exactly one of the two is set.
+    """
+
+    config = models.ForeignKey(
+        Blob, null=True, blank=True, on_delete=models.CASCADE, related_name="history_entries"
+    )
+    manifest = models.ForeignKey(
+        "Manifest", null=True, blank=True, on_delete=models.CASCADE, related_name="history_entries"
+    )
     position = models.PositiveIntegerField()
     created = models.DateTimeField(null=True, blank=True)
     created_by = models.TextField(blank=True)
@@ -225,7 +234,18 @@ class HistoryEntry(models.Model):
     class Meta:
         verbose_name_plural = "history entries"
         ordering = ["config_id", "position"]
-        constraints = [models.UniqueConstraint(fields=["config", "position"], name="history_unique_position")]
+        constraints = [
+            models.UniqueConstraint(fields=["config", "position"], name="history_unique_position"),
+            models.UniqueConstraint(
+                fields=["manifest", "position"],
+                condition=models.Q(manifest__isnull=False),
+                name="history_unique_manifest_position",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(config__isnull=True) ^ models.Q(manifest__isnull=True),
+                name="history_config_xor_manifest",
+            ),
+        ]
 
 
 class Scan(models.Model):
@@ -273,6 +293,12 @@ class Scan(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
     takeovers = models.PositiveSmallIntegerField(
         default=0, help_text="Times the scan was taken over from a worker that stopped."
+    )
+    # A deep scan (analytics.deep_scan) after each repository is read: compressed bytes it may stream
+    # per repository scan; null for none.
+    deep_budget_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    deep_measured_count = models.PositiveIntegerField(
+        default=0, help_text="Layers whose uncompressed size and diff_id the deep scan measured."
     )
 
     class Meta:
@@ -357,11 +383,29 @@ class RegistryBlob(models.Model):
     layer_refs = models.IntegerField(default=0)
     images = models.IntegerField(default=0)
     repositories = models.IntegerField(default=0)
+    # the blob's size (fixed by its digest), copied here so the rankings by size and by bytes saved
+    # are index range scans within the registry
+    size = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["registry", "blob"], name="registry_blob_unique")]
         indexes = [
             models.Index("registry", models.F("images").desc(), "blob", name="registry_blob_rank"),
+            # bytes saved: size * (images - 1), as analytics.queries.layers spells it
+            models.Index(
+                "registry",
+                (models.F("size") * (models.F("images") - 1)).desc(),
+                "blob",
+                name="registry_blob_saved",
+                condition=Q(images__gt=0),
+            ),
+            models.Index(
+                "registry",
+                models.F("size").desc(),
+                "blob",
+                name="registry_blob_size",
+                condition=Q(layer_refs__gt=0),
+            ),
         ]
 
 
@@ -414,6 +458,84 @@ class ScopeFigures(models.Model):
             models.UniqueConstraint(
                 fields=["registry"], condition=Q(repository=None), name="scope_figures_one_per_registry"
             )
+        ]
+
+
+class DiffIdCopies(models.Model):
+    """An uncompressed content (`diff_id`) stored under more than one blob digest, with how many.
+
+    Kept by statement-level triggers on `analytics_blob` (migration 0012): every writer (ingest, deep
+    scan, the bench generator's COPY) changes it in its own transaction, set-based, by recounting the
+    diff_ids it touched through the `diff_id` index. Missed savings start from these few rows instead
+    of grouping every blob. Two transactions adding the first two copies of one diff_id at the same
+    moment can each count one; `figures_rebuild` recounts.
+    """
+
+    diff_id = models.CharField(max_length=200, primary_key=True)
+    blobs = models.IntegerField()
+
+    class Meta:
+        verbose_name_plural = "diff id copies"
+
+
+class NamespaceBlob(models.Model):
+    """Maintained reference counts of one blob in one namespace (a strict path prefix of repositories).
+
+    Like `RegistryBlob` over the repositories named `<namespace>/...` of the registry: `refs` counts
+    their present holdings referencing the blob as a layer or config, `layer_refs` those listing it
+    as a layer. A repository `a/b/c` counts in the namespaces `a` and `a/b`.
+    """
+
+    # the unique constraints lead with registry and namespace; no separate indexes on 3M-row tables
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+", db_index=False)
+    namespace = models.CharField(max_length=255)
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="+", db_index=False)
+    refs = models.IntegerField(default=0)
+    layer_refs = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["registry", "namespace", "blob"], name="namespace_blob_unique")
+        ]
+
+
+class NamespaceManifestRef(models.Model):
+    """How many repositories of a namespace hold a manifest now (maintained), like `RegistryManifestRef`."""
+
+    # the unique constraints lead with registry and namespace; no separate indexes on 3M-row tables
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+", db_index=False)
+    namespace = models.CharField(max_length=255)
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="+", db_index=False)
+    refs = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["registry", "namespace", "manifest"], name="namespace_manifest_ref_unique"
+            )
+        ]
+
+
+class NamespaceFigures(models.Model):
+    """The current tagged-only summary of a namespace (strict path prefix), maintained like `ScopeFigures`."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    namespace = models.CharField(max_length=255)
+    images = models.BigIntegerField(default=0)
+    manifests = models.BigIntegerField(default=0)
+    indexes = models.BigIntegerField(default=0)
+    repositories = models.BigIntegerField(default=0)
+    distinct_layers = models.BigIntegerField(default=0)
+    logical_bytes = models.BigIntegerField(default=0)
+    stored_bytes = models.BigIntegerField(default=0)
+    layers_logical_bytes = models.BigIntegerField(default=0)
+    layers_stored_bytes = models.BigIntegerField(default=0)
+    foreign_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "namespace figures"
+        constraints = [
+            models.UniqueConstraint(fields=["registry", "namespace"], name="namespace_figures_unique")
         ]
 
 

@@ -219,6 +219,14 @@ class DedupSummary:
     scope: dict[str, object] = field(default_factory=dict)
     # foreign / non-distributable layers: named by images, stored elsewhere, so in neither figure above
     foreign_bytes: int = 0
+    # Uncompressed figures (what nodes unpack), over the layers whose uncompressed size is known (from
+    # an engine's pull-through or a deep scan); never added to the compressed ones. Null when none is.
+    # `uncompressed_known_compressed_bytes` is those same layers' compressed stored bytes, to compare.
+    uncompressed_known_layers: int = 0
+    uncompressed_coverage: float = 0.0  # known / distinct_layers
+    uncompressed_logical_bytes: int | None = None
+    uncompressed_stored_bytes: int | None = None
+    uncompressed_known_compressed_bytes: int | None = None
 
     SUMMARY_FIELDS = (
         "images",
@@ -274,11 +282,96 @@ SELECT
 """
 _FOREIGN_SQL = ", ".join(f"'{t}'" for t in sorted(FOREIGN_LAYER_TYPES))
 
+# Layer refs of the held manifests, distinct per holding (as in _SUMMARY_SQL), whose uncompressed size is
+# known: (known layers, uncompressed logical, uncompressed stored, compressed stored of those layers).
+_UNCOMPRESSED_SQL = """
+WITH held AS (
+    SELECT rm.repository_id, m.id AS manifest_id
+    FROM analytics_repositorymanifest rm
+    JOIN analytics_repository r ON r.id = rm.repository_id
+    JOIN analytics_manifest m ON m.id = rm.manifest_id
+    WHERE {where}
+),
+refs AS (
+    SELECT DISTINCT h.repository_id, h.manifest_id, ml.blob_id
+    FROM held h JOIN analytics_manifestlayer ml ON ml.manifest_id = h.manifest_id
+),
+known AS (
+    SELECT refs.blob_id, b.size, b.uncompressed_size
+    FROM refs JOIN analytics_blob b ON b.id = refs.blob_id
+    WHERE b.uncompressed_size IS NOT NULL AND b.media_type NOT IN ({foreign})
+)
+SELECT count(DISTINCT blob_id), coalesce(sum(uncompressed_size), 0),
+    (SELECT coalesce(sum(uncompressed_size), 0)
+        FROM (SELECT DISTINCT blob_id, uncompressed_size FROM known) u),
+    (SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT blob_id, size FROM known) c)
+FROM known
+"""
+
+# The same for a whole registry from its maintained reference counts (`RegistryBlob.layer_refs`: present
+# holdings listing the blob as a layer), costing its distinct blobs, not its layer rows. Read, not
+# maintained: uncompressed sizes arrive after ingest (engine linking, deep scans).
+_UNCOMPRESSED_REGISTRY_SQL = """
+SELECT count(*), coalesce(sum(rb.layer_refs * b.uncompressed_size), 0), coalesce(sum(b.uncompressed_size), 0),
+    coalesce(sum(b.size), 0)
+FROM analytics_registryblob rb JOIN analytics_blob b ON b.id = rb.blob_id
+WHERE rb.registry_id = %s AND rb.layer_refs > 0 AND b.uncompressed_size IS NOT NULL
+    AND b.media_type NOT IN ({foreign})
+"""
+
+
+_UNCOMPRESSED_NAMESPACE_SQL = """
+SELECT count(*), coalesce(sum(nb.layer_refs * b.uncompressed_size), 0), coalesce(sum(b.uncompressed_size), 0),
+    coalesce(sum(b.size), 0)
+FROM analytics_namespaceblob nb JOIN analytics_blob b ON b.id = nb.blob_id
+WHERE nb.registry_id = %s AND nb.namespace = %s AND nb.layer_refs > 0 AND b.uncompressed_size IS NOT NULL
+    AND b.media_type NOT IN ({foreign})
+"""
+
+
+def _uncompressed_fields(scope: Scope, distinct_layers: int, *, maintained: bool) -> dict[str, object]:
+    """The `uncompressed_*` fields of a summary (see DedupSummary)."""
+    with connection.cursor() as cursor:
+        if maintained and scope == Scope(registry_id=scope.registry_id) and scope.registry_id is not None:
+            cursor.execute(_UNCOMPRESSED_REGISTRY_SQL.format(foreign=_FOREIGN_SQL), [scope.registry_id])
+        elif maintained and scope.namespace and scope.repository_id is None:
+            # a namespace served by its maintained row: the same over `NamespaceBlob.layer_refs`
+            cursor.execute(
+                _UNCOMPRESSED_NAMESPACE_SQL.format(foreign=_FOREIGN_SQL),
+                [scope.registry_id, scope.namespace.strip("/")],
+            )
+        else:
+            where, params = scope.where()
+            cursor.execute(_UNCOMPRESSED_SQL.format(where=where, foreign=_FOREIGN_SQL), params)
+        known, logical, stored, compressed = (int(v) for v in cursor.fetchone())
+    if not known:
+        return {}
+    return {
+        "uncompressed_known_layers": known,
+        "uncompressed_coverage": round(known / distinct_layers, 4) if distinct_layers else 0.0,
+        "uncompressed_logical_bytes": logical,
+        "uncompressed_stored_bytes": stored,
+        "uncompressed_known_compressed_bytes": compressed,
+    }
+
 
 def _maintained_row(scope: Scope) -> dict[str, int] | None:
-    """The `ScopeFigures` row answering a plain registry or repository scope, if the scope is one."""
-    from analytics.models import ScopeFigures
+    """The maintained row answering a plain registry, repository or namespace scope, if the scope is one.
 
+    A namespace of one registry is served by its `NamespaceFigures` row (strict path prefixes only);
+    a namespace that is also a repository's exact name, or spans registries, is computed.
+    """
+    from analytics.models import NamespaceFigures, Repository, ScopeFigures
+
+    ns = (scope.namespace or "").strip("/")
+    if (
+        ns
+        and scope.registry_id is not None
+        and scope == Scope(registry_id=scope.registry_id, namespace=scope.namespace)
+    ):
+        if Repository.objects.filter(registry_id=scope.registry_id, name=ns).exists():
+            return None
+        return NamespaceFigures.objects.filter(registry_id=scope.registry_id, namespace=ns).values().first()
     plain = Scope(registry_id=scope.registry_id, repository_id=scope.repository_id)
     if scope != plain or (scope.registry_id is None and scope.repository_id is None):
         return None
@@ -297,8 +390,8 @@ def _maintained_row(scope: Scope) -> dict[str, int] | None:
 def dedup_summary(*, scope: Scope) -> DedupSummary:
     """Images, distinct layers, logical, stored and saved bytes and the ratio, for one scope.
 
-    A plain registry or repository scope (tagged only, no filter) reads the figures ingest maintains
-    (`analytics.figures`); any other scope is computed from the holdings.
+    A plain registry, repository or namespace scope (tagged only, no filter) reads the figures ingest
+    maintains (`analytics.figures`); any other scope is computed from the holdings.
     """
     row = _maintained_row(scope)
     if row is None:
@@ -319,6 +412,7 @@ def dedup_summary(*, scope: Scope) -> DedupSummary:
         tagged_only=True,
         scope=scope.describe(),
         foreign_bytes=int(row["foreign_bytes"]),
+        **_uncompressed_fields(scope, row["distinct_layers"], maintained=True),
     )
 
 
@@ -346,6 +440,7 @@ def dedup_summary_computed(*, scope: Scope) -> DedupSummary:
         tagged_only=not scope.include_untagged,
         scope=scope.describe(),
         foreign_bytes=int(foreign),
+        **_uncompressed_fields(scope, layers, maintained=False),
     )
 
 
@@ -480,10 +575,12 @@ def image_tags(*, holdings: list[RepositoryManifest]) -> dict[int, list[str]]:
 
 
 def _created_by_subquery() -> Subquery:
-    """The history line that produced a layer, from any image config that lists it at that position."""
+    """The history line that produced a layer, from any image config that lists it at that position
+    (or from the manifest's own history: schema 1)."""
     return Subquery(
         HistoryEntry.objects.filter(
-            config__id=OuterRef("manifest__config_id"), layer_position=OuterRef("position")
+            Q(config__id=OuterRef("manifest__config_id")) | Q(manifest_id=OuterRef("manifest_id")),
+            layer_position=OuterRef("position"),
         ).values("created_by")[:1]
     )
 
@@ -499,11 +596,13 @@ def image_layers(*, manifest_id: int) -> QuerySet[ManifestLayer]:
 
 
 def image_history(*, manifest_id: int) -> QuerySet[HistoryEntry]:
-    """All history entries, empty layers included, oldest first (docker shows newest first)."""
+    """All history entries, empty layers included, oldest first (docker shows newest first).
+
+    The config's, or for a schema 1 image (no config) the manifest's own."""
     config_id = Manifest.objects.filter(id=manifest_id).values("config_id")[:1]
     layer = ManifestLayer.objects.filter(manifest_id=manifest_id, position=OuterRef("layer_position"))
     return (
-        HistoryEntry.objects.filter(config_id=Subquery(config_id))
+        HistoryEntry.objects.filter(Q(config_id=Subquery(config_id)) | Q(manifest_id=manifest_id))
         .annotate(
             layer_digest=Subquery(layer.values("blob__digest")[:1]),
             layer_size=Subquery(layer.values("blob__size")[:1]),

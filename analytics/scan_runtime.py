@@ -104,6 +104,14 @@ class Progress:
         if threading.get_ident() == self._owner and time.monotonic() - self._last >= self.every:
             self.flush()
 
+    def take(self) -> tuple[int, int, int, int]:
+        """(total, done) and what the parent has not been told yet, marked as written: for a caller
+        that writes them itself in its finishing UPDATEs instead of a `flush`."""
+        with self._lock:
+            d_total, d_done = self.total - self._written_total, self.done - self._written_done
+            self._written_total, self._written_done = self.total, self.done
+            return self.total, self.done, d_total, d_done
+
     def flush(self) -> None:
         with self._lock:
             d_total, d_done = self.total - self._written_total, self.done - self._written_done

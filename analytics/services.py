@@ -16,11 +16,12 @@ import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, connection, connections, transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -34,6 +35,7 @@ from config.logs import log_context
 from workers import telemetry
 from workers.registry.client import RegistryClient
 from workers.registry.errors import RegistryError
+from workers.registry.records import RepositorySnapshot
 from workers.registry.reference import parse_scan_target
 
 logger = logging.getLogger(__name__)
@@ -334,10 +336,19 @@ def scan_create(
     tag: str = "",
     trigger: str = "manual",
     parent: Scan | None = None,
+    deep_budget_bytes: int | None = None,
 ) -> Scan:
+    """A queued scan; with `deep_budget_bytes`, each repository scan then streams its unmeasured layers
+    (`analytics.deep_scan`) within that many compressed bytes."""
     kind = Scan.Kind.TAG if tag else Scan.Kind.REPOSITORY if repository else Scan.Kind.REGISTRY
     return Scan.objects.create(
-        kind=kind, registry=registry, repository=repository, tag=tag, trigger=trigger, parent=parent
+        kind=kind,
+        registry=registry,
+        repository=repository,
+        tag=tag,
+        trigger=trigger,
+        parent=parent,
+        deep_budget_bytes=deep_budget_bytes,
     )
 
 
@@ -353,12 +364,21 @@ def scan_enqueue(scan: Scan) -> None:
 
 
 def scan_start(
-    *, target: str, trigger: str = "manual", username: str | None = None, password: str | None = None
+    *,
+    target: str,
+    trigger: str = "manual",
+    username: str | None = None,
+    password: str | None = None,
+    deep_budget_bytes: int | None = None,
 ) -> Scan:
     with transaction.atomic():
         request = scan_request_resolve(target=target, username=username, password=password)
         scan = scan_create(
-            registry=request.registry, repository=request.repository, tag=request.tag, trigger=trigger
+            registry=request.registry,
+            repository=request.repository,
+            tag=request.tag,
+            trigger=trigger,
+            deep_budget_bytes=deep_budget_bytes,
         )
         scan_enqueue(scan)
     return scan
@@ -409,32 +429,59 @@ def _give_up(scan_id: int, takeovers: int) -> None:
     )
 
 
-def _finish(scan: Scan, status: str, message: str = "") -> None:
-    errors = scan.errors.count()
+def _finish(
+    scan: Scan,
+    status: str,
+    message: str = "",
+    *,
+    errors: int | None = None,
+    fields: dict[str, object] | None = None,
+    tags: tuple[int, int] = (0, 0),
+) -> None:
+    """Finish `scan` (conditionally: a scan finished twice, by a slow worker whose lease was taken,
+    counts once) with `fields` in the same UPDATE, and count it done on its parent, adding `tags`
+    (total, done) to the parent's progress. `errors` is the scan's error rows when the caller knows."""
+    if errors is None:
+        errors = scan.errors.count()
     if status == Scan.Status.SUCCEEDED and errors:
         status = Scan.Status.PARTIAL
-    # Conditional, so a scan finished twice (a slow worker whose lease was taken) counts once.
     finished = Scan.objects.filter(id=scan.id, status__in=[Scan.Status.QUEUED, Scan.Status.RUNNING]).update(
         status=status,
         finished_at=timezone.now(),
         message=message[:4000],
         errors_count=errors,
         lease_until=None,
+        **(fields or {}),
     )
     if not finished:
         return
-    _scan_finished_observe(scan, status, message)
+    _scan_finished_observe(scan, status, message, errors=errors)
     if scan.parent_id:
-        Scan.objects.filter(id=scan.parent_id).update(repositories_done=F("repositories_done") + 1)
-        _parent_finish_if_done(scan.parent_id)
+        _parent_child_done(scan.parent_id, tags=tags)
 
 
-def _scan_finished_observe(scan: Scan, status: str, message: str) -> None:
+def _parent_child_done(parent_id: int, *, tags: tuple[int, int] = (0, 0)) -> None:
+    """One child more done: an atomic counter (no lock on the parent for each child); only the child
+    that brings `repositories_done` to the total goes on to finish the parent."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Scan._meta.db_table} SET repositories_done = repositories_done + 1,"
+            " tags_total = tags_total + %s, tags_done = tags_done + %s"
+            " WHERE id = %s RETURNING repositories_done, repositories_total",
+            [tags[0], tags[1], parent_id],
+        )
+        row = cursor.fetchone()
+    if row is not None and row[0] >= row[1]:
+        _parent_finish_if_done(parent_id)
+
+
+def _scan_finished_observe(scan: Scan, status: str, message: str, *, errors: int | None = None) -> None:
     registry = scan.registry.name
     sink = metrics_sink()
     sink.add(telemetry.SCANS_FINISHED, {"registry": registry, "kind": scan.kind, "status": status})
-    for kind, n in scan.errors.values_list("kind").annotate(n=Count("id")).order_by():
-        sink.add(telemetry.SCAN_ERRORS, {"registry": registry, "kind": kind}, n)
+    if errors != 0:
+        for kind, n in scan.errors.values_list("kind").annotate(n=Count("id")).order_by():
+            sink.add(telemetry.SCAN_ERRORS, {"registry": registry, "kind": kind}, n)
     sink.flush()
     level = logging.WARNING if status == Scan.Status.FAILED else logging.INFO
     logger.log(
@@ -563,6 +610,7 @@ def _children_create(scan: Scan, names: list[str]) -> list[int]:
                     kind=Scan.Kind.REPOSITORY,
                     registry=scan.registry,
                     repository=r,
+                    deep_budget_bytes=scan.deep_budget_bytes,
                     parent=scan,
                     trigger=scan.trigger,
                     enqueued_at=sent,
@@ -645,13 +693,97 @@ def scan_repository_run(*, scan_id: int) -> Scan:
     A permanent registry error fails this scan only; a transient one is re-raised for a retry.
     While it runs, a heartbeat renews both leases and progress (tags) is written about once a second.
     """
-    scan = Scan.objects.select_related("registry", "repository").get(id=scan_id)
-    if scan.is_finished or scan.repository is None:
-        return scan
-    ids = {"scan_id": scan.id, "registry_id": scan.registry_id, "repository_id": scan.repository_id}
-    heartbeat = Heartbeat(scan_id=scan.id, repository_id=scan.repository_id)
-    with log_context(**ids), heartbeat:
-        return _scan_repository_run(scan, heartbeat=heartbeat)
+    run = _RepositoryRun.begin(scan_id)
+    if run.done:
+        return run.result()
+    with run:
+        run.end(run.read())
+        run.deep()
+    return run.result()
+
+
+def scan_repositories_run(
+    *, scan_ids: list[int], retry: Callable[[int, Exception], None], read_ahead: int | None = None
+) -> None:
+    """Scan a batch of repositories in this process, as `scan_repository_run` each, with up to
+    `read_ahead` (`SCAN_READ_AHEAD`) of them being read at once by reader threads while this thread
+    ingests the ones already read, in order. The registry sees no more than the client's own bound
+    (`REGISTRY_SCAN_CONCURRENCY` requests in flight per process), however many repositories are read.
+
+    A scan that cannot run now (`RepositoryBusy`, a transient registry error) goes to `retry(id, exc)`
+    (the task sends it again on its own); the others are not held up by it.
+    """
+    read_ahead = max(1, read_ahead or settings.SCAN_READ_AHEAD)
+    pending: list[tuple[_RepositoryRun, Future]] = []
+    ids = iter(scan_ids)
+
+    def settle(run: _RepositoryRun, future: Future) -> None:
+        with run:
+            try:
+                run.end(future.result())
+                run.deep()
+            except (RepositoryBusy, RegistryError) as exc:
+                if not isinstance(exc, RepositoryBusy) and not getattr(exc, "transient", False):
+                    raise
+                retry(run.scan_id, exc)
+
+    readers = _readers(read_ahead)
+    try:
+        while True:
+            while len(pending) < read_ahead:
+                scan_id = next(ids, None)
+                if scan_id is None:
+                    break
+                try:
+                    run = _RepositoryRun.begin(scan_id)
+                except RepositoryBusy as exc:
+                    retry(scan_id, exc)
+                    continue
+                if not run.done:
+                    pending.append((run, readers.submit(run.read_in_thread)))
+            if not pending:
+                break
+            settle(*pending.pop(0))
+    finally:
+        # Stopped by an unexpected error: the scans begun stop beating and free their repositories;
+        # left running, their leases expire and the sweeper sends them again.
+        for run, future in pending:
+            future.cancel()
+            run.__exit__(None, None, None)
+
+
+_READERS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _readers(size: int) -> ThreadPoolExecutor:
+    """This process's reader threads, kept across tasks (their database connections with them)."""
+    key = os.getpid()
+    with _SHARED_LOCK:
+        pool = _READERS.get(key)
+        if pool is None or pool._max_workers != size:
+            _READERS.clear()  # a parent process's, or another size: never used again here
+            pool = _READERS[key] = ThreadPoolExecutor(size, thread_name_prefix="scan-read")
+        return pool
+
+
+def scan_readers_close() -> None:
+    """Close this process's reader threads and their database connections (worker shutdown, tests)."""
+    with _SHARED_LOCK:
+        pool = _READERS.pop(os.getpid(), None)
+        _READERS.clear()
+    if pool is None:
+        return
+    size = pool._max_workers
+    barrier = threading.Barrier(size)
+
+    def close() -> None:
+        connections.close_all()  # this thread's
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)  # so that each thread takes one of these
+
+    for _ in range(size):
+        pool.submit(close)
+    pool.shutdown(wait=True)
 
 
 def _image_bytes(snapshot) -> int:
@@ -664,70 +796,175 @@ def _image_bytes(snapshot) -> int:
     return total
 
 
-def _scan_repository_run(scan: Scan, *, heartbeat: Heartbeat) -> Scan:
-    scan_id = scan.id
-    repository = scan.repository
-    assert repository is not None
-    if not _lease_acquire(repository, scan_id):
-        raise RepositoryBusy(f"{repository} is being scanned by another worker")
-    try:
-        claimed = _claim(scan_id, orphaned_ok=True)
-        if claimed is None:
-            return Scan.objects.get(id=scan_id)
-        scan = claimed
-        heartbeat.start()
-        progress = Progress.restart(scan)
-        logger.info("scan %s started", scan.id, extra={"event": "scan_started", "takeovers": scan.takeovers})
-        # A redelivered scan whose worker died mid-way starts over; its rows are rewritten idempotently.
-        scan.errors.all().delete()
-        # A repository scanned before is rescanned incrementally: a HEAD per tag, compared with the tags
-        # recorded then; only what changed is read. A one-tag scan always reads its tag.
-        previous = (
-            tags_current(repository_id=repository.id)
-            if repository.last_scanned_at is not None and not scan.tag
-            else None
+def _commit_async() -> None:
+    """This transaction's commit does not wait for its WAL flush (PostgreSQL `synchronous_commit`).
+
+    Scan bookkeeping and ingest are re-derivable from the registry: a database crash can lose the last
+    few hundred milliseconds of them (never tear them: transactions stay atomic and ordered), and the
+    lost scan is then left running under an expiring lease, which the sweeper sends again. Waiting for
+    a disk flush per repository was most of a repository's fixed cost.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+class _RepositoryRun:
+    """One repository scan in three phases: `begin` (lease and claim, in this thread), `read` (the
+    registry; any thread) and `end` (ingest and finish, in the thread that began it). Used as a
+    context manager around `read`/`end`: the heartbeat and log context, and the lease released
+    whatever happens."""
+
+    def __init__(self, scan: Scan) -> None:
+        self.scan = scan
+        self.scan_id = scan.id
+        self.done = True  # nothing to run (finished, or another worker's)
+        self.held = False  # the repository lease is ours and committed
+        self.heartbeat = Heartbeat(scan_id=scan.id, repository_id=scan.repository_id)
+        self.previous: dict[str, str] | None = None
+        self.progress: Progress | None = None
+        self._stack = contextlib.ExitStack()
+
+    @classmethod
+    def begin(cls, scan_id: int) -> _RepositoryRun:
+        scan = Scan.objects.select_related("registry", "repository").get(id=scan_id)
+        run = cls(scan)
+        if scan.is_finished or scan.repository is None:
+            return run
+        repository = scan.repository
+        ids = {"scan_id": scan.id, "registry_id": scan.registry_id, "repository_id": scan.repository_id}
+        with log_context(**ids):
+            ran_before = scan.started_at is not None
+            # The repository's lease and the scan's claim commit together (one commit per scan start).
+            with transaction.atomic():
+                _commit_async()
+                if not _lease_acquire(repository, scan_id):
+                    raise RepositoryBusy(f"{repository} is being scanned by another worker")
+                claimed = _claim(scan_id, orphaned_ok=True)
+                # A redelivered or retried scan starts over; its rows are rewritten idempotently.
+                if claimed is not None and (ran_before or claimed.takeovers):
+                    claimed.errors.all().delete()
+            run.held = True
+            if claimed is None:
+                _lease_release(repository)
+                run.held = False
+                return run
+            run.scan, run.done = claimed, False
+            try:
+                run.heartbeat.start()
+                run.progress = Progress.restart(claimed)
+                logger.info(
+                    "scan %s started",
+                    claimed.id,
+                    extra={"event": "scan_started", "takeovers": claimed.takeovers},
+                )
+                # A repository scanned before is rescanned incrementally: a HEAD per tag, compared
+                # with the tags recorded then; only what changed is read. A one-tag scan reads its tag.
+                if repository.last_scanned_at is not None and not claimed.tag:
+                    run.previous = tags_current(repository_id=repository.id)
+            except BaseException:
+                run.__exit__(None, None, None)
+                raise
+        return run
+
+    def __enter__(self) -> _RepositoryRun:
+        scan = self.scan
+        self._stack.enter_context(
+            log_context(scan_id=scan.id, registry_id=scan.registry_id, repository_id=scan.repository_id)
         )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._stack.close()
+        finally:
+            self.heartbeat.__exit__(*exc_info)
+            if self.held:
+                assert self.scan.repository is not None
+                _lease_release(self.scan.repository)
+                self.held = False
+
+    def read(self) -> RepositorySnapshot | RegistryError:
+        """The repository's snapshot, or the registry error that stopped it (returned, not raised)."""
+        scan, repository = self.scan, self.scan.repository
+        assert repository is not None
         try:
             with registry_client_shared(scan.registry) as client:
-                snapshot = client.snapshot_repository(
+                return client.snapshot_repository(
                     repository.name,
                     tags=[scan.tag] if scan.tag else None,
-                    previous=previous,
+                    previous=self.previous,
                     known_manifests=manifests_known,
                     known_configs=configs_known,
-                    progress=progress,
+                    progress=self.progress,
                 )
         except RegistryError as exc:
+            return exc
+
+    def read_in_thread(self) -> RepositorySnapshot | RegistryError:
+        """`read` from a reader thread: the digest look-ups use that thread's own connection, which
+        outlives the read only as long as it is usable (closed here otherwise)."""
+        close_old_connections()
+        try:
+            return self.read()
+        finally:
+            close_old_connections()
+
+    def end(self, snapshot: RepositorySnapshot | RegistryError) -> None:
+        scan, repository = self.scan, self.scan.repository
+        assert repository is not None and self.progress is not None
+        if isinstance(snapshot, RegistryError):
+            exc = snapshot
             if getattr(exc, "transient", False):
                 # Back to queued so the retry can claim it again.
                 Scan.objects.filter(id=scan.id).update(
                     status=Scan.Status.QUEUED, lease_until=None, enqueued_at=timezone.now()
                 )
                 logger.info("reading the repository failed (%s); retrying later", exc)
-                raise
+                raise exc
             ScanError.objects.create(
                 scan=scan, repository=repository.name, kind=type(exc).__name__, message=str(exc)
             )
             _finish(scan, Scan.Status.FAILED, str(exc))
-            return Scan.objects.get(id=scan_id)
-        progress.flush()
-        result = snapshot_ingest(repository=repository, snapshot=snapshot, scan=scan, complete=not scan.tag)
-        labels = {"registry": scan.registry.name}
-        metrics_sink().add(telemetry.IMAGES_SCANNED, labels, result.images)
-        metrics_sink().add(telemetry.BYTES_SCANNED, labels, _image_bytes(snapshot))
-        Scan.objects.filter(id=scan.id).update(
-            repositories_total=1,
-            repositories_done=1,
-            tags_count=result.tags,
-            images_count=result.images,
-            new_manifests_count=result.new_manifests,
-        )
-        if previous is None or result.tag_events or result.new_manifests:
-            scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
-        _finish(scan, Scan.Status.SUCCEEDED)
-    finally:
-        _lease_release(repository)
-    return Scan.objects.get(id=scan_id)
+            return
+        # Ingest, the scan's counts and progress, its parent's counter and the lease: one transaction.
+        with transaction.atomic():
+            _commit_async()
+            result = snapshot_ingest(
+                repository=repository, snapshot=snapshot, scan=scan, complete=not scan.tag
+            )
+            labels = {"registry": scan.registry.name}
+            metrics_sink().add(telemetry.IMAGES_SCANNED, labels, result.images)
+            metrics_sink().add(telemetry.BYTES_SCANNED, labels, _image_bytes(snapshot))
+            if self.previous is None or result.tag_events or result.new_manifests:
+                scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
+            total, done, d_total, d_done = self.progress.take()
+            _finish(
+                scan,
+                Scan.Status.SUCCEEDED,
+                errors=result.failures,  # the only error rows: earlier runs' were deleted at the claim
+                fields={
+                    "repositories_total": 1,
+                    "repositories_done": 1,
+                    "tags_count": result.tags,
+                    "images_count": result.images,
+                    "new_manifests_count": result.new_manifests,
+                    "tags_total": total,
+                    "tags_done": done,
+                },
+                tags=(d_total, d_done),
+            )
+            _lease_release(repository)
+        self.held = False
+
+    def deep(self) -> None:
+        """The deep scan (layers streamed within a byte budget) the scan asked for, once it is done."""
+        if self.scan.deep_budget_bytes is not None:
+            from analytics.deep_scan import scan_deep_record
+
+            scan_deep_record(scan_id=self.scan_id)
+
+    def result(self) -> Scan:
+        return Scan.objects.get(id=self.scan_id)
 
 
 def scan_run_inline(*, scan_id: int) -> Scan:

@@ -187,6 +187,11 @@ REGISTRY_RETRY_BASE_SECONDS = float(os.environ.get("REGISTRY_RETRY_BASE_SECONDS"
 # Requests one repository scan keeps in flight (threads over one kept-alive client per registry and
 # worker process): 8 saturates a local registry on two cores; the Redis gate below caps the total.
 REGISTRY_SCAN_CONCURRENCY = int(os.environ.get("REGISTRY_SCAN_CONCURRENCY", "8"))
+# A registry scan's children go to the workers SCAN_TASK_BATCH repositories per task (bookkeeping and
+# task overhead paid per batch), and a worker process reads up to SCAN_READ_AHEAD of them at once while
+# it ingests the ones already read (requests in flight stay bounded by REGISTRY_SCAN_CONCURRENCY).
+SCAN_TASK_BATCH = int(os.environ.get("SCAN_TASK_BATCH", "10"))
+SCAN_READ_AHEAD = int(os.environ.get("SCAN_READ_AHEAD", "4"))
 # A running scan's lease, renewed by its worker every third of it (a heartbeat): when a worker dies,
 # another may take the repository (and the sweeper requeues the scan) this long after the last beat.
 SCAN_LEASE_SECONDS = int(os.environ.get("SCAN_LEASE_SECONDS", "300"))

@@ -2,6 +2,7 @@
 # Idempotent setup for a fresh Debian 12 machine: system tools + the project's virtualenv.
 #   * apt-get install (after apt-get update) only the packages that are missing:
 #       docker.io docker-registry skopeo umoci postgresql redis-server wrk (the benchmark's ceiling)
+#       chromium chromium-driver (the pages' browser tests) nodejs npm (the pages' charting library)
 #   * .venv created with python3 (3.11), `pip install -r requirements-dev.txt` only when the
 #     requirements files' hash differs from the stamp in .venv/.requirements.sha256
 # Quiet unless something goes wrong (then the captured log is printed). -v for progress.
@@ -38,6 +39,8 @@ declare -A PROVIDES=(
     [postgresql]=pg_ctlcluster
     [redis-server]=redis-server
     [wrk]=wrk
+    [chromium-driver]=chromedriver
+    [nodejs]=node
 )
 have_pkg() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" && return 0
@@ -45,7 +48,7 @@ have_pkg() {
 }
 
 missing=()
-for pkg in docker.io docker-registry skopeo umoci postgresql redis-server wrk; do
+for pkg in docker.io docker-registry skopeo umoci postgresql redis-server wrk chromium chromium-driver nodejs npm; do
     have_pkg "$pkg" || missing+=("$pkg")
 done
 PY="$(command -v python3.11 || command -v python3 || true)"
@@ -93,4 +96,6 @@ if [ "$want" != "$have" ]; then
         -r "$ROOT/requirements-dev.txt" || fail "pip install -r requirements-dev.txt"
     echo "$want" >"$STAMP"
 fi
+# ---- the pages' charting library (npm ci from web/package-lock.json into analytics/static/web/vendor/)
+quietly "$ROOT/scripts/web_assets.sh" || fail "scripts/web_assets.sh"
 say "ok"

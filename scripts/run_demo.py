@@ -140,6 +140,7 @@ def run() -> int:
     print(
         f"""
 Layerlens is up (scan took {took:.1f}s{"" if scan.returncode == 0 else ", with errors: see above"}).
+  pages      http://127.0.0.1:{WEB_PORT}/ui/?registry={registry.host}   (login demo / demo)
   API        http://127.0.0.1:{WEB_PORT}/api/v1/summary/?registry={registry.host}
   API docs   http://127.0.0.1:{WEB_PORT}/api/docs/
   admin      http://127.0.0.1:{WEB_PORT}/admin/   (login demo / demo)

@@ -11,7 +11,7 @@ export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}"
 echo "== lint"
 .venv/bin/ruff check .
 echo "== types"
-.venv/bin/mypy workers/registry
+.venv/bin/mypy workers/registry workers/engine.py
 echo "== migrations"
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null \
   || { echo "models changed without a migration: run manage.py makemigrations"; exit 1; }

@@ -146,13 +146,17 @@ def match_history(sizes: list[int], created_by: list[str], layer_count: int) -> 
     need = layer_count - len(forced)
     if need < 0 or need > len(zeros):
         return None
+    found: list[int | None] = []  # the declared element type: some results hold None
     if need == 0:
-        return list(forced)
+        found.extend(forced)
+        return found
     if need == len(zeros):
-        return list(range(len(sizes)))
+        found.extend(range(len(sizes)))
+        return found
     candidates = [i for i in zeros if not _METADATA_ROW.search(created_by[i])]
     if len(candidates) == need:
-        return sorted(forced + candidates)
+        found.extend(sorted(forced + candidates))
+        return found
     # All zero-size rows between the same two sized rows: the size sequence is the same whichever
     # rows made the empty layers, so the layers are known and the rows that made them are not.
     gaps = {sum(1 for f in forced if f < z) for z in zeros}
@@ -162,6 +166,14 @@ def match_history(sizes: list[int], created_by: list[str], layer_count: int) -> 
         rows[gap:gap] = [None] * need
         return rows
     return None
+
+
+def _layer_size(matched: list[int | None] | None, sizes: list[int], pos: int) -> int | None:
+    """Layer `pos`'s size from the matched history row: None if unmatched, 0 if made by a zero-size row."""
+    if matched is None:
+        return None
+    row = matched[pos]
+    return 0 if row is None else sizes[row]
 
 
 class EngineClient:
@@ -272,7 +284,7 @@ class EngineClient:
                 position=pos,
                 diff_id=diff_id,
                 chain_id=chains[pos],
-                size=None if matched is None else (0 if matched[pos] is None else sizes[matched[pos]]),
+                size=_layer_size(matched, sizes, pos),
             )
             for pos, diff_id in enumerate(diff_ids)
         )

@@ -15,7 +15,9 @@ from analytics.services import (
     due_scans_enqueue,
     registry_clients_close,
     scan_fail,
+    scan_readers_close,
     scan_registry_run,
+    scan_repositories_run,
     scan_repository_run,
     stuck_scans_requeue,
 )
@@ -43,9 +45,11 @@ def retry_countdown(retries: int, exc: Exception) -> float:
 @shared_task(bind=True, acks_late=True, **RETRY)
 def scan_registry(self, scan_id: int) -> None:
     def enqueue(child_ids: list[int]) -> None:
-        # Sent batch by batch while the catalog is still being listed: workers start at once.
-        for child_id in child_ids:
-            scan_repository.delay(child_id)
+        # Sent while the catalog is still being listed, so workers start at once; several
+        # repositories per task, so a worker reads some while it ingests others.
+        size = max(1, settings.SCAN_TASK_BATCH)
+        for i in range(0, len(child_ids), size):
+            scan_repositories.delay(child_ids[i : i + size])
 
     try:
         scan_registry_run(scan_id=scan_id, on_children=enqueue)
@@ -70,6 +74,21 @@ def scan_repository(self, scan_id: int) -> None:
         raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries, exc)) from exc
 
 
+@shared_task(bind=True, acks_late=True)
+def scan_repositories(self, scan_ids: list[int]) -> None:
+    """A batch of a registry scan's children. One that cannot run now (its repository busy, a
+    transient registry error) is sent again on its own as `scan_repository`, with that task's retries;
+    a redelivered batch skips the scans already finished."""
+
+    def retry(scan_id: int, exc: Exception) -> None:
+        countdown = (
+            settings.SCAN_BUSY_RETRY_SECONDS if isinstance(exc, RepositoryBusy) else retry_countdown(0, exc)
+        )
+        scan_repository.apply_async(args=[scan_id], countdown=countdown)
+
+    scan_repositories_run(scan_ids=scan_ids, retry=retry)
+
+
 @shared_task
 def enqueue_due_scans() -> list[int]:
     return due_scans_enqueue()
@@ -82,8 +101,10 @@ def requeue_stuck_scans() -> list[int]:
 
 @worker_process_shutdown.connect
 def close_registry_clients(**_: object) -> None:
-    """A pool process keeps one client per registry across scans; close them when it stops."""
+    """A pool process keeps one client per registry across scans, and its reader threads with their
+    database connections; close them when it stops."""
     registry_clients_close()
+    scan_readers_close()
 
 
 @shared_task(

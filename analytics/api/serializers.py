@@ -66,6 +66,21 @@ class DedupSummarySerializer(serializers.Serializer):
     repositories = serializers.IntegerField()
     tagged_only = serializers.BooleanField()
     scope = serializers.DictField(child=serializers.JSONField(), help_text="The scope the figures are about.")
+    foreign_bytes = serializers.IntegerField(help_text="Foreign layers: named, stored elsewhere.")
+    uncompressed_known_layers = serializers.IntegerField(
+        help_text="Distinct layers whose uncompressed size is known (engine pull-through or deep scan)."
+    )
+    uncompressed_coverage = serializers.FloatField(help_text="uncompressed_known_layers / distinct_layers")
+    uncompressed_logical_bytes = serializers.IntegerField(
+        allow_null=True,
+        help_text="Uncompressed layer bytes over those layers, per image; null if none known.",
+    )
+    uncompressed_stored_bytes = serializers.IntegerField(
+        allow_null=True, help_text="Uncompressed bytes of those layers, each counted once."
+    )
+    uncompressed_known_compressed_bytes = serializers.IntegerField(
+        allow_null=True, help_text="The same layers' compressed bytes, each counted once (to compare)."
+    )
 
 
 # --- registries -------------------------------------------------------------------------------------
@@ -450,6 +465,8 @@ class ScanSerializer(serializers.ModelSerializer):
             "images_count",
             "new_manifests_count",
             "errors_count",
+            "deep_budget_bytes",
+            "deep_measured_count",
             "message",
         ]
         read_only_fields = fields
@@ -481,4 +498,14 @@ class ScanCreateSerializer(serializers.Serializer):
     target = serializers.CharField(
         help_text="What to scan: `http://127.0.0.1:5000` (a registry), "
         "`127.0.0.1:5000/team/app` (a repository) or `127.0.0.1:5000/team/app:tag` (one tag)."
+    )
+    deep = serializers.BooleanField(
+        default=False,
+        help_text="Also stream each repository's layers of unknown uncompressed size through a "
+        "decompressor (gzip, zstd) to measure them and verify their diff_ids.",
+    )
+    deep_budget = serializers.IntegerField(
+        min_value=1,
+        default=1024**3,
+        help_text="With `deep`: compressed bytes each repository scan may stream (default 1 GiB).",
     )

@@ -455,7 +455,12 @@ class ScanViewSet(
     def create(self, request, *args, **kwargs):
         form = self.get_serializer(data=request.data)
         form.is_valid(raise_exception=True)
-        scan = services.scan_start(target=form.validated_data["target"], trigger="api")
+        data = form.validated_data
+        scan = services.scan_start(
+            target=data["target"],
+            trigger="api",
+            deep_budget_bytes=data["deep_budget"] if data["deep"] else None,
+        )
         return Response(serializers.ScanSerializer(scan).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from analytics.models import RepositoryManifest
+from analytics.queries.layers import layers_created_by
 from analytics.reports import Scope
 
 
@@ -93,10 +94,7 @@ layers AS (
 )
 """
 
-_MISSED_SQL = (
-    "WITH"
-    + _SCOPED_BLOBS
-    + """
+_MISSED_GROUPS = """
 SELECT l.registry_id, reg.name, b.diff_id, count(*) AS copies, sum(b.size) AS stored, min(b.size),
     sum(b.size) - min(b.size) AS saved,
     array_agg(b.digest || ' ' || b.media_type || ' ' || b.size ORDER BY b.size, b.digest)
@@ -107,6 +105,17 @@ HAVING count(*) > 1
 ORDER BY saved DESC, b.diff_id, l.registry_id
 LIMIT %s OFFSET %s
 """
+_MISSED_SQL = "WITH" + _SCOPED_BLOBS + _MISSED_GROUPS
+
+# A plain registry scope starts from the few diff_ids stored more than once (`DiffIdCopies`, kept by
+# triggers) and keeps the copies the registry holds as layers (`RegistryBlob.layer_refs`).
+_MISSED_REGISTRY_SQL = (
+    """WITH layers AS (
+    SELECT rb.registry_id, rb.blob_id FROM analytics_diffidcopies d
+    JOIN analytics_blob b ON b.diff_id = d.diff_id
+    JOIN analytics_registryblob rb ON rb.blob_id = b.id AND rb.registry_id = %s AND rb.layer_refs > 0
+)"""
+    + _MISSED_GROUPS
 )
 
 
@@ -124,8 +133,11 @@ class MissedSaving:
 
 def missed_savings(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[MissedSaving]:
     """The same uncompressed layer (`diff_id`) stored under several blob digests, per registry."""
-    where, params = scope.where()
-    rows = _rows(_MISSED_SQL.format(where=where), [*params, limit, offset])
+    if scope.registry_id is not None and scope == Scope(registry_id=scope.registry_id):
+        rows = _rows(_MISSED_REGISTRY_SQL, [scope.registry_id, limit, offset])
+    else:
+        where, params = scope.where()
+        rows = _rows(_MISSED_SQL.format(where=where), [*params, limit, offset])
     out = []
     for reg_id, reg, diff_id, copies, stored, smallest, saved, blobs in rows:
         parsed = tuple((d, mt, int(s)) for d, mt, s in (x.split(" ", 2) for x in blobs))
@@ -218,7 +230,23 @@ class LargeLayer:
     created_by: str
 
 
+# A plain registry scope reads the maintained counts: `layer_refs` are the holdings listing the layer,
+# and `registry_blob_size (registry, size DESC, blob) WHERE layer_refs > 0` walks the largest first.
+_LARGEST_REGISTRY_SQL = """
+SELECT rb.blob_id, b.digest, rb.size, b.uncompressed_size, rb.registry_id, rb.layer_refs
+FROM analytics_registryblob rb JOIN analytics_blob b ON b.id = rb.blob_id
+WHERE rb.registry_id = %s AND rb.layer_refs > 0
+ORDER BY rb.size DESC, b.digest
+LIMIT %s OFFSET %s
+"""
+
+
 def largest_layers(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[LargeLayer]:
+    """The largest layers held in the scope, with the images holding each and its history line."""
+    if scope.registry_id is not None and scope == Scope(registry_id=scope.registry_id):
+        rows = _rows(_LARGEST_REGISTRY_SQL, [scope.registry_id, limit, offset])
+        lines = layers_created_by(blob_ids=[r[0] for r in rows])
+        return [LargeLayer(*row[1:], created_by=lines.get(row[0]) or "") for row in rows]
     where, params = scope.where()
     return [LargeLayer(*row) for row in _rows(_LARGEST_SQL.format(where=where), [*params, limit, offset])]
 

@@ -49,7 +49,7 @@ def layers_created_by(*, blob_ids: list[int]) -> dict[int, str | None]:
 
 _TOP = """
 SELECT rb.blob_id, b.digest, b.size, b.diff_id, rb.images, rb.repositories,
-    b.size * (rb.images - 1) AS saved
+    rb.size * (rb.images - 1) AS saved
 FROM analytics_registryblob rb JOIN analytics_blob b ON b.id = rb.blob_id
 WHERE rb.registry_id = %(registry)s AND rb.images > 0 AND {after}
 ORDER BY {order}
@@ -63,13 +63,13 @@ def layer_top(
     """Layers of a registry ranked by images holding them (`order="images"`) or bytes saved.
 
     Returns the page and the key of the next page (None on the last). By images, the order is an
-    index range scan (`registry_blob_rank`); by bytes saved, only shared layers (images > 1) can
-    save anything, so after the first zero the rest of the list is the images order.
+    index range scan (`registry_blob_rank`); by bytes saved, one over `registry_blob_saved`
+    (`RegistryBlob.size * (images - 1)`, the size copied from the blob).
     """
     if order == "images":
         value = "rb.images"
     elif order == "saved_bytes":
-        value = "b.size * (rb.images - 1)"
+        value = "rb.size * (rb.images - 1)"  # the expression of the registry_blob_saved index
     else:
         raise ValueError(f"unknown order {order!r}")
     params: dict[str, object] = {"registry": registry_id, "limit": limit + 1}

@@ -4,6 +4,11 @@ Registry rule (distribution's `garbage-collect --delete-untagged`): a repository
 remaining tags reach (through indexes, to any depth); a manifest's bytes stay while any repository of
 the registry keeps it; a blob (config or layer) stays while any kept manifest of the registry references
 it. Everything else the set held is freed. All of it is one SQL statement over the deleted tag ids.
+
+At scale it never probes for keepers: the maintained counts (`analytics.figures`) say how many
+holdings keep each manifest (`RegistryManifestRef.refs`) and blob (`RegistryBlob.refs`), so a manifest
+or blob is freed exactly when the deletion removes as many holdings using it as the registry has. The
+cost follows the affected repositories, however widely their blobs are shared.
 """
 
 from __future__ import annotations
@@ -132,62 +137,37 @@ lost AS (
         SELECT 1 FROM reach
         WHERE reach.repository_id = rm.repository_id AND reach.manifest_id = rm.manifest_id)
 ),
-lost_m AS (
-    SELECT DISTINCT l.registry_id, l.manifest_id FROM lost l
+lost_n AS (
+    SELECT l.registry_id, l.manifest_id, count(*) AS n FROM lost l GROUP BY 1, 2
 ),
 freed_m AS (
-    SELECT lm.* FROM lost_m lm
-    WHERE NOT EXISTS (
-        SELECT 1 FROM analytics_repositorymanifest rm
-        JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = lm.registry_id
-        WHERE rm.manifest_id = lm.manifest_id AND rm.present
-          AND NOT EXISTS (SELECT 1 FROM lost l
-                          WHERE l.repository_id = rm.repository_id AND l.manifest_id = rm.manifest_id))
+    -- RegistryManifestRef.refs counts the repositories holding it: freed when all of them lose it
+    SELECT ln.registry_id, ln.manifest_id FROM lost_n ln
+    LEFT JOIN analytics_registrymanifestref x
+        ON x.registry_id = ln.registry_id AND x.manifest_id = ln.manifest_id
+    WHERE coalesce(x.refs, 0) <= ln.n
 ),
-cand AS (
-    -- only a freed manifest can free a blob: one that stays keeps its blobs
-    SELECT DISTINCT f.registry_id, ml.blob_id FROM freed_m f
-    JOIN analytics_manifestlayer ml ON ml.manifest_id = f.manifest_id
+mblobs AS (
+    -- each lost holding references each distinct blob of its manifest (layer or config) once
+    SELECT ln.registry_id, ln.manifest_id, ln.n, ml.blob_id FROM lost_n ln
+    JOIN analytics_manifestlayer ml ON ml.manifest_id = ln.manifest_id
     UNION
-    SELECT f.registry_id, m.config_id FROM freed_m f
-    JOIN analytics_manifest m ON m.id = f.manifest_id WHERE m.config_id IS NOT NULL
+    SELECT ln.registry_id, ln.manifest_id, ln.n, m.config_id FROM lost_n ln
+    JOIN analytics_manifest m ON m.id = ln.manifest_id WHERE m.config_id IS NOT NULL
 ),
-touched AS (
-    -- every blob the untagged manifests reference, to report what stays shared
-    SELECT DISTINCT lm.registry_id, ml.blob_id FROM lost_m lm
-    JOIN analytics_manifestlayer ml ON ml.manifest_id = lm.manifest_id
-    UNION
-    SELECT lm.registry_id, m.config_id FROM lost_m lm
-    JOIN analytics_manifest m ON m.id = lm.manifest_id WHERE m.config_id IS NOT NULL
+lost_refs AS (
+    SELECT registry_id, blob_id, sum(n) AS n FROM mblobs GROUP BY 1, 2
 ),
-kept_by AS (
-    -- a blob is kept when a manifest the registry still keeps (held, not freed) references it
-    SELECT c.registry_id, c.blob_id FROM cand c
-    WHERE EXISTS (
-        SELECT 1 FROM analytics_manifestlayer ml
-        JOIN analytics_repositorymanifest rm ON rm.manifest_id = ml.manifest_id AND rm.present
-        JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = c.registry_id
-        WHERE ml.blob_id = c.blob_id
-          AND NOT EXISTS (SELECT 1 FROM freed_m f
-                          WHERE f.manifest_id = ml.manifest_id AND f.registry_id = c.registry_id))
-    OR EXISTS (
-        SELECT 1 FROM analytics_manifest m
-        JOIN analytics_repositorymanifest rm ON rm.manifest_id = m.id AND rm.present
-        JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = c.registry_id
-        WHERE m.config_id = c.blob_id
-          AND NOT EXISTS (SELECT 1 FROM freed_m f
-                          WHERE f.manifest_id = m.id AND f.registry_id = c.registry_id))
-),
-freed_b AS (
-    SELECT registry_id, blob_id FROM cand EXCEPT SELECT registry_id, blob_id FROM kept_by
-),
-shared_b AS (
-    SELECT registry_id, blob_id FROM touched EXCEPT SELECT registry_id, blob_id FROM freed_b
+judged AS (
+    -- RegistryBlob.refs counts the present holdings referencing it: freed when the deletion removes all
+    SELECT lr.blob_id, coalesce(rb.refs, 0) <= lr.n AS freed FROM lost_refs lr
+    LEFT JOIN analytics_registryblob rb ON rb.registry_id = lr.registry_id AND rb.blob_id = lr.blob_id
 )
-SELECT 'f', f.registry_id, f.manifest_id, NULL::bigint FROM freed_m f
+SELECT 'f', f.registry_id, f.manifest_id, m.size FROM freed_m f
+    JOIN analytics_manifest m ON m.id = f.manifest_id
 UNION ALL SELECT 'l', l.repository_id, l.manifest_id, NULL FROM lost l
-UNION ALL SELECT 'b', NULL, NULL, b.size FROM freed_b x JOIN analytics_blob b ON b.id = x.blob_id
-UNION ALL SELECT 's', NULL, NULL, b.size FROM shared_b x JOIN analytics_blob b ON b.id = x.blob_id
+UNION ALL SELECT CASE WHEN x.freed THEN 'b' ELSE 's' END, NULL, NULL, b.size
+    FROM judged x JOIN analytics_blob b ON b.id = x.blob_id
 UNION ALL SELECT 'd', d.repository_id, d.id, NULL FROM del d
 """
 
@@ -201,19 +181,36 @@ def deletion_impact(*, tag_ids: list[int], details: bool = True) -> DeletionImpa
     with connection.cursor() as cursor:
         cursor.execute(_WHATIF_SQL, {"tags": list(tag_ids)})
         rows = cursor.fetchall()
-    freed = {(g, m) for kind, g, m, _ in rows if kind == "f"}
+    freed = {(g, m): int(s) for kind, g, m, s in rows if kind == "f"}
     lost = [(r, m) for kind, r, m, _ in rows if kind == "l"]
     blob_sizes = [int(s) for kind, _, _, s in rows if kind == "b"]
     shared_sizes = [int(s) for kind, _, _, s in rows if kind == "s"]
     deleted = [t for kind, _, t, _ in rows if kind == "d"]
+    # the same digest freed in two registries is two copies, one per registry
+    freed_manifest_bytes = sum(freed.values())
+    return DeletionImpact(
+        tags=len(deleted),
+        manifests_untagged=len(lost),
+        manifests_freed=len(freed),
+        blobs_freed=len(blob_sizes),
+        freed_bytes=freed_manifest_bytes + sum(blob_sizes),
+        freed_manifest_bytes=freed_manifest_bytes,
+        freed_blob_bytes=sum(blob_sizes),
+        shared_blobs=len(shared_sizes),
+        shared_bytes=sum(shared_sizes),
+        manifests=_lost_rows(lost, freed) if details else [],
+        deleted_tags=_tag_rows(deleted) if details else [],
+    )
 
+
+def _lost_rows(lost: list[tuple[int, int]], freed: dict[tuple[int, int], int]) -> list[LostManifest]:
     manifests = {
         m.id: m for m in Manifest.objects.filter(id__in={m for _, m in lost}).only("digest", "kind", "size")
     }
     repos = {
         r.id: r for r in Repository.objects.filter(id__in={r for r, _ in lost}).only("name", "registry_id")
     }
-    lost_rows = sorted(
+    return sorted(
         (
             LostManifest(
                 repository_id=r,
@@ -228,25 +225,13 @@ def deletion_impact(*, tag_ids: list[int], details: bool = True) -> DeletionImpa
         ),
         key=lambda x: (x.repository, x.digest),
     )
-    # the same digest freed in two registries is two copies, one per registry
-    freed_manifest_bytes = sum(manifests[m].size for _, m in freed)
-    tag_rows = (
+
+
+def _tag_rows(deleted: list[int]) -> list[tuple[int, str, str, str]]:
+    return list(
         Tag.objects.filter(id__in=deleted)
         .order_by("repository__name", "name")
         .values_list("id", "repository__name", "name", "manifest__digest")
-    )
-    return DeletionImpact(
-        tags=len(deleted),
-        manifests_untagged=len(lost_rows),
-        manifests_freed=len(freed),
-        blobs_freed=len(blob_sizes),
-        freed_bytes=freed_manifest_bytes + sum(blob_sizes),
-        freed_manifest_bytes=freed_manifest_bytes,
-        freed_blob_bytes=sum(blob_sizes),
-        shared_blobs=len(shared_sizes),
-        shared_bytes=sum(shared_sizes),
-        manifests=lost_rows if details else [],
-        deleted_tags=list(tag_rows) if details else [],
     )
 
 

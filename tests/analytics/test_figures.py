@@ -12,6 +12,9 @@ from django.db import connection
 from analytics.figures import figures_rebuild
 from analytics.ingest import snapshot_ingest
 from analytics.models import (
+    NamespaceBlob,
+    NamespaceFigures,
+    NamespaceManifestRef,
     Registry,
     RegistryBlob,
     RegistryManifestRef,
@@ -90,7 +93,66 @@ def _maintained(registry_id):
     return blobs, repo_blobs, manifests
 
 
+def _expected_namespaces(registry_id):
+    """(namespace, blob, refs, layer_refs) and (namespace, manifest, refs), prefixes split in Python."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT r.name, rm.manifest_id, ml.blob_id, TRUE FROM analytics_repositorymanifest rm
+               JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %s
+               JOIN analytics_manifestlayer ml ON ml.manifest_id = rm.manifest_id WHERE rm.present
+               UNION
+               SELECT r.name, rm.manifest_id, m.config_id, FALSE FROM analytics_repositorymanifest rm
+               JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %s
+               JOIN analytics_manifest m ON m.id = rm.manifest_id
+               WHERE rm.present AND m.config_id IS NOT NULL""",
+            [registry_id, registry_id],
+        )
+        refs = cursor.fetchall()
+        cursor.execute(
+            """SELECT r.name, rm.manifest_id FROM analytics_repositorymanifest rm
+               JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %s
+               WHERE rm.present""",
+            [registry_id],
+        )
+        held = cursor.fetchall()
+
+    def prefixes(name):
+        parts = name.split("/")
+        return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+    holders, layer_holders, manifest_refs = {}, {}, {}
+    for name, manifest, blob, is_layer in refs:
+        for ns in prefixes(name):
+            holders.setdefault((ns, blob), set()).add((name, manifest))
+            if is_layer:
+                layer_holders.setdefault((ns, blob), set()).add((name, manifest))
+    for name, manifest in held:
+        for ns in prefixes(name):
+            manifest_refs[(ns, manifest)] = manifest_refs.get((ns, manifest), 0) + 1
+    blobs = sorted((ns, b, len(h), len(layer_holders.get((ns, b), ()))) for (ns, b), h in holders.items())
+    return blobs, sorted((ns, m, n) for (ns, m), n in manifest_refs.items())
+
+
+def _assert_namespaces_consistent(registry):
+    expected_blobs, expected_manifests = _expected_namespaces(registry.id)
+    assert expected_blobs == sorted(
+        NamespaceBlob.objects.filter(registry=registry).values_list(
+            "namespace", "blob_id", "refs", "layer_refs"
+        )
+    )
+    assert expected_manifests == sorted(
+        NamespaceManifestRef.objects.filter(registry=registry).values_list("namespace", "manifest_id", "refs")
+    )
+    namespaces = {ns for ns, *_ in expected_manifests}
+    rows = NamespaceFigures.objects.filter(registry=registry)
+    assert set(rows.values_list("namespace", flat=True)) == namespaces  # none left for an emptied one
+    for ns in namespaces | {"nothing-here"}:
+        scope = Scope(registry_id=registry.id, namespace=ns)
+        assert dedup_summary(scope=scope) == dedup_summary_computed(scope=scope), ns
+
+
 def _assert_consistent(registry):
+    _assert_namespaces_consistent(registry)
     blobs, repo_blobs, manifests = _maintained(registry.id)
     assert blobs == _expected_blob_counts(registry.id)
     assert repo_blobs == _expected_repository_blobs(registry.id)
@@ -179,3 +241,81 @@ def test_rebuild_equals_maintained(registry):
     )
     assert rebuilt == maintained
     _assert_consistent(registry)
+
+
+def test_namespace_figures_at_every_depth_follow_ingest_and_rebuild(registry):
+    names = ["org/team/web", "org/team/api", "org/tools", "org", "solo"]
+    repos = {n: Repository.objects.create(registry=registry, name=n) for n in names}
+
+    def scan(name, tags, extra=()):
+        snapshot_ingest(repository=repos[name], snapshot=snapshot(name, tags, extra=list(extra)))
+        _assert_namespaces_consistent(registry)
+
+    scan("org/team/web", {"1": WEB1, "2": WEB2})
+    scan("org/team/api", {"1": MULTI, "dup": DUP, "sig": SIG}, extra=[API, ARM])
+    scan("org/tools", {"web": WEB1})  # the same manifest in a second repository of "org"
+    scan("org", {"x": API})  # a repository named like the namespace: "org" is computed, not read
+    scan("solo", {"1": WEB2})
+    assert set(NamespaceFigures.objects.filter(registry=registry).values_list("namespace", flat=True)) == {
+        "org",
+        "org/team",
+    }
+    team = NamespaceFigures.objects.get(registry=registry, namespace="org/team")
+    assert (team.images, team.repositories) == (5, 2)  # web1, web2, api, api-arm, dup (sig: an artifact)
+    scan("org/team/web", {"2": WEB2, "api": API})
+    scan("org/team/api", {})
+    scan("org/team/web", {})
+    assert not NamespaceFigures.objects.filter(registry=registry, namespace="org/team").exists()
+    scan("org/team/web", {"1": WEB1})
+
+    maintained = sorted(NamespaceFigures.objects.filter(registry=registry).values_list())
+    blobs, manifests = _expected_namespaces(registry.id)
+    figures_rebuild(registry_id=registry.id)
+    rebuilt = sorted(
+        (r[1:] for r in NamespaceFigures.objects.filter(registry=registry).values_list()), key=str
+    )
+    assert rebuilt == sorted((r[1:] for r in maintained), key=str)
+    assert _expected_namespaces(registry.id) == (blobs, manifests)
+    _assert_namespaces_consistent(registry)
+
+
+def test_registry_rankings_read_the_maintained_rows(registry):
+    """Largest layers, bytes saved and missed savings of a registry, against the records themselves."""
+    from analytics.queries.content import largest_layers, missed_savings
+    from analytics.queries.layers import layer_top
+
+    # the web1 layer's content again under another digest (as a zstd copy would be)
+    recompressed = dataclasses.replace(layer("web1", 300), digest=layer("web1-zstd", 0).digest, size=250)
+    copy = image("copy", [*BASE, recompressed])
+    held = {"apps/web": [WEB1, WEB2, copy], "apps/api": [API, ARM, DUP, SIG]}
+    web = Repository.objects.create(registry=registry, name="apps/web")
+    api = Repository.objects.create(registry=registry, name="apps/api")
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"1": WEB1, "2": WEB2, "c": copy}))
+    snapshot_ingest(
+        repository=api, snapshot=snapshot("apps/api", {"1": MULTI, "dup": DUP, "sig": SIG}, extra=[API, ARM])
+    )
+    holders, images, sizes, diff_ids = {}, {}, {}, {}
+    for records in held.values():
+        for record in records:
+            for blob in {b.digest: b for b in record.layers}.values():
+                holders[blob.digest] = holders.get(blob.digest, 0) + 1
+                if record.kind == "image":
+                    images[blob.digest] = images.get(blob.digest, 0) + 1
+                sizes[blob.digest], diff_ids[blob.digest] = blob.size, blob.diff_id
+
+    scope = Scope(registry_id=registry.id)
+    expected = sorted(holders, key=lambda d: (-sizes[d], d))[:4]
+    got = [(x.digest, x.size, x.images) for x in largest_layers(scope=scope, limit=4)]
+    assert got == [(d, sizes[d], holders[d]) for d in expected]
+    assert all(x.created_by.startswith("RUN build ") for x in largest_layers(scope=scope, limit=4))
+
+    saved = {d: sizes[d] * (n - 1) for d, n in images.items()}
+    page, after = layer_top(registry_id=registry.id, order="saved_bytes", limit=3)
+    assert [(x.digest, x.saved_bytes) for x in page] == sorted(saved.items(), key=lambda kv: -kv[1])[:3]
+    assert after is not None
+
+    copies = [d for d in sizes if diff_ids[d] == layer("web1", 300).diff_id]
+    assert len(copies) == 2
+    (missed,) = missed_savings(scope=scope)
+    # keeping the smaller (250-byte) copy saves the 300-byte one
+    assert (missed.diff_id, missed.copies, missed.saved_bytes) == (diff_ids[copies[0]], 2, 300)

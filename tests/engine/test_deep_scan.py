@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -90,3 +91,65 @@ def test_zstd_layer_measures_like_its_gzip_twin(test_registry, dockerd_server):
             media_type="application/vnd.oci.image.layer.v1.tar+zstd",
             budget=ByteBudget(len(zst) - 1),
         )
+
+
+def test_scan_command_deep_measures_each_layer_like_the_engine(test_registry, dockerd_server):
+    from django.core.management import call_command
+
+    ref = test_registry.ref("apps/api", "1.0")
+    call_command("scan", f"{test_registry.host}/apps/api:1.0", "--inline", "--deep", stdout=io.StringIO())
+    scan = Scan.objects.get(repository__name="apps/api", tag="1.0")
+    expected = engine_layers(dockerd_server, ref)
+    assert scan.status == Scan.Status.SUCCEEDED and scan.deep_budget_bytes == 1024**3
+    assert scan.deep_measured_count == len({d for d, _ in expected})
+    digest = test_registry.image("apps/api", "1.0").digest
+    layers = ManifestLayer.objects.filter(manifest__digest=digest).select_related("blob").order_by("position")
+    assert [(ml.blob.diff_id, ml.blob.uncompressed_size) for ml in layers] == expected
+
+
+def test_scan_command_deep_budget_too_small_measures_nothing_and_is_no_error(test_registry):
+    from django.core.management import call_command
+
+    call_command(
+        "scan",
+        f"{test_registry.host}/apps/web:1.0",
+        "--inline",
+        "--deep",
+        "--deep-budget",
+        "1",
+        stdout=io.StringIO(),
+    )
+    scan = Scan.objects.get(repository__name="apps/web", tag="1.0")
+    assert (scan.status, scan.deep_measured_count, scan.errors_count) == (Scan.Status.SUCCEEDED, 0, 0)
+    assert not Blob.objects.filter(
+        manifest_layers__manifest__holdings__repository=scan.repository, uncompressed_size__isnull=False
+    ).exists()
+
+
+def test_api_deep_scan_option_runs_the_deep_scan_in_the_task(
+    test_registry, dockerd_server, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import User
+    from rest_framework.test import APIClient
+
+    from config.celery import app
+    from workers import tasks
+
+    sent: list[tuple[str, list]] = []
+    monkeypatch.setattr(app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    client = APIClient()
+    client.force_authenticate(User.objects.create_user("ops", is_staff=True))
+    with django_capture_on_commit_callbacks(execute=True):  # the task is sent on commit
+        response = client.post(
+            "/api/v1/scans/",
+            {"target": f"{test_registry.host}/apps/api:1.0", "deep": True, "deep_budget": 50_000_000},
+            format="json",
+        )
+    assert response.status_code == 202, response.content
+    assert response.json()["deep_budget_bytes"] == 50_000_000
+    ((name, args),) = sent
+    tasks.scan_repository.apply(args=args)  # the task body, in this process
+    scan = Scan.objects.get(id=args[0])
+    expected = engine_layers(dockerd_server, test_registry.ref("apps/api", "1.0"))
+    assert scan.status == Scan.Status.SUCCEEDED and scan.deep_measured_count == len(expected)
+    assert client.get(f"/api/v1/scans/{scan.id}/").json()["deep_measured_count"] == len(expected)

@@ -60,3 +60,40 @@ def test_registry_image_pulled_through_the_engine_gains_uncompressed_sizes(test_
         unpacked_size(test_registry.registry.root, b.digest) for b in blobs
     ]
     assert all(b.uncompressed_size != b.size for b in blobs)  # compressed and uncompressed both kept
+
+
+def test_registry_summary_gains_uncompressed_figures_equal_to_the_engines_layers(
+    test_registry, dockerd_server
+):
+    from analytics.reports import Scope, dedup_summary, dedup_summary_computed
+
+    ref = test_registry.ref("oci/tool", "1")
+    request = services.scan_request_resolve(target=f"{test_registry.host}/oci/tool:1")
+    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
+    assert services.scan_run_inline(scan_id=scan.id).status == Scan.Status.SUCCEEDED
+    registry_scope = Scope(registry_id=request.registry.id)
+    before = dedup_summary(scope=registry_scope)
+    assert before.uncompressed_known_layers == 0 and before.uncompressed_stored_bytes is None
+
+    engine_scan = engine_services.engine_scan_start(endpoint=dockerd_server.host, pull=[ref], inline=True)
+    assert engine_scan.status == Scan.Status.SUCCEEDED, engine_scan.errors
+    rows = dockerd_server.docker(
+        "image", "history", "--no-trunc", "--human=false", "--format", "{{json .}}", ref
+    ).splitlines()
+    engine_sizes = [int(json.loads(r)["Size"]) for r in rows if int(json.loads(r)["Size"]) > 0]
+    diff_ids = json.loads(dockerd_server.docker("image", "inspect", ref))[0]["RootFS"]["Layers"]
+    assert len(set(diff_ids)) == len(diff_ids)  # distinct layers: stored = logical for one image
+
+    maintained = dedup_summary(scope=registry_scope)  # the ScopeFigures row and RegistryBlob counts
+    computed = dedup_summary_computed(scope=registry_scope)  # the holdings
+    repo = dedup_summary(scope=Scope(repository_id=request.repository.id))
+    for summary in (maintained, computed, repo):
+        assert summary.uncompressed_stored_bytes == sum(engine_sizes)
+        assert summary.uncompressed_logical_bytes == sum(engine_sizes)
+        assert summary.uncompressed_known_layers == len(diff_ids) == summary.distinct_layers
+        assert summary.uncompressed_coverage == 1.0
+        # the compressed figures are untouched, and the known layers' compressed bytes are theirs
+        assert summary.layers_stored_bytes == before.layers_stored_bytes
+        assert summary.uncompressed_known_compressed_bytes == before.layers_stored_bytes
+        assert summary.stored_bytes == before.stored_bytes
+    assert maintained.as_dict() == computed.as_dict()

@@ -66,3 +66,15 @@ def test_token_realm_on_the_metadata_address_is_never_asked():
     assert scan.status == Scan.Status.FAILED
     assert "169.254.169.254" in scan.message and "link-local" in scan.message
     assert good.status == Scan.Status.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_one_tag_scan_behind_a_refused_realm_fails_the_repository_scan_with_the_policy_message():
+    # A one-tag scan lists nothing, so the refusal comes from the tag's own read: still the whole scan.
+    with hostile_registry() as reg:
+        host = reg.base_url.removeprefix("http://")
+        scan = scan_inline(f"{host}/metadata/app:v1")
+    assert scan.status == Scan.Status.FAILED
+    assert "169.254.169.254" in scan.message and "link-local" in scan.message
+    (error,) = ScanError.objects.filter(scan=scan)
+    assert error.kind == "PolicyError" and error.reference == ""

@@ -305,3 +305,40 @@ def test_connection_failures_and_timeouts_are_retried_with_jitter(error) -> None
     assert len(attempts) == 3
     # Equal jitter: attempt n waits between half and all of base * 2^n.
     assert 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0
+
+
+# -- a refusal of the registry as a whole, inside a repository snapshot ---------------------------
+
+
+def test_snapshot_stops_when_the_token_realm_is_refused(registry: FakeRegistry) -> None:
+    registry.add_docker_image("team/app", "v2")
+    challenge = 'Bearer realm="http://169.254.169.254/token",service="x"'
+    for tag in ("v1", "v2"):
+        registry.routes[f"/v2/team/app/manifests/{tag}"] = lambda r: httpx.Response(
+            401, headers={"WWW-Authenticate": challenge}
+        )
+    # Tags given (a one-tag scan lists nothing): the refusal must still end the snapshot, not each tag.
+    with registry.client() as client, pytest.raises(PolicyError) as info:
+        client.snapshot_repository("team/app", tags=["v1", "v2"])
+    assert info.value.registry_wide and "169.254.169.254" in str(info.value)
+    assert all(r.url.host != "169.254.169.254" for r in registry.requests)
+
+
+def test_snapshot_stops_when_the_registry_address_is_refused() -> None:
+    reg = FakeRegistry("http://10.1.2.3")
+    reg.add_docker_image("team/app", "v1")
+    with reg.client() as client, pytest.raises(PolicyError) as info:
+        client.snapshot_repository("team/app", tags=["v1"])
+    assert info.value.registry_wide and "private" in str(info.value) and reg.requests == []
+
+
+def test_snapshot_fails_only_the_tag_whose_redirect_target_is_refused(registry: FakeRegistry) -> None:
+    registry.add_docker_image("team/app", "v2")
+    registry.routes["/v2/team/app/manifests/v2"] = lambda r: httpx.Response(
+        302, headers={"Location": "http://10.0.0.5/manifest"}
+    )
+    with registry.client() as client:
+        snapshot = client.snapshot_repository("team/app", tags=["v1", "v2"])
+    assert set(snapshot.tags) == {"v1"}
+    (failure,) = snapshot.failures
+    assert failure.reference == "v2" and "10.0.0.5" in failure.message and "private" in failure.message

@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from .errors import HTTPStatusError, ProtocolError, UnauthorizedError
+from .errors import HTTPStatusError, PolicyError, ProtocolError, UnauthorizedError
 
 DEFAULT_TOKEN_SECONDS = 60  # token.md: "If omitted, a default of 60 seconds should be assumed"
 MIN_TOKEN_SECONDS = 60  # distribution's client raises shorter lifetimes to this
@@ -479,7 +479,10 @@ class Authenticator:
             self.basic, state.basic = True, True
             return
         realm = resp.request.url.join(chosen.realm)  # RFC 7235 leaves it opaque; docker resolves it
-        self.check_url(realm)
+        try:
+            self.check_url(realm)
+        except PolicyError as exc:
+            raise exc.widen() from None  # the realm serves every request's token
         if resp.request.url.scheme == "https" and realm.scheme != "https":
             raise final(f"the token realm {realm.scheme}://{realm.host} is plain HTTP; refused")
         self.bearer = _Bearer(realm=realm, service=chosen.params.get("service", ""))

@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -49,6 +50,7 @@ from .errors import (
     RegistryError,
     TransportError,
     UnauthorizedError,
+    stops_snapshot,
 )
 from .manifests import (
     ACCEPT,
@@ -279,16 +281,16 @@ class RegistryClient:
         """`fn` over `items`, at most `max_concurrency` at a time; results in order.
 
         A `RegistryError` is returned in place of its result; `TransportError` (the registry stopped
-        answering) and anything unexpected is raised once the calls already running are done, and
-        the ones not started are cancelled.
+        answering), a registry-wide `PolicyError` (`errors.stops_snapshot`) and anything unexpected
+        is raised once the calls already running are done, and the ones not started are cancelled.
         """
 
         def call(item: Any) -> Any:
             try:
                 return fn(item)
-            except TransportError:
-                raise
             except RegistryError as exc:
+                if stops_snapshot(exc):
+                    raise
                 return exc
 
         if self.max_concurrency == 1 or len(items) <= 1:
@@ -727,6 +729,46 @@ class RegistryClient:
             )
         return body
 
+    @contextmanager
+    def open_blob(
+        self, repository: str, digest: str, *, chunk_size: int = 64 * 1024
+    ) -> Iterator[Iterator[bytes]]:
+        """Stream `/v2/<name>/blobs/<digest>` (distribution-spec "Pulling blobs") chunk by chunk.
+
+        For layers too large to hold: nothing is buffered beyond one chunk, and the caller checks the
+        digest over what it reads (this cannot, before the body is consumed). Same auth, redirects and
+        network policy as every other request; `Accept-Encoding: identity`, so the bytes are as stored.
+        An error status raises before anything is yielded; httpx failures while the caller reads are
+        raised as `TransportError`.
+        """
+        validate_repository(repository)
+        validate_digest(digest)
+        url = f"/v2/{repository}/blobs/{digest}"
+        where: dict[str, Any] = {"registry": self.base_url, "repository": repository, "reference": digest}
+        try:
+            with self._session.open(
+                "GET",
+                url,
+                headers={"Accept-Encoding": "identity"},
+                follow_redirects=True,
+                scopes=self._scopes(url, repository),
+                where=where,
+            ) as resp:
+                if resp.status_code >= 400 or resp.status_code < 200:
+                    body = b""
+                    for chunk in resp.iter_bytes():
+                        body += chunk
+                        if len(body) >= _ERROR_BODY_BYTES:
+                            break
+                    self._raise_for_status(
+                        resp, body[:_ERROR_BODY_BYTES], repository=repository, reference=digest
+                    )
+                yield resp.iter_bytes(chunk_size)
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"timed out: {type(exc).__name__}", **where) from exc
+        except httpx.TransportError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc or 'connection failed'}", **where) from exc
+
     def get_config(self, repository: str, manifest: ParsedImageManifest) -> ParsedConfig:
         """The parsed image config a manifest names, fetched once per digest per client (an LRU cache).
 
@@ -796,7 +838,9 @@ class RegistryClient:
            `skipped`, not failed.
         5. A tag or child that cannot be read (malformed, digest mismatch, 404, 5xx, over a limit)
            becomes a `ManifestFailure` and the rest goes on. `TransportError` is not caught: a registry
-           that stopped answering fails the snapshot, to be retried whole.
+           that stopped answering fails the snapshot, to be retried whole. Nor is a `PolicyError` that
+           refuses the registry's own origin or its token realm (`registry_wide`): the snapshot fails
+           with its message; a refused redirect target (blob storage) fails that one tag.
 
         Concurrency: the manifest GETs of a batch, then the configs and index children they name
         (level by level), are sent `max_concurrency` at a time over the client's kept-alive
@@ -1068,9 +1112,9 @@ class _SnapshotRun:
                 depth=depth,
                 artifact=artifact,
             )
-        except TransportError:
-            raise
         except RegistryError as exc:
+            if stops_snapshot(exc):
+                raise
             self.failed[fetched.digest] = exc
             return exc
         self.records[fetched.digest] = record  # before the children: the visited set stops loops
@@ -1149,9 +1193,9 @@ class _SnapshotRun:
         for digest in distinct:
             try:
                 sizes[digest] = self.client.blob_size(self.repository, digest)
-            except TransportError:
-                raise
             except RegistryError as exc:
+                if stops_snapshot(exc):
+                    raise
                 raise ManifestError(
                     f"unsupported: Docker schema 1 manifest whose layer sizes cannot be read "
                     f"(blob {digest}: {exc})",
@@ -1187,9 +1231,9 @@ class _SnapshotRun:
                         repository=self.repository,
                         reference=child.digest,
                     )
-            except TransportError:
-                raise
             except RegistryError as exc:
+                if stops_snapshot(exc):
+                    raise
                 self.failed[child.digest] = exc
                 self.failures.append(_failure(child.digest, exc))
                 continue

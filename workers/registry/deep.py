@@ -27,11 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import zstandard
 
 from .client import RegistryClient
-from .errors import DigestMismatchError, ProtocolError, RegistryError, TransportError
+from .errors import DigestMismatchError, ProtocolError, RegistryError
 from .reference import validate_digest, validate_repository
 
 GZIP_TYPES = frozenset(
@@ -192,48 +191,14 @@ def measure_layer(
 ) -> LayerMeasure:
     """Stream `digest` from `repository` and measure it (see `measure_stream`).
 
-    Uses the client's session, so auth, redirects and the network policy are the same as for every
-    other request; the body is consumed as it arrives, never buffered whole nor written to disk.
+    Reads through `RegistryClient.open_blob`, so auth, redirects and the network policy are the same as
+    for every other request; the body is consumed as it arrives, never buffered whole nor written to disk.
     """
     validate_repository(repository)
     validate_digest(digest)
     if size > budget.remaining:
         raise BudgetExceeded(f"layer {digest} of {size} bytes exceeds the {budget.remaining} bytes left")
-    url = f"/v2/{repository}/blobs/{digest}"
-    where: dict[str, Any] = {"registry": client.base_url, "repository": repository, "reference": digest}
-    try:
-        return _measure_response(client, repository, digest, url, where, media_type, budget, expected_diff_id)
-    except httpx.TimeoutException as exc:
-        raise TransportError(f"timed out: {type(exc).__name__}", **where) from exc
-    except httpx.TransportError as exc:
-        raise TransportError(f"{type(exc).__name__}: {exc or 'connection failed'}", **where) from exc
-
-
-def _measure_response(
-    client: RegistryClient,
-    repository: str,
-    digest: str,
-    url: str,
-    where: dict[str, Any],
-    media_type: str,
-    budget: ByteBudget,
-    expected_diff_id: str | None,
-) -> LayerMeasure:
-    with client._session.open(  # noqa: SLF001 - same package: one session, one policy
-        "GET",
-        url,
-        headers={"Accept-Encoding": "identity"},
-        follow_redirects=True,
-        scopes=client._scopes(url, repository),  # noqa: SLF001
-        where=where,
-    ) as resp:
-        if resp.status_code >= 400:
-            resp.read()
-            client._raise_for_status(resp, resp.content, repository=repository, reference=digest)  # noqa: SLF001
+    with client.open_blob(repository, digest, chunk_size=_CHUNK) as chunks:
         return measure_stream(
-            resp.iter_bytes(_CHUNK),
-            digest=digest,
-            media_type=media_type,
-            budget=budget,
-            expected_diff_id=expected_diff_id,
+            chunks, digest=digest, media_type=media_type, budget=budget, expected_diff_id=expected_diff_id
         )

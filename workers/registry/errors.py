@@ -100,7 +100,25 @@ class ReferenceError(RegistryError):  # noqa: A001 - the name the design uses
 class PolicyError(RegistryError):
     """A URL the client will not fetch: its address is internal (loopback, private, link-local, ...)
     and the registry is not allowed to be internal, a scheme other than http(s), a redirect from https
-    to http, or too many redirects. Permanent: the same URL will be refused again."""
+    to http, or too many redirects. Permanent: the same URL will be refused again.
+
+    `registry_wide` is true when what was refused is the registry's own origin or its token realm:
+    every request to the registry would be refused alike, so a repository snapshot stops (like a
+    `TransportError`) instead of recording one failure per tag. A refused redirect target (blob
+    storage) concerns that one request only.
+    """
+
+    registry_wide: bool = False
+
+    def widen(self) -> PolicyError:
+        """Mark the refusal as the registry's as a whole; return self to re-raise."""
+        self.registry_wide = True
+        return self
+
+
+def stops_snapshot(exc: BaseException) -> bool:
+    """Whether `exc` ends a whole repository snapshot rather than failing one tag or child."""
+    return isinstance(exc, TransportError) or (isinstance(exc, PolicyError) and exc.registry_wide)
 
 
 class TransportError(RegistryError):

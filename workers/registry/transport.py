@@ -353,13 +353,18 @@ class Session:
     ) -> httpx.Response:
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
-            self.check_url(current)
+            own = origin(current) == origin(self.base)
             hop_headers = dict(headers)
             # Credentials go to the registry's own origin only (a redirect to storage gets none).
-            if authorization and origin(current) == origin(self.base):
+            if authorization and own:
                 hop_headers["Authorization"] = authorization
-            request = self.http.build_request(method, current, headers=hop_headers)
-            resp = self.http.send(request, stream=True, follow_redirects=False)
+            try:
+                self.check_url(current)
+                request = self.http.build_request(method, current, headers=hop_headers)
+                resp = self.http.send(request, stream=True, follow_redirects=False)
+            except PolicyError as exc:
+                # The registry's own address refused: so would every other request be.
+                raise (exc.widen() if own else exc) from None
             location = resp.headers.get("Location")
             if not (follow_redirects and resp.status_code in REDIRECT_STATUSES and location):
                 return resp

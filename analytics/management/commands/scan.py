@@ -14,6 +14,8 @@ from analytics.models import Scan
 from analytics.services import LayerlensError
 from workers.registry.errors import RegistryError
 
+DEEP_BUDGET_DEFAULT = 1024**3  # 1 GiB of compressed layers per repository scan
+
 
 class Command(BaseCommand):
     help = (
@@ -40,6 +42,19 @@ class Command(BaseCommand):
         parser.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
         parser.add_argument(
+            "--deep",
+            action="store_true",
+            help="After reading each repository, stream its layers of unknown uncompressed size through "
+            "a decompressor to measure them and verify their diff_ids (never to disk).",
+        )
+        parser.add_argument(
+            "--deep-budget",
+            type=int,
+            default=DEEP_BUDGET_DEFAULT,
+            metavar="BYTES",
+            help=f"--deep: compressed bytes each repository scan may stream (default {DEEP_BUDGET_DEFAULT}).",
+        )
+        parser.add_argument(
             "--pull",
             action="append",
             default=[],
@@ -59,8 +74,14 @@ class Command(BaseCommand):
                     password=password,
                     allow_internal=options["allow_internal"] or None,
                 )
+                if options["deep"] and options["deep_budget"] <= 0:
+                    raise CommandError("--deep-budget must be a positive number of bytes")
                 scan = services.scan_create(
-                    registry=request.registry, repository=request.repository, tag=request.tag, trigger="cli"
+                    registry=request.registry,
+                    repository=request.repository,
+                    tag=request.tag,
+                    trigger="cli",
+                    deep_budget_bytes=options["deep_budget"] if options["deep"] else None,
                 )
                 if not options["inline"]:
                     services.scan_enqueue(scan)
@@ -164,6 +185,11 @@ class Command(BaseCommand):
             ("tags", str(scan.tags_count)),
             ("images", str(scan.images_count)),
             ("new manifests", str(scan.new_manifests_count)),
+            *(
+                [("deep measured", str(scan.deep_measured_count))]
+                if scan.deep_budget_bytes is not None
+                else []
+            ),
             ("errors", str(scan.errors_count)),
             ("duration", duration),
         ]

@@ -1,0 +1,90 @@
+"""Server-rendered pages: each view reads its parameters, calls one function of `analytics.web.pages`
+(which composes the API's selectors) and renders; the chart data goes into the page as json_script."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+
+from analytics import services
+from analytics.web import pages
+
+
+def read_access(view):
+    """The API's read rule: a logged-in user (the admin's login) unless LAYERLENS_ANONYMOUS_READ."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if settings.LAYERLENS_ANONYMOUS_READ or request.user.is_authenticated:
+            try:
+                return view(request, *args, **kwargs)
+            except services.NotFound as exc:
+                raise Http404(str(exc)) from exc
+        return redirect_to_login(request.get_full_path(), reverse("web:login"))
+
+    return wrapped
+
+
+def _registry(request: HttpRequest):
+    return pages.registry_get(request.GET.get("registry"))
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+@read_access
+def overview(request: HttpRequest) -> HttpResponse:
+    data = pages.overview(registry=_registry(request))
+    return render(request, "web/overview.html", {"data": data, "page": "overview"})
+
+
+@read_access
+def layers(request: HttpRequest) -> HttpResponse:
+    registry = _registry(request)
+    data = pages.layers_page(registry=registry) if registry else None
+    return render(request, "web/layers.html", {"data": data, "page": "layers"})
+
+
+@read_access
+def image(request: HttpRequest, pk: int) -> HttpResponse:
+    data = pages.image_page(holding_id=pk)
+    return render(request, "web/image.html", {"data": data, "page": "image"})
+
+
+@read_access
+def lineage(request: HttpRequest) -> HttpResponse:
+    registry = _registry(request)
+    data = pages.lineage_page(registry=registry) if registry else None
+    return render(request, "web/lineage.html", {"data": data, "page": "lineage"})
+
+
+@read_access
+def whatif(request: HttpRequest) -> HttpResponse:
+    registry = _registry(request)
+    context: dict = {"page": "whatif", "registry": registry, "data": None, "form": request.GET}
+    if registry is not None:
+        context["choices"] = pages.tag_choices(registry=registry)
+        form = pages.WhatIfForm(
+            registry=registry.id,
+            namespace=request.GET.get("namespace", "").strip(),
+            repository=request.GET.get("repository", "").strip(),
+            tag_glob=request.GET.get("tag_glob", "").strip(),
+            not_seen_days=_int(request.GET.get("not_seen_days")),
+            keep_newest=_int(request.GET.get("keep_newest")),
+            tags=request.GET.getlist("tags"),
+        )
+        context["picked"] = form.tags
+        if any(
+            [form.namespace, form.repository, form.tag_glob, form.tags, form.not_seen_days, form.keep_newest]
+        ):
+            try:
+                context["data"] = pages.whatif_page(form=form)
+            except (services.NotFound, services.InvalidRequest) as exc:
+                context["error"] = str(exc)
+    return render(request, "web/whatif.html", context)

@@ -238,6 +238,8 @@ def registry_client(registry: Registry) -> RegistryClient:
         page_size=settings.REGISTRY_PAGE_SIZE,
         allow_internal=registry.allow_internal,
         allowed_networks=settings.LAYERLENS_ALLOWED_NETWORKS,
+        allow_plain_http=registry.insecure,
+        total_timeout=settings.REGISTRY_TOTAL_TIMEOUT_SECONDS,
         retries=settings.REGISTRY_RETRIES,
         retry_base_delay=settings.REGISTRY_RETRY_BASE_SECONDS,
         max_concurrency=settings.REGISTRY_SCAN_CONCURRENCY,

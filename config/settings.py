@@ -177,6 +177,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --- Registry client ---------------------------------------------------------------------------------
 REGISTRY_TIMEOUT_SECONDS = float(os.environ.get("REGISTRY_TIMEOUT_SECONDS", "30"))
+# One response from request to last byte; a reply trickling in under the read timeout still ends.
+REGISTRY_TOTAL_TIMEOUT_SECONDS = float(os.environ.get("REGISTRY_TOTAL_TIMEOUT_SECONDS", "300"))
 REGISTRY_PAGE_SIZE = int(os.environ.get("REGISTRY_PAGE_SIZE", "100"))
 # Networks (CIDRs, comma-separated) registries may live in although internal: loopback, private and
 # link-local addresses are refused otherwise (SSRF policy, workers/registry/policy.py).

@@ -93,6 +93,7 @@ def test_client_passes_every_attempt_through_the_gate_and_observer(redis_client)
     with RegistryClient(
         "http://registry.test:5000",
         transport=httpx.MockTransport(handler),
+        allow_plain_http=True,
         gate=g,
         observer=events.append,
         sleep=lambda s: None,

@@ -92,6 +92,7 @@ class FakeRegistry:
 
     def client(self, **kwargs: Any) -> RegistryClient:
         kwargs.setdefault("sleep", lambda _seconds: None)  # retries happen, without the waiting
+        kwargs.setdefault("allow_plain_http", True)  # the fake registry answers on http://registry.test
         return RegistryClient(self.base_url, transport=httpx.MockTransport(self.handle), **kwargs)
 
     def paths(self) -> list[str]:

@@ -173,7 +173,12 @@ class TokenFlow:
     def make(self, **kwargs: Any) -> RegistryClient:
         kwargs.setdefault("sleep", lambda _s: None)
         kwargs.setdefault("token_cache", TokenCache())
-        return RegistryClient(self.registry.base_url, transport=httpx.MockTransport(self.handle), **kwargs)
+        return RegistryClient(
+            self.registry.base_url,
+            transport=httpx.MockTransport(self.handle),
+            allow_plain_http=True,
+            **kwargs,
+        )
 
 
 def test_anonymous_token_with_the_repository_pull_scope() -> None:
@@ -268,7 +273,7 @@ def test_relative_realm_is_resolved_against_the_request_url() -> None:
         return reg.handle(request)
 
     with RegistryClient(
-        reg.base_url, transport=httpx.MockTransport(handle), token_cache=TokenCache()
+        reg.base_url, transport=httpx.MockTransport(handle), token_cache=TokenCache(), allow_plain_http=True
     ) as client:
         client.get_manifest("team/app", "v1")
     assert seen == [f"{reg.base_url}/auth/token"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from workers.registry import (
     ForbiddenError,
     HTTPStatusError,
     NotFoundError,
+    PolicyError,
     ProtocolError,
     ReferenceError,
     RegistryClient,
@@ -138,7 +140,7 @@ def test_connection_failure_is_a_transient_transport_error() -> None:
         raise httpx.ConnectError("connection refused", request=request)
 
     with (
-        RegistryClient(BASE_URL, transport=httpx.MockTransport(refuse)) as client,
+        RegistryClient(BASE_URL, transport=httpx.MockTransport(refuse), allow_plain_http=True) as client,
         pytest.raises(TransportError) as info,
     ):
         client.ping()
@@ -150,7 +152,7 @@ def test_timeout_is_a_transient_transport_error() -> None:
         raise httpx.ReadTimeout("timed out", request=request)
 
     with (
-        RegistryClient(BASE_URL, transport=httpx.MockTransport(slow)) as client,
+        RegistryClient(BASE_URL, transport=httpx.MockTransport(slow), allow_plain_http=True) as client,
         pytest.raises(TransportError) as info,
     ):
         client.get_manifest("team/app", "v1")
@@ -413,3 +415,37 @@ def test_body_contradicting_its_declared_type_is_a_failure(registry: FakeRegistr
     assert (
         failure.reference == "liar" and failure.kind == "ManifestError" and "contradicts" in failure.message
     )
+
+
+def test_plain_http_registry_needs_to_be_marked_insecure_unless_on_loopback() -> None:
+    with pytest.raises(PolicyError, match="plain HTTP"):
+        RegistryClient("http://registry.example.com")
+    RegistryClient("http://registry.example.com", allow_plain_http=True).close()
+    RegistryClient("http://127.0.0.1:5000").close()  # as dockerd: loopback registries may be plain HTTP
+    RegistryClient("https://registry.example.com").close()
+
+
+def test_reply_trickling_in_under_the_read_timeout_hits_the_total_time_limit() -> None:
+    class Trickle(httpx.SyncByteStream):
+        def __iter__(self):
+            for _ in range(6):
+                time.sleep(0.05)
+                yield b"{}"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, stream=Trickle(), headers={"Docker-Distribution-API-Version": "registry/2.0"}
+        )
+
+    with (
+        RegistryClient(
+            BASE_URL,
+            transport=httpx.MockTransport(handler),
+            allow_plain_http=True,
+            total_timeout=0.1,
+            sleep=lambda s: None,
+            retries=0,
+        ) as client,
+        pytest.raises(TransportError, match="total time limit"),
+    ):
+        client.iter_tags("team/app").__next__()

@@ -153,7 +153,7 @@ def test_connection_reset_is_retried_then_succeeds(registry: FakeRegistry) -> No
 
     waits: list[float] = []
     with RegistryClient(
-        registry.base_url, transport=httpx.MockTransport(flaky), sleep=waits.append
+        registry.base_url, transport=httpx.MockTransport(flaky), sleep=waits.append, allow_plain_http=True
     ) as client:
         assert client.ping() == "registry/2.0"
     assert len(calls) == 2 and len(waits) == 1
@@ -165,7 +165,10 @@ def test_reset_every_time_is_a_transient_transport_error(registry: FakeRegistry)
 
     with (
         RegistryClient(
-            registry.base_url, transport=httpx.MockTransport(reset), sleep=lambda s: None
+            registry.base_url,
+            transport=httpx.MockTransport(reset),
+            sleep=lambda s: None,
+            allow_plain_http=True,
         ) as client,
         pytest.raises(TransportError) as info,
     ):
@@ -298,6 +301,7 @@ def test_connection_failures_and_timeouts_are_retried_with_jitter(error) -> None
         "http://registry.test:5000",
         transport=httpx.MockTransport(flaky),
         sleep=waits.append,
+        allow_plain_http=True,
         retries=3,
         retry_base_delay=1.0,
     ) as client:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from selenium.webdriver.support.ui import WebDriverWait
 
 from analytics import engine_services, services
 from analytics.models import Registry, RepositoryManifest, Tag
@@ -127,6 +128,8 @@ def test_pages_show_what_the_api_answers(
     browser.find_element("name", "username").send_keys("reader")
     browser.find_element("name", "password").send_keys(PASSWORD)
     browser.find_element("css selector", "form button[type=submit]").click()
+    # click() returns before the POST's redirect lands: wait for the browser to leave the form.
+    WebDriverWait(browser, 30).until(lambda d: "/ui/login/" not in d.current_url)
     assert browser.current_url == f"{base}/ui/?registry={registry.id}"
 
     # --- Overview

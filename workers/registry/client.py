@@ -45,6 +45,7 @@ from .errors import (
     HTTPStatusError,
     ManifestError,
     NotFoundError,
+    PolicyError,
     ProtocolError,
     ReferenceError,
     RegistryError,
@@ -84,7 +85,13 @@ from .records import (
     Platform,
     RepositorySnapshot,
 )
-from .reference import parse_scan_target, validate_digest, validate_repository, validate_tag
+from .reference import (
+    is_loopback_host,
+    parse_scan_target,
+    validate_digest,
+    validate_repository,
+    validate_tag,
+)
 from .transport import (
     Observer,
     RateLimit,
@@ -200,6 +207,8 @@ class RegistryClient:
         gate: RequestGate | None = None,
         observer: Observer | None = None,
         max_concurrency: int = 8,
+        allow_plain_http: bool = False,
+        total_timeout: float = 300.0,
     ) -> None:
         """Open a client for `base_url` (`http(s)://host[:port]`; a bare `host:port` is accepted too).
 
@@ -211,7 +220,10 @@ class RegistryClient:
         `sleep` is injectable for tests. `gate` admits every request (limits shared with other
         processes, `transport.RequestGate`); `observer` sees every attempt (`transport.RequestEvent`).
         `max_concurrency` bounds the requests one snapshot has in flight (a thread pool over
-        kept-alive connections; 1 reads sequentially). Raises
+        kept-alive connections; 1 reads sequentially). A plain `http://` registry needs
+        `allow_plain_http` (a registry marked insecure) unless it is on loopback, as dockerd treats
+        127.0.0.0/8; `total_timeout` bounds one response from request to last byte, so a reply that
+        trickles in under the read timeout still ends. Raises
         `ReferenceError` for a base URL with a path, query or bad host; a refused address raises
         `PolicyError` at the first request.
         """
@@ -220,6 +232,17 @@ class RegistryClient:
             raise ReferenceError(f"registry base URL {base_url!r} must not have a path")
         self.base_url = target.registry_url
         self.registry = httpx.URL(self.base_url).netloc.decode("ascii")
+        if (
+            self.base_url.startswith("http://")
+            and not allow_plain_http
+            and not is_loopback_host(self.registry)
+        ):
+            raise PolicyError(
+                "plain HTTP: credentials and content would travel unprotected; "
+                "mark the registry insecure to allow it",
+                registry=self.base_url,
+            )
+        self.total_timeout = float(total_timeout)
         self.page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
         self._username = username
         ssl_verify: bool | ssl.SSLContext = (
@@ -354,7 +377,12 @@ class RegistryClient:
                     )
                 chunks: list[bytes] = []
                 total = 0
+                deadline = time.monotonic() + self.total_timeout
                 for chunk in resp.iter_bytes():
+                    if time.monotonic() > deadline:
+                        raise TransportError(
+                            f"reply not complete after {self.total_timeout:g}s (total time limit)", **where
+                        )
                     total += len(chunk)
                     if total > limit:
                         if resp.status_code >= 400:

@@ -21,6 +21,7 @@ row is recomputed (it costs the repository). `figures_rebuild` recomputes a regi
 from __future__ import annotations
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 from analytics.models import Repository, ScopeFigures
 from workers.registry.records import FOREIGN_LAYER_TYPES
@@ -90,7 +91,7 @@ up AS (
     RETURNING blob_id, refs, layer_refs
 ),
 t AS (
-    SELECT b.size, b.media_type IN ({_FOREIGN}) AS foreign_,
+    SELECT b.size, b.uncompressed_size AS usize, b.media_type IN ({_FOREIGN}) AS foreign_,
         sign(greatest(up.refs, 0)) - sign(greatest(up.refs - rd.refs, 0)) AS stored,
         sign(greatest(up.layer_refs, 0)) - sign(greatest(up.layer_refs - rd.layer_refs, 0)) AS layer,
         rd.logical_refs, rd.layer_logical_refs
@@ -102,7 +103,11 @@ SELECT
     coalesce(sum(size * layer) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(size * logical_refs) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(size * layer_logical_refs) FILTER (WHERE NOT foreign_), 0),
-    coalesce(sum(size * stored) FILTER (WHERE foreign_), 0)
+    coalesce(sum(size * stored) FILTER (WHERE foreign_), 0),
+    coalesce(sum(layer) FILTER (WHERE NOT foreign_ AND usize IS NOT NULL), 0),
+    coalesce(sum(usize * layer_logical_refs) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(usize * layer) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(size * layer) FILTER (WHERE NOT foreign_ AND usize IS NOT NULL), 0)
 FROM t
 """
 )
@@ -143,7 +148,7 @@ up AS (
     RETURNING namespace, blob_id, refs, layer_refs
 ),
 t AS (
-    SELECT up.namespace, b.size, b.media_type IN ({_FOREIGN}) AS foreign_,
+    SELECT up.namespace, b.size, b.uncompressed_size AS usize, b.media_type IN ({_FOREIGN}) AS foreign_,
         sign(greatest(up.refs, 0)) - sign(greatest(up.refs - delta.refs, 0)) AS stored,
         sign(greatest(up.layer_refs, 0)) - sign(greatest(up.layer_refs - delta.layer_refs, 0)) AS layer
     FROM up JOIN delta USING (blob_id) JOIN analytics_blob b ON b.id = up.blob_id
@@ -152,7 +157,10 @@ SELECT namespace,
     coalesce(sum(size * stored) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(layer) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(size * layer) FILTER (WHERE NOT foreign_), 0),
-    coalesce(sum(size * stored) FILTER (WHERE foreign_), 0)
+    coalesce(sum(size * stored) FILTER (WHERE foreign_), 0),
+    coalesce(sum(layer) FILTER (WHERE NOT foreign_ AND usize IS NOT NULL), 0),
+    coalesce(sum(usize * layer) FILTER (WHERE NOT foreign_), 0),
+    coalesce(sum(size * layer) FILTER (WHERE NOT foreign_ AND usize IS NOT NULL), 0)
 FROM t GROUP BY namespace
 """
 )
@@ -176,6 +184,92 @@ SELECT up.namespace,
 FROM up JOIN d USING (manifest_id) GROUP BY up.namespace
 """
 
+# Build history (`RegistryInstruction`): a layer's contribution to its line, from its holdings count
+# `n` (`RegistryBlob.layer_refs`), as analytics.queries.content spells the from-scratch query.
+_LINE_FIGURES = """
+    ({n} > 0)::int AS layers, {size} * ({n} > 0)::int AS stored, {size} * ({n} = 1)::int AS uniq,
+    {size} * greatest({n}, 0) AS logical"""
+_ADD_INSTRUCTIONS = """
+    ON CONFLICT (registry_id, md5(created_by)) DO UPDATE SET
+        layers = analytics_registryinstruction.layers + excluded.layers,
+        stored_bytes = analytics_registryinstruction.stored_bytes + excluded.stored_bytes,
+        unique_bytes = analytics_registryinstruction.unique_bytes + excluded.unique_bytes,
+        logical_bytes = analytics_registryinstruction.logical_bytes + excluded.logical_bytes
+    RETURNING registry_id, created_by, layers"""
+
+# The line of a layer (analytics.queries.layers._CREATED_BY): one probe of the (blob, manifest) index.
+_LINE_OF = """(SELECT h.created_by FROM analytics_manifestlayer ml2
+    JOIN analytics_manifest m ON m.id = ml2.manifest_id
+    JOIN analytics_historyentry h ON h.config_id = m.config_id AND h.layer_position = ml2.position
+    WHERE ml2.blob_id = {blob} ORDER BY ml2.manifest_id, ml2.position LIMIT 1)"""
+
+# Lines found now for layers of the changed manifests that had none; the registries already holding
+# such a layer move it from the '' line to the one found (before this change's deltas are applied).
+_FILL_LINES = f"""
+WITH cand AS (
+    SELECT DISTINCT ml.blob_id FROM analytics_manifestlayer ml
+    WHERE ml.manifest_id = ANY(%(ids)s::int[])
+        AND NOT EXISTS (SELECT 1 FROM analytics_blobline bl WHERE bl.blob_id = ml.blob_id)
+),
+found AS (SELECT c.blob_id, {_LINE_OF.format(blob="c.blob_id")} AS created_by FROM cand c),
+ins AS (
+    INSERT INTO analytics_blobline (blob_id, created_by)
+    SELECT blob_id, created_by FROM found WHERE created_by IS NOT NULL ORDER BY blob_id
+    ON CONFLICT (blob_id) DO NOTHING
+    RETURNING blob_id, created_by
+),
+moved AS (
+    SELECT rb.registry_id, ins.created_by, {_LINE_FIGURES.format(n="rb.layer_refs", size="rb.size")}
+    FROM ins JOIN analytics_registryblob rb ON rb.blob_id = ins.blob_id AND rb.layer_refs > 0
+    WHERE ins.created_by <> ''
+)
+INSERT INTO analytics_registryinstruction
+    (registry_id, created_by, layers, stored_bytes, unique_bytes, logical_bytes)
+SELECT * FROM (
+    SELECT registry_id, created_by, sum(layers), sum(stored), sum(uniq), sum(logical) FROM moved GROUP BY 1, 2
+    UNION ALL
+    SELECT registry_id, '', -sum(layers), -sum(stored), -sum(uniq), -sum(logical) FROM moved GROUP BY 1
+) x ORDER BY 1, 2
+{_ADD_INSTRUCTIONS}
+"""
+
+# This change's deltas, per line: run after the registry blob upsert (new counts), before its cleanup.
+_APPLY_INSTRUCTIONS = (
+    _DELTA_REFS
+    + f""",
+c AS (
+    SELECT coalesce(bl.created_by, '') AS created_by, rb.size, rb.layer_refs AS new,
+        rb.layer_refs - delta.layer_refs AS old
+    FROM delta JOIN analytics_registryblob rb ON rb.registry_id = %(registry)s AND rb.blob_id = delta.blob_id
+    LEFT JOIN analytics_blobline bl ON bl.blob_id = delta.blob_id
+    WHERE delta.layer_refs <> 0
+),
+g AS (
+    SELECT created_by, sum(n.layers - o.layers) AS layers, sum(n.stored - o.stored) AS stored,
+        sum(n.uniq - o.uniq) AS uniq, sum(n.logical - o.logical) AS logical
+    FROM c, LATERAL (SELECT {_LINE_FIGURES.format(n="c.new", size="c.size")}) n,
+        LATERAL (SELECT {_LINE_FIGURES.format(n="c.old", size="c.size")}) o
+    GROUP BY 1
+)
+INSERT INTO analytics_registryinstruction
+    (registry_id, created_by, layers, stored_bytes, unique_bytes, logical_bytes)
+SELECT %(registry)s, created_by, layers, stored, uniq, logical FROM g
+WHERE (layers, stored, uniq, logical) <> (0, 0, 0, 0) ORDER BY created_by
+{_ADD_INSTRUCTIONS}
+"""
+)
+
+
+def _instructions_drop_empty(cursor: CursorWrapper, rows: list[tuple[int, str, int]]) -> None:
+    """Delete the lines an upsert returned at zero layers (any registry: a line found moves them all)."""
+    empty = [(registry_id, line) for registry_id, line, layers in rows if layers <= 0]
+    if empty:
+        cursor.execute(
+            """DELETE FROM analytics_registryinstruction ri USING unnest(%s::int[], %s::text[]) AS x(r, line)
+               WHERE ri.registry_id = x.r AND md5(ri.created_by) = md5(x.line) AND ri.layers <= 0""",
+            [[r for r, _ in empty], [line for _, line in empty]],
+        )
+
 
 def namespaces_of(name: str) -> list[str]:
     """The namespaces a repository counts in: every strict path prefix (`a/b/c` -> `a`, `a/b`)."""
@@ -194,6 +288,11 @@ _FIGURE_FIELDS = (
     "layers_logical_bytes",
     "layers_stored_bytes",
     "foreign_bytes",
+    # moved also by the trigger of migration 0013 when a blob's uncompressed size becomes known
+    "uncompressed_known_layers",
+    "uncompressed_logical_bytes",
+    "uncompressed_stored_bytes",
+    "uncompressed_known_compressed_bytes",
 )
 
 
@@ -241,11 +340,14 @@ def _namespaces_apply(*, params: dict[str, object], common: dict[str, int]) -> N
     per_ns = {ns: dict(common) for ns in namespaces}
     with connection.cursor() as cursor:
         cursor.execute(_APPLY_NAMESPACE_BLOBS, params)
-        for ns, stored, layers, layers_stored, foreign in cursor.fetchall():
+        for ns, stored, layers, layers_stored, foreign, u_known, u_stored, u_compressed in cursor.fetchall():
             per_ns[ns]["stored_bytes"] += int(stored)
             per_ns[ns]["distinct_layers"] = int(layers)
             per_ns[ns]["layers_stored_bytes"] = int(layers_stored)
             per_ns[ns]["foreign_bytes"] = int(foreign)
+            per_ns[ns]["uncompressed_known_layers"] = int(u_known)
+            per_ns[ns]["uncompressed_stored_bytes"] = int(u_stored)
+            per_ns[ns]["uncompressed_known_compressed_bytes"] = int(u_compressed)
         cursor.execute(_APPLY_NAMESPACE_MANIFESTS, params)
         for ns, m_stored in cursor.fetchall():
             per_ns[ns]["stored_bytes"] += int(m_stored)
@@ -274,7 +376,7 @@ def repository_figures_refresh(*, repository_id: int) -> None:
     s = dedup_summary_computed(scope=Scope(repository_id=repository_id))
     ScopeFigures.objects.update_or_create(
         repository_id=repository_id,
-        defaults={"registry_id": registry_id, **{f: getattr(s, f) for f in _FIGURE_FIELDS}},
+        defaults={"registry_id": registry_id, **{f: getattr(s, f) or 0 for f in _FIGURE_FIELDS}},
     )
 
 
@@ -301,8 +403,23 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
         )
         params["repo_blobs"] = [b for b, _ in transitions]
         params["repo_signs"] = [n for _, n in transitions]
+        cursor.execute(_FILL_LINES, params)
+        _instructions_drop_empty(cursor, cursor.fetchall())
         cursor.execute(_APPLY_REGISTRY_BLOBS, params)
-        stored, layers, layers_stored, logical, layers_logical, foreign = cursor.fetchone()
+        (
+            stored,
+            layers,
+            layers_stored,
+            logical,
+            layers_logical,
+            foreign,
+            u_known,
+            u_logical,
+            u_stored,
+            u_compressed,
+        ) = cursor.fetchone()
+        cursor.execute(_APPLY_INSTRUCTIONS, params)
+        _instructions_drop_empty(cursor, cursor.fetchall())
         cursor.execute(_APPLY_MANIFESTS, params)
         m_stored, m_logical, images, manifests, indexes = cursor.fetchone()
         cursor.execute(
@@ -331,6 +448,7 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
         "repositories": int(was_empty) - int(is_empty),
         "logical_bytes": int(logical) + int(m_logical),
         "layers_logical_bytes": int(layers_logical),
+        "uncompressed_logical_bytes": int(u_logical),
     }
     _registry_row_add(
         registry_id=registry_id,
@@ -340,6 +458,9 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
             "stored_bytes": int(stored) + int(m_stored),
             "layers_stored_bytes": int(layers_stored),
             "foreign_bytes": int(foreign),
+            "uncompressed_known_layers": int(u_known),
+            "uncompressed_stored_bytes": int(u_stored),
+            "uncompressed_known_compressed_bytes": int(u_compressed),
         },
     )
     params["namespaces"] = namespaces_of(
@@ -349,6 +470,11 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
         _namespaces_apply(params=params, common={**common, "stored_bytes": 0})
     repository_figures_refresh(repository_id=repository_id)
 
+
+# the uncompressed sums over a scope's layers of known size, from a count of holdings listing each ({n})
+_U_COLUMNS = ", ".join(_FIGURE_FIELDS[-4:])
+_U_SUMS = "count(*), sum({n} * b.uncompressed_size), sum(b.uncompressed_size), sum(b.size)"
+_U_KNOWN = f"b.uncompressed_size IS NOT NULL AND b.media_type NOT IN ({_FOREIGN})"
 
 _REBUILD = [
     "DELETE FROM analytics_registryblob WHERE registry_id = %(registry)s",
@@ -436,6 +562,19 @@ _REBUILD = [
        LEFT JOIN hs ON hs.repository_id = r.id
        LEFT JOIN bs ON bs.repository_id = r.id
        WHERE r.registry_id = %(registry)s""",
+    f"""UPDATE analytics_scopefigures sf SET ({_U_COLUMNS}) = (d.k, d.lg, d.st, d.c)
+       FROM (SELECT rb.registry_id, {_U_SUMS.format(n="rb.layer_refs")}
+             FROM analytics_registryblob rb JOIN analytics_blob b ON b.id = rb.blob_id
+             WHERE rb.registry_id = %(registry)s AND rb.layer_refs > 0 AND {_U_KNOWN} GROUP BY 1
+       ) d(registry_id, k, lg, st, c)
+       WHERE sf.registry_id = d.registry_id AND sf.repository_id IS NULL""",
+    f"""UPDATE analytics_scopefigures sf SET ({_U_COLUMNS}) = (d.k, d.lg, d.st, d.c)
+       FROM (SELECT x.repository_id, {_U_SUMS.format(n="x.n")}
+             FROM (SELECT repository_id, blob_id, count(*) AS n FROM figures_refs WHERE is_layer
+                   GROUP BY 1, 2) x
+             JOIN analytics_blob b ON b.id = x.blob_id WHERE {_U_KNOWN} GROUP BY 1
+       ) d(repository_id, k, lg, st, c)
+       WHERE sf.repository_id = d.repository_id""",
     "DROP TABLE figures_refs",
     "DROP TABLE figures_held",
 ]
@@ -492,6 +631,12 @@ _REBUILD_NAMESPACES = [
            coalesce(bs.layers, 0), hs.size + coalesce(lg.logical, 0), ms.size + coalesce(bs.stored, 0),
            coalesce(bs.layers_logical, 0), coalesce(bs.layers_stored, 0), coalesce(bs.foreign_, 0)
        FROM hs JOIN ms USING (namespace) LEFT JOIN bs USING (namespace) LEFT JOIN lg USING (namespace)""",
+    f"""UPDATE analytics_namespacefigures nf SET ({_U_COLUMNS}) = (d.k, d.lg, d.st, d.c)
+       FROM (SELECT nb.registry_id, nb.namespace, {_U_SUMS.format(n="nb.layer_refs")}
+             FROM analytics_namespaceblob nb JOIN analytics_blob b ON b.id = nb.blob_id
+             WHERE nb.registry_id = %(registry)s AND nb.layer_refs > 0 AND {_U_KNOWN} GROUP BY 1, 2
+       ) d(registry_id, namespace, k, lg, st, c)
+       WHERE nf.registry_id = d.registry_id AND nf.namespace = d.namespace""",
     "DROP TABLE figures_ns",
 ]
 _REBUILD_TEMPS = [sql for sql in _REBUILD if sql.startswith("CREATE TEMP TABLE")]
@@ -508,6 +653,7 @@ def figures_rebuild(*, registry_id: int) -> None:
     with connection.cursor() as cursor:
         for sql in body + _REBUILD_NAMESPACES + _REBUILD_DROPS:
             cursor.execute(sql, {"registry": registry_id})
+        instructions_rebuild(registry_id=registry_id)
         # global, kept by triggers on analytics_blob; recounted here to repair a concurrent first copy
         cursor.execute("DELETE FROM analytics_diffidcopies")
         cursor.execute(
@@ -521,3 +667,33 @@ def namespace_figures_rebuild(*, registry_id: int) -> None:
     with connection.cursor() as cursor:
         for sql in _REBUILD_TEMPS + _REBUILD_NAMESPACES + _REBUILD_DROPS:
             cursor.execute(sql, {"registry": registry_id})
+
+
+def instructions_rebuild(*, registry_id: int) -> None:
+    """Find the missing lines of the registry's layers and recompute its build history from the
+    maintained counts (after the registry blob rows are current)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO analytics_blobline (blob_id, created_by)
+                SELECT blob_id, created_by FROM (
+                    SELECT rb.blob_id, {_LINE_OF.format(blob="rb.blob_id")} AS created_by
+                    FROM analytics_registryblob rb
+                    WHERE rb.registry_id = %(registry)s AND rb.layer_refs > 0
+                        AND NOT EXISTS (SELECT 1 FROM analytics_blobline bl WHERE bl.blob_id = rb.blob_id)
+                ) x WHERE created_by IS NOT NULL
+                ON CONFLICT (blob_id) DO NOTHING""",
+            {"registry": registry_id},
+        )
+        cursor.execute("DELETE FROM analytics_registryinstruction WHERE registry_id = %s", [registry_id])
+        cursor.execute(
+            f"""INSERT INTO analytics_registryinstruction
+                    (registry_id, created_by, layers, stored_bytes, unique_bytes, logical_bytes)
+                SELECT %(registry)s, coalesce(bl.created_by, ''), sum(f.layers), sum(f.stored), sum(f.uniq),
+                    sum(f.logical)
+                FROM analytics_registryblob rb
+                LEFT JOIN analytics_blobline bl ON bl.blob_id = rb.blob_id,
+                LATERAL (SELECT {_LINE_FIGURES.format(n="rb.layer_refs", size="rb.size")}) f
+                WHERE rb.registry_id = %(registry)s AND rb.layer_refs > 0
+                GROUP BY 2""",
+            {"registry": registry_id},
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import MD5
 
 from analytics.crypto import decrypt_secret, encrypt_secret
 
@@ -451,12 +452,49 @@ class ScopeFigures(models.Model):
     layers_logical_bytes = models.BigIntegerField(default=0)
     layers_stored_bytes = models.BigIntegerField(default=0)
     foreign_bytes = models.BigIntegerField(default=0)
+    # DedupSummary's `uncompressed_*` sums over the distinct layers of known uncompressed size, moved by
+    # ingest's deltas and by a trigger (migration 0013) when a blob's size becomes known; db_default
+    # for the raw INSERTs of figures_rebuild
+    uncompressed_known_layers = models.BigIntegerField(default=0, db_default=0)
+    uncompressed_logical_bytes = models.BigIntegerField(default=0, db_default=0)
+    uncompressed_stored_bytes = models.BigIntegerField(default=0, db_default=0)
+    uncompressed_known_compressed_bytes = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name_plural = "scope figures"
         constraints = [
             models.UniqueConstraint(
                 fields=["registry"], condition=Q(repository=None), name="scope_figures_one_per_registry"
+            )
+        ]
+
+
+class BlobLine(models.Model):
+    """The history line (`created_by`) that produced a layer: the first manifest listing it (lowest id)
+    whose config has a history entry at that position. Fixed once found (later manifests have higher
+    ids); ingest fills it for the layers of the manifests a scan changes (`analytics.figures`)."""
+
+    blob = models.OneToOneField(Blob, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    created_by = models.TextField()
+
+
+class RegistryInstruction(models.Model):
+    """Build history of a registry, maintained: per `created_by` line, over the layers the registry
+    holds (`RegistryBlob.layer_refs > 0`), their count, stored bytes (each once), unique bytes (held by
+    one holding) and logical bytes (once per holding). Layers without a line count under ''."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+", db_index=False)
+    created_by = models.TextField()
+    layers = models.BigIntegerField(default=0)
+    stored_bytes = models.BigIntegerField(default=0)
+    unique_bytes = models.BigIntegerField(default=0)
+    logical_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # lines can be longer than a btree entry allows: keyed on their md5
+            models.UniqueConstraint(
+                models.F("registry"), MD5("created_by"), name="registry_instruction_unique"
             )
         ]
 
@@ -531,6 +569,11 @@ class NamespaceFigures(models.Model):
     layers_logical_bytes = models.BigIntegerField(default=0)
     layers_stored_bytes = models.BigIntegerField(default=0)
     foreign_bytes = models.BigIntegerField(default=0)
+    # as on ScopeFigures
+    uncompressed_known_layers = models.BigIntegerField(default=0, db_default=0)
+    uncompressed_logical_bytes = models.BigIntegerField(default=0, db_default=0)
+    uncompressed_stored_bytes = models.BigIntegerField(default=0, db_default=0)
+    uncompressed_known_compressed_bytes = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name_plural = "namespace figures"

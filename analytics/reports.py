@@ -308,42 +308,19 @@ SELECT count(DISTINCT blob_id), coalesce(sum(uncompressed_size), 0),
 FROM known
 """
 
-# The same for a whole registry from its maintained reference counts (`RegistryBlob.layer_refs`: present
-# holdings listing the blob as a layer), costing its distinct blobs, not its layer rows. Read, not
-# maintained: uncompressed sizes arrive after ingest (engine linking, deep scans).
-_UNCOMPRESSED_REGISTRY_SQL = """
-SELECT count(*), coalesce(sum(rb.layer_refs * b.uncompressed_size), 0), coalesce(sum(b.uncompressed_size), 0),
-    coalesce(sum(b.size), 0)
-FROM analytics_registryblob rb JOIN analytics_blob b ON b.id = rb.blob_id
-WHERE rb.registry_id = %s AND rb.layer_refs > 0 AND b.uncompressed_size IS NOT NULL
-    AND b.media_type NOT IN ({foreign})
-"""
 
-
-_UNCOMPRESSED_NAMESPACE_SQL = """
-SELECT count(*), coalesce(sum(nb.layer_refs * b.uncompressed_size), 0), coalesce(sum(b.uncompressed_size), 0),
-    coalesce(sum(b.size), 0)
-FROM analytics_namespaceblob nb JOIN analytics_blob b ON b.id = nb.blob_id
-WHERE nb.registry_id = %s AND nb.namespace = %s AND nb.layer_refs > 0 AND b.uncompressed_size IS NOT NULL
-    AND b.media_type NOT IN ({foreign})
-"""
-
-
-def _uncompressed_fields(scope: Scope, distinct_layers: int, *, maintained: bool) -> dict[str, object]:
-    """The `uncompressed_*` fields of a summary (see DedupSummary)."""
+def _uncompressed_computed(scope: Scope) -> tuple[int, int, int, int]:
+    where, params = scope.where()
     with connection.cursor() as cursor:
-        if maintained and scope == Scope(registry_id=scope.registry_id) and scope.registry_id is not None:
-            cursor.execute(_UNCOMPRESSED_REGISTRY_SQL.format(foreign=_FOREIGN_SQL), [scope.registry_id])
-        elif maintained and scope.namespace and scope.repository_id is None:
-            # a namespace served by its maintained row: the same over `NamespaceBlob.layer_refs`
-            cursor.execute(
-                _UNCOMPRESSED_NAMESPACE_SQL.format(foreign=_FOREIGN_SQL),
-                [scope.registry_id, scope.namespace.strip("/")],
-            )
-        else:
-            where, params = scope.where()
-            cursor.execute(_UNCOMPRESSED_SQL.format(where=where, foreign=_FOREIGN_SQL), params)
+        cursor.execute(_UNCOMPRESSED_SQL.format(where=where, foreign=_FOREIGN_SQL), params)
         known, logical, stored, compressed = (int(v) for v in cursor.fetchone())
+    return known, logical, stored, compressed
+
+
+def _uncompressed_fields(
+    distinct_layers: int, known: int, logical: int, stored: int, compressed: int
+) -> dict[str, object]:
+    """The `uncompressed_*` fields of a summary (see DedupSummary)."""
     if not known:
         return {}
     return {
@@ -412,7 +389,14 @@ def dedup_summary(*, scope: Scope) -> DedupSummary:
         tagged_only=True,
         scope=scope.describe(),
         foreign_bytes=int(row["foreign_bytes"]),
-        **_uncompressed_fields(scope, row["distinct_layers"], maintained=True),
+        # maintained too (analytics.figures, and a trigger when a blob's uncompressed size arrives)
+        **_uncompressed_fields(
+            row["distinct_layers"],
+            int(row["uncompressed_known_layers"]),
+            int(row["uncompressed_logical_bytes"]),
+            int(row["uncompressed_stored_bytes"]),
+            int(row["uncompressed_known_compressed_bytes"]),
+        ),
     )
 
 
@@ -440,7 +424,7 @@ def dedup_summary_computed(*, scope: Scope) -> DedupSummary:
         tagged_only=not scope.include_untagged,
         scope=scope.describe(),
         foreign_bytes=int(foreign),
-        **_uncompressed_fields(scope, layers, maintained=False),
+        **_uncompressed_fields(layers, *_uncompressed_computed(scope)),
     )
 
 

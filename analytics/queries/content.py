@@ -167,7 +167,7 @@ line AS (
     JOIN analytics_manifest m ON m.id = ml.manifest_id
     JOIN analytics_historyentry he ON he.config_id = m.config_id AND he.layer_position = ml.position
     WHERE ml.blob_id IN (SELECT blob_id FROM per_blob)
-    ORDER BY ml.blob_id, ml.manifest_id
+    ORDER BY ml.blob_id, ml.manifest_id, ml.position
 )
 """
 )
@@ -197,6 +197,15 @@ LIMIT %s OFFSET %s
 """
 )
 
+_BY_INSTRUCTION_REGISTRY_SQL = """
+SELECT created_by, layers, stored, uniq, logical FROM (
+    SELECT created_by, layers, stored_bytes AS stored, unique_bytes AS uniq, logical_bytes AS logical
+    FROM analytics_registryinstruction WHERE registry_id = %s
+) x
+ORDER BY {order} DESC, 1
+LIMIT %s OFFSET %s
+"""
+
 
 @dataclass(frozen=True)
 class InstructionBytes:
@@ -212,6 +221,13 @@ def bytes_by_instruction(
 ) -> list[InstructionBytes]:
     """`created_by` lines ranked by the stored (or unique, or logical) bytes of the layers they produced."""
     column = {"stored": "stored", "unique": "uniq", "logical": "logical"}[order]
+    if scope.registry_id is not None and scope == Scope(registry_id=scope.registry_id):
+        # a plain registry reads its maintained build history (analytics.figures, `RegistryInstruction`)
+        sql = _BY_INSTRUCTION_REGISTRY_SQL.format(order=column)
+        return [
+            InstructionBytes(cb, int(n), int(s), int(u), int(lg))
+            for cb, n, s, u, lg in _rows(sql, [scope.registry_id, limit, offset])
+        ]
     where, params = scope.where()
     sql = _BY_INSTRUCTION_SQL.format(where=where, order=column)
     return [

@@ -12,6 +12,7 @@ from django.db import connection
 from analytics.figures import figures_rebuild
 from analytics.ingest import snapshot_ingest
 from analytics.models import (
+    Blob,
     NamespaceBlob,
     NamespaceFigures,
     NamespaceManifestRef,
@@ -22,6 +23,7 @@ from analytics.models import (
     RepositoryBlob,
     ScopeFigures,
 )
+from analytics.queries.content import bytes_by_instruction
 from analytics.reports import Scope, dedup_summary, dedup_summary_computed
 from tests.analytics.records import image, index, layer, snapshot
 from workers.registry.records import KIND_ARTIFACT
@@ -151,8 +153,57 @@ def _assert_namespaces_consistent(registry):
         assert dedup_summary(scope=scope) == dedup_summary_computed(scope=scope), ns
 
 
+def _expected_history(registry_id):
+    """Build history from the holdings, in Python: each layer's line from its oldest manifest with a
+    history entry at its position, holders counted per present holding."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT DISTINCT rm.id, ml.blob_id, b.size FROM analytics_repositorymanifest rm
+               JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %s
+               JOIN analytics_manifestlayer ml ON ml.manifest_id = rm.manifest_id
+               JOIN analytics_blob b ON b.id = ml.blob_id WHERE rm.present""",
+            [registry_id],
+        )
+        holders, sizes = {}, {}
+        for holding, blob, size in cursor.fetchall():
+            holders.setdefault(blob, set()).add(holding)
+            sizes[blob] = size
+        cursor.execute(
+            """SELECT ml.blob_id, ml.manifest_id, ml.position, h.created_by FROM analytics_manifestlayer ml
+               JOIN analytics_manifest m ON m.id = ml.manifest_id
+               JOIN analytics_historyentry h ON h.config_id = m.config_id AND h.layer_position = ml.position
+               WHERE ml.blob_id = ANY(%s)""",
+            [list(holders)],
+        )
+        lines = {}
+        for blob, _manifest, _position, line in sorted(cursor.fetchall()):
+            lines.setdefault(blob, line)
+    out = {}
+    for blob, hs in holders.items():
+        row = out.setdefault(lines.get(blob, ""), [0, 0, 0, 0])
+        row[0] += 1
+        row[1] += sizes[blob]
+        row[2] += sizes[blob] if len(hs) == 1 else 0
+        row[3] += sizes[blob] * len(hs)
+    return {line: tuple(v) for line, v in out.items()}
+
+
+def _assert_history_consistent(registry):
+    got = bytes_by_instruction(scope=Scope(registry_id=registry.id), limit=10_000)
+    assert {i.created_by: (i.layers, i.stored_bytes, i.unique_bytes, i.logical_bytes) for i in got} == (
+        _expected_history(registry.id)
+    )
+    assert [i.stored_bytes for i in got] == sorted((i.stored_bytes for i in got), reverse=True)
+    # the from-scratch query (any other scope) agrees
+    computed = bytes_by_instruction(
+        scope=Scope(registry_id=registry.id, include_untagged=False, tag_glob="*"), limit=10_000
+    )
+    assert sorted(got, key=str) == sorted(computed, key=str)
+
+
 def _assert_consistent(registry):
     _assert_namespaces_consistent(registry)
+    _assert_history_consistent(registry)
     blobs, repo_blobs, manifests = _maintained(registry.id)
     assert blobs == _expected_blob_counts(registry.id)
     assert repo_blobs == _expected_repository_blobs(registry.id)
@@ -319,3 +370,93 @@ def test_registry_rankings_read_the_maintained_rows(registry):
     (missed,) = missed_savings(scope=scope)
     # keeping the smaller (250-byte) copy saves the 300-byte one
     assert (missed.diff_id, missed.copies, missed.saved_bytes) == (diff_ids[copies[0]], 2, 300)
+
+
+def _all_figures(registry):
+    rows = ScopeFigures.objects.filter(registry=registry).order_by("repository_id").values()
+    ns = NamespaceFigures.objects.filter(registry=registry).order_by("namespace").values()
+    return [{k: v for k, v in r.items() if k != "id"} for r in [*rows, *ns]]
+
+
+def test_uncompressed_sums_follow_ingest_and_sizes_learned_later(registry):
+    names = ["org/team/web", "org/team/api", "org/tools"]
+    repos = {n: Repository.objects.create(registry=registry, name=n) for n in names}
+
+    def scan(name, tags, extra=()):
+        snapshot_ingest(repository=repos[name], snapshot=snapshot(name, tags, extra=list(extra)))
+
+    def check():
+        _assert_consistent(registry)
+        scopes = [Scope(registry_id=registry.id, namespace=ns) for ns in ("org", "org/team")]
+        for scope in scopes:
+            assert dedup_summary(scope=scope) == dedup_summary_computed(scope=scope), scope
+
+    scan("org/team/web", {"1": WEB1, "2": WEB2})
+    scan("org/team/api", {"1": MULTI, "dup": DUP, "sig": SIG}, extra=[API, ARM])
+    scan("org/tools", {"web": WEB1})
+    check()
+    assert dedup_summary(scope=Scope(registry_id=registry.id)).uncompressed_known_layers == 0
+
+    # a deep scan measures one blob (UPDATE of one row): every scope holding it moves
+    Blob.objects.filter(digest=BASE[0].digest).update(uncompressed_size=70_000_000)
+    check()
+    s = dedup_summary(scope=Scope(registry_id=registry.id))
+    # held by web1, web2 (web), api, dup (api), web1 (tools): five holdings, one stored copy
+    assert (s.uncompressed_known_layers, s.uncompressed_stored_bytes) == (1, 70_000_000)
+    assert s.uncompressed_logical_bytes == 5 * 70_000_000
+    assert s.uncompressed_known_compressed_bytes == 28_000_000
+
+    # engine linking sets many in one statement, including an artifact's layer; a size is corrected,
+    # another forgotten
+    digests = [BASE[1].digest, "sha256:" + "0" * 64, SIG.layers[0].digest, ARM.layers[0].digest]
+    Blob.objects.filter(digest__in=digests).update(uncompressed_size=5000)
+    check()
+    Blob.objects.filter(digest=BASE[0].digest).update(uncompressed_size=71_000_000)
+    Blob.objects.filter(digest=ARM.layers[0].digest).update(uncompressed_size=None)
+    check()
+
+    # ingest after the sizes are known: the deltas carry them
+    known = dataclasses.replace(layer("known", 800), uncompressed_size=2400)
+    scan("org/tools", {"web": WEB1, "new": image("new", [*BASE, known])})
+    check()
+    scan("org/team/web", {"2": WEB2})
+    scan("org/team/api", {"sig": SIG})
+    check()
+
+    maintained = _all_figures(registry)
+    figures_rebuild(registry_id=registry.id)
+    assert _all_figures(registry) == maintained
+    check()
+
+
+def test_build_history_follows_ingest_and_lines_found_later(registry):
+    a = Repository.objects.create(registry=registry, name="apps/a")
+    b = Repository.objects.create(registry=registry, name="apps/b")
+    other = Registry.objects.create(name="other", url="http://127.0.0.1:5001")
+    c = Repository.objects.create(registry=other, name="c")
+    # a layer first seen in an image without history counts under ''
+    late = layer("late-line", 4321)
+    bare = dataclasses.replace(image("bare", [*BASE, late]), history=())
+    snapshot_ingest(repository=a, snapshot=snapshot("apps/a", {"1": bare}))
+    snapshot_ingest(repository=c, snapshot=snapshot("c", {"1": bare, "2": WEB1}))
+    _assert_consistent(registry)
+    _assert_history_consistent(other)
+    # (the base layers have their lines from web1 in the other registry: a line is global)
+    lines = {i.created_by: i for i in bytes_by_instruction(scope=Scope(registry_id=registry.id))}
+    assert (lines[""].layers, lines[""].stored_bytes) == (1, 4321)
+    # an image with history names it: every registry holding it moves it to that line
+    snapshot_ingest(repository=b, snapshot=snapshot("apps/b", {"1": image("named", [late]), "w": WEB2}))
+    _assert_consistent(registry)
+    _assert_history_consistent(other)
+    got = {i.created_by: i for i in bytes_by_instruction(scope=Scope(registry_id=other.id))}
+    assert got["RUN build named step 0"].layers == 1 and got["RUN build named step 0"].logical_bytes == 4321
+    snapshot_ingest(repository=a, snapshot=snapshot("apps/a", {"2": WEB1, "3": DUP}))
+    snapshot_ingest(repository=b, snapshot=snapshot("apps/b", {}))
+    _assert_consistent(registry)
+    maintained = sorted(bytes_by_instruction(scope=Scope(registry_id=registry.id), limit=1000), key=str)
+    figures_rebuild(registry_id=registry.id)
+    assert (
+        sorted(bytes_by_instruction(scope=Scope(registry_id=registry.id), limit=1000), key=str) == maintained
+    )
+    snapshot_ingest(repository=a, snapshot=snapshot("apps/a", {}))
+    assert bytes_by_instruction(scope=Scope(registry_id=registry.id)) == []

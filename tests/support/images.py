@@ -15,6 +15,7 @@ Public API:
     build_demo_registry(registry_host, creds=None) -> list[PushedImage]   (umoci + skopeo only)
     skopeo_inspect_raw(ref, creds=None) -> bytes
     skopeo_inspect_config(ref, creds=None) -> dict
+    skopeo_copy(src, dst, *extra_flags)
     manifest_digest(raw) -> str
 """
 
@@ -131,6 +132,13 @@ def skopeo_inspect_config(ref: str, creds: tuple[str, str] | None = None) -> dic
 
 def skopeo_inspect_json(ref: str, creds: tuple[str, str] | None = None) -> bytes:
     return skopeo_inspect_raw(ref, creds)
+
+
+def skopeo_copy(src: str, dst: str, *extra: str) -> None:
+    """Copy an image between plain-HTTP registries; `extra` adds skopeo copy flags (format, compression)."""
+    skopeo = require_tool("skopeo")
+    argv = [skopeo, "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", *extra]
+    run([*argv, _docker_ref(src), _docker_ref(dst)], timeout=120)
 
 
 def _record(

@@ -7,107 +7,19 @@ under test-artifacts/screenshots/. The image page's layer sizes are also checked
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from selenium.webdriver.support.ui import WebDriverWait
 
-from analytics import engine_services, services
+from analytics import engine_services
 from analytics.models import Registry, RepositoryManifest, Tag
 from tests.support.images import skopeo_inspect_raw
-from tests.support.tools import BOOTSTRAP_HINT
+from tests.web.browser import api, embedded, login, page_links, results, scan, series, visit
 
 pytestmark = [pytest.mark.integration]
 
-SHOTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
 PASSWORD = "reader-pass-1"
-
-
-def scan(target: str):
-    request = services.scan_request_resolve(target=target)
-    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
-    done = services.scan_run_inline(scan_id=scan.id)
-    assert done.status == "succeeded", list(done.errors.values_list("message", flat=True))
-    return done
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        pytest.fail("chromium and chromium-driver (Debian) are needed; " + BOOTSTRAP_HINT, pytrace=False)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: selenium's manager then downloads nothing.
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.set_script_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def visit(driver, url: str, shot: str) -> None:
-    """Load a page, wait for its charts, fail on any console error, and keep a full-page screenshot."""
-    driver.get_log("browser")  # drop what earlier pages logged
-    driver.get(url)
-    assert driver.execute_script("return document.readyState") == "complete"
-    charts = driver.execute_script("return Object.keys(window.layerlensCharts || {})")
-    expected = driver.execute_script("return document.querySelectorAll('[data-chart]').length")
-    assert len(charts) == expected, f"{url}: {len(charts)} of {expected} charts drawn"
-    errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-    assert errors == [], f"{url}: console errors {errors}"
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    metrics = {"width": 1400, "height": min(height, 8000), "deviceScaleFactor": 1, "mobile": False}
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)  # the whole page in one shot
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SHOTS / f"{shot}.png"))
-    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-
-
-def api(driver, url: str):
-    """The API's answer for a link on the page, fetched by the browser with the user's session."""
-    body = driver.execute_async_script(
-        """const done = arguments[arguments.length - 1];
-        fetch(arguments[0], {headers: {Accept: "application/json"}})
-          .then(r => r.json().then(b => done({status: r.status, body: b})),
-                e => done({status: 0, body: String(e)}));""",
-        url,
-    )
-    assert body["status"] == 200, (url, body)
-    return body["body"]
-
-
-def series(driver, chart: str) -> list[list]:
-    """Each series' data as the chart instance holds it ({value: ...} items unwrapped)."""
-    data = driver.execute_script(
-        "return window.layerlensCharts[arguments[0]].getOption().series.map(s => s.data)", chart
-    )
-    return [[d["value"] if isinstance(d, dict) else d for d in s] for s in data]
-
-
-def embedded(driver, element_id: str):
-    return json.loads(
-        driver.execute_script("return document.getElementById(arguments[0]).textContent", element_id)
-    )
-
-
-def page_links(driver) -> list[str]:
-    return driver.execute_script("return Array.from(document.querySelectorAll('a')).map(a => a.href)")
-
-
-def results(body):
-    return body["results"] if isinstance(body, dict) and "results" in body else body
 
 
 def test_pages_show_what_the_api_answers(
@@ -123,14 +35,7 @@ def test_pages_show_what_the_api_answers(
     base = live_server.url
 
     # Login required: the page sends the browser to the login form, which brings it back.
-    browser.get(f"{base}/ui/?registry={registry.id}")
-    assert "/ui/login/" in browser.current_url
-    browser.find_element("name", "username").send_keys("reader")
-    browser.find_element("name", "password").send_keys(PASSWORD)
-    browser.find_element("css selector", "form button[type=submit]").click()
-    # click() returns before the POST's redirect lands: wait for the browser to leave the form.
-    WebDriverWait(browser, 30).until(lambda d: "/ui/login/" not in d.current_url)
-    assert browser.current_url == f"{base}/ui/?registry={registry.id}"
+    login(browser, f"{base}/ui/?registry={registry.id}", "reader", PASSWORD)
 
     # --- Overview
     visit(browser, f"{base}/ui/?registry={registry.id}", "overview")

@@ -5,12 +5,11 @@ from django.db import migrations, models
 
 
 def backfill(apps, schema_editor):
-    """Existing registries get their maintained figures once; scans keep them current after."""
-    from analytics.figures import figures_rebuild
+    """Done by 0015_figures_backfill instead.
 
-    Registry = apps.get_model("analytics", "Registry")
-    for registry_id in Registry.objects.values_list("id", flat=True):
-        figures_rebuild(registry_id=registry_id)
+    A backfill here would run today's analytics.figures, whose SQL names columns and tables that later
+    migrations add; on a database upgraded from before this migration it fails.
+    """
 
 
 class Migration(migrations.Migration):

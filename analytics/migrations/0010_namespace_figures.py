@@ -5,12 +5,11 @@ from django.db import migrations, models
 
 
 def backfill(apps, schema_editor):
-    # Set-based, one registry at a time: about as long as the registry rebuild's temp tables
-    # (a few minutes at a million images). Uses the live SQL, as figures_rebuild does.
-    from analytics.figures import namespace_figures_rebuild
+    """Done by 0015_figures_backfill instead.
 
-    for registry_id in apps.get_model("analytics", "Registry").objects.values_list("id", flat=True):
-        namespace_figures_rebuild(registry_id=registry_id)
+    A backfill here would run today's analytics.figures, whose SQL names columns and tables that later
+    migrations add; on a database upgraded from before this migration it fails.
+    """
 
 
 class Migration(migrations.Migration):

@@ -6,10 +6,11 @@ from django.db import migrations, models
 
 
 def backfill(apps, schema_editor):
-    from analytics.figures import instructions_rebuild
+    """Done by 0015_figures_backfill instead.
 
-    for registry_id in apps.get_model("analytics", "Registry").objects.values_list("id", flat=True):
-        instructions_rebuild(registry_id=registry_id)
+    A backfill here would run today's analytics.figures, whose SQL names columns and tables that later
+    migrations add; on a database upgraded from before this migration it fails.
+    """
 
 
 class Migration(migrations.Migration):

@@ -1,0 +1,19 @@
+from django.db import migrations
+
+
+def backfill(apps, schema_editor):
+    """Existing registries get every maintained figure once, from the holdings; scans keep them after.
+
+    Runs after the last migration that changes the maintained tables, with the code that matches them.
+    A migration that changes those tables later must move this step after itself.
+    """
+    from analytics.figures import figures_rebuild
+
+    for registry_id in apps.get_model("analytics", "Registry").objects.values_list("id", flat=True):
+        figures_rebuild(registry_id=registry_id)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("analytics", "0014_build_history")]
+
+    operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]

@@ -435,13 +435,9 @@ class RegistryManifestRef(models.Model):
         ]
 
 
-class ScopeFigures(models.Model):
-    """The current tagged-only summary of a registry (repository null) or a repository (maintained)."""
+class SummaryFigures(models.Model):
+    """The figures of a maintained, tagged-only summary row: DedupSummary's fields, kept current by ingest."""
 
-    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
-    repository = models.OneToOneField(
-        Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
     images = models.BigIntegerField(default=0)
     manifests = models.BigIntegerField(default=0)
     indexes = models.BigIntegerField(default=0)
@@ -459,6 +455,18 @@ class ScopeFigures(models.Model):
     uncompressed_logical_bytes = models.BigIntegerField(default=0, db_default=0)
     uncompressed_stored_bytes = models.BigIntegerField(default=0, db_default=0)
     uncompressed_known_compressed_bytes = models.BigIntegerField(default=0, db_default=0)
+
+    class Meta:
+        abstract = True
+
+
+class ScopeFigures(SummaryFigures):
+    """The current tagged-only summary of a registry (repository null) or a repository (maintained)."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    repository = models.OneToOneField(
+        Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
 
     class Meta:
         verbose_name_plural = "scope figures"
@@ -554,26 +562,11 @@ class NamespaceManifestRef(models.Model):
         ]
 
 
-class NamespaceFigures(models.Model):
+class NamespaceFigures(SummaryFigures):
     """The current tagged-only summary of a namespace (strict path prefix), maintained like `ScopeFigures`."""
 
     registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
     namespace = models.CharField(max_length=255)
-    images = models.BigIntegerField(default=0)
-    manifests = models.BigIntegerField(default=0)
-    indexes = models.BigIntegerField(default=0)
-    repositories = models.BigIntegerField(default=0)
-    distinct_layers = models.BigIntegerField(default=0)
-    logical_bytes = models.BigIntegerField(default=0)
-    stored_bytes = models.BigIntegerField(default=0)
-    layers_logical_bytes = models.BigIntegerField(default=0)
-    layers_stored_bytes = models.BigIntegerField(default=0)
-    foreign_bytes = models.BigIntegerField(default=0)
-    # as on ScopeFigures
-    uncompressed_known_layers = models.BigIntegerField(default=0, db_default=0)
-    uncompressed_logical_bytes = models.BigIntegerField(default=0, db_default=0)
-    uncompressed_stored_bytes = models.BigIntegerField(default=0, db_default=0)
-    uncompressed_known_compressed_bytes = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name_plural = "namespace figures"

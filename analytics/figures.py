@@ -639,7 +639,6 @@ _REBUILD_NAMESPACES = [
        WHERE nf.registry_id = d.registry_id AND nf.namespace = d.namespace""",
     "DROP TABLE figures_ns",
 ]
-_REBUILD_TEMPS = [sql for sql in _REBUILD if sql.startswith("CREATE TEMP TABLE")]
 _REBUILD_DROPS = [sql for sql in _REBUILD if sql.startswith("DROP TABLE")]
 
 
@@ -660,13 +659,6 @@ def figures_rebuild(*, registry_id: int) -> None:
             """INSERT INTO analytics_diffidcopies (diff_id, blobs) SELECT diff_id, count(*)
                FROM analytics_blob WHERE diff_id <> '' GROUP BY diff_id HAVING count(*) > 1"""
         )
-
-
-def namespace_figures_rebuild(*, registry_id: int) -> None:
-    """Recompute a registry's namespace figures only (the migration that introduced them)."""
-    with connection.cursor() as cursor:
-        for sql in _REBUILD_TEMPS + _REBUILD_NAMESPACES + _REBUILD_DROPS:
-            cursor.execute(sql, {"registry": registry_id})
 
 
 def instructions_rebuild(*, registry_id: int) -> None:

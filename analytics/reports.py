@@ -20,7 +20,6 @@ from analytics.models import (
     HistoryEntry,
     Manifest,
     ManifestLayer,
-    Registry,
     Repository,
     RepositoryManifest,
     Tag,
@@ -618,7 +617,3 @@ def layer_ranking(*, scope: Scope) -> QuerySet[Blob]:
 def layer_images(*, digest: str, scope: Scope) -> QuerySet[RepositoryManifest]:
     """The images in a scope that hold a layer, by the layer's digest."""
     return images(scope=scope).filter(manifest__manifest_layers__blob__digest=digest).distinct()
-
-
-def registry_summaries() -> dict[int, DedupSummary]:
-    return {reg.id: dedup_summary(scope=Scope(registry_id=reg.id)) for reg in Registry.objects.all()}

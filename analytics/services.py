@@ -969,6 +969,15 @@ class _RepositoryRun:
         return Scan.objects.get(id=self.scan_id)
 
 
+def scan_start_inline(*, target: str, trigger: str = "manual", **credentials: object) -> Scan:
+    """Resolve `target`, create its scan and run it in this process (tests, benchmarks, tools)."""
+    request = scan_request_resolve(target=target, **credentials)
+    scan = scan_create(
+        registry=request.registry, repository=request.repository, tag=request.tag, trigger=trigger
+    )
+    return scan_run_inline(scan_id=scan.id)
+
+
 def scan_run_inline(*, scan_id: int) -> Scan:
     """Run a scan and its children in this process (for `manage.py scan --inline` and tests)."""
     scan = Scan.objects.get(id=scan_id)

@@ -26,9 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 def scan(target: str):
-    request = services.scan_request_resolve(target=target)
-    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
-    return services.scan_run_inline(scan_id=scan.id)
+    return services.scan_start_inline(target=target)
 
 
 def copy(src: str, dst: str, *extra: str) -> None:

@@ -30,9 +30,7 @@ def auth_registry(test_registry):
 
 
 def run(target, **credentials) -> Scan:
-    request = services.scan_request_resolve(target=target, **credentials)
-    scan = services.scan_create(registry=request.registry, repository=request.repository)
-    return services.scan_run_inline(scan_id=scan.id)
+    return services.scan_start_inline(target=target, **credentials)
 
 
 @pytest.mark.django_db

@@ -13,9 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def scan_inline(target: str, **credentials) -> Scan:
-    request = services.scan_request_resolve(target=target, **credentials)
-    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
-    return services.scan_run_inline(scan_id=scan.id)
+    return services.scan_start_inline(target=target, **credentials)
 
 
 @pytest.mark.django_db

@@ -32,9 +32,7 @@ pytestmark = pytest.mark.integration
 
 
 def scan_inline(target: str) -> Scan:
-    request = services.scan_request_resolve(target=target)
-    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
-    return services.scan_run_inline(scan_id=scan.id)
+    return services.scan_start_inline(target=target)
 
 
 def tags_of(built) -> list[tuple[str, str]]:

@@ -41,9 +41,7 @@ def token_registry(test_registry):
 
 
 def run(target, **credentials) -> Scan:
-    request = services.scan_request_resolve(target=target, **credentials)
-    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
-    return services.scan_run_inline(scan_id=scan.id)
+    return services.scan_start_inline(target=target, **credentials)
 
 
 def messages(scan: Scan) -> str:

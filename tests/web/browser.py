@@ -15,9 +15,7 @@ SHOTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
 
 
 def scan(target: str):
-    request = services.scan_request_resolve(target=target)
-    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
-    done = services.scan_run_inline(scan_id=scan.id)
+    done = services.scan_start_inline(target=target)
     assert done.status == "succeeded", list(done.errors.values_list("message", flat=True))
     return done
 

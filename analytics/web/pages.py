@@ -183,7 +183,6 @@ def image_page(*, holding_id: int) -> dict:
                 "shared": images > 1,
             }
         )
-    chain = lineage.image_lineage(holding=holding)
     partners = content.image_partners(
         holding_id=holding.id,
         manifest_id=holding.manifest_id,
@@ -195,6 +194,14 @@ def image_page(*, holding_id: int) -> dict:
         for s in lineage.stale_bases(registry_id=registry_id)
         if any(a[0] == holding.id for a in s.affected)
     ]
+    # On a stale base the base is no longer tagged: the chain then walks untagged holdings too, so
+    # the page names the old base instead of claiming there is none.
+    chain = lineage.image_lineage(holding=holding, include_untagged=bool(stale))
+    tagged = set(
+        RepositoryManifest.objects.filter(id__in=[b.holding_id for b in chain], present=True).values_list(
+            "id", flat=True
+        )
+    )
     return {
         "id": holding.id,
         "label": _label(holding, tags),
@@ -203,7 +210,7 @@ def image_page(*, holding_id: int) -> dict:
         "tags": tags,
         "sizes": asdict(sizes),
         "layers": stack,
-        "chain": [asdict(b) for b in chain],
+        "chain": [{**asdict(b), "tagged": b.holding_id in tagged} for b in chain],
         "partners": [asdict(p) for p in partners],
         "stale": stale,
         "api": {

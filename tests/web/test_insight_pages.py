@@ -75,6 +75,9 @@ def test_stale_base_and_missed_savings_pages(test_registry, scratch, live_server
     shown = [c.get_attribute("title") for c in warning.find_elements("css selector", "code")]
     assert shown == [old_base, new_base]
     assert old_base[:19] in warning.text and new_base[:19] in warning.text
+    # its base chain names the old base (found among untagged holdings), not "no base"
+    [chain] = browser.find_elements("css selector", "ol.chain")
+    assert f"base/os@{old_base[7:19]}" in chain.text and "no longer tagged" in chain.text
     # zstd/web was never built on base/os's layers (other blobs): no warning on its page
     zstd_id = RepositoryManifest.objects.get(repository__registry=registry, repository__name="zstd/web").id
     browser.get(f"{base}/ui/images/{zstd_id}/")

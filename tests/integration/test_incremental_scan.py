@@ -17,6 +17,7 @@ from analytics import services
 from analytics.models import HistoryEntry, Manifest, Registry, Scan, Tag, TagEvent
 from analytics.reports import Scope, dedup_summary
 from tests.support.registry import RegistryServer, blobstore_bytes
+from tests.support.slow_proxy import SlowProxy
 from tests.support.synthetic import SyntheticPusher, make_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -84,6 +85,29 @@ def test_rescan_of_unchanged_repository_sends_tag_list_and_one_head_per_tag(regi
     assert all(t.last_seen > last_seen[t.name] for t in Tag.objects.all())
     assert stored_bytes(registry.url) == blobstore_bytes(registry.root)
     assert rescan.images_count == 3
+
+
+def test_rescan_heads_reuse_kept_alive_connections(registry, settings):
+    """A HEAD per tag over connections kept alive, counted where the registry's TCP connections
+    arrive (a proxy in front of it): not one connection per HEAD."""
+    base = make_base("os")
+    tags = [f"v{i}" for i in range(30)]
+    with SyntheticPusher(registry.url) as push:
+        for tag in tags:
+            push.image("team/app", tag, seed=f"app-{tag}", base=base)
+    proxy = SlowProxy(registry.url, delay=0).start()
+    try:
+        assert scan_repository(proxy.url, "team/app").status == Scan.Status.SUCCEEDED
+        before = proxy.state.connections
+        heads_before = sum(s.method == "HEAD" for s in proxy.state.seen)
+        assert scan_repository(proxy.url, "team/app").status == Scan.Status.SUCCEEDED
+        heads = sum(s.method == "HEAD" for s in proxy.state.seen) - heads_before
+        opened = proxy.state.connections - before
+    finally:
+        proxy.stop()
+    assert heads == len(tags)
+    # at most one connection per concurrent request slot (and the tag list's), however many HEADs
+    assert opened <= settings.REGISTRY_SCAN_CONCURRENCY + 1 < heads
 
 
 def test_rescan_reads_new_and_moved_tags_again(registry, requests_seen):

@@ -33,6 +33,7 @@ class ProxyState:
     seen: list[Seen] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    connections: int = 0  # TCP connections accepted: a client keeping them alive opens few
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -42,6 +43,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.state.lock:
+            self.server.state.connections += 1
 
     def do_HEAD(self) -> None:
         self._forward("HEAD")

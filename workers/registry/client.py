@@ -370,7 +370,11 @@ class RegistryClient:
                 limit = max_bytes if resp.status_code < 400 else _ERROR_BODY_BYTES
                 declared = resp.headers.get("Content-Length")
                 if method == "HEAD":
-                    return resp, b""  # a HEAD reply's Content-Length describes the GET body
+                    # A HEAD reply has no body (its Content-Length describes the GET's), but until the
+                    # empty body is read the connection is not reusable: closed, it costs a TCP connect
+                    # per HEAD (an incremental rescan is one HEAD per tag).
+                    resp.read()
+                    return resp, b""
                 if resp.status_code < 400 and declared and declared.isdigit() and int(declared) > limit:
                     raise ProtocolError(
                         f"response of {declared} bytes exceeds the {limit}-byte limit", **where

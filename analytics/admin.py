@@ -96,6 +96,8 @@ class RegistryForm(forms.ModelForm):
             "tracked",
             "scan_interval",
             "next_scan_at",
+            "max_concurrency",
+            "max_requests_per_second",
         ]
         formfield_callback = _registry_formfield
 

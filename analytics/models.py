@@ -7,11 +7,16 @@ same rows instead of adding new ones.
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import MD5
 
 from analytics.crypto import decrypt_secret, encrypt_secret
+
+# Upper bounds of a registry's own limits: past these a limit is no limit, and likely a typo.
+REGISTRY_MAX_CONCURRENCY = 256
+REGISTRY_MAX_RATE = 10_000.0
 
 
 class Registry(models.Model):
@@ -33,10 +38,36 @@ class Registry(models.Model):
     next_scan_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_scanned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Politeness for this registry, shared by every worker (workers/politeness.py); null keeps the
+    # deployment's REGISTRY_CONCURRENCY_LIMIT / REGISTRY_RATE_LIMIT. Bounded so a typo cannot flood it.
+    max_concurrency = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(REGISTRY_MAX_CONCURRENCY)],
+        help_text="Requests in flight at once to this registry, all workers together (empty: the default).",
+    )
+    max_requests_per_second = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(REGISTRY_MAX_RATE)],
+        help_text="Requests per second to this registry, all workers together (empty: the default).",
+    )
 
     class Meta:
         verbose_name_plural = "registries"
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_concurrency__isnull=True)
+                | Q(max_concurrency__gte=1, max_concurrency__lte=REGISTRY_MAX_CONCURRENCY),
+                name="registry_max_concurrency_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_requests_per_second__isnull=True)
+                | Q(max_requests_per_second__gte=0.1, max_requests_per_second__lte=REGISTRY_MAX_RATE),
+                name="registry_max_requests_per_second_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

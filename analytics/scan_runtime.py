@@ -17,7 +17,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -64,14 +64,23 @@ class Heartbeat:
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.interval):
-                until = lease_deadline()
-                Scan.objects.filter(id=self.scan_id, status=Scan.Status.RUNNING).update(lease_until=until)
-                if self.repository_id is not None:
-                    Repository.objects.filter(id=self.repository_id).update(scan_lease_until=until)
+                try:
+                    self._beat()
+                except DatabaseError as exc:
+                    # The connection was dropped (database restart, failover): a new one at the next
+                    # beat. Stopping here would let the lease lapse under a scan still running.
+                    log.warning("scan heartbeat missed a beat: %s", exc)
+                    connections.close_all()
         except Exception:  # a lost heartbeat only means another worker may take over later
             log.exception("scan heartbeat failed")
         finally:
             connections.close_all()  # this thread's connection
+
+    def _beat(self) -> None:
+        until = lease_deadline()
+        Scan.objects.filter(id=self.scan_id, status=Scan.Status.RUNNING).update(lease_until=until)
+        if self.repository_id is not None:
+            Repository.objects.filter(id=self.repository_id).update(scan_lease_until=until)
 
 
 class Progress:
@@ -81,7 +90,9 @@ class Progress:
         self.scan_id, self.parent_id, self.every = scan_id, parent_id, every
         self.total = self.done = 0
         self._written_total = self._written_done = 0
-        self._last = 0.0
+        # The first write waits a period too: a repository read within it reports its progress in
+        # its finishing transaction only (`take`), not in two commits of its own.
+        self._last = time.monotonic()
         self._lock = threading.Lock()
         self._owner = threading.get_ident()
 
@@ -119,11 +130,15 @@ class Progress:
             self._last = time.monotonic()
         if not (d_total or d_done):
             return
-        Scan.objects.filter(id=self.scan_id).update(tags_total=self.total, tags_done=self.done)
-        if self.parent_id is not None:
-            Scan.objects.filter(id=self.parent_id).update(
-                tags_total=F("tags_total") + d_total, tags_done=F("tags_done") + d_done
-            )
+        with transaction.atomic():
+            # progress is redone by a rescan: its commit need not wait for the disk
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            Scan.objects.filter(id=self.scan_id).update(tags_total=self.total, tags_done=self.done)
+            if self.parent_id is not None:
+                Scan.objects.filter(id=self.parent_id).update(
+                    tags_total=F("tags_total") + d_total, tags_done=F("tags_done") + d_done
+                )
 
 
 @functools.lru_cache(maxsize=1)
@@ -132,15 +147,23 @@ def metrics_sink() -> MetricsSink:
     return MetricsSink(shared_redis(url) if url else None)
 
 
+def registry_limits(registry: Registry) -> tuple[int, float]:
+    """(requests in flight, requests per second) for `registry`: its own, else the settings' (0: off)."""
+    concurrency = registry.max_concurrency or settings.REGISTRY_CONCURRENCY_LIMIT
+    rate = registry.max_requests_per_second or settings.REGISTRY_RATE_LIMIT
+    return concurrency, rate
+
+
 def registry_gate(registry: Registry) -> RedisGate | None:
     """The shared limits for `registry`, or None when they are off or there is no Redis."""
     url = settings.LAYERLENS_REDIS_URL
-    if not url or not (settings.REGISTRY_CONCURRENCY_LIMIT or settings.REGISTRY_RATE_LIMIT):
+    concurrency, rate = registry_limits(registry)
+    if not url or not (concurrency or rate):
         return None
     return RedisGate(
         shared_redis(url),
         key=str(registry.id),
-        concurrency=settings.REGISTRY_CONCURRENCY_LIMIT,
-        rate=settings.REGISTRY_RATE_LIMIT,
+        concurrency=concurrency,
+        rate=rate,
         slot_ttl=2 * settings.REGISTRY_TIMEOUT_SECONDS + 5,
     )

@@ -139,13 +139,24 @@ def registry_upsert(
 
 
 def registry_create(
-    *, url: str, tracked: bool = False, scan_interval: timedelta | None = None, **fields: object
+    *,
+    url: str,
+    tracked: bool = False,
+    scan_interval: timedelta | None = None,
+    max_concurrency: int | None = None,
+    max_requests_per_second: float | None = None,
+    **fields: object,
 ) -> Registry:
-    """Create a registry; a registry with the same base URL already existing is a conflict."""
+    """Create a registry; a registry with the same base URL already existing is a conflict. The
+    politeness limits (null: the settings') are the caller's to validate (the model's validators)."""
     if Registry.objects.filter(url=_normalise_url(url)).exists():
         raise Conflict(f"a registry with base URL {_normalise_url(url)} exists already")
     with transaction.atomic():
         registry = registry_upsert(url=url, **fields)  # type: ignore[arg-type]
+        if max_concurrency is not None or max_requests_per_second is not None:
+            registry.max_concurrency = max_concurrency
+            registry.max_requests_per_second = max_requests_per_second
+            registry.save(update_fields=["max_concurrency", "max_requests_per_second"])
         if tracked or scan_interval:
             registry_schedule(registry=registry, tracked=tracked, interval=scan_interval)
     return registry
@@ -271,6 +282,8 @@ def registry_client_shared(registry: Registry) -> Iterator[RegistryClient]:
         registry.insecure,
         registry.ca_bundle,
         registry.allow_internal,
+        registry.max_concurrency,  # the politeness gate is built with the client
+        registry.max_requests_per_second,
         registry_client,  # a test that swaps the factory gets its own clients
     )
     with _SHARED_LOCK:

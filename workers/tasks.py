@@ -8,6 +8,7 @@ from celery import shared_task
 from celery.signals import worker_process_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from analytics.engine_services import engine_scan_fail, engine_scan_run
 from analytics.services import (
@@ -29,6 +30,23 @@ logger = logging.getLogger(__name__)
 # Transient registry errors (timeouts, 429, 5xx) are retried with backoff; permanent ones are recorded
 # on the scan by the service and never reach here.
 RETRY = dict(max_retries=5)
+# The database dropping a connection (restart, failover, `pg_terminate_backend`; also a deadlock or a
+# cancelled statement) is transient too: the broken connection is closed and the task retried. Ingest
+# is one transaction keyed on digests, so the retry rewrites the same rows; a repository scan cut short
+# is taken over (leases).
+DATABASE_LOST = (OperationalError, InterfaceError)
+
+
+def database_lost_retry(task, exc: Exception, countdown: float) -> Exception:
+    """Close this process's broken connections (this thread's, and the reader threads' with their pool)
+    and return the retry to raise; the error itself once the retries are spent (the sweeper requeues
+    what is left running when its lease expires)."""
+    close_old_connections()
+    scan_readers_close()  # their connections died too, unnoticed until their next read fails
+    logger.warning("database error (%s); retrying on new connections in %gs", exc, countdown)
+    if task.request.retries >= RETRY["max_retries"]:
+        return exc
+    return task.retry(exc=exc, countdown=countdown, max_retries=RETRY["max_retries"])
 
 
 def retry_countdown(retries: int, exc: Exception) -> float:
@@ -53,6 +71,9 @@ def scan_registry(self, scan_id: int) -> None:
 
     try:
         scan_registry_run(scan_id=scan_id, on_children=enqueue)
+    except DATABASE_LOST as exc:
+        # Claimed under a lease nobody renews now: the retry can claim it once that has expired.
+        raise database_lost_retry(self, exc, settings.SCAN_LEASE_SECONDS + 1) from exc
     except RegistryError as exc:
         if self.request.retries >= self.max_retries:
             scan_fail(scan_id=scan_id, message=f"gave up after {self.request.retries} retries: {exc}")
@@ -67,6 +88,8 @@ def scan_repository(self, scan_id: int) -> None:
     except RepositoryBusy as exc:
         # Another worker holds this repository; come back when its scan is likely done.
         raise self.retry(exc=exc, countdown=settings.SCAN_BUSY_RETRY_SECONDS, max_retries=120) from exc
+    except DATABASE_LOST as exc:
+        raise database_lost_retry(self, exc, settings.SCAN_BUSY_RETRY_SECONDS) from exc
     except RegistryError as exc:
         if self.request.retries >= self.max_retries:
             scan_fail(scan_id=scan_id, message=f"gave up after {self.request.retries} retries: {exc}")
@@ -78,7 +101,8 @@ def scan_repository(self, scan_id: int) -> None:
 def scan_repositories(self, scan_ids: list[int]) -> None:
     """A batch of a registry scan's children. One that cannot run now (its repository busy, a
     transient registry error) is sent again on its own as `scan_repository`, with that task's retries;
-    a redelivered batch skips the scans already finished."""
+    a redelivered batch skips the scans already finished, which is how a lost database connection is
+    retried: the whole batch again, its unfinished repositories taken over."""
 
     def retry(scan_id: int, exc: Exception) -> None:
         countdown = (
@@ -86,7 +110,10 @@ def scan_repositories(self, scan_ids: list[int]) -> None:
         )
         scan_repository.apply_async(args=[scan_id], countdown=countdown)
 
-    scan_repositories_run(scan_ids=scan_ids, retry=retry)
+    try:
+        scan_repositories_run(scan_ids=scan_ids, retry=retry)
+    except DATABASE_LOST as exc:
+        raise database_lost_retry(self, exc, settings.SCAN_BUSY_RETRY_SECONDS) from exc
 
 
 @shared_task

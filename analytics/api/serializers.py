@@ -128,6 +128,8 @@ class RegistrySerializer(serializers.ModelSerializer):
             "ca_bundle",
             "tracked",
             "scan_interval",
+            "max_concurrency",
+            "max_requests_per_second",
             "next_scan_at",
             "last_scanned_at",
             "created_at",

@@ -198,8 +198,13 @@ def test_progress_is_written_to_the_scan_and_its_parent_and_taken_back_on_a_reru
     repo = Repository.objects.create(registry=registry, name="a")
     child = Scan.objects.create(kind="repository", registry=registry, repository=repo, parent=parent)
     progress = Progress.restart(child)
-    progress(256, 256)  # the first call always writes (a second has passed since "never")
-    progress(300, 300)  # within the second: kept for the next flush
+    progress(256, 256)  # within the first second: kept for the finishing transaction or a flush
+    child.refresh_from_db()
+    assert (child.tags_done, child.tags_total) == (0, 0)
+    progress.flush()
+    child.refresh_from_db()
+    assert (child.tags_done, child.tags_total) == (256, 256)
+    progress(300, 300)  # within the second after that flush: kept for the next one
     child.refresh_from_db()
     assert (child.tags_done, child.tags_total) == (256, 256)
     progress.flush()

@@ -385,9 +385,15 @@ def scan_start(
     username: str | None = None,
     password: str | None = None,
     deep_budget_bytes: int | None = None,
+    allow_internal: bool | None = None,
+    enqueue: bool = True,
 ) -> Scan:
+    """Resolve `target` (creating its rows), create its scan and, unless `enqueue` is False (the caller
+    runs it in process: `scan_run_inline`), send it to the workers once the transaction commits."""
     with transaction.atomic():
-        request = scan_request_resolve(target=target, username=username, password=password)
+        request = scan_request_resolve(
+            target=target, username=username, password=password, allow_internal=allow_internal
+        )
         scan = scan_create(
             registry=request.registry,
             repository=request.repository,
@@ -395,7 +401,8 @@ def scan_start(
             trigger=trigger,
             deep_budget_bytes=deep_budget_bytes,
         )
-        scan_enqueue(scan)
+        if enqueue:
+            scan_enqueue(scan)
     return scan
 
 
@@ -984,10 +991,7 @@ class _RepositoryRun:
 
 def scan_start_inline(*, target: str, trigger: str = "manual", **credentials: object) -> Scan:
     """Resolve `target`, create its scan and run it in this process (tests, benchmarks, tools)."""
-    request = scan_request_resolve(target=target, **credentials)
-    scan = scan_create(
-        registry=request.registry, repository=request.repository, tag=request.tag, trigger=trigger
-    )
+    scan = scan_start(target=target, trigger=trigger, enqueue=False, **credentials)
     return scan_run_inline(scan_id=scan.id)
 
 

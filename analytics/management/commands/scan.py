@@ -7,7 +7,6 @@ import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from analytics import selectors_api, services
 from analytics.models import Scan
@@ -67,24 +66,17 @@ class Command(BaseCommand):
             return self._engine(options)
         password = sys.stdin.readline().rstrip("\r\n") if options["password_stdin"] else None
         try:
-            with transaction.atomic():
-                request = services.scan_request_resolve(
-                    target=options["target"],
-                    username=options["username"],
-                    password=password,
-                    allow_internal=options["allow_internal"] or None,
-                )
-                if options["deep"] and options["deep_budget"] <= 0:
-                    raise CommandError("--deep-budget must be a positive number of bytes")
-                scan = services.scan_create(
-                    registry=request.registry,
-                    repository=request.repository,
-                    tag=request.tag,
-                    trigger="cli",
-                    deep_budget_bytes=options["deep_budget"] if options["deep"] else None,
-                )
-                if not options["inline"]:
-                    services.scan_enqueue(scan)
+            if options["deep"] and options["deep_budget"] <= 0:
+                raise CommandError("--deep-budget must be a positive number of bytes")
+            scan = services.scan_start(
+                target=options["target"],
+                trigger="cli",
+                username=options["username"],
+                password=password,
+                allow_internal=options["allow_internal"] or None,
+                deep_budget_bytes=options["deep_budget"] if options["deep"] else None,
+                enqueue=not options["inline"],
+            )
             if options["inline"]:
                 scan = self._run_inline(scan.id)
             else:

@@ -112,6 +112,11 @@ def run() -> int:
             f"127.0.0.1:{WEB_PORT}",
             "--workers",
             "2",
+            # threads: a whole-list CSV download streams past the sync workers' --timeout
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
             "--access-logfile",
             "-",
         ],

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import engine_reports, engine_services
+from analytics.api.csv import CSVListMixin
 from analytics.models import Engine, EngineScan
 
 
@@ -110,7 +111,7 @@ class EngineScanRequestSerializer(serializers.Serializer):
     pull = serializers.ListField(child=serializers.CharField(max_length=500), required=False, default=list)
 
 
-class EngineViewSet(viewsets.ModelViewSet):
+class EngineViewSet(CSVListMixin, viewsets.ModelViewSet):
     """Docker Engines: registered by endpoint; the TLS key is write-only, encrypted at rest."""
 
     serializer_class = EngineSerializer
@@ -133,7 +134,9 @@ class EngineViewSet(viewsets.ModelViewSet):
         return Response(EngineScanSerializer(scan).data, status=status.HTTP_202_ACCEPTED)
 
 
-class EngineScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class EngineScanViewSet(
+    CSVListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     serializer_class = EngineScanSerializer
     queryset = EngineScan.objects.all().order_by("-created_at", "-id")
 

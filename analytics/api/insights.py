@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from analytics import reports, services
 from analytics.api import insight_serializers as s
+from analytics.api.csv import CSVListMixin, csv_stream, offset_chunks, whole_list_wanted
 from analytics.api.views import (
     SCOPE_ERRORS,
     SCOPE_PARAMETERS,
@@ -37,7 +38,9 @@ UNTAGGED = OpenApiParameter(
 
 def page_of(request, fetch, serializer_class):
     """Offset pages over an ORDER BY ... LIMIT query: fetch one row more to know if a next page exists,
-    so no count(*) over the whole answer is ever run."""
+    so no count(*) over the whole answer is ever run. A whole-list CSV walks the pages to the end."""
+    if whole_list_wanted(request):
+        return csv_stream(request, (serializer_class(rows, many=True).data for rows in offset_chunks(fetch)))
     try:
         page = max(int(request.query_params.get("page", 1)), 1)
         size = min(max(int(request.query_params.get("page_size", 50)), 1), 1000)
@@ -135,7 +138,7 @@ class ImageLineageView(APIView):
         return Response(s.LineageSerializer(data).data)
 
 
-class ImageDerivedView(generics.ListAPIView):
+class ImageDerivedView(CSVListMixin, generics.ListAPIView):
     serializer_class = s.DerivedImageSerializer
     filter_backends: list = []
 
@@ -312,7 +315,7 @@ class CrossRegistryView(APIView):
 # --- 8. trends --------------------------------------------------------------------------------------------
 
 
-class TrendsView(generics.ListAPIView):
+class TrendsView(CSVListMixin, generics.ListAPIView):
     serializer_class = s.SnapshotSerializer
     filter_backends: list = []
 

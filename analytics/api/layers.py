@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import urlencode
 
 from drf_spectacular.types import OpenApiTypes
@@ -10,6 +11,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics.api.csv import csv_stream, keyset_chunks, whole_list_wanted
 from analytics.api.views import scope_from_request
 from analytics.queries import layers
 from analytics.services import InvalidRequest
@@ -58,13 +60,21 @@ class LayerTopView(APIView):
         order = request.query_params.get("order", "images")
         if order not in ("images", "saved_bytes"):
             raise InvalidRequest("order is images or saved_bytes")
+        registry_id = scope.registry_id
+        if whole_list_wanted(request):
+            chunks = keyset_chunks(partial(layers.layer_top, registry_id=registry_id, order=order))
+            return csv_stream(request, (self.rows(page) for page in chunks))
         page, nxt = layers.layer_top(
-            registry_id=scope.registry_id,
+            registry_id=registry_id,
             order=order,
             after=layers.keyset_param(request.query_params.get("after"), parts=2),
             limit=_limit(request),
         )
-        results = [
+        return _page(request, self.rows(page), nxt)
+
+    @staticmethod
+    def rows(page: list[layers.RankedLayer]) -> list[dict]:
+        return [
             {
                 "digest": r.digest,
                 "size": r.size,
@@ -76,7 +86,6 @@ class LayerTopView(APIView):
             }
             for r in page
         ]
-        return _page(request, results, nxt)
 
 
 class LayerRepositoriesView(APIView):
@@ -95,16 +104,26 @@ class LayerRepositoriesView(APIView):
         ),
     )
     def get(self, request, digest: str):
-        scope = scope_from_request(request)
+        registry_id = scope_from_request(request).registry_id
         blob_id = layers.layer_blob_id(digest=digest)
+        if whole_list_wanted(request):
+            chunks = keyset_chunks(
+                partial(layers.layer_repositories, blob_id=blob_id, registry_id=registry_id)
+            )
+            return csv_stream(request, (self.rows(page) for page in chunks))
         after = layers.keyset_param(request.query_params.get("after"), parts=1)
         page, nxt = layers.layer_repositories(
             blob_id=blob_id,
-            registry_id=scope.registry_id,
+            registry_id=registry_id,
             after=after[0] if after else None,
             limit=_limit(request),
         )
-        results = [
+        count = layers.layer_counts(blob_id=blob_id, registry_id=registry_id)[1]
+        return _page(request, self.rows(page), nxt, count=count)
+
+    @staticmethod
+    def rows(page: list[layers.LayerRepository]) -> list[dict]:
+        return [
             {
                 "repository_id": r.repository_id,
                 "registry_id": r.registry_id,
@@ -113,5 +132,3 @@ class LayerRepositoriesView(APIView):
             }
             for r in page
         ]
-        count = layers.layer_counts(blob_id=blob_id, registry_id=scope.registry_id)[1]
-        return _page(request, results, nxt, count=count)

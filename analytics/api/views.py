@@ -5,6 +5,7 @@ serializer through its context."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
+from functools import partial
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -19,6 +20,13 @@ from rest_framework.views import APIView
 
 from analytics import reports, selectors_api, services
 from analytics.api import filters, serializers
+from analytics.api.csv import (
+    CSVListMixin,
+    csv_stream,
+    keyset_chunks,
+    queryset_chunks,
+    whole_list_wanted,
+)
 from analytics.reports import Scope
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -141,7 +149,7 @@ SCOPE_ERRORS = {400: serializers.ErrorSerializer, 404: serializers.ErrorSerializ
     partial_update=extend_schema(summary="Change a registry's settings (staff)"),
     destroy=extend_schema(summary="Delete a registry and everything scanned from it (staff)"),
 )
-class RegistryViewSet(viewsets.ModelViewSet):
+class RegistryViewSet(CSVListMixin, viewsets.ModelViewSet):
     """Registries. `password` is write-only and never returned; `has_password` says whether one is set."""
 
     serializer_class = serializers.RegistrySerializer
@@ -171,7 +179,11 @@ class RegistryViewSet(viewsets.ModelViewSet):
     partial_update=extend_schema(summary="Track a repository or change its scan interval (staff)"),
 )
 class RepositoryViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet
+    CSVListMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
 ):
     serializer_class = serializers.RepositorySerializer
     http_method_names = ["get", "patch", "head", "options"]
@@ -189,7 +201,7 @@ class RepositoryViewSet(
     list=extend_schema(summary="List tags (current ones unless include_removed)"),
     retrieve=extend_schema(summary="A tag"),
 )
-class TagViewSet(viewsets.ReadOnlyModelViewSet):
+class TagViewSet(CSVListMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.TagSerializer
     filter_backends = BACKENDS
     filterset_class = filters.TagFilter
@@ -209,7 +221,11 @@ class TagViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"], filter_backends=[])
     def events(self, request, pk=None):
         tag = self.get_object()
-        page = self.paginate_queryset(selectors_api.tag_event_list(tag_id=tag.id))
+        events = selectors_api.tag_event_list(tag_id=tag.id)
+        if whole_list_wanted(request):
+            chunks = queryset_chunks(events)
+            return csv_stream(request, (serializers.TagEventSerializer(c, many=True).data for c in chunks))
+        page = self.paginate_queryset(events)
         return self.get_paginated_response(serializers.TagEventSerializer(page, many=True).data)
 
 
@@ -217,7 +233,7 @@ class TagViewSet(viewsets.ReadOnlyModelViewSet):
     list=extend_schema(summary="Tag movements across repositories (newest first)"),
     retrieve=extend_schema(summary="A tag event"),
 )
-class TagEventViewSet(viewsets.ReadOnlyModelViewSet):
+class TagEventViewSet(CSVListMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.TagEventSerializer
     filter_backends = BACKENDS_NO_SEARCH
     filterset_class = filters.TagEventFilter
@@ -232,16 +248,22 @@ class TagEventViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class ImagePageMixin:
-    """Paginate images and add, for the current page only, their sizes and tags."""
+    """Paginate images and add, for the current page only, their sizes and tags (a whole-list CSV: for
+    each chunk)."""
 
-    def image_page(self, queryset, *, scope: Scope | None):
-        page = self.paginate_queryset(queryset)
+    def image_rows(self, page: list, *, scope: Scope | None) -> list[dict]:
         context = {
             **self.get_serializer_context(),
             "sizes": reports.image_sizes(holding_ids=[h.id for h in page], scope=scope),
             "tags": reports.image_tags(holdings=page),
         }
-        return self.get_paginated_response(serializers.ImageSerializer(page, many=True, context=context).data)
+        return serializers.ImageSerializer(page, many=True, context=context).data
+
+    def image_page(self, queryset, *, scope: Scope | None):
+        if whole_list_wanted(self.request):
+            chunks = queryset_chunks(queryset)
+            return csv_stream(self.request, (self.image_rows(c, scope=scope) for c in chunks))
+        return self.get_paginated_response(self.image_rows(self.paginate_queryset(queryset), scope=scope))
 
 
 IMAGE_ORDERING_ALIASES = {
@@ -339,7 +361,7 @@ class ImageViewSet(ImagePageMixin, viewsets.ReadOnlyModelViewSet):
         responses={200: serializers.RankedLayerSerializer, **SCOPE_ERRORS},
     ),
 )
-class LayerViewSet(ImagePageMixin, viewsets.ReadOnlyModelViewSet):
+class LayerViewSet(CSVListMixin, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
     """Layer blobs in a scope; default order: most shared first, then most bytes saved."""
 
     serializer_class = serializers.RankedLayerSerializer
@@ -376,18 +398,22 @@ class LayerViewSet(ImagePageMixin, viewsets.ReadOnlyModelViewSet):
         from analytics.queries import layers
 
         blob_id = layers.layer_blob_id(digest=digest)
+
+        def holders(ids: list[int]) -> list:
+            by_id = {h.id: h for h in reports.images(scope=Scope(include_untagged=True)).filter(id__in=ids)}
+            return [by_id[i] for i in ids if i in by_id]  # gone since the keyset query: skipped
+
+        if whole_list_wanted(request):
+            chunks = keyset_chunks(
+                partial(layers.layer_holders, blob_id=blob_id, registry_id=scope.registry_id)
+            )
+            rows = (self.image_rows(holders(ids), scope=_sizes_scope(scope)) for ids in chunks)
+            return csv_stream(request, rows)
         after = layers.keyset_param(request.query_params.get("after"), parts=2)
         limit = min(int(request.query_params.get("page_size") or 50), 1000)
         ids, nxt = layers.layer_holders(
             blob_id=blob_id, registry_id=scope.registry_id, after=after, limit=limit
         )
-        by_id = {h.id: h for h in reports.images(scope=Scope(include_untagged=True)).filter(id__in=ids)}
-        page = [by_id[i] for i in ids]
-        context = {
-            **self.get_serializer_context(),
-            "sizes": reports.image_sizes(holding_ids=ids, scope=_sizes_scope(scope)),
-            "tags": reports.image_tags(holdings=page),
-        }
         query = request.query_params.copy()
         if nxt:
             query["after"] = f"{nxt[0]}.{nxt[1]}"
@@ -396,7 +422,7 @@ class LayerViewSet(ImagePageMixin, viewsets.ReadOnlyModelViewSet):
                 "count": layers.layer_counts(blob_id=blob_id, registry_id=scope.registry_id)[0],
                 "next": request.build_absolute_uri(request.path + "?" + urlencode(query)) if nxt else None,
                 "previous": None,
-                "results": serializers.ImageSerializer(page, many=True, context=context).data,
+                "results": self.image_rows(holders(ids), scope=_sizes_scope(scope)),
             }
         )
 
@@ -424,7 +450,11 @@ class SummaryView(APIView):
     retrieve=extend_schema(summary="A scan with its errors", responses=serializers.ScanDetailSerializer),
 )
 class ScanViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+    CSVListMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
 ):
     serializer_class = serializers.ScanSerializer
     filter_backends = BACKENDS_NO_SEARCH
@@ -471,5 +501,9 @@ class ScanViewSet(
     @action(detail=True, methods=["get"], filter_backends=[])
     def errors(self, request, pk=None):
         scan = self.get_object()
-        page = self.paginate_queryset(selectors_api.scan_errors(scan_id=scan.id))
+        errors = selectors_api.scan_errors(scan_id=scan.id)
+        if whole_list_wanted(request):
+            chunks = queryset_chunks(errors)
+            return csv_stream(request, (serializers.ScanErrorSerializer(c, many=True).data for c in chunks))
+        page = self.paginate_queryset(errors)
         return self.get_paginated_response(serializers.ScanErrorSerializer(page, many=True).data)

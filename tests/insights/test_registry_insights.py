@@ -207,7 +207,7 @@ def test_api_answers_and_csv_export(test_registry, scratch):
     assert summary["stored_bytes"] == sum(parts(web).values())
 
     csv_reply = client.get("/api/v1/trends/", {"registry": h, "format": "csv"})
-    assert csv_reply["Content-Type"].startswith("text/csv")
-    lines = csv_reply.content.decode().splitlines()
+    assert csv_reply["Content-Type"].startswith("text/csv") and csv_reply.streaming
+    lines = b"".join(csv_reply.streaming_content).decode().splitlines()
     assert lines[0].startswith("id,taken_at,scan,registry,repository,images") and len(lines) == 2
     assert lines[1].split(",")[9] == str(blobstore_bytes(scratch.root))

@@ -2,29 +2,41 @@
 
     .venv/bin/python -m bench.generate --images 1000000 --seed 1   # into layerlens_bench_scale
 
-Shape and where it comes from:
+Shape and where it comes from (`python -m bench.shape --database X` prints the achieved shape beside these):
 
+- Layer counts and compressed layer sizes: an empirical sample of Docker Hub itself, the linux/amd64
+  layers of 15 official images' `latest` tags as docker-library/repo-info records them (`remote/*.md`,
+  "Size: ... (N bytes)", i.e. the blob's Content-Length; repository commits in bench/hub_sample.py).
+  Layers per image: p10 2.8, median 7, p90 11, max 14. Distinct compressed layer sizes (90 layers): p10
+  223 B, median 1.7 MB, p90 67.8 MB, max 236 MB; 30% are under 1 KB (small RUN/COPY steps).
+  Image sizes: p10 36 MB, median 157 MB, p90 416 MB. An image draws its total layer count from the
+  sample (rank interpolated) and its own layers' sizes from the layer sample (interpolated
+  geometrically); its base stack's layers count towards the total. The sample is official images, not
+  a random draw, so it leans large.
+- Base stacks (`BASES`): the real layer sizes of those images' stacks (debian bookworm-slim, trixie-slim,
+  trixie + buildpack-deps, alpine, ubuntu and what builds on them), with per-stack image quotas. A
+  root's subtree of quotas sums to at most `HOT_SHARE` (10%), so the hottest layer (the 28 MB
+  `debian:bookworm-slim` one, under php-, cassandra- and memcached-like stacks) is held by at most 9.8%
+  of the images (98,000 at a million, plus its stacks' 4 library images) however repository sizes fall:
+  the issue's "a few hot base layers held by up to 100,000 images". Whole repositories are placed, so
+  quotas fill to about 90% (8.8% at 200,000 images). About half the images build on no shared base.
 - Zhao et al., "Large-Scale Analysis of the Docker Hub Dataset" (IEEE CLUSTER 2019,
-  doi:10.1109/CLUSTER.2019.8891000) and the journal version "Large-Scale Analysis of Docker Images and
-  Performance Implications for Container Storage Systems" (IEEE TPDS 2021, doi:10.1109/TPDS.2020.3034517):
-  167 TB uncompressed of Docker Hub's latest images; most layers are small; most layers are referenced
-  by a single image; image popularity is skewed towards a few images; only ~3% of files are unique. So:
-  a long tail of single-use layers (each image's own layers), a few hot base layers (a 28 MB
-  `debian:bookworm-slim`-like layer under 10% of all images: 100,000 at a million, through php-, python-,
-  pypy- and cassandra-like stacks), layer counts mostly under 10.
-- Anwar et al., "Improving Docker Registry Design Based on Production Workload Analysis" (USENIX FAST
-  2018): production registries are dominated by small layers with a heavy tail of large ones, and a
-  skewed popularity of repositories.
-
-The exact parameters below (log-normal layer sizes with a ~400 KB median and sigma 2, own-layer counts
-1 + geometric, Pareto repository sizes) are modelling choices matching those qualitative findings; the
-papers' CDFs were not available to transcribe here, so treat the numbers as shaped, not fitted.
+  doi:10.1109/CLUSTER.2019.8891000; journal version IEEE TPDS 2021, doi:10.1109/TPDS.2020.3034517),
+  abstract: over 167 TB of uncompressed Docker Hub images, at least half a million public images, only 3%
+  of files unique. Its findings that most layers are referenced by a single image and that image
+  popularity is skewed (as summarised on the paper's bohrium.com page; the CDFs themselves were not
+  available to transcribe) give the long tail: every image's own layers are new blobs, reused only by
+  the next image of the same repository (60% of the time, a prefix), and repository sizes are Pareto
+  (alpha 1.1, capped at 20,000 images).
 
 Also generated, so every report has something to chew on: configs with history (`created_by` from a pool
 of instructions), same-`diff_id` copies under another digest (missed savings), attestation artifacts
 (held, never images), tags with first/last seen, moved tags with their `TagEvent`s (the old image stays
 as an untagged holding), layer chains, and trend snapshots. The maintained figures
-(`analytics.figures`) are rebuilt set-based at the end, as the migration does.
+(`analytics.figures`) are rebuilt set-based at the end, as the migration does. Each layer's `BlobLine`
+(the line of the first manifest listing it) is written here as the layer is first listed, so the
+rebuild need not probe the first manifest of every layer (at 200,000 images, on a loaded machine, that
+probe had run 15 minutes when stopped; the whole run now takes about two).
 
 Rows are streamed with PostgreSQL COPY (psycopg `cursor.copy`), one connection per table, with
 `session_replication_role = replica` (FK triggers off: the data is consistent by construction).
@@ -35,12 +47,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import os
 import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+
+from bench.hub_sample import LAYER_COUNTS, LAYER_SIZES
 
 DATABASE = "layerlens_bench_scale"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -48,24 +61,55 @@ LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 MB = 1_000_000
+NULL = "\\N"  # COPY text format
 
-# (name, layer sizes, parent stack, share of all images built on it)
+# Base stacks: (name, compressed layer sizes in bytes, parent stack, image quota as a share of all images).
+# Sizes are the linux/amd64 layers of the official image in bench/hub_sample.py (the stack's own layers,
+# its parent's removed). Each root's subtree of quotas sums to <= HOT_SHARE, so no base layer is held by
+# more than HOT_SHARE of the images (100,000 at a million) plus the library images themselves. The 32-byte
+# empty layer several stacks end with is one blob on Docker Hub; here each stack has its own, so it does
+# not become a cross-family hot layer.
+HOT_SHARE = 0.10
 BASES: list[tuple[str, list[int], str | None, float]] = [
-    ("debian-bookworm-slim", [28 * MB], None, 0.03),
-    ("python-slim", [3_500_000, 12 * MB, 250_000, 3_100_000], "debian-bookworm-slim", 0.035),
-    ("php", [100_000, 90 * MB, 600, 12 * MB, 500, 14 * MB], "debian-bookworm-slim", 0.02),
-    ("pypy", [5 * MB, 40 * MB], "debian-bookworm-slim", 0.008),
-    ("cassandra", [30 * MB, 4 * MB, 60 * MB], "debian-bookworm-slim", 0.007),
-    ("alpine", [3_400_000], None, 0.12),
-    ("alpine-python", [1_000_000, 11 * MB, 2 * MB], "alpine", 0.05),
-    ("ubuntu", [29 * MB], None, 0.1),
-    ("openjdk", [16 * MB, 180 * MB], "ubuntu", 0.05),
-    ("debian-bookworm", [49 * MB], None, 0.06),
-    ("buildpack-deps", [24 * MB, 64 * MB], "debian-bookworm", 0.03),
-    ("node", [4 * MB, 45 * MB, 2 * MB], "buildpack-deps", 0.07),
-    ("golang", [70 * MB, 100], "buildpack-deps", 0.04),
-    ("centos", [75 * MB], None, 0.05),
-]
+    ("debian-bookworm-slim", [28237639], None, 0.02),  # php:8-apache-bookworm's bottom layer
+    ("php", [227, 104345776, 227, 20142182, 430, 483, 14539803, 491, 15144180, 2459, 245, 892, 32],
+     "debian-bookworm-slim", 0.045),
+    ("cassandra", [1116, 15677851, 4271551, 47509943, 128, 73947004, 1224], "debian-bookworm-slim", 0.018),
+    ("memcached", [1110, 136706, 2285876, 284, 122], "debian-bookworm-slim", 0.015),
+    ("debian-trixie-slim", [29830418], None, 0.015),
+    ("redis", [1101, 824, 25639861, 97, 32, 2109], "debian-trixie-slim", 0.02),
+    ("postgres", [1167, 6443022, 1256766, 8203833, 1311722, 116, 3138, 115397538, 19418, 128, 6108, 186],
+     "debian-trixie-slim", 0.02),
+    ("httpd", [145, 32, 2008639, 13453247, 292], "debian-trixie-slim", 0.01),
+    ("nginx", [33325076, 626, 955, 403, 1210, 1397], "debian-trixie-slim", 0.03),
+    ("debian-trixie", [49312572], None, 0.008),
+    ("buildpack-deps-scm", [25638468, 67792989], "debian-trixie", 0.004),
+    ("golang", [102272980, 67288392, 127, 32], "buildpack-deps-scm", 0.02),
+    ("buildpack-deps", [236338551], "buildpack-deps-scm", 0.004),
+    ("python", [6092327, 29758423, 250], "buildpack-deps", 0.03),
+    ("node", [3329, 63411295, 446], "buildpack-deps", 0.025),
+    ("pypy", [2976797, 34178705], "buildpack-deps", 0.004),
+    ("alpine", [3849738], None, 0.08),
+    ("traefik", [416269, 50943596, 370], "alpine", 0.015),
+    ("ubuntu", [41568275, 389], None, 0.06),
+    ("eclipse-temurin", [22368066, 92756921, 32, 2464], "ubuntu", 0.035),
+]  # fmt: skip
+
+
+def _subtree_shares() -> dict[str, float]:
+    """Share of all images that hold each base layer: the stack's own quota plus its descendants'."""
+    held = {name: share for name, _, _, share in BASES}
+    parents = {name: parent for name, _, parent, _ in BASES}
+    for name, _, _, share in BASES:
+        parent = parents[name]
+        while parent:
+            held[parent] += share
+            parent = parents[parent]
+    return held
+
+
+assert max(_subtree_shares().values()) <= HOT_SHARE, "a base layer would exceed the hot-layer cap"
+
 INSTRUCTIONS = [
     "/bin/sh -c apt-get update && apt-get install -y --no-install-recommends {p}",
     "/bin/sh -c pip install --no-cache-dir {p}",
@@ -76,6 +120,17 @@ INSTRUCTIONS = [
     "/bin/sh -c apk add --no-cache {p}",
 ]
 PACKAGES = [f"pkg{i}" for i in range(40)]
+
+
+def from_sample(rng: random.Random, sorted_sample: list[int], *, log: bool) -> float:
+    """Draw from the sample's empirical distribution: a uniform rank, interpolated between neighbours
+    (geometrically for sizes, which span 32 B to 236 MB)."""
+    rank = rng.random() * (len(sorted_sample) - 1)
+    i = int(rank)
+    lo, hi = sorted_sample[i], sorted_sample[min(i + 1, len(sorted_sample) - 1)]
+    if log:
+        return lo * (hi / lo) ** (rank - i)
+    return lo + (hi - lo) * (rank - i)
 
 
 def sha(label: str) -> str:
@@ -100,6 +155,7 @@ class Tables:
         "analytics_tag": "id, repository_id, name, manifest_id, first_seen, last_seen, removed_at",
         "analytics_tagevent": "id, tag_id, old_digest, new_digest, seen_at, scan_id",
         "analytics_layerchain": "id, manifest_id, depth, chain, is_top",
+        "analytics_blobline": "blob_id, created_by",
     }
 
     def __init__(self, dsn: str) -> None:
@@ -122,8 +178,9 @@ class Tables:
         return self.ids[table]
 
     def add(self, table: str, *values: object) -> None:
+        """One row; SQL NULL is passed as `NULL` (not None: the per-value test was the hottest loop)."""
         buf = self.buffers[table]
-        buf.append("\t".join("\\N" if v is None else str(v) for v in values))
+        buf.append("\t".join(map(str, values)))
         if len(buf) >= 20000:
             self.flush(table)
 
@@ -149,6 +206,7 @@ class Generator:
         self.seed = seed
         self.t = tables
         self.blob_digest: dict[int, str] = {}  # only layers that may be reused (bases, repo prefixes)
+        self.unlined: set[int] = set()  # layers written, their first manifest (which fixes the line) not yet
         self.diff_pool: list[tuple[str, int]] = []
 
     # --- rows ------------------------------------------------------------------------------------------
@@ -161,10 +219,15 @@ class Generator:
             "analytics_blob", blob_id, digest, media_type, size, uncompressed, diff_id or sha(f"diff:{label}")
         )
         self.blob_digest[blob_id] = digest
+        if media_type == LAYER_TYPE:
+            self.unlined.add(blob_id)
         return blob_id
 
     def layer_size(self) -> int:
-        return max(32, min(int(self.rng.lognormvariate(math.log(400_000), 2.0)), 3_000_000_000))
+        return round(from_sample(self.rng, LAYER_SIZES, log=True))
+
+    def layer_count(self) -> int:
+        return round(from_sample(self.rng, LAYER_COUNTS, log=False))
 
     def manifest(
         self,
@@ -181,6 +244,7 @@ class Generator:
         manifest_id = self.t.next_id("analytics_manifest")
         digest = sha(f"{self.seed}:manifest:{label}")
         size = 400 + 160 * len(layers)
+        stamp = ts(created)
         self.t.add(
             "analytics_manifest",
             manifest_id,
@@ -193,15 +257,15 @@ class Generator:
             "amd64",
             "",
             "",
-            ts(created),
+            stamp,
             "{}",
             len(layers),
             sum(s for _, s, _ in layers),
             "application/vnd.in-toto+json" if kind == "artifact" else "",
             "",
-            ts(created),
+            stamp,
         )
-        chain: list[str] = []
+        chain = hashlib.sha256()  # sha256 of the space-joined digests so far, fed one digest at a time
         for position, (blob_id, _, created_by) in enumerate(layers):
             self.t.add(
                 "analytics_manifestlayer", self.t.next_id("analytics_manifestlayer"), manifest_id, position,
@@ -209,18 +273,20 @@ class Generator:
             )  # fmt: skip
             self.t.add(
                 "analytics_historyentry", self.t.next_id("analytics_historyentry"), config_id, position,
-                ts(created), created_by, "", "", "f", position,
+                stamp, created_by, "", "", "f", position,
             )  # fmt: skip
+            if blob_id in self.unlined:  # the lowest manifest id listing the layer: its line (BlobLine)
+                self.unlined.discard(blob_id)
+                self.t.add("analytics_blobline", blob_id, created_by)
             if kind == "image":
-                chain.append(self.blob_digest[blob_id])
+                chain.update(((" " if position else "") + self.blob_digest[blob_id]).encode())
                 self.t.add(
                     "analytics_layerchain", self.t.next_id("analytics_layerchain"), manifest_id, position + 1,
-                    hashlib.sha256(" ".join(chain).encode()).hexdigest(), "t" if position + 1 == len(layers)
-                    else "f",
+                    chain.copy().hexdigest(), "t" if position + 1 == len(layers) else "f",
                 )  # fmt: skip
         self.t.add(
             "analytics_historyentry", self.t.next_id("analytics_historyentry"), config_id, len(layers),
-            ts(created), '/bin/sh -c #(nop)  CMD ["/app"]', "", "", "t", None,
+            stamp, '/bin/sh -c #(nop)  CMD ["/app"]', "", "", "t", NULL,
         )  # fmt: skip
         return manifest_id, digest
 
@@ -252,19 +318,23 @@ class Generator:
             mid, digest = self.manifest(f"base:{name}", stacks[name], created=NOW - timedelta(days=400))
             self.hold(library[name], mid, present=True, seen=NOW - timedelta(days=400))
             self.tag(library[name], "latest", [digest], mid, NOW - timedelta(days=400), NOW)
-        names = [b[0] for b in BASES]
-        weights = [b[3] for b in BASES]
-        scratch = 1 - sum(weights)
+        # image quotas: a repository goes to a stack (or to none) with probability proportional to the
+        # quota left among those it fits in whole, so quotas fill up and are never exceeded
+        left: dict[str | None, int] = {b[0]: int(b[3] * self.n) for b in BASES}
+        left[None] = self.n - sum(left.values())
 
         for repo_name, count in self.repositories_list:
             repo_id = repo_ids[repo_name]
             prev_own: list[tuple[int, int, str]] = []
-            base = None if rng.random() < scratch else rng.choices(names, weights)[0]
+            fits = [name for name, room in left.items() if name and room >= count]
+            base = rng.choices([None, *fits], [max(left[None], 1), *(left[name] for name in fits)])[0]
+            left[base] -= count
             start = NOW - timedelta(days=rng.randrange(30, 700))
             for j in range(count):
                 created = start + timedelta(days=j * rng.random() * 3)
                 created = min(created, NOW - timedelta(hours=1))
-                k = 1 + int(math.log(1 - rng.random()) / math.log(0.65))
+                # total layers from the sample; a stack deeper than that still gets one layer of its own
+                k = max(1, self.layer_count() - len(stacks[base] if base else ()))
                 reuse = rng.randrange(0, min(k, len(prev_own)) + 1) if prev_own and rng.random() < 0.6 else 0
                 own = prev_own[:reuse]
                 for i in range(reuse, k):
@@ -308,12 +378,12 @@ class Generator:
 
     def tag(self, repo_id: int, name: str, digests: list[str], mid: int, first: datetime, last: datetime):
         tag_id = self.t.next_id("analytics_tag")
-        self.t.add("analytics_tag", tag_id, repo_id, name, mid, ts(first), ts(last), None)
+        self.t.add("analytics_tag", tag_id, repo_id, name, mid, ts(first), ts(last), NULL)
         old = ""
         for i, digest in enumerate(digests):
             self.t.add(
                 "analytics_tagevent", self.t.next_id("analytics_tagevent"), tag_id, old, digest,
-                ts(first + timedelta(days=i)), None,
+                ts(first + timedelta(days=i)), NULL,
             )  # fmt: skip
             old = digest
 
@@ -357,7 +427,7 @@ def generate(*, images: int, seed: int, database: str, log=print) -> dict[str, f
     copied = time.monotonic()
     log(f"copied {tables.rows:,} rows in {copied - started:.0f} s")
     with connection.cursor() as cursor:
-        for table in Tables.COLUMNS:
+        for table in (t for t, columns in Tables.COLUMNS.items() if columns.startswith("id,")):
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
             )

@@ -10,7 +10,10 @@ In one run, on loopback:
    image needs (manifest + config + its share of a tag list).
 3. Layerlens: a full scan of the registry, then a rescan of the unchanged registry, through a real
    Celery worker (`--concurrency` processes) writing to PostgreSQL; images/s from the scan's start
-   to its last child's finish. Peak worker memory is the largest VmHWM of the worker's processes.
+   to its last child's finish. Peak worker memory is the largest VmHWM of the worker's processes;
+   CPU per image is read from /proc for the registry, the worker's processes and PostgreSQL (the
+   benchmark database's backends and the server's own processes): on a CPU-bound machine it says
+   where the time goes.
 4. The peer baseline: `skopeo inspect --raw` and `--config` per tag, 4 tags at a time (`xargs -P4`),
    over a sample of `--skopeo-sample` tags; it fetches but stores nothing.
 
@@ -105,12 +108,51 @@ def skopeo_rate(host: str, images: list, sample: int) -> float:
     return len(refs) / (time.monotonic() - t)
 
 
-def worker_peak_rss_mb(pid: int) -> float:
-    """The largest VmHWM (peak resident set) among the worker and its pool processes."""
+def worker_pids(pid: int) -> list[int]:
+    """The worker and its pool processes."""
     pids = [pid]
     for task in Path(f"/proc/{pid}/task").iterdir():
         children = (task / "children").read_text().split()
         pids += [int(c) for c in children]
+    return pids
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of `pids` still running."""
+    out = {}
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[p] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return out
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two readings (a process started meanwhile counts from zero)."""
+    return sum(t - before.get(p, 0.0) for p, t in after.items())
+
+
+def postgres_pids(database: str) -> list[int]:
+    """The PostgreSQL backends serving `database` and the server's own processes (WAL writer,
+    checkpointer...), not the backends of other databases on a shared server."""
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s OR backend_type <> 'client backend'",
+            [database],
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def worker_peak_rss_mb(pid: int) -> float:
+    """The largest VmHWM (peak resident set) among the worker and its pool processes."""
+    pids = worker_pids(pid)
     peak = 0
     for p in pids:
         status = Path(f"/proc/{p}/status").read_text()
@@ -160,8 +202,18 @@ def main() -> int:
         )
         worker.start()
         try:
+            cpu: dict[str, dict[str, float]] = {}
+
+            def components() -> dict[str, dict[int, float]]:
+                assert worker.proc is not None and registry.proc is not None
+                return {
+                    "registry": cpu_seconds([registry.proc.pid]),
+                    "workers": cpu_seconds(worker_pids(worker.proc.pid)),
+                    "postgres": cpu_seconds(postgres_pids(dbname)),
+                }
 
             def scan() -> tuple[float, Scan]:
+                before = components()
                 s = services.scan_start(target=registry.url)
                 deadline = time.monotonic() + 1800
                 while time.monotonic() < deadline:
@@ -171,6 +223,8 @@ def main() -> int:
                     time.sleep(0.1)
                 else:
                     raise RuntimeError("scan did not finish:\n" + worker.log_text()[-3000:])
+                after = components()
+                cpu["rescan" if cpu else "full_scan"] = {k: cpu_spent(before[k], after[k]) for k in after}
                 return (s.finished_at - s.created_at).total_seconds(), s
 
             full_s, full = scan()
@@ -202,6 +256,10 @@ def main() -> int:
         "rescan_images_per_second": round(rescan_ips, 1),
         "worker_processes": args.concurrency,
         "worker_peak_rss_mb": round(peak_mb, 1),
+        # CPU per image in ms, by process: where a CPU-bound scan on a shared machine spends it
+        "cpu_ms_per_image": {
+            run: {k: round(1000 * v / n, 2) for k, v in parts.items()} for run, parts in cpu.items()
+        },
         "status": [full.status, rescan.status],
         "stored_bytes_after_full_scan": full_stored,
         "stored_bytes_after_rescan": summary.stored_bytes,

@@ -13,6 +13,7 @@ histogram: one counter per bucket (`le`), plus `_sum` and `_count`, like a Prome
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -38,7 +39,13 @@ SCAN_ERRORS = "layerlens_scan_errors_total"
 
 
 def field_name(metric: str, labels: dict[str, str]) -> str:
-    return json.dumps([metric, dict(sorted(labels.items()))], separators=(",", ":"))
+    return _field_name(metric, tuple(sorted(labels.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _field_name(metric: str, labels: tuple[tuple[str, str], ...]) -> str:
+    # a request adds ~16 counters (the latency buckets): encode each label set once per process
+    return json.dumps([metric, dict(labels)], separators=(",", ":"))
 
 
 class MetricsSink:

@@ -668,10 +668,17 @@ def instructions_rebuild(*, registry_id: int) -> None:
         cursor.execute(
             f"""INSERT INTO analytics_blobline (blob_id, created_by)
                 SELECT blob_id, created_by FROM (
-                    SELECT rb.blob_id, {_LINE_OF.format(blob="rb.blob_id")} AS created_by
-                    FROM analytics_registryblob rb
-                    WHERE rb.registry_id = %(registry)s AND rb.layer_refs > 0
-                        AND NOT EXISTS (SELECT 1 FROM analytics_blobline bl WHERE bl.blob_id = rb.blob_id)
+                    -- every held layer, tagged or not: build history with untagged holdings reads
+                    -- the lines too (ingest finds them as layers become tagged; data from before
+                    -- BlobLine existed may hold layers whose tags moved before)
+                    SELECT l.blob_id, {_LINE_OF.format(blob="l.blob_id")} AS created_by
+                    FROM (
+                        SELECT DISTINCT ml.blob_id FROM analytics_repositorymanifest rm
+                        JOIN analytics_repository r ON r.id = rm.repository_id
+                        JOIN analytics_manifestlayer ml ON ml.manifest_id = rm.manifest_id
+                        WHERE r.registry_id = %(registry)s
+                    ) l
+                    WHERE NOT EXISTS (SELECT 1 FROM analytics_blobline bl WHERE bl.blob_id = l.blob_id)
                 ) x WHERE created_by IS NOT NULL
                 ON CONFLICT (blob_id) DO NOTHING""",
             {"registry": registry_id},

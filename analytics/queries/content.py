@@ -4,17 +4,27 @@ registry. Lists take `limit`/`offset` (keyset-free, but over an ORDER BY the pla
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 
-from analytics.models import RepositoryManifest
+from analytics.models import BlobLine, Registry, Repository, RepositoryManifest
 from analytics.queries.layers import layers_created_by
-from analytics.reports import Scope
+from analytics.reports import Scope, glob_regex
 
 
 def _rows(sql: str, params: list[object] | dict[str, object]) -> list[tuple]:
     with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _rows_without_jit(sql: str, params: list[object]) -> list[tuple]:
+    """A grouping over a scope's layers: estimated costly enough for JIT compilation, which then takes
+    seconds (measured on the bench database) for a run that takes less without it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -146,61 +156,93 @@ def missed_savings(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[Mi
 
 
 # --- 7. build history: bytes per created_by; the largest layers ------------------------------------------
+#
+# Both count, per (registry, layer) of the scope, `holders`: the scope's holdings (any kind) listing the
+# layer. A plain registry reads them maintained (`RegistryBlob.layer_refs`, its build history
+# `RegistryInstruction`), a namespace too (`NamespaceBlob.layer_refs`); any other scope counts its own
+# holdings, so the cost follows the scope, not the registry. A layer's line is its `BlobLine`
+# (analytics.figures); build history counts a layer without one under '', as `RegistryInstruction` does.
 
-_LAYER_FIGURES = (
-    "WITH"
-    + _SCOPED_BLOBS.replace(
-        "SELECT DISTINCT r.registry_id, rm.manifest_id",
-        "SELECT DISTINCT r.registry_id, rm.id AS holding_id, rm.manifest_id",
-    )
-    + """,
-per_blob AS (
-    SELECT l.registry_id, l.blob_id, count(DISTINCT h.holding_id) AS holders
-    FROM held h JOIN analytics_manifestlayer ml ON ml.manifest_id = h.manifest_id
-    JOIN layers l ON l.registry_id = h.registry_id AND l.blob_id = ml.blob_id
-    GROUP BY l.registry_id, l.blob_id
+_SCOPE_LAYER_HOLDERS = """
+held AS (
+    -- a manifest held by several repositories of the scope is read once, weighted by its holdings
+    SELECT r.registry_id, rm.manifest_id, count(*) AS holdings
+    FROM analytics_repositorymanifest rm JOIN analytics_repository r ON r.id = rm.repository_id
+    WHERE {where}
+    GROUP BY 1, 2
 ),
-line AS (
-    -- the history line that produced a layer, from the first manifest that lists it
-    SELECT DISTINCT ON (ml.blob_id) ml.blob_id, he.created_by
-    FROM analytics_manifestlayer ml
-    JOIN analytics_manifest m ON m.id = ml.manifest_id
-    JOIN analytics_historyentry he ON he.config_id = m.config_id AND he.layer_position = ml.position
-    WHERE ml.blob_id IN (SELECT blob_id FROM per_blob)
-    ORDER BY ml.blob_id, ml.manifest_id, ml.position
+per_blob AS (
+    -- each held manifest's layers through the manifest index (never a scan of every layer row); a
+    -- layer listed twice by one manifest counts its holdings once
+    SELECT h.registry_id, x.blob_id, sum(h.holdings) AS holders FROM held h
+    CROSS JOIN LATERAL (
+        SELECT DISTINCT ml.blob_id FROM analytics_manifestlayer ml WHERE ml.manifest_id = h.manifest_id
+    ) x
+    GROUP BY 1, 2
 )
 """
-)
 
-_BY_INSTRUCTION_SQL = (
-    _LAYER_FIGURES
-    + """
-SELECT coalesce(line.created_by, '') AS created_by, count(*) AS layers,
+_NAMESPACE_LAYER_HOLDERS = """
+per_blob AS (
+    SELECT nb.registry_id, nb.blob_id, nb.layer_refs AS holders FROM analytics_namespaceblob nb
+    WHERE nb.registry_id = ANY(%s) AND nb.namespace = %s AND nb.layer_refs > 0
+)
+"""
+
+
+# Scope.where's tag glob, as a semi-join from the matching current tags (the manifest a tag names, or
+# the children of the index it names): its per-holding probe reads every tag of the holding's
+# repository, quadratic in a large repository's size.
+_TAG_GLOB_HOLDINGS = """(rm.repository_id, rm.manifest_id) IN (
+    SELECT t.repository_id, t.manifest_id FROM analytics_tag t WHERE t.removed_at IS NULL AND t.name ~ %s
+    UNION ALL
+    SELECT t.repository_id, e.child_id FROM analytics_tag t
+    JOIN analytics_indexentry e ON e.index_id = t.manifest_id
+    WHERE t.removed_at IS NULL AND t.name ~ %s
+)"""
+
+
+def _plain_registries(scope: Scope) -> list[int] | None:
+    """The registries of a plain registry scope, or of all registries (tagged, no filter); else None."""
+    if scope == Scope(registry_id=scope.registry_id):
+        if scope.registry_id is not None:
+            return [scope.registry_id]
+        return list(Registry.objects.values_list("id", flat=True))
+    return None
+
+
+def _layer_holders(scope: Scope) -> tuple[str, list[object]]:
+    """The `per_blob (registry_id, blob_id, holders)` CTE of a scope, and its parameters."""
+    ns = (scope.namespace or "").strip("/")
+    if ns and scope == Scope(registry_id=scope.registry_id, namespace=scope.namespace):
+        registries = _plain_registries(Scope(registry_id=scope.registry_id)) or []
+        # namespace rows count strict path prefixes: a repository named `ns` itself is in the scope only
+        if not Repository.objects.filter(registry_id__in=registries, name=ns).exists():
+            return _NAMESPACE_LAYER_HOLDERS, [registries, ns]
+    where, params = dataclasses.replace(scope, tag_glob=None).where()
+    if scope.tag_glob:
+        where += " AND " + _TAG_GLOB_HOLDINGS
+        params += [glob_regex(scope.tag_glob)] * 2
+    return _SCOPE_LAYER_HOLDERS.format(where=where), params
+
+
+_BY_INSTRUCTION_SQL = """WITH {holders}
+SELECT coalesce(bl.created_by, '') AS created_by, count(*) AS layers,
     sum(b.size) AS stored, coalesce(sum(b.size) FILTER (WHERE p.holders = 1), 0) AS uniq,
     sum(b.size * p.holders) AS logical
 FROM per_blob p JOIN analytics_blob b ON b.id = p.blob_id
-LEFT JOIN line ON line.blob_id = p.blob_id
+LEFT JOIN analytics_blobline bl ON bl.blob_id = p.blob_id
 GROUP BY 1
 ORDER BY {order} DESC, 1
 LIMIT %s OFFSET %s
 """
-)
 
-_LARGEST_SQL = (
-    _LAYER_FIGURES
-    + """
-SELECT b.digest, b.size, b.uncompressed_size, p.registry_id, p.holders, coalesce(line.created_by, '')
-FROM per_blob p JOIN analytics_blob b ON b.id = p.blob_id
-LEFT JOIN line ON line.blob_id = p.blob_id
-ORDER BY b.size DESC, b.digest, p.registry_id
-LIMIT %s OFFSET %s
-"""
-)
-
+# A plain registry (or all of them: a layer counts once per registry) reads its maintained build history.
 _BY_INSTRUCTION_REGISTRY_SQL = """
 SELECT created_by, layers, stored, uniq, logical FROM (
-    SELECT created_by, layers, stored_bytes AS stored, unique_bytes AS uniq, logical_bytes AS logical
-    FROM analytics_registryinstruction WHERE registry_id = %s
+    SELECT created_by, sum(layers) AS layers, sum(stored_bytes) AS stored, sum(unique_bytes) AS uniq,
+        sum(logical_bytes) AS logical
+    FROM analytics_registryinstruction WHERE registry_id = ANY(%s) GROUP BY created_by
 ) x
 ORDER BY {order} DESC, 1
 LIMIT %s OFFSET %s
@@ -221,18 +263,15 @@ def bytes_by_instruction(
 ) -> list[InstructionBytes]:
     """`created_by` lines ranked by the stored (or unique, or logical) bytes of the layers they produced."""
     column = {"stored": "stored", "unique": "uniq", "logical": "logical"}[order]
-    if scope.registry_id is not None and scope == Scope(registry_id=scope.registry_id):
-        # a plain registry reads its maintained build history (analytics.figures, `RegistryInstruction`)
-        sql = _BY_INSTRUCTION_REGISTRY_SQL.format(order=column)
-        return [
-            InstructionBytes(cb, int(n), int(s), int(u), int(lg))
-            for cb, n, s, u, lg in _rows(sql, [scope.registry_id, limit, offset])
-        ]
-    where, params = scope.where()
-    sql = _BY_INSTRUCTION_SQL.format(where=where, order=column)
+    registries = _plain_registries(scope)
+    if registries is not None:
+        sql, params = _BY_INSTRUCTION_REGISTRY_SQL.format(order=column), [registries]
+    else:
+        holders, params = _layer_holders(scope)
+        sql = _BY_INSTRUCTION_SQL.format(holders=holders, order=column)
     return [
-        InstructionBytes(cb, n, int(s), int(u), int(lg))
-        for cb, n, s, u, lg in _rows(sql, [*params, limit, offset])
+        InstructionBytes(cb, int(n), int(s), int(u), int(lg))
+        for cb, n, s, u, lg in _rows_without_jit(sql, [*params, limit, offset])
     ]
 
 
@@ -246,25 +285,46 @@ class LargeLayer:
     created_by: str
 
 
-# A plain registry scope reads the maintained counts: `layer_refs` are the holdings listing the layer,
-# and `registry_blob_size (registry, size DESC, blob) WHERE layer_refs > 0` walks the largest first.
+_LARGEST_SQL = """WITH {holders}
+SELECT p.blob_id, b.digest, b.size, b.uncompressed_size, p.registry_id, p.holders
+FROM per_blob p JOIN analytics_blob b ON b.id = p.blob_id
+ORDER BY b.size DESC, b.digest, p.registry_id
+LIMIT %s OFFSET %s
+"""
+
+# Plain registries read the maintained counts: `layer_refs` are the holdings listing the layer, and
+# `registry_blob_size (registry, size DESC, blob) WHERE layer_refs > 0` walks each registry's largest
+# first (the page's first limit + offset rows of each registry, merged).
 _LARGEST_REGISTRY_SQL = """
-SELECT rb.blob_id, b.digest, rb.size, b.uncompressed_size, rb.registry_id, rb.layer_refs
-FROM analytics_registryblob rb JOIN analytics_blob b ON b.id = rb.blob_id
-WHERE rb.registry_id = %s AND rb.layer_refs > 0
-ORDER BY rb.size DESC, b.digest
+SELECT x.* FROM unnest(%s::int[]) AS reg(id) CROSS JOIN LATERAL (
+    SELECT rb.blob_id, b.digest, rb.size, b.uncompressed_size, rb.registry_id, rb.layer_refs
+    FROM analytics_registryblob rb JOIN analytics_blob b ON b.id = rb.blob_id
+    WHERE rb.registry_id = reg.id AND rb.layer_refs > 0
+    ORDER BY rb.size DESC, b.digest
+    LIMIT %s
+) x
+ORDER BY x.size DESC, x.digest, x.registry_id
 LIMIT %s OFFSET %s
 """
 
 
+def _lines(blob_ids: list[int]) -> dict[int, str]:
+    """Each layer's line: its `BlobLine`, else probed (`layers_created_by`), else ''."""
+    found = dict(BlobLine.objects.filter(blob_id__in=blob_ids).values_list("blob_id", "created_by"))
+    probed = layers_created_by(blob_ids=[b for b in blob_ids if b not in found])
+    return {b: found[b] if b in found else probed.get(b) or "" for b in blob_ids}
+
+
 def largest_layers(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[LargeLayer]:
     """The largest layers held in the scope, with the images holding each and its history line."""
-    if scope.registry_id is not None and scope == Scope(registry_id=scope.registry_id):
-        rows = _rows(_LARGEST_REGISTRY_SQL, [scope.registry_id, limit, offset])
-        lines = layers_created_by(blob_ids=[r[0] for r in rows])
-        return [LargeLayer(*row[1:], created_by=lines.get(row[0]) or "") for row in rows]
-    where, params = scope.where()
-    return [LargeLayer(*row) for row in _rows(_LARGEST_SQL.format(where=where), [*params, limit, offset])]
+    registries = _plain_registries(scope)
+    if registries is not None:
+        rows = _rows(_LARGEST_REGISTRY_SQL, [registries, limit + offset, limit, offset])
+    else:
+        holders, params = _layer_holders(scope)
+        rows = _rows_without_jit(_LARGEST_SQL.format(holders=holders), [*params, limit, offset])
+    lines = _lines([r[0] for r in rows])
+    return [LargeLayer(d, int(s), u, reg, int(n), lines[b]) for b, d, s, u, reg, n in rows]
 
 
 # --- 9. the same content in several registries --------------------------------------------------------

@@ -89,6 +89,7 @@ def questions() -> dict[str, Callable[[], object]]:
         "registry summary": lambda: dedup_summary(scope=scope),
         "namespace summary": lambda: dedup_summary(scope=Scope(registry_id=reg, namespace=namespace)),
         "repository summary": lambda: dedup_summary(scope=Scope(repository_id=repo_id)),
+        f"summary, tag glob {TAG_GLOB}": lambda: dedup_summary(scope=scoped[f"tag glob {TAG_GLOB}"]),
         "image shared/unique bytes": lambda: image_sizes(holding_ids=[holding.id]),
         "lineage": lambda: lineage.image_lineage(holding=holding),
         "layer images, first page": layer_page,

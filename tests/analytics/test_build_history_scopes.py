@@ -194,3 +194,34 @@ def test_rebuild_finds_the_lines_of_layers_held_only_untagged(registries):
     line = BlobLine.objects.get(blob__digest=gone.layers[0].digest).created_by
     assert line == "RUN build gone step 0"
     assert _assert_scope(scope)[0][line] == (1, 123, 123, 123)
+
+
+def test_scope_sql_and_orm_spellings_hold_the_same_manifests(registries):
+    """`Scope.where` (the SQL every computed figure uses) selects exactly `Scope.holdings()` (the ORM),
+    including index children named through a tag on their index."""
+    one, two, repos = registries
+    scopes = [
+        Scope(registry_id=one.id, tag_glob="v1*"),
+        Scope(tag_glob="v*", include_untagged=True),
+        Scope(registry_id=one.id, namespace="org/team", tag_glob="v1"),
+        Scope(registry_id=one.id, tag_glob="nothing*"),
+        Scope(registry_id=two.id, tag_glob="late"),
+    ]
+    api_children = set(
+        Repository.objects.get(id=repos["org/team/api"].id)
+        .held_manifests.filter(manifest__digest__in=[API.digest, ARM.digest])
+        .values_list("id", flat=True)
+    )
+    for scope in scopes:
+        where, params = scope.where()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT rm.id FROM analytics_repositorymanifest rm "
+                f"JOIN analytics_repository r ON r.id = rm.repository_id WHERE {where}",
+                params,
+            )
+            sql = {row[0] for row in cursor.fetchall()}
+        assert sql == set(scope.holdings().values_list("id", flat=True)), scope
+    # v1 names the index (api-multi), so both its children are in the v1* scope
+    v1 = Scope(registry_id=one.id, tag_glob="v1*").holdings().values_list("id", flat=True)
+    assert api_children and api_children <= set(v1)

@@ -45,10 +45,12 @@ def manifest_ids(digests: Iterable[str]) -> dict[str, int]:
 
 def tags_current(*, repository_id: int) -> dict[str, str]:
     """Tag name -> the digest it named at the last scan, for the repository's current tags."""
+    # One plain query: the dict holds every row anyway, and a chunked iterator outside a transaction
+    # is a WITH HOLD cursor (declare, fetch, close) for every repository a rescan begins.
     return dict(
-        Tag.objects.filter(repository_id=repository_id, removed_at__isnull=True, manifest__isnull=False)
-        .values_list("name", "manifest__digest")
-        .iterator(chunk_size=5000)
+        Tag.objects.filter(
+            repository_id=repository_id, removed_at__isnull=True, manifest__isnull=False
+        ).values_list("name", "manifest__digest")
     )
 
 

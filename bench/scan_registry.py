@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -166,7 +167,7 @@ def main() -> int:
     )
     parser.add_argument("--repos", type=int, default=200)
     parser.add_argument("--tags", type=int, default=10, help="tags per repository")
-    parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--concurrency", type=int, default=3, help="Celery worker processes (3 beat 2 on 2 cores)")
     parser.add_argument("--skopeo-sample", type=int, default=200, help="tags the skopeo baseline reads")
     parser.add_argument("--wrk-seconds", type=int, default=8)
     args = parser.parse_args()
@@ -197,8 +198,13 @@ def main() -> int:
         rps = ceiling(registry.host, images, args.wrk_seconds, connections=16)
         skopeo = skopeo_rate(registry.host, images, args.skopeo_sample)
 
+        # production settings in the worker: DEBUG off (no per-query debug bookkeeping), JSON logs
+        production = {"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "LOG_FORMAT": "json"}
         worker = CeleryWorker(
-            database_name=dbname, broker_url=os.environ["CELERY_BROKER_URL"], concurrency=args.concurrency
+            database_name=dbname,
+            broker_url=os.environ["CELERY_BROKER_URL"],
+            concurrency=args.concurrency,
+            env=production,
         )
         worker.start()
         try:

@@ -167,7 +167,7 @@ def main() -> int:
     )
     parser.add_argument("--repos", type=int, default=200)
     parser.add_argument("--tags", type=int, default=10, help="tags per repository")
-    parser.add_argument("--concurrency", type=int, default=3, help="Celery worker processes (3 beat 2 on 2 cores)")
+    parser.add_argument("--concurrency", type=int, default=3, help="worker processes (3 beat 2 on 2 cores)")
     parser.add_argument("--skopeo-sample", type=int, default=200, help="tags the skopeo baseline reads")
     parser.add_argument("--wrk-seconds", type=int, default=8)
     args = parser.parse_args()

@@ -83,6 +83,13 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Server-side parameter binding, and statements a connection runs 5 times prepared once: a scan runs the
+# same few dozen statements per repository, so PostgreSQL stops re-planning them. Behind a pooler in
+# transaction mode (pgbouncer), set DB_PREPARE_THRESHOLD=0 (off).
+_DB_OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
+_DB_OPTIONS["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", True)
+if int(os.environ.get("DB_PREPARE_THRESHOLD", "5")) > 0:
+    _DB_OPTIONS["prepare_threshold"] = int(os.environ.get("DB_PREPARE_THRESHOLD", "5"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

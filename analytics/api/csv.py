@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
 
 CHUNK = 1000
@@ -94,13 +95,31 @@ def whole_list_wanted(request) -> bool:
     )
 
 
-def csv_stream(request, chunks: Iterable[list[dict]]) -> StreamingHttpResponse:
-    """Serialized chunks as one CSV download, produced while the client reads it (one write per chunk)."""
+def serializer_header(serializer) -> list[str]:
+    """The flattened column names a serializer's rows get (nested serializers as `outer.inner`)."""
+    names: list[str] = []
+    for name, field in serializer.fields.items():
+        if isinstance(field, serializers.Serializer):
+            names += [f"{name}.{inner}" for inner in serializer_header(field)]
+        else:
+            names.append(name)
+    return names
+
+
+def csv_stream(
+    request, chunks: Iterable[list[dict]], header: list[str] | None = None
+) -> StreamingHttpResponse:
+    """Serialized chunks as one CSV download, produced while the client reads it (one write per chunk).
+    An empty list is `header` alone (when the caller knows it), so readers still find the columns."""
 
     def body() -> Iterator[bytes]:
         table = CSVTable()
         for chunk in chunks:
             yield table.text(_flatten(row) for row in chunk).encode()
+        if table.writer is None and header:
+            line = io.StringIO()
+            csv.writer(line).writerow(header)
+            yield line.getvalue().encode()
 
     response = StreamingHttpResponse(body(), content_type="text/csv; charset=utf-8")
     path = request.path.removeprefix("/api/v1/").strip("/").removesuffix(".csv")  # images.csv: a suffix
@@ -166,7 +185,8 @@ class CSVListMixin:
     def list(self, request, *args, **kwargs):
         if whole_list_wanted(request):
             queryset = self.filter_queryset(self.get_queryset())
-            return csv_stream(request, (self.csv_chunk(rows) for rows in queryset_chunks(queryset)))
+            chunks = (self.csv_chunk(rows) for rows in queryset_chunks(queryset))
+            return csv_stream(request, chunks, header=serializer_header(self.get_serializer()))
         return super().list(request, *args, **kwargs)
 
     def csv_chunk(self, rows: list) -> list[dict]:

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from analytics import reports, services
 from analytics.api import insight_serializers as s
-from analytics.api.csv import CSVListMixin, csv_stream, offset_chunks, whole_list_wanted
+from analytics.api.csv import CSVListMixin, csv_stream, offset_chunks, serializer_header, whole_list_wanted
 from analytics.api.views import (
     SCOPE_ERRORS,
     SCOPE_PARAMETERS,
@@ -40,7 +40,8 @@ def page_of(request, fetch, serializer_class):
     """Offset pages over an ORDER BY ... LIMIT query: fetch one row more to know if a next page exists,
     so no count(*) over the whole answer is ever run. A whole-list CSV walks the pages to the end."""
     if whole_list_wanted(request):
-        return csv_stream(request, (serializer_class(rows, many=True).data for rows in offset_chunks(fetch)))
+        rows = (serializer_class(rows, many=True).data for rows in offset_chunks(fetch))
+        return csv_stream(request, rows, header=serializer_header(serializer_class()))
     try:
         page = max(int(request.query_params.get("page", 1)), 1)
         size = min(max(int(request.query_params.get("page_size", 50)), 1), 1000)

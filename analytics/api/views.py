@@ -25,6 +25,7 @@ from analytics.api.csv import (
     csv_stream,
     keyset_chunks,
     queryset_chunks,
+    serializer_header,
     whole_list_wanted,
 )
 from analytics.reports import Scope
@@ -224,7 +225,8 @@ class TagViewSet(CSVListMixin, viewsets.ReadOnlyModelViewSet):
         events = selectors_api.tag_event_list(tag_id=tag.id)
         if whole_list_wanted(request):
             chunks = queryset_chunks(events)
-            return csv_stream(request, (serializers.TagEventSerializer(c, many=True).data for c in chunks))
+            rows = (serializers.TagEventSerializer(c, many=True).data for c in chunks)
+            return csv_stream(request, rows, header=serializer_header(serializers.TagEventSerializer()))
         page = self.paginate_queryset(events)
         return self.get_paginated_response(serializers.TagEventSerializer(page, many=True).data)
 
@@ -262,7 +264,8 @@ class ImagePageMixin:
     def image_page(self, queryset, *, scope: Scope | None):
         if whole_list_wanted(self.request):
             chunks = queryset_chunks(queryset)
-            return csv_stream(self.request, (self.image_rows(c, scope=scope) for c in chunks))
+            rows = (self.image_rows(c, scope=scope) for c in chunks)
+            return csv_stream(self.request, rows, header=serializer_header(serializers.ImageSerializer()))
         return self.get_paginated_response(self.image_rows(self.paginate_queryset(queryset), scope=scope))
 
 
@@ -504,6 +507,7 @@ class ScanViewSet(
         errors = selectors_api.scan_errors(scan_id=scan.id)
         if whole_list_wanted(request):
             chunks = queryset_chunks(errors)
-            return csv_stream(request, (serializers.ScanErrorSerializer(c, many=True).data for c in chunks))
+            rows = (serializers.ScanErrorSerializer(c, many=True).data for c in chunks)
+            return csv_stream(request, rows, header=serializer_header(serializers.ScanErrorSerializer()))
         page = self.paginate_queryset(errors)
         return self.get_paginated_response(serializers.ScanErrorSerializer(page, many=True).data)

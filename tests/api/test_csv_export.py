@@ -192,3 +192,20 @@ def test_unknown_scope_is_404_before_any_csv_is_sent(fleet, client_user):
         assert response.status_code == 404 and response.streaming is False
     missing = client_user.get(API + "layers/sha256:" + "0" * 64 + "/images/", {"format": "csv"})
     assert missing.status_code == 404 and missing.streaming is False
+
+
+def test_empty_list_is_its_header(fleet, client_user):
+    """No rows: the file is the header a non-empty export of the same list starts with."""
+    full = client_user.get(API + "tags/", {"format": "csv"})
+    header = b"".join(full.streaming_content).decode().split("\r\n", 1)[0]
+    empty = client_user.get(API + "tags/", {"format": "csv", "name": "no-such-tag"})
+    assert empty.streaming is True
+    assert b"".join(empty.streaming_content).decode() == header + "\r\n"
+    assert header.startswith("id,") and "name" in header.split(",")
+
+
+def test_empty_image_list_is_its_header(fleet, client_user):
+    full = client_user.get(API + "images/", {"format": "csv"})
+    header = b"".join(full.streaming_content).decode().split("\r\n", 1)[0]
+    empty = client_user.get(API + "images/", {"format": "csv", "tag_glob": "no-such-*"})
+    assert b"".join(empty.streaming_content).decode() == header + "\r\n"

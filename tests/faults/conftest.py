@@ -52,18 +52,19 @@ def slow_proxy(fault_registry):
 
 @pytest.fixture
 def workers(transactional_db, settings):
-    """Start workers on demand (`start(concurrency)`); all are stopped at the end."""
+    """Start workers on demand (`start(concurrency, **env)`: `WORKER_ENV` plus `env`); all are stopped
+    at the end."""
     settings.SCAN_LEASE_SECONDS = 3
     settings.SCAN_REQUEUE_AFTER_SECONDS = 4
     app.control.purge()
     started: list[CeleryWorker] = []
 
-    def start(concurrency: int = 1) -> CeleryWorker:
+    def start(concurrency: int = 1, **env: str) -> CeleryWorker:
         worker = CeleryWorker(
             database_name=settings.DATABASES["default"]["NAME"],
             broker_url=settings.CELERY_BROKER_URL,
             concurrency=concurrency,
-            env=WORKER_ENV,
+            env={**WORKER_ENV, **env},
         ).start()
         started.append(worker)
         return worker

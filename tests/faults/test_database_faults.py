@@ -27,10 +27,8 @@ from analytics.models import (
 )
 from analytics.reports import Scope, dedup_summary, dedup_summary_computed
 from analytics.scan_runtime import Heartbeat
-from config.celery import app
 from tests.analytics.test_figures import _assert_consistent
-from tests.faults.conftest import WORKER_ENV, recorded, truth
-from tests.support.celery_worker import CeleryWorker
+from tests.faults.conftest import recorded, truth
 from tests.support.generated import push_repository
 from tests.support.registry import RegistryServer
 from tests.support.slow_proxy import SlowProxy
@@ -63,27 +61,11 @@ def proxy(db_fault_registry):
 
 
 @pytest.fixture
-def worker(transactional_db, settings):
-    settings.SCAN_LEASE_SECONDS = 3
-    settings.SCAN_REQUEUE_AFTER_SECONDS = 4
+def worker(workers, settings):
     # A repository scan cut short by the lost connection is taken over by the retry, an attempt lost
     # as when a worker dies (SCAN_MAX_ATTEMPTS); one round costs a repository at most one.
     settings.SCAN_MAX_ATTEMPTS = ROUNDS + 2
-    app.control.purge()
-    started = CeleryWorker(
-        database_name=settings.DATABASES["default"]["NAME"],
-        broker_url=settings.CELERY_BROKER_URL,
-        concurrency=2,
-        env={
-            **WORKER_ENV,
-            "PGAPPNAME": APP_NAME,
-            "SCAN_TASK_BATCH": "2",
-            "SCAN_MAX_ATTEMPTS": str(ROUNDS + 2),
-        },
-    ).start()
-    yield started
-    started.stop()
-    app.control.purge()
+    return workers(2, PGAPPNAME=APP_NAME, SCAN_TASK_BATCH="2", SCAN_MAX_ATTEMPTS=str(ROUNDS + 2))
 
 
 def worker_backends() -> list[tuple[int, str, bool, str]]:

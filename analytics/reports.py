@@ -318,16 +318,11 @@ def _maintained_row(scope: Scope) -> dict[str, int] | None:
     A namespace of one registry is served by its `NamespaceFigures` row (strict path prefixes only);
     a namespace that is also a repository's exact name, or spans registries, is computed.
     """
-    from analytics.models import NamespaceFigures, Repository, ScopeFigures
+    from analytics.models import NamespaceFigures, ScopeFigures
 
-    ns = (scope.namespace or "").strip("/")
-    if (
-        ns
-        and scope.registry_id is not None
-        and scope == Scope(registry_id=scope.registry_id, namespace=scope.namespace)
-    ):
-        if Repository.objects.filter(registry_id=scope.registry_id, name=ns).exists():
-            return None
+    namespace = namespace_rows_scope(scope) if scope.registry_id is not None else None
+    if namespace is not None:
+        _, ns = namespace
         return NamespaceFigures.objects.filter(registry_id=scope.registry_id, namespace=ns).values().first()
     plain = Scope(registry_id=scope.registry_id, repository_id=scope.repository_id)
     if scope != plain or (scope.registry_id is None and scope.repository_id is None):
@@ -342,6 +337,24 @@ def _maintained_row(scope: Scope) -> dict[str, int] | None:
     if row is None:  # never scanned (or figures not built yet): compute
         return None
     return row
+
+
+def namespace_rows_scope(scope: Scope) -> tuple[list[int], str] | None:
+    """(registries, namespace) when the maintained namespace rows answer `scope` exactly: a plain
+    namespace (tagged, no filter) of one registry or of all. The rows count strict path prefixes, so not
+    when a repository is named like the namespace itself (it belongs to the scope, not to the rows)."""
+    from analytics.models import Registry
+
+    ns = (scope.namespace or "").strip("/")
+    if not ns or scope != Scope(registry_id=scope.registry_id, namespace=scope.namespace):
+        return None
+    if scope.registry_id is not None:
+        registries = [scope.registry_id]
+    else:
+        registries = list(Registry.objects.values_list("id", flat=True))
+    if Repository.objects.filter(registry_id__in=registries, name=ns).exists():
+        return None
+    return registries, ns
 
 
 def dedup_summary(*, scope: Scope) -> DedupSummary:

@@ -4,14 +4,13 @@ registry. Lists take `limit`/`offset` (keyset-free, but over an ORDER BY the pla
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from analytics.models import BlobLine, Registry, Repository, RepositoryManifest
+from analytics.models import BlobLine, Registry, RepositoryManifest
 from analytics.queries.layers import layers_created_by
-from analytics.reports import Scope, glob_regex
+from analytics.reports import Scope, namespace_rows_scope
 
 
 def _rows(sql: str, params: list[object] | dict[str, object]) -> list[tuple]:
@@ -190,18 +189,6 @@ per_blob AS (
 """
 
 
-# Scope.where's tag glob, as a semi-join from the matching current tags (the manifest a tag names, or
-# the children of the index it names): its per-holding probe reads every tag of the holding's
-# repository, quadratic in a large repository's size.
-_TAG_GLOB_HOLDINGS = """(rm.repository_id, rm.manifest_id) IN (
-    SELECT t.repository_id, t.manifest_id FROM analytics_tag t WHERE t.removed_at IS NULL AND t.name ~ %s
-    UNION ALL
-    SELECT t.repository_id, e.child_id FROM analytics_tag t
-    JOIN analytics_indexentry e ON e.index_id = t.manifest_id
-    WHERE t.removed_at IS NULL AND t.name ~ %s
-)"""
-
-
 def _plain_registries(scope: Scope) -> list[int] | None:
     """The registries of a plain registry scope, or of all registries (tagged, no filter); else None."""
     if scope == Scope(registry_id=scope.registry_id):
@@ -213,16 +200,10 @@ def _plain_registries(scope: Scope) -> list[int] | None:
 
 def _layer_holders(scope: Scope) -> tuple[str, list[object]]:
     """The `per_blob (registry_id, blob_id, holders)` CTE of a scope, and its parameters."""
-    ns = (scope.namespace or "").strip("/")
-    if ns and scope == Scope(registry_id=scope.registry_id, namespace=scope.namespace):
-        registries = _plain_registries(Scope(registry_id=scope.registry_id)) or []
-        # namespace rows count strict path prefixes: a repository named `ns` itself is in the scope only
-        if not Repository.objects.filter(registry_id__in=registries, name=ns).exists():
-            return _NAMESPACE_LAYER_HOLDERS, [registries, ns]
-    where, params = dataclasses.replace(scope, tag_glob=None).where()
-    if scope.tag_glob:
-        where += " AND " + _TAG_GLOB_HOLDINGS
-        params += [glob_regex(scope.tag_glob)] * 2
+    namespace = namespace_rows_scope(scope)
+    if namespace is not None:
+        return _NAMESPACE_LAYER_HOLDERS, list(namespace)
+    where, params = scope.where()
     return _SCOPE_LAYER_HOLDERS.format(where=where), params
 
 

@@ -8,9 +8,14 @@ from django.db import models, transaction
 from django.db.models import Count, Q
 from django.template.defaultfilters import filesizeformat, truncatechars
 
-from analytics import services
+from analytics.engines.services import engine_scan_start
 from analytics.models import (
     Blob,
+    Engine,
+    EngineHistoryEntry,
+    EngineImage,
+    EngineImageLayer,
+    EngineScan,
     HistoryEntry,
     IndexEntry,
     Manifest,
@@ -23,6 +28,7 @@ from analytics.models import (
     Tag,
     TagEvent,
 )
+from analytics.scans.start import scan_create, scan_enqueue
 
 
 def _size(value: int | None) -> str:
@@ -60,8 +66,8 @@ def _scan_now(
 ) -> None:
     for registry, repository in targets:
         with transaction.atomic():
-            scan = services.scan_create(registry=registry, repository=repository, trigger="admin")
-            services.scan_enqueue(scan)
+            scan = scan_create(registry=registry, repository=repository, trigger="admin")
+            scan_enqueue(scan)
         modeladmin.message_user(
             request, f"Scan {scan.id} of {repository or registry} queued.", level=messages.SUCCESS
         )
@@ -470,15 +476,6 @@ class ScanErrorAdmin(ReadOnlyAdmin):
 
 # --- Docker Engines ------------------------------------------------------------------------------------
 
-from analytics import engine_services as _engine_services  # noqa: E402
-from analytics.models import (  # noqa: E402
-    Engine,
-    EngineHistoryEntry,
-    EngineImage,
-    EngineImageLayer,
-    EngineScan,
-)
-
 
 @admin.register(Engine)
 class EngineAdmin(admin.ModelAdmin):
@@ -498,7 +495,7 @@ class EngineAdmin(admin.ModelAdmin):
     @admin.action(description="Scan the selected engines now")
     def scan_now(self, request, queryset):
         for engine in queryset:
-            _engine_services.engine_scan_start(endpoint=engine.endpoint, trigger="admin")
+            engine_scan_start(endpoint=engine.endpoint, trigger="admin")
         self.message_user(request, f"{queryset.count()} engine scan(s) queued", messages.SUCCESS)
 
 

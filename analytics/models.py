@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import MD5
 
-from analytics.crypto import decrypt_secret, encrypt_secret
+from analytics.infra.crypto import decrypt_secret, encrypt_secret
 
 # Upper bounds of a registry's own limits: past these a limit is no limit, and likely a typo.
 REGISTRY_MAX_CONCURRENCY = 256

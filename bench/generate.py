@@ -410,7 +410,7 @@ def generate(*, images: int, seed: int, database: str, log=print) -> dict[str, f
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from analytics.figures import figures_rebuild
+    from analytics.ingest.figures import figures_rebuild
     from analytics.models import Registry, Repository, SummarySnapshot
 
     call_command("migrate", verbosity=0)

@@ -43,8 +43,13 @@ def questions() -> dict[str, Callable[[], object]]:
     from django.db import connection
 
     from analytics.models import Registry, RegistryBlob, RepositoryManifest, ScopeFigures, Tag
-    from analytics.queries import content, layers, lineage, trends, whatif
-    from analytics.reports import Scope, dedup_summary, image_sizes
+    from analytics.selectors import content, whatif
+    from analytics.selectors.images import image_sizes
+    from analytics.selectors.layers import layer_counts, layer_holders, layer_repositories, layer_top
+    from analytics.selectors.lineage import image_lineage
+    from analytics.selectors.scope import Scope
+    from analytics.selectors.summary import dedup_summary
+    from analytics.selectors.trends import snapshot_series
 
     registry = Registry.objects.order_by("id").only("id").first()  # a database generated before a new column
     assert registry is not None, "generate the database first (bench.generate)"
@@ -65,7 +70,7 @@ def questions() -> dict[str, Callable[[], object]]:
     )
     hot = RegistryBlob.objects.filter(registry_id=reg).order_by("-images").first()
     assert hot is not None
-    holders, _ = layers.layer_holders(blob_id=hot.blob_id, registry_id=reg, limit=1)
+    holders, _ = layer_holders(blob_id=hot.blob_id, registry_id=reg, limit=1)
     holding = RepositoryManifest.objects.select_related("repository").get(id=holders[0])
     tag_ids = list(
         Tag.objects.filter(repository__registry_id=reg, removed_at=None)
@@ -82,8 +87,8 @@ def questions() -> dict[str, Callable[[], object]]:
     }
 
     def layer_page() -> object:
-        ids, _ = layers.layer_holders(blob_id=hot.blob_id, registry_id=reg, limit=50)
-        return image_sizes(holding_ids=ids), layers.layer_counts(blob_id=hot.blob_id, registry_id=reg)
+        ids, _ = layer_holders(blob_id=hot.blob_id, registry_id=reg, limit=50)
+        return image_sizes(holding_ids=ids), layer_counts(blob_id=hot.blob_id, registry_id=reg)
 
     return {
         "registry summary": lambda: dedup_summary(scope=scope),
@@ -91,18 +96,16 @@ def questions() -> dict[str, Callable[[], object]]:
         "repository summary": lambda: dedup_summary(scope=Scope(repository_id=repo_id)),
         f"summary, tag glob {TAG_GLOB}": lambda: dedup_summary(scope=scoped[f"tag glob {TAG_GLOB}"]),
         "image shared/unique bytes": lambda: image_sizes(holding_ids=[holding.id]),
-        "lineage": lambda: lineage.image_lineage(holding=holding),
+        "lineage": lambda: image_lineage(holding=holding),
         "layer images, first page": layer_page,
         "what-if deletion of 10,000 images": lambda: whatif.deletion_impact(tag_ids=tag_ids, details=False),
-        "layer ranking, first page": lambda: layers.layer_top(registry_id=reg, limit=50),
-        "layer ranking by bytes saved": lambda: layers.layer_top(
-            registry_id=reg, order="saved_bytes", limit=50
-        ),
-        "layer repositories, first page": lambda: layers.layer_repositories(blob_id=hot.blob_id, limit=50),
+        "layer ranking, first page": lambda: layer_top(registry_id=reg, limit=50),
+        "layer ranking by bytes saved": lambda: layer_top(registry_id=reg, order="saved_bytes", limit=50),
+        "layer repositories, first page": lambda: layer_repositories(blob_id=hot.blob_id, limit=50),
         "missed savings": lambda: content.missed_savings(scope=scope, limit=50),
         "build history": lambda: content.bytes_by_instruction(scope=scope, limit=50),
         "largest layers": lambda: content.largest_layers(scope=scope, limit=50),
-        "trends": lambda: list(trends.snapshot_series(registry_id=reg)),
+        "trends": lambda: list(snapshot_series(registry_id=reg)),
         **{
             f"{question}, {name}": functools.partial(fn, scope=sc, limit=50)
             for name, sc in scoped.items()
@@ -135,7 +138,7 @@ def measure(runs: int, log=print, only: set[str] | None = None) -> dict[str, tup
 
 def ingest_new_images(count: int, *, batch: int = 50, log=print) -> float:
     """Ingest `count` new images (on the hottest base and a new layer each) through `snapshot_ingest`."""
-    from analytics.ingest import snapshot_ingest
+    from analytics.ingest.snapshot import snapshot_ingest
     from analytics.models import Registry, Repository
     from tests.analytics.records import image, layer, snapshot
 

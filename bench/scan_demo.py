@@ -47,9 +47,10 @@ def main() -> int:
     django.setup()
     from django.core.management import call_command
 
-    from analytics import services
     from analytics.models import Registry
-    from analytics.reports import Scope, dedup_summary
+    from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
+    from analytics.selectors.scope import Scope
+    from analytics.selectors.summary import dedup_summary
     from tests.support.images import build_demo_registry
     from tests.support.registry import RegistryServer, blobstore_bytes
 
@@ -68,10 +69,10 @@ def main() -> int:
         build_s = time.monotonic() - t0
 
         def scan() -> tuple[float, object]:
-            request = services.scan_request_resolve(target=registry.url)
-            s = services.scan_create(registry=request.registry)
+            request = scan_request_resolve(target=registry.url)
+            s = scan_create(registry=request.registry)
             t = time.monotonic()
-            result = services.scan_run_inline(scan_id=s.id)
+            result = scan_run_inline(scan_id=s.id)
             return time.monotonic() - t, result
 
         full_s, full = scan()

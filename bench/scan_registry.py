@@ -179,9 +179,10 @@ def main() -> int:
     django.setup()
     from django.core.management import call_command
 
-    from analytics import services
     from analytics.models import Registry, Scan
-    from analytics.reports import Scope, dedup_summary
+    from analytics.scans.start import scan_start
+    from analytics.selectors.scope import Scope
+    from analytics.selectors.summary import dedup_summary
     from config.celery import app
     from tests.support.celery_worker import CeleryWorker
     from tests.support.registry import RegistryServer, blobstore_bytes
@@ -220,7 +221,7 @@ def main() -> int:
 
             def scan() -> tuple[float, Scan]:
                 before = components()
-                s = services.scan_start(target=registry.url)
+                s = scan_start(target=registry.url)
                 deadline = time.monotonic() + 1800
                 while time.monotonic() < deadline:
                     s.refresh_from_db()

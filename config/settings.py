@@ -231,18 +231,18 @@ LAYERLENS_METRICS_TOKEN = os.environ.get("LAYERLENS_METRICS_TOKEN", "")
 # only when this is on: a remote registry being down is no reason to take the web out of service.
 LAYERLENS_READY_REQUIRES_FRESH_SCANS = env_bool("LAYERLENS_READY_REQUIRES_FRESH_SCANS", False)
 
-# One JSON object per line in production (config/logs.py), with the scan and repository ids bound.
+# One JSON object per line in production (analytics/infra/logs.py), with the scan and repository ids bound.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.logs.ContextFilter"}},
+    "filters": {"context": {"()": "analytics.infra.logs.ContextFilter"}},
     "formatters": {
         "plain": {
-            "()": "config.logs.PlainFormatter",
+            "()": "analytics.infra.logs.PlainFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
-        "json": {"()": "config.logs.JsonFormatter"},
+        "json": {"()": "analytics.infra.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {

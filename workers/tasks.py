@@ -9,19 +9,15 @@ from celery.signals import worker_process_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
+from django.utils import timezone
 
-from analytics.engine_services import engine_scan_fail, engine_scan_run
-from analytics.services import (
-    RepositoryBusy,
-    due_scans_enqueue,
-    registry_clients_close,
-    scan_fail,
-    scan_readers_close,
-    scan_registry_run,
-    scan_repositories_run,
-    scan_repository_run,
-    stuck_scans_requeue,
-)
+from analytics.engines.services import engine_due_scans_enqueue, engine_scan_fail, engine_scan_run
+from analytics.errors import RepositoryBusy
+from analytics.scans.clients import registry_clients_close
+from analytics.scans.registry_run import scan_registry_run
+from analytics.scans.repository_run import scan_readers_close, scan_repositories_run, scan_repository_run
+from analytics.scans.schedule import due_scans_enqueue, stuck_scans_requeue
+from analytics.scans.state import scan_fail
 from workers.engine import EngineError
 from workers.registry.errors import RegistryError
 
@@ -118,7 +114,12 @@ def scan_repositories(self, scan_ids: list[int]) -> None:
 
 @shared_task
 def enqueue_due_scans() -> list[int]:
-    return due_scans_enqueue()
+    """Scan the tracked registries, repositories and Docker Engines whose time has come; returns the
+    registry scans' ids (engine scans are `EngineScan` rows, another table's ids)."""
+    now = timezone.now()
+    created = due_scans_enqueue(now=now)
+    engine_due_scans_enqueue(now=now)
+    return created
 
 
 @shared_task

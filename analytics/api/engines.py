@@ -14,8 +14,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics import engine_reports, engine_services
 from analytics.api.csv import CSVListMixin
+from analytics.engines import selectors as engine_reports
+from analytics.engines import services as engine_services
 from analytics.models import Engine, EngineScan
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from analytics.services import LayerlensError
+from analytics.errors import LayerlensError
 
 
 def exception_handler(exc, context):

@@ -6,7 +6,7 @@ import django_filters as filters
 from django.db.models import Q
 
 from analytics.models import Blob, Repository, RepositoryManifest, Scan, Tag, TagEvent
-from analytics.selectors_api import images_with_tag
+from analytics.selectors.images import images_with_tag
 
 
 def _namespace(queryset, field: str, value: str):

@@ -12,7 +12,6 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics import reports, services
 from analytics.api import insight_serializers as s
 from analytics.api.csv import CSVListMixin, csv_stream, offset_chunks, serializer_header, whole_list_wanted
 from analytics.api.views import (
@@ -22,10 +21,14 @@ from analytics.api.views import (
     datetime_param,
     scope_from_request,
 )
+from analytics.errors import InvalidRequest, NotFound
 from analytics.models import Repository, RepositoryManifest
-from analytics.queries import content, lineage, trends, whatif
-from analytics.reports import Scope
-from analytics.selectors_api import image_get_queryset
+from analytics.selectors import content, whatif
+from analytics.selectors.images import image_get_queryset
+from analytics.selectors.lineage import image_derived, image_lineage, stale_bases
+from analytics.selectors.lists import registry_lookup
+from analytics.selectors.scope import Scope, scope_resolve
+from analytics.selectors.trends import repository_growth, snapshot_series
 
 PAGE_PARAMETERS = [
     OpenApiParameter("page", OpenApiTypes.INT, required=False, description="1-based page number."),
@@ -46,7 +49,7 @@ def page_of(request, fetch, serializer_class):
         page = max(int(request.query_params.get("page", 1)), 1)
         size = min(max(int(request.query_params.get("page_size", 50)), 1), 1000)
     except ValueError as exc:
-        raise services.InvalidRequest("page and page_size are whole numbers") from exc
+        raise InvalidRequest("page and page_size are whole numbers") from exc
     rows = fetch(limit=size + 1, offset=(page - 1) * size)
 
     def link(number):
@@ -99,7 +102,7 @@ def _image(pk: int) -> RepositoryManifest:
     try:
         return image_get_queryset().get(id=pk)
     except RepositoryManifest.DoesNotExist as exc:
-        raise services.NotFound(f"no image {pk}") from exc
+        raise NotFound(f"no image {pk}") from exc
 
 
 # --- 2. partners; 5. lineage ------------------------------------------------------------------------
@@ -134,7 +137,7 @@ class ImageLineageView(APIView):
     )
     def get(self, request, pk: int):
         untagged = _bool_param(request, "include_untagged")
-        chain = lineage.image_lineage(holding=_image(pk), include_untagged=untagged)
+        chain = image_lineage(holding=_image(pk), include_untagged=untagged)
         data = {"base": chain[0] if chain else None, "chain": chain, "tagged_only": not untagged}
         return Response(s.LineageSerializer(data).data)
 
@@ -151,7 +154,7 @@ class ImageDerivedView(CSVListMixin, generics.ListAPIView):
 
     def get_queryset(self):
         untagged = _bool_param(self.request, "include_untagged")
-        return lineage.image_derived(holding=_image(self.kwargs["pk"]), include_untagged=untagged)
+        return image_derived(holding=_image(self.kwargs["pk"]), include_untagged=untagged)
 
 
 class StaleBasesView(APIView):
@@ -161,10 +164,10 @@ class StaleBasesView(APIView):
         responses={200: s.StaleBaseSerializer(many=True), **SCOPE_ERRORS},
     )
     def get(self, request):
-        registry = services.registry_lookup(request.query_params.get("registry") or "")
+        registry = registry_lookup(request.query_params.get("registry") or "")
         rows = [
             {**asdict(r), "affected": [list(map(str, a)) for a in r.affected]}
-            for r in lineage.stale_bases(registry_id=registry.id)
+            for r in stale_bases(registry_id=registry.id)
         ]
         return Response(s.StaleBaseSerializer(rows, many=True).data)
 
@@ -173,7 +176,7 @@ class StaleBasesView(APIView):
 
 
 def _rule(data) -> whatif.TagRule:
-    scope = reports.scope_resolve(
+    scope = scope_resolve(
         registry=data.get("registry") or None,
         namespace=data.get("namespace") or None,
         repository=data.get("repository") or None,
@@ -182,7 +185,7 @@ def _rule(data) -> whatif.TagRule:
     for name in data.get("tags") or []:
         repository, sep, tag = name.rpartition(":")
         if not sep or not repository:
-            raise services.InvalidRequest(f"tags are repository:tag, not {name!r}")
+            raise InvalidRequest(f"tags are repository:tag, not {name!r}")
         tags.append((repository, tag))
     if not any(
         [
@@ -194,7 +197,7 @@ def _rule(data) -> whatif.TagRule:
             data.get("images"),
         ]
     ):
-        raise services.InvalidRequest("name a registry, namespace, repository, tag_glob, tags or images")
+        raise InvalidRequest("name a registry, namespace, repository, tag_glob, tags or images")
     return whatif.TagRule(
         registry_id=scope.registry_id,
         namespace=scope.namespace,
@@ -279,7 +282,7 @@ class BuildHistoryView(APIView):
         scope = scope_from_request(request)
         order = request.query_params.get("order", "stored")
         if order not in {"stored", "unique", "logical"}:
-            raise services.InvalidRequest("order is stored, unique or logical")
+            raise InvalidRequest("order is stored, unique or logical")
         return page_of(
             request,
             lambda **p: content.bytes_by_instruction(scope=scope, order=order, **p),
@@ -336,8 +339,8 @@ class TrendsView(CSVListMixin, generics.ListAPIView):
         params = self.request.query_params
         registry = params.get("registry")
         repository = params.get("repository")
-        return trends.snapshot_series(
-            registry_id=services.registry_lookup(registry).id if registry else None,
+        return snapshot_series(
+            registry_id=registry_lookup(registry).id if registry else None,
             repository_id=int(repository) if repository and repository.isdigit() else None,
             since=datetime_param(self.request, "since"),
             until=datetime_param(self.request, "until"),
@@ -356,9 +359,9 @@ class RepositoryGrowthView(APIView):
     def get(self, request, pk: int):
         repository = Repository.objects.select_related("registry").filter(id=pk).first()
         if repository is None:
-            raise services.NotFound(f"no repository {pk}")
+            raise NotFound(f"no repository {pk}")
         start, end = datetime_param(request, "start"), datetime_param(request, "end")
         if start is None or end is None:
-            raise services.InvalidRequest("start and end are required")
-        growth = trends.repository_growth(repository=repository, start=start, end=end)
+            raise InvalidRequest("start and end are required")
+        growth = repository_growth(repository=repository, start=start, end=end)
         return Response(s.GrowthSerializer(growth).data)

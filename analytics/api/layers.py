@@ -12,9 +12,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.api.csv import csv_stream, keyset_chunks, whole_list_wanted
+from analytics.api.params import keyset_param
 from analytics.api.views import scope_from_request
-from analytics.queries import layers
-from analytics.services import InvalidRequest
+from analytics.errors import InvalidRequest
+from analytics.selectors.layers import (
+    LayerRepository,
+    RankedLayer,
+    layer_blob_id,
+    layer_counts,
+    layer_repositories,
+    layer_top,
+)
 
 AFTER = OpenApiParameter("after", OpenApiTypes.STR, description="the `next` key of the previous page")
 LIMIT = OpenApiParameter("page_size", OpenApiTypes.INT, description="rows per page (at most 1000)")
@@ -62,18 +70,18 @@ class LayerTopView(APIView):
             raise InvalidRequest("order is images or saved_bytes")
         registry_id = scope.registry_id
         if whole_list_wanted(request):
-            chunks = keyset_chunks(partial(layers.layer_top, registry_id=registry_id, order=order))
+            chunks = keyset_chunks(partial(layer_top, registry_id=registry_id, order=order))
             return csv_stream(request, (self.rows(page) for page in chunks))
-        page, nxt = layers.layer_top(
+        page, nxt = layer_top(
             registry_id=registry_id,
             order=order,
-            after=layers.keyset_param(request.query_params.get("after"), parts=2),
+            after=keyset_param(request.query_params.get("after"), parts=2),
             limit=_limit(request),
         )
         return _page(request, self.rows(page), nxt)
 
     @staticmethod
-    def rows(page: list[layers.RankedLayer]) -> list[dict]:
+    def rows(page: list[RankedLayer]) -> list[dict]:
         return [
             {
                 "digest": r.digest,
@@ -105,24 +113,22 @@ class LayerRepositoriesView(APIView):
     )
     def get(self, request, digest: str):
         registry_id = scope_from_request(request).registry_id
-        blob_id = layers.layer_blob_id(digest=digest)
+        blob_id = layer_blob_id(digest=digest)
         if whole_list_wanted(request):
-            chunks = keyset_chunks(
-                partial(layers.layer_repositories, blob_id=blob_id, registry_id=registry_id)
-            )
+            chunks = keyset_chunks(partial(layer_repositories, blob_id=blob_id, registry_id=registry_id))
             return csv_stream(request, (self.rows(page) for page in chunks))
-        after = layers.keyset_param(request.query_params.get("after"), parts=1)
-        page, nxt = layers.layer_repositories(
+        after = keyset_param(request.query_params.get("after"), parts=1)
+        page, nxt = layer_repositories(
             blob_id=blob_id,
             registry_id=registry_id,
             after=after[0] if after else None,
             limit=_limit(request),
         )
-        count = layers.layer_counts(blob_id=blob_id, registry_id=registry_id)[1]
+        count = layer_counts(blob_id=blob_id, registry_id=registry_id)[1]
         return _page(request, self.rows(page), nxt, count=count)
 
     @staticmethod
-    def rows(page: list[layers.LayerRepository]) -> list[dict]:
+    def rows(page: list[LayerRepository]) -> list[dict]:
         return [
             {
                 "repository_id": r.repository_id,

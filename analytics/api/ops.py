@@ -15,8 +15,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from analytics.health import readiness
-from analytics.metrics import metrics_registry
+from analytics.ops.health import readiness
+from analytics.ops.metrics import metrics_registry
 
 
 @never_cache

@@ -10,7 +10,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 
-from analytics import services
 from analytics.models import (
     Blob,
     HistoryEntry,
@@ -23,6 +22,7 @@ from analytics.models import (
     Tag,
     TagEvent,
 )
+from analytics.registries import registry_create, registry_upsert
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -144,11 +144,11 @@ class RegistrySerializer(serializers.ModelSerializer):
         return value
 
     def create(self, validated_data) -> Registry:
-        return services.registry_create(**validated_data)
+        return registry_create(**validated_data)
 
     def update(self, instance: Registry, validated_data) -> Registry:
         if "docker_config" in validated_data or "allow_internal" in validated_data:
-            services.registry_upsert(
+            registry_upsert(
                 url=instance.url,
                 docker_config=validated_data.pop("docker_config", None),
                 allow_internal=validated_data.pop("allow_internal", None),

@@ -18,7 +18,6 @@ from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics import reports, selectors_api, services
 from analytics.api import filters, serializers
 from analytics.api.csv import (
     CSVListMixin,
@@ -28,7 +27,28 @@ from analytics.api.csv import (
     serializer_header,
     whole_list_wanted,
 )
-from analytics.reports import Scope
+from analytics.api.params import keyset_param
+from analytics.errors import InvalidRequest
+from analytics.scans.start import scan_start
+from analytics.selectors.images import (
+    image_get_queryset,
+    image_history,
+    image_layers,
+    image_sizes,
+    image_tags,
+    images,
+)
+from analytics.selectors.layers import layer_blob_id, layer_counts, layer_holders, layer_images, layer_ranking
+from analytics.selectors.lists import (
+    registry_list,
+    repository_list,
+    scan_errors,
+    scan_list,
+    tag_event_list,
+    tag_list,
+)
+from analytics.selectors.scope import Scope, scope_resolve
+from analytics.selectors.summary import dedup_summary
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -87,7 +107,7 @@ def datetime_param(request, name: str):
         return None
     value = parse_datetime(raw) or (datetime.combine(parse_date(raw), time.min) if parse_date(raw) else None)
     if value is None:
-        raise services.InvalidRequest(f"{name}: not an ISO 8601 date or time: {raw!r}")
+        raise InvalidRequest(f"{name}: not an ISO 8601 date or time: {raw!r}")
     return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
 
 
@@ -97,9 +117,9 @@ def scope_from_request(request) -> Scope:
     for item in params.getlist("label"):
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise services.InvalidRequest(f"label must be key=value, not {item!r}")
+            raise InvalidRequest(f"label must be key=value, not {item!r}")
         labels[key] = value
-    return reports.scope_resolve(
+    return scope_resolve(
         registry=params.get("registry") or None,
         namespace=params.get("namespace") or None,
         repository=params.get("repository") or None,
@@ -161,12 +181,12 @@ class RegistryViewSet(CSVListMixin, viewsets.ModelViewSet):
     ordering = ["name"]
 
     def get_queryset(self):
-        return selectors_api.registry_list()
+        return registry_list()
 
     @extend_schema(responses=serializers.RegistryDetailSerializer)
     def retrieve(self, request, *args, **kwargs):
         registry = self.get_object()
-        summary = reports.dedup_summary(scope=Scope(registry_id=registry.id))
+        summary = dedup_summary(scope=Scope(registry_id=registry.id))
         context = {**self.get_serializer_context(), "summary": summary}
         return Response(serializers.RegistryDetailSerializer(registry, context=context).data)
 
@@ -195,7 +215,7 @@ class RepositoryViewSet(
     ordering = ["registry", "name"]
 
     def get_queryset(self):
-        return selectors_api.repository_list()
+        return repository_list()
 
 
 @extend_schema_view(
@@ -212,7 +232,7 @@ class TagViewSet(CSVListMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         include_removed = self.action != "list" or _bool_param(self.request, "include_removed")
-        return selectors_api.tag_list(include_removed=include_removed)
+        return tag_list(include_removed=include_removed)
 
     @extend_schema(
         summary="A tag's movements: created, moved, removed (newest first)",
@@ -222,7 +242,7 @@ class TagViewSet(CSVListMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"], filter_backends=[])
     def events(self, request, pk=None):
         tag = self.get_object()
-        events = selectors_api.tag_event_list(tag_id=tag.id)
+        events = tag_event_list(tag_id=tag.id)
         if whole_list_wanted(request):
             chunks = queryset_chunks(events)
             rows = (serializers.TagEventSerializer(c, many=True).data for c in chunks)
@@ -243,7 +263,7 @@ class TagEventViewSet(CSVListMixin, viewsets.ReadOnlyModelViewSet):
     ordering = ["-seen_at", "-id"]
 
     def get_queryset(self):
-        return selectors_api.tag_event_list()
+        return tag_event_list()
 
 
 # --- images ----------------------------------------------------------------------------------------------
@@ -256,8 +276,8 @@ class ImagePageMixin:
     def image_rows(self, page: list, *, scope: Scope | None) -> list[dict]:
         context = {
             **self.get_serializer_context(),
-            "sizes": reports.image_sizes(holding_ids=[h.id for h in page], scope=scope),
-            "tags": reports.image_tags(holdings=page),
+            "sizes": image_sizes(holding_ids=[h.id for h in page], scope=scope),
+            "tags": image_tags(holdings=page),
         }
         return serializers.ImageSerializer(page, many=True, context=context).data
 
@@ -303,21 +323,21 @@ class ImageViewSet(ImagePageMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         if self.action == "list":
-            return reports.images(scope=scope_from_request(self.request))
-        return selectors_api.image_get_queryset()
+            return images(scope=scope_from_request(self.request))
+        return image_get_queryset()
 
     def list(self, request, *args, **kwargs):
         scope = scope_from_request(request)
-        queryset = self.filter_queryset(reports.images(scope=scope))
+        queryset = self.filter_queryset(images(scope=scope))
         return self.image_page(queryset, scope=_sizes_scope(scope))
 
     def retrieve(self, request, *args, **kwargs):
         image = self.get_object()
         context = {
             **self.get_serializer_context(),
-            "sizes": reports.image_sizes(holding_ids=[image.id]),
-            "tags": reports.image_tags(holdings=[image]),
-            "layers": list(reports.image_layers(manifest_id=image.manifest_id)),
+            "sizes": image_sizes(holding_ids=[image.id]),
+            "tags": image_tags(holdings=[image]),
+            "layers": list(image_layers(manifest_id=image.manifest_id)),
         }
         return Response(serializers.ImageDetailSerializer(image, context=context).data)
 
@@ -330,7 +350,7 @@ class ImageViewSet(ImagePageMixin, viewsets.ReadOnlyModelViewSet):
     def layers(self, request, pk=None):
         image = self.get_object()
         return Response(
-            serializers.LayerSerializer(reports.image_layers(manifest_id=image.manifest_id), many=True).data
+            serializers.LayerSerializer(image_layers(manifest_id=image.manifest_id), many=True).data
         )
 
     @extend_schema(
@@ -343,9 +363,7 @@ class ImageViewSet(ImagePageMixin, viewsets.ReadOnlyModelViewSet):
     def history(self, request, pk=None):
         image = self.get_object()
         return Response(
-            serializers.HistorySerializer(
-                reports.image_history(manifest_id=image.manifest_id), many=True
-            ).data
+            serializers.HistorySerializer(image_history(manifest_id=image.manifest_id), many=True).data
         )
 
 
@@ -377,7 +395,7 @@ class LayerViewSet(CSVListMixin, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        return reports.layer_ranking(scope=scope_from_request(self.request))
+        return layer_ranking(scope=scope_from_request(self.request))
 
     @extend_schema(
         summary="Images holding this layer",
@@ -390,7 +408,7 @@ class LayerViewSet(CSVListMixin, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
         scope = scope_from_request(request)
         if scope in (Scope(), Scope(registry_id=scope.registry_id)):
             return self._images_keyset(request, digest=digest, scope=scope)
-        queryset = reports.layer_images(digest=digest, scope=scope).order_by("id")
+        queryset = layer_images(digest=digest, scope=scope).order_by("id")
         return self.image_page(queryset, scope=_sizes_scope(scope))
 
     def _images_keyset(self, request, *, digest: str, scope: Scope):
@@ -398,31 +416,25 @@ class LayerViewSet(CSVListMixin, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
         `count` is the maintained holder count."""
         from urllib.parse import urlencode
 
-        from analytics.queries import layers
-
-        blob_id = layers.layer_blob_id(digest=digest)
+        blob_id = layer_blob_id(digest=digest)
 
         def holders(ids: list[int]) -> list:
-            by_id = {h.id: h for h in reports.images(scope=Scope(include_untagged=True)).filter(id__in=ids)}
+            by_id = {h.id: h for h in images(scope=Scope(include_untagged=True)).filter(id__in=ids)}
             return [by_id[i] for i in ids if i in by_id]  # gone since the keyset query: skipped
 
         if whole_list_wanted(request):
-            chunks = keyset_chunks(
-                partial(layers.layer_holders, blob_id=blob_id, registry_id=scope.registry_id)
-            )
+            chunks = keyset_chunks(partial(layer_holders, blob_id=blob_id, registry_id=scope.registry_id))
             rows = (self.image_rows(holders(ids), scope=_sizes_scope(scope)) for ids in chunks)
             return csv_stream(request, rows)
-        after = layers.keyset_param(request.query_params.get("after"), parts=2)
+        after = keyset_param(request.query_params.get("after"), parts=2)
         limit = min(int(request.query_params.get("page_size") or 50), 1000)
-        ids, nxt = layers.layer_holders(
-            blob_id=blob_id, registry_id=scope.registry_id, after=after, limit=limit
-        )
+        ids, nxt = layer_holders(blob_id=blob_id, registry_id=scope.registry_id, after=after, limit=limit)
         query = request.query_params.copy()
         if nxt:
             query["after"] = f"{nxt[0]}.{nxt[1]}"
         return Response(
             {
-                "count": layers.layer_counts(blob_id=blob_id, registry_id=scope.registry_id)[0],
+                "count": layer_counts(blob_id=blob_id, registry_id=scope.registry_id)[0],
                 "next": request.build_absolute_uri(request.path + "?" + urlencode(query)) if nxt else None,
                 "previous": None,
                 "results": self.image_rows(holders(ids), scope=_sizes_scope(scope)),
@@ -442,7 +454,7 @@ class SummaryView(APIView):
         responses={200: serializers.DedupSummarySerializer, **SCOPE_ERRORS},
     )
     def get(self, request):
-        return Response(reports.dedup_summary(scope=scope_from_request(request)).as_dict())
+        return Response(dedup_summary(scope=scope_from_request(request)).as_dict())
 
 
 # --- scans -------------------------------------------------------------------------------------------------
@@ -466,7 +478,7 @@ class ScanViewSet(
     ordering = ["-created_at", "-id"]
 
     def get_queryset(self):
-        return selectors_api.scan_list()
+        return scan_list()
 
     def get_serializer_class(self):
         # The browsable API's POST form asks for the create action's serializer.
@@ -476,7 +488,7 @@ class ScanViewSet(
         scan = self.get_object()
         context = {
             **self.get_serializer_context(),
-            "errors": list(selectors_api.scan_errors(scan_id=scan.id)),
+            "errors": list(scan_errors(scan_id=scan.id)),
         }
         return Response(serializers.ScanDetailSerializer(scan, context=context).data)
 
@@ -489,7 +501,7 @@ class ScanViewSet(
         form = self.get_serializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        scan = services.scan_start(
+        scan = scan_start(
             target=data["target"],
             trigger="api",
             deep_budget_bytes=data["deep_budget"] if data["deep"] else None,
@@ -504,7 +516,7 @@ class ScanViewSet(
     @action(detail=True, methods=["get"], filter_backends=[])
     def errors(self, request, pk=None):
         scan = self.get_object()
-        errors = selectors_api.scan_errors(scan_id=scan.id)
+        errors = scan_errors(scan_id=scan.id)
         if whole_list_wanted(request):
             chunks = queryset_chunks(errors)
             rows = (serializers.ScanErrorSerializer(c, many=True).data for c in chunks)

@@ -8,11 +8,17 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
-from analytics import engine_reports, reports, services
+from analytics.engines import selectors as engine_reports
+from analytics.errors import InvalidRequest, NotFound
 from analytics.models import Engine, Registry, RepositoryManifest
-from analytics.queries import content, layers, lineage, trends, whatif
-from analytics.reports import Scope
-from analytics.selectors_api import image_get_queryset, registry_list, repository_list, tag_list
+from analytics.selectors import content, whatif
+from analytics.selectors.images import image_get_queryset, image_layers, image_sizes, image_tags, images
+from analytics.selectors.layers import layer_counts, layer_top
+from analytics.selectors.lineage import image_base, image_lineage, stale_bases
+from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
+from analytics.selectors.trends import snapshot_series
 
 # The overview asks one what-if per repository or namespace for its unique bytes; cap how many.
 RANKED_LIMIT = 40
@@ -29,7 +35,7 @@ def api(name: str, *, args: tuple = (), **query: object) -> str:
 
 def registry_get(identifier: str | None) -> Registry | None:
     if identifier:
-        return services.registry_lookup(identifier)
+        return registry_lookup(identifier)
     return registry_list().order_by("id").first()
 
 
@@ -58,7 +64,7 @@ def _ranked(*, registry: Registry, names: list[str], namespace: bool) -> list[Ra
         rows.append(
             Ranked(
                 name=name,
-                stored_bytes=reports.dedup_summary(scope=scope).stored_bytes,
+                stored_bytes=dedup_summary(scope=scope).stored_bytes,
                 unique_bytes=whatif.whatif(rule=rule, details=False).freed_bytes,
                 api_stored=api("summary", **query),
                 api_unique=api("whatif", details="false", **query),
@@ -70,7 +76,7 @@ def _ranked(*, registry: Registry, names: list[str], namespace: bool) -> list[Ra
 def overview(*, registry: Registry | None) -> dict:
     registries = []
     for reg in registry_list().order_by("name"):
-        summary = reports.dedup_summary(scope=Scope(registry_id=reg.id))
+        summary = dedup_summary(scope=Scope(registry_id=reg.id))
         registries.append(
             {"id": reg.id, "name": reg.name, **summary.summary(), "api": api("summary", registry=reg.id)}
         )
@@ -92,7 +98,7 @@ def overview(*, registry: Registry | None) -> dict:
     data: dict = {"registries": registries, "engines": engines, "registry": None}
     if registry is None:
         return data
-    series = trends.snapshot_series(registry_id=registry.id)
+    series = snapshot_series(registry_id=registry.id)
     repos = list(repository_list().filter(registry=registry).order_by("name").values_list("name", flat=True))
     namespaces = sorted({n.rpartition("/")[0] for n in repos if "/" in n})
     repo_rows = _ranked(registry=registry, names=repos, namespace=False)
@@ -122,7 +128,7 @@ def overview(*, registry: Registry | None) -> dict:
 
 
 def layers_page(*, registry: Registry, limit: int = 25) -> dict:
-    ranked, _ = layers.layer_top(registry_id=registry.id, order="images", limit=limit)
+    ranked, _ = layer_top(registry_id=registry.id, order="images", limit=limit)
     missed = content.missed_savings(scope=Scope(registry_id=registry.id), limit=limit)
     return {
         "registry": {"id": registry.id, "name": registry.name},
@@ -164,13 +170,13 @@ def image_page(*, holding_id: int) -> dict:
     try:
         holding = image_get_queryset().get(id=holding_id)
     except RepositoryManifest.DoesNotExist as exc:
-        raise services.NotFound(f"no image {holding_id}") from exc
+        raise NotFound(f"no image {holding_id}") from exc
     registry_id = holding.repository.registry_id
-    sizes = reports.image_sizes(holding_ids=[holding.id])[holding.id]
-    tags = reports.image_tags(holdings=[holding]).get(holding.id, [])
+    sizes = image_sizes(holding_ids=[holding.id])[holding.id]
+    tags = image_tags(holdings=[holding]).get(holding.id, [])
     stack = []
-    for layer in reports.image_layers(manifest_id=holding.manifest_id):
-        images, repositories = layers.layer_counts(blob_id=layer.blob_id, registry_id=registry_id)
+    for layer in image_layers(manifest_id=holding.manifest_id):
+        images, repositories = layer_counts(blob_id=layer.blob_id, registry_id=registry_id)
         stack.append(
             {
                 "position": layer.position,
@@ -191,12 +197,12 @@ def image_page(*, holding_id: int) -> dict:
     )
     stale = [
         {"repository": s.repository, "tag": s.tag, "old_digest": s.old_digest, "new_digest": s.new_digest}
-        for s in lineage.stale_bases(registry_id=registry_id)
+        for s in stale_bases(registry_id=registry_id)
         if any(a[0] == holding.id for a in s.affected)
     ]
     # On a stale base the base is no longer tagged: the chain then walks untagged holdings too, so
     # the page names the old base instead of claiming there is none.
-    chain = lineage.image_lineage(holding=holding, include_untagged=bool(stale))
+    chain = image_lineage(holding=holding, include_untagged=bool(stale))
     tagged = set(
         RepositoryManifest.objects.filter(id__in=[b.holding_id for b in chain], present=True).values_list(
             "id", flat=True
@@ -226,17 +232,15 @@ def image_page(*, holding_id: int) -> dict:
 def lineage_page(*, registry: Registry) -> dict:
     """Each tagged image with its base (a root has none), sized by its bytes."""
     holdings = list(
-        reports.images(scope=Scope(registry_id=registry.id))
+        images(scope=Scope(registry_id=registry.id))
         .select_related("repository")
         .order_by("id")[:LINEAGE_LIMIT]
     )
-    sizes = reports.image_sizes(holding_ids=[h.id for h in holdings])
-    tags = reports.image_tags(holdings=holdings)
+    sizes = image_sizes(holding_ids=[h.id for h in holdings])
+    tags = image_tags(holdings=holdings)
     nodes = []
     for h in holdings:
-        base = lineage.image_base(
-            manifest_id=h.manifest_id, registry_id=registry.id, repository_id=h.repository_id
-        )
+        base = image_base(manifest_id=h.manifest_id, registry_id=registry.id, repository_id=h.repository_id)
         nodes.append(
             {
                 "id": h.id,
@@ -272,13 +276,13 @@ def whatif_page(*, form: WhatIfForm) -> dict:
     if form.repository:
         repo = repository_list().filter(registry_id=form.registry, name=form.repository.strip("/")).first()
         if repo is None:
-            raise services.NotFound(f"no repository named {form.repository!r}")
+            raise NotFound(f"no repository named {form.repository!r}")
         repo_id = repo.id
     picked = []
     for name in form.tags:
         repository, sep, tag = name.rpartition(":")
         if not sep or not repository:
-            raise services.InvalidRequest(f"tags are repository:tag, not {name!r}")
+            raise InvalidRequest(f"tags are repository:tag, not {name!r}")
         picked.append((repository, tag))
     rule = whatif.TagRule(
         registry_id=form.registry,

@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from analytics import services
+from analytics.errors import InvalidRequest, NotFound
 from analytics.web import pages
 
 
@@ -23,7 +23,7 @@ def read_access(view):
         if settings.LAYERLENS_ANONYMOUS_READ or request.user.is_authenticated:
             try:
                 return view(request, *args, **kwargs)
-            except services.NotFound as exc:
+            except NotFound as exc:
                 raise Http404(str(exc)) from exc
         return redirect_to_login(request.get_full_path(), reverse("web:login"))
 
@@ -85,6 +85,6 @@ def whatif(request: HttpRequest) -> HttpResponse:
         ):
             try:
                 context["data"] = pages.whatif_page(form=form)
-            except (services.NotFound, services.InvalidRequest) as exc:
+            except (NotFound, InvalidRequest) as exc:
                 context["error"] = str(exc)
     return render(request, "web/whatif.html", context)

@@ -14,10 +14,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from analytics.ingest import snapshot_ingest
+from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Blob, BlobLine, HistoryEntry, ManifestLayer, Registry, Repository
-from analytics.queries.content import bytes_by_instruction, largest_layers
-from analytics.reports import Scope
+from analytics.selectors.content import bytes_by_instruction, largest_layers
+from analytics.selectors.scope import Scope
 from tests.analytics.records import image, index, layer, snapshot
 from workers.registry.records import KIND_ARTIFACT
 
@@ -181,7 +181,7 @@ def test_namespace_scopes_read_the_namespace_rows(registries):
 def test_rebuild_finds_the_lines_of_layers_held_only_untagged(registries):
     """Data from before `BlobLine` (or lost lines): the rebuild looks up every held layer's line, so
     build history with untagged holdings names them instead of counting them under ''."""
-    from analytics.figures import figures_rebuild
+    from analytics.ingest.figures import figures_rebuild
 
     one, _two, _repos = registries
     gone = image("gone", [layer("gone", 123)])

@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 from django.db import connection
 
-from analytics.figures import figures_rebuild
-from analytics.ingest import snapshot_ingest
+from analytics.ingest.figures import figures_rebuild
+from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import (
     Blob,
     NamespaceBlob,
@@ -23,8 +23,9 @@ from analytics.models import (
     RepositoryBlob,
     ScopeFigures,
 )
-from analytics.queries.content import bytes_by_instruction
-from analytics.reports import Scope, dedup_summary, dedup_summary_computed
+from analytics.selectors.content import bytes_by_instruction
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary, dedup_summary_computed
 from tests.analytics.records import image, index, layer, snapshot
 from workers.registry.records import KIND_ARTIFACT
 
@@ -332,8 +333,8 @@ def test_namespace_figures_at_every_depth_follow_ingest_and_rebuild(registry):
 
 def test_registry_rankings_read_the_maintained_rows(registry):
     """Largest layers, bytes saved and missed savings of a registry, against the records themselves."""
-    from analytics.queries.content import largest_layers, missed_savings
-    from analytics.queries.layers import layer_top
+    from analytics.selectors.content import largest_layers, missed_savings
+    from analytics.selectors.layers import layer_top
 
     # the web1 layer's content again under another digest (as a zstd copy would be)
     recompressed = dataclasses.replace(layer("web1", 300), digest=layer("web1-zstd", 0).digest, size=250)

@@ -3,7 +3,7 @@ import threading
 import pytest
 from django.db import connection
 
-from analytics.ingest import snapshot_ingest
+from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import (
     Blob,
     HistoryEntry,
@@ -16,7 +16,9 @@ from analytics.models import (
     Tag,
     TagEvent,
 )
-from analytics.reports import Scope, dedup_summary, image_layers, image_sizes, images
+from analytics.selectors.images import image_layers, image_sizes, images
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
 from tests.analytics.records import image, index, layer, snapshot
 from workers.registry.records import ManifestFailure
 

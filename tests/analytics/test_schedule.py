@@ -3,8 +3,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from analytics import services
+from analytics.errors import RepositoryBusy
 from analytics.models import Registry, Repository, Scan
+from analytics.scans.repository_run import scan_repository_run
+from analytics.scans.schedule import due_scans_enqueue
+from analytics.scans.start import scan_create, scan_run_inline
 
 
 @pytest.fixture
@@ -24,17 +27,17 @@ def test_due_tracked_registry_is_enqueued_once_and_rescheduled(sent):
     )
     Registry.objects.create(name="untracked", url="http://127.0.0.1:5998")
 
-    first = services.due_scans_enqueue()
+    first = due_scans_enqueue()
     assert len(first) == 1
     assert sent == [("workers.tasks.scan_registry", [first[0]])]
     registry.refresh_from_db()
     assert registry.next_scan_at > timezone.now() + timedelta(minutes=59)
     # Not due again until the interval has passed.
-    assert services.due_scans_enqueue() == []
+    assert due_scans_enqueue() == []
     # Due again, but its scan is still queued: skipped rather than doubled.
-    assert services.due_scans_enqueue(now=timezone.now() + timedelta(hours=2)) == []
+    assert due_scans_enqueue(now=timezone.now() + timedelta(hours=2)) == []
     Scan.objects.filter(id=first[0]).update(status=Scan.Status.SUCCEEDED)
-    assert len(services.due_scans_enqueue(now=timezone.now() + timedelta(hours=4))) == 1
+    assert len(due_scans_enqueue(now=timezone.now() + timedelta(hours=4))) == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -43,7 +46,7 @@ def test_tracked_repository_is_enqueued_as_a_repository_scan(sent):
     repo = Repository.objects.create(
         registry=registry, name="team/app", tracked=True, scan_interval=timedelta(minutes=5)
     )
-    (scan_id,) = services.due_scans_enqueue()
+    (scan_id,) = due_scans_enqueue()
     scan = Scan.objects.get(id=scan_id)
     assert (scan.kind, scan.repository_id, scan.trigger) == (Scan.Kind.REPOSITORY, repo.id, "schedule")
     assert sent == [("workers.tasks.scan_repository", [scan_id])]
@@ -55,9 +58,9 @@ def test_repository_held_by_another_worker_is_not_scanned_twice():
     repo = Repository.objects.create(
         registry=registry, name="team/app", scan_lease_until=timezone.now() + timedelta(minutes=10)
     )
-    scan = services.scan_create(registry=registry, repository=repo)
-    with pytest.raises(services.RepositoryBusy):
-        services.scan_repository_run(scan_id=scan.id)
+    scan = scan_create(registry=registry, repository=repo)
+    with pytest.raises(RepositoryBusy):
+        scan_repository_run(scan_id=scan.id)
     scan.refresh_from_db()
     assert scan.status == Scan.Status.QUEUED  # left for the retry, not claimed
 
@@ -68,8 +71,8 @@ def test_expired_lease_of_a_dead_worker_does_not_block_the_repository(monkeypatc
     repo = Repository.objects.create(
         registry=registry, name="team/app", scan_lease_until=timezone.now() - timedelta(seconds=1)
     )
-    scan = services.scan_create(registry=registry, repository=repo)
-    result = services.scan_run_inline(scan_id=scan.id)
+    scan = scan_create(registry=registry, repository=repo)
+    result = scan_run_inline(scan_id=scan.id)
     assert result.status == Scan.Status.FAILED  # it ran (and met no registry), instead of waiting
     assert "127.0.0.1:1" in result.message
     repo.refresh_from_db()
@@ -80,12 +83,12 @@ def test_expired_lease_of_a_dead_worker_does_not_block_the_repository(monkeypatc
 def test_scan_left_running_by_a_dead_worker_is_taken_over_once_its_lease_expires():
     registry = Registry.objects.create(name="r", url="http://127.0.0.1:1")
     repo = Repository.objects.create(registry=registry, name="team/app")
-    scan = services.scan_create(registry=registry, repository=repo)
+    scan = scan_create(registry=registry, repository=repo)
     Scan.objects.filter(id=scan.id).update(status=Scan.Status.RUNNING)
     Repository.objects.filter(id=repo.id).update(scan_lease_until=timezone.now() + timedelta(minutes=5))
-    with pytest.raises(services.RepositoryBusy):  # the worker may still be alive
-        services.scan_repository_run(scan_id=scan.id)
+    with pytest.raises(RepositoryBusy):  # the worker may still be alive
+        scan_repository_run(scan_id=scan.id)
 
     Repository.objects.filter(id=repo.id).update(scan_lease_until=timezone.now() - timedelta(seconds=1))
-    result = services.scan_run_inline(scan_id=scan.id)
+    result = scan_run_inline(scan_id=scan.id)
     assert result.status == Scan.Status.FAILED and result.finished_at is not None  # ran again, to the end

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from analytics.ingest import snapshot_ingest
+from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import HistoryEntry, Manifest, Registry, Repository
-from analytics.reports import image_history, image_layers
+from analytics.selectors.images import image_history, image_layers
 from tests.registry.fakes import SCHEMA1_SIGNED, FakeRegistry, fixture
 
 

@@ -14,8 +14,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from analytics import services
 from analytics.models import Registry, Repository
+from analytics.registries import registry_upsert
 from tests.api import factories as f
 
 PASSWORD = "s3cret-Pa55word-never-shown"
@@ -33,7 +33,7 @@ class World:
 
 @pytest.fixture
 def world(db) -> World:
-    registry = services.registry_upsert(url="http://127.0.0.1:5999", username="robot", password=PASSWORD)
+    registry = registry_upsert(url="http://127.0.0.1:5999", username="robot", password=PASSWORD)
     base = f.layer("base", 10_000)
     image_a = f.image("a", layers=[base, f.layer("app", 2_000)], config_size=1_000, manifest_size=500)
     image_b = f.image("b", layers=[base, f.layer("web", 3_000)], config_size=1_100, manifest_size=600)

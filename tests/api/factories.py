@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from analytics.ingest import snapshot_ingest
+from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Registry, Repository
 from workers.registry.records import (
     BlobRecord,

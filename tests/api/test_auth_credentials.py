@@ -12,9 +12,10 @@ from django.core.management.base import CommandError
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.test import APIRequestFactory
 
-from analytics import services
 from analytics.api.serializers import RegistrySerializer
 from analytics.models import Registry
+from analytics.scans.clients import registry_client
+from analytics.scans.start import scan_request_resolve
 
 pytestmark = pytest.mark.django_db
 SECRET = "cfg-Pa55-word"
@@ -44,7 +45,7 @@ def test_identity_token_is_stored_as_the_secret_and_used_as_a_refresh_token(tmp_
     )
     registry = Registry.objects.get(url="https://registry-1.docker.io")
     assert registry.identity_token and registry.get_password() == "idtok-123" and registry.username == ""
-    client = services.registry_client(registry)
+    client = registry_client(registry)
     creds = client._session.auth.credentials
     assert creds.identity_token == "idtok-123" and creds.password is None
 
@@ -64,7 +65,7 @@ def test_credential_helpers_are_reported_never_run(tmp_path, monkeypatch):
 def test_registry_add_allow_internal_and_scan_allow_internal_are_saved(monkeypatch):
     call_command("registry", "add", "http://127.0.0.1:5992", "--allow-internal", stdout=io.StringIO())
     assert Registry.objects.get(url="http://127.0.0.1:5992").allow_internal
-    services.scan_request_resolve(target="127.0.0.1:5993/team/app", allow_internal=True)
+    scan_request_resolve(target="127.0.0.1:5993/team/app", allow_internal=True)
     assert Registry.objects.get(url="http://127.0.0.1:5993").allow_internal
 
 

@@ -9,9 +9,9 @@ import io
 
 import pytest
 
-from analytics import services
 from analytics.api import csv as csv_export
 from analytics.models import Registry, RepositoryManifest, Tag, TagEvent
+from analytics.registries import registry_upsert
 from tests.api import factories as f
 
 API = "/api/v1/"
@@ -29,7 +29,7 @@ def small_chunks(monkeypatch):
 def fleet(db):
     """Two repositories of 31 images each; every image holds the base layer and one layer of its own,
     of size 1000 + i (so ordering by size is known)."""
-    registry = services.registry_upsert(url="http://127.0.0.1:5998", name="fleet")
+    registry = registry_upsert(url="http://127.0.0.1:5998", name="fleet")
     base = f.layer("fleet-base", 50_000)
     images = {}
     for repo in ("team/a", "team/b"):
@@ -119,7 +119,7 @@ def test_detail_is_one_row(fleet, client_user):
 
 def test_tag_csv_beyond_the_largest_page(db, client_user):
     """1,100 tags: more than page_size may ever ask (1,000), with the real chunk size."""
-    registry = services.registry_upsert(url="http://127.0.0.1:5997")
+    registry = registry_upsert(url="http://127.0.0.1:5997")
     record = f.image("many-tags", layers=[f.layer("one", 10)], config_size=1, manifest_size=1)
     f.ingest(registry, "big/tags", {f"t{i:04d}": record for i in range(1_100)})
     rows = stream(client_user, "tags/")

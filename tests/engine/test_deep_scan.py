@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from analytics import services
-from analytics.deep_scan import repository_deep_scan
 from analytics.models import Blob, ManifestLayer, Repository, Scan
+from analytics.scans.deep import repository_deep_scan
+from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
 from tests.support.registry import BLOBS_SUBPATH
 from workers.registry.deep import BudgetExceeded, ByteBudget, measure_stream
 
@@ -21,9 +21,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 def scan_repo(test_registry, repo: str, tag: str) -> Repository:
-    request = services.scan_request_resolve(target=f"{test_registry.host}/{repo}:{tag}")
-    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
-    assert services.scan_run_inline(scan_id=scan.id).status == Scan.Status.SUCCEEDED
+    request = scan_request_resolve(target=f"{test_registry.host}/{repo}:{tag}")
+    scan = scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
+    assert scan_run_inline(scan_id=scan.id).status == Scan.Status.SUCCEEDED
     return request.repository
 
 

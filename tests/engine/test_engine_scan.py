@@ -10,7 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from analytics import engine_reports, engine_services
+from analytics.engines import selectors as engine_reports
+from analytics.engines import services as engine_services
 from analytics.models import EngineHistoryEntry, EngineImage, EngineImageLayer, EngineLayer, EngineScan, Scan
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from analytics import engine_services, services
+from analytics.engines import services as engine_services
 from analytics.models import Blob, EngineImage, ManifestLayer, Scan
+from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
 from tests.support.registry import BLOBS_SUBPATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -27,9 +28,9 @@ def unpacked_size(registry_root: Path, digest: str) -> int:
 
 def test_registry_image_pulled_through_the_engine_gains_uncompressed_sizes(test_registry, dockerd_server):
     ref = test_registry.ref("oci/tool", "1")  # built by umoci + skopeo: never in the engine before
-    request = services.scan_request_resolve(target=f"{test_registry.host}/oci/tool:1")
-    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
-    assert services.scan_run_inline(scan_id=scan.id).status == Scan.Status.SUCCEEDED
+    request = scan_request_resolve(target=f"{test_registry.host}/oci/tool:1")
+    scan = scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
+    assert scan_run_inline(scan_id=scan.id).status == Scan.Status.SUCCEEDED
     digest = test_registry.image("oci/tool", "1").digest
     layers = list(
         ManifestLayer.objects.filter(manifest__digest=digest).select_related("blob").order_by("position")
@@ -65,12 +66,13 @@ def test_registry_image_pulled_through_the_engine_gains_uncompressed_sizes(test_
 def test_registry_summary_gains_uncompressed_figures_equal_to_the_engines_layers(
     test_registry, dockerd_server
 ):
-    from analytics.reports import Scope, dedup_summary, dedup_summary_computed
+    from analytics.selectors.scope import Scope
+    from analytics.selectors.summary import dedup_summary, dedup_summary_computed
 
     ref = test_registry.ref("oci/tool", "1")
-    request = services.scan_request_resolve(target=f"{test_registry.host}/oci/tool:1")
-    scan = services.scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
-    assert services.scan_run_inline(scan_id=scan.id).status == Scan.Status.SUCCEEDED
+    request = scan_request_resolve(target=f"{test_registry.host}/oci/tool:1")
+    scan = scan_create(registry=request.registry, repository=request.repository, tag=request.tag)
+    assert scan_run_inline(scan_id=scan.id).status == Scan.Status.SUCCEEDED
     registry_scope = Scope(registry_id=request.registry.id)
     before = dedup_summary(scope=registry_scope)
     assert before.uncompressed_known_layers == 0 and before.uncompressed_stored_bytes is None

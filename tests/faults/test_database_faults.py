@@ -13,7 +13,6 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from analytics import services
 from analytics.models import (
     Blob,
     Manifest,
@@ -25,8 +24,10 @@ from analytics.models import (
     Scan,
     Tag,
 )
-from analytics.reports import Scope, dedup_summary, dedup_summary_computed
-from analytics.scan_runtime import Heartbeat
+from analytics.scans.runtime import Heartbeat
+from analytics.scans.start import scan_start, scan_start_inline
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary, dedup_summary_computed
 from tests.analytics.test_figures import _assert_consistent
 from tests.faults.conftest import recorded, truth
 from tests.support.generated import push_repository
@@ -103,7 +104,7 @@ def test_database_connections_dropped_mid_ingest_end_in_the_same_data_as_a_clean
     db_fault_registry, proxy, worker
 ):
     server, pushed = db_fault_registry
-    scan = services.scan_start(target=proxy.url)
+    scan = scan_start(target=proxy.url)
     rounds: list[dict] = []
     deadline = time.monotonic() + 30
     done_at_last_round = 0
@@ -187,7 +188,7 @@ def test_database_connections_dropped_mid_ingest_end_in_the_same_data_as_a_clean
     # Maintained figures equal a from-scratch computation over the holdings...
     _assert_consistent(registry)
     # ...and a clean, uninterrupted scan of the same registry, straight and in this process.
-    clean_scan = services.scan_start_inline(target=server.url)
+    clean_scan = scan_start_inline(target=server.url)
     assert clean_scan.status == Scan.Status.SUCCEEDED
     faulted = dedup_summary(scope=Scope(registry_id=registry.id))
     clean = dedup_summary(scope=Scope(registry_id=clean_scan.registry_id))

@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from analytics import services
 from analytics.models import Blob, Manifest, ManifestLayer, Registry, RepositoryManifest, Scan, Tag
-from analytics.reports import Scope, dedup_summary
+from analytics.scans.schedule import stuck_scans_requeue
+from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline, scan_start
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
 from tests.faults.conftest import CAP, REPOSITORIES, overlapping_scans, recorded, scan_events, truth
 
 pytestmark = pytest.mark.integration
@@ -24,7 +26,7 @@ def wait_for(predicate, *, timeout: float, every: float = 0.1, sweep: bool = Fal
         if value:
             return value
         if sweep:
-            services.stuck_scans_requeue()
+            stuck_scans_requeue()
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {predicate.__doc__ or predicate}")
 
@@ -67,9 +69,9 @@ def assert_matches_what_was_pushed(registry_url: str, pushed) -> None:
 
 def clean_summary(upstream_url: str):
     """A clean, uninterrupted scan of the same content straight from the registry, in this process."""
-    request = services.scan_request_resolve(target=upstream_url)
-    scan = services.scan_create(registry=request.registry)
-    scan = services.scan_run_inline(scan_id=scan.id)
+    request = scan_request_resolve(target=upstream_url)
+    scan = scan_create(registry=request.registry)
+    scan = scan_run_inline(scan_id=scan.id)
     assert scan.status == Scan.Status.SUCCEEDED
     return dedup_summary(scope=Scope(registry_id=request.registry.id))
 
@@ -79,7 +81,7 @@ def test_worker_killed_mid_scan_is_taken_over_and_the_result_equals_a_clean_run(
 ):
     server, pushed = fault_registry
     first = workers(concurrency=1)
-    scan = services.scan_start(target=slow_proxy.url)
+    scan = scan_start(target=slow_proxy.url)
 
     def mid_scan():
         """a repository scan half-way through its tags"""
@@ -135,7 +137,7 @@ def test_registry_stopped_and_restarted_mid_scan_leaves_nothing_half_written(
 ):
     server, pushed = fault_registry
     workers(concurrency=1)
-    scan = services.scan_start(target=slow_proxy.url)
+    scan = scan_start(target=slow_proxy.url)
 
     def mid_scan():
         """a repository scan half-way through its tags"""
@@ -169,7 +171,7 @@ def test_two_workers_never_scan_one_repository_at_once(fault_registry, slow_prox
     _, pushed = fault_registry
     a, b = workers(concurrency=2), workers(concurrency=2)
     target = f"{slow_proxy.url.removeprefix('http://')}/{REPOSITORIES[0]}"
-    scans = [services.scan_start(target=target) for _ in range(4)]
+    scans = [scan_start(target=target) for _ in range(4)]
     wait_for(
         lambda: Scan.objects.filter(id__in=[s.id for s in scans], finished_at__isnull=False).count() == 4,
         timeout=50,

@@ -12,12 +12,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from analytics import services
 from analytics.models import Registry, RepositoryManifest, SummarySnapshot
-from analytics.queries.content import cross_registry_content, missed_savings
-from analytics.queries.lineage import image_derived, image_lineage, stale_bases
-from analytics.queries.whatif import TagRule, whatif
-from analytics.reports import Scope
+from analytics.scans.start import scan_start_inline
+from analytics.selectors.content import cross_registry_content, missed_savings
+from analytics.selectors.lineage import image_derived, image_lineage, stale_bases
+from analytics.selectors.scope import Scope
+from analytics.selectors.whatif import TagRule, whatif
 from tests.support.images import manifest_digest, skopeo_inspect_config, skopeo_inspect_raw
 from tests.support.registry import RegistryServer, blobstore_bytes, blobstore_digests
 from tests.support.tools import require_tool
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 def scan(target: str):
-    return services.scan_start_inline(target=target)
+    return scan_start_inline(target=target)
 
 
 def copy(src: str, dst: str, *extra: str) -> None:

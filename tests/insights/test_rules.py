@@ -7,10 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from analytics.ingest import snapshot_ingest
+from analytics.ingest.chains import chains_refresh
+from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Registry, Repository, RepositoryManifest, Tag
-from analytics.queries.lineage import chains_refresh, image_base, image_derived, image_lineage, stale_bases
-from analytics.queries.whatif import TagRule, deletion_impact, rule_tags, whatif
+from analytics.selectors.lineage import image_base, image_derived, image_lineage, stale_bases
+from analytics.selectors.whatif import TagRule, deletion_impact, rule_tags, whatif
 from tests.analytics.records import image, index, layer, snapshot
 
 A, B, C, D, E = (layer(n, s) for n, s in [("a", 1000), ("b", 2000), ("c", 300), ("d", 40), ("e", 5)])

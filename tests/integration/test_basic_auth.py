@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from analytics import services
 from analytics.models import Registry, Scan
+from analytics.scans.start import scan_start_inline
 from tests.support.registry import RegistryServer, blobstore_bytes
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def auth_registry(test_registry):
 
 
 def run(target, **credentials) -> Scan:
-    return services.scan_start_inline(target=target, **credentials)
+    return scan_start_inline(target=target, **credentials)
 
 
 @pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""A registry scan's children run as batches (`services.scan_repositories_run`): repositories read by
+"""A registry scan's children run as batches (`scan_repositories_run`): repositories read by
 reader threads while others are ingested, one atomic counter on the parent, unchanged repositories
 rescanned with last-seen writes only. Figures are compared with the blob store on disk and with the
 tags the test pushed; the database with its own rows (Tag, TagEvent) written by an independent path."""
@@ -11,9 +11,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from analytics import services
+from analytics.errors import RepositoryBusy
 from analytics.models import Registry, Repository, Scan, Tag, TagEvent
-from analytics.reports import Scope, dedup_summary
+from analytics.scans.registry_run import scan_registry_run
+from analytics.scans.repository_run import scan_readers_close, scan_repositories_run
+from analytics.scans.runtime import lease_deadline
+from analytics.scans.start import scan_create, scan_request_resolve
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
 from tests.support.registry import RegistryServer, blobstore_bytes
 from tests.support.synthetic import SyntheticPusher, make_base
 
@@ -38,15 +43,13 @@ def registry() -> Iterator[RegistryServer]:
 @pytest.fixture(autouse=True)
 def readers_closed() -> Iterator[None]:
     yield
-    services.scan_readers_close()  # their connections, before the test database is dropped
+    scan_readers_close()  # their connections, before the test database is dropped
 
 
 def registry_scan(url: str, retried: list[tuple[int, Exception]]) -> Scan:
-    scan = services.scan_create(registry=services.scan_request_resolve(target=url).registry)
-    children = services.scan_registry_run(scan_id=scan.id)
-    services.scan_repositories_run(
-        scan_ids=children, retry=lambda i, exc: retried.append((i, exc)), read_ahead=3
-    )
+    scan = scan_create(registry=scan_request_resolve(target=url).registry)
+    children = scan_registry_run(scan_id=scan.id)
+    scan_repositories_run(scan_ids=children, retry=lambda i, exc: retried.append((i, exc)), read_ahead=3)
     return Scan.objects.get(id=scan.id)
 
 
@@ -81,12 +84,12 @@ def test_batched_full_scan_and_unchanged_rescan_equal_the_blob_store(registry):
 def test_a_busy_repository_is_handed_back_and_the_rest_run(registry):
     retried: list[tuple[int, Exception]] = []
     busy = Repository.objects.create(
-        registry=services.scan_request_resolve(target=registry.url).registry, name=REPOS[0]
+        registry=scan_request_resolve(target=registry.url).registry, name=REPOS[0]
     )
-    Repository.objects.filter(id=busy.id).update(scan_lease_until=services.lease_deadline())
+    Repository.objects.filter(id=busy.id).update(scan_lease_until=lease_deadline())
     scan = registry_scan(registry.url, retried)
     child = scan.children.get(repository=busy)
-    assert [(i, type(e)) for i, e in retried] == [(child.id, services.RepositoryBusy)]
+    assert [(i, type(e)) for i, e in retried] == [(child.id, RepositoryBusy)]
     assert child.status == Scan.Status.QUEUED
     assert scan.repositories_done == len(REPOS) - 1 and scan.finished_at is None
     # Its lease is still the other worker's.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from analytics import services
 from analytics.models import Manifest, Scan, ScanError, Tag
+from analytics.scans.start import scan_start_inline
 from tests.support.hostile_registry import hostile_registry
 
 
 def scan_inline(target: str) -> Scan:
-    return services.scan_start_inline(target=target)
+    return scan_start_inline(target=target)
 
 
 @pytest.mark.django_db

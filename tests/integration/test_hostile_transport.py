@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from analytics import services
 from analytics.models import Scan, ScanError, Tag
+from analytics.scans.start import scan_start_inline
 from tests.support.hostile_registry import SLOW_SECONDS, hostile_registry
 
 pytestmark = pytest.mark.integration
 
 
 def scan_inline(target: str, **credentials) -> Scan:
-    return services.scan_start_inline(target=target, **credentials)
+    return scan_start_inline(target=target, **credentials)
 
 
 @pytest.mark.django_db

@@ -13,9 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from analytics import services
 from analytics.models import HistoryEntry, Manifest, Registry, Scan, Tag, TagEvent
-from analytics.reports import Scope, dedup_summary
+from analytics.scans import clients
+from analytics.scans.clients import registry_client
+from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
 from tests.support.registry import RegistryServer, blobstore_bytes
 from tests.support.slow_proxy import SlowProxy
 from tests.support.synthetic import SyntheticPusher, make_base
@@ -33,21 +36,21 @@ def registry() -> Iterator[RegistryServer]:
 def requests_seen(monkeypatch) -> list[tuple[str, str]]:
     """(method, path) of every request the scan services send to a registry, in order."""
     seen: list[tuple[str, str]] = []
-    build = services.registry_client
+    build = registry_client
 
     def counting(registry):
         client = build(registry)
         client._http.event_hooks["request"].append(lambda r: seen.append((r.method, r.url.path)))
         return client
 
-    monkeypatch.setattr(services, "registry_client", counting)
+    monkeypatch.setattr(clients, "registry_client", counting)
     return seen
 
 
 def scan_repository(url: str, repository: str) -> Scan:
-    request = services.scan_request_resolve(target=f"{url.split('://', 1)[1]}/{repository}")
-    scan = services.scan_create(registry=request.registry, repository=request.repository)
-    return services.scan_run_inline(scan_id=scan.id)
+    request = scan_request_resolve(target=f"{url.split('://', 1)[1]}/{repository}")
+    scan = scan_create(registry=request.registry, repository=request.repository)
+    return scan_run_inline(scan_id=scan.id)
 
 
 def stored_bytes(url: str) -> int:

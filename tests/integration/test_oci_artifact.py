@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from analytics import services
 from analytics.models import Manifest, Registry, Scan, ScanError, Tag
-from analytics.reports import Scope, dedup_summary
+from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
 from tests.support.registry import RegistryServer, blobstore_bytes, blobstore_digests
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -99,9 +100,9 @@ def test_oci_artifact_is_recorded_with_its_subject_and_counted_in_storage(test_r
         "sha256:" + hashlib.sha256(b"{}").hexdigest(): 2,
     }
 
-    request = services.scan_request_resolve(target=f"{scratch.host}/team/app")
-    scan = services.scan_create(registry=request.registry, repository=request.repository)
-    scan = services.scan_run_inline(scan_id=scan.id)
+    request = scan_request_resolve(target=f"{scratch.host}/team/app")
+    scan = scan_create(registry=request.registry, repository=request.repository)
+    scan = scan_run_inline(scan_id=scan.id)
     assert scan.status == Scan.Status.SUCCEEDED, list(ScanError.objects.filter(scan=scan).values())
 
     artifact = Manifest.objects.get(digest=digest)

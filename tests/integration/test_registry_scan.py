@@ -11,7 +11,6 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from analytics import services
 from analytics.models import (
     Blob,
     HistoryEntry,
@@ -23,7 +22,10 @@ from analytics.models import (
     Tag,
     TagEvent,
 )
-from analytics.reports import Scope, dedup_summary, image_layers, image_sizes, images
+from analytics.scans.start import scan_start, scan_start_inline
+from analytics.selectors.images import image_layers, image_sizes, images
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
 from tests.integration.expected import expected_registry
 from tests.support.images import skopeo_inspect_config
 from tests.support.registry import RegistryServer, blobstore_bytes, blobstore_digests
@@ -32,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 
 def scan_inline(target: str) -> Scan:
-    return services.scan_start_inline(target=target)
+    return scan_start_inline(target=target)
 
 
 def tags_of(built) -> list[tuple[str, str]]:
@@ -178,7 +180,7 @@ def test_cli_scan_inline_and_report_json_agree_with_the_blob_store(test_registry
 
 @pytest.mark.django_db(transaction=True)
 def test_scan_through_a_real_celery_worker(test_registry, celery_worker):
-    scan = services.scan_start(target=test_registry.url, trigger="api")
+    scan = scan_start(target=test_registry.url, trigger="api")
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         scan.refresh_from_db()

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from analytics import services
 from analytics.models import Registry, Scan, ScanError
-from analytics.reports import Scope, dedup_summary
+from analytics.scans.start import scan_start_inline
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
 from tests.support.registry import RegistryServer, blobstore_bytes
 from tests.support.token_server import TokenServer
 
@@ -41,7 +42,7 @@ def token_registry(test_registry):
 
 
 def run(target, **credentials) -> Scan:
-    return services.scan_start_inline(target=target, **credentials)
+    return scan_start_inline(target=target, **credentials)
 
 
 def messages(scan: Scan) -> str:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from workers.politeness import RedisGate, shared_redis
+from analytics.infra.politeness import RedisGate, shared_redis
 from workers.registry import RegistryClient
 from workers.registry.transport import RequestEvent
 

@@ -9,12 +9,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from analytics import services
+from analytics.infra import telemetry
+from analytics.infra.logs import JsonFormatter, log_context
+from analytics.infra.politeness import shared_redis
 from analytics.models import Registry, Repository, Scan, ScanError, SummarySnapshot
+from analytics.scans.schedule import stuck_scans_requeue
+from analytics.scans.state import scan_claim
 from config.celery import app
-from config.logs import JsonFormatter, log_context
-from workers import telemetry
-from workers.politeness import shared_redis
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +49,7 @@ def test_running_scan_with_expired_lease_is_queued_again_and_counted(registry, s
     waiting_parent = Scan.objects.create(
         kind="registry", registry=registry, status="running", lease_until=None
     )
-    assert services.stuck_scans_requeue() == [dead.id]
+    assert stuck_scans_requeue() == [dead.id]
     dead.refresh_from_db()
     assert (dead.status, dead.takeovers, dead.lease_until) == ("queued", 1, None)
     assert dead.enqueued_at is not None
@@ -66,7 +67,7 @@ def test_queued_scan_whose_task_was_lost_is_sent_again(
     )
     fresh = Scan.objects.create(kind="registry", registry=registry, enqueued_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.stuck_scans_requeue() == [old.id]
+        assert stuck_scans_requeue() == [old.id]
     assert sent == [("workers.tasks.scan_registry", old.id)]
     fresh.refresh_from_db()
     assert fresh.status == "queued"
@@ -86,7 +87,7 @@ def test_scan_whose_workers_keep_dying_is_failed_with_the_reason(
         lease_until=timezone.now() - timedelta(seconds=1),
     )
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.stuck_scans_requeue() == []
+        assert stuck_scans_requeue() == []
     scan.refresh_from_db()
     assert scan.status == "failed" and "stopped 3 times" in scan.message
     assert ScanError.objects.get(scan=scan).kind == "WorkerLost"
@@ -100,9 +101,9 @@ def test_registry_scan_left_running_by_a_dead_worker_is_taken_over_once_its_leas
         status="running",
         lease_until=timezone.now() + timedelta(seconds=60),
     )
-    assert services._claim(scan.id) is None  # its worker may still be alive
+    assert scan_claim(scan.id) is None  # its worker may still be alive
     Scan.objects.filter(id=scan.id).update(lease_until=timezone.now() - timedelta(seconds=1))
-    claimed = services._claim(scan.id)
+    claimed = scan_claim(scan.id)
     assert claimed is not None and claimed.takeovers == 1 and claimed.lease_until > timezone.now()
 
 
@@ -181,7 +182,7 @@ def test_metrics_token(client, settings):
 
 
 def test_json_log_line_carries_the_bound_scan_and_repository_ids():
-    from config.logs import ContextFilter
+    from analytics.infra.logs import ContextFilter
 
     record = logging.LogRecord("analytics.services", logging.INFO, __file__, 1, "scan %s started", (7,), None)
     with log_context(scan_id=7, repository_id=3):
@@ -192,7 +193,7 @@ def test_json_log_line_carries_the_bound_scan_and_repository_ids():
 
 
 def test_progress_is_written_to_the_scan_and_its_parent_and_taken_back_on_a_rerun(registry, admin_client):
-    from analytics.scan_runtime import Progress
+    from analytics.scans.runtime import Progress
 
     parent = Scan.objects.create(kind="registry", registry=registry, status="running", repositories_total=2)
     repo = Repository.objects.create(registry=registry, name="a")

@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from analytics import services
 from analytics.admin import RegistryForm
 from analytics.models import Registry, Scan
+from analytics.registries import registry_create
+from analytics.scans.start import scan_start
 from config.celery import app
 from tests.support.celery_worker import CeleryWorker
 from tests.support.generated import push_repository
@@ -129,10 +130,10 @@ def max_in_window(starts: list[float], window: float) -> int:
 @pytest.mark.integration
 def test_registry_limits_hold_across_workers_while_another_registry_keeps_the_default(proxies, two_workers):
     one_at_a_time, rated, default = proxies
-    services.registry_create(url=one_at_a_time.url, name="one-at-a-time", max_concurrency=1)
-    services.registry_create(url=rated.url, name="rated", max_requests_per_second=RATE)
-    services.registry_create(url=default.url, name="default")
-    scans = [services.scan_start(target=p.url) for p in proxies]
+    registry_create(url=one_at_a_time.url, name="one-at-a-time", max_concurrency=1)
+    registry_create(url=rated.url, name="rated", max_requests_per_second=RATE)
+    registry_create(url=default.url, name="default")
+    scans = [scan_start(target=p.url) for p in proxies]
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if Scan.objects.filter(id__in=[s.id for s in scans], finished_at__isnull=False).count() == 3:

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from analytics.ingest import snapshot_ingest
+from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Manifest, ManifestLayer, Registry, Repository
-from analytics.reports import Scope, dedup_summary
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
 from tests.registry.fakes import BASE_URL, OCI_INDEX, OCI_MANIFEST, FakeRegistry, fixture, sha256
 
 pytestmark = pytest.mark.django_db

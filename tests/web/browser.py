@@ -9,13 +9,13 @@ from pathlib import Path
 from django.conf import settings
 from selenium.webdriver.support.ui import WebDriverWait
 
-from analytics import services
+from analytics.scans.start import scan_start_inline
 
 SHOTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
 
 
 def scan(target: str):
-    done = services.scan_start_inline(target=target)
+    done = scan_start_inline(target=target)
     assert done.status == "succeeded", list(done.errors.values_list("message", flat=True))
     return done
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from analytics.errors import LayerlensError
+from analytics.ingest.chains import chains_refresh
 from analytics.models import RepositoryManifest
-from analytics.queries.lineage import chains_refresh, image_lineage, stale_bases
-from analytics.services import LayerlensError, registry_lookup
+from analytics.selectors.lineage import image_lineage, stale_bases
+from analytics.selectors.lists import registry_lookup
 
 
 class Command(BaseCommand):

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics import selectors_api, services
-from analytics.services import LayerlensError
+from analytics.errors import LayerlensError
+from analytics.registries import registry_upsert
+from analytics.selectors.lists import registry_list
 
 
 class Command(BaseCommand):
@@ -70,7 +71,7 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"cannot read {options['ca_file']}: {exc}")
         try:
-            registry = services.registry_upsert(
+            registry = registry_upsert(
                 url=options["url"],
                 name=options["name"],
                 username=options["username"],
@@ -91,7 +92,7 @@ class Command(BaseCommand):
 
     def _list(self) -> None:
         rows = [("ID", "NAME", "URL", "USER", "PASSWORD", "INSECURE", "TRACKED", "INTERVAL", "LAST SCANNED")]
-        for r in selectors_api.registry_list():
+        for r in registry_list():
             rows.append(
                 (
                     str(r.id),

@@ -7,9 +7,10 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.template.defaultfilters import filesizeformat
 
-from analytics import reports
-from analytics.reports import DedupSummary
-from analytics.services import LayerlensError
+from analytics.engines.selectors import engine_disk_usage, engine_lookup
+from analytics.errors import LayerlensError
+from analytics.selectors.scope import scope_resolve
+from analytics.selectors.summary import DedupSummary, dedup_summary
 
 
 def _human(n: int) -> str:
@@ -35,13 +36,13 @@ class Command(BaseCommand):
         if options["engine"]:
             return self._engine(options)
         try:
-            scope = reports.scope_resolve(
+            scope = scope_resolve(
                 registry=options["registry"],
                 namespace=options["namespace"],
                 repository=options["repository"],
                 include_untagged=options["include_untagged"],
             )
-            summary = reports.dedup_summary(scope=scope)
+            summary = dedup_summary(scope=scope)
         except LayerlensError as exc:
             raise CommandError(str(exc))
         if options["json"]:
@@ -68,10 +69,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{label:<{w0}}  {human:>{w1}}  {raw:>{w2}}".rstrip())
 
     def _engine(self, options) -> None:
-        from analytics import engine_reports
-
         try:
-            usage = engine_reports.engine_disk_usage(engine=engine_reports.engine_lookup(options["engine"]))
+            usage = engine_disk_usage(engine=engine_lookup(options["engine"]))
         except LayerlensError as exc:
             raise CommandError(str(exc))
         if options["json"]:

@@ -8,9 +8,12 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics import selectors_api, services
-from analytics.models import Scan
-from analytics.services import LayerlensError
+from analytics.engines.services import engine_scan_start
+from analytics.errors import LayerlensError
+from analytics.models import EngineScan, Scan
+from analytics.scans.start import scan_run_inline, scan_start
+from analytics.scans.state import scan_fail
+from analytics.selectors.lists import scan_errors
 from workers.registry.errors import RegistryError
 
 DEEP_BUDGET_DEFAULT = 1024**3  # 1 GiB of compressed layers per repository scan
@@ -68,7 +71,7 @@ class Command(BaseCommand):
         try:
             if options["deep"] and options["deep_budget"] <= 0:
                 raise CommandError("--deep-budget must be a positive number of bytes")
-            scan = services.scan_start(
+            scan = scan_start(
                 target=options["target"],
                 trigger="cli",
                 username=options["username"],
@@ -96,11 +99,8 @@ class Command(BaseCommand):
 
     def _engine(self, options) -> None:
         """`scan engine:ENDPOINT`: read a Docker Engine (and pull `--pull` references through it first)."""
-        from analytics import engine_services
-        from analytics.models import EngineScan
-
         try:
-            scan = engine_services.engine_scan_start(
+            scan = engine_scan_start(
                 endpoint=options["target"], pull=options["pull"], trigger="cli", inline=options["inline"]
             )
         except LayerlensError as exc:
@@ -128,11 +128,11 @@ class Command(BaseCommand):
 
     def _run_inline(self, scan_id: int) -> Scan:
         try:
-            return services.scan_run_inline(scan_id=scan_id)
+            return scan_run_inline(scan_id=scan_id)
         except RegistryError as exc:
             # A transient error leaves the scan queued for a worker's retry; in-process there is no
             # retry, so the scan is failed with the registry's own words.
-            services.scan_fail(scan_id=scan_id, message=str(exc), kind=type(exc).__name__)
+            scan_fail(scan_id=scan_id, message=str(exc), kind=type(exc).__name__)
             return Scan.objects.select_related("registry", "repository").get(id=scan_id)
 
     def _wait(self, scan_id: int, *, timeout: float, poll: float, progress: bool) -> Scan:
@@ -190,6 +190,6 @@ class Command(BaseCommand):
             self.stdout.write(f"{key:<{width}}  {value}")
         if scan.message:
             self.stdout.write(f"message: {scan.message}")
-        for error in selectors_api.scan_errors(scan_id=scan.id, include_children=True)[:50]:
+        for error in scan_errors(scan_id=scan.id, include_children=True)[:50]:
             where = "/".join(p for p in (error.repository, error.reference) if p) or "registry"
             self.stdout.write(f"  error: {where}: {error.kind}: {error.message}")

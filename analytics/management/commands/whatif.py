@@ -7,9 +7,9 @@ from dataclasses import asdict
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics import reports
-from analytics.queries.whatif import TagRule, whatif
-from analytics.services import LayerlensError
+from analytics.errors import LayerlensError
+from analytics.selectors.scope import scope_resolve
+from analytics.selectors.whatif import TagRule, whatif
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         try:
-            scope = reports.scope_resolve(
+            scope = scope_resolve(
                 registry=o["registry"], namespace=o["namespace"], repository=o["repository"]
             )
             tags = tuple(tuple(t.rsplit(":", 1)) for t in o["tag"])

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F
 
 from analytics.models import Blob, Repository, Scan, ScanError
-from analytics.services import registry_client
+from analytics.scans.clients import registry_client
 from workers.registry.deep import BudgetExceeded, ByteBudget, measure_layer
 from workers.registry.errors import RegistryError
 from workers.registry.records import FOREIGN_LAYER_TYPES

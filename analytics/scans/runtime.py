@@ -4,8 +4,8 @@
   lease can be short (`SCAN_LEASE_SECONDS`) and a dead worker's scan is noticed within it, however
   long a live worker's scan takes.
 * `Progress` writes tags listed and read to the scan (and its parent) at most once a second.
-* `registry_gate` and `metrics_sink` are the per-process Redis-backed politeness gate and metric
-  counters (workers/politeness.py, workers/telemetry.py), shared by all workers through Redis.
+* `metrics_sink` is this process's Redis-backed metric counters (`analytics.infra.telemetry`), added
+  up across all workers.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from analytics.models import Registry, Repository, Scan
-from workers.politeness import RedisGate, shared_redis
-from workers.telemetry import MetricsSink
+from analytics.infra.politeness import shared_redis
+from analytics.infra.telemetry import MetricsSink
+from analytics.models import Repository, Scan
 
 log = logging.getLogger(__name__)
 
@@ -145,25 +145,3 @@ class Progress:
 def metrics_sink() -> MetricsSink:
     url = settings.LAYERLENS_REDIS_URL
     return MetricsSink(shared_redis(url) if url else None)
-
-
-def registry_limits(registry: Registry) -> tuple[int, float]:
-    """(requests in flight, requests per second) for `registry`: its own, else the settings' (0: off)."""
-    concurrency = registry.max_concurrency or settings.REGISTRY_CONCURRENCY_LIMIT
-    rate = registry.max_requests_per_second or settings.REGISTRY_RATE_LIMIT
-    return concurrency, rate
-
-
-def registry_gate(registry: Registry) -> RedisGate | None:
-    """The shared limits for `registry`, or None when they are off or there is no Redis."""
-    url = settings.LAYERLENS_REDIS_URL
-    concurrency, rate = registry_limits(registry)
-    if not url or not (concurrency or rate):
-        return None
-    return RedisGate(
-        shared_redis(url),
-        key=str(registry.id),
-        concurrency=concurrency,
-        rate=rate,
-        slot_ttl=2 * settings.REGISTRY_TIMEOUT_SECONDS + 5,
-    )

@@ -22,9 +22,9 @@ from django.db.models import Count
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from analytics.infra import telemetry
+from analytics.infra.politeness import shared_redis
 from analytics.models import Scan, SummarySnapshot
-from workers import telemetry
-from workers.politeness import shared_redis
 
 log = logging.getLogger(__name__)
 

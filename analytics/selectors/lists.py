@@ -1,4 +1,4 @@
-"""Small read selectors the API, admin and commands need next to `analytics.reports`.
+"""Rows as the API, admin and commands list them: registries, repositories, tags, tag events, scans.
 
 Each returns a queryset (or one row) with the joins its callers display, so no serializer or admin
 column has to run a query of its own.
@@ -6,18 +6,17 @@ column has to run a query of its own.
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 
+from analytics.errors import NotFound
 from analytics.models import (
     Registry,
     Repository,
-    RepositoryManifest,
     Scan,
     ScanError,
     Tag,
     TagEvent,
 )
-from analytics.reports import Scope, images
 
 
 def registry_list() -> QuerySet[Registry]:
@@ -52,23 +51,17 @@ def scan_errors(*, scan_id: int, include_children: bool = False) -> QuerySet[Sca
     return ScanError.objects.filter(where).order_by("id")
 
 
-def image_get_queryset() -> QuerySet[RepositoryManifest]:
-    """Any image by holding id, tagged or not (a retrieve by id should find what a scan once saw)."""
-    return images(scope=Scope(include_untagged=True))
-
-
-def images_with_tag(qs: QuerySet[RepositoryManifest], tag: str) -> QuerySet[RepositoryManifest]:
-    """Images a current tag names, directly or through a tagged index listing them."""
-    direct = Tag.objects.filter(
-        repository_id=OuterRef("repository_id"),
-        manifest_id=OuterRef("manifest_id"),
-        name=tag,
-        removed_at=None,
-    )
-    via_index = Tag.objects.filter(
-        repository_id=OuterRef("repository_id"),
-        manifest__entries__child_id=OuterRef("manifest_id"),
-        name=tag,
-        removed_at=None,
-    )
-    return qs.filter(Q(Exists(direct)) | Q(Exists(via_index)))
+def registry_lookup(identifier: str) -> Registry:
+    """A registry by id, name, base URL or host:port."""
+    ident = identifier.strip().rstrip("/")
+    qs = Registry.objects.all()
+    if ident.isdigit():
+        found = qs.filter(id=int(ident)).first()
+    else:
+        found = qs.filter(Q(name=ident) | Q(url=ident)).first()
+        if found is None:
+            host = ident.split("://", 1)[-1]
+            found = qs.filter(Q(url=f"http://{host}") | Q(url=f"https://{host}")).first()
+    if found is None:
+        raise NotFound(f"no registry {identifier!r}")
+    return found

@@ -24,6 +24,8 @@ from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
 from analytics.models import Repository, ScopeFigures
+from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary_computed
 from workers.registry.records import FOREIGN_LAYER_TYPES
 
 _FOREIGN = ", ".join(f"'{t}'" for t in sorted(FOREIGN_LAYER_TYPES))
@@ -370,8 +372,6 @@ def _namespaces_apply(*, params: dict[str, object], common: dict[str, int]) -> N
 
 def repository_figures_refresh(*, repository_id: int) -> None:
     """Recompute one repository's row from its holdings (costs the repository, not the registry)."""
-    from analytics.reports import Scope, dedup_summary_computed
-
     registry_id = Repository.objects.filter(id=repository_id).values_list("registry_id", flat=True).get()
     s = dedup_summary_computed(scope=Scope(repository_id=repository_id))
     ScopeFigures.objects.update_or_create(

@@ -20,8 +20,8 @@ from datetime import datetime
 
 from django.db.models import Count, Q, Sum
 
+from analytics.errors import NotFound
 from analytics.models import Engine, EngineImage, EngineImageLayer, EngineLayer
-from analytics.services import NotFound
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 
 from analytics.models import BlobLine, Registry, RepositoryManifest
-from analytics.queries.layers import layers_created_by
-from analytics.reports import Scope, namespace_rows_scope
+from analytics.selectors.layers import layers_created_by
+from analytics.selectors.scope import Scope, namespace_rows_scope
 
 
 def _rows(sql: str, params: list[object] | dict[str, object]) -> list[tuple]:

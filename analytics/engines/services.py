@@ -14,14 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from analytics.engine_ingest import engine_snapshot_ingest
+from analytics.engines.ingest import engine_snapshot_ingest
+from analytics.errors import Conflict, InvalidRequest
 from analytics.models import Engine, EngineScan, Registry, Scan, Tag
-from analytics.services import Conflict, InvalidRequest
 from workers.engine import EngineClient, EngineError
 
 logger = logging.getLogger(__name__)
@@ -114,9 +115,7 @@ def engine_scan_create(
 
 
 def engine_scan_enqueue(scan: EngineScan) -> None:
-    from config.celery import app
-
-    transaction.on_commit(lambda: app.send_task("workers.tasks.scan_engine", args=[scan.id]))
+    transaction.on_commit(lambda: current_app.send_task("workers.tasks.scan_engine", args=[scan.id]))
 
 
 def engine_scan_start(

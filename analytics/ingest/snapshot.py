@@ -14,8 +14,8 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-from analytics.figures import figures_apply
-from analytics.known import known_config_fill, manifest_ids
+from analytics.ingest.figures import figures_apply
+from analytics.ingest.known import known_config_fill, manifest_ids
 from analytics.models import (
     Blob,
     HistoryEntry,

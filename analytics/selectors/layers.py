@@ -11,6 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import connection
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+
+from analytics.errors import NotFound
+from analytics.models import Blob, ManifestLayer, RepositoryManifest
+from analytics.selectors.images import created_by_subquery, images
+from analytics.selectors.scope import Scope
 
 
 def _rows(sql: str, params: dict[str, object]) -> list[tuple]:
@@ -159,77 +165,34 @@ def layer_repositories(
     return page, (page[-1].repository_id if len(rows) > limit and page else None)
 
 
-_IMAGE_SIZES = """
-WITH page AS (
-    SELECT rm.id AS holding_id, r.registry_id, m.id AS manifest_id, m.size, m.config_id, rm.present
-    FROM analytics_repositorymanifest rm
-    JOIN analytics_repository r ON r.id = rm.repository_id
-    JOIN analytics_manifest m ON m.id = rm.manifest_id
-    WHERE rm.id = ANY(%(ids)s)
-),
-parts AS (
-    SELECT DISTINCT p.holding_id, p.registry_id, ml.blob_id, b.size, TRUE AS is_layer
-    FROM page p JOIN analytics_manifestlayer ml ON ml.manifest_id = p.manifest_id
-    JOIN analytics_blob b ON b.id = ml.blob_id
-    UNION
-    SELECT p.holding_id, p.registry_id, b.id, b.size, FALSE
-    FROM page p JOIN analytics_blob b ON b.id = p.config_id
-),
-shared AS (
-    SELECT parts.*, CASE WHEN parts.is_layer THEN coalesce(rb.images, 0) > 1
-                         ELSE coalesce(rb.refs, 0) > 1 END AS shared
-    FROM parts LEFT JOIN analytics_registryblob rb
-        ON rb.registry_id = parts.registry_id AND rb.blob_id = parts.blob_id
-    UNION ALL
-    SELECT p.holding_id, p.registry_id, NULL, p.size, FALSE, coalesce(x.refs, 0) > 1
-    FROM page p LEFT JOIN analytics_registrymanifestref x
-        ON x.registry_id = p.registry_id AND x.manifest_id = p.manifest_id
-)
-SELECT holding_id, sum(size), sum(size) FILTER (WHERE shared), sum(size) FILTER (WHERE NOT shared),
-    sum(size) FILTER (WHERE is_layer), sum(size) FILTER (WHERE is_layer AND shared),
-    sum(size) FILTER (WHERE is_layer AND NOT shared)
-FROM shared GROUP BY holding_id
-"""
-
-
-def image_sizes_maintained(*, holding_ids: list[int]) -> dict[int, tuple[int, ...]] | None:
-    """Per-image size, shared and unique bytes within its registry, from the maintained counts.
-
-    A layer is shared when another tagged image of the registry lists it (`RegistryBlob.images`), a
-    config or the manifest when another holding references it. Costs the page's layers, never the
-    number of images holding them. None when a page image is untagged (its own count is not in the
-    maintained figures): the caller computes those.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT bool_and(present) FROM analytics_repositorymanifest WHERE id = ANY(%s)", [holding_ids]
-        )
-        if not cursor.fetchone()[0]:
-            return None
-        cursor.execute(_IMAGE_SIZES, {"ids": holding_ids})
-        return {row[0]: tuple(int(v or 0) for v in row[1:]) for row in cursor.fetchall()}
-
-
 def layer_blob_id(*, digest: str) -> int:
     """The blob id of a digest; `NotFound` (404) when no blob has it."""
-    from analytics.services import NotFound
-
     rows = _rows("SELECT id FROM analytics_blob WHERE digest = %(d)s", {"d": digest})
     if not rows:
         raise NotFound(f"no layer {digest!r}")
     return int(rows[0][0])
 
 
-def keyset_param(value: str | None, *, parts: int) -> tuple[int, ...] | None:
-    """`?after=12.345` as a tuple of ints; `InvalidRequest` (400) when malformed."""
-    from analytics.services import InvalidRequest
+def layer_ranking(*, scope: Scope) -> QuerySet[Blob]:
+    """Layer blobs in a scope with how many images and repositories hold them and the bytes sharing saves."""
+    holding_filter = Q(manifest_layers__manifest__holdings__in=scope.holdings())
+    first_line = ManifestLayer.objects.filter(blob_id=OuterRef("id")).annotate(cb=created_by_subquery())
+    return (
+        Blob.objects.filter(holding_filter)
+        .annotate(
+            images=Count("manifest_layers__manifest__holdings", filter=holding_filter, distinct=True),
+            repositories=Count(
+                "manifest_layers__manifest__holdings__repository", filter=holding_filter, distinct=True
+            ),
+        )
+        .annotate(
+            saved_bytes=F("size") * (F("images") - 1),
+            created_by=Subquery(first_line.exclude(cb=None).values("cb")[:1]),
+        )
+        .order_by("-images", "-saved_bytes", "digest")
+    )
 
-    if not value:
-        return None
-    try:
-        key = tuple(int(v) for v in value.split("."))
-    except ValueError:
-        key = ()
-    if len(key) != parts:
-        raise InvalidRequest(f"after must be {parts} integers joined by '.'")
-    return key
+
+def layer_images(*, digest: str, scope: Scope) -> QuerySet[RepositoryManifest]:
+    """The images in a scope that hold a layer, by the layer's digest."""
+    return images(scope=scope).filter(manifest__manifest_layers__blob__digest=digest).distinct()

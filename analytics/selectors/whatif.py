@@ -22,7 +22,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from analytics.models import Manifest, Repository, RepositoryManifest, Tag
-from analytics.reports import glob_regex
+from analytics.selectors.scope import glob_regex
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,35 @@
+"""The domain errors every service raises; one DRF exception handler maps them to HTTP replies and the
+management commands print them.
+
+    LayerlensError (400)
+    ├── InvalidRequest (400)   a value the caller sent cannot be used
+    ├── NotFound (404)         a named registry, repository, image, layer or engine does not exist
+    ├── Conflict (409)         the request contradicts what is stored (a name or URL taken)
+    └── RepositoryBusy (409)   another worker holds the repository's scan lease; try again later
+"""
+
+from __future__ import annotations
+
+
+class LayerlensError(Exception):
+    """Base of the domain errors; `status` is the HTTP status the API answers with."""
+
+    status = 400
+
+
+class InvalidRequest(LayerlensError):
+    status = 400
+
+
+class NotFound(LayerlensError):
+    status = 404
+
+
+class Conflict(LayerlensError):
+    status = 409
+
+
+class RepositoryBusy(LayerlensError):
+    """Another worker holds the repository's scan lease; try again later."""
+
+    status = 409

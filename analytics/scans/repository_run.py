@@ -1,0 +1,312 @@
+"""A repository scan: take the repository's lease, read its snapshot from the registry, ingest it in
+one transaction; and the batch runner that reads several repositories ahead while it ingests."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import close_old_connections, connections, transaction
+from django.utils import timezone
+
+from analytics.errors import RepositoryBusy
+from analytics.infra import telemetry
+from analytics.infra.logs import log_context
+from analytics.ingest.known import configs_known, manifests_known, tags_current
+from analytics.ingest.snapshot import snapshot_ingest
+from analytics.ingest.trends import scan_figures_record
+from analytics.models import (
+    Scan,
+    ScanError,
+)
+from analytics.scans.clients import registry_client_shared
+from analytics.scans.deep import scan_deep_record
+from analytics.scans.runtime import Heartbeat, Progress, metrics_sink
+from analytics.scans.state import (
+    commit_async,
+    repository_lease_acquire,
+    repository_lease_release,
+    scan_claim,
+    scan_finish,
+)
+from workers.registry.errors import RegistryError
+from workers.registry.records import RepositorySnapshot
+
+logger = logging.getLogger(__name__)
+
+
+def scan_repository_run(*, scan_id: int) -> Scan:
+    """Scan one repository (or one tag of it): source, then ingest.
+
+    1. Take the repository's lease, so no two workers scan it at once (RepositoryBusy otherwise;
+       the scan stays as it is for a retry). A scan found running under an expired lease was left by
+       a dead worker (acks_late redelivers its task): it is taken over and run again from the start.
+    2. Read the repository from the registry, outside any transaction.
+    3. Ingest the snapshot in one transaction; record counts and per-image failures on the scan.
+    A permanent registry error fails this scan only; a transient one is re-raised for a retry.
+    While it runs, a heartbeat renews both leases and progress (tags) is written about once a second.
+    """
+    run = RepositoryRun.begin(scan_id)
+    if run.done:
+        return run.result()
+    with run:
+        run.end(run.read())
+        run.deep()
+    return run.result()
+
+
+def scan_repositories_run(
+    *, scan_ids: list[int], retry: Callable[[int, Exception], None], read_ahead: int | None = None
+) -> None:
+    """Scan a batch of repositories in this process, as `scan_repository_run` each, with up to
+    `read_ahead` (`SCAN_READ_AHEAD`) of them being read at once by reader threads while this thread
+    ingests the ones already read, in order. The registry sees no more than the client's own bound
+    (`REGISTRY_SCAN_CONCURRENCY` requests in flight per process), however many repositories are read.
+
+    A scan that cannot run now (`RepositoryBusy`, a transient registry error) goes to `retry(id, exc)`
+    (the task sends it again on its own); the others are not held up by it.
+    """
+    read_ahead = max(1, read_ahead or settings.SCAN_READ_AHEAD)
+    pending: list[tuple[RepositoryRun, Future]] = []
+    ids = iter(scan_ids)
+
+    def settle(run: RepositoryRun, future: Future) -> None:
+        with run:
+            try:
+                run.end(future.result())
+                run.deep()
+            except (RepositoryBusy, RegistryError) as exc:
+                if not isinstance(exc, RepositoryBusy) and not getattr(exc, "transient", False):
+                    raise
+                retry(run.scan_id, exc)
+
+    readers = _readers(read_ahead)
+    try:
+        while True:
+            while len(pending) < read_ahead:
+                scan_id = next(ids, None)
+                if scan_id is None:
+                    break
+                try:
+                    run = RepositoryRun.begin(scan_id)
+                except RepositoryBusy as exc:
+                    retry(scan_id, exc)
+                    continue
+                if not run.done:
+                    pending.append((run, readers.submit(run.read_in_thread)))
+            if not pending:
+                break
+            settle(*pending.pop(0))
+    finally:
+        # Stopped by an unexpected error: the scans begun stop beating and free their repositories;
+        # left running, their leases expire and the sweeper sends them again.
+        for run, future in pending:
+            future.cancel()
+            run.__exit__(None, None, None)
+
+
+_READERS: dict[int, ThreadPoolExecutor] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def _readers(size: int) -> ThreadPoolExecutor:
+    """This process's reader threads, kept across tasks (their database connections with them)."""
+    key = os.getpid()
+    with _READERS_LOCK:
+        pool = _READERS.get(key)
+        if pool is None or pool._max_workers != size:
+            _READERS.clear()  # a parent process's, or another size: never used again here
+            pool = _READERS[key] = ThreadPoolExecutor(size, thread_name_prefix="scan-read")
+        return pool
+
+
+def scan_readers_close() -> None:
+    """Close this process's reader threads and their database connections (worker shutdown, tests)."""
+    with _READERS_LOCK:
+        pool = _READERS.pop(os.getpid(), None)
+        _READERS.clear()
+    if pool is None:
+        return
+    size = pool._max_workers
+    barrier = threading.Barrier(size)
+
+    def close() -> None:
+        connections.close_all()  # this thread's
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)  # so that each thread takes one of these
+
+    for _ in range(size):
+        pool.submit(close)
+    pool.shutdown(wait=True)
+
+
+def _image_bytes(snapshot) -> int:
+    """Declared bytes (manifest, config, layers) of the images a snapshot read, for the metrics."""
+    total = 0
+    for record in snapshot.manifests:
+        if getattr(record, "kind", None) == "image":
+            config = record.config.size if record.config is not None else 0
+            total += record.size + config + sum(layer.size for layer in record.layers)
+    return total
+
+
+class RepositoryRun:
+    """One repository scan in three phases: `begin` (lease and claim, in this thread), `read` (the
+    registry; any thread) and `end` (ingest and finish, in the thread that began it). Used as a
+    context manager around `read`/`end`: the heartbeat and log context, and the lease released
+    whatever happens."""
+
+    def __init__(self, scan: Scan) -> None:
+        self.scan = scan
+        self.scan_id = scan.id
+        self.done = True  # nothing to run (finished, or another worker's)
+        self.held = False  # the repository lease is ours and committed
+        self.heartbeat = Heartbeat(scan_id=scan.id, repository_id=scan.repository_id)
+        self.previous: dict[str, str] | None = None
+        self.progress: Progress | None = None
+        self._stack = contextlib.ExitStack()
+
+    @classmethod
+    def begin(cls, scan_id: int) -> RepositoryRun:
+        scan = Scan.objects.select_related("registry", "repository").get(id=scan_id)
+        run = cls(scan)
+        if scan.is_finished or scan.repository is None:
+            return run
+        repository = scan.repository
+        ids = {"scan_id": scan.id, "registry_id": scan.registry_id, "repository_id": scan.repository_id}
+        with log_context(**ids):
+            ran_before = scan.started_at is not None
+            # The repository's lease and the scan's claim commit together (one commit per scan start).
+            with transaction.atomic():
+                commit_async()
+                if not repository_lease_acquire(repository, scan_id):
+                    raise RepositoryBusy(f"{repository} is being scanned by another worker")
+                claimed = scan_claim(scan_id, orphaned_ok=True)
+                # A redelivered or retried scan starts over; its rows are rewritten idempotently.
+                if claimed is not None and (ran_before or claimed.takeovers):
+                    claimed.errors.all().delete()
+            run.held = True
+            if claimed is None:
+                repository_lease_release(repository)
+                run.held = False
+                return run
+            run.scan, run.done = claimed, False
+            try:
+                run.heartbeat.start()
+                run.progress = Progress.restart(claimed)
+                logger.info(
+                    "scan %s started",
+                    claimed.id,
+                    extra={"event": "scan_started", "takeovers": claimed.takeovers},
+                )
+                # A repository scanned before is rescanned incrementally: a HEAD per tag, compared
+                # with the tags recorded then; only what changed is read. A one-tag scan reads its tag.
+                if repository.last_scanned_at is not None and not claimed.tag:
+                    run.previous = tags_current(repository_id=repository.id)
+            except BaseException:
+                run.__exit__(None, None, None)
+                raise
+        return run
+
+    def __enter__(self) -> RepositoryRun:
+        scan = self.scan
+        self._stack.enter_context(
+            log_context(scan_id=scan.id, registry_id=scan.registry_id, repository_id=scan.repository_id)
+        )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._stack.close()
+        finally:
+            self.heartbeat.__exit__(*exc_info)
+            if self.held:
+                assert self.scan.repository is not None
+                repository_lease_release(self.scan.repository)
+                self.held = False
+
+    def read(self) -> RepositorySnapshot | RegistryError:
+        """The repository's snapshot, or the registry error that stopped it (returned, not raised)."""
+        scan, repository = self.scan, self.scan.repository
+        assert repository is not None
+        try:
+            with registry_client_shared(scan.registry) as client:
+                return client.snapshot_repository(
+                    repository.name,
+                    tags=[scan.tag] if scan.tag else None,
+                    previous=self.previous,
+                    known_manifests=manifests_known,
+                    known_configs=configs_known,
+                    progress=self.progress,
+                )
+        except RegistryError as exc:
+            return exc
+
+    def read_in_thread(self) -> RepositorySnapshot | RegistryError:
+        """`read` from a reader thread: the digest look-ups use that thread's own connection, which
+        outlives the read only as long as it is usable (closed here otherwise)."""
+        close_old_connections()
+        try:
+            return self.read()
+        finally:
+            close_old_connections()
+
+    def end(self, snapshot: RepositorySnapshot | RegistryError) -> None:
+        scan, repository = self.scan, self.scan.repository
+        assert repository is not None and self.progress is not None
+        if isinstance(snapshot, RegistryError):
+            exc = snapshot
+            if getattr(exc, "transient", False):
+                # Back to queued so the retry can claim it again.
+                Scan.objects.filter(id=scan.id).update(
+                    status=Scan.Status.QUEUED, lease_until=None, enqueued_at=timezone.now()
+                )
+                logger.info("reading the repository failed (%s); retrying later", exc)
+                raise exc
+            ScanError.objects.create(
+                scan=scan, repository=repository.name, kind=type(exc).__name__, message=str(exc)
+            )
+            scan_finish(scan, Scan.Status.FAILED, str(exc))
+            return
+        # Ingest, the scan's counts and progress, its parent's counter and the lease: one transaction.
+        with transaction.atomic():
+            commit_async()
+            result = snapshot_ingest(
+                repository=repository, snapshot=snapshot, scan=scan, complete=not scan.tag
+            )
+            labels = {"registry": scan.registry.name}
+            metrics_sink().add(telemetry.IMAGES_SCANNED, labels, result.images)
+            metrics_sink().add(telemetry.BYTES_SCANNED, labels, _image_bytes(snapshot))
+            if self.previous is None or result.tag_events or result.new_manifests:
+                scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
+            total, done, d_total, d_done = self.progress.take()
+            scan_finish(
+                scan,
+                Scan.Status.SUCCEEDED,
+                errors=result.failures,  # the only error rows: earlier runs' were deleted at the claim
+                fields={
+                    "repositories_total": 1,
+                    "repositories_done": 1,
+                    "tags_count": result.tags,
+                    "images_count": result.images,
+                    "new_manifests_count": result.new_manifests,
+                    "tags_total": total,
+                    "tags_done": done,
+                },
+                tags=(d_total, d_done),
+            )
+            repository_lease_release(repository)
+        self.held = False
+
+    def deep(self) -> None:
+        """The deep scan (layers streamed within a byte budget) the scan asked for, once it is done."""
+        if self.scan.deep_budget_bytes is not None:
+            scan_deep_record(scan_id=self.scan_id)
+
+    def result(self) -> Scan:
+        return Scan.objects.get(id=self.scan_id)

@@ -1,0 +1,195 @@
+"""The scan state machine: claim a queued scan (or take over an orphaned one), finish it once, count
+it on its parent and finish the parent with its last child; the repository lease."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from analytics.infra import telemetry
+from analytics.ingest.trends import scan_figures_record
+from analytics.models import (
+    Registry,
+    Repository,
+    Scan,
+    ScanError,
+)
+from analytics.scans.runtime import lease_deadline, metrics_sink
+
+logger = logging.getLogger(__name__)
+
+
+def scan_claim(scan_id: int, *, orphaned_ok: bool = False) -> Scan | None:
+    """Move a queued scan to running, under a lease; None if another worker has it (or it is finished).
+
+    A scan left running is taken over when its lease has expired (its worker stopped beating), or,
+    with `orphaned_ok`, whatever its lease says: the caller holds the repository's lease, so whoever
+    was running it is gone. A take-over counts in `takeovers`; past `SCAN_MAX_ATTEMPTS` the scan is
+    failed with the reason instead of being run again (a repository that kills its workers).
+    """
+    now = timezone.now()
+    orphaned = Q(status=Scan.Status.RUNNING)
+    if not orphaned_ok:
+        orphaned &= Q(lease_until__lt=now)
+    with transaction.atomic():
+        scan = (
+            Scan.objects.select_for_update(of=("self",))
+            .filter(Q(status=Scan.Status.QUEUED) | orphaned, id=scan_id)
+            .select_related("registry", "repository")
+            .first()
+        )
+        if scan is None:
+            return None
+        if scan.status == Scan.Status.RUNNING:
+            scan.takeovers += 1
+            logger.warning("taking over scan %s left running by a stopped worker", scan.id)
+        scan.status, scan.started_at, scan.lease_until = Scan.Status.RUNNING, now, lease_deadline()
+        scan.save(update_fields=["status", "started_at", "lease_until", "takeovers"])
+    if scan.takeovers >= settings.SCAN_MAX_ATTEMPTS:
+        scan_give_up(scan.id, scan.takeovers)
+        return None
+    return scan
+
+
+def scan_give_up(scan_id: int, takeovers: int) -> None:
+    Scan.objects.filter(id=scan_id).update(takeovers=takeovers)
+    scan_fail(
+        scan_id=scan_id,
+        kind="WorkerLost",
+        message=f"gave up: the workers running this scan stopped {takeovers} times "
+        "(killed, out of memory or past the time limit); it runs again at the next schedule",
+    )
+
+
+def scan_finish(
+    scan: Scan,
+    status: str,
+    message: str = "",
+    *,
+    errors: int | None = None,
+    fields: dict[str, object] | None = None,
+    tags: tuple[int, int] = (0, 0),
+) -> None:
+    """Finish `scan` (conditionally: a scan finished twice, by a slow worker whose lease was taken,
+    counts once) with `fields` in the same UPDATE, and count it done on its parent, adding `tags`
+    (total, done) to the parent's progress. `errors` is the scan's error rows when the caller knows."""
+    if errors is None:
+        errors = scan.errors.count()
+    if status == Scan.Status.SUCCEEDED and errors:
+        status = Scan.Status.PARTIAL
+    finished = Scan.objects.filter(id=scan.id, status__in=[Scan.Status.QUEUED, Scan.Status.RUNNING]).update(
+        status=status,
+        finished_at=timezone.now(),
+        message=message[:4000],
+        errors_count=errors,
+        lease_until=None,
+        **(fields or {}),
+    )
+    if not finished:
+        return
+    _scan_finished_observe(scan, status, message, errors=errors)
+    if scan.parent_id:
+        _parent_child_done(scan.parent_id, tags=tags)
+
+
+def _parent_child_done(parent_id: int, *, tags: tuple[int, int] = (0, 0)) -> None:
+    """One child more done: an atomic counter (no lock on the parent for each child); only the child
+    that brings `repositories_done` to the total goes on to finish the parent."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Scan._meta.db_table} SET repositories_done = repositories_done + 1,"
+            " tags_total = tags_total + %s, tags_done = tags_done + %s"
+            " WHERE id = %s RETURNING repositories_done, repositories_total",
+            [tags[0], tags[1], parent_id],
+        )
+        row = cursor.fetchone()
+    if row is not None and row[0] >= row[1]:
+        parent_finish_if_done(parent_id)
+
+
+def _scan_finished_observe(scan: Scan, status: str, message: str, *, errors: int | None = None) -> None:
+    registry = scan.registry.name
+    sink = metrics_sink()
+    sink.add(telemetry.SCANS_FINISHED, {"registry": registry, "kind": scan.kind, "status": status})
+    if errors != 0:
+        for kind, n in scan.errors.values_list("kind").annotate(n=Count("id")).order_by():
+            sink.add(telemetry.SCAN_ERRORS, {"registry": registry, "kind": kind}, n)
+    sink.flush()
+    level = logging.WARNING if status == Scan.Status.FAILED else logging.INFO
+    logger.log(
+        level,
+        "scan %s %s%s",
+        scan.id,
+        status,
+        f": {message}" if message else "",
+        extra={"event": "scan_finished", "status": status, "kind": scan.kind},
+    )
+
+
+def parent_finish_if_done(parent_id: int) -> None:
+    with transaction.atomic():
+        parent = Scan.objects.select_for_update().get(id=parent_id)
+        if parent.is_finished or parent.repositories_done < parent.repositories_total:
+            return
+        children = parent.children.all()
+        totals = children.aggregate(
+            tags=Sum("tags_count"),
+            images=Sum("images_count"),
+            new=Sum("new_manifests_count"),
+            errors=Sum("errors_count"),
+            failed=Count("id", filter=Q(status=Scan.Status.FAILED)),
+        )
+        errors = (totals["errors"] or 0) + parent.errors.count()
+        status = Scan.Status.PARTIAL if (errors or totals["failed"]) else Scan.Status.SUCCEEDED
+        Scan.objects.filter(id=parent_id).update(
+            status=status,
+            finished_at=timezone.now(),
+            tags_count=totals["tags"] or 0,
+            images_count=totals["images"] or 0,
+            new_manifests_count=totals["new"] or 0,
+            errors_count=errors,
+            lease_until=None,
+        )
+        _scan_finished_observe(parent, status, "")
+        Registry.objects.filter(id=parent.registry_id).update(last_scanned_at=timezone.now())
+        scan_figures_record(scan_id=parent_id)  # the registry's trend point
+
+
+def scan_fail(*, scan_id: int, message: str, kind: str = "ScanFailed") -> None:
+    """Record a scan as failed, whatever state it was in; used when retries are exhausted."""
+    scan = Scan.objects.get(id=scan_id)
+    if scan.is_finished:
+        return
+    ScanError.objects.create(
+        scan=scan, repository=scan.repository.name if scan.repository else "", kind=kind, message=message
+    )
+    scan_finish(scan, Scan.Status.FAILED, message)
+
+
+def repository_lease_acquire(repository: Repository, scan_id: int) -> bool:
+    now = timezone.now()
+    return bool(
+        Repository.objects.filter(id=repository.id)
+        .filter(Q(scan_lease_until__isnull=True) | Q(scan_lease_until__lt=now))
+        .update(scan_lease_until=lease_deadline())
+    )
+
+
+def repository_lease_release(repository: Repository) -> None:
+    Repository.objects.filter(id=repository.id).update(scan_lease_until=None)
+
+
+def commit_async() -> None:
+    """This transaction's commit does not wait for its WAL flush (PostgreSQL `synchronous_commit`).
+
+    Scan bookkeeping and ingest are re-derivable from the registry: a database crash can lose the last
+    few hundred milliseconds of them (never tear them: transactions stay atomic and ordered), and the
+    lost scan is then left running under an expiring lease, which the sweeper sends again. Waiting for
+    a disk flush per repository was most of a repository's fixed cost.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")

@@ -19,6 +19,7 @@ services: install
 lint: install
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+	@.venv/bin/lint-imports --no-logo
 
 typecheck: install
 	@.venv/bin/mypy workers/registry workers/engine.py

@@ -10,6 +10,8 @@ export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}"
 
 echo "== lint"
 .venv/bin/ruff check .
+layers=$(.venv/bin/lint-imports --no-logo 2>&1) \
+  || { echo "$layers"; echo "an import crosses the layers of pyproject.toml [tool.importlinter]"; exit 1; }
 echo "== types"
 .venv/bin/mypy workers/registry workers/engine.py
 echo "== migrations"

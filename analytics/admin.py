@@ -73,7 +73,7 @@ def _scan_now(
         )
 
 
-# --- registries and repositories (editable) -----------------------------------------------------------------
+# --- registries and repositories (editable) ---------------------------------------------------------------
 
 
 def _registry_formfield(db_field, **kwargs):
@@ -474,7 +474,7 @@ class ScanErrorAdmin(ReadOnlyAdmin):
         return truncatechars(obj.message, 120)
 
 
-# --- Docker Engines ------------------------------------------------------------------------------------
+# --- Docker Engines ---------------------------------------------------------------------------------------
 
 
 @admin.register(Engine)

@@ -18,7 +18,7 @@ Shape and where it comes from (`python -m bench.shape --database X` prints the a
   root's subtree of quotas sums to at most `HOT_SHARE` (10%), so the hottest layer (the 28 MB
   `debian:bookworm-slim` one, under php-, cassandra- and memcached-like stacks) is held by at most 9.8%
   of the images (98,000 at a million, plus its stacks' 4 library images) however repository sizes fall:
-  the issue's "a few hot base layers held by up to 100,000 images". Whole repositories are placed, so
+  "a few hot base layers held by up to 100,000 images". Whole repositories are placed, so
   quotas fill to about 90% (8.8% at 200,000 images). About half the images build on no shared base.
 - Zhao et al., "Large-Scale Analysis of the Docker Hub Dataset" (IEEE CLUSTER 2019,
   doi:10.1109/CLUSTER.2019.8891000; journal version IEEE TPDS 2021, doi:10.1109/TPDS.2020.3034517),
@@ -33,7 +33,7 @@ Also generated, so every report has something to chew on: configs with history (
 of instructions), same-`diff_id` copies under another digest (missed savings), attestation artifacts
 (held, never images), tags with first/last seen, moved tags with their `TagEvent`s (the old image stays
 as an untagged holding), layer chains, and trend snapshots. The maintained figures
-(`analytics.figures`) are rebuilt set-based at the end, as the migration does. Each layer's `BlobLine`
+(`analytics.ingest.figures`) are rebuilt set-based at the end, as the migration does. Each layer's `BlobLine`
 (the line of the first manifest listing it) is written here as the layer is first listed, so the
 rebuild need not probe the first manifest of every layer (at 200,000 images, on a loaded machine, that
 probe had run 15 minutes when stopped; the whole run now takes about two).
@@ -209,7 +209,7 @@ class Generator:
         self.unlined: set[int] = set()  # layers written, their first manifest (which fixes the line) not yet
         self.diff_pool: list[tuple[str, int]] = []
 
-    # --- rows ------------------------------------------------------------------------------------------
+    # --- rows ---------------------------------------------------------------------------------------------
 
     def blob(self, label: str, size: int, media_type: str = LAYER_TYPE, diff_id: str | None = None) -> int:
         blob_id = self.t.next_id("analytics_blob")
@@ -290,7 +290,7 @@ class Generator:
         )  # fmt: skip
         return manifest_id, digest
 
-    # --- the registry ----------------------------------------------------------------------------------
+    # --- the registry -------------------------------------------------------------------------------------
 
     def repositories(self) -> list[tuple[str, int]]:
         """(name, images) with Pareto-distributed sizes; namespaces skewed to a few big ones."""
@@ -410,7 +410,7 @@ def generate(*, images: int, seed: int, database: str, log=print) -> dict[str, f
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from analytics.ingest.figures import figures_rebuild
+    from analytics.ingest.rebuild import figures_rebuild
     from analytics.models import Registry, Repository, SummarySnapshot
 
     call_command("migrate", verbosity=0)

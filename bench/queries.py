@@ -4,7 +4,7 @@
         [--only "build history, namespace" ...]
 
 Each question runs once to warm the cache, then `--runs` times; the median and p95 are reported next
-to the issue's target. `--ingest N` then ingests N new images through the real `snapshot_ingest`, in
+to its target (`TARGETS_MS`). `--ingest N` then ingests N new images through the real `snapshot_ingest`, in
 repository-sized batches (50 images), and runs every question again. The ingested rows stay (the
 database is a benchmark's scratch copy: regenerate it with `bench.generate`).
 """

@@ -4,8 +4,8 @@
 
 Targets: layer counts, layer sizes and image sizes are the percentiles of the docker-library/repo-info
 sample in bench/hub_sample.py (15 official images, 90 distinct layers); "most layers are referenced by a
-single image" is Zhao et al.'s finding (IEEE CLUSTER 2019); the hot-layer cap is the issue's (up to
-100,000 images at one million). Read-only: it never writes to the database.
+single image" is Zhao et al.'s finding (IEEE CLUSTER 2019); the hot-layer cap is the
+benchmark's own (up to 100,000 images at one million). Read-only: it never writes to the database.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def report(m: dict[str, object]) -> str:
             "hottest layer's images",
             f"{m['hottest']:,} ({m['hottest'] / max(m['images'], 1):.1%})",
             f"<= {HOT_SHARE:.0%} of images (+ library images)",
-            "issue: up to 100,000 at 1,000,000",
+            "target: up to 100,000 at 1,000,000",
         ),
     ]
     return "\n".join(lines)

@@ -145,7 +145,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# --- Celery ---------------------------------------------------------------------------------------
+# --- Celery -----------------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 # Results are read by `manage.py scan` only through Scan rows, so no result backend is needed.
 CELERY_RESULT_BACKEND = None
@@ -185,7 +185,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Tests run tasks in-process when set; the integration tests start a real worker instead.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
-# --- Registry client ---------------------------------------------------------------------------------
+# --- Registry client --------------------------------------------------------------------------------------
 REGISTRY_TIMEOUT_SECONDS = float(os.environ.get("REGISTRY_TIMEOUT_SECONDS", "30"))
 # One response from request to last byte; a reply trickling in under the read timeout still ends.
 REGISTRY_TOTAL_TIMEOUT_SECONDS = float(os.environ.get("REGISTRY_TOTAL_TIMEOUT_SECONDS", "300"))
@@ -216,7 +216,7 @@ SCAN_MAX_ATTEMPTS = int(os.environ.get("SCAN_MAX_ATTEMPTS", "3"))
 # A scan still queued this long after it was sent was lost by the broker (e.g. Redis restarted without
 # persistence): the sweeper sends it again. Longer than the longest retry countdown (RETRY in tasks).
 SCAN_REQUEUE_AFTER_SECONDS = int(os.environ.get("SCAN_REQUEUE_AFTER_SECONDS", "1800"))
-# Politeness, per registry, shared by all workers through Redis (workers/politeness.py): requests in
+# Politeness, per registry, shared by all workers through Redis (analytics/infra/politeness.py): requests in
 # flight at once, and requests per second (0: no rate limit).
 REGISTRY_CONCURRENCY_LIMIT = int(os.environ.get("REGISTRY_CONCURRENCY_LIMIT", "16"))
 REGISTRY_RATE_LIMIT = float(os.environ.get("REGISTRY_RATE_LIMIT", "0"))

@@ -84,7 +84,7 @@ class CSVRenderer(BaseRenderer):
         return csv_text(_rows(data)).encode()
 
 
-# --- the whole list, streamed -------------------------------------------------------------------------
+# --- the whole list, streamed -----------------------------------------------------------------------------
 
 
 def whole_list_wanted(request) -> bool:

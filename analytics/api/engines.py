@@ -1,6 +1,6 @@
 """Docker Engines in the API: register, scan, and their `docker system df` view; the fleet across engines.
 
-Engine figures share by ChainID (`analytics.engine_reports`); registry figures by blob digest.
+Engine figures share by ChainID (`analytics.engines.selectors`); registry figures by blob digest.
 """
 
 from __future__ import annotations

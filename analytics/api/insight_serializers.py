@@ -1,4 +1,5 @@
-"""Shapes of the issue-4 answers; each reads attributes of a selector's dataclass, no queries."""
+"""Shapes of the insight answers (partners, lineage, what-if, content lists, trends); each reads
+attributes of a selector's dataclass, no queries."""
 
 from __future__ import annotations
 

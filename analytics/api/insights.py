@@ -1,4 +1,4 @@
-"""Issue-4 endpoints: partners, lineage, stale bases, what-if deletion, missed savings, build history,
+"""Insights: partners, lineage, stale bases, what-if deletion, missed savings, build history,
 largest layers, content in several registries, trends and growth. Each view calls one selector."""
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _image(pk: int) -> RepositoryManifest:
         raise NotFound(f"no image {pk}") from exc
 
 
-# --- 2. partners; 5. lineage ------------------------------------------------------------------------
+# --- partners and lineage ---------------------------------------------------------------------------------
 
 
 class ImagePartnersView(APIView):
@@ -172,7 +172,7 @@ class StaleBasesView(APIView):
         return Response(s.StaleBaseSerializer(rows, many=True).data)
 
 
-# --- 4. what-if deletion --------------------------------------------------------------------------------
+# --- what-if deletion -------------------------------------------------------------------------------------
 
 
 def _rule(data) -> whatif.TagRule:
@@ -253,7 +253,7 @@ class WhatIfView(APIView):
         return Response(s.DeletionImpactSerializer(_impact_data(impact)).data)
 
 
-# --- 6, 7, 9: content lists --------------------------------------------------------------------------
+# --- content lists ----------------------------------------------------------------------------------------
 
 
 class MissedSavingsView(APIView):
@@ -316,7 +316,7 @@ class CrossRegistryView(APIView):
         )
 
 
-# --- 8. trends --------------------------------------------------------------------------------------------
+# --- trends -----------------------------------------------------------------------------------------------
 
 
 class TrendsView(CSVListMixin, generics.ListAPIView):

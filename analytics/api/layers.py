@@ -1,4 +1,4 @@
-"""Layer lists at registry scale: keyset pages over maintained counts (`analytics.queries.layers`)."""
+"""Layer lists at registry scale: keyset pages over maintained counts (`analytics.selectors.layers`)."""
 
 from __future__ import annotations
 

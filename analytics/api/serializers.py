@@ -83,7 +83,7 @@ class DedupSummarySerializer(serializers.Serializer):
     )
 
 
-# --- registries -------------------------------------------------------------------------------------
+# --- registries -------------------------------------------------------------------------------------------
 
 
 class RegistrySerializer(serializers.ModelSerializer):
@@ -172,7 +172,7 @@ class RegistryDetailSerializer(RegistrySerializer):
         return summary.as_dict() if summary is not None else None
 
 
-# --- repositories and tags ------------------------------------------------------------------------------
+# --- repositories and tags --------------------------------------------------------------------------------
 
 
 class RepositorySerializer(serializers.ModelSerializer):

@@ -159,7 +159,7 @@ BACKENDS_NO_SEARCH = [DjangoFilterBackend, AliasOrderingFilter]
 SCOPE_ERRORS = {400: serializers.ErrorSerializer, 404: serializers.ErrorSerializer}
 
 
-# --- registries ----------------------------------------------------------------------------------------
+# --- registries -------------------------------------------------------------------------------------------
 
 
 @extend_schema_view(
@@ -191,7 +191,7 @@ class RegistryViewSet(CSVListMixin, viewsets.ModelViewSet):
         return Response(serializers.RegistryDetailSerializer(registry, context=context).data)
 
 
-# --- repositories, tags, tag events ------------------------------------------------------------
+# --- repositories, tags, tag events -----------------------------------------------------------------------
 
 
 @extend_schema_view(
@@ -266,7 +266,7 @@ class TagEventViewSet(CSVListMixin, viewsets.ReadOnlyModelViewSet):
         return tag_event_list()
 
 
-# --- images ----------------------------------------------------------------------------------------------
+# --- images -----------------------------------------------------------------------------------------------
 
 
 class ImagePageMixin:
@@ -367,7 +367,7 @@ class ImageViewSet(ImagePageMixin, viewsets.ReadOnlyModelViewSet):
         )
 
 
-# --- layers ------------------------------------------------------------------------------------------------
+# --- layers -----------------------------------------------------------------------------------------------
 
 
 @extend_schema_view(
@@ -442,7 +442,7 @@ class LayerViewSet(CSVListMixin, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
         )
 
 
-# --- summary ---------------------------------------------------------------------------------------------
+# --- summary ----------------------------------------------------------------------------------------------
 
 
 class SummaryView(APIView):
@@ -457,7 +457,7 @@ class SummaryView(APIView):
         return Response(dedup_summary(scope=scope_from_request(request)).as_dict())
 
 
-# --- scans -------------------------------------------------------------------------------------------------
+# --- scans ------------------------------------------------------------------------------------------------
 
 
 @extend_schema_view(

@@ -10,7 +10,7 @@ An engine shares by ChainID (a layer together with everything under it), as dock
   `unique = size - shared` (what `docker system df -v` prints);
 - `stored_bytes` (the engine's `LayersSize`) sums each ChainID the counted images use, once.
 
-A registry shares by blob digest instead (`analytics.reports`); the two rules are never mixed.
+A registry shares by blob digest instead (`analytics.selectors`); the two rules are never mixed.
 """
 
 from __future__ import annotations

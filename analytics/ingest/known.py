@@ -2,7 +2,7 @@
 
 The client (`RegistryClient.snapshot_repository`) takes these as callbacks, so it never imports Django;
 it calls them from the scanning thread. A manifest row is written with its layers, history and index
-entries in one transaction (`analytics.ingest`), so "a row exists" means "complete": nothing of it
+entries in one transaction (`analytics.ingest.snapshot`), so "a row exists" means "complete": nothing of it
 needs fetching again, from any repository of any registry.
 """
 

@@ -292,7 +292,7 @@ def _presence_refresh(*, repository_id: int, now: datetime) -> tuple[set[int], s
 
     Derived from the tags rather than from one snapshot, so a one-tag scan, a tag whose manifest
     failed to read this time (it keeps what it held) and a full scan all leave the same answer.
-    Returns the manifest ids that became held and those no longer held (for `analytics.figures`).
+    Returns the manifest ids that became held and those no longer held (for `analytics.ingest.figures`).
     """
     params = {"repo": repository_id, "now": now}
     with connection.cursor() as cursor:

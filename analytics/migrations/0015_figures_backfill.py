@@ -7,7 +7,7 @@ def backfill(apps, schema_editor):
     Runs after the last migration that changes the maintained tables, with the code that matches them.
     A migration that changes those tables later must move this step after itself.
     """
-    from analytics.ingest.figures import figures_rebuild
+    from analytics.ingest.rebuild import figures_rebuild
 
     for registry_id in apps.get_model("analytics", "Registry").objects.values_list("id", flat=True):
         figures_rebuild(registry_id=registry_id)

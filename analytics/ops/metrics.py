@@ -4,7 +4,7 @@ Where each figure comes from (and why it is cheap to scrape):
 
 * Scans by status (`layerlens_scans`): a GROUP BY over the indexed `status`, queued and running only,
   since finished scans only grow; finished scans are the counter `layerlens_scans_finished_total`.
-* Counters the workers push to Redis (workers/telemetry.py explains why not multiprocess mode):
+* Counters the workers push to Redis (analytics/infra/telemetry.py explains why not multiprocess mode):
   registry requests by route and status, request errors by kind, request latency histograms, images
   and image bytes read, scans finished by status, scan errors by kind.
 * Dedup figures per registry (`layerlens_registry_*`): the latest registry-wide trend snapshot

@@ -66,7 +66,7 @@ def scan_create(
     deep_budget_bytes: int | None = None,
 ) -> Scan:
     """A queued scan; with `deep_budget_bytes`, each repository scan then streams its unmeasured layers
-    (`analytics.deep_scan`) within that many compressed bytes."""
+    (`analytics.scans.deep`) within that many compressed bytes."""
     kind = Scan.Kind.TAG if tag else Scan.Kind.REPOSITORY if repository else Scan.Kind.REGISTRY
     return Scan.objects.create(
         kind=kind,

@@ -28,7 +28,7 @@ def _rows_without_jit(sql: str, params: list[object]) -> list[tuple]:
         return cursor.fetchall()
 
 
-# --- 2. the images an image shares most with -------------------------------------------------------
+# --- the images an image shares most with -----------------------------------------------------------------
 
 _PARTNERS_SQL = """
 WITH parts AS (
@@ -89,7 +89,7 @@ def image_partners(*, holding_id: int, manifest_id: int, scope: Scope, limit: in
     return [Partner(h, *names[h], n, int(s)) for h, n, s in rows]
 
 
-# --- 6. missed savings: one diff_id under several digests ---------------------------------------------
+# --- missed savings: one diff_id under several digests ----------------------------------------------------
 
 _SCOPED_BLOBS = """
 held AS (
@@ -154,13 +154,14 @@ def missed_savings(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[Mi
     return out
 
 
-# --- 7. build history: bytes per created_by; the largest layers ------------------------------------------
+# --- build history: bytes per created_by; the largest layers ----------------------------------------------
 #
 # Both count, per (registry, layer) of the scope, `holders`: the scope's holdings (any kind) listing the
 # layer. A plain registry reads them maintained (`RegistryBlob.layer_refs`, its build history
 # `RegistryInstruction`), a namespace too (`NamespaceBlob.layer_refs`); any other scope counts its own
 # holdings, so the cost follows the scope, not the registry. A layer's line is its `BlobLine`
-# (analytics.figures); build history counts a layer without one under '', as `RegistryInstruction` does.
+# (analytics.ingest.figures); build history counts a layer without one under '', as
+# `RegistryInstruction` does.
 
 _SCOPE_LAYER_HOLDERS = """
 held AS (
@@ -308,7 +309,7 @@ def largest_layers(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[La
     return [LargeLayer(d, int(s), u, reg, int(n), lines[b]) for b, d, s, u, reg, n in rows]
 
 
-# --- 9. the same content in several registries --------------------------------------------------------
+# --- the same content in several registries ---------------------------------------------------------------
 
 _CROSS_SQL = """
 WITH held AS (

@@ -1,4 +1,4 @@
-"""Layers at registry scale (question 3), read from the maintained counts of `analytics.figures`.
+"""Layers at registry scale, read from the maintained counts of `analytics.ingest.figures`.
 
 Every list is a keyset page (`after` = the last row's sort key, `limit + 1` rows read to know whether a
 next page exists): no `count(*)` and no OFFSET, so the first and the thousandth page of a layer held by

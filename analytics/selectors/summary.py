@@ -108,7 +108,7 @@ SELECT
 """
 
 
-_FOREIGN_SQL = ", ".join(f"'{t}'" for t in sorted(FOREIGN_LAYER_TYPES))
+FOREIGN_TYPES_SQL = ", ".join(f"'{t}'" for t in sorted(FOREIGN_LAYER_TYPES))
 
 
 def _uncompressed_fields(
@@ -155,7 +155,7 @@ def dedup_summary(*, scope: Scope) -> DedupSummary:
     """Images, distinct layers, logical, stored and saved bytes and the ratio, for one scope.
 
     A plain registry, repository or namespace scope (tagged only, no filter) reads the figures ingest
-    maintains (`analytics.figures`); any other scope is computed from the holdings.
+    maintains (`analytics.ingest.figures`); any other scope is computed from the holdings.
     """
     row = _maintained_row(scope)
     if row is None:
@@ -176,7 +176,7 @@ def dedup_summary(*, scope: Scope) -> DedupSummary:
         tagged_only=True,
         scope=scope.describe(),
         foreign_bytes=int(row["foreign_bytes"]),
-        # maintained too (analytics.figures, and a trigger when a blob's uncompressed size arrives)
+        # maintained too (analytics.ingest.figures, and a trigger when a blob's uncompressed size arrives)
         **_uncompressed_fields(
             row["distinct_layers"],
             int(row["uncompressed_known_layers"]),
@@ -191,7 +191,7 @@ def dedup_summary_computed(*, scope: Scope) -> DedupSummary:
     """`dedup_summary` recomputed from the holdings: any scope, cost in proportion to it."""
     where, params = scope.where()
     with connection.cursor() as cursor:
-        cursor.execute(_SUMMARY_SQL.format(where=where, foreign=_FOREIGN_SQL), params)
+        cursor.execute(_SUMMARY_SQL.format(where=where, foreign=FOREIGN_TYPES_SQL), params)
         (images, manifests, indexes, repos, layers, logical, stored, l_logical, l_stored, foreign, *unc) = (
             cursor.fetchone()
         )

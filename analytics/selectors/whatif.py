@@ -5,7 +5,7 @@ remaining tags reach (through indexes, to any depth); a manifest's bytes stay wh
 the registry keeps it; a blob (config or layer) stays while any kept manifest of the registry references
 it. Everything else the set held is freed. All of it is one SQL statement over the deleted tag ids.
 
-At scale it never probes for keepers: the maintained counts (`analytics.figures`) say how many
+At scale it never probes for keepers: the maintained counts (`analytics.ingest.figures`) say how many
 holdings keep each manifest (`RegistryManifestRef.refs`) and blob (`RegistryBlob.refs`), so a manifest
 or blob is freed exactly when the deletion removes as many holdings using it as the registry has. The
 cost follows the affected repositories, however widely their blobs are shared.

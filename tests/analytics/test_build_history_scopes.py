@@ -181,7 +181,7 @@ def test_namespace_scopes_read_the_namespace_rows(registries):
 def test_rebuild_finds_the_lines_of_layers_held_only_untagged(registries):
     """Data from before `BlobLine` (or lost lines): the rebuild looks up every held layer's line, so
     build history with untagged holdings names them instead of counting them under ''."""
-    from analytics.ingest.figures import figures_rebuild
+    from analytics.ingest.rebuild import figures_rebuild
 
     one, _two, _repos = registries
     gone = image("gone", [layer("gone", 123)])

@@ -1,4 +1,4 @@
-"""Maintained figures (`analytics.figures`) equal a from-scratch recomputation after every change.
+"""Maintained figures (`analytics.ingest.figures`) equal a from-scratch recomputation after every change.
 
 The oracle is written here in plain SQL over the holdings (and `dedup_summary_computed`, the
 original report query), never through the delta code under test.
@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 from django.db import connection
 
-from analytics.ingest.figures import figures_rebuild
+from analytics.ingest.rebuild import figures_rebuild
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import (
     Blob,

@@ -21,7 +21,7 @@ def _holding(world, repo, record) -> RepositoryManifest:
     return RepositoryManifest.objects.get(repository=repo, manifest__digest=record.digest)
 
 
-# --- summary --------------------------------------------------------------------------------------------
+# --- summary ----------------------------------------------------------------------------------------------
 
 
 def test_summary_of_registry_counts_shared_base_layer_once(world, client_user):
@@ -63,7 +63,7 @@ def test_summary_of_unknown_registry_is_404_with_detail(world, client_user):
     assert set(response.json()) == {"detail"} and "nowhere:1" in response.json()["detail"]
 
 
-# --- images ---------------------------------------------------------------------------------------------
+# --- images -----------------------------------------------------------------------------------------------
 
 
 def test_images_list_shared_and_unique_bytes_per_image(world, client_user):
@@ -137,7 +137,7 @@ def test_unknown_image_is_404(world, client_user):
     assert client_user.get(f"{API}images/999999/").status_code == 404
 
 
-# --- layers ---------------------------------------------------------------------------------------------
+# --- layers -----------------------------------------------------------------------------------------------
 
 
 def test_layer_ranking_puts_shared_base_first(world, client_user):
@@ -168,7 +168,7 @@ def test_layer_detail_and_images_holding_it(world, client_user):
     assert [i["digest"] for i in app_only["results"]] == [world.image_a.digest]
 
 
-# --- registries, repositories, tags ------------------------------------------------------------------------
+# --- registries, repositories, tags -----------------------------------------------------------------------
 
 
 def test_registry_detail_has_summary_and_hides_password(world, client_user):
@@ -256,7 +256,7 @@ def test_retag_removes_tag_and_records_events(world, client_user):
     )
 
 
-# --- scans ----------------------------------------------------------------------------------------------
+# --- scans ------------------------------------------------------------------------------------------------
 
 
 def test_staff_post_scan_is_202_and_enqueued_on_commit(
@@ -300,7 +300,7 @@ def test_scan_detail_lists_errors_and_progress(world, client_user):
     assert client_user.get(API + "scans/", {"status": "failed"}).json()["count"] == 0
 
 
-# --- permissions and secrets ------------------------------------------------------------
+# --- permissions and secrets ------------------------------------------------------------------------------
 
 
 def test_anonymous_is_forbidden(world, anon_client):

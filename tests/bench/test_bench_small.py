@@ -62,7 +62,7 @@ def test_generator_loads_and_every_question_runs(bench_database):
                WHERE NOT EXISTS (SELECT 1 FROM analytics_blobline bl WHERE bl.blob_id = ml.blob_id)"""
         ).fetchone()[0]
     assert images >= 2000 and artifacts > 0 and hot > 50 and pairs >= 0
-    # the issue's shape: no layer under more than 10% of the images (the library images of the base
+    # the benchmark's shape: no layer under more than 10% of the images (the library images of the base
     # stacks aside), and most layers held by one image (Zhao et al. 2019)
     assert hot <= 0.10 * 2000 + len(BASES)
     assert single_use > 0.5

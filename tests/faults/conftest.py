@@ -25,7 +25,7 @@ WORKER_ENV = {
     "SCAN_RETRY_BACKOFF_SECONDS": "1",
     "REGISTRY_CONCURRENCY_LIMIT": "2",
     "REGISTRY_RETRIES": "2",
-    # A killed worker's request slots expire after twice this and 5 s (workers/politeness.py).
+    # A killed worker's request slots expire after twice this and 5 s (analytics/infra/politeness.py).
     "REGISTRY_TIMEOUT_SECONDS": "3",
     "LOG_FORMAT": "json",
 }

@@ -1,4 +1,4 @@
-"""Issue-4 answers on real registries filled by skopeo, each checked against skopeo inspect and the
+"""Insight answers on real registries filled by skopeo, each checked against skopeo inspect and the
 blob store on disk: lineage and a moved base tag, a gzip and a zstd copy, and a what-if deletion
 verified by deleting through the registry API and running the registry's own garbage collector."""
 

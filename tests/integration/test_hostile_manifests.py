@@ -1,4 +1,4 @@
-"""Issue 3 hostile manifests through a whole scan into Postgres: each fails alone with a clear message."""
+"""Hostile manifests through a whole scan into Postgres: each fails alone with a clear message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Manifest parsing for issue 3: schema 1, artifacts, layer kinds, short histories, strict JSON, safe text.
+"""Strict manifest parsing: schema 1, artifacts, layer kinds, short histories, strict JSON, safe text.
 
 Digests here are computed independently of the code under test (hashlib over bytes the test cuts
 itself), and the expected layer pairings come from the fixture generator's own lists.

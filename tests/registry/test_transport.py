@@ -283,7 +283,7 @@ def test_hostname_resolving_to_loopback_is_refused_at_connect() -> None:
             listener.accept()  # nobody connected
 
 
-# --- issue 6: connection failures and timeouts are retried with jittered backoff ------------------
+# --- connection failures and timeouts are retried with jittered backoff -----------------------------------
 
 
 @pytest.mark.parametrize("error", [httpx.ConnectError, httpx.ReadTimeout, httpx.ConnectTimeout])

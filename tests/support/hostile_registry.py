@@ -138,7 +138,7 @@ def _build_content() -> _Content:
 
 
 def _add_strict_content(c: _Content) -> None:
-    """Issue 3 (manifest integrity and limits), served only by `hostile_registry(strict=True)`.
+    """Manifest integrity and limits, served only by `hostile_registry(strict=True)`.
 
     ``strict/app``: ``good`` (the good image), ``nan`` (a NaN in a manifest), ``duplicate-key``,
     ``nul-created-by`` (an image whose config has NUL and a lone surrogate in its history and labels:
@@ -310,7 +310,7 @@ def start_hostile_registry() -> tuple[str, Callable[[], None]]:
 
 @contextmanager
 def hostile_registry(*, strict: bool = False) -> Iterator[HostileRegistry]:
-    """The server for the duration of a `with` block; `strict` adds the issue 3 repositories."""
+    """The server for the duration of a `with` block; `strict` adds the integrity and limits repositories."""
     reg = _start(strict)
     try:
         yield reg
@@ -318,7 +318,7 @@ def hostile_registry(*, strict: bool = False) -> Iterator[HostileRegistry]:
         reg.stop()
 
 
-# --- issue 3 part A: authentication and transport ------------------------------------------------------
+# --- authentication and transport -------------------------------------------------------------------------
 
 SLOW_SECONDS = 2.0
 METADATA_REALM = "http://169.254.169.254/latest/api/token"

@@ -1,0 +1,80 @@
+"""The data model of DESIGN section 2: content-addressed, like a registry.
+
+Blobs and manifests are global and unique by digest; which repository holds which manifest is
+`RepositoryManifest`. Every uniqueness constraint below is what makes a re-run of ingest rewrite the
+same rows instead of adding new ones.
+
+One module per kind of row; every model is importable from here, as Django expects.
+"""
+
+from analytics.models.content import (
+    Blob,
+    HistoryEntry,
+    IndexEntry,
+    Manifest,
+    ManifestLayer,
+    RepositoryManifest,
+    Tag,
+    TagEvent,
+)
+from analytics.models.engines import (
+    Engine,
+    EngineHistoryEntry,
+    EngineImage,
+    EngineImageLayer,
+    EngineLayer,
+    EngineScan,
+)
+from analytics.models.figures import (
+    BlobLine,
+    DiffIdCopies,
+    LayerChain,
+    NamespaceBlob,
+    NamespaceFigures,
+    NamespaceManifestRef,
+    RegistryBlob,
+    RegistryInstruction,
+    RegistryManifestRef,
+    RepositoryBlob,
+    ScopeFigures,
+    SummaryFigures,
+    SummarySnapshot,
+)
+from analytics.models.registries import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Registry, Repository
+from analytics.models.scans import Scan, ScanError
+
+__all__ = [
+    "Blob",
+    "BlobLine",
+    "DiffIdCopies",
+    "Engine",
+    "EngineHistoryEntry",
+    "EngineImage",
+    "EngineImageLayer",
+    "EngineLayer",
+    "EngineScan",
+    "HistoryEntry",
+    "IndexEntry",
+    "LayerChain",
+    "Manifest",
+    "ManifestLayer",
+    "NamespaceBlob",
+    "NamespaceFigures",
+    "NamespaceManifestRef",
+    "REGISTRY_MAX_CONCURRENCY",
+    "REGISTRY_MAX_RATE",
+    "Registry",
+    "RegistryBlob",
+    "RegistryInstruction",
+    "RegistryManifestRef",
+    "Repository",
+    "RepositoryBlob",
+    "RepositoryManifest",
+    "Scan",
+    "ScanError",
+    "ScopeFigures",
+    "SummaryFigures",
+    "SummarySnapshot",
+    "Tag",
+    "TagEvent",
+]

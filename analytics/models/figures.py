@@ -1,0 +1,259 @@
+"""What ingest maintains so reads cost the answer, not the registry: reference counts, summary rows per
+registry, repository and namespace, layer chains, build-history lines and trend points."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import MD5
+
+from analytics.models.content import Blob, Manifest
+from analytics.models.registries import Registry, Repository
+from analytics.models.scans import Scan
+
+
+class LayerChain(models.Model):
+    """The hash of a manifest's first `depth` layer digests, in order (a chain id, by blob digest).
+
+    Image X is a proper prefix of image Y when X's top chain (depth = its layer count) equals one of
+    Y's chains at a smaller depth: an index lookup, never a layer-set comparison. Manifests are
+    immutable, so rows are written once (`analytics.ingest.chains.chains_refresh`).
+    """
+
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="chains")
+    depth = models.PositiveIntegerField()
+    chain = models.CharField(max_length=64)
+    is_top = models.BooleanField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["manifest", "depth"], name="layer_chain_unique_depth")]
+        indexes = [models.Index(fields=["chain", "is_top", "manifest"], name="layer_chain_lookup")]
+
+
+class SummarySnapshot(models.Model):
+    """A registry's (repository null) or one repository's figures after a scan: the trend series."""
+
+    taken_at = models.DateTimeField()
+    scan = models.ForeignKey(Scan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="snapshots")
+    repository = models.ForeignKey(
+        Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="snapshots"
+    )
+    images = models.PositiveIntegerField()
+    manifests = models.PositiveIntegerField()
+    distinct_layers = models.PositiveIntegerField()
+    logical_bytes = models.BigIntegerField()
+    stored_bytes = models.BigIntegerField()
+    saved_bytes = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["taken_at", "id"]
+        indexes = [
+            models.Index(fields=["registry", "repository", "taken_at"], name="snapshot_series"),
+        ]
+
+
+class RegistryBlob(models.Model):
+    """Maintained reference counts of one blob in one registry, over present holdings.
+
+    `refs`: holdings of any kind (image, index, artifact) referencing the blob as a layer or config;
+    the registry stores the blob while it is above zero. `images`: image holdings listing it as a
+    layer. `repositories`: repositories whose images list it as a layer. Ingest applies the change of
+    each repository scan as deltas in the same transaction (`analytics.ingest.figures`).
+    """
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="+")
+    refs = models.IntegerField(default=0)
+    layer_refs = models.IntegerField(default=0)
+    images = models.IntegerField(default=0)
+    repositories = models.IntegerField(default=0)
+    # the blob's size (fixed by its digest), copied here so the rankings by size and by bytes saved
+    # are index range scans within the registry
+    size = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["registry", "blob"], name="registry_blob_unique")]
+        indexes = [
+            models.Index("registry", models.F("images").desc(), "blob", name="registry_blob_rank"),
+            # bytes saved: size * (images - 1), as analytics.selectors.layers spells it
+            models.Index(
+                "registry",
+                (models.F("size") * (models.F("images") - 1)).desc(),
+                "blob",
+                name="registry_blob_saved",
+                condition=Q(images__gt=0),
+            ),
+            models.Index(
+                "registry",
+                models.F("size").desc(),
+                "blob",
+                name="registry_blob_size",
+                condition=Q(layer_refs__gt=0),
+            ),
+        ]
+
+
+class RepositoryBlob(models.Model):
+    """How many present image holdings of one repository list a blob as a layer (maintained)."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+")
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="+")
+    images = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "blob"], name="repository_blob_unique")]
+        indexes = [models.Index(fields=["blob", "repository"], name="repository_blob_by_blob")]
+
+
+class RegistryManifestRef(models.Model):
+    """How many repositories of a registry hold a manifest now (maintained): stored while above zero."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="+")
+    refs = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["registry", "manifest"], name="registry_manifest_ref_unique")
+        ]
+
+
+class SummaryFigures(models.Model):
+    """The figures of a maintained, tagged-only summary row: DedupSummary's fields, kept current by ingest."""
+
+    images = models.BigIntegerField(default=0)
+    manifests = models.BigIntegerField(default=0)
+    indexes = models.BigIntegerField(default=0)
+    repositories = models.BigIntegerField(default=0)
+    distinct_layers = models.BigIntegerField(default=0)
+    logical_bytes = models.BigIntegerField(default=0)
+    stored_bytes = models.BigIntegerField(default=0)
+    layers_logical_bytes = models.BigIntegerField(default=0)
+    layers_stored_bytes = models.BigIntegerField(default=0)
+    foreign_bytes = models.BigIntegerField(default=0)
+    # DedupSummary's `uncompressed_*` sums over the distinct layers of known uncompressed size, moved by
+    # ingest's deltas and by a trigger (migration 0013) when a blob's size becomes known; db_default
+    # for the raw INSERTs of figures_rebuild
+    uncompressed_known_layers = models.BigIntegerField(default=0, db_default=0)
+    uncompressed_logical_bytes = models.BigIntegerField(default=0, db_default=0)
+    uncompressed_stored_bytes = models.BigIntegerField(default=0, db_default=0)
+    uncompressed_known_compressed_bytes = models.BigIntegerField(default=0, db_default=0)
+
+    class Meta:
+        abstract = True
+
+
+class ScopeFigures(SummaryFigures):
+    """The current tagged-only summary of a registry (repository null) or a repository (maintained)."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    repository = models.OneToOneField(
+        Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "scope figures"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["registry"], condition=Q(repository=None), name="scope_figures_one_per_registry"
+            )
+        ]
+
+
+class BlobLine(models.Model):
+    """The history line (`created_by`) that produced a layer: the first manifest listing it (lowest id)
+    whose config has a history entry at that position. Fixed once found (later manifests have higher
+    ids); ingest fills it for the layers of the manifests a scan changes (`analytics.ingest.figures`)."""
+
+    blob = models.OneToOneField(Blob, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    created_by = models.TextField()
+
+
+class RegistryInstruction(models.Model):
+    """Build history of a registry, maintained: per `created_by` line, over the layers the registry
+    holds (`RegistryBlob.layer_refs > 0`), their count, stored bytes (each once), unique bytes (held by
+    one holding) and logical bytes (once per holding). Layers without a line count under ''."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+", db_index=False)
+    created_by = models.TextField()
+    layers = models.BigIntegerField(default=0)
+    stored_bytes = models.BigIntegerField(default=0)
+    unique_bytes = models.BigIntegerField(default=0)
+    logical_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # lines can be longer than a btree entry allows: keyed on their md5
+            models.UniqueConstraint(
+                models.F("registry"), MD5("created_by"), name="registry_instruction_unique"
+            )
+        ]
+
+
+class DiffIdCopies(models.Model):
+    """An uncompressed content (`diff_id`) stored under more than one blob digest, with how many.
+
+    Kept by statement-level triggers on `analytics_blob` (migration 0012): every writer (ingest, deep
+    scan, the bench generator's COPY) changes it in its own transaction, set-based, by recounting the
+    diff_ids it touched through the `diff_id` index. Missed savings start from these few rows instead
+    of grouping every blob. Two transactions adding the first two copies of one diff_id at the same
+    moment can each count one; `figures_rebuild` recounts.
+    """
+
+    diff_id = models.CharField(max_length=200, primary_key=True)
+    blobs = models.IntegerField()
+
+    class Meta:
+        verbose_name_plural = "diff id copies"
+
+
+class NamespaceBlob(models.Model):
+    """Maintained reference counts of one blob in one namespace (a strict path prefix of repositories).
+
+    Like `RegistryBlob` over the repositories named `<namespace>/...` of the registry: `refs` counts
+    their present holdings referencing the blob as a layer or config, `layer_refs` those listing it
+    as a layer. A repository `a/b/c` counts in the namespaces `a` and `a/b`.
+    """
+
+    # the unique constraints lead with registry and namespace; no separate indexes on 3M-row tables
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+", db_index=False)
+    namespace = models.CharField(max_length=255)
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="+", db_index=False)
+    refs = models.IntegerField(default=0)
+    layer_refs = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["registry", "namespace", "blob"], name="namespace_blob_unique")
+        ]
+
+
+class NamespaceManifestRef(models.Model):
+    """How many repositories of a namespace hold a manifest now (maintained), like `RegistryManifestRef`."""
+
+    # the unique constraints lead with registry and namespace; no separate indexes on 3M-row tables
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+", db_index=False)
+    namespace = models.CharField(max_length=255)
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="+", db_index=False)
+    refs = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["registry", "namespace", "manifest"], name="namespace_manifest_ref_unique"
+            )
+        ]
+
+
+class NamespaceFigures(SummaryFigures):
+    """The current tagged-only summary of a namespace (strict path prefix), maintained like `ScopeFigures`."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+")
+    namespace = models.CharField(max_length=255)
+
+    class Meta:
+        verbose_name_plural = "namespace figures"
+        constraints = [
+            models.UniqueConstraint(fields=["registry", "namespace"], name="namespace_figures_unique")
+        ]

@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from django.template.defaultfilters import filesizeformat, truncatechars
 
 from analytics.engines.services import engine_scan_start
+from analytics.errors import LayerlensError
 from analytics.models import (
     Blob,
     Engine,
@@ -27,6 +28,14 @@ from analytics.models import (
     ScanError,
     Tag,
     TagEvent,
+)
+from analytics.registries import (
+    KEEP,
+    registry_create,
+    registry_update,
+    registry_url_normalise,
+    repository_schedule,
+    schedule_check,
 )
 from analytics.scans.start import scan_create, scan_enqueue
 
@@ -83,6 +92,9 @@ def _registry_formfield(db_field, **kwargs):
 
 
 class RegistryForm(forms.ModelForm):
+    """The registry's settings; saved by `analytics.registries`, which normalises the URL, keeps the
+    secret write-only and starts the schedule."""
+
     password = forms.CharField(
         required=False,
         strip=False,
@@ -107,15 +119,31 @@ class RegistryForm(forms.ModelForm):
         ]
         formfield_callback = _registry_formfield
 
-    def save(self, commit: bool = True) -> Registry:
-        registry = super().save(commit=False)
-        if self.cleaned_data.get("clear_password"):
-            registry.set_password(None)
-        elif self.cleaned_data.get("password"):
-            registry.set_password(self.cleaned_data["password"])
-        if commit:
-            registry.save()
-        return registry
+    def clean_url(self) -> str:
+        return _service_check(registry_url_normalise, self.cleaned_data["url"])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if "tracked" in data and "scan_interval" in data:
+            _service_check(schedule_check, tracked=data["tracked"], interval=data["scan_interval"])
+        return data
+
+    def changes(self) -> dict[str, object]:
+        """The form's values as `registry_update` arguments; an empty password keeps the stored one."""
+        data = self.cleaned_data
+        password = "" if data.get("clear_password") else data.get("password") or None
+        changes = {name: data[name] for name in RegistryForm.Meta.fields if name in data}
+        if "next_scan_at" not in self.changed_data:
+            changes.pop("next_scan_at", None)  # a changed schedule is due now unless a time is set here
+        return {**changes, "password": password}
+
+
+def _service_check(check, *args, **kwargs):
+    """A service's validation as a form error on the field or the form."""
+    try:
+        return check(*args, **kwargs)
+    except LayerlensError as exc:
+        raise forms.ValidationError(str(exc)) from exc
 
 
 @admin.register(Registry)
@@ -141,6 +169,13 @@ class RegistryAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(repository_count=Count("repositories"))
 
+    def save_model(self, request, obj: Registry, form: RegistryForm, change: bool) -> None:
+        if change:
+            registry_update(registry=Registry.objects.get(pk=obj.pk), **form.changes())
+        else:
+            obj.pk = registry_create(**form.changes()).pk
+        obj.refresh_from_db()
+
     @admin.display(boolean=True, description="password set")
     def has_password(self, obj: Registry) -> bool:
         return obj.has_password
@@ -154,8 +189,23 @@ class RegistryAdmin(admin.ModelAdmin):
         _scan_now(self, request, [(registry, None) for registry in queryset])
 
 
+class RepositoryForm(forms.ModelForm):
+    """Tracking a repository; saved by `analytics.registries.repository_schedule`."""
+
+    class Meta:
+        model = Repository
+        fields = ["tracked", "scan_interval", "next_scan_at"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if "tracked" in data and "scan_interval" in data:
+            _service_check(schedule_check, tracked=data["tracked"], interval=data["scan_interval"])
+        return data
+
+
 @admin.register(Repository)
 class RepositoryAdmin(admin.ModelAdmin):
+    form = RepositoryForm
     list_display = [
         "name",
         "registry",
@@ -197,6 +247,16 @@ class RepositoryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # repositories are found by scans
+
+    def save_model(self, request, obj: Repository, form: RepositoryForm, change: bool) -> None:
+        data = form.cleaned_data
+        repository_schedule(
+            repository=Repository.objects.get(pk=obj.pk),
+            tracked=data["tracked"],
+            interval=data["scan_interval"],
+            next_scan_at=data["next_scan_at"] if "next_scan_at" in form.changed_data else KEEP,
+        )
+        obj.refresh_from_db()
 
     @admin.display(description="images", ordering="image_count")
     def image_count(self, obj) -> int:

@@ -1,23 +1,38 @@
-"""Registry writes: create, update and schedule a registry, and take its credentials from a Docker
-config. Secrets are encrypted by the model (`Registry.set_password`); nothing here returns them."""
+"""Registry and repository writes: create and update a registry (credentials, TLS, limits), take its
+credentials from a Docker config, and track a registry or repository on a schedule. Every write path
+(the API, the admin, the commands, a scan's target) comes through here. Secrets are encrypted by the
+model (`Registry.set_password`); nothing here returns them."""
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import docker.auth
+import docker.errors
 from django.db import transaction
 from django.utils import timezone
 
 from analytics.errors import Conflict, InvalidRequest
-from analytics.models import (
-    Registry,
-)
+from analytics.models import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Registry, Repository
 from workers.registry.reference import parse_scan_target
 
+MIN_SCAN_INTERVAL = timedelta(seconds=60)
 
-def _normalise_url(url: str) -> str:
+
+class Keep(enum.Enum):
+    """The value of an argument left out: the field keeps what it has (None means "set to null")."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+def registry_url_normalise(url: str) -> str:
+    """A registry's base URL as stored: scheme, host and port, no path; a repository URL is refused."""
     target = parse_scan_target(url)
     if target.repository:
         raise InvalidRequest(
@@ -26,83 +41,140 @@ def _normalise_url(url: str) -> str:
     return target.registry_url.rstrip("/")
 
 
-def registry_upsert(
+def schedule_check(*, tracked: bool, interval: timedelta | None) -> None:
+    """A tracked registry or repository needs an interval, and not one so short it floods the registry."""
+    if tracked and (interval is None or interval < MIN_SCAN_INTERVAL):
+        raise InvalidRequest(
+            f"a tracked registry or repository needs a scan interval of at least "
+            f"{int(MIN_SCAN_INTERVAL.total_seconds())} seconds"
+        )
+
+
+def _limits_check(max_concurrency: int | None, max_requests_per_second: float | None) -> None:
+    if max_concurrency is not None and not 1 <= max_concurrency <= REGISTRY_MAX_CONCURRENCY:
+        raise InvalidRequest(f"max_concurrency is between 1 and {REGISTRY_MAX_CONCURRENCY}")
+    if max_requests_per_second is not None and not 0.1 <= max_requests_per_second <= REGISTRY_MAX_RATE:
+        raise InvalidRequest(f"max_requests_per_second is between 0.1 and {REGISTRY_MAX_RATE:,.0f}")
+
+
+def _schedule_apply(
+    target: Registry | Repository,
     *,
-    url: str,
+    tracked: bool | None,
+    interval: timedelta | None | Keep,
+    next_scan_at: datetime | None | Keep,
+) -> None:
+    """Set tracking on `target` (unsaved). A schedule that changes starts now; `next_scan_at` overrides."""
+    new_tracked = target.tracked if tracked is None else tracked
+    new_interval = target.scan_interval if interval is KEEP else interval
+    if tracked is not None or interval is not KEEP:
+        schedule_check(tracked=new_tracked, interval=new_interval)
+        if (new_tracked, new_interval) != (target.tracked, target.scan_interval) or target.pk is None:
+            target.next_scan_at = timezone.now() if new_tracked else None
+        target.tracked, target.scan_interval = new_tracked, new_interval
+    if next_scan_at is not KEEP:
+        target.next_scan_at = next_scan_at if target.tracked else None
+
+
+def registry_update(
+    *,
+    registry: Registry,
+    url: str | None = None,
     name: str | None = None,
     username: str | None = None,
     password: str | None = None,
+    docker_config: str | None = None,
     insecure: bool | None = None,
     ca_bundle: str | None = None,
     allow_internal: bool | None = None,
-    docker_config: str | None = None,
+    tracked: bool | None = None,
+    scan_interval: timedelta | None | Keep = KEEP,
+    next_scan_at: datetime | None | Keep = KEEP,
+    max_concurrency: int | None | Keep = KEEP,
+    max_requests_per_second: float | None | Keep = KEEP,
 ) -> Registry:
-    """Create a registry by base URL, or update the one that has it. Idempotent.
+    """Change a registry (saved, or new and unsaved); arguments left out keep their value.
 
-    `docker_config` is the text of a Docker `config.json`: its entry for this registry replaces the
-    credentials (a user name and password, or an identity token). `allow_internal` is the operator's
-    decision to let this registry live on a loopback, private or link-local address; callers check
-    who may make it (staff, a management command).
+    A new `password` replaces the secret and is a password, never an identity token (an empty string
+    clears it); `docker_config` (a Docker `config.json`'s text) replaces the credentials with its entry
+    for this registry. `allow_internal` is the operator's decision to let the registry live on a
+    loopback, private or link-local address: callers check who may make it (staff, a command).
+    Tracking needs an interval of at least a minute; a changed schedule is due at once.
     """
-    base = _normalise_url(url)
+    if url is not None:
+        base = registry_url_normalise(url)
+        taken = Registry.objects.filter(url=base).exclude(pk=registry.pk).first()
+        if taken is not None:
+            raise Conflict(f"a registry with base URL {base} exists already ({taken.name})")
+        registry.url = base
+    if name is not None or registry.pk is None:
+        wanted = registry.name if name is None else name
+        taken = Registry.objects.filter(name=wanted).exclude(pk=registry.pk).first()
+        if taken is not None:
+            raise Conflict(f"the name {wanted!r} belongs to the registry at {taken.url}; choose another name")
+        registry.name = wanted
     if docker_config is not None:
-        found = registry_credentials_from_docker_config(config_text=docker_config, registry_url=base)
-        username, password = found.username, found.secret
-    registry = Registry.objects.filter(url=base).first() or Registry(
-        url=base, name=name or base.split("://", 1)[1]
-    )
-    taken = Registry.objects.filter(name=name or registry.name).exclude(url=base).first()
-    if taken is not None:
-        raise Conflict(f"the name {taken.name!r} belongs to the registry at {taken.url}; choose another name")
-    if name:
-        registry.name = name
-    if username is not None:
-        registry.username = username
-    if password is not None:
-        registry.set_password(password)
-        registry.identity_token = docker_config is not None and found.identity_token
-    if allow_internal is not None:
-        registry.allow_internal = allow_internal
+        found = registry_credentials_from_docker_config(config_text=docker_config, registry_url=registry.url)
+        registry.username = found.username or ""
+        registry.set_password(found.secret)
+        registry.identity_token = found.identity_token
+    else:
+        if username is not None:
+            registry.username = username
+        if password is not None:
+            registry.set_password(password)
+            registry.identity_token = False
     if insecure is not None:
         registry.insecure = insecure
     if ca_bundle is not None:
         registry.ca_bundle = ca_bundle
+    if allow_internal is not None:
+        registry.allow_internal = allow_internal
+    if max_concurrency is not KEEP:
+        registry.max_concurrency = max_concurrency
+    if max_requests_per_second is not KEEP:
+        registry.max_requests_per_second = max_requests_per_second
+    _limits_check(registry.max_concurrency, registry.max_requests_per_second)
+    _schedule_apply(registry, tracked=tracked, interval=scan_interval, next_scan_at=next_scan_at)
     registry.save()
     return registry
 
 
-def registry_create(
-    *,
-    url: str,
-    tracked: bool = False,
-    scan_interval: timedelta | None = None,
-    max_concurrency: int | None = None,
-    max_requests_per_second: float | None = None,
-    **fields: object,
-) -> Registry:
-    """Create a registry; a registry with the same base URL already existing is a conflict. The
-    politeness limits (null: the settings') are the caller's to validate (the model's validators)."""
-    if Registry.objects.filter(url=_normalise_url(url)).exists():
-        raise Conflict(f"a registry with base URL {_normalise_url(url)} exists already")
+def registry_upsert(*, url: str, **changes: object) -> Registry:
+    """The registry with this base URL, created when new (named host:port unless `name`), then changed
+    as `registry_update` does. Idempotent: the same call twice leaves one row, as it was."""
+    base = registry_url_normalise(url)
     with transaction.atomic():
-        registry = registry_upsert(url=url, **fields)  # type: ignore[arg-type]
-        if max_concurrency is not None or max_requests_per_second is not None:
-            registry.max_concurrency = max_concurrency
-            registry.max_requests_per_second = max_requests_per_second
-            registry.save(update_fields=["max_concurrency", "max_requests_per_second"])
-        if tracked or scan_interval:
-            registry_schedule(registry=registry, tracked=tracked, interval=scan_interval)
-    return registry
+        registry = Registry.objects.select_for_update().filter(url=base).first() or Registry(
+            url=base, name=base.split("://", 1)[1]
+        )
+        return registry_update(registry=registry, **changes)  # type: ignore[arg-type]
+
+
+def registry_create(*, url: str, **changes: object) -> Registry:
+    """A new registry; one with the same base URL already existing is a conflict."""
+    base = registry_url_normalise(url)
+    if Registry.objects.filter(url=base).exists():
+        raise Conflict(f"a registry with base URL {base} exists already")
+    return registry_upsert(url=base, **changes)
 
 
 def registry_schedule(*, registry: Registry, tracked: bool, interval: timedelta | None) -> Registry:
     """Track a registry (scanned every `interval` by the beat task) or stop tracking it."""
-    if tracked and (interval is None or interval.total_seconds() < 60):
-        raise InvalidRequest("a tracked registry needs a scan interval of at least 60 seconds")
-    registry.tracked, registry.scan_interval = tracked, interval
-    registry.next_scan_at = timezone.now() if tracked else None
-    registry.save(update_fields=["tracked", "scan_interval", "next_scan_at"])
-    return registry
+    return registry_update(registry=registry, tracked=tracked, scan_interval=interval)
+
+
+def repository_schedule(
+    *,
+    repository: Repository,
+    tracked: bool | None = None,
+    interval: timedelta | None | Keep = KEEP,
+    next_scan_at: datetime | None | Keep = KEEP,
+) -> Repository:
+    """Track a repository (scanned every `interval` by the beat task) or stop tracking it."""
+    _schedule_apply(repository, tracked=tracked, interval=interval, next_scan_at=next_scan_at)
+    repository.save(update_fields=["tracked", "scan_interval", "next_scan_at"])
+    return repository
 
 
 @dataclass(frozen=True)
@@ -121,9 +193,6 @@ def registry_credentials_from_docker_config(
     secret and used as an OAuth2 refresh token). `credsStore` and `credHelpers` name programs to run;
     a file that came from a user must never make us run one, so they are refused, never executed.
     """
-    import docker.auth
-    import docker.errors
-
     try:
         doc = json.loads(config_text)
     except ValueError as exc:

@@ -22,7 +22,7 @@ from analytics.models import (
     Tag,
     TagEvent,
 )
-from analytics.registries import registry_create, registry_upsert
+from analytics.registries import KEEP, registry_create, registry_update, repository_schedule
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -147,17 +147,7 @@ class RegistrySerializer(serializers.ModelSerializer):
         return registry_create(**validated_data)
 
     def update(self, instance: Registry, validated_data) -> Registry:
-        if "docker_config" in validated_data or "allow_internal" in validated_data:
-            registry_upsert(
-                url=instance.url,
-                docker_config=validated_data.pop("docker_config", None),
-                allow_internal=validated_data.pop("allow_internal", None),
-            )
-            instance.refresh_from_db()
-        if "password" in validated_data:
-            instance.set_password(validated_data.pop("password"))
-            instance.identity_token = False
-        return super().update(instance, validated_data)
+        return registry_update(registry=instance, **validated_data)
 
 
 class RegistryDetailSerializer(RegistrySerializer):
@@ -200,6 +190,13 @@ class RepositorySerializer(serializers.ModelSerializer):
 
     def get_full_name(self, obj: Repository) -> str:
         return f"{obj.registry.host}/{obj.name}"
+
+    def update(self, instance: Repository, validated_data) -> Repository:
+        return repository_schedule(
+            repository=instance,
+            tracked=validated_data.get("tracked"),
+            interval=validated_data.get("scan_interval", KEEP),
+        )
 
 
 class TagSerializer(serializers.ModelSerializer):

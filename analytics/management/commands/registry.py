@@ -80,14 +80,14 @@ class Command(BaseCommand):
                 ca_bundle=ca_bundle,
                 docker_config=docker_config,
                 allow_internal=options["allow_internal"] or None,
+                **(
+                    {"tracked": True, "scan_interval": timedelta(seconds=options["interval"])}
+                    if options["track"]
+                    else {}
+                ),
             )
         except LayerlensError as exc:
             raise CommandError(str(exc))
-        if options["track"]:
-            # No schedule service exists yet: these are plain columns the beat task reads.
-            registry.tracked = True
-            registry.scan_interval = timedelta(seconds=options["interval"])
-            registry.save(update_fields=["tracked", "scan_interval"])
         self.stdout.write(f"registry {registry.id} {registry.name} ({registry.url}) saved")
 
     def _list(self) -> None:

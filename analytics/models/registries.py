@@ -10,8 +10,6 @@ from analytics.infra.crypto import decrypt_secret, encrypt_secret
 
 # Upper bounds of a registry's own limits: past these a limit is no limit, and likely a typo.
 REGISTRY_MAX_CONCURRENCY = 256
-
-
 REGISTRY_MAX_RATE = 10_000.0
 
 

@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from django.conf import settings
 
 from analytics.infra.politeness import RedisGate, shared_redis
-from analytics.models import (
-    Registry,
-)
+from analytics.models import Registry
 from analytics.scans.runtime import metrics_sink
 from workers.registry.client import RegistryClient
 

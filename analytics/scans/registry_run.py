@@ -10,11 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from analytics.infra.logs import log_context
-from analytics.models import (
-    Repository,
-    Scan,
-    ScanError,
-)
+from analytics.models import Repository, Scan, ScanError
 from analytics.scans.clients import registry_client_shared
 from analytics.scans.runtime import Heartbeat
 from analytics.scans.state import parent_finish_if_done, scan_claim, scan_finish

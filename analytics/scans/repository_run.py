@@ -20,10 +20,7 @@ from analytics.infra.logs import log_context
 from analytics.ingest.known import configs_known, manifests_known, tags_current
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.ingest.trends import scan_figures_record
-from analytics.models import (
-    Scan,
-    ScanError,
-)
+from analytics.models import Scan, ScanError
 from analytics.scans.clients import registry_client_shared
 from analytics.scans.deep import scan_deep_record
 from analytics.scans.runtime import Heartbeat, Progress, metrics_sink

@@ -14,11 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from analytics.infra.logs import log_context
-from analytics.models import (
-    Registry,
-    Repository,
-    Scan,
-)
+from analytics.models import Registry, Repository, Scan
 from analytics.scans.start import scan_create, scan_enqueue
 from analytics.scans.state import scan_give_up
 

@@ -10,11 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics.errors import InvalidRequest, RepositoryBusy
-from analytics.models import (
-    Registry,
-    Repository,
-    Scan,
-)
+from analytics.models import Registry, Repository, Scan
 from analytics.registries import registry_upsert
 from analytics.scans.registry_run import scan_registry_run
 from analytics.scans.repository_run import scan_repository_run

@@ -12,12 +12,7 @@ from django.utils import timezone
 
 from analytics.infra import telemetry
 from analytics.ingest.trends import scan_figures_record
-from analytics.models import (
-    Registry,
-    Repository,
-    Scan,
-    ScanError,
-)
+from analytics.models import Registry, Repository, Scan, ScanError
 from analytics.scans.runtime import lease_deadline, metrics_sink
 
 logger = logging.getLogger(__name__)

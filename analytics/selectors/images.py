@@ -8,13 +8,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
-from analytics.models import (
-    HistoryEntry,
-    Manifest,
-    ManifestLayer,
-    RepositoryManifest,
-    Tag,
-)
+from analytics.models import HistoryEntry, Manifest, ManifestLayer, RepositoryManifest, Tag
 from analytics.selectors.scope import Scope
 
 

@@ -9,14 +9,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from analytics.errors import NotFound
-from analytics.models import (
-    Registry,
-    Repository,
-    Scan,
-    ScanError,
-    Tag,
-    TagEvent,
-)
+from analytics.models import Registry, Repository, Scan, ScanError, Tag, TagEvent
 
 
 def registry_list() -> QuerySet[Registry]:

@@ -11,12 +11,7 @@ from datetime import datetime
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from analytics.errors import InvalidRequest, NotFound
-from analytics.models import (
-    Registry,
-    Repository,
-    RepositoryManifest,
-    Tag,
-)
+from analytics.models import Registry, Repository, RepositoryManifest, Tag
 from analytics.selectors.lists import registry_lookup
 
 

@@ -10,10 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.db import connection
 
-from analytics.models import (
-    NamespaceFigures,
-    ScopeFigures,
-)
+from analytics.models import NamespaceFigures, ScopeFigures
 from analytics.selectors.scope import Scope, namespace_rows_scope
 from workers.registry.records import FOREIGN_LAYER_TYPES
 

@@ -51,6 +51,7 @@ from .errors import (
     RegistryError,
     TransportError,
     UnauthorizedError,
+    error_detail,
     stops_snapshot,
 )
 from .manifests import (
@@ -98,6 +99,7 @@ from .transport import (
     RequestGate,
     RetryPolicy,
     Session,
+    origin,
     parse_retry_after,
     redact_url,
 )
@@ -167,11 +169,6 @@ def compute_digest(content: bytes, algorithm: str = "sha256") -> str:
 
 def _failure(reference: str, exc: RegistryError) -> ManifestFailure:
     return ManifestFailure(reference=reference, kind=type(exc).__name__, message=str(exc))
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    default = {"http": 80, "https": 443}.get(url.scheme)
-    return url.scheme, url.host, url.port or default
 
 
 @functools.lru_cache(maxsize=1)
@@ -417,18 +414,6 @@ class RegistryClient:
             return (CATALOG_SCOPE,)
         return ()
 
-    @staticmethod
-    def _error_details(body: bytes) -> tuple[str | None, str]:
-        """(code, message) of the first entry of a distribution-spec error body ("Error Codes")."""
-        try:
-            doc = json.loads(body)
-            first = doc["errors"][0]
-            code = first.get("code")
-            message = first.get("message") or ""
-            return (code if isinstance(code, str) else None), str(message)
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return None, ""
-
     def _raise_for_status(
         self,
         resp: httpx.Response,
@@ -443,7 +428,7 @@ class RegistryClient:
         where: dict[str, Any] = {"registry": self.base_url, "repository": repository, "reference": reference}
         if status < 400:
             raise ProtocolError(f"unexpected HTTP {status} {resp.reason_phrase}", **where)
-        code, detail = self._error_details(body)
+        code, detail = error_detail(body)
         text = (
             f"HTTP {status}"
             + (f" {code}" if code else f" {resp.reason_phrase}")
@@ -518,7 +503,7 @@ class RegistryClient:
             raise ProtocolError(
                 f"invalid Link header {link!r}: {exc}", registry=self.base_url, repository=repository
             ) from exc
-        if _origin(target) != _origin(current):
+        if origin(target) != origin(current):
             raise ProtocolError(
                 f"Link rel=next points to another origin "
                 f"({target.scheme}://{target.netloc.decode()}); refused",
@@ -554,7 +539,7 @@ class RegistryClient:
                 # distribution answers 400 PAGINATION_NUMBER_INVALID above its maxentries, some others a
                 # 400 without an error code: ask for half as many, on our own first URL only (a Link is
                 # followed verbatim). A 400 with another code (UNSUPPORTED, NAME_INVALID) is raised.
-                code, _ = self._error_details(body)
+                code, _ = error_detail(body)
                 if code in (None, "PAGINATION_NUMBER_INVALID"):
                     page_size //= 2
                     url = url.copy_set_param("n", page_size)

@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -121,6 +121,9 @@ SNAPSHOT_BATCH = 256  # tags in flight per batch: bounds the manifest bytes held
 KnownDigests = Callable[[Collection[str]], Collection[str]]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 # Tags that name no image (containers/image, regclient and cosign use these conventions):
 # - the referrers tag schema (distribution-spec "Referrers Tag Schema"): `<alg>-<hex>` naming the
@@ -216,7 +219,7 @@ class RegistryClient:
         `retries`, `retry_base_delay` and `max_retry_wait` bound the retries (`transport.RetryPolicy`);
         `sleep` is injectable for tests. `gate` admits every request (limits shared with other
         processes, `transport.RequestGate`); `observer` sees every attempt (`transport.RequestEvent`).
-        `max_concurrency` bounds the requests one snapshot has in flight (a thread pool over
+        `max_concurrency` bounds the requests `map_requests` has in flight (a thread pool over
         kept-alive connections; 1 reads sequentially). A plain `http://` registry needs
         `allow_plain_http` (a registry marked insecure) unless it is on loopback, as dockerd treats
         127.0.0.0/8; `total_timeout` bounds one response from request to last byte, so a reply that
@@ -297,15 +300,18 @@ class RegistryClient:
             self._pool = None
         self._http.close()
 
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        """`fn` over `items`, at most `max_concurrency` at a time; results in order.
+    def map_requests(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R | RegistryError]:
+        """`fn(item)` for each of `items`, at most `max_concurrency` at a time; results in `items` order.
 
-        A `RegistryError` is returned in place of its result; `TransportError` (the registry stopped
-        answering), a registry-wide `PolicyError` (`errors.stops_snapshot`) and anything unexpected
-        is raised once the calls already running are done, and the ones not started are cancelled.
+        For fanning requests out over the kept-alive connections: `fn` runs in the client's thread
+        pool (started on first use, stopped by `close`), or in the calling thread when
+        `max_concurrency` is 1 or there is one item. A `RegistryError` is returned in place of its
+        result; `TransportError` (the registry stopped answering), a registry-wide `PolicyError`
+        (`errors.stops_snapshot`) and anything unexpected is raised once the calls already running
+        are done, and the ones not started are cancelled.
         """
 
-        def call(item: Any) -> Any:
+        def call(item: _T) -> _R | RegistryError:
             try:
                 return fn(item)
             except RegistryError as exc:
@@ -319,7 +325,7 @@ class RegistryClient:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="registry")
             pool = self._pool
-        futures: list[Future[Any]] = [pool.submit(call, item) for item in items]
+        futures: list[Future[_R | RegistryError]] = [pool.submit(call, item) for item in items]
         try:
             return [f.result() for f in futures]
         finally:
@@ -904,7 +910,9 @@ class RegistryClient:
                     continue
                 refs[tag] = tag
             if previous is not None:
-                heads = self._map(lambda t: t if ":" in t else self.head_manifest(repository, t), list(refs))
+                heads = self.map_requests(
+                    lambda t: t if ":" in t else self.head_manifest(repository, t), list(refs)
+                )
                 for tag, head in zip(list(refs), heads, strict=True):
                     if isinstance(head, RegistryError):
                         outcome[tag] = head
@@ -920,7 +928,7 @@ class RegistryClient:
                     if digest in known:
                         outcome[tag] = digest
                         del refs[tag]
-            gets = self._map(lambda ref: self.get_manifest(repository, ref), list(refs.values()))
+            gets = self.map_requests(lambda ref: self.get_manifest(repository, ref), list(refs.values()))
             outcome.update(zip(refs, gets, strict=True))
             known = run.known([g.digest for g in gets if isinstance(g, FetchedManifest)])
             for tag in refs:
@@ -1084,15 +1092,17 @@ class _SnapshotRun:
             ]
             known = self._ask([m.config.digest for m in todo], config=True)
             todo = [m for m in todo if m.config.digest not in known]
-            got_configs = client._map(lambda m: client.get_config(self.repository, m), todo)
-            for m, got in zip(todo, got_configs, strict=True):
-                if isinstance(got, RegistryError):
-                    self.config_errors[m.config.digest] = got
+            got_configs = client.map_requests(lambda m: client.get_config(self.repository, m), todo)
+            for m, config_got in zip(todo, got_configs, strict=True):
+                if isinstance(config_got, RegistryError):
+                    self.config_errors[m.config.digest] = config_got
             known = self.known(children)
             wanted = [c for d, c in children.items() if d not in known and d not in self.prefetched]
             if not wanted:
                 return
-            got_children = client._map(lambda c: client.get_manifest(self.repository, c.digest), wanted)
+            got_children = client.map_requests(
+                lambda c: client.get_manifest(self.repository, c.digest), wanted
+            )
             level = []
             for child, got in zip(wanted, got_children, strict=True):
                 self.prefetched[child.digest] = got

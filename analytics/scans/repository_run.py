@@ -36,6 +36,7 @@ from analytics.scans.state import (
 )
 from workers.registry.errors import RegistryError
 from workers.registry.records import RepositorySnapshot
+from workers.registry.snapshot import snapshot_repository
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +237,8 @@ class RepositoryRun:
         assert repository is not None
         try:
             with registry_client_shared(scan.registry) as client:
-                return client.snapshot_repository(
+                return snapshot_repository(
+                    client,
                     repository.name,
                     tags=[scan.tag] if scan.tag else None,
                     previous=self.previous,

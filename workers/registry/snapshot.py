@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .client import MAX_CONFIG_BYTES, FetchedManifest, RegistryClient
@@ -109,8 +110,8 @@ def snapshot_repository(
        with its message; a refused redirect target (blob storage) fails that one tag.
 
     Concurrency: the manifest GETs of a batch, then the configs and index children they name
-    (level by level), are sent `max_concurrency` at a time over the client's kept-alive
-    connections; parsing and recording stay in the calling thread, in tag order.
+    (level by level), are sent the client's `max_concurrency` at a time (`RegistryClient.map_requests`)
+    over its kept-alive connections; parsing and recording stay in the calling thread, in tag order.
 
     What the caller already has is not fetched again (both callbacks are called from this thread):
 
@@ -131,83 +132,13 @@ def snapshot_repository(
     validate_repository(repository)
     names: Iterable[str] = client.iter_tags(repository) if tags is None else list(dict.fromkeys(tags))
     run = _SnapshotRun(client, repository, known_manifests=known_manifests, known_configs=known_configs)
-    tag_map: dict[str, str] = {}
-    artifact_tags: dict[str, str] = {}
-    unchanged = 0
     done = 0
     for batch in _batches(names, SNAPSHOT_BATCH):
-        # What each tag came to: an error, a digest needing no record, or manifest bytes to record.
-        outcome: dict[str, RegistryError | str | FetchedManifest] = {}
-        artifacts: dict[str, tuple[str, str]] = {}
-        refs: dict[str, str] = {}  # tag -> the reference to GET
-        for tag in batch:
-            by_digest = ":" in tag
-            artifact = None if by_digest else classify_tag(tag)
-            if artifact is not None:
-                artifact_tags[tag] = artifact[0]
-                artifacts[tag] = artifact
-            try:
-                validate_digest(tag) if by_digest else validate_tag(tag)
-            except ReferenceError as exc:
-                outcome[tag] = exc
-                continue
-            refs[tag] = tag
-        if previous is not None:
-            heads = client.map_requests(
-                lambda t: t if ":" in t else client.head_manifest(repository, t), list(refs)
-            )
-            for tag, head in zip(list(refs), heads, strict=True):
-                if isinstance(head, RegistryError):
-                    outcome[tag] = head
-                    del refs[tag]
-                elif ":" not in tag and previous.get(tag) == head:
-                    outcome[tag] = head
-                    unchanged += 1
-                    del refs[tag]
-                else:
-                    refs[tag] = head  # read by digest: what the HEAD named, even if the tag moves now
-            known = run.known(refs.values())
-            for tag, digest in list(refs.items()):
-                if digest in known:
-                    outcome[tag] = digest
-                    del refs[tag]
-        gets = client.map_requests(lambda ref: client.get_manifest(repository, ref), list(refs.values()))
-        outcome.update(zip(refs, gets, strict=True))
-        known = run.known([g.digest for g in gets if isinstance(g, FetchedManifest)])
-        for tag in refs:
-            got = outcome[tag]
-            if isinstance(got, FetchedManifest) and got.digest in known:
-                outcome[tag] = got.digest
-        run.prefetch(
-            [(got, tag in artifacts) for tag, got in outcome.items() if isinstance(got, FetchedManifest)]
-        )
-        for tag in batch:
-            got = outcome[tag]
-            by_digest = ":" in tag
-            if isinstance(got, RegistryError):
-                run.failures.append(_failure(tag, got))
-                continue
-            if isinstance(got, FetchedManifest):
-                error = run.record(got, reference=tag, artifact=artifacts.get(tag))
-                if error is not None:
-                    run.failures.append(_failure(tag, error))
-                    continue
-                got = got.digest
-            if not by_digest:
-                tag_map[tag] = got
+        run.read_batch(batch, previous=previous)
         done += len(batch)
         if progress is not None:
-            progress(done, done)
-    return RepositorySnapshot(
-        registry_url=client.base_url,
-        repository=repository,
-        tags=tag_map,
-        manifests=tuple(run.records.values()),
-        failures=tuple(run.failures),
-        skipped=tuple(run.skipped),
-        artifact_tags=artifact_tags,
-        unchanged=unchanged,
-    )
+            progress(done, done)  # tags are taken from the listing a batch at a time: as many as read
+    return run.snapshot()
 
 
 def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -243,8 +174,37 @@ def _annotated_subject(child: IndexChild) -> str:
         return ""
 
 
+@dataclass
+class _Batch:
+    """Tags read together, and where each stands.
+
+    `outcome` is what a tag came to: an error, a digest needing no record (unchanged, or held by the
+    caller), or manifest bytes to record. `to_get` maps each tag not settled yet to the reference to
+    GET: the tag itself, or the digest its HEAD named.
+    """
+
+    tags: list[str]
+    outcome: dict[str, RegistryError | str | FetchedManifest] = field(default_factory=dict)
+    artifacts: dict[str, tuple[str, str]] = field(default_factory=dict)  # tag -> (what, subject)
+    to_get: dict[str, str] = field(default_factory=dict)
+
+    def settle(self, tag: str, result: RegistryError | str) -> None:
+        """`tag` came to `result` with no manifest to GET."""
+        self.outcome[tag] = result
+        del self.to_get[tag]
+
+    def fetched(self) -> list[tuple[FetchedManifest, bool]]:
+        """The manifests fetched, in tag order, each with whether its tag names an artifact."""
+        return [
+            (got, tag in self.artifacts)
+            for tag, got in self.outcome.items()
+            if isinstance(got, FetchedManifest)
+        ]
+
+
 class _SnapshotRun:
-    """The state of one `snapshot_repository` call: what was recorded, what failed, by digest."""
+    """The state of one `snapshot_repository` call: the tags read so far, and the manifests recorded
+    or failed, by digest. Each batch of tags goes through `read_batch`; `snapshot` is the result."""
 
     def __init__(
         self,
@@ -266,6 +226,101 @@ class _SnapshotRun:
         self._parsed: dict[tuple[str, str], ParsedManifest] = {}
         self.prefetched: dict[str, FetchedManifest | RegistryError] = {}
         self.config_errors: dict[str, RegistryError] = {}
+        self.tags: dict[str, str] = {}  # tag -> digest, for the snapshot
+        self.artifact_tags: dict[str, str] = {}  # tag -> what `classify_tag` says it names
+        self.unchanged = 0
+
+    # -- tags, batch by batch ---------------------------------------------------------------------
+
+    def read_batch(self, tags: list[str], *, previous: Mapping[str, str] | None) -> None:
+        """Read one batch: check its tags, HEAD them against `previous` (a rescan), GET the manifests
+        still needed, read ahead what they name, then record every tag in order."""
+        batch = self._classify(tags)
+        if previous is not None:
+            self._compare(batch, previous)
+        self._fetch(batch)
+        self.prefetch(batch.fetched())
+        self._record_batch(batch)
+
+    def _classify(self, tags: list[str]) -> _Batch:
+        """A batch of `tags`: a malformed one fails here, an artifact tag (`classify_tag`) is marked."""
+        batch = _Batch(tags)
+        for tag in tags:
+            by_digest = ":" in tag
+            artifact = None if by_digest else classify_tag(tag)
+            if artifact is not None:
+                self.artifact_tags[tag] = artifact[0]
+                batch.artifacts[tag] = artifact
+            try:
+                validate_digest(tag) if by_digest else validate_tag(tag)
+            except ReferenceError as exc:
+                batch.outcome[tag] = exc
+                continue
+            batch.to_get[tag] = tag
+        return batch
+
+    def _compare(self, batch: _Batch, previous: Mapping[str, str]) -> None:
+        """HEAD each tag: one still at its `previous` digest is settled unchanged, the others are read
+        by the digest the HEAD named; a digest the caller holds needs no GET."""
+        client, repository = self.client, self.repository
+        asked = list(batch.to_get)
+        # A digest names itself: only tags are asked.
+        heads = client.map_requests(lambda t: t if ":" in t else client.head_manifest(repository, t), asked)
+        for tag, head in zip(asked, heads, strict=True):
+            if isinstance(head, RegistryError):
+                batch.settle(tag, head)
+            elif ":" not in tag and previous.get(tag) == head:
+                batch.settle(tag, head)
+                self.unchanged += 1
+            else:
+                batch.to_get[tag] = head  # what the HEAD named, even if the tag moves now
+        known = self.known(batch.to_get.values())
+        for tag, digest in list(batch.to_get.items()):
+            if digest in known:
+                batch.settle(tag, digest)
+
+    def _fetch(self, batch: _Batch) -> None:
+        """GET the manifests still needed, concurrently; one whose digest the caller holds needs no
+        record, only its digest."""
+        client, repository = self.client, self.repository
+        gets = client.map_requests(
+            lambda ref: client.get_manifest(repository, ref), list(batch.to_get.values())
+        )
+        batch.outcome.update(zip(batch.to_get, gets, strict=True))
+        known = self.known([g.digest for g in gets if isinstance(g, FetchedManifest)])
+        for tag in batch.to_get:
+            got = batch.outcome[tag]
+            if isinstance(got, FetchedManifest) and got.digest in known:
+                batch.outcome[tag] = got.digest
+
+    def _record_batch(self, batch: _Batch) -> None:
+        """Record each tag's manifest, in tag order; a tag that failed goes to `failures`, not `tags`."""
+        for tag in batch.tags:
+            got = batch.outcome[tag]
+            if isinstance(got, RegistryError):
+                self.failures.append(_failure(tag, got))
+                continue
+            if isinstance(got, FetchedManifest):
+                error = self.record(got, reference=tag, artifact=batch.artifacts.get(tag))
+                if error is not None:
+                    self.failures.append(_failure(tag, error))
+                    continue
+                got = got.digest
+            if ":" not in tag:  # a digest scanned on its own is no tag
+                self.tags[tag] = got
+
+    def snapshot(self) -> RepositorySnapshot:
+        """What the run read, as the output contract."""
+        return RepositorySnapshot(
+            registry_url=self.client.base_url,
+            repository=self.repository,
+            tags=self.tags,
+            manifests=tuple(self.records.values()),
+            failures=tuple(self.failures),
+            skipped=tuple(self.skipped),
+            artifact_tags=self.artifact_tags,
+            unchanged=self.unchanged,
+        )
 
     # -- what the caller has, and reading ahead -------------------------------------------------
 
@@ -305,52 +360,67 @@ class _SnapshotRun:
         Only a cache: `record` checks everything again and fetches what is missing itself, so an
         error here (stored, raised where `record` would have met it) changes no outcome.
         """
-        client = self.client
         for depth in range(MAX_INDEX_DEPTH + 1):
-            configs: dict[str, ParsedImageManifest] = {}
-            children: dict[str, IndexChild] = {}
-            for fetched, artifact in level:
-                if fetched.digest in self.records or fetched.digest in self.failed:
-                    continue
-                try:
-                    parsed = self.parse(fetched)
-                except RegistryError:
-                    continue  # `record` reports it
-                if isinstance(parsed, ParsedImageManifest):
-                    config = parsed.config
-                    if not artifact and parsed.kind != KIND_ARTIFACT and config.size <= MAX_CONFIG_BYTES:
-                        configs.setdefault(config.digest, parsed)
-                elif (
-                    isinstance(parsed, ParsedIndex)
-                    and depth < MAX_INDEX_DEPTH  # deeper, `record` fails the index unread
-                    and len(parsed.children) <= MAX_INDEX_CHILDREN
-                ):
-                    for child in parsed.children:
-                        if child.media_type in READABLE_CHILD_TYPES and child.digest not in self.records:
-                            children.setdefault(child.digest, child)
-            todo = [
-                m
-                for d, m in configs.items()
-                if d not in self.config_errors and client.cached_config(d) is None
-            ]
-            known = self._ask([m.config.digest for m in todo], config=True)
-            todo = [m for m in todo if m.config.digest not in known]
-            got_configs = client.map_requests(lambda m: client.get_config(self.repository, m), todo)
-            for m, config_got in zip(todo, got_configs, strict=True):
-                if isinstance(config_got, RegistryError):
-                    self.config_errors[m.config.digest] = config_got
-            known = self.known(children)
-            wanted = [c for d, c in children.items() if d not in known and d not in self.prefetched]
-            if not wanted:
+            configs, children = self._named_by(level, depth)
+            self._prefetch_configs(configs)
+            level = self._prefetch_children(children)
+            if not level:
                 return
-            got_children = client.map_requests(
-                lambda c: client.get_manifest(self.repository, c.digest), wanted
-            )
-            level = []
-            for child, got in zip(wanted, got_children, strict=True):
-                self.prefetched[child.digest] = got
-                if isinstance(got, FetchedManifest):
-                    level.append((got, bool(is_attestation_entry(child) or child.artifact_type)))
+
+    def _named_by(
+        self, level: list[tuple[FetchedManifest, bool]], depth: int
+    ) -> tuple[dict[str, ParsedImageManifest], dict[str, IndexChild]]:
+        """The configs the level's images name (by config digest) and the children its indexes name,
+        for the manifests not recorded or failed yet; `depth` is the level's index depth."""
+        configs: dict[str, ParsedImageManifest] = {}
+        children: dict[str, IndexChild] = {}
+        for fetched, artifact in level:
+            if fetched.digest in self.records or fetched.digest in self.failed:
+                continue
+            try:
+                parsed = self.parse(fetched)
+            except RegistryError:
+                continue  # `record` reports it
+            if isinstance(parsed, ParsedImageManifest):
+                config = parsed.config
+                if not artifact and parsed.kind != KIND_ARTIFACT and config.size <= MAX_CONFIG_BYTES:
+                    configs.setdefault(config.digest, parsed)
+            elif (
+                isinstance(parsed, ParsedIndex)
+                and depth < MAX_INDEX_DEPTH  # deeper, `record` fails the index unread
+                and len(parsed.children) <= MAX_INDEX_CHILDREN
+            ):
+                for child in parsed.children:
+                    if child.media_type in READABLE_CHILD_TYPES and child.digest not in self.records:
+                        children.setdefault(child.digest, child)
+        return configs, children
+
+    def _prefetch_configs(self, configs: dict[str, ParsedImageManifest]) -> None:
+        """Fetch the configs neither cached by the client nor held by the caller; keep the errors."""
+        client = self.client
+        todo = [
+            m for d, m in configs.items() if d not in self.config_errors and client.cached_config(d) is None
+        ]
+        known = self._ask([m.config.digest for m in todo], config=True)
+        todo = [m for m in todo if m.config.digest not in known]
+        results = client.map_requests(lambda m: client.get_config(self.repository, m), todo)
+        for m, result in zip(todo, results, strict=True):
+            if isinstance(result, RegistryError):
+                self.config_errors[m.config.digest] = result
+
+    def _prefetch_children(self, children: dict[str, IndexChild]) -> list[tuple[FetchedManifest, bool]]:
+        """Fetch the children neither held by the caller nor fetched already; the ones that came are
+        the next level, each with whether its entry marks an artifact."""
+        known = self.known(children)
+        wanted = [c for d, c in children.items() if d not in known and d not in self.prefetched]
+        client = self.client
+        results = client.map_requests(lambda c: client.get_manifest(self.repository, c.digest), wanted)
+        level: list[tuple[FetchedManifest, bool]] = []
+        for child, got in zip(wanted, results, strict=True):
+            self.prefetched[child.digest] = got
+            if isinstance(got, FetchedManifest):
+                level.append((got, bool(is_attestation_entry(child) or child.artifact_type)))
+        return level
 
     # -- recording ------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from analytics.scans.state import (
 )
 from workers.registry.errors import RegistryError
 from workers.registry.records import RepositorySnapshot
+from workers.registry.snapshot import snapshot_repository
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +234,8 @@ class RepositoryRun:
         assert repository is not None
         try:
             with registry_client_shared(scan.registry) as client:
-                return client.snapshot_repository(
+                return snapshot_repository(
+                    client,
                     repository.name,
                     tags=[scan.tag] if scan.tag else None,
                     previous=self.previous,

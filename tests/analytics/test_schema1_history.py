@@ -11,6 +11,7 @@ from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import HistoryEntry, Manifest, Registry, Repository
 from analytics.selectors.images import image_history, image_layers
 from tests.registry.fakes import SCHEMA1_SIGNED, FakeRegistry, fixture
+from workers.registry.snapshot import snapshot_repository
 
 
 @pytest.mark.django_db
@@ -22,7 +23,7 @@ def test_schema1_history_is_stored_on_the_manifest_and_listed_like_docker_histor
     reg.blobs[doc["fsLayers"][1]["blobSum"]] = layer
     reg.add_manifest("legacy/app", "2016", body, SCHEMA1_SIGNED)
     with reg.client() as client:
-        snap = client.snapshot_repository("legacy/app")
+        snap = snapshot_repository(client, "legacy/app")
     registry = Registry.objects.create(name="fake", url=reg.base_url)
     repository = Repository.objects.create(registry=registry, name="legacy/app")
     snapshot_ingest(repository=repository, snapshot=snap)

@@ -11,6 +11,7 @@ import pytest
 from tests.support.hostile_registry import HostileRegistry, hostile_registry, start_hostile_registry
 from workers.registry import ProtocolError, RegistryClient
 from workers.registry.records import ImageRecord, IndexRecord
+from workers.registry.snapshot import snapshot_repository
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_catalog_lists_every_repository_across_pages(hostile: HostileRegistry) -
 
 def test_good_tags_come_through_and_bad_ones_are_failures_of_the_right_kind(hostile: HostileRegistry) -> None:
     with RegistryClient(hostile.base_url, page_size=2, allow_internal=True) as client:
-        snapshot = client.snapshot_repository("hostile/app")
+        snapshot = snapshot_repository(client, "hostile/app")
     assert list(snapshot.tags) == ["digest-mismatch", "good"]
     image = next(m for m in snapshot.manifests if m.digest == snapshot.tags["good"])
     assert isinstance(image, ImageRecord)
@@ -48,7 +49,7 @@ def test_good_tags_come_through_and_bad_ones_are_failures_of_the_right_kind(host
 
 def test_good_repository_snapshot_has_image_index_and_children(hostile: HostileRegistry) -> None:
     with RegistryClient(hostile.base_url, allow_internal=True) as client:
-        snapshot = client.snapshot_repository("good/app")
+        snapshot = snapshot_repository(client, "good/app")
     assert set(snapshot.tags) == {"v1", "multi"} and snapshot.failures == ()
     kinds = sorted(type(m).__name__ for m in snapshot.manifests)
     assert kinds == ["ImageRecord", "ImageRecord", "ImageRecord", "IndexRecord"]
@@ -62,7 +63,7 @@ def test_looping_tag_pagination_stops_with_an_error(hostile: HostileRegistry) ->
         RegistryClient(hostile.base_url, allow_internal=True) as client,
         pytest.raises(ProtocolError, match="pagination loop"),
     ):
-        client.snapshot_repository("loop/app")
+        snapshot_repository(client, "loop/app")
     assert len(hostile.requests) - before == 1  # the Link names a page already read: not asked again
 
 

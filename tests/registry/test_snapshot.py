@@ -10,13 +10,14 @@ import pytest
 from tests.registry.fakes import DOCKER_V2, OCI_INDEX, SCHEMA1_SIGNED, FakeRegistry, fixture, sha256
 from workers.registry import NotFoundError, TransportError
 from workers.registry.records import ImageRecord, IndexRecord, Platform
+from workers.registry.snapshot import snapshot_repository
 
 
 def test_image_under_two_tags_is_one_record_with_its_config_read_once() -> None:
     reg = FakeRegistry()
     digest = reg.add_docker_image("team/app", "v1", "latest")
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     assert snapshot.registry_url == reg.base_url and snapshot.repository == "team/app"
     assert snapshot.tags == {"latest": digest, "v1": digest}
     (image,) = snapshot.manifests
@@ -34,7 +35,7 @@ def test_index_records_itself_and_each_child_with_the_index_platform() -> None:
     reg = FakeRegistry()
     index_digest = reg.add_oci_index("team/site", "1.4.2", "latest")
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/site")
+        snapshot = snapshot_repository(client, "team/site")
     assert snapshot.tags == {"1.4.2": index_digest, "latest": index_digest}
     index = next(m for m in snapshot.manifests if isinstance(m, IndexRecord))
     images = [m for m in snapshot.manifests if isinstance(m, ImageRecord)]
@@ -55,7 +56,7 @@ def test_child_platform_comes_from_the_config_when_the_index_entry_has_none() ->
         del entry["platform"]
     reg.add_manifest("team/site", "bare", json.dumps(doc).encode(), OCI_INDEX)
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/site")
+        snapshot = snapshot_repository(client, "team/site")
     assert {str(m.platform) for m in snapshot.manifests if isinstance(m, ImageRecord)} == {
         "linux/amd64",
         "linux/arm64/v8",
@@ -71,7 +72,7 @@ def test_one_bad_tag_becomes_a_failure_and_the_others_come_through() -> None:
     reg.routes["/v2/team/app/manifests/flaky"] = lambda r: httpx.Response(503, text="upstream down")
     reg.tags["team/app"]["flaky"] = good
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     assert snapshot.tags == {"good": good}
     kinds = {f.reference: f.kind for f in snapshot.failures}
     assert kinds == {
@@ -90,7 +91,7 @@ def test_config_that_does_not_match_its_digest_fails_the_tag() -> None:
     reg.add_docker_image("team/app", "v1")
     reg.blobs[sha256(fixture("docker_v2_config.json"))] = b'{"os": "linux"}'
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     assert snapshot.tags == {} and snapshot.manifests == ()
     (failure,) = snapshot.failures
     assert failure.reference == "v1" and failure.kind == "DigestMismatchError"
@@ -103,7 +104,7 @@ def test_config_whose_size_contradicts_its_descriptor_fails_the_tag() -> None:
     doc["config"]["size"] += 1
     reg.add_manifest("team/app", "v1", json.dumps(doc).encode(), DOCKER_V2)
     with reg.client() as client:
-        (failure,) = client.snapshot_repository("team/app").failures
+        (failure,) = snapshot_repository(client, "team/app").failures
     assert failure.kind == "ManifestError" and "descriptor says" in failure.message
 
 
@@ -113,7 +114,7 @@ def test_two_tags_on_one_bad_manifest_are_two_failures_from_one_read() -> None:
     config_digest = sha256(fixture("docker_v2_config.json"))
     del reg.blobs[config_digest]
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     assert [(f.reference, f.kind) for f in snapshot.failures] == [
         ("a", "NotFoundError"),
         ("b", "NotFoundError"),
@@ -127,7 +128,7 @@ def test_bad_index_child_is_a_failure_and_the_index_and_other_child_stay() -> No
     arm = sha256(fixture("oci_manifest_arm64.json"))
     del reg.manifests[arm]
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/site")
+        snapshot = snapshot_repository(client, "team/site")
     assert snapshot.tags == {"latest": index_digest}
     assert sorted(type(m).__name__ for m in snapshot.manifests) == ["ImageRecord", "IndexRecord"]
     (failure,) = snapshot.failures
@@ -142,7 +143,7 @@ def test_index_child_whose_size_or_type_contradicts_the_entry_is_a_failure() -> 
     doc["manifests"][1]["mediaType"] = DOCKER_V2
     reg.add_manifest("team/site", "odd", json.dumps(doc).encode(), OCI_INDEX)
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/site")
+        snapshot = snapshot_repository(client, "team/site")
     messages = sorted(f.message for f in snapshot.failures)
     assert len(messages) == 2
     assert "index entry says" in messages[0] and "application/vnd.docker" in messages[0]
@@ -155,8 +156,8 @@ def test_config_cache_spans_snapshots_of_the_same_client() -> None:
     reg.add_docker_image("team/app", "v1")
     reg.add_docker_image("team/copy", "v1")
     with reg.client() as client:
-        client.snapshot_repository("team/app")
-        client.snapshot_repository("team/copy")
+        snapshot_repository(client, "team/app")
+        snapshot_repository(client, "team/copy")
     assert sum("/blobs/" in p for p in reg.paths()) == 1
 
 
@@ -164,7 +165,7 @@ def test_given_tags_are_used_deduplicated_without_listing() -> None:
     reg = FakeRegistry()
     digest = reg.add_docker_image("team/app", "v1", "v2")
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app", tags=["v1", "v1", "bad tag!"])
+        snapshot = snapshot_repository(client, "team/app", tags=["v1", "v1", "bad tag!"])
     assert snapshot.tags == {"v1": digest}
     assert [(f.reference, f.kind) for f in snapshot.failures] == [("bad tag!", "ReferenceError")]
     assert not any(p.endswith("/tags/list") for p in reg.paths())
@@ -173,7 +174,7 @@ def test_given_tags_are_used_deduplicated_without_listing() -> None:
 def test_failure_to_list_tags_raises() -> None:
     reg = FakeRegistry()
     with reg.client() as client, pytest.raises(NotFoundError):
-        client.snapshot_repository("team/missing")
+        snapshot_repository(client, "team/missing")
 
 
 def test_transport_failure_mid_snapshot_raises_for_a_retry() -> None:
@@ -185,14 +186,14 @@ def test_transport_failure_mid_snapshot_raises_for_a_retry() -> None:
 
     reg.routes["/v2/team/app/manifests/v1"] = reset
     with reg.client() as client, pytest.raises(TransportError):
-        client.snapshot_repository("team/app")
+        snapshot_repository(client, "team/app")
 
 
 def test_digest_among_given_tags_is_recorded_but_is_not_a_tag() -> None:
     reg = FakeRegistry()
     index_digest = reg.add_oci_index("team/site", "latest")
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/site", tags=[index_digest, "sha256:" + "0" * 64])
+        snapshot = snapshot_repository(client, "team/site", tags=[index_digest, "sha256:" + "0" * 64])
     assert snapshot.tags == {}
     assert index_digest in {m.digest for m in snapshot.manifests} and len(snapshot.manifests) == 3
     assert [(f.reference, f.kind) for f in snapshot.failures] == [("sha256:" + "0" * 64, "NotFoundError")]

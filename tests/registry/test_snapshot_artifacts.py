@@ -10,8 +10,9 @@ import pytest
 
 from tests.registry.fakes import OCI_INDEX, OCI_MANIFEST, SCHEMA1_SIGNED, FakeRegistry, fixture, sha256
 from workers.registry import DigestMismatchError
-from workers.registry.client import MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES, classify_tag
+from workers.registry.client import MAX_MANIFEST_BYTES
 from workers.registry.records import ImageRecord, IndexRecord
+from workers.registry.snapshot import MAX_INDEX_DEPTH, classify_tag, snapshot_repository
 
 
 def _buildkit(reg: FakeRegistry, tag: str) -> str:
@@ -26,7 +27,7 @@ def test_buildkit_attestation_is_an_artifact_linked_to_its_image_and_unknown_chi
     reg = FakeRegistry()
     index = _buildkit(reg, "v1")
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     by_digest = {r.digest: r for r in snapshot.manifests}
     image = by_digest[sha256(fixture("oci_manifest_amd64.json"))]
     attestation = by_digest[sha256(fixture("attestation_manifest.json"))]
@@ -49,7 +50,7 @@ def test_nested_index_is_read_to_the_bottom() -> None:
     _buildkit(reg, "inner")
     outer = reg.add_manifest("team/app", "outer", fixture("nested_index.json"), OCI_INDEX)
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app", tags=["outer"])
+        snapshot = snapshot_repository(client, "team/app", tags=["outer"])
     assert snapshot.tags == {"outer": outer}
     kinds = sorted((type(r).__name__, getattr(r, "kind", "")) for r in snapshot.manifests)
     assert kinds == [
@@ -78,7 +79,7 @@ def test_index_deeper_than_the_cap_fails_at_the_cap() -> None:
         child = reg.add_manifest("team/app", None, body, OCI_INDEX)
     reg.tags["team/app"]["deep"] = child
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     # the tag's own index is read; the level past the cap is the failure, and nothing below it is fetched
     assert set(snapshot.tags) == {"good", "deep"}
     (failure,) = snapshot.failures
@@ -102,7 +103,7 @@ def test_index_that_names_itself_is_a_digest_mismatch_not_a_hang() -> None:
     loop = reg.add_manifest("team/app", "loop", body, OCI_INDEX)
     reg.manifests[fake] = reg.manifests[loop]
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     assert snapshot.tags == {"good": sha256(fixture("docker_v2_manifest.json")), "loop": loop}
     (failure,) = snapshot.failures
     assert failure.reference == fake and failure.kind == "DigestMismatchError"
@@ -117,7 +118,7 @@ def test_oci_artifact_and_cosign_style_tags_are_artifacts_linked_to_their_subjec
     reg.tags["team/app"][sig_tag] = sha256(fixture("docker_v2_manifest.json"))  # content says image
     reg.tags["team/app"]["sbom"] = artifact
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     assert snapshot.artifact_tags == {sig_tag: "signature"}
     assert snapshot.tags[sig_tag] == subject  # still held: its bytes are stored
     by_digest = {r.digest: r for r in snapshot.manifests}
@@ -152,7 +153,7 @@ def test_schema1_gets_layer_sizes_from_blob_heads() -> None:
     reg.blobs[base_blob] = layer  # served as-is: a HEAD only reads the length
     reg.add_manifest("team/app", "legacy", body, SCHEMA1_SIGNED)
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     (record,) = snapshot.manifests
     assert isinstance(record, ImageRecord) and record.config is None
     assert record.digest == "sha256:" + hashlib.sha256(fixture("schema1_unsigned.json")).hexdigest()
@@ -165,7 +166,7 @@ def test_schema1_without_readable_blobs_is_unsupported_on_that_tag_only() -> Non
     reg.add_docker_image("team/app", "good")
     reg.add_manifest("team/app", "legacy", fixture("schema1_manifest.json"), SCHEMA1_SIGNED)
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     assert set(snapshot.tags) == {"good"}
     (failure,) = snapshot.failures
     assert failure.reference == "legacy" and "unsupported: Docker schema 1" in failure.message
@@ -182,7 +183,7 @@ def test_oversize_manifest_stops_reading_and_fails_that_tag_only() -> None:
     reg.routes["/v2/team/app/manifests/big"] = stream
     reg.tags["team/app"]["big"] = sha256(big)
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     assert set(snapshot.tags) == {"good"}
     (failure,) = snapshot.failures
     assert failure.reference == "big" and "limit" in failure.message
@@ -195,7 +196,7 @@ def test_index_child_whose_size_disagrees_with_its_descriptor_fails() -> None:
     doc["manifests"][0]["size"] += 1
     reg.add_manifest("team/app", "lying", json.dumps(doc).encode(), OCI_INDEX)
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     messages = {f.reference: f.message for f in snapshot.failures}
     assert "the index entry says" in messages[doc["manifests"][0]["digest"]]
 

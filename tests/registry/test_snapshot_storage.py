@@ -11,6 +11,7 @@ from analytics.models import Manifest, ManifestLayer, Registry, Repository
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 from tests.registry.fakes import BASE_URL, OCI_INDEX, OCI_MANIFEST, FakeRegistry, fixture, sha256
+from workers.registry.snapshot import snapshot_repository
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,7 @@ def test_artifacts_and_foreign_layers_are_counted_as_what_they_are() -> None:
     reg.add_manifest("team/app", "sbom", fixture("oci_artifact_sbom.json"), OCI_MANIFEST)
     reg.add_manifest("team/app", "layers", fixture("layers_manifest.json"), OCI_MANIFEST)
     with reg.client() as client:
-        snapshot = client.snapshot_repository("team/app")
+        snapshot = snapshot_repository(client, "team/app")
     registry = Registry.objects.create(name="r", url=BASE_URL)
     repo = Repository.objects.create(registry=registry, name="team/app")
     snapshot_ingest(repository=repo, snapshot=snapshot)

@@ -14,6 +14,7 @@ from tests.registry.fakes import FakeRegistry, fixture, sha256
 from workers.registry import HTTPStatusError, RegistryClient, TransportError, UnauthorizedError
 from workers.registry.errors import PolicyError
 from workers.registry.policy import NetworkPolicy, parse_networks
+from workers.registry.snapshot import snapshot_repository
 from workers.registry.transport import RateLimit, parse_retry_after, redact_url
 
 CONFIG = fixture("docker_v2_config.json")
@@ -323,7 +324,7 @@ def test_snapshot_stops_when_the_token_realm_is_refused(registry: FakeRegistry) 
         )
     # Tags given (a one-tag scan lists nothing): the refusal must still end the snapshot, not each tag.
     with registry.client() as client, pytest.raises(PolicyError) as info:
-        client.snapshot_repository("team/app", tags=["v1", "v2"])
+        snapshot_repository(client, "team/app", tags=["v1", "v2"])
     assert info.value.registry_wide and "169.254.169.254" in str(info.value)
     assert all(r.url.host != "169.254.169.254" for r in registry.requests)
 
@@ -332,7 +333,7 @@ def test_snapshot_stops_when_the_registry_address_is_refused() -> None:
     reg = FakeRegistry("http://10.1.2.3")
     reg.add_docker_image("team/app", "v1")
     with reg.client() as client, pytest.raises(PolicyError) as info:
-        client.snapshot_repository("team/app", tags=["v1"])
+        snapshot_repository(client, "team/app", tags=["v1"])
     assert info.value.registry_wide and "private" in str(info.value) and reg.requests == []
 
 
@@ -342,7 +343,7 @@ def test_snapshot_fails_only_the_tag_whose_redirect_target_is_refused(registry: 
         302, headers={"Location": "http://10.0.0.5/manifest"}
     )
     with registry.client() as client:
-        snapshot = client.snapshot_repository("team/app", tags=["v1", "v2"])
+        snapshot = snapshot_repository(client, "team/app", tags=["v1", "v2"])
     assert set(snapshot.tags) == {"v1"}
     (failure,) = snapshot.failures
     assert failure.reference == "v2" and "10.0.0.5" in failure.message and "private" in failure.message

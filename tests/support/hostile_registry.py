@@ -19,7 +19,7 @@ Content comes from tests/fixtures/manifests, served byte for byte. Repositories 
 Usage::
 
     with hostile_registry() as reg:
-        RegistryClient(reg.base_url, allow_internal=True).snapshot_repository("hostile/app")
+        snapshot_repository(RegistryClient(reg.base_url, allow_internal=True), "hostile/app")
         reg.requests  # paths asked for, in order
 
     base_url, stop = start_hostile_registry()

@@ -5,7 +5,7 @@ Usage::
     with RegistryClient("http://127.0.0.1:5000", username="u", password="p") as client:
         client.ping()
         for name in client.iter_repositories():
-            snapshot = client.snapshot_repository(name)
+            snapshot = snapshot_repository(client, name)  # the crawl, in `snapshot`
 
 One `httpx.Client` per instance (connection pooling, limits, timeouts). Configuration comes only from
 the constructor; `transport` takes an `httpx.MockTransport` in tests. Every body read is size-capped
@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import json
 import logging
-import re
 import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -51,40 +49,18 @@ from .errors import (
     RegistryError,
     TransportError,
     UnauthorizedError,
+    error_detail,
     stops_snapshot,
 )
 from .manifests import (
     ACCEPT,
-    ANNOTATION_REFERENCE_DIGEST,
-    ANNOTATION_REFERENCE_TYPE,
-    MANIFEST_TYPES,
-    READABLE_CHILD_TYPES,
     ParsedConfig,
     ParsedImageManifest,
-    ParsedIndex,
-    ParsedManifest,
-    ParsedSchema1,
-    build_artifact_record,
-    build_image_record,
-    build_index_record,
-    build_schema1_record,
-    is_attestation_entry,
     manifest_digest,
     normalize_media_type,
     parse_config,
-    parse_manifest,
 )
 from .policy import GuardedTransport, NetworkPolicy, parse_networks
-from .records import (
-    KIND_ARTIFACT,
-    ImageRecord,
-    IndexChild,
-    IndexRecord,
-    ManifestFailure,
-    ManifestRecord,
-    Platform,
-    RepositorySnapshot,
-)
 from .reference import (
     is_loopback_host,
     parse_scan_target,
@@ -98,6 +74,7 @@ from .transport import (
     RequestGate,
     RetryPolicy,
     Session,
+    origin,
     parse_retry_after,
     redact_url,
 )
@@ -108,38 +85,12 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024  # as for manifests; real configs are a few K
 MAX_LIST_PAGE_BYTES = 32 * 1024 * 1024
 MAX_PAGES = 100_000
 MAX_IDLE_PAGES = 3  # consecutive pages with a `next` link and nothing new: a loop with changing URLs
-MAX_INDEX_DEPTH = 8  # an index may name an index to any depth (image-spec); real ones use 1 or 2 levels
-MAX_INDEX_CHILDREN = 4096  # a 4 MiB index holds ~20,000 descriptors; real ones hold tens
-MAX_SCHEMA1_LAYERS = 1024  # one blob HEAD per layer
 _ERROR_BODY_BYTES = 64 * 1024
-SNAPSHOT_BATCH = 256  # tags in flight per batch: bounds the manifest bytes held at once
-
-# "Which of these digests do you already have?" -- asked by a snapshot of its caller (the ingest side),
-# always from the calling thread, so the answer may come from a database connection bound to it.
-KnownDigests = Callable[[Collection[str]], Collection[str]]
 
 log = logging.getLogger(__name__)
 
-# Tags that name no image (containers/image, regclient and cosign use these conventions):
-# - the referrers tag schema (distribution-spec "Referrers Tag Schema"): `<alg>-<hex>` naming the
-#   subject, an index of its referrers; cosign adds `.sig`, `.att` and `.sbom` to the same form.
-_REFERRERS_TAG = re.compile(r"^(sha256-[a-f0-9]{64}|sha512-[a-f0-9]{128})(?:\.([A-Za-z0-9_-]{1,64}))?$")
-_ARTIFACT_SUFFIXES = {"sig": "signature", "att": "attestation", "sbom": "sbom"}
-
-
-def classify_tag(tag: str) -> tuple[str, str] | None:
-    """(what, subject digest) for a referrers / signature / attestation / SBOM tag; None for others.
-
-    `sha256-<hex>` is "referrers"; with `.sig`, `.att` or `.sbom` it is "signature", "attestation" or
-    "sbom" (cosign); with another suffix, "artifact". Only the digest form counts: `v1.sig` is a tag
-    like any other, since nothing says it is about an image.
-    """
-    m = _REFERRERS_TAG.match(tag)
-    if m is None:
-        return None
-    subject, suffix = m.group(1).replace("-", ":", 1), m.group(2)
-    what = "referrers" if suffix is None else _ARTIFACT_SUFFIXES.get(suffix, "artifact")
-    return what, subject
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,15 +114,6 @@ class FetchedManifest:
 def compute_digest(content: bytes, algorithm: str = "sha256") -> str:
     """`algorithm:hex` of `content` (sha256 or sha512)."""
     return f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}"
-
-
-def _failure(reference: str, exc: RegistryError) -> ManifestFailure:
-    return ManifestFailure(reference=reference, kind=type(exc).__name__, message=str(exc))
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    default = {"http": 80, "https": 443}.get(url.scheme)
-    return url.scheme, url.host, url.port or default
 
 
 @functools.lru_cache(maxsize=1)
@@ -219,7 +161,7 @@ class RegistryClient:
         `retries`, `retry_base_delay` and `max_retry_wait` bound the retries (`transport.RetryPolicy`);
         `sleep` is injectable for tests. `gate` admits every request (limits shared with other
         processes, `transport.RequestGate`); `observer` sees every attempt (`transport.RequestEvent`).
-        `max_concurrency` bounds the requests one snapshot has in flight (a thread pool over
+        `max_concurrency` bounds the requests `map_requests` has in flight (a thread pool over
         kept-alive connections; 1 reads sequentially). A plain `http://` registry needs
         `allow_plain_http` (a registry marked insecure) unless it is on loopback, as dockerd treats
         127.0.0.0/8; `total_timeout` bounds one response from request to last byte, so a reply that
@@ -300,15 +242,18 @@ class RegistryClient:
             self._pool = None
         self._http.close()
 
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        """`fn` over `items`, at most `max_concurrency` at a time; results in order.
+    def map_requests(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R | RegistryError]:
+        """`fn(item)` for each of `items`, at most `max_concurrency` at a time; results in `items` order.
 
-        A `RegistryError` is returned in place of its result; `TransportError` (the registry stopped
-        answering), a registry-wide `PolicyError` (`errors.stops_snapshot`) and anything unexpected
-        is raised once the calls already running are done, and the ones not started are cancelled.
+        For fanning requests out over the kept-alive connections: `fn` runs in the client's thread
+        pool (started on first use, stopped by `close`), or in the calling thread when
+        `max_concurrency` is 1 or there is one item. A `RegistryError` is returned in place of its
+        result; `TransportError` (the registry stopped answering), a registry-wide `PolicyError`
+        (`errors.stops_snapshot`) and anything unexpected is raised once the calls already running
+        are done, and the ones not started are cancelled.
         """
 
-        def call(item: Any) -> Any:
+        def call(item: _T) -> _R | RegistryError:
             try:
                 return fn(item)
             except RegistryError as exc:
@@ -322,7 +267,7 @@ class RegistryClient:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="registry")
             pool = self._pool
-        futures: list[Future[Any]] = [pool.submit(call, item) for item in items]
+        futures: list[Future[_R | RegistryError]] = [pool.submit(call, item) for item in items]
         try:
             return [f.result() for f in futures]
         finally:
@@ -417,18 +362,6 @@ class RegistryClient:
             return (CATALOG_SCOPE,)
         return ()
 
-    @staticmethod
-    def _error_details(body: bytes) -> tuple[str | None, str]:
-        """(code, message) of the first entry of a distribution-spec error body ("Error Codes")."""
-        try:
-            doc = json.loads(body)
-            first = doc["errors"][0]
-            code = first.get("code")
-            message = first.get("message") or ""
-            return (code if isinstance(code, str) else None), str(message)
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return None, ""
-
     def _raise_for_status(
         self,
         resp: httpx.Response,
@@ -443,7 +376,7 @@ class RegistryClient:
         where: dict[str, Any] = {"registry": self.base_url, "repository": repository, "reference": reference}
         if status < 400:
             raise ProtocolError(f"unexpected HTTP {status} {resp.reason_phrase}", **where)
-        code, detail = self._error_details(body)
+        code, detail = error_detail(body)
         text = (
             f"HTTP {status}"
             + (f" {code}" if code else f" {resp.reason_phrase}")
@@ -518,7 +451,7 @@ class RegistryClient:
             raise ProtocolError(
                 f"invalid Link header {link!r}: {exc}", registry=self.base_url, repository=repository
             ) from exc
-        if _origin(target) != _origin(current):
+        if origin(target) != origin(current):
             raise ProtocolError(
                 f"Link rel=next points to another origin "
                 f"({target.scheme}://{target.netloc.decode()}); refused",
@@ -554,7 +487,7 @@ class RegistryClient:
                 # distribution answers 400 PAGINATION_NUMBER_INVALID above its maxentries, some others a
                 # 400 without an error code: ask for half as many, on our own first URL only (a Link is
                 # followed verbatim). A 400 with another code (UNSUPPORTED, NAME_INVALID) is raised.
-                code, _ = self._error_details(body)
+                code, _ = error_detail(body)
                 if code in (None, "PAGINATION_NUMBER_INVALID"):
                     page_size //= 2
                     url = url.copy_set_param("n", page_size)
@@ -841,447 +774,3 @@ class RegistryClient:
             if cached is not None:
                 self._config_cache.move_to_end(digest)
             return cached
-
-    # -- snapshot --------------------------------------------------------------------------------
-
-    def snapshot_repository(
-        self,
-        repository: str,
-        tags: Iterable[str] | None = None,
-        *,
-        previous: Mapping[str, str] | None = None,
-        known_manifests: KnownDigests | None = None,
-        known_configs: KnownDigests | None = None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> RepositorySnapshot:
-        """Read everything one repository holds now: tags, manifests (indexes and children), configs.
-
-        1. List the tags (or take the ones given, deduplicated), streamed page by page and read in
-           batches of `SNAPSHOT_BATCH`. A failure of the listing raises.
-        2. GET each tag's manifest; parse it, once per digest even if several tags point at it.
-           Referrers, signature, attestation and SBOM tags (`classify_tag`) are read too, since their
-           manifests are stored, but recorded as artifacts linked to the digest in their name.
-        3. An image: fetch its config (cached by digest) and record an `ImageRecord`. An artifact (an
-           OCI artifact, a BuildKit attestation): record it without reading its config. A schema 1
-           manifest: its layer sizes come from blob HEADs.
-        4. An index: record an `IndexRecord`; fetch each child by digest (a visited set, a depth and a
-           width cap), check it against the entry (digest, size, media type) and record it with the
-           entry's platform (the config's if absent). Children of a type that is no manifest are
-           `skipped`, not failed.
-        5. A tag or child that cannot be read (malformed, digest mismatch, 404, 5xx, over a limit)
-           becomes a `ManifestFailure` and the rest goes on. `TransportError` is not caught: a registry
-           that stopped answering fails the snapshot, to be retried whole. Nor is a `PolicyError` that
-           refuses the registry's own origin or its token realm (`registry_wide`): the snapshot fails
-           with its message; a refused redirect target (blob storage) fails that one tag.
-
-        Concurrency: the manifest GETs of a batch, then the configs and index children they name
-        (level by level), are sent `max_concurrency` at a time over the client's kept-alive
-        connections; parsing and recording stay in the calling thread, in tag order.
-
-        What the caller already has is not fetched again (both callbacks are called from this thread):
-
-        - `previous` (tag -> digest, an incremental rescan): each tag is asked with a HEAD first
-          (distribution-spec "Checking if content exists"); a tag whose digest is unchanged costs that
-          one request and gets no record. A changed or new tag is read by the digest the HEAD gave.
-        - `known_manifests(digests)`: the digests the caller holds with their layers and children; a
-          tag or index child naming one is not read further and has no record here.
-        - `known_configs(digests)`: the config digests the caller holds; an image naming one is
-          recorded from its manifest alone (`ImageRecord.config_known`), its config not fetched.
-
-        `progress(done, listed)` is called from this thread after each batch: tags read (or failed) so
-        far, and tags listed so far (the list streams in, so `listed` grows until the last page).
-
-        A tag whose manifest failed is in `failures` only, not in `tags`. A digest among `tags` (a one-digest
-        scan) is read and recorded like a tag but, not being a tag, is not in `tags`.
-        """
-        validate_repository(repository)
-        names: Iterable[str] = self.iter_tags(repository) if tags is None else list(dict.fromkeys(tags))
-        run = _SnapshotRun(self, repository, known_manifests=known_manifests, known_configs=known_configs)
-        tag_map: dict[str, str] = {}
-        artifact_tags: dict[str, str] = {}
-        unchanged = 0
-        done = 0
-        for batch in _batches(names, SNAPSHOT_BATCH):
-            # What each tag came to: an error, a digest needing no record, or manifest bytes to record.
-            outcome: dict[str, RegistryError | str | FetchedManifest] = {}
-            artifacts: dict[str, tuple[str, str]] = {}
-            refs: dict[str, str] = {}  # tag -> the reference to GET
-            for tag in batch:
-                by_digest = ":" in tag
-                artifact = None if by_digest else classify_tag(tag)
-                if artifact is not None:
-                    artifact_tags[tag] = artifact[0]
-                    artifacts[tag] = artifact
-                try:
-                    validate_digest(tag) if by_digest else validate_tag(tag)
-                except ReferenceError as exc:
-                    outcome[tag] = exc
-                    continue
-                refs[tag] = tag
-            if previous is not None:
-                heads = self._map(lambda t: t if ":" in t else self.head_manifest(repository, t), list(refs))
-                for tag, head in zip(list(refs), heads, strict=True):
-                    if isinstance(head, RegistryError):
-                        outcome[tag] = head
-                        del refs[tag]
-                    elif ":" not in tag and previous.get(tag) == head:
-                        outcome[tag] = head
-                        unchanged += 1
-                        del refs[tag]
-                    else:
-                        refs[tag] = head  # read by digest: what the HEAD named, even if the tag moves now
-                known = run.known(refs.values())
-                for tag, digest in list(refs.items()):
-                    if digest in known:
-                        outcome[tag] = digest
-                        del refs[tag]
-            gets = self._map(lambda ref: self.get_manifest(repository, ref), list(refs.values()))
-            outcome.update(zip(refs, gets, strict=True))
-            known = run.known([g.digest for g in gets if isinstance(g, FetchedManifest)])
-            for tag in refs:
-                got = outcome[tag]
-                if isinstance(got, FetchedManifest) and got.digest in known:
-                    outcome[tag] = got.digest
-            run.prefetch(
-                [(got, tag in artifacts) for tag, got in outcome.items() if isinstance(got, FetchedManifest)]
-            )
-            for tag in batch:
-                got = outcome[tag]
-                by_digest = ":" in tag
-                if isinstance(got, RegistryError):
-                    run.failures.append(_failure(tag, got))
-                    continue
-                if isinstance(got, FetchedManifest):
-                    error = run.record(got, reference=tag, artifact=artifacts.get(tag))
-                    if error is not None:
-                        run.failures.append(_failure(tag, error))
-                        continue
-                    got = got.digest
-                if not by_digest:
-                    tag_map[tag] = got
-            done += len(batch)
-            if progress is not None:
-                progress(done, done)
-        return RepositorySnapshot(
-            registry_url=self.base_url,
-            repository=repository,
-            tags=tag_map,
-            manifests=tuple(run.records.values()),
-            failures=tuple(run.failures),
-            skipped=tuple(run.skipped),
-            artifact_tags=artifact_tags,
-            unchanged=unchanged,
-        )
-
-
-def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    """`items` in lists of at most `size`, consuming a generator lazily (tag pages stream in)."""
-    it = iter(items)
-    while batch := list(itertools.islice(it, size)):
-        yield batch
-
-
-def _known_config_record(
-    *, fetched: FetchedManifest, manifest: ParsedImageManifest, platform: Platform | None
-) -> ImageRecord:
-    """An image whose config the caller already has: the manifest's own facts, the rest left to it."""
-    return ImageRecord(
-        digest=fetched.digest,
-        media_type=manifest.media_type,
-        size=fetched.size,
-        config=manifest.config,
-        layers=manifest.layers,
-        platform=platform or Platform(),
-        created=None,
-        subject=manifest.subject,
-        annotations=dict(manifest.annotations),
-        config_known=True,
-    )
-
-
-def _annotated_subject(child: IndexChild) -> str:
-    value = child.annotations.get(ANNOTATION_REFERENCE_DIGEST, "")
-    try:
-        return validate_digest(value) if value else ""
-    except ReferenceError:
-        return ""
-
-
-class _SnapshotRun:
-    """The state of one `snapshot_repository` call: what was recorded, what failed, by digest."""
-
-    def __init__(
-        self,
-        client: RegistryClient,
-        repository: str,
-        *,
-        known_manifests: KnownDigests | None = None,
-        known_configs: KnownDigests | None = None,
-    ) -> None:
-        self.client = client
-        self.repository = repository
-        self.records: dict[str, ManifestRecord] = {}
-        self.failed: dict[str, RegistryError] = {}
-        self.failures: list[ManifestFailure] = []
-        self.skipped: list[ManifestFailure] = []
-        self._known_manifests = known_manifests
-        self._known_configs = known_configs
-        self._answers: dict[tuple[bool, str], bool] = {}  # (is config, digest) -> known to the caller
-        self._parsed: dict[tuple[str, str], ParsedManifest] = {}
-        self.prefetched: dict[str, FetchedManifest | RegistryError] = {}
-        self.config_errors: dict[str, RegistryError] = {}
-
-    # -- what the caller has, and reading ahead -------------------------------------------------
-
-    def _ask(self, digests: Iterable[str], *, config: bool) -> set[str]:
-        callback = self._known_configs if config else self._known_manifests
-        if callback is None:
-            return set()
-        digests = set(digests)
-        new = [d for d in digests if (config, d) not in self._answers]
-        if new:
-            yes = set(callback(new))
-            self._answers.update(((config, d), d in yes) for d in new)
-        return {d for d in digests if self._answers[(config, d)]}
-
-    def known(self, digests: Iterable[str]) -> set[str]:
-        """The manifest digests among `digests` the caller already holds (asked once per digest)."""
-        return self._ask(digests, config=False)
-
-    def config_known(self, digest: str) -> bool:
-        """True when the caller holds the config `digest` and this client has not parsed it already."""
-        if self.client.cached_config(digest) is not None:
-            return False
-        return bool(self._ask([digest], config=True))
-
-    def parse(self, fetched: FetchedManifest) -> ParsedManifest:
-        """`parse_manifest`, once per digest and served type (reading ahead parses first)."""
-        key = (fetched.digest, fetched.media_type)
-        parsed = self._parsed.get(key)
-        if parsed is None:
-            parsed = self._parsed[key] = parse_manifest(fetched.content, fetched.media_type)
-        return parsed
-
-    def prefetch(self, level: list[tuple[FetchedManifest, bool]]) -> None:
-        """Fetch ahead, concurrently, what `record` will ask for, level by level: the configs the
-        images name and the children the indexes name. `level` holds (manifest, is an artifact).
-
-        Only a cache: `record` checks everything again and fetches what is missing itself, so an
-        error here (stored, raised where `record` would have met it) changes no outcome.
-        """
-        client = self.client
-        for depth in range(MAX_INDEX_DEPTH + 1):
-            configs: dict[str, ParsedImageManifest] = {}
-            children: dict[str, IndexChild] = {}
-            for fetched, artifact in level:
-                if fetched.digest in self.records or fetched.digest in self.failed:
-                    continue
-                try:
-                    parsed = self.parse(fetched)
-                except RegistryError:
-                    continue  # `record` reports it
-                if isinstance(parsed, ParsedImageManifest):
-                    config = parsed.config
-                    if not artifact and parsed.kind != KIND_ARTIFACT and config.size <= MAX_CONFIG_BYTES:
-                        configs.setdefault(config.digest, parsed)
-                elif (
-                    isinstance(parsed, ParsedIndex)
-                    and depth < MAX_INDEX_DEPTH  # deeper, `record` fails the index unread
-                    and len(parsed.children) <= MAX_INDEX_CHILDREN
-                ):
-                    for child in parsed.children:
-                        if child.media_type in READABLE_CHILD_TYPES and child.digest not in self.records:
-                            children.setdefault(child.digest, child)
-            todo = [
-                m
-                for d, m in configs.items()
-                if d not in self.config_errors and client.cached_config(d) is None
-            ]
-            known = self._ask([m.config.digest for m in todo], config=True)
-            todo = [m for m in todo if m.config.digest not in known]
-            got_configs = client._map(lambda m: client.get_config(self.repository, m), todo)
-            for m, got in zip(todo, got_configs, strict=True):
-                if isinstance(got, RegistryError):
-                    self.config_errors[m.config.digest] = got
-            known = self.known(children)
-            wanted = [c for d, c in children.items() if d not in known and d not in self.prefetched]
-            if not wanted:
-                return
-            got_children = client._map(lambda c: client.get_manifest(self.repository, c.digest), wanted)
-            level = []
-            for child, got in zip(wanted, got_children, strict=True):
-                self.prefetched[child.digest] = got
-                if isinstance(got, FetchedManifest):
-                    level.append((got, bool(is_attestation_entry(child) or child.artifact_type)))
-
-    # -- recording ------------------------------------------------------------------------------
-
-    def record(
-        self,
-        fetched: FetchedManifest,
-        *,
-        reference: str,
-        platform: Platform | None = None,
-        depth: int = 0,
-        expected_type: str | None = None,
-        artifact: tuple[str, str] | None = None,
-    ) -> RegistryError | None:
-        """Record `fetched` (and, for an index, its children); return the error if it can't be read.
-
-        `artifact` is (artifact type, subject digest) when the way we reached this manifest (a tag's
-        name, an index entry's annotations) says it is an artifact whatever its content.
-        """
-        if fetched.digest in self.records:
-            return None
-        if fetched.digest in self.failed:
-            return self.failed[fetched.digest]
-        try:
-            record = self._build(
-                fetched,
-                reference=reference,
-                platform=platform,
-                expected_type=expected_type,
-                depth=depth,
-                artifact=artifact,
-            )
-        except RegistryError as exc:
-            if stops_snapshot(exc):
-                raise
-            self.failed[fetched.digest] = exc
-            return exc
-        self.records[fetched.digest] = record  # before the children: the visited set stops loops
-        if isinstance(record, IndexRecord):
-            self._children(record, depth, artifact)
-        return None
-
-    def _build(
-        self,
-        fetched: FetchedManifest,
-        *,
-        reference: str,
-        platform: Platform | None,
-        expected_type: str | None,
-        depth: int,
-        artifact: tuple[str, str] | None,
-    ) -> ManifestRecord:
-        client, repository = self.client, self.repository
-        where: dict[str, Any] = {
-            "registry": client.base_url,
-            "repository": repository,
-            "reference": reference,
-        }
-        try:
-            parsed = self.parse(fetched)
-        except ManifestError as exc:
-            raise exc.locate(**where) from None
-        if expected_type is not None and parsed.media_type != expected_type:
-            # image-spec descriptor.md: the content's mediaType must be the one its descriptor names.
-            raise ManifestError(
-                f"index entry says {expected_type} but the manifest is {parsed.media_type}", **where
-            )
-        if isinstance(parsed, ParsedIndex):
-            if depth >= MAX_INDEX_DEPTH:
-                raise ManifestError(f"index nested deeper than {MAX_INDEX_DEPTH} levels", **where)
-            if len(parsed.children) > MAX_INDEX_CHILDREN:
-                raise ManifestError(
-                    f"index of {len(parsed.children)} entries is over the {MAX_INDEX_CHILDREN} limit", **where
-                )
-            return build_index_record(digest=fetched.digest, size=fetched.size, index=parsed)
-        if isinstance(parsed, ParsedSchema1):
-            return self._schema1(fetched, parsed, platform, where)
-        if parsed.kind == KIND_ARTIFACT or artifact is not None:
-            artifact_type, subject = artifact or ("", "")
-            return build_artifact_record(
-                digest=fetched.digest,
-                size=fetched.size,
-                manifest=parsed,
-                artifact_type=artifact_type,
-                subject=subject,
-                platform=platform,
-            )
-        config_error = self.config_errors.get(parsed.config.digest)
-        if config_error is not None:
-            raise config_error
-        if self.config_known(parsed.config.digest):
-            return _known_config_record(fetched=fetched, manifest=parsed, platform=platform)
-        config = client.get_config(repository, parsed)
-        record: ImageRecord = build_image_record(
-            digest=fetched.digest, size=fetched.size, manifest=parsed, config=config, platform=platform
-        )
-        return record
-
-    def _schema1(
-        self,
-        fetched: FetchedManifest,
-        parsed: ParsedSchema1,
-        platform: Platform | None,
-        where: dict[str, Any],
-    ) -> ImageRecord:
-        """Schema 1 names its layers without sizes: HEAD each distinct blob, or fail as unsupported."""
-        distinct = list(dict.fromkeys(parsed.layers))
-        if len(distinct) > MAX_SCHEMA1_LAYERS:
-            raise ManifestError(f"unsupported: schema 1 manifest with {len(distinct)} layers", **where)
-        sizes: dict[str, int] = {}
-        for digest in distinct:
-            try:
-                sizes[digest] = self.client.blob_size(self.repository, digest)
-            except RegistryError as exc:
-                if stops_snapshot(exc):
-                    raise
-                raise ManifestError(
-                    f"unsupported: Docker schema 1 manifest whose layer sizes cannot be read "
-                    f"(blob {digest}: {exc})",
-                    **where,
-                ) from None
-        return build_schema1_record(
-            digest=fetched.digest, size=fetched.size, manifest=parsed, sizes=sizes, platform=platform
-        )
-
-    def _children(self, index: IndexRecord, depth: int, artifact: tuple[str, str] | None) -> None:
-        known = self.known(c.digest for c in index.children)
-        for child in index.children:
-            if child.digest in self.records or child.digest in self.failed or child.digest in known:
-                continue
-            if child.media_type not in READABLE_CHILD_TYPES:
-                self.skipped.append(
-                    ManifestFailure(
-                        reference=child.digest,
-                        kind="Skipped",
-                        message=f"index {index.digest} entry of media type {child.media_type!r} not read",
-                    )
-                )
-                continue
-            try:
-                ahead = self.prefetched.pop(child.digest, None)
-                if isinstance(ahead, RegistryError):
-                    raise ahead
-                fetched = ahead or self.client.get_manifest(self.repository, child.digest)
-                if fetched.size != child.size:
-                    raise ManifestError(
-                        f"manifest is {fetched.size} bytes, the index entry says {child.size}",
-                        registry=self.client.base_url,
-                        repository=self.repository,
-                        reference=child.digest,
-                    )
-            except RegistryError as exc:
-                if stops_snapshot(exc):
-                    raise
-                self.failed[child.digest] = exc
-                self.failures.append(_failure(child.digest, exc))
-                continue
-            child_artifact = artifact
-            if is_attestation_entry(child):
-                kind = child.annotations.get(ANNOTATION_REFERENCE_TYPE) or "attestation-manifest"
-                child_artifact = (child.artifact_type or kind, _annotated_subject(child))
-            elif child.artifact_type and child_artifact is None:
-                child_artifact = (child.artifact_type, index.subject)
-            error = self.record(
-                fetched,
-                reference=child.digest,
-                platform=child.platform,
-                depth=depth + 1,
-                expected_type=child.media_type if child.media_type in MANIFEST_TYPES else None,
-                artifact=child_artifact,
-            )
-            if error is not None:
-                self.failures.append(_failure(child.digest, error))

@@ -25,6 +25,7 @@ import it qualified (`from workers.registry import errors`) where that could con
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -151,6 +152,20 @@ class HTTPStatusError(RegistryError):
         # 408 Request Timeout and 429 Too Many Requests are the client's "later"; 5xx the server's.
         self.transient = status in (408, 429) or status >= 500
         super().__init__(message, registry=registry, repository=repository, reference=reference)
+
+
+def error_detail(body: bytes) -> tuple[str | None, str]:
+    """(code, message) of the first entry of a distribution-spec error body ("Error Codes").
+
+    The code becomes `HTTPStatusError.code`. (None, "") for a body that is not that JSON; a code that
+    is not a string is None.
+    """
+    try:
+        first = json.loads(body)["errors"][0]
+        code = first.get("code")
+        return (code if isinstance(code, str) else None), str(first.get("message") or "")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None, ""
 
 
 class UnauthorizedError(HTTPStatusError):

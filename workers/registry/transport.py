@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import time
@@ -36,7 +35,7 @@ from typing import Any, Protocol
 import httpx
 
 from .auth import Authenticator, AuthRound
-from .errors import HTTPStatusError, PolicyError, ProtocolError
+from .errors import HTTPStatusError, PolicyError, ProtocolError, error_detail
 from .policy import NetworkPolicy
 
 log = logging.getLogger(__name__)
@@ -185,16 +184,6 @@ def route_of(url: httpx.URL) -> str:
     return "other"
 
 
-def _error_detail(body: bytes) -> tuple[str | None, str]:
-    """(code, message) of a distribution-spec error body ("Error Codes"); (None, "") if it is not one."""
-    try:
-        first = json.loads(body)["errors"][0]
-        code = first.get("code")
-        return (code if isinstance(code, str) else None), str(first.get("message") or "")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return None, ""
-
-
 class Session:
     """Sends one logical request: policy check, auth, redirects hop by hop, retries, rate limits.
 
@@ -330,7 +319,7 @@ class Session:
                     scopes=scopes,
                     state=state,
                     repository=repository,
-                    error=_error_detail(body),
+                    error=error_detail(body),
                 )
                 continue
             delay = self.retry.delay_for(resp, attempt)

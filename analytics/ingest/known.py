@@ -1,9 +1,9 @@
 """What the database already holds, by digest: the answers a registry snapshot asks for before fetching.
 
-The client (`RegistryClient.snapshot_repository`) takes these as callbacks, so it never imports Django;
-it calls them from the scanning thread. A manifest row is written with its layers, history and index
-entries in one transaction (`analytics.ingest.snapshot`), so "a row exists" means "complete": nothing of it
-needs fetching again, from any repository of any registry.
+The crawl (`workers.registry.snapshot.snapshot_repository`) takes these as callbacks, so it never
+imports Django; it calls them from the scanning thread. A manifest row is written with its layers,
+history and index entries in one transaction (`analytics.ingest.snapshot`), so "a row exists" means
+"complete": nothing of it needs fetching again, from any repository of any registry.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`RegistryClient.snapshot_repository`: what one scan of one repository records, and what it survives."""
+"""`snapshot_repository` (workers/registry/snapshot.py): what one scan of one repository records, and
+what it survives."""
 
 from __future__ import annotations
 

@@ -184,8 +184,8 @@ def main() -> int:
     from analytics.selectors.scope import Scope
     from analytics.selectors.summary import dedup_summary
     from config.celery import app
-    from tests.support.celery_worker import CeleryWorker
-    from tests.support.registry import RegistryServer, blobstore_bytes
+    from harness.celery_worker import CeleryWorker
+    from harness.registry import RegistryServer, blobstore_bytes
 
     call_command("migrate", "--noinput", verbosity=0)
     call_command("flush", "--noinput", verbosity=0)

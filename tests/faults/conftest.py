@@ -9,11 +9,11 @@ from datetime import datetime
 import pytest
 
 from config.celery import app
-from tests.support.celery_worker import CeleryWorker
+from harness.celery_worker import CeleryWorker
+from harness.registry import RegistryServer
+from harness.tools import free_loopback_port
 from tests.support.generated import PushedRepository, push_repository
-from tests.support.registry import RegistryServer
 from tests.support.slow_proxy import SlowProxy
-from tests.support.tools import free_loopback_port
 
 REPOSITORIES = ("fault/alpha", "fault/beta", "fault/gamma")
 TAGS = 16

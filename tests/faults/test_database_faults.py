@@ -28,12 +28,12 @@ from analytics.scans.runtime import Heartbeat
 from analytics.scans.start import scan_start, scan_start_inline
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary, dedup_summary_computed
+from harness.registry import RegistryServer
+from harness.tools import free_loopback_port
 from tests.analytics.test_figures import _assert_consistent
 from tests.faults.conftest import recorded, truth
 from tests.support.generated import push_repository
-from tests.support.registry import RegistryServer
 from tests.support.slow_proxy import SlowProxy
-from tests.support.tools import free_loopback_port
 
 pytestmark = pytest.mark.integration
 

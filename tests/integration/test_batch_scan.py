@@ -19,7 +19,7 @@ from analytics.scans.runtime import lease_deadline
 from analytics.scans.start import scan_create, scan_request_resolve
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
-from tests.support.registry import RegistryServer, blobstore_bytes
+from harness.registry import RegistryServer, blobstore_bytes
 from tests.support.synthetic import SyntheticPusher, make_base
 
 # Reader threads use their own connections: the rows must be committed for them to see.

@@ -19,7 +19,7 @@ from analytics.scans.clients import registry_client
 from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
-from tests.support.registry import RegistryServer, blobstore_bytes
+from harness.registry import RegistryServer, blobstore_bytes
 from tests.support.slow_proxy import SlowProxy
 from tests.support.synthetic import SyntheticPusher, make_base
 

@@ -16,9 +16,9 @@ from analytics.models import Registry, Scan
 from analytics.registries import registry_create
 from analytics.scans.start import scan_start
 from config.celery import app
-from tests.support.celery_worker import CeleryWorker
+from harness.celery_worker import CeleryWorker
+from harness.registry import RegistryServer
 from tests.support.generated import push_repository
-from tests.support.registry import RegistryServer
 from tests.support.slow_proxy import SlowProxy
 
 REPOSITORIES = ("limits/a", "limits/b")

@@ -140,7 +140,7 @@ def ingest_new_images(count: int, *, batch: int = 50, log=print) -> float:
     """Ingest `count` new images (on the hottest base and a new layer each) through `snapshot_ingest`."""
     from analytics.ingest.snapshot import snapshot_ingest
     from analytics.models import Registry, Repository
-    from tests.analytics.records import image, layer, snapshot
+    from harness.records import image, layer, snapshot
 
     registry = Registry.objects.order_by("id").first()
     stamp = str(time.time_ns())

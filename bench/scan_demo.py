@@ -51,8 +51,8 @@ def main() -> int:
     from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
     from analytics.selectors.scope import Scope
     from analytics.selectors.summary import dedup_summary
-    from tests.support.images import build_demo_registry
-    from tests.support.registry import RegistryServer, blobstore_bytes
+    from harness.images import build_demo_registry
+    from harness.registry import RegistryServer, blobstore_bytes
 
     call_command("migrate", "--noinput", verbosity=0)
     call_command("flush", "--noinput", verbosity=0)

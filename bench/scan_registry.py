@@ -3,7 +3,7 @@
 In one run, on loopback:
 
 1. Builds a real CNCF registry of `--repos` repositories x `--tags` tags of small generated images
-   pushed over the registry API (tests/support/synthetic.py): every image has a base of 3 layers
+   pushed over the registry API (harness/pusher.py): every image has a base of 3 layers
    shared by a tenth of the repositories, one layer and one config of its own.
 2. The registry's ceiling: `wrk` (C, kept-alive connections) GETs the same manifests (by tag) and
    configs a full scan reads, cycling through all of them; requests/s divided by the requests an
@@ -56,10 +56,10 @@ end
 
 
 def build(url: str, repos: int, tags: int) -> list:
-    from tests.support.synthetic import SyntheticPusher, make_base
+    from harness.pusher import Pusher, make_base
 
     bases = [make_base(f"base{i}", layers=3, size=16384 + 4096 * i) for i in range(max(1, repos // 10))]
-    with SyntheticPusher(url) as push:
+    with Pusher(url) as push:
 
         def one(r: int) -> list:
             name = f"team{r % 20}/app{r}"
@@ -184,8 +184,8 @@ def main() -> int:
     from analytics.selectors.scope import Scope
     from analytics.selectors.summary import dedup_summary
     from config.celery import app
-    from tests.support.celery_worker import CeleryWorker
-    from tests.support.registry import RegistryServer, blobstore_bytes
+    from harness.celery_worker import CeleryWorker
+    from harness.registry import RegistryServer, blobstore_bytes
 
     call_command("migrate", "--noinput", verbosity=0)
     call_command("flush", "--noinput", verbosity=0)

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.images import build_demo_registry  # noqa: E402
-from tests.support.registry import RegistryServer  # noqa: E402
+from harness.images import build_demo_registry  # noqa: E402
+from harness.registry import RegistryServer  # noqa: E402
 
 PY = str(ROOT / ".venv" / "bin" / "python")
 VAR = ROOT / "var" / "run"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.images import build_demo_registry  # noqa: E402
-from tests.support.tools import ToolMissing  # noqa: E402
+from harness.images import build_demo_registry  # noqa: E402
+from harness.tools import ToolMissing  # noqa: E402
 
 
 def _loopback(host_port: str) -> bool:

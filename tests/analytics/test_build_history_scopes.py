@@ -18,7 +18,7 @@ from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Blob, BlobLine, HistoryEntry, ManifestLayer, Registry, Repository
 from analytics.selectors.content import bytes_by_instruction, largest_layers
 from analytics.selectors.scope import Scope
-from tests.analytics.records import image, index, layer, snapshot
+from harness.records import image, index, layer, snapshot
 from workers.registry.records import KIND_ARTIFACT
 
 BASE = [layer("base-1", 28_000_000), layer("base-2", 2000)]

@@ -26,7 +26,7 @@ from analytics.models import (
 from analytics.selectors.content import bytes_by_instruction
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary, dedup_summary_computed
-from tests.analytics.records import image, index, layer, snapshot
+from harness.records import image, index, layer, snapshot
 from workers.registry.records import KIND_ARTIFACT
 
 BASE = [layer("base-1", 28_000_000), layer("base-2", 2000)]

@@ -19,7 +19,7 @@ from analytics.models import (
 from analytics.selectors.images import image_layers, image_sizes, images
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
-from tests.analytics.records import image, index, layer, snapshot
+from harness.records import image, index, layer, snapshot
 from workers.registry.records import ManifestFailure
 
 BASE = [layer("base-1", 1000), layer("base-2", 2000)]

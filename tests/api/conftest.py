@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from analytics.models import Registry, Repository
 from analytics.registries import registry_upsert
-from tests.api import factories as f
+from harness import records as f
 
 PASSWORD = "s3cret-Pa55word-never-shown"
 
@@ -35,8 +35,20 @@ class World:
 def world(db) -> World:
     registry = registry_upsert(url="http://127.0.0.1:5999", username="robot", password=PASSWORD)
     base = f.layer("base", 10_000)
-    image_a = f.image("a", layers=[base, f.layer("app", 2_000)], config_size=1_000, manifest_size=500)
-    image_b = f.image("b", layers=[base, f.layer("web", 3_000)], config_size=1_100, manifest_size=600)
+    image_a = f.image(
+        "a",
+        layers=[base, f.layer("app", 2_000)],
+        config_size=1_000,
+        manifest_size=500,
+        empty_steps={1: "ENV A=1"},
+    )
+    image_b = f.image(
+        "b",
+        layers=[base, f.layer("web", 3_000)],
+        config_size=1_100,
+        manifest_size=600,
+        empty_steps={1: "ENV B=1"},
+    )
     app = f.ingest(registry, "team/app", {"1.0": image_a, "latest": image_a})
     web = f.ingest(registry, "team/web", {"latest": image_b})
     return World(registry=registry, app=app, web=web, base=base, image_a=image_a, image_b=image_b)

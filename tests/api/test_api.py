@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from analytics.models import Registry, RepositoryManifest, Scan
-from tests.api import factories as f
+from harness import records as f
 from tests.api.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ import pytest
 from analytics.api import csv as csv_export
 from analytics.models import Registry, RepositoryManifest, Tag, TagEvent
 from analytics.registries import registry_upsert
-from tests.api import factories as f
+from harness import records as f
 
 API = "/api/v1/"
 IMAGES_PER_REPOSITORY = 31  # with two repositories: more than one JSON page (50) and many chunks

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.dockerd import DockerDaemon
-from tests.support.images import write_tree
+from harness.dockerd import DockerDaemon
+from harness.images import write_tree
 
 PREFIX = "ll-engine"
 

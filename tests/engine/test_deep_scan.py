@@ -14,7 +14,7 @@ import zstandard
 from analytics.models import Blob, ManifestLayer, Repository, Scan
 from analytics.scans.deep import repository_deep_scan
 from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
-from tests.support.registry import BLOBS_SUBPATH
+from harness.registry import BLOBS_SUBPATH
 from workers.registry.deep import BudgetExceeded, ByteBudget, measure_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]

@@ -12,7 +12,7 @@ import pytest
 from analytics.engines import services as engine_services
 from analytics.models import Blob, EngineImage, ManifestLayer, Scan
 from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
-from tests.support.registry import BLOBS_SUBPATH
+from harness.registry import BLOBS_SUBPATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

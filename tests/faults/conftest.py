@@ -9,11 +9,11 @@ from datetime import datetime
 import pytest
 
 from config.celery import app
-from tests.support.celery_worker import CeleryWorker
-from tests.support.generated import PushedRepository, push_repository
-from tests.support.registry import RegistryServer
+from harness.celery_worker import CeleryWorker
+from harness.pusher import PushedRepository, Pusher
+from harness.registry import RegistryServer
+from harness.tools import free_loopback_port
 from tests.support.slow_proxy import SlowProxy
-from tests.support.tools import free_loopback_port
 
 REPOSITORIES = ("fault/alpha", "fault/beta", "fault/gamma")
 TAGS = 16
@@ -36,7 +36,8 @@ CAP = 2
 def fault_registry():
     """A real registry (fixed port, so it can be restarted) holding generated images."""
     server = RegistryServer(port=free_loopback_port()).start()
-    pushed = {name: push_repository(server.url, name, tags=TAGS, seed="faults") for name in REPOSITORIES}
+    with Pusher(server.url) as push:
+        pushed = {name: push.repository(name, tags=TAGS, seed="faults") for name in REPOSITORIES}
     try:
         yield server, pushed
     finally:

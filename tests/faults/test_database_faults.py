@@ -28,12 +28,12 @@ from analytics.scans.runtime import Heartbeat
 from analytics.scans.start import scan_start, scan_start_inline
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary, dedup_summary_computed
+from harness.pusher import Pusher
+from harness.registry import RegistryServer
+from harness.tools import free_loopback_port
 from tests.analytics.test_figures import _assert_consistent
 from tests.faults.conftest import recorded, truth
-from tests.support.generated import push_repository
-from tests.support.registry import RegistryServer
 from tests.support.slow_proxy import SlowProxy
-from tests.support.tools import free_loopback_port
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,8 @@ ROUNDS = 3
 @pytest.fixture(scope="module")
 def db_fault_registry():
     server = RegistryServer(port=free_loopback_port()).start()
-    pushed = {name: push_repository(server.url, name, tags=TAGS, seed="dbfaults") for name in REPOSITORIES}
+    with Pusher(server.url) as push:
+        pushed = {name: push.repository(name, tags=TAGS, seed="dbfaults") for name in REPOSITORIES}
     try:
         yield server, pushed
     finally:
@@ -158,7 +159,7 @@ def test_database_connections_dropped_mid_ingest_end_in_the_same_data_as_a_clean
     assert parent.repositories_done == parent.repositories_total == len(REPOSITORIES)
     assert parent.tags_count == len(REPOSITORIES) * TAGS
 
-    # What the registry holds (tests/support/generated.py), tag by tag and layer by layer.
+    # What the registry holds (harness/pusher.py), tag by tag and layer by layer.
     assert recorded(proxy.url) == truth(pushed)
     registry = parent.registry
     for name, repo in pushed.items():

@@ -1,6 +1,6 @@
 """Fault tests with real processes: workers killed mid-scan, the registry going away mid-scan, and
 several workers competing for one repository. What is recorded is compared with what was pushed
-(tests/support/generated.py) and with a clean scan of the same registry."""
+(harness/pusher.py) and with a clean scan of the same registry."""
 
 from __future__ import annotations
 

@@ -18,9 +18,9 @@ from analytics.selectors.content import cross_registry_content, missed_savings
 from analytics.selectors.lineage import image_derived, image_lineage, stale_bases
 from analytics.selectors.scope import Scope
 from analytics.selectors.whatif import TagRule, whatif
-from tests.support.images import manifest_digest, skopeo_inspect_config, skopeo_inspect_raw
-from tests.support.registry import RegistryServer, blobstore_bytes, blobstore_digests
-from tests.support.tools import require_tool
+from harness.images import manifest_digest, skopeo_inspect_config, skopeo_inspect_raw
+from harness.registry import RegistryServer, blobstore_bytes, blobstore_digests
+from harness.tools import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

@@ -12,7 +12,7 @@ from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Registry, Repository, RepositoryManifest, Tag
 from analytics.selectors.lineage import image_base, image_derived, image_lineage, stale_bases
 from analytics.selectors.whatif import TagRule, deletion_impact, rule_tags, whatif
-from tests.analytics.records import image, index, layer, snapshot
+from harness.records import image, index, layer, snapshot
 
 A, B, C, D, E = (layer(n, s) for n, s in [("a", 1000), ("b", 2000), ("c", 300), ("d", 40), ("e", 5)])
 BASE = image("base", [A, B])
@@ -23,7 +23,7 @@ SHUFFLED = image("shuffled", [B, A, C, D, E])  # a superset of APP's layers, not
 
 
 def size(record) -> int:
-    """An image's bytes: manifest, config and distinct layers (records.image: config = 1000 + n)."""
+    """An image's bytes: manifest, config and distinct layers (harness.records.image: config = 1000 + n)."""
     return record.size + record.config.size + sum({x.digest: x.size for x in record.layers}.values())
 
 

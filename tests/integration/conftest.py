@@ -2,7 +2,7 @@ import pytest
 from django.conf import settings
 
 from config.celery import app
-from tests.support.celery_worker import CeleryWorker
+from harness.celery_worker import CeleryWorker
 
 
 @pytest.fixture

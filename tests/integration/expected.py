@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 
-from tests.support.images import skopeo_inspect_raw
+from harness.images import skopeo_inspect_raw
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def expected_registry(host: str, tags: list[tuple[str, str]]) -> ExpectedRegistr
     def visit(repository: str, ref: str, platform: str = "") -> None:
         raw = skopeo_inspect_raw(f"{host}/{repository}{ref}")
         doc = json.loads(raw)
-        from tests.support.images import manifest_digest
+        from harness.images import manifest_digest
 
         digest = manifest_digest(raw)
         if "manifests" in doc:

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from analytics.models import Registry, Scan
 from analytics.scans.start import scan_start_inline
-from tests.support.registry import RegistryServer, blobstore_bytes
+from harness.registry import RegistryServer, blobstore_bytes
 
 pytestmark = pytest.mark.integration
 PASSWORD = "s3cret-Pa55word"

@@ -19,8 +19,8 @@ from analytics.scans.runtime import lease_deadline
 from analytics.scans.start import scan_create, scan_request_resolve
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
-from tests.support.registry import RegistryServer, blobstore_bytes
-from tests.support.synthetic import SyntheticPusher, make_base
+from harness.pusher import Pusher, make_base
+from harness.registry import RegistryServer, blobstore_bytes
 
 # Reader threads use their own connections: the rows must be committed for them to see.
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -33,7 +33,7 @@ TAGS = ("v1", "v2", "v3")
 def registry() -> Iterator[RegistryServer]:
     with RegistryServer() as reg:
         base = make_base("os")
-        with SyntheticPusher(reg.url) as push:
+        with Pusher(reg.url) as push:
             for name in REPOS:
                 for tag in TAGS:
                     push.image(name, tag, seed=f"{name}:{tag}", base=base)

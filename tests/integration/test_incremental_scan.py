@@ -2,7 +2,7 @@
 
 Requests are counted in the client (an httpx request hook on the client the services build), since the
 registry has no request counter; figures are compared with the blob store on disk and with what the
-test itself pushed (tests/support/synthetic.py).
+test itself pushed (harness/pusher.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from analytics.scans.clients import registry_client
 from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
-from tests.support.registry import RegistryServer, blobstore_bytes
+from harness.pusher import Pusher, make_base
+from harness.registry import RegistryServer, blobstore_bytes
 from tests.support.slow_proxy import SlowProxy
-from tests.support.synthetic import SyntheticPusher, make_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -66,7 +66,7 @@ def skopeo(*args: str) -> dict:
 
 def test_rescan_of_unchanged_repository_sends_tag_list_and_one_head_per_tag(registry, requests_seen):
     base = make_base("os")
-    with SyntheticPusher(registry.url) as push:
+    with Pusher(registry.url) as push:
         for tag in ("v1", "v2", "v3"):
             push.image("team/app", tag, seed=f"app-{tag}", base=base)
     first = scan_repository(registry.url, "team/app")
@@ -95,7 +95,7 @@ def test_rescan_heads_reuse_kept_alive_connections(registry, settings):
     arrive (a proxy in front of it): not one connection per HEAD."""
     base = make_base("os")
     tags = [f"v{i}" for i in range(30)]
-    with SyntheticPusher(registry.url) as push:
+    with Pusher(registry.url) as push:
         for tag in tags:
             push.image("team/app", tag, seed=f"app-{tag}", base=base)
     proxy = SlowProxy(registry.url, delay=0).start()
@@ -115,7 +115,7 @@ def test_rescan_heads_reuse_kept_alive_connections(registry, settings):
 
 def test_rescan_reads_new_and_moved_tags_again(registry, requests_seen):
     base = make_base("os")
-    with SyntheticPusher(registry.url) as push:
+    with Pusher(registry.url) as push:
         old = push.image("team/app", "v1", seed="v1", base=base)
         push.image("team/app", "v2", seed="v2", base=base)
         scan_repository(registry.url, "team/app")
@@ -149,7 +149,7 @@ def test_rescan_reads_new_and_moved_tags_again(registry, requests_seen):
 
 def test_config_known_from_another_repository_is_not_fetched(registry, requests_seen):
     base = make_base("os")
-    with SyntheticPusher(registry.url) as push:
+    with Pusher(registry.url) as push:
         first = push.image("team/app", "v1", seed="app", base=base)
         # Another repository: another manifest (an annotation differs) naming the same config.
         other = push.image(

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.fixtures import BuiltRegistry
-from tests.support.images import (
+from harness.images import (
     DOCKER_V2,
     OCI_INDEX,
     OCI_MANIFEST,
     skopeo_inspect_config,
     skopeo_inspect_raw,
 )
-from tests.support.registry import RegistryServer, blobstore_bytes, blobstore_digests
+from harness.registry import RegistryServer, blobstore_bytes, blobstore_digests
+from tests.support.fixtures import BuiltRegistry
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from analytics.models import Manifest, Registry, Scan, ScanError, Tag
 from analytics.scans.start import scan_create, scan_request_resolve, scan_run_inline
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
-from tests.support.registry import RegistryServer, blobstore_bytes, blobstore_digests
+from harness.registry import RegistryServer, blobstore_bytes, blobstore_digests
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

@@ -26,9 +26,9 @@ from analytics.scans.start import scan_start, scan_start_inline
 from analytics.selectors.images import image_layers, image_sizes, images
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
+from harness.images import skopeo_inspect_config
+from harness.registry import RegistryServer, blobstore_bytes, blobstore_digests
 from tests.integration.expected import expected_registry
-from tests.support.images import skopeo_inspect_config
-from tests.support.registry import RegistryServer, blobstore_bytes, blobstore_digests
 
 pytestmark = pytest.mark.integration
 

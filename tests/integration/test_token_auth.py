@@ -17,7 +17,7 @@ from analytics.models import Registry, Scan, ScanError
 from analytics.scans.start import scan_start_inline
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
-from tests.support.registry import RegistryServer, blobstore_bytes
+from harness.registry import RegistryServer, blobstore_bytes
 from tests.support.token_server import TokenServer
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ from analytics.models import Registry, Scan
 from analytics.registries import registry_create
 from analytics.scans.start import scan_start
 from config.celery import app
-from tests.support.celery_worker import CeleryWorker
-from tests.support.generated import push_repository
-from tests.support.registry import RegistryServer
+from harness.celery_worker import CeleryWorker
+from harness.pusher import Pusher
+from harness.registry import RegistryServer
 from tests.support.slow_proxy import SlowProxy
 
 REPOSITORIES = ("limits/a", "limits/b")
@@ -78,8 +78,9 @@ def limits_registries():
     servers = [RegistryServer().start() for _ in range(3)]
     try:
         for i, server in enumerate(servers):
-            for name in REPOSITORIES:
-                push_repository(server.url, name, tags=TAGS, seed=f"limits-{i}")
+            with Pusher(server.url) as push:
+                for name in REPOSITORIES:
+                    push.repository(name, tags=TAGS, seed=f"limits-{i}")
         yield servers
     finally:
         for server in servers:

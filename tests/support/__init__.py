@@ -1,1 +1,2 @@
-"""Test support: real services (PostgreSQL, Redis, registry, dockerd) and image builders."""
+"""What serves the tests alone: pytest fixtures and the fake servers they talk to (a hostile registry,
+a slow proxy, a token server). The real parts live in `harness`."""

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from .dockerd import DockerDaemon
-from .images import PushedImage, build_test_registry
-from .registry import RegistryServer
-from .services import ServiceError, ensure_services
-from .tools import BOOTSTRAP_HINT, ToolMissing
+from harness.dockerd import DockerDaemon
+from harness.images import PushedImage, build_test_registry
+from harness.registry import RegistryServer
+from harness.services import ServiceError, ensure_services
+from harness.tools import BOOTSTRAP_HINT, ToolMissing
 
 
 @dataclass

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from tests.support.tools import BOOTSTRAP_HINT
+from harness.tools import BOOTSTRAP_HINT
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from analytics.models import Registry, RepositoryManifest
-from tests.support.images import manifest_digest, skopeo_copy, skopeo_inspect_config, skopeo_inspect_raw
-from tests.support.registry import RegistryServer
+from harness.images import manifest_digest, skopeo_copy, skopeo_inspect_config, skopeo_inspect_raw
+from harness.registry import RegistryServer
 from tests.web.browser import api, axis, embedded, login, results, scan, series, visit
 
 pytestmark = [pytest.mark.integration]

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 
 from analytics.engines import services as engine_services
 from analytics.models import Registry, RepositoryManifest, Tag
-from tests.support.images import skopeo_inspect_raw
+from harness.images import skopeo_inspect_raw
 from tests.web.browser import api, embedded, login, page_links, results, scan, series, visit
 
 pytestmark = [pytest.mark.integration]

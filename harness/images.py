@@ -481,7 +481,7 @@ def build_demo_registry(registry_host: str, creds: tuple[str, str] | None = None
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] != "demo":
-        print("usage: python -m tests.support.images demo HOST:PORT", file=sys.stderr)
+        print("usage: python -m harness.images demo HOST:PORT", file=sys.stderr)
         return 2
     t0 = time.monotonic()
     pushed = build_demo_registry(args[1])

@@ -2,11 +2,19 @@
 
 Blobs go up monolithically (POST an upload, PUT it with `?digest=`), or are mounted from another
 repository of the same registry (`?mount=&from=`, as docker does for shared base layers); then the
-manifest is PUT by tag. Everything is deterministic from its seed, so a test knows the digests and
-sizes it pushed without asking the code under test.
+manifest is PUT by tag. Everything is deterministic from its seed, and every push returns what it
+pushed, so a caller knows the digests and sizes without asking the code under test.
 
-    with SyntheticPusher(registry.url) as push:
-        image = push.image("team/app", "v1", base=push.base("alpine", layers=2), seed="app-v1")
+Two shapes, one vocabulary (a `Base` of shared layers, a `seed`, `Pushed*` results):
+
+* `Pusher.image`: one tag, a base's layers (uploaded once, mounted into other repositories) under a
+  layer of its own;
+* `Pusher.repository`: many tags quickly (`t000`, `t001`, ...) over the same layers, each with its own
+  config and so its own manifest.
+
+    with Pusher(registry.url) as push:
+        image = push.image("team/app", "v1", base=make_base("alpine", layers=2), seed="app-v1")
+        repo = push.repository("fault/alpha", tags=16, seed="faults")
 """
 
 from __future__ import annotations
@@ -45,6 +53,10 @@ class Base:
     home: dict[str, str] = field(default_factory=dict)  # layer digest -> a repository holding it
 
 
+def make_base(name: str, *, layers: int = 3, size: int = 8192) -> Base:
+    return Base(name=name, layers=[blob_bytes(f"base:{name}:{i}", size) for i in range(layers)])
+
+
 @dataclass(frozen=True)
 class PushedImage:
     repository: str
@@ -57,10 +69,35 @@ class PushedImage:
 
     @property
     def blobs(self) -> dict[str, int]:
-        """Everything this image makes the registry store: manifest, config and layers, by digest."""
-        out = {self.digest: len(self.manifest), self.config_digest: len(self.config)}
-        out.update(self.layers)
-        return out
+        """The blobs this image makes the registry store besides its manifest: config and layers."""
+        return {self.config_digest: len(self.config), **dict(self.layers)}
+
+
+@dataclass
+class PushedRepository:
+    repository: str
+    images: dict[str, PushedImage] = field(default_factory=dict)  # by tag, in push order
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tag -> manifest digest."""
+        return {tag: image.digest for tag, image in self.images.items()}
+
+    @property
+    def manifests(self) -> dict[str, int]:
+        """Manifest digest -> size."""
+        return {image.digest: len(image.manifest) for image in self.images.values()}
+
+    @property
+    def blobs(self) -> dict[str, int]:
+        """Digest -> size of every config and layer."""
+        return {d: size for image in self.images.values() for d, size in image.blobs.items()}
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer digests, bottom to top: every tag has the same."""
+        first = next(iter(self.images.values()), None)
+        return [d for d, _ in first.layers] if first else []
 
 
 def image_config(*, seed: str, layers: list[bytes], labels: dict[str, str] | None = None) -> bytes:
@@ -92,7 +129,7 @@ def image_manifest(*, config: bytes, layers: list[bytes], annotations: dict[str,
     return json.dumps(doc, sort_keys=True).encode()
 
 
-class SyntheticPusher:
+class Pusher:
     """Pushes generated images to one registry; thread-safe (one pooled httpx client)."""
 
     def __init__(self, base_url: str, *, max_connections: int = 16) -> None:
@@ -102,7 +139,7 @@ class SyntheticPusher:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> SyntheticPusher:
+    def __enter__(self) -> Pusher:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -160,8 +197,9 @@ class SyntheticPusher:
         config: bytes | None = None,
         annotations: dict[str, str] | None = None,
     ) -> PushedImage:
-        """Push an image: `base`'s layers (mounted when another repository has them), one layer of its
-        own and its config (or the `config` given, to share one between manifests); tagged `tag`."""
+        """Push an image: `base`'s layers (mounted when another repository has them), a layer of its own
+        (none when `own_layer_bytes` is 0) and its config (or the `config` given, to share one between
+        manifests); tagged `tag`."""
         base_layers = list(base.layers) if base else []
         for data in base_layers:
             d = digest_of(data)
@@ -172,10 +210,12 @@ class SyntheticPusher:
                     base.home[d] = repository
             elif home != repository:
                 self.mount(repository, d, home, data)
-        own = blob_bytes(f"layer:{seed}", own_layer_bytes)
-        layers = [*base_layers, own]
+        layers = list(base_layers)
+        if own_layer_bytes:
+            own = blob_bytes(f"layer:{seed}", own_layer_bytes)
+            self.upload(repository, own)
+            layers.append(own)
         config = config or image_config(seed=seed, layers=layers)
-        self.upload(repository, own)
         self.upload(repository, config)
         manifest = image_manifest(config=config, layers=layers, annotations=annotations)
         digest = self.put_manifest(repository, tag, manifest)
@@ -189,6 +229,18 @@ class SyntheticPusher:
             layers=tuple((digest_of(b), len(b)) for b in layers),
         )
 
-
-def make_base(name: str, *, layers: int = 3, size: int = 8192) -> Base:
-    return Base(name=name, layers=[blob_bytes(f"base:{name}:{i}", size) for i in range(layers)])
+    def repository(self, repository: str, *, tags: int, seed: str, layers: int = 2) -> PushedRepository:
+        """`tags` images `t000`, `t001`, ... in `repository` over the same `layers` layers (2 KiB, 4 KiB,
+        ...), each tag its own config, so its own manifest. The layers derive from `seed` and the
+        repository's name, so repositories (and registries pushed with other seeds) share nothing."""
+        base = Base(
+            name=f"{seed}/{repository}",
+            layers=[blob_bytes(f"{seed}/{repository}/layer{i}", 2048 * (i + 1)) for i in range(layers)],
+        )
+        pushed = PushedRepository(repository)
+        for t in range(tags):
+            tag = f"t{t:03d}"
+            pushed.images[tag] = self.image(
+                repository, tag, seed=f"{seed}/{repository}/{tag}", base=base, own_layer_bytes=0
+            )
+        return pushed

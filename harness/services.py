@@ -1,7 +1,7 @@
 """Make sure PostgreSQL and Redis answer on loopback; start them when they do not.
 
 One implementation, used from pytest (``ensure_services()``) and from the shell through
-``scripts/services.sh start|stop|status`` (which runs ``python -m tests.support.services``).
+``scripts/services.sh start|stop|status`` (which runs ``python -m harness.services``).
 
 * PostgreSQL (127.0.0.1:5432 by default, from DATABASE_URL): if it does not answer, start the
   Debian cluster with ``pg_ctlcluster`` when one exists, otherwise ``initdb`` (trust auth, user
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 VAR = REPO_ROOT / "var"
 STATE_DIR = VAR / "services"
 STATE_FILE = STATE_DIR / "started.json"

@@ -13,7 +13,8 @@ hash comes from ``htpasswd -nbB`` when apache2-utils is installed, otherwise fro
 ``crypt`` module with METHOD_BLOWFISH (Debian 12's libxcrypt implements bcrypt ``$2b$``).
 
 Token auth: ``RegistryServer(token_auth=TokenServer(...).start())`` configures ``auth.token`` (realm,
-service, issuer, rootcertbundle) so the registry verifies that server's JWTs (tests/support/token_server.py).
+service, issuer, rootcertbundle) so the registry verifies that server's JWTs (tests/support/token_server.py
+is one such server; anything with those four attributes will do).
 """
 
 from __future__ import annotations
@@ -30,11 +31,25 @@ import urllib.request
 import warnings
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
-from .token_server import TokenServer
 from .tools import free_loopback_port, require_tool, stop_process
 
 BLOBS_SUBPATH = Path("docker/registry/v2/blobs")
+
+
+class TokenAuth(Protocol):
+    """What the registry's `auth.token` section needs from a token server; a protocol, because the
+    token server is a test's own and the harness imports no tests."""
+
+    @property
+    def realm(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def cert_path(self) -> Path: ...
 
 
 def blobstore_digests(root: str | os.PathLike[str]) -> dict[str, int]:
@@ -79,7 +94,7 @@ def bcrypt_htpasswd_line(username: str, password: str) -> str:
 
 
 def _config_yaml(
-    root: Path, port: int, htpasswd_path: Path | None, token_auth: TokenServer | None = None
+    root: Path, port: int, htpasswd_path: Path | None, token_auth: TokenAuth | None = None
 ) -> str:
     lines = [
         "version: 0.1",
@@ -134,7 +149,7 @@ class RegistryServer:
         workdir: str | os.PathLike[str] | None = None,
         port: int | None = None,
         startup_timeout: float = 30,
-        token_auth: TokenServer | None = None,
+        token_auth: TokenAuth | None = None,
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")

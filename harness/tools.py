@@ -1,4 +1,4 @@
-"""Small helpers shared by the test-support modules: tool lookup and subprocess running."""
+"""Small helpers shared by the harness modules: tool lookup and subprocess running."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP_HINT = "run scripts/bootstrap.sh to install the project's tools"
 
 # Where Debian puts tools that may not be on a non-root PATH.

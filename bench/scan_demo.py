@@ -41,7 +41,8 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=20, help="extra namespaces holding copies of the demo")
     args = parser.parse_args()
 
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "layerlens_bench"], capture_output=True)
+    dbname = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", dbname], capture_output=True)
     import django
 
     django.setup()

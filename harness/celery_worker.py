@@ -1,4 +1,4 @@
-"""A real Celery worker process for integration tests, on the test broker and the test database."""
+"""A real Celery worker process (tests, benchmarks), on the broker and database it is given."""
 
 from __future__ import annotations
 

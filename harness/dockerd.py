@@ -1,4 +1,4 @@
-"""A real Docker Engine (`dockerd`, vfs storage driver) private to the tests.
+"""A real Docker Engine (`dockerd`, vfs storage driver) private to its caller (tests, benchmarks).
 
 It listens only on its own unix socket (no TCP), creates no bridge and touches no iptables.
 Registries on 127.0.0.0/8 are treated as insecure (plain HTTP) by dockerd by default (checked with

@@ -43,9 +43,14 @@ def digest(label: str) -> str:
     return "sha256:" + hashlib.sha256(label.encode()).hexdigest()
 
 
-def layer(label: str, size: int) -> BlobRecord:
+def layer(label: str, size: int, *, uncompressed_size: int | None = None) -> BlobRecord:
+    """A gzip layer of `size` bytes; `uncompressed_size` as an engine or a deep scan would know it."""
     return BlobRecord(
-        digest=digest("layer:" + label), media_type=LAYER, size=size, diff_id=digest("diff:" + label)
+        digest=digest("layer:" + label),
+        media_type=LAYER,
+        size=size,
+        diff_id=digest("diff:" + label),
+        uncompressed_size=uncompressed_size,
     )
 
 

@@ -34,17 +34,17 @@ class World:
 @pytest.fixture
 def world(db) -> World:
     registry = registry_upsert(url="http://127.0.0.1:5999", username="robot", password=PASSWORD)
-    base = f.layer("base", 10_000)
+    base = f.layer("base", 10_000, uncompressed_size=30_000)
     image_a = f.image(
         "a",
-        layers=[base, f.layer("app", 2_000)],
+        layers=[base, f.layer("app", 2_000, uncompressed_size=6_000)],
         config_size=1_000,
         manifest_size=500,
         empty_steps={1: "ENV A=1"},
     )
     image_b = f.image(
         "b",
-        layers=[base, f.layer("web", 3_000)],
+        layers=[base, f.layer("web", 3_000, uncompressed_size=9_000)],
         config_size=1_100,
         manifest_size=600,
         empty_steps={1: "ENV B=1"},

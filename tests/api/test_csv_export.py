@@ -30,13 +30,13 @@ def fleet(db):
     """Two repositories of 31 images each; every image holds the base layer and one layer of its own,
     of size 1000 + i (so ordering by size is known)."""
     registry = registry_upsert(url="http://127.0.0.1:5998", name="fleet")
-    base = f.layer("fleet-base", 50_000)
+    base = f.layer("fleet-base", 50_000, uncompressed_size=150_000)
     images = {}
     for repo in ("team/a", "team/b"):
         records = [
             f.image(
                 f"{repo}-{i}",
-                layers=[base, f.layer(f"{repo}-{i}", 1_000 + i)],
+                layers=[base, f.layer(f"{repo}-{i}", 1_000 + i, uncompressed_size=3 * (1_000 + i))],
                 config_size=100,
                 manifest_size=200,
             )

@@ -2,45 +2,14 @@
 
     .venv/bin/python -m bench.generate --images 1000000 --seed 1   # into layerlens_bench_scale
 
-Shape and where it comes from (`python -m bench.shape --database X` prints the achieved shape beside these):
-
-- Layer counts and compressed layer sizes: an empirical sample of Docker Hub itself, the linux/amd64
-  layers of 15 official images' `latest` tags as docker-library/repo-info records them (`remote/*.md`,
-  "Size: ... (N bytes)", i.e. the blob's Content-Length; repository commits in bench/hub_sample.py).
-  Layers per image: p10 2.8, median 7, p90 11, max 14. Distinct compressed layer sizes (90 layers): p10
-  223 B, median 1.7 MB, p90 67.8 MB, max 236 MB; 30% are under 1 KB (small RUN/COPY steps).
-  Image sizes: p10 36 MB, median 157 MB, p90 416 MB. An image draws its total layer count from the
-  sample (rank interpolated) and its own layers' sizes from the layer sample (interpolated
-  geometrically); its base stack's layers count towards the total. The sample is official images, not
-  a random draw, so it leans large.
-- Base stacks (`BASES`): the real layer sizes of those images' stacks (debian bookworm-slim, trixie-slim,
-  trixie + buildpack-deps, alpine, ubuntu and what builds on them), with per-stack image quotas. A
-  root's subtree of quotas sums to at most `HOT_SHARE` (10%), so the hottest layer (the 28 MB
-  `debian:bookworm-slim` one, under php-, cassandra- and memcached-like stacks) is held by at most 9.8%
-  of the images (98,000 at a million, plus its stacks' 4 library images) however repository sizes fall:
-  "a few hot base layers held by up to 100,000 images". Whole repositories are placed, so
-  quotas fill to about 90% (8.8% at 200,000 images). About half the images build on no shared base.
-- Zhao et al., "Large-Scale Analysis of the Docker Hub Dataset" (IEEE CLUSTER 2019,
-  doi:10.1109/CLUSTER.2019.8891000; journal version IEEE TPDS 2021, doi:10.1109/TPDS.2020.3034517),
-  abstract: over 167 TB of uncompressed Docker Hub images, at least half a million public images, only 3%
-  of files unique. Its findings that most layers are referenced by a single image and that image
-  popularity is skewed (as summarised on the paper's bohrium.com page; the CDFs themselves were not
-  available to transcribe) give the long tail: every image's own layers are new blobs, reused only by
-  the next image of the same repository (60% of the time, a prefix), and repository sizes are Pareto
-  (alpha 1.1, capped at 20,000 images).
-
-Also generated, so every report has something to chew on: configs with history (`created_by` from a pool
-of instructions), same-`diff_id` copies under another digest (missed savings), attestation artifacts
-(held, never images), tags with first/last seen, moved tags with their `TagEvent`s (the old image stays
-as an untagged holding), layer chains, and trend snapshots. The maintained figures
-(`analytics.ingest.figures`) are rebuilt set-based at the end, as the migration does. Each layer's `BlobLine`
-(the line of the first manifest listing it) is written here as the layer is first listed, so the
-rebuild need not probe the first manifest of every layer (at 200,000 images, on a loaded machine, that
-probe had run 15 minutes when stopped; the whole run now takes about two).
+Layer counts and sizes come from a measured Docker Hub sample (bench/hub_sample.py), base stacks from
+real official images with per-stack quotas (no layer under more than `HOT_SHARE` of the images), the
+long tail from Zhao et al. (IEEE CLUSTER 2019); bench/README.md says where each figure comes from, and
+`python -m bench.shape --database X` prints the achieved shape beside it.
 
 Rows are streamed with PostgreSQL COPY (psycopg `cursor.copy`), one connection per table, with
-`session_replication_role = replica` (FK triggers off: the data is consistent by construction).
-Deterministic for a seed.
+`session_replication_role = replica` (FK triggers off: the data is consistent by construction); the
+maintained figures are rebuilt set-based at the end, as the migration does. Deterministic for a seed.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from django.http import StreamingHttpResponse
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
 
+from analytics.api import params
+
 CHUNK = 1000
 # An offset walk re-reads every skipped row on each page: fewer, larger pages.
 OFFSET_CHUNK = 5000
@@ -88,11 +90,15 @@ class CSVRenderer(BaseRenderer):
 
 
 def whole_list_wanted(request) -> bool:
-    """CSV was negotiated and no page was named: the caller wants every row."""
+    """CSV was negotiated and no page was named: the caller wants every row. A bad `page_size` is a
+    400 all the same, as on the JSON list."""
     renderer = getattr(request, "accepted_renderer", None)
-    return getattr(renderer, "format", None) == "csv" and not any(
+    wanted = getattr(renderer, "format", None) == "csv" and not any(
         p in request.query_params for p in PAGE_PARAMS
     )
+    if wanted:
+        params.page_size(request)
+    return wanted
 
 
 def serializer_header(serializer) -> list[str]:

@@ -21,6 +21,8 @@ from analytics.selectors.scope import Scope, scope_resolve
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_LIMIT = 1000
+# Keeps an offset (page × page_size) well inside bigint.
+MAX_PAGE = 10**9
 # Ids and keys end up in bigint columns.
 MAX_INT = 2**63 - 1
 TRUE = frozenset({"1", "true", "yes", "on"})
@@ -37,7 +39,6 @@ def check_query(request) -> None:
 # Every API view: a NUL byte in any query parameter is a 400 before the view runs. (A comment, not a
 # docstring: the schema would take it as the description of every view without its own.)
 class CheckedQuery:
-
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         check_query(request)
@@ -60,7 +61,8 @@ def whole_number(
     maximum: int = MAX_INT,
     cap: int | None = None,
 ) -> int | None:
-    """An integer in [minimum, maximum]; above `cap` it is `cap`. Absent or empty is `default`."""
+    """An integer in [minimum, maximum], or with a `cap` at least `minimum` and at most `cap` (a larger
+    value is taken as `cap`). Absent or empty is `default`."""
     raw = request.query_params.get(name, "").strip()
     if not raw:
         return default
@@ -68,14 +70,14 @@ def whole_number(
         value = int(raw)
     except ValueError:
         value = None
-    if value is None or not minimum <= value <= maximum:
+    if value is None or value < minimum or (cap is None and value > maximum):
         bound = f"from {minimum} to {maximum}" if maximum < MAX_INT else f"of at least {minimum}"
         raise InvalidRequest(f"{name} must be a whole number {bound}, not {raw!r}")
     return min(value, cap) if cap is not None else value
 
 
 def page_number(request) -> int:
-    return whole_number(request, "page", default=1)
+    return whole_number(request, "page", default=1, maximum=MAX_PAGE)
 
 
 def page_size(request) -> int:

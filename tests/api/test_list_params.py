@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from drf_spectacular.generators import SchemaGenerator
 
 from analytics.models import Engine, EngineScan, RepositoryManifest, Scan, Tag, TagEvent
@@ -140,6 +142,22 @@ def test_a_nul_byte_in_any_parameter_of_any_get_is_a_400(fill, client_user):
         if response.status_code != 400 or name not in response.json()["detail"]:
             failures.append((path, name, response.status_code, response.content[:200]))
     assert not failures, failures
+
+
+def test_a_page_of_many_rows_takes_the_queries_of_a_page_of_one(fill, client_user):
+    """Serializers run no queries: per-page extras are fetched once for the page."""
+    compared = []
+    for endpoint in endpoints():
+        if not endpoint.is_list or "page_size" not in endpoint.params:
+            continue
+        path, query = fill(endpoint)
+        with CaptureQueriesContext(connection) as one:
+            client_user.get(path, {**query, "page_size": 1})
+        with CaptureQueriesContext(connection) as many:
+            rows = client_user.get(path, {**query, "page_size": 50}).json()["results"]
+        if len(rows) > 1:
+            compared.append((path, len(one), len(many)))
+    assert len(compared) >= 10 and all(one == many for _, one, many in compared), compared
 
 
 def test_a_page_size_above_the_cap_is_capped_not_refused(world, client_user):

@@ -22,7 +22,6 @@ from analytics.api import params
 CHUNK = 1000
 # An offset walk re-reads every skipped row on each page: fewer, larger pages.
 OFFSET_CHUNK = 5000
-PAGE_PARAMS = ("page", "after")
 
 # OWASP CSV injection: a spreadsheet runs a cell starting with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -93,9 +92,7 @@ def whole_list_wanted(request) -> bool:
     """CSV was negotiated and no page was named: the caller wants every row. A bad `page_size` is a
     400 all the same, as on the JSON list."""
     renderer = getattr(request, "accepted_renderer", None)
-    wanted = getattr(renderer, "format", None) == "csv" and not any(
-        p in request.query_params for p in PAGE_PARAMS
-    )
+    wanted = getattr(renderer, "format", None) == "csv" and not params.page_named(request)
     if wanted:
         params.page_size(request)
     return wanted

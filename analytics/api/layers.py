@@ -17,7 +17,7 @@ from analytics.api.content import ImagePageMixin, sizes_scope
 from analytics.api.csv import CSVListMixin
 from analytics.api.filters import BACKENDS, LayerFilter
 from analytics.api.paging import KeysetPage
-from analytics.api.params import KEYSET_PARAMETERS, SCOPE_PARAMETERS, CheckedQuery, scope_from_request
+from analytics.api.params import AFTER, KEYSET_PARAMETERS, SCOPE_PARAMETERS, CheckedQuery, scope_from_request
 from analytics.api.serializers.common import SCOPE_ERRORS
 from analytics.api.serializers.content import (
     ImageSerializer,
@@ -39,8 +39,6 @@ from analytics.selectors.layers import (
     layer_top,
 )
 from analytics.selectors.scope import Scope
-
-AFTER = KEYSET_PARAMETERS[0]
 
 
 @extend_schema_view(

@@ -43,9 +43,7 @@ class OffsetPage(PageNumberPagination):
         return params.page_size(request)
 
     def get_page_number(self, request, paginator) -> int:
-        if request.query_params.get("page") in self.last_page_strings:
-            return paginator.num_pages
-        return params.page_number(request)
+        return params.page_number(request, last=paginator.num_pages)
 
     def get_next_link(self) -> str | None:
         return page_link(self.request, self.page.next_page_number()) if self.page.has_next() else None

@@ -76,8 +76,16 @@ def whole_number(
     return min(value, cap) if cap is not None else value
 
 
-def page_number(request) -> int:
+def page_number(request, *, last: int | None = None) -> int:
+    """`?page=` from 1; `page=last` too where the list is counted (`last` is then its last page)."""
+    if last is not None and request.query_params.get("page") == "last":
+        return last
     return whole_number(request, "page", default=1, maximum=MAX_PAGE)
+
+
+def page_named(request) -> bool:
+    """A page was asked for by number or by key (so a CSV is that page, not the whole list)."""
+    return "page" in request.query_params or "after" in request.query_params
 
 
 def page_size(request) -> int:
@@ -186,14 +194,11 @@ PAGE_SIZE_DESCRIPTION = (
 )
 AFTER_DESCRIPTION = "The key in the previous page's `next` link; a malformed key is a 400."
 
-PAGE_PARAMETERS = [
-    OpenApiParameter("page", OpenApiTypes.INT, required=False, description=PAGE_DESCRIPTION),
-    OpenApiParameter("page_size", OpenApiTypes.INT, required=False, description=PAGE_SIZE_DESCRIPTION),
-]
-KEYSET_PARAMETERS = [
-    OpenApiParameter("after", OpenApiTypes.STR, required=False, description=AFTER_DESCRIPTION),
-    OpenApiParameter("page_size", OpenApiTypes.INT, required=False, description=PAGE_SIZE_DESCRIPTION),
-]
+PAGE = OpenApiParameter("page", OpenApiTypes.INT, required=False, description=PAGE_DESCRIPTION)
+PAGE_SIZE = OpenApiParameter("page_size", OpenApiTypes.INT, required=False, description=PAGE_SIZE_DESCRIPTION)
+AFTER = OpenApiParameter("after", OpenApiTypes.STR, required=False, description=AFTER_DESCRIPTION)
+PAGE_PARAMETERS = [PAGE, PAGE_SIZE]
+KEYSET_PARAMETERS = [AFTER, PAGE_SIZE]
 UNTAGGED = OpenApiParameter(
     "include_untagged", OpenApiTypes.BOOL, required=False, description="Also manifests no tag reaches."
 )

@@ -79,3 +79,8 @@ def test_an_unusable_value_is_a_400_naming_it(world, client_user, path, name, va
 def test_growth_needs_both_dates(world, client_user):
     response = client_user.get(f"{API}repositories/{world.app.id}/growth/", {"start": "2024-01-01"})
     assert response.status_code == 400 and "end" in response.json()["detail"]
+
+
+def test_a_counted_list_still_takes_page_last(world, client_user):
+    body = client_user.get(API + "tags/", {"page": "last", "page_size": 2}).json()
+    assert body["count"] == 3 and len(body["results"]) == 1 and body["next"] is None and body["previous"]

@@ -120,7 +120,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "analytics.api.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "analytics.api.paging.OffsetPage",
     # Every list also exports as CSV (`?format=csv` or `Accept: text/csv`).
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",

@@ -17,10 +17,11 @@ from django.http import StreamingHttpResponse
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
 
+from analytics.api import params
+
 CHUNK = 1000
 # An offset walk re-reads every skipped row on each page: fewer, larger pages.
 OFFSET_CHUNK = 5000
-PAGE_PARAMS = ("page", "after")
 
 # OWASP CSV injection: a spreadsheet runs a cell starting with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -88,11 +89,13 @@ class CSVRenderer(BaseRenderer):
 
 
 def whole_list_wanted(request) -> bool:
-    """CSV was negotiated and no page was named: the caller wants every row."""
+    """CSV was negotiated and no page was named: the caller wants every row. A bad `page_size` is a
+    400 all the same, as on the JSON list."""
     renderer = getattr(request, "accepted_renderer", None)
-    return getattr(renderer, "format", None) == "csv" and not any(
-        p in request.query_params for p in PAGE_PARAMS
-    )
+    wanted = getattr(renderer, "format", None) == "csv" and not params.page_named(request)
+    if wanted:
+        params.page_size(request)
+    return wanted
 
 
 def serializer_header(serializer) -> list[str]:

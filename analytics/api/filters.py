@@ -1,9 +1,12 @@
-"""django-filter FilterSets; every filter declares its type, so the OpenAPI schema documents it."""
+"""The list filters: django-filter FilterSets (every filter declares its type, so the OpenAPI schema
+documents it) and the filter backends the viewsets use."""
 
 from __future__ import annotations
 
 import django_filters as filters
 from django.db.models import Q
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.filters import OrderingFilter, SearchFilter
 
 from analytics.models import Blob, Repository, RepositoryManifest, Scan, Tag, TagEvent
 from analytics.selectors.images import images_with_tag
@@ -117,3 +120,24 @@ class ScanFilter(filters.FilterSet):
     class Meta:
         model = Scan
         fields = ["registry", "repository", "status", "kind", "parent", "top_level", "trigger"]
+
+
+# --- backends ---------------------------------------------------------------------------------------------
+
+
+class AliasOrderingFilter(OrderingFilter):
+    """`?ordering=` with public names: a view's `ordering_aliases` maps them to model paths."""
+
+    def get_ordering(self, request, queryset, view):
+        ordering = super().get_ordering(request, queryset, view)
+        aliases = getattr(view, "ordering_aliases", {})
+        if not ordering or not aliases:
+            return ordering
+        return [
+            ("-" if term.startswith("-") else "") + aliases.get(term.lstrip("-"), term.lstrip("-"))
+            for term in ordering
+        ]
+
+
+BACKENDS = [DjangoFilterBackend, AliasOrderingFilter, SearchFilter]
+BACKENDS_NO_SEARCH = [DjangoFilterBackend, AliasOrderingFilter]

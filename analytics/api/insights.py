@@ -7,95 +7,31 @@ from dataclasses import asdict
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, serializers
-from rest_framework.permissions import BasePermission
+from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics.api import insight_serializers as s
-from analytics.api.csv import CSVListMixin, csv_stream, offset_chunks, serializer_header, whole_list_wanted
-from analytics.api.views import (
-    SCOPE_ERRORS,
-    SCOPE_PARAMETERS,
-    _bool_param,
-    datetime_param,
-    scope_from_request,
-)
+from analytics.api import params
+from analytics.api.csv import CSVListMixin
+from analytics.api.paging import OffsetPage
+from analytics.api.params import PAGE_PARAMETERS, SCOPE_PARAMETERS, UNTAGGED, CheckedQuery, scope_from_request
+from analytics.api.permissions import ComputeForReaders
+from analytics.api.serializers import insights as s
+from analytics.api.serializers.common import SCOPE_ERRORS
 from analytics.errors import InvalidRequest, NotFound
 from analytics.models import Repository, RepositoryManifest
 from analytics.selectors import content, whatif
 from analytics.selectors.images import image_get_queryset
 from analytics.selectors.lineage import image_derived, image_lineage, stale_bases
-from analytics.selectors.lists import registry_lookup
 from analytics.selectors.scope import Scope, scope_resolve
 from analytics.selectors.trends import repository_growth, snapshot_series
 
-PAGE_PARAMETERS = [
-    OpenApiParameter("page", OpenApiTypes.INT, required=False, description="1-based page number."),
-    OpenApiParameter("page_size", OpenApiTypes.INT, required=False, description="Rows per page (≤ 1000)."),
-]
-UNTAGGED = OpenApiParameter(
-    "include_untagged", OpenApiTypes.BOOL, required=False, description="Also manifests no tag reaches."
-)
 
-
-def page_of(request, fetch, serializer_class):
-    """Offset pages over an ORDER BY ... LIMIT query: fetch one row more to know if a next page exists,
-    so no count(*) over the whole answer is ever run. A whole-list CSV walks the pages to the end."""
-    if whole_list_wanted(request):
-        rows = (serializer_class(rows, many=True).data for rows in offset_chunks(fetch))
-        return csv_stream(request, rows, header=serializer_header(serializer_class()))
-    try:
-        page = max(int(request.query_params.get("page", 1)), 1)
-        size = min(max(int(request.query_params.get("page_size", 50)), 1), 1000)
-    except ValueError as exc:
-        raise InvalidRequest("page and page_size are whole numbers") from exc
-    rows = fetch(limit=size + 1, offset=(page - 1) * size)
-
-    def link(number):
-        return request.build_absolute_uri() if number is None else _replace(request, page=number)
-
-    return Response(
-        {
-            "next": link(page + 1) if len(rows) > size else None,
-            "previous": link(page - 1) if page > 1 else None,
-            "results": serializer_class(rows[:size], many=True).data,
-        }
-    )
-
-
-def _replace(request, **params):
-    query = request.query_params.copy()
-    for key, value in params.items():
-        query[key] = str(value)
-    return request.build_absolute_uri(request.path + "?" + query.urlencode())
-
-
-def paged_schema(serializer_class, *, parameters=(), **kwargs):
-    """An offset page of a list selector, documented as such."""
-    name = f"Paged{serializer_class.__name__.removesuffix('Serializer')}List"
-    page = type(
-        name,
-        (serializers.Serializer,),
-        {
-            "next": serializers.URLField(allow_null=True),
-            "previous": serializers.URLField(allow_null=True),
-            "results": serializer_class(many=True),
-        },
-    )
+def paged_schema(page_serializer, *, parameters=(), **kwargs):
+    """An uncounted offset page of a list selector, documented as such."""
     return extend_schema(
-        parameters=[*parameters, *PAGE_PARAMETERS], responses={200: page, **SCOPE_ERRORS}, **kwargs
+        parameters=[*parameters, *PAGE_PARAMETERS], responses={200: page_serializer, **SCOPE_ERRORS}, **kwargs
     )
-
-
-class ComputeForReaders(BasePermission):
-    """Read-only computations may be POSTed by anyone allowed to read."""
-
-    def has_permission(self, request, view) -> bool:
-        from django.conf import settings
-
-        user = request.user
-        return bool(settings.LAYERLENS_ANONYMOUS_READ or (user and user.is_authenticated))
 
 
 def _image(pk: int) -> RepositoryManifest:
@@ -108,12 +44,14 @@ def _image(pk: int) -> RepositoryManifest:
 # --- partners and lineage ---------------------------------------------------------------------------------
 
 
-class ImagePartnersView(APIView):
+class ImagePartnersView(CheckedQuery, APIView):
     @extend_schema(
         summary="The images sharing the most bytes with this one (within its registry unless scoped)",
         parameters=[
             *SCOPE_PARAMETERS,
-            OpenApiParameter("limit", OpenApiTypes.INT, required=False, description="Top N (default 10)."),
+            OpenApiParameter(
+                "limit", OpenApiTypes.INT, required=False, description="Top N (default 10, at most 1000)."
+            ),
         ],
         responses={200: s.PartnerSerializer(many=True), **SCOPE_ERRORS},
     )
@@ -122,49 +60,51 @@ class ImagePartnersView(APIView):
         scope = scope_from_request(request)
         if scope.registry_id is None and scope.repository_id is None and not scope.namespace:
             scope = Scope(**{**asdict(scope), "registry_id": image.repository.registry_id})
-        limit = min(int(request.query_params.get("limit", 10)), 1000)
+        limit = params.limit(request, default=10)
         rows = content.image_partners(
             holding_id=image.id, manifest_id=image.manifest_id, scope=scope, limit=limit
         )
         return Response(s.PartnerSerializer(rows, many=True).data)
 
 
-class ImageLineageView(APIView):
+class ImageLineageView(CheckedQuery, APIView):
     @extend_schema(
         summary="The image's base (longest ordered layer prefix that is another image) and its chain",
         parameters=[UNTAGGED],
         responses={200: s.LineageSerializer, **SCOPE_ERRORS},
     )
     def get(self, request, pk: int):
-        untagged = _bool_param(request, "include_untagged")
+        untagged = params.boolean(request, "include_untagged")
         chain = image_lineage(holding=_image(pk), include_untagged=untagged)
         data = {"base": chain[0] if chain else None, "chain": chain, "tagged_only": not untagged}
         return Response(s.LineageSerializer(data).data)
 
 
-class ImageDerivedView(CSVListMixin, generics.ListAPIView):
+class ImageDerivedView(CheckedQuery, CSVListMixin, generics.ListAPIView):
     serializer_class = s.DerivedImageSerializer
     filter_backends: list = []
 
     @extend_schema(
-        summary="Images built on this one: their layers start with all of its layers", parameters=[UNTAGGED]
+        summary="Images built on this one: their layers start with all of its layers",
+        parameters=[UNTAGGED],
+        responses={200: s.DerivedImageSerializer(many=True), **SCOPE_ERRORS},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        untagged = _bool_param(self.request, "include_untagged")
+        untagged = params.boolean(self.request, "include_untagged")
         return image_derived(holding=_image(self.kwargs["pk"]), include_untagged=untagged)
 
 
-class StaleBasesView(APIView):
+class StaleBasesView(CheckedQuery, APIView):
     @extend_schema(
         summary="Tags that moved while images built on their old digest are still tagged",
         parameters=[OpenApiParameter("registry", OpenApiTypes.STR, required=True)],
         responses={200: s.StaleBaseSerializer(many=True), **SCOPE_ERRORS},
     )
     def get(self, request):
-        registry = registry_lookup(request.query_params.get("registry") or "")
+        registry = params.registry(request, required=True)
         rows = [
             {**asdict(r), "affected": [list(map(str, a)) for a in r.affected]}
             for r in stale_bases(registry_id=registry.id)
@@ -217,7 +157,7 @@ def _impact_data(impact: whatif.DeletionImpact) -> dict:
     return data
 
 
-class WhatIfView(APIView):
+class WhatIfView(CheckedQuery, APIView):
     """Read-only: computes what deleting the selected tags and collecting garbage frees."""
 
     permission_classes = [ComputeForReaders]
@@ -228,13 +168,7 @@ class WhatIfView(APIView):
         responses={200: s.DeletionImpactSerializer, **SCOPE_ERRORS},
     )
     def get(self, request):
-        form = s.WhatIfRequestSerializer(
-            data={
-                **request.query_params.dict(),
-                "tags": request.query_params.getlist("tags"),
-                "images": request.query_params.getlist("images"),
-            }
-        )
+        form = s.WhatIfRequestSerializer(data=params.form(request, lists=("tags", "images")))
         form.is_valid(raise_exception=True)
         return self._answer(form.validated_data)
 
@@ -256,22 +190,22 @@ class WhatIfView(APIView):
 # --- content lists ----------------------------------------------------------------------------------------
 
 
-class MissedSavingsView(APIView):
+class MissedSavingsView(CheckedQuery, APIView):
     @paged_schema(
-        s.MissedSavingSerializer,
+        s.MissedSavingPageSerializer,
         summary="One diff_id stored under several blob digests, per registry",
         parameters=SCOPE_PARAMETERS,
     )
     def get(self, request):
         scope = scope_from_request(request)
-        return page_of(
+        return OffsetPage().selector_response(
             request, lambda **p: content.missed_savings(scope=scope, **p), s.MissedSavingSerializer
         )
 
 
-class BuildHistoryView(APIView):
+class BuildHistoryView(CheckedQuery, APIView):
     @paged_schema(
-        s.InstructionBytesSerializer,
+        s.InstructionBytesPageSerializer,
         summary="created_by lines ranked by the stored, unique or logical bytes of their layers",
         parameters=[
             *SCOPE_PARAMETERS,
@@ -280,36 +214,36 @@ class BuildHistoryView(APIView):
     )
     def get(self, request):
         scope = scope_from_request(request)
-        order = request.query_params.get("order", "stored")
-        if order not in {"stored", "unique", "logical"}:
-            raise InvalidRequest("order is stored, unique or logical")
-        return page_of(
+        order = params.choice(request, "order", ("stored", "unique", "logical"))
+        return OffsetPage().selector_response(
             request,
             lambda **p: content.bytes_by_instruction(scope=scope, order=order, **p),
             s.InstructionBytesSerializer,
         )
 
 
-class LargestLayersView(APIView):
+class LargestLayersView(CheckedQuery, APIView):
     @paged_schema(
-        s.LargeLayerSerializer,
+        s.LargeLayerPageSerializer,
         summary="The largest layers in a scope, with the images holding them",
         parameters=SCOPE_PARAMETERS,
     )
     def get(self, request):
         scope = scope_from_request(request)
-        return page_of(request, lambda **p: content.largest_layers(scope=scope, **p), s.LargeLayerSerializer)
+        return OffsetPage().selector_response(
+            request, lambda **p: content.largest_layers(scope=scope, **p), s.LargeLayerSerializer
+        )
 
 
-class CrossRegistryView(APIView):
+class CrossRegistryView(CheckedQuery, APIView):
     @paged_schema(
-        s.CrossRegistrySerializer,
+        s.CrossRegistryPageSerializer,
         summary="Digests held in more than one registry, and what each copy costs",
         parameters=[UNTAGGED],
     )
     def get(self, request):
-        untagged = _bool_param(request, "include_untagged")
-        return page_of(
+        untagged = params.boolean(request, "include_untagged")
+        return OffsetPage().selector_response(
             request,
             lambda **p: content.cross_registry_content(include_untagged=untagged, **p),
             s.CrossRegistrySerializer,
@@ -319,7 +253,7 @@ class CrossRegistryView(APIView):
 # --- trends -----------------------------------------------------------------------------------------------
 
 
-class TrendsView(CSVListMixin, generics.ListAPIView):
+class TrendsView(CheckedQuery, CSVListMixin, generics.ListAPIView):
     serializer_class = s.SnapshotSerializer
     filter_backends: list = []
 
@@ -331,23 +265,22 @@ class TrendsView(CSVListMixin, generics.ListAPIView):
             OpenApiParameter("since", OpenApiTypes.DATETIME, required=False),
             OpenApiParameter("until", OpenApiTypes.DATETIME, required=False),
         ],
+        responses={200: s.SnapshotSerializer(many=True), **SCOPE_ERRORS},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        params = self.request.query_params
-        registry = params.get("registry")
-        repository = params.get("repository")
+        registry = params.registry(self.request)
         return snapshot_series(
-            registry_id=registry_lookup(registry).id if registry else None,
-            repository_id=int(repository) if repository and repository.isdigit() else None,
-            since=datetime_param(self.request, "since"),
-            until=datetime_param(self.request, "until"),
+            registry_id=registry.id if registry else None,
+            repository_id=params.whole_number(self.request, "repository"),
+            since=params.moment(self.request, "since"),
+            until=params.moment(self.request, "until"),
         )
 
 
-class RepositoryGrowthView(APIView):
+class RepositoryGrowthView(CheckedQuery, APIView):
     @extend_schema(
         summary="How a repository's figures changed between two dates (from the stored snapshots)",
         parameters=[
@@ -360,8 +293,7 @@ class RepositoryGrowthView(APIView):
         repository = Repository.objects.select_related("registry").filter(id=pk).first()
         if repository is None:
             raise NotFound(f"no repository {pk}")
-        start, end = datetime_param(request, "start"), datetime_param(request, "end")
-        if start is None or end is None:
-            raise InvalidRequest("start and end are required")
+        start = params.moment(request, "start", required=True)
+        end = params.moment(request, "end", required=True)
         growth = repository_growth(repository=repository, start=start, end=end)
         return Response(s.GrowthSerializer(growth).data)

@@ -1,50 +1,110 @@
-"""Layer lists at registry scale: keyset pages over maintained counts (`analytics.selectors.layers`)."""
+"""Layers: the ranking in a scope (a viewset over `layer_ranking`), one layer and the images holding
+it, and the registry-scale lists over maintained counts (`layers/top/`, `layers/{digest}/repositories/`)
+answered in keyset pages."""
 
 from __future__ import annotations
 
 from functools import partial
-from urllib.parse import urlencode
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers
-from rest_framework.response import Response
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import viewsets
+from rest_framework.decorators import action
 from rest_framework.views import APIView
 
-from analytics.api.csv import csv_stream, keyset_chunks, whole_list_wanted
-from analytics.api.params import keyset_param
-from analytics.api.views import scope_from_request
+from analytics.api import params
+from analytics.api.content import ImagePageMixin, sizes_scope
+from analytics.api.csv import CSVListMixin
+from analytics.api.filters import BACKENDS, LayerFilter
+from analytics.api.paging import KeysetPage
+from analytics.api.params import AFTER, KEYSET_PARAMETERS, SCOPE_PARAMETERS, CheckedQuery, scope_from_request
+from analytics.api.serializers.common import SCOPE_ERRORS
+from analytics.api.serializers.content import (
+    ImageSerializer,
+    LayerRepositoriesPageSerializer,
+    LayerRepositorySerializer,
+    LayerTopPageSerializer,
+    RankedLayerSerializer,
+    TopLayerSerializer,
+)
 from analytics.errors import InvalidRequest
+from analytics.selectors.images import images
 from analytics.selectors.layers import (
-    LayerRepository,
-    RankedLayer,
     layer_blob_id,
     layer_counts,
+    layer_holders,
+    layer_images,
+    layer_ranking,
     layer_repositories,
     layer_top,
 )
-
-AFTER = OpenApiParameter("after", OpenApiTypes.STR, description="the `next` key of the previous page")
-LIMIT = OpenApiParameter("page_size", OpenApiTypes.INT, description="rows per page (at most 1000)")
+from analytics.selectors.scope import Scope
 
 
-def _page(request, results: list[dict], nxt: tuple | int | None, count: int | None = None) -> Response:
-    query = request.query_params.copy()
-    if nxt is not None:
-        query["after"] = ".".join(str(v) for v in (nxt if isinstance(nxt, tuple) else (nxt,)))
-    body: dict[str, object] = {}
-    if count is not None:
-        body["count"] = count
-    body["next"] = request.build_absolute_uri(request.path + "?" + urlencode(query)) if nxt else None
-    body["results"] = results
-    return Response(body)
+@extend_schema_view(
+    list=extend_schema(
+        summary="Layers ranked by how many images share them",
+        parameters=SCOPE_PARAMETERS,
+        responses={200: RankedLayerSerializer(many=True), **SCOPE_ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="One layer with its sharing figures",
+        parameters=SCOPE_PARAMETERS,
+        responses={200: RankedLayerSerializer, **SCOPE_ERRORS},
+    ),
+)
+class LayerViewSet(CheckedQuery, CSVListMixin, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
+    """Layer blobs in a scope; default order: most shared first, then most bytes saved."""
+
+    serializer_class = RankedLayerSerializer
+    filter_backends = BACKENDS
+    filterset_class = LayerFilter
+    search_fields = ["digest", "diff_id"]
+    ordering_fields = ["images", "repositories", "saved_bytes", "size", "digest"]
+    ordering = ["-images", "-saved_bytes", "digest"]
+    lookup_field = "digest"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return layer_ranking(scope=scope_from_request(self.request))
+
+    @extend_schema(
+        summary="Images holding this layer (keyset pages with `after` on a registry or no scope, "
+        "offset pages with `page` on any other)",
+        parameters=[*SCOPE_PARAMETERS, AFTER],
+        responses={200: ImageSerializer(many=True), **SCOPE_ERRORS},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def images(self, request, digest=None):
+        scope = scope_from_request(request)
+        # Both pages are documented here, so a bad `page` or `after` is a 400 whichever one serves.
+        keyset = KeysetPage(request, parts=2)
+        params.page_number(request)
+        if scope in (Scope(), Scope(registry_id=scope.registry_id)):
+            return self.holders_page(keyset, digest=digest, scope=scope)
+        queryset = layer_images(digest=digest, scope=scope).order_by("id")
+        return self.image_page(queryset, scope=sizes_scope(scope))
+
+    def holders_page(self, page: KeysetPage, *, digest: str, scope: Scope):
+        """Tagged images of a plain scope: a keyset page, whatever the layer's fan-out; `count` is the
+        maintained holder count."""
+        blob_id = layer_blob_id(digest=digest)
+        fetch = partial(layer_holders, blob_id=blob_id, registry_id=scope.registry_id)
+
+        def rows(ids: list[int]) -> list[dict]:
+            by_id = {h.id: h for h in images(scope=Scope(include_untagged=True)).filter(id__in=ids)}
+            holders = [by_id[i] for i in ids if i in by_id]  # gone since the keyset query: skipped
+            return self.image_rows(holders, scope=sizes_scope(scope))
+
+        if page.whole_list:
+            return page.stream(fetch, rows)
+        ids, nxt = fetch(after=page.after, limit=page.size)
+        count = layer_counts(blob_id=blob_id, registry_id=scope.registry_id)[0]
+        return page.response(rows(ids), nxt, count=count, offset_shaped=True)
 
 
-def _limit(request) -> int:
-    return max(1, min(int(request.query_params.get("page_size") or 50), 1000))
-
-
-class LayerTopView(APIView):
+class LayerTopView(CheckedQuery, APIView):
     """A registry's layers ranked by images holding them (`order=images`) or bytes saved, with the
     `created_by` of the oldest manifest listing each; keyset pages (`next`)."""
 
@@ -53,88 +113,46 @@ class LayerTopView(APIView):
         parameters=[
             OpenApiParameter("registry", OpenApiTypes.STR, required=True),
             OpenApiParameter("order", OpenApiTypes.STR, enum=["images", "saved_bytes"]),
-            AFTER,
-            LIMIT,
+            *KEYSET_PARAMETERS,
         ],
-        responses=inline_serializer(
-            "LayerTopPage",
-            {"next": serializers.URLField(allow_null=True), "results": serializers.ListField()},
-        ),
+        responses={200: LayerTopPageSerializer, **SCOPE_ERRORS},
     )
     def get(self, request):
+        page = KeysetPage(request, parts=2)
         scope = scope_from_request(request)
         if scope.registry_id is None:
             raise InvalidRequest("name a registry (?registry=)")
-        order = request.query_params.get("order", "images")
-        if order not in ("images", "saved_bytes"):
-            raise InvalidRequest("order is images or saved_bytes")
-        registry_id = scope.registry_id
-        if whole_list_wanted(request):
-            chunks = keyset_chunks(partial(layer_top, registry_id=registry_id, order=order))
-            return csv_stream(request, (self.rows(page) for page in chunks))
-        page, nxt = layer_top(
-            registry_id=registry_id,
-            order=order,
-            after=keyset_param(request.query_params.get("after"), parts=2),
-            limit=_limit(request),
-        )
-        return _page(request, self.rows(page), nxt)
+        order = params.choice(request, "order", ("images", "saved_bytes"))
+        fetch = partial(layer_top, registry_id=scope.registry_id, order=order)
+        if page.whole_list:
+            return page.stream(fetch, self.rows)
+        found, nxt = fetch(after=page.after, limit=page.size)
+        return page.response(self.rows(found), nxt)
 
     @staticmethod
-    def rows(page: list[RankedLayer]) -> list[dict]:
-        return [
-            {
-                "digest": r.digest,
-                "size": r.size,
-                "diff_id": r.diff_id,
-                "images": r.images,
-                "repositories": r.repositories,
-                "saved_bytes": r.saved_bytes,
-                "created_by": r.created_by,
-            }
-            for r in page
-        ]
+    def rows(found: list) -> list[dict]:
+        return TopLayerSerializer(found, many=True).data
 
 
-class LayerRepositoriesView(APIView):
+class LayerRepositoriesView(CheckedQuery, APIView):
     """Repositories whose tagged images list a layer, with images per repository; `count` is maintained."""
 
     @extend_schema(
         summary="Repositories holding a layer (keyset pages, with a count)",
-        parameters=[OpenApiParameter("registry", OpenApiTypes.STR), AFTER, LIMIT],
-        responses=inline_serializer(
-            "LayerRepositoriesPage",
-            {
-                "count": serializers.IntegerField(),
-                "next": serializers.URLField(allow_null=True),
-                "results": serializers.ListField(),
-            },
-        ),
+        parameters=[OpenApiParameter("registry", OpenApiTypes.STR), *KEYSET_PARAMETERS],
+        responses={200: LayerRepositoriesPageSerializer, **SCOPE_ERRORS},
     )
     def get(self, request, digest: str):
+        page = KeysetPage(request, parts=1)
         registry_id = scope_from_request(request).registry_id
         blob_id = layer_blob_id(digest=digest)
-        if whole_list_wanted(request):
-            chunks = keyset_chunks(partial(layer_repositories, blob_id=blob_id, registry_id=registry_id))
-            return csv_stream(request, (self.rows(page) for page in chunks))
-        after = keyset_param(request.query_params.get("after"), parts=1)
-        page, nxt = layer_repositories(
-            blob_id=blob_id,
-            registry_id=registry_id,
-            after=after[0] if after else None,
-            limit=_limit(request),
-        )
+        fetch = partial(layer_repositories, blob_id=blob_id, registry_id=registry_id)
+        if page.whole_list:
+            return page.stream(fetch, self.rows)
+        found, nxt = fetch(after=page.after[0] if page.after else None, limit=page.size)
         count = layer_counts(blob_id=blob_id, registry_id=registry_id)[1]
-        return _page(request, self.rows(page), nxt, count=count)
+        return page.response(self.rows(found), nxt, count=count)
 
     @staticmethod
-    def rows(page: list[LayerRepository]) -> list[dict]:
-        return [
-            {
-                "repository_id": r.repository_id,
-                "registry_id": r.registry_id,
-                "name": r.name,
-                "images": r.images,
-            }
-            for r in page
-        ]
+    def rows(found: list) -> list[dict]:
+        return LayerRepositorySerializer(found, many=True).data

@@ -1,21 +1,21 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from analytics.api import engines, insights, layers, views
+from analytics.api import content, engines, insights, layers, registries, scans
 
 router = DefaultRouter()
-router.register("registries", views.RegistryViewSet, basename="registry")
-router.register("repositories", views.RepositoryViewSet, basename="repository")
-router.register("tags", views.TagViewSet, basename="tag")
-router.register("tag-events", views.TagEventViewSet, basename="tag-event")
-router.register("images", views.ImageViewSet, basename="image")
-router.register("layers", views.LayerViewSet, basename="layer")
-router.register("scans", views.ScanViewSet, basename="scan")
+router.register("registries", registries.RegistryViewSet, basename="registry")
+router.register("repositories", registries.RepositoryViewSet, basename="repository")
+router.register("tags", content.TagViewSet, basename="tag")
+router.register("tag-events", content.TagEventViewSet, basename="tag-event")
+router.register("images", content.ImageViewSet, basename="image")
+router.register("layers", layers.LayerViewSet, basename="layer")
+router.register("scans", scans.ScanViewSet, basename="scan")
 router.register("engines", engines.EngineViewSet, basename="engine")
 router.register("engine-scans", engines.EngineScanViewSet, basename="engine-scan")
 
 urlpatterns = [
-    path("summary/", views.SummaryView.as_view(), name="summary"),
+    path("summary/", content.SummaryView.as_view(), name="summary"),
     path("images/<int:pk>/partners/", insights.ImagePartnersView.as_view(), name="image-partners"),
     path("images/<int:pk>/lineage/", insights.ImageLineageView.as_view(), name="image-lineage"),
     path("images/<int:pk>/derived/", insights.ImageDerivedView.as_view(), name="image-derived"),

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.test import APIRequestFactory
 
-from analytics.api.serializers import RegistrySerializer
+from analytics.api.serializers.registries import RegistrySerializer
 from analytics.models import Registry
 from analytics.scans.clients import registry_client
 from analytics.scans.start import scan_request_resolve

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from analytics.api.serializers.common import offset_page
 from analytics.models import SummarySnapshot
 
 
@@ -63,12 +64,18 @@ class MissedSavingSerializer(serializers.Serializer):
     )
 
 
+MissedSavingPageSerializer = offset_page(MissedSavingSerializer)
+
+
 class InstructionBytesSerializer(serializers.Serializer):
     created_by = serializers.CharField()
     layers = serializers.IntegerField()
     stored_bytes = serializers.IntegerField()
     unique_bytes = serializers.IntegerField(help_text="Layers held by one image of the scope only.")
     logical_bytes = serializers.IntegerField()
+
+
+InstructionBytesPageSerializer = offset_page(InstructionBytesSerializer)
 
 
 class LargeLayerSerializer(serializers.Serializer):
@@ -80,6 +87,9 @@ class LargeLayerSerializer(serializers.Serializer):
     created_by = serializers.CharField()
 
 
+LargeLayerPageSerializer = offset_page(LargeLayerSerializer)
+
+
 class CrossRegistrySerializer(serializers.Serializer):
     kind = serializers.CharField()
     digest = serializers.CharField()
@@ -87,6 +97,9 @@ class CrossRegistrySerializer(serializers.Serializer):
     registries = serializers.IntegerField()
     total_bytes = serializers.IntegerField(help_text="size × registries: each keeps its own copy.")
     registry_names = serializers.ListField(child=serializers.CharField())
+
+
+CrossRegistryPageSerializer = offset_page(CrossRegistrySerializer)
 
 
 class SnapshotSerializer(serializers.ModelSerializer):

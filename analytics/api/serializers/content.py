@@ -1,55 +1,17 @@
-"""Serializers: shapes only. Nothing here runs a query; per-page extras (sizes, tags, summaries) come
-in through the serializer context, computed by the view for the current page."""
+"""Shapes of what scans found: tags and their events, images, layers, layer rankings and the dedup
+summary. Image sizes and tags, and an image's layers, come in through the context."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
 
-from analytics.models import (
-    Blob,
-    HistoryEntry,
-    ManifestLayer,
-    Registry,
-    Repository,
-    RepositoryManifest,
-    Scan,
-    ScanError,
-    Tag,
-    TagEvent,
-)
-from analytics.registries import KEEP, registry_create, registry_update, repository_schedule
-
-
-@extend_schema_field(OpenApiTypes.INT)
-class DurationSecondsField(serializers.Field):
-    """A `DurationField` exposed as whole seconds (an integer), null when unset."""
-
-    def to_representation(self, value: timedelta) -> int:
-        return int(value.total_seconds())
-
-    def to_internal_value(self, data) -> timedelta:
-        try:
-            seconds = int(data)
-        except (TypeError, ValueError):
-            raise serializers.ValidationError("A whole number of seconds is required.")
-        if seconds <= 0:
-            raise serializers.ValidationError("Must be a positive number of seconds.")
-        return timedelta(seconds=seconds)
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error reply: a domain error's message, or DRF's own."""
-
-    detail = serializers.CharField()
+from analytics.models import Blob, HistoryEntry, ManifestLayer, RepositoryManifest, Tag, TagEvent
 
 
 class DedupSummarySerializer(serializers.Serializer):
-    """`reports.DedupSummary.as_dict()`: the six summary figures first, then the extras."""
+    """`DedupSummary.as_dict()`: the six summary figures first, then the extras."""
 
     images = serializers.IntegerField(help_text="Single-platform manifests per repository in the scope.")
     distinct_layers = serializers.IntegerField()
@@ -83,120 +45,7 @@ class DedupSummarySerializer(serializers.Serializer):
     )
 
 
-# --- registries -------------------------------------------------------------------------------------------
-
-
-class RegistrySerializer(serializers.ModelSerializer):
-    password = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        style={"input_type": "password"},
-        help_text="Write-only; stored encrypted, never returned. An empty string clears it.",
-    )
-    has_password = serializers.BooleanField(read_only=True)
-    docker_config = serializers.CharField(
-        write_only=True,
-        required=False,
-        trim_whitespace=False,
-        style={"base_template": "textarea.html"},
-        help_text="Write-only: the text of a Docker config.json; its `auths` entry for this registry "
-        "(user and password, or identity token) becomes the credentials. Credential helpers are not run.",
-    )
-    allow_internal = serializers.BooleanField(
-        required=False,
-        help_text="Staff only: allow the registry on a loopback, private or link-local address.",
-    )
-    scan_interval = DurationSecondsField(
-        required=False, allow_null=True, help_text="Seconds between scheduled scans (integer); null for none."
-    )
-
-    class Meta:
-        model = Registry
-        fields = [
-            "id",
-            "name",
-            "url",
-            "username",
-            "password",
-            "has_password",
-            "identity_token",
-            "docker_config",
-            "insecure",
-            "allow_internal",
-            "ca_bundle",
-            "tracked",
-            "scan_interval",
-            "max_concurrency",
-            "max_requests_per_second",
-            "next_scan_at",
-            "last_scanned_at",
-            "created_at",
-        ]
-        read_only_fields = ["identity_token", "next_scan_at", "last_scanned_at", "created_at"]
-        extra_kwargs = {"name": {"required": False}}
-
-    def validate_allow_internal(self, value: bool) -> bool:
-        request = self.context.get("request")
-        if value and not (request and request.user.is_staff):
-            raise PermissionDenied("only staff may allow a registry on an internal address")
-        return value
-
-    def create(self, validated_data) -> Registry:
-        return registry_create(**validated_data)
-
-    def update(self, instance: Registry, validated_data) -> Registry:
-        return registry_update(registry=instance, **validated_data)
-
-
-class RegistryDetailSerializer(RegistrySerializer):
-    summary = serializers.SerializerMethodField()
-
-    class Meta(RegistrySerializer.Meta):
-        fields = [*RegistrySerializer.Meta.fields, "summary"]
-
-    @extend_schema_field(DedupSummarySerializer)
-    def get_summary(self, obj: Registry) -> dict | None:
-        summary = self.context.get("summary")
-        return summary.as_dict() if summary is not None else None
-
-
-# --- repositories and tags --------------------------------------------------------------------------------
-
-
-class RepositorySerializer(serializers.ModelSerializer):
-    registry_name = serializers.CharField(source="registry.name", read_only=True)
-    full_name = serializers.SerializerMethodField()
-    scan_interval = DurationSecondsField(
-        required=False, allow_null=True, help_text="Seconds between scheduled scans (integer); null for none."
-    )
-
-    class Meta:
-        model = Repository
-        fields = [
-            "id",
-            "registry",
-            "registry_name",
-            "name",
-            "full_name",
-            "tracked",
-            "scan_interval",
-            "next_scan_at",
-            "last_scanned_at",
-            "first_seen",
-        ]
-        read_only_fields = ["registry", "name", "next_scan_at", "last_scanned_at", "first_seen"]
-
-    def get_full_name(self, obj: Repository) -> str:
-        return f"{obj.registry.host}/{obj.name}"
-
-    def update(self, instance: Repository, validated_data) -> Repository:
-        return repository_schedule(
-            repository=instance,
-            tracked=validated_data.get("tracked"),
-            interval=validated_data.get("scan_interval", KEEP),
-        )
+# --- tags -------------------------------------------------------------------------------------------------
 
 
 class TagSerializer(serializers.ModelSerializer):
@@ -417,94 +266,33 @@ class RankedLayerSerializer(serializers.ModelSerializer):
         ]
 
 
-# --- scans ------------------------------------------------------------------------------------------------
+class TopLayerSerializer(serializers.Serializer):
+    """A layer of a registry ranked by the maintained counts (`RankedLayer`)."""
+
+    digest = serializers.CharField()
+    size = serializers.IntegerField()
+    diff_id = serializers.CharField()
+    images = serializers.IntegerField()
+    repositories = serializers.IntegerField()
+    saved_bytes = serializers.IntegerField(help_text="size × (images − 1)")
+    created_by = serializers.CharField(allow_null=True, help_text="From the oldest manifest listing it.")
 
 
-class ScanErrorSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = ScanError
-        fields = ["id", "repository", "reference", "kind", "message", "created_at"]
+class LayerTopPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    results = TopLayerSerializer(many=True)
 
 
-class ScanSerializer(serializers.ModelSerializer):
-    registry_name = serializers.CharField(source="registry.name", read_only=True)
-    repository_name = serializers.CharField(
-        source="repository.name", read_only=True, allow_null=True, default=None
-    )
-    progress = serializers.SerializerMethodField(help_text="repositories_done / repositories_total, 0..1")
-    duration_seconds = serializers.SerializerMethodField()
-    is_finished = serializers.BooleanField(read_only=True)
+class LayerRepositorySerializer(serializers.Serializer):
+    """A repository whose tagged images list a layer (`LayerRepository`)."""
 
-    class Meta:
-        model = Scan
-        fields = [
-            "id",
-            "kind",
-            "registry",
-            "registry_name",
-            "repository",
-            "repository_name",
-            "tag",
-            "parent",
-            "status",
-            "trigger",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "duration_seconds",
-            "is_finished",
-            "repositories_total",
-            "repositories_done",
-            "progress",
-            "tags_total",
-            "tags_done",
-            "lease_until",
-            "takeovers",
-            "tags_count",
-            "images_count",
-            "new_manifests_count",
-            "errors_count",
-            "deep_budget_bytes",
-            "deep_measured_count",
-            "message",
-        ]
-        read_only_fields = fields
-
-    def get_progress(self, obj: Scan) -> float | None:
-        if not obj.repositories_total:
-            return 1.0 if obj.is_finished else None
-        return round(obj.repositories_done / obj.repositories_total, 4)
-
-    def get_duration_seconds(self, obj: Scan) -> float | None:
-        if obj.started_at is None or obj.finished_at is None:
-            return None
-        return round((obj.finished_at - obj.started_at).total_seconds(), 3)
+    repository_id = serializers.IntegerField()
+    registry_id = serializers.IntegerField()
+    name = serializers.CharField()
+    images = serializers.IntegerField(help_text="Its images listing the layer.")
 
 
-class ScanDetailSerializer(ScanSerializer):
-    errors = serializers.SerializerMethodField()
-
-    class Meta(ScanSerializer.Meta):
-        fields = [*ScanSerializer.Meta.fields, "errors"]
-        read_only_fields = fields
-
-    @extend_schema_field(ScanErrorSerializer(many=True))
-    def get_errors(self, obj) -> list[dict]:
-        return ScanErrorSerializer(self.context.get("errors", []), many=True).data
-
-
-class ScanCreateSerializer(serializers.Serializer):
-    target = serializers.CharField(
-        help_text="What to scan: `http://127.0.0.1:5000` (a registry), "
-        "`127.0.0.1:5000/team/app` (a repository) or `127.0.0.1:5000/team/app:tag` (one tag)."
-    )
-    deep = serializers.BooleanField(
-        default=False,
-        help_text="Also stream each repository's layers of unknown uncompressed size through a "
-        "decompressor (gzip, zstd) to measure them and verify their diff_ids.",
-    )
-    deep_budget = serializers.IntegerField(
-        min_value=1,
-        default=1024**3,
-        help_text="With `deep`: compressed bytes each repository scan may stream (default 1 GiB).",
-    )
+class LayerRepositoriesPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Repositories holding the layer (maintained).")
+    next = serializers.URLField(allow_null=True)
+    results = LayerRepositorySerializer(many=True)

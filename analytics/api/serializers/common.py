@@ -1,0 +1,52 @@
+"""Shapes every subject uses: whole-second durations, the error reply, and the pages lists answer in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class DurationSecondsField(serializers.Field):
+    """A `DurationField` exposed as whole seconds (an integer), null when unset."""
+
+    def to_representation(self, value: timedelta) -> int:
+        return int(value.total_seconds())
+
+    def to_internal_value(self, data) -> timedelta:
+        try:
+            seconds = int(data)
+        except (TypeError, ValueError):
+            raise serializers.ValidationError("A whole number of seconds is required.")
+        if seconds <= 0:
+            raise serializers.ValidationError("Must be a positive number of seconds.")
+        return timedelta(seconds=seconds)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error reply: a domain error's message, or DRF's own."""
+
+    detail = serializers.CharField()
+
+
+# A parameter that cannot be used is a 400; a scope naming an unknown registry or repository a 404.
+BAD_REQUEST = {400: ErrorSerializer}
+SCOPE_ERRORS = {400: ErrorSerializer, 404: ErrorSerializer}
+
+
+def offset_page(serializer_class: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """An uncounted offset page of `serializer_class` rows (`next`, `previous`, `results`).
+    Call once per row shape: the schema names the page after it."""
+    name = f"Paged{serializer_class.__name__.removesuffix('Serializer')}ListSerializer"
+    return type(
+        name,
+        (serializers.Serializer,),
+        {
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer_class(many=True),
+        },
+    )

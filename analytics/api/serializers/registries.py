@@ -1,0 +1,126 @@
+"""Shapes of registries (credentials write-only) and repositories; writes go through
+`analytics.registries`."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
+
+from analytics.api.serializers.common import DurationSecondsField
+from analytics.api.serializers.content import DedupSummarySerializer
+from analytics.models import Registry, Repository
+from analytics.registries import KEEP, registry_create, registry_update, repository_schedule
+
+
+class RegistrySerializer(serializers.ModelSerializer):
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="Write-only; stored encrypted, never returned. An empty string clears it.",
+    )
+    has_password = serializers.BooleanField(read_only=True)
+    docker_config = serializers.CharField(
+        write_only=True,
+        required=False,
+        trim_whitespace=False,
+        style={"base_template": "textarea.html"},
+        help_text="Write-only: the text of a Docker config.json; its `auths` entry for this registry "
+        "(user and password, or identity token) becomes the credentials. Credential helpers are not run.",
+    )
+    allow_internal = serializers.BooleanField(
+        required=False,
+        help_text="Staff only: allow the registry on a loopback, private or link-local address.",
+    )
+    scan_interval = DurationSecondsField(
+        required=False, allow_null=True, help_text="Seconds between scheduled scans (integer); null for none."
+    )
+
+    class Meta:
+        model = Registry
+        fields = [
+            "id",
+            "name",
+            "url",
+            "username",
+            "password",
+            "has_password",
+            "identity_token",
+            "docker_config",
+            "insecure",
+            "allow_internal",
+            "ca_bundle",
+            "tracked",
+            "scan_interval",
+            "max_concurrency",
+            "max_requests_per_second",
+            "next_scan_at",
+            "last_scanned_at",
+            "created_at",
+        ]
+        read_only_fields = ["identity_token", "next_scan_at", "last_scanned_at", "created_at"]
+        extra_kwargs = {"name": {"required": False}}
+
+    def validate_allow_internal(self, value: bool) -> bool:
+        request = self.context.get("request")
+        if value and not (request and request.user.is_staff):
+            raise PermissionDenied("only staff may allow a registry on an internal address")
+        return value
+
+    def create(self, validated_data) -> Registry:
+        return registry_create(**validated_data)
+
+    def update(self, instance: Registry, validated_data) -> Registry:
+        return registry_update(registry=instance, **validated_data)
+
+
+class RegistryDetailSerializer(RegistrySerializer):
+    summary = serializers.SerializerMethodField()
+
+    class Meta(RegistrySerializer.Meta):
+        fields = [*RegistrySerializer.Meta.fields, "summary"]
+
+    @extend_schema_field(DedupSummarySerializer)
+    def get_summary(self, obj: Registry) -> dict | None:
+        summary = self.context.get("summary")
+        return summary.as_dict() if summary is not None else None
+
+
+# --- repositories -----------------------------------------------------------------------------------------
+
+
+class RepositorySerializer(serializers.ModelSerializer):
+    registry_name = serializers.CharField(source="registry.name", read_only=True)
+    full_name = serializers.SerializerMethodField()
+    scan_interval = DurationSecondsField(
+        required=False, allow_null=True, help_text="Seconds between scheduled scans (integer); null for none."
+    )
+
+    class Meta:
+        model = Repository
+        fields = [
+            "id",
+            "registry",
+            "registry_name",
+            "name",
+            "full_name",
+            "tracked",
+            "scan_interval",
+            "next_scan_at",
+            "last_scanned_at",
+            "first_seen",
+        ]
+        read_only_fields = ["registry", "name", "next_scan_at", "last_scanned_at", "first_seen"]
+
+    def get_full_name(self, obj: Repository) -> str:
+        return f"{obj.registry.host}/{obj.name}"
+
+    def update(self, instance: Repository, validated_data) -> Repository:
+        return repository_schedule(
+            repository=instance,
+            tracked=validated_data.get("tracked"),
+            interval=validated_data.get("scan_interval", KEEP),
+        )

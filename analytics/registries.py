@@ -41,11 +41,13 @@ def registry_url_normalise(url: str) -> str:
     return target.registry_url.rstrip("/")
 
 
-def schedule_check(*, tracked: bool, interval: timedelta | None) -> None:
-    """A tracked registry or repository needs an interval, and not one so short it floods the registry."""
+def schedule_check(
+    *, tracked: bool, interval: timedelta | None, what: str = "registry or repository"
+) -> None:
+    """A tracked target needs an interval, and not one so short it floods what it scans."""
     if tracked and (interval is None or interval < MIN_SCAN_INTERVAL):
         raise InvalidRequest(
-            f"a tracked registry or repository needs a scan interval of at least "
+            f"a tracked {what} needs a scan interval of at least "
             f"{int(MIN_SCAN_INTERVAL.total_seconds())} seconds"
         )
 

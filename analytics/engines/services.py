@@ -23,6 +23,7 @@ from django.utils import timezone
 from analytics.engines.ingest import engine_snapshot_ingest
 from analytics.errors import Conflict, InvalidRequest
 from analytics.models import Engine, EngineScan, Registry, Scan, Tag
+from analytics.registries import schedule_check
 from workers.engine import EngineClient, EngineError
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,7 @@ def engine_upsert(
 
 
 def engine_schedule(*, engine: Engine, tracked: bool, interval: timedelta | None) -> Engine:
-    if tracked and (interval is None or interval.total_seconds() < 60):
-        raise InvalidRequest("a tracked engine needs a scan interval of at least 60 seconds")
+    schedule_check(tracked=tracked, interval=interval, what="engine")
     engine.tracked, engine.scan_interval = tracked, interval
     engine.next_scan_at = timezone.now() if tracked else None
     engine.save(update_fields=["tracked", "scan_interval", "next_scan_at"])

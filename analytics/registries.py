@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from analytics.errors import Conflict, InvalidRequest
 from analytics.models import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Registry, Repository
+from workers.registry.errors import RegistryError
 from workers.registry.reference import parse_scan_target
 
 MIN_SCAN_INTERVAL = timedelta(seconds=60)
@@ -31,12 +32,17 @@ class Keep(enum.Enum):
 KEEP = Keep.KEEP
 
 
-def registry_url_normalise(url: str) -> str:
-    """A registry's base URL as stored: scheme, host and port, no path; a repository URL is refused."""
-    target = parse_scan_target(url)
+def registry_url_normalise(url: str, *, field: str = "url") -> str:
+    """A registry's base URL as stored: http(s), host and port, no path; refused (an `InvalidRequest`
+    naming `field`) for a repository URL, userinfo, a query, a fragment or another scheme. The message
+    never repeats userinfo: it may be a password."""
+    try:
+        target = parse_scan_target(url, what="registry URL")
+    except RegistryError as exc:
+        raise InvalidRequest(f"{field}: {exc}") from None
     if target.repository:
         raise InvalidRequest(
-            f"{url!r} names a repository; a registry is its base URL, e.g. http://127.0.0.1:5000"
+            f"{field}: {url!r} names a repository; a registry is its base URL, e.g. http://127.0.0.1:5000"
         )
     return target.registry_url.rstrip("/")
 

@@ -173,7 +173,10 @@ class RegistryClient:
         if target.repository is not None:
             raise ReferenceError(f"registry base URL {base_url!r} must not have a path")
         self.base_url = target.registry_url
-        self.registry = httpx.URL(self.base_url).netloc.decode("ascii")
+        try:
+            self.registry = httpx.URL(self.base_url).netloc.decode("ascii")
+        except (httpx.InvalidURL, ValueError) as exc:  # IDNA errors are ValueErrors
+            raise ReferenceError(f"registry base URL {self.base_url!r} is not a usable URL: {exc}") from None
         if (
             self.base_url.startswith("http://")
             and not allow_plain_http
@@ -345,6 +348,8 @@ class RegistryClient:
             raise ProtocolError(f"too many redirects: {exc}", **where) from exc
         except httpx.DecodingError as exc:
             raise ProtocolError(f"undecodable response body: {exc}", **where) from exc
+        except httpx.InvalidURL as exc:
+            raise ProtocolError(f"not a usable URL: {exc}", **where) from exc
         except httpx.TransportError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc or 'connection failed'}", **where) from exc
 
@@ -447,11 +452,12 @@ class RegistryClient:
         # targets are followed, so credentials never leave the registry.
         try:
             target = current.join(link)
-        except httpx.InvalidURL as exc:
+            target_origin = origin(target)  # httpx decodes an IDNA host only when asked for it
+        except (httpx.InvalidURL, ValueError) as exc:  # IDNA errors are ValueErrors
             raise ProtocolError(
-                f"invalid Link header {link!r}: {exc}", registry=self.base_url, repository=repository
+                f"invalid Link header {link[:200]!r}: {exc}", registry=self.base_url, repository=repository
             ) from exc
-        if origin(target) != origin(current):
+        if target_origin != origin(current):
             raise ProtocolError(
                 f"Link rel=next points to another origin "
                 f"({target.scheme}://{target.netloc.decode()}); refused",

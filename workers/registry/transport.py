@@ -354,13 +354,19 @@ class Session:
             except PolicyError as exc:
                 # The registry's own address refused: so would every other request be.
                 raise (exc.widen() if own else exc) from None
+            except (httpx.RemoteProtocolError, UnicodeError) as exc:
+                # httpx reads `Location` even when not following it: an unparseable one (or a bad IDNA
+                # host) is the registry's fault, not a dropped connection to retry.
+                if isinstance(exc, httpx.RemoteProtocolError) and "location header" not in str(exc):
+                    raise
+                raise PolicyError(f"redirect to an invalid URL from {redact_url(current)}: {exc}") from None
             location = resp.headers.get("Location")
             if not (follow_redirects and resp.status_code in REDIRECT_STATUSES and location):
                 return resp
             resp.close()
             try:
                 target = current.join(location)
-            except httpx.InvalidURL as exc:
+            except (httpx.InvalidURL, ValueError) as exc:  # IDNA errors are ValueErrors
                 raise PolicyError(f"redirect to an invalid URL from {redact_url(current)}: {exc}") from None
             if current.scheme == "https" and target.scheme != "https":
                 raise PolicyError(

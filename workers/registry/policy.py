@@ -33,7 +33,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +144,46 @@ class NetworkPolicy:
         self.check_address(ip, host=host)
 
 
+# A `time.monotonic()` value after which this thread's reads and writes stop (`Session` sets it per
+# attempt). The read timeout alone restarts with every byte, so headers sent a byte at a time would
+# never end; the check here covers headers and body alike.
+DEADLINE: ContextVar[float | None] = ContextVar("registry_request_deadline", default=None)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose reads and writes stop at `DEADLINE` (httpcore's `ReadTimeout`)."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    @staticmethod
+    def _timeout(timeout: float | None) -> float | None:
+        deadline = DEADLINE.get()
+        if deadline is None:
+            return timeout
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise httpcore.ReadTimeout("reply not complete within the total time limit")
+        return remaining if timeout is None else min(timeout, remaining)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._timeout(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._timeout(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, self._timeout(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
 class GuardedBackend(httpcore.SyncBackend):
     """An httpcore network backend that resolves once, checks every address, connects to a checked one."""
 
@@ -167,7 +209,8 @@ class GuardedBackend(httpcore.SyncBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(address, port, timeout, local_address, socket_options)
+                return DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         raise last or httpcore.ConnectError(f"{host} resolved to no address")

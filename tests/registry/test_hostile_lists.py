@@ -67,3 +67,34 @@ def test_a_reply_that_drips_ends_at_the_total_time_limit(hostile: HostileRegistr
         list(client.iter_tags(repository))
     assert time.monotonic() - t0 < 4
     assert info.value.transient
+
+
+def _many_layers_image(reg, repository: str, tag: str, count: int) -> None:
+    import json
+
+    from .fakes import DOCKER_V2, fixture
+
+    reg.add_blob(fixture("docker_v2_config.json"))
+    doc = json.loads(fixture("docker_v2_manifest.json"))
+    one = doc["layers"][0]
+    doc["layers"] = [{**one, "digest": "sha256:" + f"{i:064x}"} for i in range(count)]
+    reg.add_manifest(repository, tag, json.dumps(doc).encode(), DOCKER_V2)
+
+
+def test_a_manifest_over_the_layer_cap_fails_that_image_unread_and_the_rest_goes_on() -> None:
+    from workers.registry.snapshot import MAX_MANIFEST_LAYERS
+
+    from .fakes import FakeRegistry
+
+    reg = FakeRegistry()
+    reg.add_docker_image("team/app", "good")
+    _many_layers_image(reg, "team/app", "at-cap", MAX_MANIFEST_LAYERS)
+    _many_layers_image(reg, "team/app", "deep", MAX_MANIFEST_LAYERS + 1)
+    with reg.client() as client:
+        snapshot = snapshot_repository(client, "team/app")
+    assert set(snapshot.tags) == {"good", "at-cap"}
+    (failure,) = snapshot.failures
+    assert failure.reference == "deep" and failure.kind == "ManifestError"
+    assert f"manifest of {MAX_MANIFEST_LAYERS + 1} layers is over the {MAX_MANIFEST_LAYERS} limit" in (
+        failure.message
+    )

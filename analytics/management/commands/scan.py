@@ -79,6 +79,7 @@ class Command(BaseCommand):
                 allow_internal=options["allow_internal"] or None,
                 deep_budget_bytes=options["deep_budget"] if options["deep"] else None,
                 enqueue=not options["inline"],
+                check_reachable=True,
             )
             if options["inline"]:
                 scan = self._run_inline(scan.id)

@@ -32,6 +32,7 @@ from analytics.models import (
 from analytics.registries import (
     KEEP,
     registry_create,
+    registry_reachable_check,
     registry_update,
     registry_url_normalise,
     repository_schedule,
@@ -126,6 +127,10 @@ class RegistryForm(forms.ModelForm):
         data = super().clean()
         if "tracked" in data and "scan_interval" in data:
             _service_check(schedule_check, tracked=data["tracked"], interval=data["scan_interval"])
+        if data.get("url") and "url" in self.changed_data:
+            _service_check(
+                registry_reachable_check, url=data["url"], allow_internal=self.instance.allow_internal
+            )
         return data
 
     def changes(self) -> dict[str, object]:
@@ -200,6 +205,10 @@ class RepositoryForm(forms.ModelForm):
         data = super().clean()
         if "tracked" in data and "scan_interval" in data:
             _service_check(schedule_check, tracked=data["tracked"], interval=data["scan_interval"])
+        if data.get("url") and "url" in self.changed_data:
+            _service_check(
+                registry_reachable_check, url=data["url"], allow_internal=self.instance.allow_internal
+            )
         return data
 
 

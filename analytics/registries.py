@@ -12,14 +12,23 @@ from datetime import datetime, timedelta
 
 import docker.auth
 import docker.errors
+import httpx
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from analytics.errors import Conflict, InvalidRequest
 from analytics.models import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Registry, Repository
+from workers.registry.errors import RegistryError
+from workers.registry.policy import NetworkPolicy, parse_networks
 from workers.registry.reference import parse_scan_target
 
 MIN_SCAN_INTERVAL = timedelta(seconds=60)
+RESOLVE_TIMEOUT_SECONDS = 2.0  # a request waits no longer for the policy check's name lookup
+ALLOW_INTERNAL_HINT = (
+    "allow an internal registry with allow_internal: true (staff, API), `--allow-internal` "
+    "(manage.py registry add / scan) or LAYERLENS_ALLOWED_NETWORKS"
+)
 
 
 class Keep(enum.Enum):
@@ -31,14 +40,33 @@ class Keep(enum.Enum):
 KEEP = Keep.KEEP
 
 
-def registry_url_normalise(url: str) -> str:
-    """A registry's base URL as stored: scheme, host and port, no path; a repository URL is refused."""
-    target = parse_scan_target(url)
+def registry_url_normalise(url: str, *, field: str = "url") -> str:
+    """A registry's base URL as stored: http(s), host and port, no path; refused (an `InvalidRequest`
+    naming `field`) for a repository URL, userinfo, a query, a fragment or another scheme. The message
+    never repeats userinfo: it may be a password."""
+    try:
+        target = parse_scan_target(url, what="registry URL")
+    except RegistryError as exc:
+        raise InvalidRequest(f"{field}: {exc}") from None
     if target.repository:
         raise InvalidRequest(
-            f"{url!r} names a repository; a registry is its base URL, e.g. http://127.0.0.1:5000"
+            f"{field}: {url!r} names a repository; a registry is its base URL, e.g. http://127.0.0.1:5000"
         )
     return target.registry_url.rstrip("/")
+
+
+def registry_reachable_check(*, url: str, allow_internal: bool, field: str = "url") -> None:
+    """Refuse (an `InvalidRequest` naming `field`) a registry whose address the workers' SSRF policy
+    (`workers.registry.policy`) will refuse, before anything is stored: an IP literal is judged as
+    it is, a name as it resolves now (within `RESOLVE_TIMEOUT_SECONDS`; a name that does not resolve
+    passes, and every connection is checked again anyway)."""
+    if allow_internal:
+        return
+    parsed = httpx.URL(url)
+    policy = NetworkPolicy(allowed_networks=parse_networks(settings.LAYERLENS_ALLOWED_NETWORKS))
+    why = policy.host_refusal(parsed.host, parsed.port, timeout=RESOLVE_TIMEOUT_SECONDS)
+    if why is not None:
+        raise InvalidRequest(f"{field}: the scanner would refuse {why}; {ALLOW_INTERNAL_HINT}")
 
 
 def schedule_check(
@@ -94,8 +122,13 @@ def registry_update(
     next_scan_at: datetime | None | Keep = KEEP,
     max_concurrency: int | None | Keep = KEEP,
     max_requests_per_second: float | None | Keep = KEEP,
+    check_reachable: bool = False,
 ) -> Registry:
     """Change a registry (saved, or new and unsaved); arguments left out keep their value.
+
+    With `check_reachable` (a request from outside: the API, a command), a new registry, a new URL or
+    `allow_internal` turned off is refused when the SSRF policy would refuse the address
+    (`registry_reachable_check`), and nothing is saved.
 
     A new `password` replaces the secret and is a password, never an identity token (an empty string
     clears it); `docker_config` (a Docker `config.json`'s text) replaces the credentials with its entry
@@ -103,6 +136,7 @@ def registry_update(
     loopback, private or link-local address: callers check who may make it (staff, a command).
     Tracking needs an interval of at least a minute; a changed schedule is due at once.
     """
+    url_before, allowed_before = registry.url, registry.allow_internal
     if url is not None:
         base = registry_url_normalise(url)
         taken = Registry.objects.filter(url=base).exclude(pk=registry.pk).first()
@@ -138,6 +172,10 @@ def registry_update(
         registry.max_requests_per_second = max_requests_per_second
     _limits_check(registry.max_concurrency, registry.max_requests_per_second)
     _schedule_apply(registry, tracked=tracked, interval=scan_interval, next_scan_at=next_scan_at)
+    if check_reachable and (
+        registry.pk is None or registry.url != url_before or (allowed_before and not registry.allow_internal)
+    ):
+        registry_reachable_check(url=registry.url, allow_internal=registry.allow_internal)
     registry.save()
     return registry
 

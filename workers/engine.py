@@ -23,14 +23,23 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
 import docker.tls
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
+import urllib3.util.connection
+
+from workers.registry.policy import NetworkPolicy, parse_networks
 
 # Classic builder and BuildKit write these instructions as history rows with no layer.
 _METADATA_ROW = re.compile(
@@ -46,6 +55,114 @@ class EngineError(Exception):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class EngineRefused(EngineError):
+    """The SSRF policy refuses the engine's address (never transient: the same address is refused again)."""
+
+
+# Endpoints that name a host on the network; unix:// and npipe:// are local sockets, reached by path.
+NETWORK_SCHEMES = ("tcp://", "ssh://", "http://", "https://")
+_ALLOW_HINT = (
+    "an operator can allow an internal engine with allow_internal (staff, API), --allow-internal "
+    "(manage.py scan engine:...) or LAYERLENS_ALLOWED_NETWORKS"
+)
+
+
+def engine_host(endpoint: str) -> tuple[str, int | None] | None:
+    """(host, port) of a network endpoint (`tcp://`, `ssh://`), None for a local socket."""
+    if not endpoint.lower().startswith(NETWORK_SCHEMES):
+        return None
+    parts = urlsplit(endpoint)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.hostname or ""), port
+
+
+def _refused(policy: NetworkPolicy, host: str, address: str) -> None:
+    why = policy.refusal(address)
+    if why is not None:
+        shown = host if host == address else f"{host} ({address})"
+        raise EngineRefused(f"refusing to connect to the engine at {shown}: {why}; {_ALLOW_HINT}")
+
+
+def _guarded_socket(conn: urllib3.connection.HTTPConnection, policy: NetworkPolicy) -> socket.socket:
+    """Resolve once, check every address, connect to a checked one (as `workers.registry.policy`'s
+    backend does for registries), so a name cannot be rebound to an internal address in between."""
+    host, port = conn._dns_host, conn.port  # urllib3 2.x: the name it would resolve
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise urllib3.exceptions.NameResolutionError(host, conn, exc) from exc  # type: ignore[arg-type]
+    addresses = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
+    for address in addresses:
+        _refused(policy, host, address)
+    last: OSError | None = None
+    for address in addresses:
+        try:
+            return urllib3.util.connection.create_connection(
+                (address, port),
+                conn.timeout,
+                source_address=conn.source_address,
+                socket_options=conn.socket_options,
+            )
+        except OSError as exc:
+            last = exc
+    raise urllib3.exceptions.NewConnectionError(conn, f"cannot connect to {host}: {last}")
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    """A requests adapter whose connections go through `_guarded_socket` under `policy`."""
+
+    def __init__(self, policy: NetworkPolicy) -> None:
+        guard = policy
+
+        class Plain(urllib3.connection.HTTPConnection):
+            def _new_conn(self) -> socket.socket:
+                return _guarded_socket(self, guard)
+
+        class Secure(urllib3.connection.HTTPSConnection):
+            def _new_conn(self) -> socket.socket:
+                return _guarded_socket(self, guard)
+
+        class PlainPool(urllib3.connectionpool.HTTPConnectionPool):
+            ConnectionCls = Plain
+
+        class SecurePool(urllib3.connectionpool.HTTPSConnectionPool):
+            ConnectionCls = Secure
+
+        self._pools: dict[str, type[urllib3.connectionpool.HTTPConnectionPool]] = {
+            "http": PlainPool,
+            "https": SecurePool,
+        }
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+
+class _GuardedAPIClient(docker.APIClient):  # type: ignore[misc]  # the SDK has no types
+    """The SDK's client with every http(s) request through `_GuardedAdapter` (the version check that
+    the constructor sends included) and no proxy from the environment (a proxy would resolve names
+    past the policy)."""
+
+    def __init__(self, *, policy: NetworkPolicy, **kwargs: Any) -> None:
+        self._guard = _GuardedAdapter(policy)
+        super().__init__(**kwargs)
+
+    def get_adapter(self, url: str) -> requests.adapters.BaseAdapter:
+        if url.lower().startswith(("http://", "https://")):
+            return self._guard
+        adapter: requests.adapters.BaseAdapter = super().get_adapter(url)
+        return adapter
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        merged: dict[str, Any] = super().merge_environment_settings(*args, **kwargs)
+        merged["proxies"] = {}
+        return merged
 
 
 def chain_ids(diff_ids: Iterable[str]) -> list[str]:
@@ -181,6 +298,12 @@ class EngineClient:
 
     `endpoint` is `unix:///path`, `tcp://host:port` or `ssh://...`; TLS material (PEM text) is written
     to nothing: the SDK needs file paths, so the caller passes paths it manages (`tls_files`).
+
+    A network endpoint follows the registries' SSRF rule (`workers.registry.policy`): an internal
+    address needs `allow_internal` or a place in `allowed_networks`, else `EngineRefused`. A `tcp://`
+    engine's connections resolve once and connect to the address checked; an `ssh://` host is checked
+    as it resolves before connecting (ssh resolves it again itself). `unix://` and `npipe://` sockets
+    are local by design: whoever can name one already runs on this machine.
     """
 
     def __init__(
@@ -190,8 +313,18 @@ class EngineClient:
         timeout: float = 60,
         tls_files: Mapping[str, str] | None = None,
         verify: bool = True,
+        allow_internal: bool = False,
+        allowed_networks: Iterable[str] | str | None = None,
     ) -> None:
         self.endpoint = endpoint
+        policy = NetworkPolicy(
+            allow_internal=allow_internal, allowed_networks=parse_networks(allowed_networks)
+        )
+        host = engine_host(endpoint)
+        if host is not None:
+            why = policy.host_refusal(host[0], host[1], timeout=timeout)
+            if why is not None:
+                raise EngineRefused(f"refusing to connect to the engine at {why}; {_ALLOW_HINT}")
         tls: docker.tls.TLSConfig | bool = False
         if tls_files:
             cert = (tls_files["cert"], tls_files["key"]) if tls_files.get("cert") else None
@@ -201,10 +334,20 @@ class EngineClient:
                 verify=verify and bool(tls_files.get("ca")),
             )
         try:
-            self._client = docker.DockerClient(
-                base_url=endpoint, timeout=int(timeout), tls=tls, version="auto"
-            )
+            if endpoint.lower().startswith(("tcp://", "http://", "https://")):
+                api = _GuardedAPIClient(
+                    policy=policy, base_url=endpoint, timeout=int(timeout), tls=tls, version="auto"
+                )
+                self._client = docker.DockerClient.__new__(docker.DockerClient)
+                self._client.api = api  # DockerClient is its APIClient and nothing else (docker 7)
+            else:
+                self._client = docker.DockerClient(
+                    base_url=endpoint, timeout=int(timeout), tls=tls, version="auto"
+                )
         except docker.errors.DockerException as exc:
+            refused = exc.__cause__ or exc.__context__
+            if isinstance(refused, EngineRefused):  # the SDK wraps what its version check met
+                raise refused from None
             raise EngineError(f"cannot reach the engine at {endpoint}: {exc}", transient=True) from None
         self.api = self._client.api
 

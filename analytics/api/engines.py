@@ -49,7 +49,7 @@ class EngineViewSet(CheckedQuery, CSVListMixin, viewsets.ModelViewSet):
         body.is_valid(raise_exception=True)
         engine = self.get_object()
         scan = engine_services.engine_scan_start(
-            endpoint=engine.endpoint, pull=body.validated_data["pull"], trigger="api"
+            endpoint=engine.endpoint, pull=body.validated_data["pull"], trigger="api", check_reachable=True
         )
         return Response(EngineScanSerializer(scan).data, status=status.HTTP_202_ACCEPTED)
 

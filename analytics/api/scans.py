@@ -69,6 +69,7 @@ class ScanViewSet(
             target=data["target"],
             trigger="api",
             deep_budget_bytes=data["deep_budget"] if data["deep"] else None,
+            check_reachable=True,
         )
         return Response(ScanSerializer(scan).data, status=status.HTTP_202_ACCEPTED)
 

@@ -24,7 +24,8 @@ from analytics.engines.ingest import engine_snapshot_ingest
 from analytics.errors import Conflict, InvalidRequest
 from analytics.models import Engine, EngineScan, Registry, Scan, Tag
 from analytics.registries import schedule_check
-from workers.engine import EngineClient, EngineError
+from workers.engine import EngineClient, EngineError, engine_host
+from workers.registry.policy import NetworkPolicy, parse_networks
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,24 @@ def _normalise_endpoint(endpoint: str) -> str:
     return endpoint.rstrip("/")
 
 
+RESOLVE_TIMEOUT_SECONDS = 2.0  # a request waits no longer for the policy check's name lookup
+
+
+def engine_reachable_check(*, endpoint: str, allow_internal: bool) -> None:
+    """Refuse (`InvalidRequest`) a tcp:// or ssh:// engine whose address the SSRF policy will refuse,
+    before anything is stored; unix:// and npipe:// sockets are local and always pass."""
+    host = engine_host(endpoint)
+    if allow_internal or host is None:
+        return
+    policy = NetworkPolicy(allowed_networks=parse_networks(settings.LAYERLENS_ALLOWED_NETWORKS))
+    why = policy.host_refusal(host[0], host[1], timeout=RESOLVE_TIMEOUT_SECONDS)
+    if why is not None:
+        raise InvalidRequest(
+            f"endpoint: the scanner would refuse {why}; allow an internal engine with allow_internal: "
+            "true (staff, API), `--allow-internal` (manage.py scan engine:...) or LAYERLENS_ALLOWED_NETWORKS"
+        )
+
+
 def engine_upsert(
     *,
     endpoint: str,
@@ -55,12 +74,23 @@ def engine_upsert(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     pull_tracked: bool | None = None,
+    allow_internal: bool | None = None,
+    check_reachable: bool = False,
 ) -> Engine:
-    """Register an engine by endpoint, or update the one that has it. Idempotent."""
+    """Register an engine by endpoint, or update the one that has it. Idempotent.
+
+    `allow_internal` is the operator's decision (callers check who may make it). With
+    `check_reachable` (the API, a command), a new engine or one whose `allow_internal` is turned off
+    is refused when the policy would refuse its address (`engine_reachable_check`)."""
     endpoint = _normalise_endpoint(endpoint)
     engine = Engine.objects.filter(endpoint=endpoint).first() or Engine(
         endpoint=endpoint, name=name or endpoint
     )
+    allowed_before = engine.allow_internal
+    if allow_internal is not None:
+        engine.allow_internal = allow_internal
+    if check_reachable and (engine.pk is None or (allowed_before and not engine.allow_internal)):
+        engine_reachable_check(endpoint=endpoint, allow_internal=engine.allow_internal)
     if name:
         taken = Engine.objects.filter(name=name).exclude(endpoint=endpoint).first()
         if taken is not None:
@@ -100,7 +130,11 @@ def engine_client(engine: Engine) -> Iterator[EngineClient]:
                     fh.write(text)
                 files[key] = path
         client = EngineClient(
-            engine.endpoint, timeout=settings.REGISTRY_TIMEOUT_SECONDS * 4, tls_files=files or None
+            engine.endpoint,
+            timeout=settings.REGISTRY_TIMEOUT_SECONDS * 4,
+            tls_files=files or None,
+            allow_internal=engine.allow_internal,
+            allowed_networks=settings.LAYERLENS_ALLOWED_NETWORKS,
         )
         try:
             yield client
@@ -119,12 +153,25 @@ def engine_scan_enqueue(scan: EngineScan) -> None:
 
 
 def engine_scan_start(
-    *, endpoint: str, pull: list[str] | None = None, trigger: str = "manual", inline: bool = False
+    *,
+    endpoint: str,
+    pull: list[str] | None = None,
+    trigger: str = "manual",
+    inline: bool = False,
+    allow_internal: bool | None = None,
+    check_reachable: bool = False,
 ) -> EngineScan:
+    """Create (and send, or with `inline` run) a scan of the engine at `endpoint`, registering it when
+    new; `allow_internal` is saved on it. With `check_reachable` an engine the SSRF policy will refuse
+    is an `InvalidRequest` saying how to allow it, and nothing is created."""
     with transaction.atomic():
-        engine = Engine.objects.filter(endpoint=_normalise_endpoint(endpoint)).first() or engine_upsert(
-            endpoint=endpoint
-        )
+        engine = Engine.objects.filter(endpoint=_normalise_endpoint(endpoint)).first()
+        if engine is None or allow_internal is not None:
+            engine = engine_upsert(
+                endpoint=endpoint, allow_internal=allow_internal, check_reachable=check_reachable
+            )
+        elif check_reachable:
+            engine_reachable_check(endpoint=engine.endpoint, allow_internal=engine.allow_internal)
         scan = engine_scan_create(engine=engine, pull=pull, trigger=trigger)
         if not inline:
             engine_scan_enqueue(scan)

@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analytics.infra.text import printable
 from analytics.ingest.figures import figures_apply
 from analytics.ingest.known import known_config_fill, manifest_ids
 from analytics.models import (
@@ -408,9 +409,9 @@ def snapshot_ingest(
                     ScanError(
                         scan=scan,
                         repository=repository.name,
-                        reference=f.reference,
-                        kind=f.kind,
-                        message=f.message,
+                        reference=printable(f.reference)[:255],
+                        kind=f.kind[:64],
+                        message=printable(f.message),
                     )
                     for f in snapshot.failures
                 ]

@@ -23,6 +23,10 @@ class Engine(models.Model):
     pull_tracked = models.BooleanField(
         default=False, help_text="Each scan first pulls the current tags of tracked repositories."
     )
+    allow_internal = models.BooleanField(
+        default=False,
+        help_text="Allow a tcp:// or ssh:// engine on a loopback, private or link-local address (SSRF).",
+    )
     engine_id = models.CharField(max_length=200, blank=True)
     server_version = models.CharField(max_length=64, blank=True)
     os = models.CharField(max_length=64, blank=True)

@@ -10,11 +10,19 @@ from django.db.models import F
 from django.utils import timezone
 
 from analytics.infra.logs import log_context
+from analytics.infra.text import printable
 from analytics.models import Repository, Scan, ScanError
 from analytics.scans.clients import registry_client_shared
 from analytics.scans.runtime import Heartbeat
-from analytics.scans.state import parent_finish_if_done, scan_claim, scan_finish
+from analytics.scans.state import (
+    HANDLED_ELSEWHERE,
+    parent_finish_if_done,
+    scan_claim,
+    scan_fail_unexpected,
+    scan_finish,
+)
 from workers.registry.errors import RegistryError
+from workers.registry.reference import validate_repository
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +43,10 @@ def _catalog_fallback(scan: Scan, exc: RegistryError) -> list[str] | None:
     ScanError.objects.create(
         scan=scan,
         kind="CatalogUnavailable",
-        message=f"the registry does not list its catalog ({exc}); scanned the {len(known)} "
-        "repositories already known for it",
+        message=printable(
+            f"the registry does not list its catalog ({exc}); scanned the {len(known)} "
+            "repositories already known for it"
+        ),
     )
     return known
 
@@ -73,6 +83,42 @@ _FINISHED = [Scan.Status.SUCCEEDED, Scan.Status.PARTIAL, Scan.Status.FAILED]
 
 
 CHILD_BATCH = 500
+INVALID_NAMES_RECORDED = 100  # one ScanError each; the rest of a hostile catalog's are counted in one
+
+
+class _InvalidNames:
+    """Catalog entries that are no repository name (distribution-spec "Pulling manifests": `<name>` is
+    path components `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*` joined by `/`, at most 255 characters):
+    never stored, each one a `ScanError` on the registry scan, up to `INVALID_NAMES_RECORDED`."""
+
+    def __init__(self, scan: Scan) -> None:
+        self.scan = scan
+        self.count = 0
+        scan.errors.filter(kind="InvalidRepositoryName").delete()  # a listing again records them again
+
+    def valid(self, name: str) -> bool:
+        try:
+            validate_repository(name)
+        except RegistryError as exc:  # the grammar's ReferenceError
+            self.count += 1
+            if self.count <= INVALID_NAMES_RECORDED:
+                shown = repr(name[:100]) + (f"... ({len(name)} characters)" if len(name) > 100 else "")
+                ScanError.objects.create(
+                    scan=self.scan,
+                    kind="InvalidRepositoryName",
+                    message=printable(f"the catalog lists {shown}, skipped: {exc.message}"),
+                )
+            return False
+        return True
+
+    def close(self) -> None:
+        more = self.count - INVALID_NAMES_RECORDED
+        if more > 0:
+            ScanError.objects.create(
+                scan=self.scan,
+                kind="InvalidRepositoryName",
+                message=f"{more} more catalog entries that are no repository name, skipped",
+            )
 
 
 def _children_create(scan: Scan, names: list[str]) -> list[int]:
@@ -127,15 +173,19 @@ def _scan_registry_list(
         elif ids:
             on_children(ids)
 
+    invalid = _InvalidNames(scan)
     try:
         with Heartbeat(scan_id=scan.id), registry_client_shared(scan.registry) as client:
             batch: list[str] = []
             for name in client.iter_repositories():
+                if not invalid.valid(name):
+                    continue
                 batch.append(name)
                 if len(batch) >= CHILD_BATCH:
                     flush(batch)
                     batch = []
             flush(batch)
+        invalid.close()
     except RegistryError as exc:
         if getattr(exc, "transient", False):
             Scan.objects.filter(id=scan.id).update(
@@ -143,13 +193,21 @@ def _scan_registry_list(
             )
             logger.info("listing the registry failed (%s); retrying later", exc)
             raise
+        invalid.close()
         known = _catalog_fallback(scan, exc)
         if known is None:
-            ScanError.objects.create(scan=scan, kind=type(exc).__name__, message=str(exc))
+            ScanError.objects.create(scan=scan, kind=type(exc).__name__, message=printable(str(exc)))
             scan_finish(scan, Scan.Status.FAILED, str(exc))
             return kept
         for i in range(0, len(known), CHILD_BATCH):
             flush(known[i : i + CHILD_BATCH])
+    except HANDLED_ELSEWHERE:
+        raise
+    except Exception as exc:
+        # Whatever else stops the listing ends this scan with what it was; the children created so far
+        # run on (their parent is finished, so they finish alone).
+        scan_fail_unexpected(scan_id=scan.id, exc=exc)
+        return kept
     Scan.objects.filter(id=scan.id).update(repositories_total=F("repositories_total") - 1, lease_until=None)
     logger.info("registry listed: %d repositories", listed, extra={"event": "registry_listed"})
     parent_finish_if_done(scan.id)

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
@@ -17,6 +18,7 @@ from django.utils import timezone
 from analytics.errors import RepositoryBusy
 from analytics.infra import telemetry
 from analytics.infra.logs import log_context
+from analytics.infra.text import printable
 from analytics.ingest.known import configs_known, manifests_known, tags_current
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.ingest.trends import scan_figures_record
@@ -25,10 +27,12 @@ from analytics.scans.clients import registry_client_shared
 from analytics.scans.deep import scan_deep_record
 from analytics.scans.runtime import Heartbeat, Progress, metrics_sink
 from analytics.scans.state import (
+    HANDLED_ELSEWHERE,
     commit_async,
     repository_lease_acquire,
     repository_lease_release,
     scan_claim,
+    scan_fail_unexpected,
     scan_finish,
 )
 from workers.registry.errors import RegistryError
@@ -46,16 +50,23 @@ def scan_repository_run(*, scan_id: int) -> Scan:
        a dead worker (acks_late redelivers its task): it is taken over and run again from the start.
     2. Read the repository from the registry, outside any transaction.
     3. Ingest the snapshot in one transaction; record counts and per-image failures on the scan.
-    A permanent registry error fails this scan only; a transient one is re-raised for a retry.
-    While it runs, a heartbeat renews both leases and progress (tags) is written about once a second.
+    A permanent registry error fails this scan only; a transient one is re-raised for a retry; any
+    other exception (but a lost database connection, which the task retries) fails it with its class
+    and message. While it runs, a heartbeat renews both leases and progress (tags) is written about
+    once a second.
     """
-    run = RepositoryRun.begin(scan_id)
-    if run.done:
-        return run.result()
-    with run:
-        run.end(run.read())
-        run.deep()
-    return run.result()
+    try:
+        run = RepositoryRun.begin(scan_id)
+        if run.done:
+            return run.result()
+        with run:
+            run.end(run.read())
+            run.deep()
+    except HANDLED_ELSEWHERE:
+        raise
+    except Exception as exc:
+        scan_fail_unexpected(scan_id=scan_id, exc=exc)
+    return Scan.objects.get(id=scan_id)
 
 
 def scan_repositories_run(
@@ -74,14 +85,23 @@ def scan_repositories_run(
     ids = iter(scan_ids)
 
     def settle(run: RepositoryRun, future: Future) -> None:
-        with run:
-            try:
-                run.end(future.result())
-                run.deep()
-            except (RepositoryBusy, RegistryError) as exc:
-                if not isinstance(exc, RepositoryBusy) and not getattr(exc, "transient", False):
-                    raise
-                retry(run.scan_id, exc)
+        try:
+            with run:
+                try:
+                    run.end(future.result())
+                    run.deep()
+                except (RepositoryBusy, RegistryError) as exc:
+                    if not isinstance(exc, RepositoryBusy) and not getattr(exc, "transient", False):
+                        raise
+                    retry(run.scan_id, exc)
+        except HANDLED_ELSEWHERE:
+            raise
+        except Exception as exc:
+            # This repository's scan fails with what it was; the batch goes on, unless the task is
+            # out of time (Celery's soft limit), when the scans not begun are left for the sweeper.
+            scan_fail_unexpected(scan_id=run.scan_id, exc=exc)
+            if isinstance(exc, SoftTimeLimitExceeded):
+                raise
 
     readers = _readers(read_ahead)
     try:
@@ -94,6 +114,13 @@ def scan_repositories_run(
                     run = RepositoryRun.begin(scan_id)
                 except RepositoryBusy as exc:
                     retry(scan_id, exc)
+                    continue
+                except HANDLED_ELSEWHERE:
+                    raise
+                except Exception as exc:
+                    scan_fail_unexpected(scan_id=scan_id, exc=exc)
+                    if isinstance(exc, SoftTimeLimitExceeded):
+                        raise
                     continue
                 if not run.done:
                     pending.append((run, readers.submit(run.read_in_thread)))
@@ -268,7 +295,7 @@ class RepositoryRun:
                 logger.info("reading the repository failed (%s); retrying later", exc)
                 raise exc
             ScanError.objects.create(
-                scan=scan, repository=repository.name, kind=type(exc).__name__, message=str(exc)
+                scan=scan, repository=repository.name, kind=type(exc).__name__, message=printable(str(exc))
             )
             scan_finish(scan, Scan.Status.FAILED, str(exc))
             return

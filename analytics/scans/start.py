@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from analytics.errors import InvalidRequest, RepositoryBusy
 from analytics.models import Registry, Repository, Scan
-from analytics.registries import registry_upsert
+from analytics.registries import registry_reachable_check, registry_upsert
 from analytics.scans.registry_run import scan_registry_run
 from analytics.scans.repository_run import scan_repository_run
 from analytics.scans.state import scan_fail
@@ -32,16 +32,22 @@ def scan_request_resolve(
     username: str | None = None,
     password: str | None = None,
     allow_internal: bool | None = None,
+    check_reachable: bool = False,
 ) -> ScanRequest:
     """Turn `http://host:port`, `host:port/repo` or `host:port/repo:tag` into rows, creating what is new.
 
     Credentials and `allow_internal` given here are saved on the registry (never in task arguments).
+    With `check_reachable` (the API, the command), a target whose address the SSRF policy will refuse
+    is an `InvalidRequest` saying how to allow it, and nothing is created.
     """
     try:
         parsed = parse_scan_target(target)
     except RegistryError as exc:
-        raise InvalidRequest(str(exc)) from exc
+        raise InvalidRequest(f"target: {exc}") from None
     registry = Registry.objects.filter(url=parsed.registry_url.rstrip("/")).first()
+    if check_reachable:
+        allowed = allow_internal if allow_internal is not None else bool(registry and registry.allow_internal)
+        registry_reachable_check(url=parsed.registry_url, allow_internal=allowed, field="target")
     if registry is None or username is not None or password is not None or allow_internal is not None:
         registry = registry_upsert(
             url=parsed.registry_url, username=username, password=password, allow_internal=allow_internal
@@ -93,12 +99,18 @@ def scan_start(
     deep_budget_bytes: int | None = None,
     allow_internal: bool | None = None,
     enqueue: bool = True,
+    check_reachable: bool = False,
 ) -> Scan:
     """Resolve `target` (creating its rows), create its scan and, unless `enqueue` is False (the caller
-    runs it in process: `scan_run_inline`), send it to the workers once the transaction commits."""
+    runs it in process: `scan_run_inline`), send it to the workers once the transaction commits.
+    `check_reachable` as for `scan_request_resolve`."""
     with transaction.atomic():
         request = scan_request_resolve(
-            target=target, username=username, password=password, allow_internal=allow_internal
+            target=target,
+            username=username,
+            password=password,
+            allow_internal=allow_internal,
+            check_reachable=check_reachable,
         )
         scan = scan_create(
             registry=request.registry,

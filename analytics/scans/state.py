@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from analytics.errors import RepositoryBusy
 from analytics.infra import telemetry
+from analytics.infra.text import printable
 from analytics.ingest.trends import scan_figures_record
 from analytics.models import Registry, Repository, Scan, ScanError
 from analytics.scans.runtime import lease_deadline, metrics_sink
+from workers.registry.errors import RegistryError
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def scan_finish(
     finished = Scan.objects.filter(id=scan.id, status__in=[Scan.Status.QUEUED, Scan.Status.RUNNING]).update(
         status=status,
         finished_at=timezone.now(),
-        message=message[:4000],
+        message=printable(message[:4000]),
         errors_count=errors,
         lease_until=None,
         **(fields or {}),
@@ -160,9 +163,28 @@ def scan_fail(*, scan_id: int, message: str, kind: str = "ScanFailed") -> None:
     if scan.is_finished:
         return
     ScanError.objects.create(
-        scan=scan, repository=scan.repository.name if scan.repository else "", kind=kind, message=message
+        scan=scan,
+        repository=scan.repository.name if scan.repository else "",
+        kind=kind[:64],
+        message=printable(message),
     )
     scan_finish(scan, Scan.Status.FAILED, message)
+
+
+# What the callers of a scan run handle themselves: registry errors (a transient one is retried),
+# a busy repository, and a lost database connection (retried on a new one by the task).
+HANDLED_ELSEWHERE = (RegistryError, RepositoryBusy, OperationalError, InterfaceError)
+
+
+def scan_fail_unexpected(*, scan_id: int, exc: BaseException) -> None:
+    """Fail a scan that an unexpected exception stopped, saying what it was (class and message), so it
+    is neither left running until its lease runs out nor blamed on dying workers."""
+    logger.error("scan %s stopped by an unexpected %s", scan_id, type(exc).__name__, exc_info=exc)
+    scan_fail(
+        scan_id=scan_id,
+        kind=type(exc).__name__[:64],
+        message=f"stopped by an unexpected error: {type(exc).__name__}: {exc}",
+    )
 
 
 def repository_lease_acquire(repository: Repository, scan_id: int) -> bool:

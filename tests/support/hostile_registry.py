@@ -16,6 +16,12 @@ Content comes from tests/fixtures/manifests, served byte for byte. Repositories 
 ``loop/app``
     a tag list whose ``Link: rel="next"`` names the very page just served, forever.
 
+With ``names=True`` the catalog also lists entries that are no repository name (`BAD_NAMES`: 300
+characters, a NUL, uppercase, an empty component) beside ``names/ok``. Never in the catalog, always
+served (`_abuse_route`): ``abuse/endless`` (a tag list whose ``Link`` goes on for `ENDLESS_TAGS` tags,
+each manifest unknown), ``abuse/tags`` (a 300-character tag, a tag with a NUL, and ``v1``), ``abuse/drip``
+(a tag list whose body comes a byte every `DRIP_SECONDS`) and ``abuse/header-drip`` (its headers do).
+
 Usage::
 
     with hostile_registry() as reg:
@@ -75,6 +81,7 @@ class _Content:
     tags: dict[str, list[str]] = field(default_factory=dict)
     manifests: dict[tuple[str, str], Reply] = field(default_factory=dict)  # (repository, tag or digest)
     blobs: dict[str, bytes] = field(default_factory=dict)  # digest -> bytes served (maybe not matching)
+    extra_names: list[str] = field(default_factory=list)  # catalog entries with no content
 
     def manifest(self, repository: str, tag: str | None, body: bytes, content_type: str) -> str:
         digest = _sha256(body)
@@ -190,6 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
+        if _abuse_route(self):
+            return
         reply = _transport_route(self) or self._route()
         self.send_response(reply.status)
         headers = {"Docker-Distribution-API-Version": "registry/2.0", **reply.headers}
@@ -208,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/v2/":
             return Reply(200, b"{}")
         if path == "/v2/_catalog":
-            return self._page(path, params, "repositories", sorted(content.tags))
+            return self._page(path, params, "repositories", sorted([*content.tags, *content.extra_names]))
         rest = path.removeprefix("/v2/")
         if rest == "loop/app/tags/list":
             # The hostile part: the next page is this page, again and again.
@@ -275,11 +284,14 @@ class HostileRegistry:
     authorization: dict[str, str | None] = field(default_factory=dict)
 
 
-def _start(strict: bool = False) -> HostileRegistry:
+def _start(strict: bool = False, names: bool = False) -> HostileRegistry:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.content = _build_content()
     if strict:
         _add_strict_content(server.content)
+    if names:
+        server.content.extra_names.extend(BAD_NAMES)
+        server.content.manifest("names/ok", "v1", _fixture("docker_v2_manifest.json"), DOCKER_V2)
     server.requests = []
     server.authorization = {}
     server.throttled = set()
@@ -309,9 +321,10 @@ def start_hostile_registry() -> tuple[str, Callable[[], None]]:
 
 
 @contextmanager
-def hostile_registry(*, strict: bool = False) -> Iterator[HostileRegistry]:
-    """The server for the duration of a `with` block; `strict` adds the integrity and limits repositories."""
-    reg = _start(strict)
+def hostile_registry(*, strict: bool = False, names: bool = False) -> Iterator[HostileRegistry]:
+    """The server for the duration of a `with` block; `strict` adds the integrity and limits repositories,
+    `names` the catalog entries that are no repository name."""
+    reg = _start(strict, names)
     try:
         yield reg
     finally:
@@ -383,3 +396,75 @@ def _transport_route(handler: _Handler) -> Reply | None:
         blob = content.blobs.get(ref)
         return Reply(200, blob, {"Content-Type": "application/octet-stream"}) if blob else None
     return None
+
+
+# --- abuse: names, endless and odd tag lists, drips ---------------------------------------------------------
+
+BAD_NAMES = ["x" * 300, "bad\x00name", "Upper/app", "empty//component"]
+ENDLESS_TAGS = 1_000_000
+DRIP_SECONDS = 0.05
+BAD_TAGS = ["a" * 300, "bad\x00tag"]
+
+
+def _abuse_route(handler: _Handler) -> bool:
+    """Serve the ``abuse/*`` repositories (see the module docstring); False for every other path."""
+    url = urlsplit(handler.path)
+    path = url.path
+    if not path.startswith("/v2/abuse/"):
+        return False
+    params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    if path == "/v2/abuse/endless/tags/list":
+        # Tags t0000000, t0000001, ... made up page by page: never held, never ending before ENDLESS_TAGS.
+        n = int(params.get("n", "100"))
+        start = int(params["last"][1:]) + 1 if "last" in params else 0
+        tags = [f"t{i:07d}" for i in range(start, min(start + n, ENDLESS_TAGS))]
+        headers = {}
+        if tags and start + n < ENDLESS_TAGS:
+            headers["Link"] = f'</v2/abuse/endless/tags/list?n={n}&last={tags[-1]}>; rel="next"'
+        reply = Reply(200, json.dumps({"name": "abuse/endless", "tags": tags}).encode(), headers)
+    elif path == "/v2/abuse/tags/tags/list":
+        reply = Reply(200, json.dumps({"name": "abuse/tags", "tags": [*BAD_TAGS, "v1"]}).encode())
+    elif path in ("/v2/abuse/drip/tags/list", "/v2/abuse/header-drip/tags/list"):
+        _drip(handler, headers_too=path.startswith("/v2/abuse/header-drip/"))
+        return True
+    elif path == "/v2/abuse/tags/manifests/v1":
+        body = _fixture("docker_v2_manifest.json")
+        reply = Reply(200, body, {"Content-Type": DOCKER_V2, "Docker-Content-Digest": _sha256(body)})
+    elif "/blobs/" in path:
+        blob = handler.server.content.blobs.get(path.rsplit("/blobs/", 1)[1])
+        reply = Reply(200, blob) if blob else Reply(404, _error("BLOB_UNKNOWN", "blob unknown"))
+    else:
+        reply = Reply(404, _error("MANIFEST_UNKNOWN", "manifest unknown"))
+    handler.send_response(reply.status)
+    for key, value in {"Content-Type": "application/json", **reply.headers}.items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(reply.body)))
+    handler.end_headers()
+    handler.wfile.write(reply.body)
+    return True
+
+
+def _drip(handler: _Handler, *, headers_too: bool) -> None:
+    """A tag list that trickles in a byte every DRIP_SECONDS (its headers too, if asked), each byte
+    well within any read timeout; it stops when the client hangs up."""
+    body = json.dumps({"name": "abuse/drip", "tags": ["v1"] * 2000}).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\n"
+        + "".join(f"X-Pad-{i}: {'p' * 40}\r\n" for i in range(300))
+        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    handler.close_connection = True
+    try:
+        if headers_too:
+            for i in range(len(head)):
+                handler.wfile.write(head[i : i + 1])
+                handler.wfile.flush()
+                time.sleep(DRIP_SECONDS)
+        else:
+            handler.wfile.write(head)
+        for i in range(len(body)):
+            handler.wfile.write(body[i : i + 1])
+            handler.wfile.flush()
+            time.sleep(DRIP_SECONDS)
+    except OSError:
+        pass  # the client gave up, as it should

@@ -478,7 +478,11 @@ class Authenticator:
                 raise final(f"credentials for {self.credentials.describe()} rejected")
             self.basic, state.basic = True, True
             return
-        realm = resp.request.url.join(chosen.realm)  # RFC 7235 leaves it opaque; docker resolves it
+        try:
+            realm = resp.request.url.join(chosen.realm)  # RFC 7235 leaves it opaque; docker resolves it
+            realm.host  # noqa: B018 - an IDNA host is decoded only when asked for
+        except (httpx.InvalidURL, ValueError):  # IDNA errors are ValueErrors
+            raise final("the token realm is not a usable URL") from None
         try:
             self.check_url(realm)
         except PolicyError as exc:

@@ -85,6 +85,9 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024  # as for manifests; real configs are a few K
 MAX_LIST_PAGE_BYTES = 32 * 1024 * 1024
 MAX_PAGES = 100_000
 MAX_IDLE_PAGES = 3  # consecutive pages with a `next` link and nothing new: a loop with changing URLs
+# Tags one repository may list: far above real repositories (CI-heavy ones hold a few thousand), far
+# below what an endless `Link` chain would make us read, hold and ingest in one transaction.
+MAX_TAGS = 100_000
 _ERROR_BODY_BYTES = 64 * 1024
 
 log = logging.getLogger(__name__)
@@ -151,6 +154,7 @@ class RegistryClient:
         max_concurrency: int = 8,
         allow_plain_http: bool = False,
         total_timeout: float = 300.0,
+        max_tags: int | None = None,
     ) -> None:
         """Open a client for `base_url` (`http(s)://host[:port]`; a bare `host:port` is accepted too).
 
@@ -165,7 +169,8 @@ class RegistryClient:
         kept-alive connections; 1 reads sequentially). A plain `http://` registry needs
         `allow_plain_http` (a registry marked insecure) unless it is on loopback, as dockerd treats
         127.0.0.0/8; `total_timeout` bounds one response from request to last byte, so a reply that
-        trickles in under the read timeout still ends. Raises
+        trickles in under the read timeout still ends (headers included). `max_tags` (`MAX_TAGS`)
+        bounds one repository's tag list. Raises
         `ReferenceError` for a base URL with a path, query or bad host; a refused address raises
         `PolicyError` at the first request.
         """
@@ -173,7 +178,10 @@ class RegistryClient:
         if target.repository is not None:
             raise ReferenceError(f"registry base URL {base_url!r} must not have a path")
         self.base_url = target.registry_url
-        self.registry = httpx.URL(self.base_url).netloc.decode("ascii")
+        try:
+            self.registry = httpx.URL(self.base_url).netloc.decode("ascii")
+        except (httpx.InvalidURL, ValueError) as exc:  # IDNA errors are ValueErrors
+            raise ReferenceError(f"registry base URL {self.base_url!r} is not a usable URL: {exc}") from None
         if (
             self.base_url.startswith("http://")
             and not allow_plain_http
@@ -185,6 +193,7 @@ class RegistryClient:
                 registry=self.base_url,
             )
         self.total_timeout = float(total_timeout)
+        self.max_tags = max_tags or MAX_TAGS
         self.page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
         self._username = username
         ssl_verify: bool | ssl.SSLContext = (
@@ -303,6 +312,7 @@ class RegistryClient:
     ) -> tuple[httpx.Response, bytes]:
         """GET (or HEAD) `url`, reading at most `max_bytes` of a success body; map httpx failures to ours."""
         where = {"registry": self.base_url, "repository": repository, "reference": reference}
+        started = time.monotonic()
         try:
             with self._session.open(
                 method,
@@ -311,6 +321,7 @@ class RegistryClient:
                 follow_redirects=follow_redirects,
                 scopes=self._scopes(url, repository),
                 where=where,
+                total_timeout=self.total_timeout,
             ) as resp:
                 limit = max_bytes if resp.status_code < 400 else _ERROR_BODY_BYTES
                 declared = resp.headers.get("Content-Length")
@@ -340,11 +351,17 @@ class RegistryClient:
                     chunks.append(chunk)
                 return resp, b"".join(chunks)[:limit]
         except httpx.TimeoutException as exc:
+            if time.monotonic() - started >= self.total_timeout:
+                raise TransportError(
+                    f"reply not complete after {self.total_timeout:g}s (total time limit)", **where
+                ) from exc
             raise TransportError(f"timed out: {type(exc).__name__}", **where) from exc
         except httpx.TooManyRedirects as exc:
             raise ProtocolError(f"too many redirects: {exc}", **where) from exc
         except httpx.DecodingError as exc:
             raise ProtocolError(f"undecodable response body: {exc}", **where) from exc
+        except httpx.InvalidURL as exc:
+            raise ProtocolError(f"not a usable URL: {exc}", **where) from exc
         except httpx.TransportError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc or 'connection failed'}", **where) from exc
 
@@ -438,20 +455,24 @@ class RegistryClient:
         """Every tag of `GET /v2/<name>/tags/list` (distribution-spec "Listing Tags"), paginated.
 
         A `"tags": null` body (a repository with no tags left) is an empty list; duplicates are dropped.
+        A list longer than `max_tags` stops with `ProtocolError` once it gets there.
         """
         validate_repository(repository)
-        return self._paginate(f"/v2/{repository}/tags/list", "tags", repository=repository)
+        return self._paginate(
+            f"/v2/{repository}/tags/list", "tags", repository=repository, max_items=self.max_tags
+        )
 
     def _resolve_link(self, current: httpx.URL, link: str, repository: str | None) -> httpx.URL:
         # RFC 8288 "Link": a relative target resolves against the request URL. Only same-origin
         # targets are followed, so credentials never leave the registry.
         try:
             target = current.join(link)
-        except httpx.InvalidURL as exc:
+            target_origin = origin(target)  # httpx decodes an IDNA host only when asked for it
+        except (httpx.InvalidURL, ValueError) as exc:  # IDNA errors are ValueErrors
             raise ProtocolError(
-                f"invalid Link header {link!r}: {exc}", registry=self.base_url, repository=repository
+                f"invalid Link header {link[:200]!r}: {exc}", registry=self.base_url, repository=repository
             ) from exc
-        if origin(target) != origin(current):
+        if target_origin != origin(current):
             raise ProtocolError(
                 f"Link rel=next points to another origin "
                 f"({target.scheme}://{target.netloc.decode()}); refused",
@@ -460,13 +481,16 @@ class RegistryClient:
             )
         return target
 
-    def _paginate(self, path: str, key: str, *, repository: str | None) -> Iterator[str]:
+    def _paginate(
+        self, path: str, key: str, *, repository: str | None, max_items: int | None = None
+    ) -> Iterator[str]:
         """Follow distribution-spec pagination ("Listing Tags"/catalog: `n`, `last`, `Link` rel=next).
 
         1. Ask for `n` = page size; on 400 PAGINATION_NUMBER_INVALID halve `n` and ask again.
         2. Yield the names not seen yet.
         3. Follow `Link` rel=next while there is one; stop with `ProtocolError` if a URL comes back
-           (a loop), if several pages in a row bring nothing new, or past `MAX_PAGES`.
+           (a loop), if several pages in a row bring nothing new, past `MAX_PAGES`, or past
+           `max_items` names.
         """
         page_size = self.page_size
         url = httpx.URL(self.base_url + path, params={"n": page_size})
@@ -502,6 +526,10 @@ class RegistryClient:
             new = 0
             for item in items:
                 if item not in seen:
+                    if max_items is not None and len(seen) >= max_items:
+                        raise ProtocolError(
+                            f"{key} list goes on past {max_items:,} entries; refused", **where
+                        )
                     seen.add(item)
                     new += 1
                     yield item

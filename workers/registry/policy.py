@@ -4,8 +4,9 @@ A scanner fetches URLs it is handed: the registry base URL, a token realm from a
 header, a `Link` from a tag list, a redirect `Location`. Any of those can point at the cloud metadata
 service (169.254.169.254), an admin interface on loopback, or a private network. So every address is
 refused when it is in one of the `BLOCKED_NETWORKS` below (loopback, RFC 1918 private, unique-local
-fc00::/7, link-local incl. metadata, CGNAT 100.64/10, unspecified, multicast, reserved; IPv4-mapped and
-IPv4-compatible IPv6 are judged by the IPv4 address they carry), unless the registry is allowed to be
+fc00::/7, link-local incl. metadata, CGNAT 100.64/10, unspecified, multicast, reserved; IPv4-mapped,
+IPv4-compatible, 6to4, NAT64 64:ff9b::/96 and Teredo IPv6 are judged by the IPv4 addresses they carry
+too), unless the registry is allowed to be
 internal (`allow_internal`) or the address is inside an operator's `allowed_networks`.
 
 How the check cannot be bypassed by DNS rebinding (the approach, and why):
@@ -33,7 +34,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,18 +85,29 @@ def parse_networks(value: str | Iterable[str] | None) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip())
 
 
-def _unmapped(ip: IPAddress) -> IPAddress:
-    """The IPv4 address an IPv6 address carries: IPv4-mapped (::ffff:a.b.c.d), 6to4 (2002:AABB:CCDD::)
-    or IPv4-compatible (::a.b.c.d); the address itself otherwise."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip.sixtofour is not None:
-            return ip.sixtofour
-        # Deprecated IPv4-compatible form (RFC 4291 2.5.5.1): ::a.b.c.d, but not :: or ::1 themselves.
-        if int(ip) >> 32 == 0 and int(ip) > 1:
-            return ipaddress.IPv4Address(int(ip))
-    return ip
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded(ip: IPAddress) -> set[IPAddress]:
+    """The IPv4 addresses an IPv6 address carries, which a translator or tunnel would reach:
+    IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d, RFC 4291 2.5.5.1), 6to4
+    (2002:AABB:CCDD::, RFC 3056), the NAT64 well-known prefix (64:ff9b::a.b.c.d, RFC 6052 2.1) and
+    Teredo (2001::/32, RFC 4380 4: its server and its obfuscated client address); none otherwise."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return set()
+    found: set[IPAddress] = set()
+    if ip.ipv4_mapped is not None:
+        found.add(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.add(ip.sixtofour)
+    if ip.teredo is not None:
+        found.update(ip.teredo)
+    if ip in NAT64_WELL_KNOWN:
+        found.add(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    # The deprecated IPv4-compatible form, but not :: or ::1 themselves.
+    if int(ip) >> 32 == 0 and int(ip) > 1:
+        found.add(ipaddress.IPv4Address(int(ip)))
+    return found
 
 
 @dataclass(frozen=True)
@@ -110,14 +126,48 @@ class NetworkPolicy:
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
         if self.allow_internal:
             return None
-        candidates = {ip, _unmapped(ip)}
-        for candidate in candidates:
-            if any(candidate.version == net.version and candidate in net for net in self.allowed_networks):
-                return None
-        for candidate in candidates:
+        embedded = _embedded(ip)
+        # Allowed when the address, or every address it carries, is in an allowed network.
+        if any(ip.version == net.version and ip in net for net in self.allowed_networks):
+            return None
+        if embedded and all(
+            any(c.version == net.version and c in net for net in self.allowed_networks) for c in embedded
+        ):
+            return None
+        for candidate in (ip, *sorted(embedded, key=int)):
             for net, why in BLOCKED_NETWORKS:
                 if candidate.version == net.version and candidate in net:
-                    return f"{ip} is {why}"
+                    shown = "" if candidate == ip else f" (it carries {candidate})"
+                    return f"{ip} is {why}{shown}"
+        return None
+
+    def host_refusal(self, host: str, port: int | None = None, *, timeout: float = 2.0) -> str | None:
+        """Why `host` (a name or an IP literal) may not be connected to, or None when it may or when it
+        does not resolve within `timeout` seconds (the connection itself is checked again, always).
+
+        For a check before anything is stored (an API request): the name is resolved in a thread that
+        is left behind if the resolver hangs, so the caller waits `timeout` at most.
+        """
+        literal = host.strip("[]")
+        try:
+            ip = ipaddress.ip_address(literal)
+        except ValueError:
+            pass
+        else:
+            why = self.refusal(ip)
+            return None if why is None else f"{host}: {why}"
+        pool = ThreadPoolExecutor(1, thread_name_prefix="policy-resolve")
+        try:
+            infos = pool.submit(socket.getaddrinfo, literal, port, type=socket.SOCK_STREAM).result(timeout)
+        except (OSError, UnicodeError, FutureTimeout):
+            return None
+        finally:
+            pool.shutdown(wait=False)
+        for info in infos:
+            address = str(info[4][0]).split("%", 1)[0]
+            why = self.refusal(address)
+            if why is not None:
+                return f"{host} ({address}): {why}"
         return None
 
     def check_address(self, address: str | IPAddress, *, host: str) -> None:
@@ -140,6 +190,46 @@ class NetworkPolicy:
         except ValueError:
             return
         self.check_address(ip, host=host)
+
+
+# A `time.monotonic()` value after which this thread's reads and writes stop (`Session` sets it per
+# attempt). The read timeout alone restarts with every byte, so headers sent a byte at a time would
+# never end; the check here covers headers and body alike.
+DEADLINE: ContextVar[float | None] = ContextVar("registry_request_deadline", default=None)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose reads and writes stop at `DEADLINE` (httpcore's `ReadTimeout`)."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    @staticmethod
+    def _timeout(timeout: float | None) -> float | None:
+        deadline = DEADLINE.get()
+        if deadline is None:
+            return timeout
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise httpcore.ReadTimeout("reply not complete within the total time limit")
+        return remaining if timeout is None else min(timeout, remaining)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._timeout(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._timeout(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, self._timeout(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
 
 
 class GuardedBackend(httpcore.SyncBackend):
@@ -167,7 +257,8 @@ class GuardedBackend(httpcore.SyncBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(address, port, timeout, local_address, socket_options)
+                return DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         raise last or httpcore.ConnectError(f"{host} resolved to no address")

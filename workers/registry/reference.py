@@ -21,6 +21,11 @@ address (`splitDockerDomain` in `normalize.go`); otherwise the whole name is the
 
 Digests (OCI image-spec, "Digests"): only the registered algorithms are accepted, since only those
 can be verified: `sha256` with 64 and `sha512` with 128 lowercase hex characters.
+
+Hosts are stricter than the grammar: a host whose last label is numeric is an IPv4 address (the WHATWG
+URL standard's "ends in a number" rule, which resolvers follow too: `127.1` and `2130706433` reach
+127.0.0.1), so it must be RFC 3986 `IPv4address`, four decimal octets without leading zeros
+(`0177.0.0.1` is refused), and every host must be one httpx can put in a URL (IDNA labels included).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+
+import httpx
 
 from .errors import ReferenceError
 
@@ -45,6 +52,10 @@ PATH_COMPONENT_RE = re.compile(rf"^{_PATH_COMPONENT}$")
 REPOSITORY_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 DOMAIN_NAME_RE = re.compile(rf"^{_DOMAIN_NAME_COMPONENT}(?:\.{_DOMAIN_NAME_COMPONENT})*$")
 IPV6_RE = re.compile(r"^\[[a-fA-F0-9:]+\]$")
+# RFC 3986 3.2.2 dec-octet: 0-255 without leading zeros.
+_DEC_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+IPV4_RE = re.compile(rf"^{_DEC_OCTET}(?:\.{_DEC_OCTET}){{3}}$")
+_NUMERIC_LABEL_RE = re.compile(r"^(?:[0-9]+|0[xX][0-9a-fA-F]*)$")
 TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 DIGEST_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$")
 
@@ -157,8 +168,17 @@ def validate_host(host: str) -> str:
             raise ReferenceError(f"invalid registry host {host!r}: bad IPv6 address") from None
     elif not DOMAIN_NAME_RE.match(name):
         raise ReferenceError(f"invalid registry host {host!r}: bad domain name {name!r}")
+    elif _NUMERIC_LABEL_RE.match(name.rsplit(".", 1)[-1]) and not IPV4_RE.match(name):
+        raise ReferenceError(
+            f"invalid registry host {host!r}: {name!r} is read as an IPv4 address but is not four "
+            "decimal octets 0-255 without leading zeros (RFC 3986 3.2.2)"
+        )
     if port is not None and (not port.isdigit() or not port.isascii() or not 0 < int(port) <= 65535):
         raise ReferenceError(f"invalid registry host {host!r}: bad port {port!r}")
+    try:
+        httpx.URL(f"http://{host}/").host  # noqa: B018 - an IDNA host is decoded only when asked for
+    except (httpx.InvalidURL, ValueError) as exc:  # IDNA errors are ValueErrors
+        raise ReferenceError(f"invalid registry host {host!r}: {exc}") from None
     return host
 
 
@@ -234,7 +254,7 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def parse_scan_target(s: str) -> ScanTarget:
+def parse_scan_target(s: str, *, what: str = "scan target") -> ScanTarget:
     """Parse what a user names for a scan.
 
     - `http://127.0.0.1:5000`, `https://host`, bare `host:port` or `host` (no path): a whole registry;
@@ -246,26 +266,33 @@ def parse_scan_target(s: str) -> ScanTarget:
     Without a scheme, loopback hosts (127.0.0.0/8, localhost, [::1]) get `http://` and everything else
     `https://`. Without a scheme and with a path, the first component must look like a registry host
     (contain "." or ":", or be localhost or an IPv6 address), or `team/app` would scan host `team`.
+    Userinfo, a query or a fragment is refused, and userinfo is never repeated in the message (RFC 3986
+    3.2.1: it may be a password). `what` names the input in error messages.
     """
     if not isinstance(s, str) or not s.strip():
-        raise ReferenceError("invalid scan target: empty")
+        raise ReferenceError(f"invalid {what}: empty")
     text = s.strip()
     scheme = None
     if "://" in text:
         scheme, text = text.split("://", 1)
         scheme = scheme.lower()
-        if scheme not in ("http", "https"):
-            raise ReferenceError(f"invalid scan target {s!r}: scheme must be http or https, not {scheme!r}")
-    if any(c in text for c in "?#") or "@" in text.split("/", 1)[0]:
-        raise ReferenceError(f"invalid scan target {s!r}: no query, fragment or user:password@ allowed")
+    if "@" in text.split("/", 1)[0]:
+        # Never echoed: the userinfo may be a password (RFC 3986 3.2.1 deprecates it in URLs).
+        raise ReferenceError(
+            f"invalid {what}: no user:password@ allowed in it; give credentials on their own"
+        )
+    if scheme is not None and scheme not in ("http", "https"):
+        raise ReferenceError(f"invalid {what} {s!r}: scheme must be http or https, not {scheme!r}")
+    if any(c in text for c in "?#"):
+        raise ReferenceError(f"invalid {what} {s!r}: no query or fragment allowed")
     host, _, path = text.partition("/")
     path = path.rstrip("/")
     if not host:
-        raise ReferenceError(f"invalid scan target {s!r}: no registry host")
+        raise ReferenceError(f"invalid {what} {s!r}: no registry host")
     validate_host(host)
     if path and scheme is None and not _looks_like_domain(host):
         raise ReferenceError(
-            f"invalid scan target {s!r}: {host!r} is not a registry host; write host:port/{text} "
+            f"invalid {what} {s!r}: {host!r} is not a registry host; write host:port/{text} "
             "or give a URL with http:// or https://"
         )
     if scheme is None:
@@ -283,5 +310,5 @@ def parse_scan_target(s: str) -> ScanTarget:
         repository = f"library/{repository}"
     validate_repository(repository)
     if len(host) + 1 + len(repository) > NAME_TOTAL_LENGTH_MAX:
-        raise ReferenceError(f"invalid scan target: name longer than {NAME_TOTAL_LENGTH_MAX} characters")
+        raise ReferenceError(f"invalid {what}: name longer than {NAME_TOTAL_LENGTH_MAX} characters")
     return ScanTarget(registry_url=registry_url, repository=repository, tag=tag, digest=digest)

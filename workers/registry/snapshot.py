@@ -47,6 +47,9 @@ from .reference import validate_digest, validate_repository, validate_tag
 MAX_INDEX_DEPTH = 8  # an index may name an index to any depth (image-spec); real ones use 1 or 2 levels
 MAX_INDEX_CHILDREN = 4096  # a 4 MiB index holds ~20,000 descriptors; real ones hold tens
 MAX_SCHEMA1_LAYERS = 1024  # one blob HEAD per layer
+# Layers of one image or artifact manifest. Docker stops at 128 (overlay2's depth); a 4 MiB manifest
+# holds ~25,000, each a row to write and a prefix chain to hash, for no image anyone runs.
+MAX_MANIFEST_LAYERS = 1024
 SNAPSHOT_BATCH = 256  # tags in flight per batch: bounds the manifest bytes held at once
 
 # "Which of these digests do you already have?" -- asked by a snapshot of its caller (the ingest side),
@@ -383,7 +386,12 @@ class _SnapshotRun:
                 continue  # `record` reports it
             if isinstance(parsed, ParsedImageManifest):
                 config = parsed.config
-                if not artifact and parsed.kind != KIND_ARTIFACT and config.size <= MAX_CONFIG_BYTES:
+                if (
+                    not artifact
+                    and parsed.kind != KIND_ARTIFACT
+                    and config.size <= MAX_CONFIG_BYTES
+                    and len(parsed.layers) <= MAX_MANIFEST_LAYERS  # deeper, `record` fails it unread
+                ):
                     configs.setdefault(config.digest, parsed)
             elif (
                 isinstance(parsed, ParsedIndex)
@@ -497,6 +505,10 @@ class _SnapshotRun:
             return build_index_record(digest=fetched.digest, size=fetched.size, index=parsed)
         if isinstance(parsed, ParsedSchema1):
             return self._schema1(fetched, parsed, platform, where)
+        if len(parsed.layers) > MAX_MANIFEST_LAYERS:
+            raise ManifestError(
+                f"manifest of {len(parsed.layers)} layers is over the {MAX_MANIFEST_LAYERS} limit", **where
+            )
         if parsed.kind == KIND_ARTIFACT or artifact is not None:
             artifact_type, subject = artifact or ("", "")
             return build_artifact_record(

@@ -36,7 +36,7 @@ import httpx
 
 from .auth import Authenticator, AuthRound
 from .errors import HTTPStatusError, PolicyError, ProtocolError, error_detail
-from .policy import NetworkPolicy
+from .policy import DEADLINE, NetworkPolicy
 
 log = logging.getLogger(__name__)
 # Failures with no reply that may pass: refused or reset connections, timeouts (connect, read, pool).
@@ -229,19 +229,34 @@ class Session:
         follow_redirects: bool,
         scopes: tuple[str, ...],
         where: dict[str, Any],
+        total_timeout: float | None = None,
     ) -> Iterator[httpx.Response]:
-        """The final response to `method url` (see the class docstring); closed on exit."""
-        with ExitStack() as admitted:  # the gate's slot for the final attempt, released after the body
-            try:
-                resp = self._send(
-                    method, self.base.join(url), headers or {}, follow_redirects, scopes, where, admitted
-                )
-            except (PolicyError, HTTPStatusError, ProtocolError) as exc:  # from policy, auth, token server
-                raise exc.locate(**where) from None
-            try:
-                yield resp
-            finally:
-                resp.close()
+        """The final response to `method url` (see the class docstring); closed on exit.
+
+        With `total_timeout`, each attempt (its token request, redirects, headers and the body read
+        inside the `with`) stops that many seconds after it started (`policy.DEADLINE`)."""
+        token = DEADLINE.set(None)
+        try:
+            with ExitStack() as admitted:  # the gate's slot for the final attempt, released after the body
+                try:
+                    resp = self._send(
+                        method,
+                        self.base.join(url),
+                        headers or {},
+                        follow_redirects,
+                        scopes,
+                        where,
+                        admitted,
+                        total_timeout,
+                    )
+                except (PolicyError, HTTPStatusError, ProtocolError) as exc:  # policy, auth, token server
+                    raise exc.locate(**where) from None
+                try:
+                    yield resp
+                finally:
+                    resp.close()
+        finally:
+            DEADLINE.reset(token)
 
     def _observe(self, method: str, url: httpx.URL, status: int | None, error: str | None, t0: float) -> None:
         if self.observer is None:
@@ -279,12 +294,15 @@ class Session:
         scopes: tuple[str, ...],
         where: dict[str, Any],
         admitted: ExitStack,
+        total_timeout: float | None = None,
     ) -> httpx.Response:
         attempt = 0
         state = AuthRound()
         repository = where.get("repository")
         while True:
             self._wait_for_rate_limit()
+            if total_timeout is not None:
+                DEADLINE.set(time.monotonic() + total_timeout)
             sent = self.auth.header(scopes, repository)
             slot = ExitStack()  # held from sending to closing the reply; never during a backoff sleep
             if self.gate is not None:
@@ -354,13 +372,19 @@ class Session:
             except PolicyError as exc:
                 # The registry's own address refused: so would every other request be.
                 raise (exc.widen() if own else exc) from None
+            except (httpx.RemoteProtocolError, UnicodeError) as exc:
+                # httpx reads `Location` even when not following it: an unparseable one (or a bad IDNA
+                # host) is the registry's fault, not a dropped connection to retry.
+                if isinstance(exc, httpx.RemoteProtocolError) and "location header" not in str(exc):
+                    raise
+                raise PolicyError(f"redirect to an invalid URL from {redact_url(current)}: {exc}") from None
             location = resp.headers.get("Location")
             if not (follow_redirects and resp.status_code in REDIRECT_STATUSES and location):
                 return resp
             resp.close()
             try:
                 target = current.join(location)
-            except httpx.InvalidURL as exc:
+            except (httpx.InvalidURL, ValueError) as exc:  # IDNA errors are ValueErrors
                 raise PolicyError(f"redirect to an invalid URL from {redact_url(current)}: {exc}") from None
             if current.scheme == "https" and target.scheme != "https":
                 raise PolicyError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
 
 from analytics.engines import services as engine_services
 from analytics.models import Engine, EngineScan
@@ -13,6 +14,10 @@ from analytics.models import Engine, EngineScan
 class EngineSerializer(serializers.ModelSerializer):
     tls_key = serializers.CharField(write_only=True, required=False, allow_blank=True)
     has_tls_key = serializers.SerializerMethodField()
+    allow_internal = serializers.BooleanField(
+        required=False,
+        help_text="Staff only: allow a tcp:// or ssh:// engine on a loopback, private or link-local address.",
+    )
 
     class Meta:
         model = Engine
@@ -27,6 +32,7 @@ class EngineSerializer(serializers.ModelSerializer):
             "tracked",
             "scan_interval",
             "pull_tracked",
+            "allow_internal",
             "next_scan_at",
             "last_scanned_at",
             "engine_id",
@@ -48,6 +54,12 @@ class EngineSerializer(serializers.ModelSerializer):
         ]
         extra_kwargs = {"name": {"required": False}}
 
+    def validate_allow_internal(self, value: bool) -> bool:
+        request = self.context.get("request")
+        if value and not (request and request.user.is_staff):
+            raise PermissionDenied("only staff may allow an engine on an internal address")
+        return value
+
     def get_has_tls_key(self, obj: Engine) -> bool:
         return bool(obj.tls_key_encrypted)
 
@@ -60,6 +72,8 @@ class EngineSerializer(serializers.ModelSerializer):
                 tls_cert=data.get("tls_cert"),
                 tls_key=data.get("tls_key"),
                 pull_tracked=data.get("pull_tracked"),
+                allow_internal=data.get("allow_internal"),
+                check_reachable=True,
             )
             if "tracked" in data or "scan_interval" in data:
                 engine_services.engine_schedule(

@@ -71,10 +71,10 @@ class RegistrySerializer(serializers.ModelSerializer):
         return value
 
     def create(self, validated_data) -> Registry:
-        return registry_create(**validated_data)
+        return registry_create(**validated_data, check_reachable=True)
 
     def update(self, instance: Registry, validated_data) -> Registry:
-        return registry_update(registry=instance, **validated_data)
+        return registry_update(registry=instance, **validated_data, check_reachable=True)
 
 
 class RegistryDetailSerializer(RegistrySerializer):

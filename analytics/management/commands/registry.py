@@ -80,6 +80,7 @@ class Command(BaseCommand):
                 ca_bundle=ca_bundle,
                 docker_config=docker_config,
                 allow_internal=options["allow_internal"] or None,
+                check_reachable=True,
                 **(
                     {"tracked": True, "scan_interval": timedelta(seconds=options["interval"])}
                     if options["track"]

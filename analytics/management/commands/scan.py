@@ -38,7 +38,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--allow-internal",
             action="store_true",
-            help="Allow the registry on a loopback, private or link-local address (saved on the registry).",
+            help="Allow the registry (or a tcp:// or ssh:// engine) on a loopback, private or link-local "
+            "address (saved on it).",
         )
         parser.add_argument("--timeout", type=float, default=3600.0, help="Seconds to wait for the workers.")
         parser.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
@@ -79,6 +80,7 @@ class Command(BaseCommand):
                 allow_internal=options["allow_internal"] or None,
                 deep_budget_bytes=options["deep_budget"] if options["deep"] else None,
                 enqueue=not options["inline"],
+                check_reachable=True,
             )
             if options["inline"]:
                 scan = self._run_inline(scan.id)
@@ -101,7 +103,12 @@ class Command(BaseCommand):
         """`scan engine:ENDPOINT`: read a Docker Engine (and pull `--pull` references through it first)."""
         try:
             scan = engine_scan_start(
-                endpoint=options["target"], pull=options["pull"], trigger="cli", inline=options["inline"]
+                endpoint=options["target"],
+                pull=options["pull"],
+                trigger="cli",
+                inline=options["inline"],
+                allow_internal=options["allow_internal"] or None,
+                check_reachable=True,
             )
         except LayerlensError as exc:
             raise CommandError(str(exc))

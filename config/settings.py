@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,14 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate, checked at start-up rather than on the first request that meets it."""
+    value = os.environ.get(name, default).strip()
+    if value.lower() not in ("", "0", "off", "none") and not re.fullmatch(r"\d+/[smhd][a-z]*", value.lower()):
+        raise RuntimeError(f"{name} must be N/s, N/min, N/hour or N/day (or 0 for none), not {value!r}")
+    return value
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -109,6 +118,10 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
+# Reverse proxies in front of the web that append the client's address to X-Forwarded-For (0: none,
+# the peer's address is the client's). Throttles and login lockouts count per client address.
+LAYERLENS_TRUSTED_PROXIES = int(os.environ.get("LAYERLENS_TRUSTED_PROXIES", "0"))
+
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["analytics.api.permissions.ReadAnyWriteStaff"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -130,6 +143,22 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "analytics.api.errors.exception_handler",
+    # analytics/api/throttles.py: rates from LAYERLENS_THROTTLE_RATES, counted in the shared cache
+    "DEFAULT_THROTTLE_CLASSES": [
+        "analytics.api.throttles.AnonThrottle",
+        "analytics.api.throttles.UserThrottle",
+        "analytics.api.throttles.ExpensiveThrottle",
+    ],
+    # The client's address is REMOTE_ADDR unless this many proxies in front append X-Forwarded-For:
+    # a forwarded address from anyone else is a free way round the per-address limits.
+    "NUM_PROXIES": LAYERLENS_TRUSTED_PROXIES,
+}
+# Requests per caller and window ("N/s", "N/min", "N/hour", "N/day"; empty or 0 for no limit): anonymous
+# callers by address, users by account, and whole-list CSV exports and what-if per caller on top.
+LAYERLENS_THROTTLE_RATES = {
+    "anon": env_rate("LAYERLENS_THROTTLE_ANON", "60/min"),
+    "user": env_rate("LAYERLENS_THROTTLE_USER", "1200/min"),
+    "expensive": env_rate("LAYERLENS_THROTTLE_EXPENSIVE", "20/min"),
 }
 # Anonymous reads of scanned data; off by default, since image names and build commands can be private.
 LAYERLENS_ANONYMOUS_READ = env_bool("LAYERLENS_ANONYMOUS_READ", False)
@@ -225,6 +254,20 @@ LAYERLENS_REDIS_URL = os.environ.get(
     "LAYERLENS_REDIS_URL",
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "",
 )
+# The cache every web instance shares: request throttles and login failures are counted in it, so a
+# limit holds across instances. The shared Redis when there is one (keys under the queue's name, as two
+# installs may share a Redis); one process's memory otherwise, which is right for one instance only.
+if LAYERLENS_REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "analytics.infra.cache.FailOpenRedisCache",
+            "LOCATION": LAYERLENS_REDIS_URL,
+            "KEY_PREFIX": f"{CELERY_TASK_DEFAULT_QUEUE}:cache",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # /metrics is open on the internal network by default; with a token it needs `Authorization: Bearer`.
 LAYERLENS_METRICS_TOKEN = os.environ.get("LAYERLENS_METRICS_TOKEN", "")
 # /readyz answers 503 when a tracked registry's last successful scan is older than twice its interval

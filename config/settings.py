@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -124,9 +125,11 @@ LAYERLENS_TRUSTED_PROXIES = int(os.environ.get("LAYERLENS_TRUSTED_PROXIES", "0")
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["analytics.api.permissions.ReadAnyWriteStaff"],
+    # The first names the challenge of a 401 (analytics/api/auth.py).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        "analytics.api.auth.TokenAuthentication",
         "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -160,6 +163,13 @@ LAYERLENS_THROTTLE_RATES = {
     "user": env_rate("LAYERLENS_THROTTLE_USER", "1200/min"),
     "expensive": env_rate("LAYERLENS_THROTTLE_EXPENSIVE", "20/min"),
 }
+# API tokens (django-rest-knox, analytics/models/accounts.py): `Authorization: Bearer layerlens_...`,
+# stored as digests, named, several per user; made by `manage.py token` or the admin, never expiring
+# unless made with an expiry.
+KNOX_TOKEN_MODEL = "analytics.ApiToken"
+# knox's migrations would create its own token table although its model is swapped for ours.
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {"AUTH_HEADER_PREFIX": "Bearer", "TOKEN_PREFIX": "layerlens_", "TOKEN_TTL": None}
 # Anonymous reads of scanned data; off by default, since image names and build commands can be private.
 LAYERLENS_ANONYMOUS_READ = env_bool("LAYERLENS_ANONYMOUS_READ", False)
 

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "axes",
     "rest_framework",
     "knox",
     "django_filters",
@@ -64,7 +65,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last: turns a login form's lockout into the lockout page (429)
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Every password check (the admin's and the pages' login forms, API Basic auth) goes through django-axes
+# first: after LAYERLENS_LOGIN_FAILURE_LIMIT failures from one address, or for one user name, logins
+# from there or as that user are refused for LAYERLENS_LOGIN_LOCKOUT_SECONDS, before any password is
+# hashed. Failures are counted in the shared cache (CACHES, below), so every instance sees them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = int(os.environ.get("LAYERLENS_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(seconds=int(os.environ.get("LAYERLENS_LOGIN_LOCKOUT_SECONDS", "900")))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_CLIENT_IP_CALLABLE = "analytics.infra.addresses.client_address"
+# A success does not wipe the count: one known password must not buy an address more guesses at others.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_TEMPLATE = "web/locked_out.html"
+# The database log of attempts is not written by the cache handler: no empty pages in the admin.
+AXES_ENABLE_ADMIN = False
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -120,7 +142,8 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # Reverse proxies in front of the web that append the client's address to X-Forwarded-For (0: none,
-# the peer's address is the client's). Throttles and login lockouts count per client address.
+# the peer's address is the client's). Throttles and login lockouts count per client address
+# (analytics/infra/addresses.py); a forwarded address from anyone else is a free way round them.
 LAYERLENS_TRUSTED_PROXIES = int(os.environ.get("LAYERLENS_TRUSTED_PROXIES", "0"))
 
 REST_FRAMEWORK = {
@@ -128,7 +151,7 @@ REST_FRAMEWORK = {
     # The first names the challenge of a 401 (analytics/api/auth.py).
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "analytics.api.auth.TokenAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "analytics.api.auth.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_FILTER_BACKENDS": [
@@ -152,9 +175,6 @@ REST_FRAMEWORK = {
         "analytics.api.throttles.UserThrottle",
         "analytics.api.throttles.ExpensiveThrottle",
     ],
-    # The client's address is REMOTE_ADDR unless this many proxies in front append X-Forwarded-For:
-    # a forwarded address from anyone else is a free way round the per-address limits.
-    "NUM_PROXIES": LAYERLENS_TRUSTED_PROXIES,
 }
 # Requests per caller and window ("N/s", "N/min", "N/hour", "N/day"; empty or 0 for no limit): anonymous
 # callers by address, users by account, and whole-list CSV exports and what-if per caller on top.
@@ -163,6 +183,9 @@ LAYERLENS_THROTTLE_RATES = {
     "user": env_rate("LAYERLENS_THROTTLE_USER", "1200/min"),
     "expensive": env_rate("LAYERLENS_THROTTLE_EXPENSIVE", "20/min"),
 }
+# A user name and password on every API request: off by default, since each costs a password hash
+# (~0.35 s of CPU); scripts use tokens. When on, failures count towards the login lockout.
+LAYERLENS_API_BASIC_AUTH = env_bool("LAYERLENS_API_BASIC_AUTH", False)
 # API tokens (django-rest-knox, analytics/models/accounts.py): `Authorization: Bearer layerlens_...`,
 # stored as digests, named, several per user; made by `manage.py token` or the admin, never expiring
 # unless made with an expiry.
@@ -306,5 +329,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # httpx logs every request at INFO: too much for a registry-wide scan.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "axes.apps": {"level": "WARNING"},  # its banner on every start, commands included
+    },
 }

@@ -20,6 +20,8 @@ from django.core.cache import cache
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
+from analytics.infra.addresses import client_address
+
 EXPENSIVE = "expensive"
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -50,7 +52,7 @@ class WindowThrottle(BaseThrottle):
         user = request.user
         if user and user.is_authenticated:
             return f"user-{user.pk}"
-        return f"addr-{self.get_ident(request)}"
+        return f"addr-{client_address(request)}"
 
     def allow_request(self, request, view) -> bool:
         rate = parse_rate(settings.LAYERLENS_THROTTLE_RATES.get(self.scope))

@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
-import redis
 from django.conf import settings as django_settings
 
 from analytics.api.throttles import parse_rate
@@ -63,7 +61,7 @@ def test_anonymous_callers_are_counted_by_address_and_a_forged_forwarded_for_cha
 
 def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(world, anon_client, rates, settings):
     settings.LAYERLENS_ANONYMOUS_READ = True
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    settings.LAYERLENS_TRUSTED_PROXIES = 1
     rates(anon="1/min")
     proxy = {"REMOTE_ADDR": "10.0.0.2"}
     assert anon_client.get(API + "summary/", HTTP_X_FORWARDED_FOR="192.0.2.1", **proxy).status_code == 200
@@ -90,24 +88,6 @@ def test_whatif_and_whole_list_exports_share_the_expensive_rate(world, client_us
         over = client_user.get(API + path, query)
         assert over.status_code == 429 and over.streaming is False and int(over["Retry-After"]) > 0
     assert client_user.get(API + "summary/").status_code == 200
-
-
-@pytest.fixture
-def shared_cache(settings):
-    """The production cache: the shared Redis (a db of its own here), under a prefix of this test's."""
-    url = os.environ.get("LAYERLENS_TEST_CACHE_URL", "redis://127.0.0.1:6379/10")
-    prefix = f"test-{uuid.uuid4().hex[:8]}"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "analytics.infra.cache.FailOpenRedisCache",
-            "LOCATION": url,
-            "KEY_PREFIX": prefix,
-        }
-    }
-    client = redis.Redis.from_url(url)
-    yield client, prefix
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
 
 
 def test_counts_live_in_the_shared_redis_so_every_instance_sees_them(world, client_user, rates, shared_cache):

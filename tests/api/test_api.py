@@ -171,8 +171,8 @@ def test_layer_detail_and_images_holding_it(world, client_user):
 # --- registries, repositories, tags -----------------------------------------------------------------------
 
 
-def test_registry_detail_has_summary_and_hides_password(world, client_user):
-    body = client_user.get(f"{API}registries/{world.registry.id}/").json()
+def test_registry_detail_has_summary_and_hides_password(world, client_staff):
+    body = client_staff.get(f"{API}registries/{world.registry.id}/").json()
     assert body["has_password"] is True and body["username"] == "robot"
     assert "password" not in body and "password_encrypted" not in body
     assert body["summary"]["saved_bytes"] == 10_000

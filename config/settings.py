@@ -301,7 +301,9 @@ if LAYERLENS_REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-# /metrics is open on the internal network by default; with a token it needs `Authorization: Bearer`.
+# What /metrics and /readyz say about registries (their names are hosts) and failed checks is for callers
+# with `Authorization: Bearer <this token>` (or a staff login). Without a token set, /metrics still answers
+# anyone, summed over registries; with one set, it answers only with it (analytics/api/ops.py).
 LAYERLENS_METRICS_TOKEN = os.environ.get("LAYERLENS_METRICS_TOKEN", "")
 # /readyz answers 503 when a tracked registry's last successful scan is older than twice its interval
 # only when this is on: a remote registry being down is no reason to take the web out of service.

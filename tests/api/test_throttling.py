@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from django.conf import settings as django_settings
+from rest_framework.test import APIClient
 
 from analytics.api.throttles import parse_rate
 
@@ -131,3 +132,18 @@ def test_production_settings_count_in_the_shared_redis_and_refuse_a_bad_rate():
     assert "'anon': '60/min', 'user': '1200/min', 'expensive': '20/min'" in done.stdout
     bad = _settings_of({"LAYERLENS_THROTTLE_USER": "lots"})
     assert bad.returncode != 0 and "LAYERLENS_THROTTLE_USER" in bad.stderr
+
+
+def test_the_pages_count_with_the_api_and_their_what_if_is_expensive(world, user, client, rates):
+    client.force_login(user)
+    rates(user="4/min", expensive="1/min")
+    assert client.get("/ui/").status_code == 200
+    what = {"registry": world.registry.id, "tags": ["team/app:1.0"]}
+    assert client.get("/ui/whatif/", what).status_code == 200
+    assert client.get("/ui/whatif/", what).status_code == 429  # a second computation this minute
+    assert client.get("/ui/whatif/", {"registry": world.registry.id}).status_code == 200  # the form alone
+    api = APIClient()
+    api.force_authenticate(user)
+    over = api.get(API + "summary/")  # the fifth request of this user this minute
+    assert over.status_code == 429 and client.get("/ui/").status_code == 429
+    assert int(client.get("/ui/")["Retry-After"]) > 0

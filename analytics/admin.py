@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models, transaction
 from django.db.models import Count, Q
+from django.db.models.constants import LOOKUP_SEP
 from django.template.defaultfilters import filesizeformat, truncatechars
+from django.template.response import TemplateResponse
 
 from analytics.engines.services import engine_scan_start
 from analytics.errors import LayerlensError
 from analytics.models import (
+    ApiToken,
     Blob,
     Engine,
     EngineHistoryEntry,
@@ -39,6 +48,58 @@ from analytics.registries import (
     schedule_check,
 )
 from analytics.scans.start import scan_create, scan_enqueue
+from analytics.tokens import token_create
+
+# --- secrets ----------------------------------------------------------------------------------------------
+
+# Columns holding secrets (ciphertext, password hashes, token digests). The changelist takes any
+# `?field__lookup=value` on a model's own columns, so `?password_encrypted__startswith=g` would read a
+# secret one prefix at a time: every admin here refuses a lookup that reaches one of these (400), and none
+# searches, filters or orders by them.
+SECRET_FIELDS: dict[type[models.Model], frozenset[str]] = {
+    Registry: frozenset({"password_encrypted"}),
+    Engine: frozenset({"tls_key_encrypted"}),
+    ApiToken: frozenset({"digest"}),
+    get_user_model(): frozenset({"password"}),
+}
+
+
+def lookup_reaches_secret(model: type[models.Model], lookup: str) -> bool:
+    """Whether `lookup` (`registry__password_encrypted__startswith`, `pk`, ...) reads a secret column."""
+    for part in lookup.split(LOOKUP_SEP):
+        try:
+            field = model._meta.pk if part == "pk" else model._meta.get_field(part)
+        except FieldDoesNotExist:
+            return False  # a transform or lookup name: the path to a column ended before it
+        if field.name in SECRET_FIELDS.get(model, ()):
+            return True
+        if not field.is_relation or field.related_model is None:
+            return False
+        model = field.related_model
+    return False
+
+
+class SecretSafeAdmin(admin.ModelAdmin):
+    """The base of every admin on the site (those of auth's models are re-registered below)."""
+
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        if lookup_reaches_secret(self.model, lookup):
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+
+admin.site.unregister(get_user_model())
+admin.site.unregister(Group)
+
+
+@admin.register(get_user_model())
+class LayerlensUserAdmin(SecretSafeAdmin, UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class LayerlensGroupAdmin(SecretSafeAdmin, GroupAdmin):
+    pass
 
 
 def _size(value: int | None) -> str:
@@ -58,7 +119,7 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, SecretSafeAdmin):
     pass
 
 
@@ -152,7 +213,7 @@ def _service_check(check, *args, **kwargs):
 
 
 @admin.register(Registry)
-class RegistryAdmin(admin.ModelAdmin):
+class RegistryAdmin(SecretSafeAdmin):
     form = RegistryForm
     formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
     list_display = [
@@ -213,7 +274,7 @@ class RepositoryForm(forms.ModelForm):
 
 
 @admin.register(Repository)
-class RepositoryAdmin(admin.ModelAdmin):
+class RepositoryAdmin(SecretSafeAdmin):
     form = RepositoryForm
     list_display = [
         "name",
@@ -547,7 +608,7 @@ class ScanErrorAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Engine)
-class EngineAdmin(admin.ModelAdmin):
+class EngineAdmin(SecretSafeAdmin):
     list_display = ["name", "endpoint", "server_version", "storage_driver", "tracked", "last_scanned_at"]
     list_filter = ["tracked", "storage_driver"]
     search_fields = ["name", "endpoint", "engine_id"]
@@ -594,3 +655,68 @@ class EngineScanAdmin(ReadOnlyAdmin):
     list_display = ["id", "engine", "status", "trigger", "images_count", "pulled_count", "created_at"]
     list_filter = ["status", "engine"]
     readonly_fields = [f.name for f in EngineScan._meta.fields]
+
+
+# --- API tokens -------------------------------------------------------------------------------------------
+
+
+class ApiTokenForm(forms.ModelForm):
+    expires_days = forms.IntegerField(
+        required=False, min_value=1, help_text="Lifetime in days; empty: until revoked (deleted)."
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(SecretSafeAdmin):
+    """Made here (the token is shown once, on the page after saving) or by `manage.py token`; deleting
+    one revokes it. Only a digest is stored, so a token is never shown again nor edited."""
+
+    form = ApiTokenForm
+    list_display = ["name", "user", "starts_with", "created", "expiry"]
+    list_select_related = ["user"]
+    search_fields = ["name", "user__username"]
+    autocomplete_fields = ["user"]
+    fields = ["user", "name", "expires_days"]
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj is None else ["user", "name", "starts_with", "created", "expiry"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["user", "name", "starts_with", "created", "expiry"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="starts with")
+    def starts_with(self, obj: ApiToken) -> str:
+        return f"{obj.token_key}..."
+
+    def save_model(self, request, obj: ApiToken, form: ApiTokenForm, change: bool) -> None:
+        days = form.cleaned_data.get("expires_days")
+        row, token = token_create(
+            user=form.cleaned_data["user"],
+            name=form.cleaned_data["name"],
+            expires_in=timedelta(days=days) if days else None,
+        )
+        obj.digest, obj.token_key, obj.created, obj.expiry = (
+            row.digest,
+            row.token_key,
+            row.created,
+            row.expiry,
+        )
+        request.layerlens_new_token = token
+
+    def response_add(self, request, obj: ApiToken, post_url_continue=None):
+        # The token on this page only: not in a message, which a cookie would carry.
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API token created",
+            "row": obj,
+            "token": request.layerlens_new_token,
+        }
+        return TemplateResponse(request, "admin/analytics/apitoken/created.html", context)

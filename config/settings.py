@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,14 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate, checked at start-up rather than on the first request that meets it."""
+    value = os.environ.get(name, default).strip()
+    if value.lower() not in ("", "0", "off", "none") and not re.fullmatch(r"\d+/[smhd][a-z]*", value.lower()):
+        raise RuntimeError(f"{name} must be N/s, N/min, N/hour or N/day (or 0 for none), not {value!r}")
+    return value
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -38,7 +47,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "axes",
     "rest_framework",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -54,7 +65,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last: turns a login form's lockout into the lockout page (429)
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Every password check (the admin's and the pages' login forms, API Basic auth) goes through django-axes
+# first: after LAYERLENS_LOGIN_FAILURE_LIMIT failures from one address, or for one user name, logins
+# from there or as that user are refused for LAYERLENS_LOGIN_LOCKOUT_SECONDS, before any password is
+# hashed. Failures are counted in the shared cache (CACHES, below), so every instance sees them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = int(os.environ.get("LAYERLENS_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(seconds=int(os.environ.get("LAYERLENS_LOGIN_LOCKOUT_SECONDS", "900")))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_CLIENT_IP_CALLABLE = "analytics.infra.addresses.client_address"
+# A success does not wipe the count: one known password must not buy an address more guesses at others.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_TEMPLATE = "web/locked_out.html"
+# The database log of attempts is not written by the cache handler: no empty pages in the admin.
+AXES_ENABLE_ADMIN = False
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -109,11 +141,18 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
+# Reverse proxies in front of the web that append the client's address to X-Forwarded-For (0: none,
+# the peer's address is the client's). Throttles and login lockouts count per client address
+# (analytics/infra/addresses.py); a forwarded address from anyone else is a free way round them.
+LAYERLENS_TRUSTED_PROXIES = int(os.environ.get("LAYERLENS_TRUSTED_PROXIES", "0"))
+
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["analytics.api.permissions.ReadAnyWriteStaff"],
+    # The first names the challenge of a 401 (analytics/api/auth.py).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "analytics.api.auth.TokenAuthentication",
+        "analytics.api.auth.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -130,7 +169,30 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "analytics.api.errors.exception_handler",
+    # analytics/api/throttles.py: rates from LAYERLENS_THROTTLE_RATES, counted in the shared cache
+    "DEFAULT_THROTTLE_CLASSES": [
+        "analytics.api.throttles.AnonThrottle",
+        "analytics.api.throttles.UserThrottle",
+        "analytics.api.throttles.ExpensiveThrottle",
+    ],
 }
+# Requests per caller and window ("N/s", "N/min", "N/hour", "N/day"; empty or 0 for no limit): anonymous
+# callers by address, users by account, and whole-list CSV exports and what-if per caller on top.
+LAYERLENS_THROTTLE_RATES = {
+    "anon": env_rate("LAYERLENS_THROTTLE_ANON", "60/min"),
+    "user": env_rate("LAYERLENS_THROTTLE_USER", "1200/min"),
+    "expensive": env_rate("LAYERLENS_THROTTLE_EXPENSIVE", "20/min"),
+}
+# A user name and password on every API request: off by default, since each costs a password hash
+# (~0.35 s of CPU); scripts use tokens. When on, failures count towards the login lockout.
+LAYERLENS_API_BASIC_AUTH = env_bool("LAYERLENS_API_BASIC_AUTH", False)
+# API tokens (django-rest-knox, analytics/models/accounts.py): `Authorization: Bearer layerlens_...`,
+# stored as digests, named, several per user; made by `manage.py token` or the admin, never expiring
+# unless made with an expiry.
+KNOX_TOKEN_MODEL = "analytics.ApiToken"
+# knox's migrations would create its own token table although its model is swapped for ours.
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {"AUTH_HEADER_PREFIX": "Bearer", "TOKEN_PREFIX": "layerlens_", "TOKEN_TTL": None}
 # Anonymous reads of scanned data; off by default, since image names and build commands can be private.
 LAYERLENS_ANONYMOUS_READ = env_bool("LAYERLENS_ANONYMOUS_READ", False)
 
@@ -225,7 +287,23 @@ LAYERLENS_REDIS_URL = os.environ.get(
     "LAYERLENS_REDIS_URL",
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "",
 )
-# /metrics is open on the internal network by default; with a token it needs `Authorization: Bearer`.
+# The cache every web instance shares: request throttles and login failures are counted in it, so a
+# limit holds across instances. The shared Redis when there is one (keys under the queue's name, as two
+# installs may share a Redis); one process's memory otherwise, which is right for one instance only.
+if LAYERLENS_REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "analytics.infra.cache.FailOpenRedisCache",
+            "LOCATION": LAYERLENS_REDIS_URL,
+            "KEY_PREFIX": f"{CELERY_TASK_DEFAULT_QUEUE}:cache",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# What /metrics and /readyz say about registries (their names are hosts) and failed checks is for callers
+# with `Authorization: Bearer <this token>` (or a staff login). Without a token set, /metrics still answers
+# anyone, summed over registries; with one set, it answers only with it (analytics/api/ops.py).
 LAYERLENS_METRICS_TOKEN = os.environ.get("LAYERLENS_METRICS_TOKEN", "")
 # /readyz answers 503 when a tracked registry's last successful scan is older than twice its interval
 # only when this is on: a remote registry being down is no reason to take the web out of service.
@@ -253,5 +331,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # httpx logs every request at INFO: too much for a registry-wide scan.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "axes.apps": {"level": "WARNING"},  # its banner on every start, commands included
+    },
 }

@@ -1,5 +1,9 @@
 """Bring up Layerlens with a demo: web, worker, beat and a seeded local registry, scanned once.
 
+It serves as a deployment would, with DEBUG off: a SECRET_KEY made once into var/secret_key (var/ is
+never committed) and reused, so sessions and stored credentials survive a restart; static files are
+collected and served by WhiteNoise.
+
 1. Migrate, collect static files, create the demo staff user.
 2. Start a CNCF registry on loopback and push demo images built with umoci + skopeo.
 3. Start the web server, a Celery worker and Celery beat.
@@ -10,11 +14,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,15 +32,37 @@ PY = str(ROOT / ".venv" / "bin" / "python")
 VAR = ROOT / "var" / "run"
 WEB_PORT = int(os.environ.get("LAYERLENS_PORT", "8000"))
 REGISTRY_PORT = int(os.environ.get("DEMO_REGISTRY_PORT", "5000"))
-ENV = {
-    **os.environ,
-    "DEBUG": os.environ.get("DEBUG", "1"),
-    "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/layerlens"),
-    "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
-    "SCHEDULE_TICK_SECONDS": os.environ.get("SCHEDULE_TICK_SECONDS", "30"),
-    # The demo registry listens on loopback, which the SSRF policy refuses unless allowed.
-    "LAYERLENS_ALLOWED_NETWORKS": os.environ.get("LAYERLENS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"),
-}
+
+
+def secret_key(var: Path) -> str:
+    """The demo's SECRET_KEY: made once (readable by its owner only) and read back on every run."""
+    path = var / "secret_key"
+    if not path.exists():
+        var.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+def demo_env(var: Path, environ: dict[str, str]) -> dict[str, str]:
+    """The environment every process of the demo runs with; what the caller's environment sets wins."""
+    return {
+        **environ,
+        # DEBUG off: an error is a plain 500, not a page of settings, URLs and source paths
+        "DEBUG": environ.get("DEBUG", "0"),
+        "SECRET_KEY": environ.get("SECRET_KEY") or secret_key(var),
+        "ALLOWED_HOSTS": environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost"),
+        "LOG_FORMAT": environ.get("LOG_FORMAT", "plain"),  # people read these
+        "DATABASE_URL": environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/layerlens"),
+        "CELERY_BROKER_URL": environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        "SCHEDULE_TICK_SECONDS": environ.get("SCHEDULE_TICK_SECONDS", "30"),
+        # The demo registry listens on loopback, which the SSRF policy refuses unless allowed.
+        "LAYERLENS_ALLOWED_NETWORKS": environ.get("LAYERLENS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"),
+    }
+
+
+ENV: dict[str, str] = {}
 children: list[subprocess.Popen[bytes]] = []
 
 
@@ -80,10 +108,12 @@ def main() -> int:
 
 def run() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
+    ENV.update(demo_env(ROOT / "var", dict(os.environ)))
     subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tc", "SELECT 1"], check=True, capture_output=True
     )
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "layerlens"], capture_output=True)
+    database = urlsplit(ENV["DATABASE_URL"]).path.lstrip("/") or "layerlens"
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", database], capture_output=True)
     manage("migrate", "--noinput", "-v0")
     manage("collectstatic", "--noinput", "-v0")
     manage("demo_user", "--username", "demo", "--password", "demo")
@@ -150,7 +180,9 @@ Layerlens is up (scan took {took:.1f}s{"" if scan.returncode == 0 else ", with e
   API docs   http://127.0.0.1:{WEB_PORT}/api/docs/
   admin      http://127.0.0.1:{WEB_PORT}/admin/   (login demo / demo)
   registry   {registry.url}   logs in {VAR}
-  CLI        .venv/bin/python manage.py report --registry {registry.host} --json
+  CLI        export SECRET_KEY=$(cat var/secret_key)   (the demo's key; DEBUG is off)
+             .venv/bin/python manage.py report --registry {registry.host} --json
+             .venv/bin/python manage.py token create demo --name NAME   (an API token, shown once)
 Ctrl-C stops everything started here.""",
         flush=True,
     )

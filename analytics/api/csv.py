@@ -18,6 +18,7 @@ from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
 
 from analytics.api import params
+from analytics.api.throttles import export_check
 
 CHUNK = 1000
 # An offset walk re-reads every skipped row on each page: fewer, larger pages.
@@ -90,11 +91,12 @@ class CSVRenderer(BaseRenderer):
 
 def whole_list_wanted(request) -> bool:
     """CSV was negotiated and no page was named: the caller wants every row. A bad `page_size` is a
-    400 all the same, as on the JSON list."""
+    400 all the same, as on the JSON list; a caller over the `expensive` rate gets a 429."""
     renderer = getattr(request, "accepted_renderer", None)
     wanted = getattr(renderer, "format", None) == "csv" and not params.page_named(request)
     if wanted:
         params.page_size(request)
+        export_check(request)
     return wanted
 
 

@@ -18,6 +18,7 @@ from analytics.api.params import PAGE_PARAMETERS, SCOPE_PARAMETERS, UNTAGGED, Ch
 from analytics.api.permissions import ComputeForReaders
 from analytics.api.serializers import insights as s
 from analytics.api.serializers.common import SCOPE_ERRORS
+from analytics.api.throttles import EXPENSIVE
 from analytics.errors import InvalidRequest, NotFound
 from analytics.models import Repository, RepositoryManifest
 from analytics.selectors import content, whatif
@@ -161,6 +162,7 @@ class WhatIfView(CheckedQuery, APIView):
     """Read-only: computes what deleting the selected tags and collecting garbage frees."""
 
     permission_classes = [ComputeForReaders]
+    throttle_scope = EXPENSIVE  # may walk every tag and layer of a registry
 
     @extend_schema(
         summary="What-if deletion (rule as query parameters)",

@@ -7,6 +7,7 @@ same rows instead of adding new ones.
 One module per kind of row; every model is importable from here, as Django expects.
 """
 
+from analytics.models.accounts import ApiToken
 from analytics.models.content import (
     Blob,
     HistoryEntry,
@@ -44,6 +45,7 @@ from analytics.models.registries import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_R
 from analytics.models.scans import Scan, ScanError
 
 __all__ = [
+    "ApiToken",
     "Blob",
     "BlobLine",
     "DiffIdCopies",

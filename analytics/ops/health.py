@@ -50,6 +50,15 @@ class Readiness:
     def as_dict(self) -> dict[str, object]:
         return {"ready": self.ready, **asdict(self)}
 
+    def status(self) -> dict[str, object]:
+        """What anyone may see: ready or not, and each check's outcome without its reason (a failure's
+        words can name a host) and without the registries (their names are hosts)."""
+        checks = {"database": self.database, "broker": self.broker}
+        return {
+            "ready": self.ready,
+            **{name: {"ok": c.ok, "seconds": c.seconds} for name, c in checks.items()},
+        }
+
 
 def _timed(fn) -> Check:
     t0 = time.monotonic()

@@ -9,6 +9,9 @@ Where each figure comes from (and why it is cheap to scrape):
   and image bytes read, scans finished by status, scan errors by kind.
 * Dedup figures per registry (`layerlens_registry_*`): the latest registry-wide trend snapshot
   (`SummarySnapshot`, written when a registry scan finishes), one index lookup per registry.
+
+A registry's name is its host, which is not for anyone who can reach `/metrics`: unless the caller is an
+operator (`named`), every series is summed over registries and carries no `registry` label.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ _DEDUP = {
 
 
 class LayerlensCollector(Collector):
+    def __init__(self, *, named: bool = True) -> None:
+        self.named = named
+
     def collect(self) -> Iterator[Metric]:
         yield from self._scans()
         yield from self._dedup()
@@ -74,21 +80,26 @@ class LayerlensCollector(Collector):
             .order_by("registry_id", "-taken_at", "-id")
             .distinct("registry_id")
         )
+        labels = ["registry"] if self.named else []
         families = {
-            name: GaugeMetricFamily(f"layerlens_registry_{name}", help_text, labels=["registry"])
+            name: GaugeMetricFamily(f"layerlens_registry_{name}", help_text, labels=labels)
             for name, help_text in _DEDUP.items()
         }
         ratio = GaugeMetricFamily(
             "layerlens_registry_dedup_ratio",
             "logical_bytes / stored_bytes at the last registry scan.",
-            labels=["registry"],
+            labels=labels,
         )
+        figures: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: dict.fromkeys(_DEDUP, 0))
         for snap in latest:
+            key = (snap.registry.name,) if self.named else ()
+            for name in _DEDUP:
+                figures[key][name] += getattr(snap, name)
+        for key, values in figures.items():
             for name, family in families.items():
-                family.add_metric([snap.registry.name], getattr(snap, name))
-            ratio.add_metric(
-                [snap.registry.name], snap.logical_bytes / snap.stored_bytes if snap.stored_bytes else 0.0
-            )
+                family.add_metric(list(key), values[name])
+            stored = values["stored_bytes"]
+            ratio.add_metric(list(key), values["logical_bytes"] / stored if stored else 0.0)
         yield from families.values()
         yield ratio
 
@@ -100,8 +111,12 @@ class LayerlensCollector(Collector):
         except Exception as exc:  # the database figures are still worth serving
             log.warning("worker counters unavailable: %s", exc)
             return
-        by_metric: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+        summed: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         for (metric, labels), value in counters.items():
+            kept = tuple(kv for kv in labels if self.named or kv[0] != "registry")
+            summed[(metric, kept)] += value
+        by_metric: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+        for (metric, labels), value in summed.items():
             by_metric[metric].append((dict(labels), value))
         for metric, help_text in _COUNTERS.items():
             rows = by_metric.get(metric, [])
@@ -112,27 +127,26 @@ class LayerlensCollector(Collector):
             yield family
         yield from self._latency(by_metric)
 
-    @staticmethod
-    def _latency(by_metric: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator[Metric]:
+    def _latency(self, by_metric: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator[Metric]:
         name = telemetry.LATENCY
+        names = ["registry", "route"] if self.named else ["route"]
         family = HistogramMetricFamily(
-            name,
-            "Seconds from sending a registry request to its reply's headers.",
-            labels=["registry", "route"],
+            name, "Seconds from sending a registry request to its reply's headers.", labels=names
         )
-        series: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-        sums: dict[tuple[str, str], float] = {}
+        series: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
+        sums: dict[tuple[str, ...], float] = {}
         for labels, value in by_metric.get(name + "_bucket", []):
-            series[(labels["registry"], labels["route"])][labels["le"]] = value
+            series[tuple(labels[k] for k in names)][labels["le"]] = value
         for labels, value in by_metric.get(name + "_sum", []):
-            sums[(labels["registry"], labels["route"])] = value
+            sums[tuple(labels[k] for k in names)] = value
         for key, buckets in sorted(series.items()):
             ordered = sorted(buckets.items(), key=lambda kv: float(kv[0]))
             family.add_metric(list(key), buckets=ordered, sum_value=sums.get(key, 0.0))
         yield family
 
 
-def metrics_registry() -> CollectorRegistry:
+def metrics_registry(*, named: bool = True) -> CollectorRegistry:
+    """The metrics; with `named` off, summed over registries so that no registry's name is shown."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LayerlensCollector())
+    registry.register(LayerlensCollector(named=named))
     return registry

@@ -12,15 +12,28 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from analytics.errors import InvalidRequest, NotFound
+from analytics.infra import rates
 from analytics.web import pages
 
 
+def too_many(wait: int) -> HttpResponse:
+    response = HttpResponse(
+        f"Too many requests: try again in {wait} s.\n", status=429, content_type="text/plain"
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
 def read_access(view):
-    """The API's read rule: a logged-in user (the admin's login) unless LAYERLENS_ANONYMOUS_READ."""
+    """The API's read rule: a logged-in user (the admin's login) unless LAYERLENS_ANONYMOUS_READ; and
+    the API's rates, counted together with the caller's API requests."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if settings.LAYERLENS_ANONYMOUS_READ or request.user.is_authenticated:
+            wait = rates.hit(rates.USER if request.user.is_authenticated else rates.ANON, request)
+            if wait is not None:
+                return too_many(wait)
             try:
                 return view(request, *args, **kwargs)
             except NotFound as exc:
@@ -83,6 +96,9 @@ def whatif(request: HttpRequest) -> HttpResponse:
         if any(
             [form.namespace, form.repository, form.tag_glob, form.tags, form.not_seen_days, form.keep_newest]
         ):
+            wait = rates.hit(rates.EXPENSIVE, request)  # the same computation as the API's what-if
+            if wait is not None:
+                return too_many(wait)
             try:
                 context["data"] = pages.whatif_page(form=form)
             except (NotFound, InvalidRequest) as exc:

@@ -8,9 +8,12 @@ so, registry-wide: logical 13500 + 14700 = 28200, stored 1100 + 2100 + 15000 = 1
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
@@ -91,3 +94,22 @@ def sent_tasks(monkeypatch) -> list[tuple[str, list]]:
     sent: list[tuple[str, list]] = []
     monkeypatch.setattr(app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
     return sent
+
+
+@pytest.fixture
+def shared_cache(settings):
+    """The production cache: the shared Redis (a db of its own here, LAYERLENS_TEST_CACHE_URL), under a
+    prefix of this test's; yields a client of that Redis and the prefix."""
+    url = os.environ.get("LAYERLENS_TEST_CACHE_URL", "redis://127.0.0.1:6379/10")
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "analytics.infra.cache.FailOpenRedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    client = redis.Redis.from_url(url)
+    yield client, prefix
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)

@@ -34,7 +34,7 @@ def test_every_model_is_registered_and_its_pages_render(admin_client_, world):
             assert PASSWORD not in page.content.decode()
             assert world.registry.password_encrypted not in page.content.decode()
     models = {m.__name__ for m in admin.site._registry if m._meta.app_label == "analytics"}
-    assert len(models) == 15  # 12 registry models, and Engine, EngineImage, EngineScan
+    assert len(models) == 16  # 12 registry models, Engine, EngineImage, EngineScan, and ApiToken
 
 
 def test_scanned_data_cannot_be_added_or_changed(admin_client_, world):

@@ -171,8 +171,8 @@ def test_layer_detail_and_images_holding_it(world, client_user):
 # --- registries, repositories, tags -----------------------------------------------------------------------
 
 
-def test_registry_detail_has_summary_and_hides_password(world, client_user):
-    body = client_user.get(f"{API}registries/{world.registry.id}/").json()
+def test_registry_detail_has_summary_and_hides_password(world, client_staff):
+    body = client_staff.get(f"{API}registries/{world.registry.id}/").json()
     assert body["has_password"] is True and body["username"] == "robot"
     assert "password" not in body and "password_encrypted" not in body
     assert body["summary"]["saved_bytes"] == 10_000
@@ -304,15 +304,16 @@ def test_scan_detail_lists_errors_and_progress(world, client_user):
 
 
 def test_anonymous_is_forbidden(world, anon_client):
+    # no credential: 401 with the challenge to answer (a 403 would tell a client nothing to do)
     for path in ("registries/", "images/", "summary/", "layers/", "scans/"):
-        assert anon_client.get(API + path).status_code == 403
-    assert anon_client.post(API + "scans/", {"target": "http://127.0.0.1:5999"}).status_code == 403
+        assert anon_client.get(API + path).status_code == 401
+    assert anon_client.post(API + "scans/", {"target": "http://127.0.0.1:5999"}).status_code == 401
 
 
 def test_anonymous_reads_when_enabled_but_never_writes(world, anon_client, settings):
     settings.LAYERLENS_ANONYMOUS_READ = True
     assert anon_client.get(API + "summary/").status_code == 200
-    assert anon_client.post(API + "registries/", {"url": "http://127.0.0.1:1"}).status_code == 403
+    assert anon_client.post(API + "registries/", {"url": "http://127.0.0.1:1"}).status_code == 401
 
 
 def test_non_staff_cannot_write(world, client_user, sent_tasks):

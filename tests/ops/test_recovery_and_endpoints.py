@@ -107,7 +107,8 @@ def test_registry_scan_left_running_by_a_dead_worker_is_taken_over_once_its_leas
     assert claimed is not None and claimed.takeovers == 1 and claimed.lease_until > timezone.now()
 
 
-def test_healthz_and_readyz(client, registry):
+def test_healthz_and_readyz(client, registry, settings):
+    settings.LAYERLENS_METRICS_TOKEN = "ops-token"  # the registries' freshness is for operators
     assert client.get("/healthz").json() == {"status": "ok"}
     registry.tracked, registry.scan_interval = True, timedelta(hours=1)
     registry.save()
@@ -117,7 +118,7 @@ def test_healthz_and_readyz(client, registry):
         status="succeeded",
         finished_at=timezone.now() - timedelta(hours=3),
     )
-    resp = client.get("/readyz")
+    resp = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token")
     body = resp.json()
     assert resp.status_code == 200 and body["ready"] is True
     assert body["database"]["ok"] and body["broker"]["ok"]
@@ -131,10 +132,11 @@ def test_healthz_and_readyz(client, registry):
 
 def test_readyz_is_503_when_the_broker_is_down_or_scans_are_stale_and_required(client, registry, settings):
     settings.LAYERLENS_READY_REQUIRES_FRESH_SCANS = True
+    settings.LAYERLENS_METRICS_TOKEN = "ops-token"
     registry.tracked, registry.scan_interval = True, timedelta(minutes=1)
     registry.save()
     Registry.objects.filter(id=registry.id).update(created_at=timezone.now() - timedelta(hours=1))
-    resp = client.get("/readyz")
+    resp = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token")
     assert resp.status_code == 503 and resp.json()["registries"][0]["ok"] is False
 
     settings.LAYERLENS_READY_REQUIRES_FRESH_SCANS = False
@@ -144,6 +146,7 @@ def test_readyz_is_503_when_the_broker_is_down_or_scans_are_stale_and_required(c
 
 
 def test_metrics_expose_scans_worker_counters_and_dedup_gauges(client, registry, settings):
+    settings.LAYERLENS_METRICS_TOKEN = "ops-token"  # per-registry series are for operators
     redis = shared_redis(settings.LAYERLENS_REDIS_URL)
     redis.delete(telemetry.METRICS_KEY)
     Scan.objects.create(kind="repository", registry=registry, status="running")
@@ -164,7 +167,7 @@ def test_metrics_expose_scans_worker_counters_and_dedup_gauges(client, registry,
         sink.request(RequestEvent("http://x", "GET", "manifest", status, None, seconds), registry="reg")
     sink.request(RequestEvent("http://x", "GET", "blob", None, "ConnectError", 0.001), registry="reg")
     sink.flush()
-    text = client.get("/metrics").content.decode()
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer ops-token").content.decode()
     assert 'layerlens_scans{kind="repository",status="running"} 1.0' in text
     assert 'layerlens_registry_requests_total{code="200",registry="reg",route="manifest"} 2.0' in text
     assert 'layerlens_registry_request_errors_total{kind="http_503",registry="reg"} 1.0' in text

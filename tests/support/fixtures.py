@@ -6,6 +6,7 @@ Registered from the root conftest with ``pytest_plugins = ["tests.support.fixtur
 * ``registry_server`` -- a real ``docker-registry`` on 127.0.0.1 (RegistryServer).
 * ``dockerd_server``  -- a private ``dockerd`` (vfs, no networking) (DockerDaemon).
 * ``test_registry``   -- registry_server with every test image built and pushed (BuiltRegistry).
+* ``_empty_cache``    -- (every test) the cache of throttle and login-failure counts, emptied.
 
 Nothing is skipped: a missing tool fails the test with a hint to run scripts/bootstrap.sh.
 """
@@ -48,6 +49,17 @@ class BuiltRegistry:
 
     def ref(self, repository: str, tag: str) -> str:
         return f"{self.host}/{repository}:{tag}"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Throttle and login-failure counts start from nothing in every test (and django-axes, which keeps
+    the cache it met first, meets the test's own)."""
+    from axes.handlers.proxy import AxesProxyHandler
+    from django.core.cache import cache
+
+    cache.clear()
+    AxesProxyHandler.implementation = None
 
 
 def _fail_setup(exc: BaseException) -> None:

@@ -64,6 +64,14 @@ class RegistrySerializer(serializers.ModelSerializer):
         read_only_fields = ["identity_token", "next_scan_at", "last_scanned_at", "created_at"]
         extra_kwargs = {"name": {"required": False}}
 
+    def get_fields(self):
+        fields = super().get_fields()
+        # The account a registry is read with is the operators' business: staff only (JSON and CSV alike).
+        request = self.context.get("request")
+        if request is not None and not (request.user and request.user.is_staff):
+            fields.pop("username", None)
+        return fields
+
     def validate_allow_internal(self, value: bool) -> bool:
         request = self.context.get("request")
         if value and not (request and request.user.is_staff):

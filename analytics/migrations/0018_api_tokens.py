@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('analytics', '0016_registry_limits'),
+        ('analytics', '0017_engine_allow_internal'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

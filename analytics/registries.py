@@ -6,7 +6,6 @@ model (`Registry.set_password`); nothing here returns them."""
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics.errors import Conflict, InvalidRequest
+from analytics.infra import jsontext
 from analytics.models import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Registry, Repository
 from workers.registry.reference import parse_scan_target
 
@@ -196,7 +196,7 @@ def registry_credentials_from_docker_config(
     a file that came from a user must never make us run one, so they are refused, never executed.
     """
     try:
-        doc = json.loads(config_text)
+        doc = jsontext.loads(config_text)
     except ValueError as exc:
         raise InvalidRequest(f"the Docker config is not JSON: {exc}") from None
     if not isinstance(doc, dict):

@@ -1,11 +1,15 @@
 """The bounds every request meets, whichever view answers it (API, pages, admin): a body no larger than
-DATA_UPLOAD_MAX_MEMORY_SIZE is refused with a 413 before anything reads it (DRF's parsers read the
-stream without Django's check). The API answers `{"detail": ...}`, everything else plain text."""
+DATA_UPLOAD_MAX_MEMORY_SIZE (413, before anything reads it: DRF's parsers read the stream without
+Django's check), and no NUL byte in the path, a query parameter or a cookie and no query parameter
+longer than MAX_PARAMETER_CHARS (400: PostgreSQL text cannot hold a NUL, and no name, digest or glob is
+that long). The API answers `{"detail": ...}`, everything else plain text."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+MAX_PARAMETER_CHARS = 1024
 
 
 def _reply(request: HttpRequest, status: int, detail: str) -> HttpResponse:
@@ -29,6 +33,16 @@ def refusal(request: HttpRequest) -> tuple[int, str] | None:
             f"the request body is {_body_length(request):,} bytes; at most {limit:,} are accepted "
             "(DATA_UPLOAD_MAX_MEMORY_SIZE)"
         )
+    if "\x00" in request.path:
+        return 400, "the URL path: a NUL byte is not allowed"
+    for name, values in request.GET.lists():
+        if "\x00" in name or any("\x00" in v for v in values):
+            return 400, f"{name!r}: a NUL byte is not allowed"
+        if len(name) > MAX_PARAMETER_CHARS or any(len(v) > MAX_PARAMETER_CHARS for v in values):
+            return 400, f"{name[:40]!r}: a query parameter is at most {MAX_PARAMETER_CHARS} characters"
+    for name, value in request.COOKIES.items():
+        if "\x00" in name or "\x00" in value:
+            return 400, f"cookie {name!r}: a NUL byte is not allowed"
     return None
 
 

@@ -46,7 +46,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # the body's size (README "Limits")
+    # the body's size, NUL bytes, parameter length (README "Limits")
     "config.middleware.RequestBounds",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

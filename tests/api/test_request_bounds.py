@@ -1,5 +1,6 @@
 """What one request may send: a body of at most DATA_UPLOAD_MAX_MEMORY_SIZE (413 before anything reads
-it) and JSON nested at most 32 levels (400)."""
+it), JSON nested at most 32 levels (400), no NUL byte in a path, a query parameter or a cookie, and no
+query parameter longer than 1,024 characters (400 naming it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import pytest
 
 from analytics.models import Registry
+from config.middleware import MAX_PARAMETER_CHARS
 
 pytestmark = pytest.mark.django_db
 
@@ -62,3 +64,37 @@ def test_a_docker_config_nested_too_deep_is_a_400_naming_it(world, client_staff)
     response = client_staff.patch(f"{API}registries/{world.registry.id}/", body, format="json")
     assert response.status_code == 400
     assert "Docker config" in response.json()["detail"]
+
+
+# --- the URL and the cookies ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "layers/sha256:ab%00cd/",
+        "layers/sha256:ab%00cd/images/",
+        "layers/sha256:ab%00cd/repositories/",
+        "layers/%00/images/?format=csv",
+    ],
+)
+def test_a_nul_byte_in_a_layer_digest_in_the_path_is_a_400(path, world, client_user):
+    response = client_user.get(API + path)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "the URL path: a NUL byte is not allowed"}
+
+
+def test_a_query_parameter_longer_than_the_cap_is_a_400_naming_it(world, client_user):
+    for path in ("images/", "summary/", "whatif/", "layers/top/"):
+        long = "x" * (MAX_PARAMETER_CHARS + 1)
+        response = client_user.get(API + path, {"registry": world.registry.id, "tag_glob": long})
+        assert response.status_code == 400, path
+        assert "'tag_glob'" in response.json()["detail"] and "1024" in response.json()["detail"]
+    response = client_user.get(API + "images/", {"search": "x" * MAX_PARAMETER_CHARS})
+    assert response.status_code == 200
+
+
+def test_a_nul_byte_in_a_cookie_is_a_400_not_a_session_lookup(world, client_user):
+    response = client_user.get(API + "registries/", HTTP_COOKIE='sessionid="abcdefgh\\000ijklmnop"')
+    assert response.status_code == 400
+    assert response.json() == {"detail": "cookie 'sessionid': a NUL byte is not allowed"}

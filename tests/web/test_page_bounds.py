@@ -1,0 +1,45 @@
+"""The pages refuse what the API refuses: a NUL byte in a query parameter or in the path is a 400 naming
+it, never a 500 from PostgreSQL. No browser: Django's test client, over records made by
+`harness.records`."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from analytics.models import RepositoryManifest
+from analytics.registries import registry_upsert
+from harness import records as f
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def reader(client, db):
+    registry = registry_upsert(url="http://127.0.0.1:5998")
+    f.ingest(registry, "team/app", {"1.0": f.image("a", layers=[f.layer("base", 100)])})
+    client.force_login(get_user_model().objects.create_user("page-reader", password="pw-page-reader"))
+    client.raise_request_exception = False
+    return registry
+
+
+@pytest.mark.parametrize("path", ["/ui/", "/ui/layers/", "/ui/lineage/", "/ui/whatif/"])
+def test_a_nul_byte_in_a_page_parameter_is_a_400_naming_it(path, reader, client):
+    response = client.get(path + "?registry=a%00")
+    assert response.status_code == 400
+    assert response.content.decode().strip() == "'registry': a NUL byte is not allowed"
+    response = client.get(path, {"registry": reader.id, "namespace": "te\x00am"})
+    assert response.status_code == 400 and "'namespace'" in response.content.decode()
+
+
+@pytest.mark.parametrize("path", ["/ui/images/1%00/", "/ui/%00/", "/ui/layers/%00"])
+def test_a_nul_byte_in_a_page_path_is_a_400(path, reader, client):
+    response = client.get(path)
+    assert response.status_code == 400
+    assert "a NUL byte is not allowed" in response.content.decode()
+
+
+def test_the_pages_still_answer(reader, client):
+    holding = RepositoryManifest.objects.get()
+    for path in ("/ui/", "/ui/layers/", "/ui/lineage/", "/ui/whatif/", f"/ui/images/{holding.id}/"):
+        assert client.get(path, {"registry": reader.id} if "images" not in path else {}).status_code == 200

@@ -20,6 +20,8 @@ from analytics.models import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Regist
 from workers.registry.reference import parse_scan_target
 
 MIN_SCAN_INTERVAL = timedelta(seconds=60)
+# Beat adds the interval to now: a longer one would overflow the date (and fail every due scan with it).
+MAX_SCAN_INTERVAL = timedelta(days=365)
 
 
 class Keep(enum.Enum):
@@ -44,7 +46,13 @@ def registry_url_normalise(url: str) -> str:
 def schedule_check(
     *, tracked: bool, interval: timedelta | None, what: str = "registry or repository"
 ) -> None:
-    """A tracked target needs an interval, and not one so short it floods what it scans."""
+    """A tracked target needs an interval, and not one so short it floods what it scans; no target has
+    one longer than a year."""
+    if interval is not None and interval > MAX_SCAN_INTERVAL:
+        raise InvalidRequest(
+            f"scan_interval is at most {int(MAX_SCAN_INTERVAL.total_seconds())} seconds "
+            f"({MAX_SCAN_INTERVAL.days} days)"
+        )
     if tracked and (interval is None or interval < MIN_SCAN_INTERVAL):
         raise InvalidRequest(
             f"a tracked {what} needs a scan interval of at least "

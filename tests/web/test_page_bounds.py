@@ -43,3 +43,14 @@ def test_the_pages_still_answer(reader, client):
     holding = RepositoryManifest.objects.get()
     for path in ("/ui/", "/ui/layers/", "/ui/lineage/", "/ui/whatif/", f"/ui/images/{holding.id}/"):
         assert client.get(path, {"registry": reader.id} if "images" not in path else {}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("not_seen_days", "99999999999"), ("keep_newest", "99999999999"), ("not_seen_days", "²")],
+)
+def test_a_whatif_number_the_page_cannot_use_is_a_400_naming_it(name, value, reader, client):
+    response = client.get("/ui/whatif/", {"registry": reader.id, name: value})
+    assert response.status_code == 400 and name in response.content.decode()
+    response = client.get("/ui/whatif/", {"registry": reader.id, name: "30"})
+    assert response.status_code == 200

@@ -3,11 +3,14 @@ Engine writes go through `analytics.engines.services`."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import transaction
 from rest_framework import serializers
 
 from analytics.engines import services as engine_services
 from analytics.models import Engine, EngineScan
+from analytics.registries import MAX_SCAN_INTERVAL
 
 
 class EngineSerializer(serializers.ModelSerializer):
@@ -46,7 +49,10 @@ class EngineSerializer(serializers.ModelSerializer):
             "storage_driver",
             "created_at",
         ]
-        extra_kwargs = {"name": {"required": False}}
+        extra_kwargs = {
+            "name": {"required": False},
+            "scan_interval": {"min_value": timedelta(seconds=1), "max_value": MAX_SCAN_INTERVAL},
+        }
 
     def get_has_tls_key(self, obj: Engine) -> bool:
         return bool(obj.tls_key_encrypted)

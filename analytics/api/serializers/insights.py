@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from analytics.api.params import MAX_INT
 from analytics.api.serializers.common import offset_page
 from analytics.models import SummarySnapshot
+from analytics.selectors import whatif
 
 
 class PartnerSerializer(serializers.Serializer):
@@ -135,14 +137,16 @@ class WhatIfRequestSerializer(serializers.Serializer):
     namespace = serializers.CharField(required=False)
     repository = serializers.CharField(required=False)
     tag_glob = serializers.CharField(required=False)
-    not_seen_days = serializers.IntegerField(required=False, min_value=0)
-    keep_newest = serializers.IntegerField(required=False, min_value=0)
+    not_seen_days = serializers.IntegerField(required=False, min_value=0, max_value=whatif.MAX_NOT_SEEN_DAYS)
+    keep_newest = serializers.IntegerField(required=False, min_value=0, max_value=whatif.MAX_KEEP_NEWEST)
     newest_by = serializers.ChoiceField(choices=["first_seen", "created"], default="first_seen")
     tags = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="Explicit `repository:tag` names."
     )
     images = serializers.ListField(
-        child=serializers.IntegerField(), required=False, help_text="Image ids: the tags naming them."
+        child=serializers.IntegerField(min_value=1, max_value=MAX_INT),
+        required=False,
+        help_text="Image ids: the tags naming them.",
     )
     details = serializers.BooleanField(default=True, help_text="List manifests and tags affected.")
 

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from analytics.models import Scan, ScanError
+from analytics.scans.start import MAX_DEEP_BUDGET_BYTES
 
 
 class ScanErrorSerializer(serializers.ModelSerializer):
@@ -93,6 +94,8 @@ class ScanCreateSerializer(serializers.Serializer):
     )
     deep_budget = serializers.IntegerField(
         min_value=1,
+        max_value=MAX_DEEP_BUDGET_BYTES,
         default=1024**3,
-        help_text="With `deep`: compressed bytes each repository scan may stream (default 1 GiB).",
+        help_text="With `deep`: compressed bytes each repository scan may stream (default 1 GiB, "
+        "at most 1 PiB).",
     )

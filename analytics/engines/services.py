@@ -118,9 +118,15 @@ def engine_scan_enqueue(scan: EngineScan) -> None:
     transaction.on_commit(lambda: current_app.send_task("workers.tasks.scan_engine", args=[scan.id]))
 
 
+# References one scan request may ask an engine to pull; each is a pull before the scan can start.
+MAX_PULL = 100
+
+
 def engine_scan_start(
     *, endpoint: str, pull: list[str] | None = None, trigger: str = "manual", inline: bool = False
 ) -> EngineScan:
+    if pull and len(pull) > MAX_PULL:
+        raise InvalidRequest(f"pull: at most {MAX_PULL} references per scan")
     with transaction.atomic():
         engine = Engine.objects.filter(endpoint=_normalise_endpoint(endpoint)).first() or engine_upsert(
             endpoint=endpoint

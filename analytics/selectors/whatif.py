@@ -41,9 +41,18 @@ class TagRule:
     holding_ids: tuple[int, ...] = ()  # explicit images: the tags naming them directly in their repository
 
 
-# A rule's numbers stay within what SQL and dates can hold (README "Limits").
+# A rule's numbers stay within what SQL and dates can hold, and what it lists one by one stays short:
+# each listed tag or image is one more term of the query (README "Limits").
 MAX_NOT_SEEN_DAYS = 36_500
 MAX_KEEP_NEWEST = 1_000_000
+MAX_LISTED = 1000
+
+
+def too_many_listed(name: str) -> str:
+    return (
+        f"{name}: at most {MAX_LISTED} may be listed; select more by rule instead "
+        "(registry, namespace, repository, tag_glob, not_seen_days, keep_newest)"
+    )
 
 
 def rule_check(rule: TagRule) -> None:
@@ -55,6 +64,9 @@ def rule_check(rule: TagRule) -> None:
     ):
         if value is not None and not 0 <= value <= most:
             raise InvalidRequest(f"{name} must be a whole number from 0 to {most}, not {value}")
+    for name, listed in (("tags", rule.tags), ("images", rule.holding_ids)):
+        if len(listed) > MAX_LISTED:
+            raise InvalidRequest(too_many_listed(name))
 
 
 def rule_tags(*, rule: TagRule, now: datetime | None = None) -> QuerySet[Tag]:

@@ -1,6 +1,6 @@
 """The pages refuse what the API refuses: a NUL byte in a query parameter or in the path is a 400 naming
-it, never a 500 from PostgreSQL. No browser: Django's test client, over records made by
-`harness.records`."""
+it, never a 500 from PostgreSQL; a what-if number, glob or list the page cannot use is a 400 showing the
+reason. No browser: Django's test client, over records made by `harness.records`."""
 
 from __future__ import annotations
 
@@ -54,3 +54,10 @@ def test_a_whatif_number_the_page_cannot_use_is_a_400_naming_it(name, value, rea
     assert response.status_code == 400 and name in response.content.decode()
     response = client.get("/ui/whatif/", {"registry": reader.id, name: "30"})
     assert response.status_code == 200
+
+
+def test_a_whatif_page_listing_more_tags_than_the_cap_is_a_400(reader, client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+    tags = [f"team/app:v{i}" for i in range(1001)]
+    response = client.get("/ui/whatif/", {"registry": reader.id, "tags": tags})
+    assert response.status_code == 400 and "tags: at most 1000" in response.content.decode()

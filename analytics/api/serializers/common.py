@@ -31,6 +31,16 @@ class DurationSecondsField(serializers.Field):
         return timedelta(seconds=seconds)
 
 
+class BoundedListField(serializers.ListField):
+    """A ListField whose length is checked before its items: a list far past `max_length` is refused at
+    once, not after each of its items was validated."""
+
+    def to_internal_value(self, data):
+        if self.max_length is not None and isinstance(data, list | tuple) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
 class ErrorSerializer(serializers.Serializer):
     """Every error reply: a domain error's message, or DRF's own."""
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.db import transaction
 from rest_framework import serializers
 
+from analytics.api.serializers.common import BoundedListField
 from analytics.engines import services as engine_services
 from analytics.models import Engine, EngineScan
 from analytics.registries import MAX_SCAN_INTERVAL
@@ -105,7 +106,13 @@ class EngineScanSerializer(serializers.ModelSerializer):
 
 
 class EngineScanRequestSerializer(serializers.Serializer):
-    pull = serializers.ListField(child=serializers.CharField(max_length=500), required=False, default=list)
+    pull = BoundedListField(
+        child=serializers.CharField(max_length=500),
+        required=False,
+        default=list,
+        max_length=engine_services.MAX_PULL,
+        help_text=f"Image references to pull first, at most {engine_services.MAX_PULL}.",
+    )
 
 
 # --- docker system df -------------------------------------------------------------------------------------

@@ -24,6 +24,26 @@ MIN_SCAN_INTERVAL = timedelta(seconds=60)
 MAX_SCAN_INTERVAL = timedelta(days=365)
 
 
+# The longest texts kept for a registry or an engine (README "Limits"): PEM certificates (a few CAs, a
+# chain), a Docker config.json, a secret (a password, token or PEM key). Each is stored, and the PEM is
+# returned with every registry listed.
+MAX_PEM_CHARS = 64 * 1024
+MAX_DOCKER_CONFIG_CHARS = 64 * 1024
+MAX_SECRET_CHARS = 16 * 1024
+
+
+def text_check(name: str, value: str | None, most: int) -> None:
+    """A text a caller gave is at most `most` characters: an InvalidRequest naming it otherwise."""
+    if value is not None and len(value) > most:
+        raise InvalidRequest(f"{name} is at most {most:,} characters, not {len(value):,}")
+
+
+def _columns_check(row: Registry, names: tuple[str, ...]) -> None:
+    """The row's text columns fit, the name derived from the URL included."""
+    for name in names:
+        text_check(name, getattr(row, name), type(row)._meta.get_field(name).max_length)
+
+
 class Keep(enum.Enum):
     """The value of an argument left out: the field keeps what it has (None means "set to null")."""
 
@@ -111,6 +131,9 @@ def registry_update(
     loopback, private or link-local address: callers check who may make it (staff, a command).
     Tracking needs an interval of at least a minute; a changed schedule is due at once.
     """
+    text_check("password", password, MAX_SECRET_CHARS)
+    text_check("docker_config", docker_config, MAX_DOCKER_CONFIG_CHARS)
+    text_check("ca_bundle", ca_bundle, MAX_PEM_CHARS)
     if url is not None:
         base = registry_url_normalise(url)
         taken = Registry.objects.filter(url=base).exclude(pk=registry.pk).first()
@@ -146,6 +169,7 @@ def registry_update(
         registry.max_requests_per_second = max_requests_per_second
     _limits_check(registry.max_concurrency, registry.max_requests_per_second)
     _schedule_apply(registry, tracked=tracked, interval=scan_interval, next_scan_at=next_scan_at)
+    _columns_check(registry, ("url", "name", "username"))
     registry.save()
     return registry
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from analytics.engines.ingest import engine_snapshot_ingest
 from analytics.errors import Conflict, InvalidRequest
 from analytics.models import Engine, EngineScan, Registry, Scan, Tag
-from analytics.registries import schedule_check
+from analytics.registries import MAX_PEM_CHARS, MAX_SECRET_CHARS, schedule_check, text_check
 from workers.engine import EngineClient, EngineError
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,10 @@ def engine_upsert(
     pull_tracked: bool | None = None,
 ) -> Engine:
     """Register an engine by endpoint, or update the one that has it. Idempotent."""
+    text_check("tls_ca", tls_ca, MAX_PEM_CHARS)
+    text_check("tls_cert", tls_cert, MAX_PEM_CHARS)
+    text_check("tls_key", tls_key, MAX_SECRET_CHARS)
+    text_check("endpoint", endpoint, Engine._meta.get_field("endpoint").max_length)
     endpoint = _normalise_endpoint(endpoint)
     engine = Engine.objects.filter(endpoint=endpoint).first() or Engine(
         endpoint=endpoint, name=name or endpoint
@@ -76,6 +80,8 @@ def engine_upsert(
         engine.set_tls_key(tls_key)
     if pull_tracked is not None:
         engine.pull_tracked = pull_tracked
+    # the name defaults to the endpoint, which may be longer than a name
+    text_check("name", engine.name, Engine._meta.get_field("name").max_length)
     engine.save()
     return engine
 

@@ -11,11 +11,13 @@ from rest_framework import serializers
 from analytics.api.serializers.common import BoundedListField
 from analytics.engines import services as engine_services
 from analytics.models import Engine, EngineScan
-from analytics.registries import MAX_SCAN_INTERVAL
+from analytics.registries import MAX_PEM_CHARS, MAX_SCAN_INTERVAL, MAX_SECRET_CHARS
 
 
 class EngineSerializer(serializers.ModelSerializer):
-    tls_key = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    tls_key = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=MAX_SECRET_CHARS
+    )
     has_tls_key = serializers.SerializerMethodField()
 
     class Meta:
@@ -53,6 +55,8 @@ class EngineSerializer(serializers.ModelSerializer):
         extra_kwargs = {
             "name": {"required": False},
             "scan_interval": {"min_value": timedelta(seconds=1), "max_value": MAX_SCAN_INTERVAL},
+            "tls_ca": {"max_length": MAX_PEM_CHARS},
+            "tls_cert": {"max_length": MAX_PEM_CHARS},
         }
 
     def get_has_tls_key(self, obj: Engine) -> bool:

@@ -84,8 +84,9 @@ class ScanDetailSerializer(ScanSerializer):
 
 class ScanCreateSerializer(serializers.Serializer):
     target = serializers.CharField(
+        max_length=1000,
         help_text="What to scan: `http://127.0.0.1:5000` (a registry), "
-        "`127.0.0.1:5000/team/app` (a repository) or `127.0.0.1:5000/team/app:tag` (one tag)."
+        "`127.0.0.1:5000/team/app` (a repository) or `127.0.0.1:5000/team/app:tag` (one tag).",
     )
     deep = serializers.BooleanField(
         default=False,

@@ -64,6 +64,8 @@ def rule_check(rule: TagRule) -> None:
     ):
         if value is not None and not 0 <= value <= most:
             raise InvalidRequest(f"{name} must be a whole number from 0 to {most}, not {value}")
+    if rule.tag_glob:
+        glob_regex(rule.tag_glob)
     for name, listed in (("tags", rule.tags), ("images", rule.holding_ids)):
         if len(listed) > MAX_LISTED:
             raise InvalidRequest(too_many_listed(name))

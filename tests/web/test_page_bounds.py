@@ -61,3 +61,9 @@ def test_a_whatif_page_listing_more_tags_than_the_cap_is_a_400(reader, client, s
     tags = [f"team/app:v{i}" for i in range(1001)]
     response = client.get("/ui/whatif/", {"registry": reader.id, "tags": tags})
     assert response.status_code == 400 and "tags: at most 1000" in response.content.decode()
+
+
+@pytest.mark.parametrize("glob", ["[z-a]", "[[:foo:]]", "x" * 300])
+def test_a_whatif_glob_postgres_would_refuse_is_a_400_naming_it(glob, reader, client):
+    response = client.get("/ui/whatif/", {"registry": reader.id, "tag_glob": glob})
+    assert response.status_code == 400 and "tag_glob" in response.content.decode()

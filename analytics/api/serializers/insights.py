@@ -9,6 +9,7 @@ from analytics.api.params import MAX_INT
 from analytics.api.serializers.common import BoundedListField, offset_page
 from analytics.models import SummarySnapshot
 from analytics.selectors import whatif
+from analytics.selectors.scope import MAX_GLOB_CHARS
 
 
 class PartnerSerializer(serializers.Serializer):
@@ -133,10 +134,12 @@ class GrowthSerializer(serializers.Serializer):
 
 
 class WhatIfRequestSerializer(serializers.Serializer):
-    registry = serializers.CharField(required=False, help_text="Registry by id, name, URL or host:port.")
-    namespace = serializers.CharField(required=False)
-    repository = serializers.CharField(required=False)
-    tag_glob = serializers.CharField(required=False)
+    registry = serializers.CharField(
+        required=False, max_length=500, help_text="Registry by id, name, URL or host:port."
+    )
+    namespace = serializers.CharField(required=False, max_length=255)
+    repository = serializers.CharField(required=False, max_length=255)
+    tag_glob = serializers.CharField(required=False, max_length=MAX_GLOB_CHARS)
     not_seen_days = serializers.IntegerField(required=False, min_value=0, max_value=whatif.MAX_NOT_SEEN_DAYS)
     keep_newest = serializers.IntegerField(required=False, min_value=0, max_value=whatif.MAX_KEEP_NEWEST)
     newest_by = serializers.ChoiceField(choices=["first_seen", "created"], default="first_seen")

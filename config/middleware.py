@@ -2,12 +2,16 @@
 DATA_UPLOAD_MAX_MEMORY_SIZE (413, before anything reads it: DRF's parsers read the stream without
 Django's check), and no NUL byte in the path, a query parameter or a cookie and no query parameter
 longer than MAX_PARAMETER_CHARS (400: PostgreSQL text cannot hold a NUL, and no name, digest or glob is
-that long). The API answers `{"detail": ...}`, everything else plain text."""
+that long); and a statement the web statement timeout cancelled is answered 503, not 500 (the API's own
+views answer it in `analytics.api.errors`). The API answers `{"detail": ...}`, everything else plain
+text."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from analytics.infra.statements import is_statement_timeout, timeout_detail
 
 MAX_PARAMETER_CHARS = 1024
 
@@ -55,3 +59,8 @@ class RequestBounds:
         if refused is not None:
             return _reply(request, *refused)
         return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if is_statement_timeout(exception):
+            return _reply(request, 503, timeout_detail(settings.WEB_STATEMENT_TIMEOUT_SECONDS))
+        return None

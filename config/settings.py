@@ -46,7 +46,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # the body's size, NUL bytes, parameter length (README "Limits")
+    # the body's size, NUL bytes, parameter length; a cancelled statement is a 503 (README "Limits")
     "config.middleware.RequestBounds",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -64,6 +64,9 @@ MIDDLEWARE = [
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
 DATA_UPLOAD_MAX_NUMBER_FIELDS = int(os.environ.get("DATA_UPLOAD_MAX_NUMBER_FIELDS", "1000"))
 DATA_UPLOAD_MAX_NUMBER_FILES = 10  # nothing here takes a file
+# One SQL statement of a web request is cancelled after this (503); 0 lifts the bound. Set on the web's
+# connections only (config/wsgi.py, config/asgi.py): Celery workers and commands run long ingests.
+WEB_STATEMENT_TIMEOUT_SECONDS = float(os.environ.get("WEB_STATEMENT_TIMEOUT_SECONDS", "30"))
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -35,6 +35,19 @@ ENV = {
     # The demo registry listens on loopback, which the SSRF policy refuses unless allowed.
     "LAYERLENS_ALLOWED_NETWORKS": os.environ.get("LAYERLENS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"),
 }
+# gthread workers recycled after about 1,000 requests: config/gunicorn_conf.py
+WEB = [
+    PY,
+    "-m",
+    "gunicorn",
+    "--config",
+    "config/gunicorn_conf.py",
+    "config.wsgi:application",
+    "--bind",
+    f"127.0.0.1:{WEB_PORT}",
+    "--workers",
+    "2",
+]
 children: list[subprocess.Popen[bytes]] = []
 
 
@@ -101,26 +114,7 @@ def run() -> int:
     pushed = build_demo_registry(registry.host)
     print(f"pushed {len(pushed)} tags in {time.monotonic() - t0:.1f}s", flush=True)
 
-    spawn(
-        "web",
-        [
-            PY,
-            "-m",
-            "gunicorn",
-            "config.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{WEB_PORT}",
-            "--workers",
-            "2",
-            # threads: a whole-list CSV download streams past the sync workers' --timeout
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
-            "--access-logfile",
-            "-",
-        ],
-    )
+    spawn("web", WEB)
     spawn("worker", [PY, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=2"])
     spawn(
         "beat",

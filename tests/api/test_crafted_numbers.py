@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from analytics.errors import InvalidRequest
-from analytics.models import Engine, Registry, Scan
+from analytics.models import Engine, Registry, RepositoryManifest, Scan
 from analytics.registries import MAX_SCAN_INTERVAL, registry_update
 from analytics.scans.schedule import due_scans_enqueue
 
@@ -108,3 +108,12 @@ def test_whatif_numbers_at_their_bound_are_answered(world, client_user):
 def test_whatif_image_ids_out_of_range_are_a_400_naming_them(value, world, client_user):
     response = client_user.post(API + "whatif/", {"images": [value]}, format="json")
     assert response.status_code == 400 and "images" in response.json(), response.content
+
+
+def test_a_top_n_limit_below_one_is_a_400_and_above_the_cap_is_capped(world, client_user):
+    holding = RepositoryManifest.objects.filter(repository=world.app).first()
+    url = f"{API}images/{holding.id}/partners/"
+    for value in ("-1", "0", "-" + "9" * 30):
+        response = client_user.get(url, {"limit": value})
+        assert response.status_code == 400 and "limit" in response.json()["detail"]
+    assert client_user.get(url, {"limit": "9" * 30}).status_code == 200

@@ -36,6 +36,9 @@ from analytics.selectors.lists import tag_event_list, tag_list
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 
+# An image's detail embeds its bottom layers up to a page's worth; `layers/` pages them all.
+DETAIL_LAYERS = params.MAX_PAGE_SIZE
+
 
 def sizes_scope(scope: Scope) -> Scope | None:
     """Shared/unique are measured within the asked scope; with none, within each image's own registry."""
@@ -172,7 +175,7 @@ class ImageViewSet(CheckedQuery, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
             **self.get_serializer_context(),
             "sizes": image_sizes(holding_ids=[image.id]),
             "tags": image_tags(holdings=[image]),
-            "layers": list(image_layers(manifest_id=image.manifest_id)),
+            "layers": list(image_layers(manifest_id=image.manifest_id)[:DETAIL_LAYERS]),
         }
         return Response(ImageDetailSerializer(image, context=context).data)
 

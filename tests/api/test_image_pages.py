@@ -1,5 +1,6 @@
 """An image's layers and history come in the project's offset pages (an image can have tens of thousands
-of layers: one unpaginated answer was megabytes); a CSV without `page` is still the whole list."""
+of layers: one unpaginated answer was megabytes); a CSV without `page` is still the whole list, and the
+image's detail embeds at most a page of them."""
 
 from __future__ import annotations
 
@@ -63,3 +64,9 @@ def test_the_first_page_of_a_tall_image_is_small(tall, client_user):
 def test_a_bad_page_is_a_400_naming_it(action, tall, client_user):
     response = client_user.get(f"{API}images/{tall.id}/{action}/", {"page": "0"})
     assert response.status_code == 400 and "page" in response.json()["detail"]
+
+
+def test_the_detail_embeds_at_most_a_page_of_layers(tall, client_user, monkeypatch):
+    monkeypatch.setattr("analytics.api.content.DETAIL_LAYERS", 100)
+    body = client_user.get(f"{API}images/{tall.id}/").json()
+    assert body["layer_count"] == LAYERS and [x["position"] for x in body["layers"]] == list(range(100))

@@ -1,6 +1,7 @@
 """The pages refuse what the API refuses: a NUL byte in a query parameter or in the path is a 400 naming
 it, never a 500 from PostgreSQL; a what-if number, glob or list the page cannot use is a 400 showing the
-reason. No browser: Django's test client, over records made by `harness.records`."""
+reason; the image page draws at most STACK_LIMIT layers (it counts each one's holders). No browser:
+Django's test client, over records made by `harness.records`."""
 
 from __future__ import annotations
 
@@ -67,3 +68,13 @@ def test_a_whatif_page_listing_more_tags_than_the_cap_is_a_400(reader, client, s
 def test_a_whatif_glob_postgres_would_refuse_is_a_400_naming_it(glob, reader, client):
     response = client.get("/ui/whatif/", {"registry": reader.id, "tag_glob": glob})
     assert response.status_code == 400 and "tag_glob" in response.content.decode()
+
+
+def test_the_image_page_draws_at_most_its_stack_limit(reader, client, monkeypatch):
+    monkeypatch.setattr("analytics.web.pages.STACK_LIMIT", 10)
+    layers = [f.layer(f"tall-{i}", 100 + i) for i in range(12)]
+    repository = f.ingest(reader, "team/tall", {"1.0": f.image("tall", layers=layers)})
+    holding = RepositoryManifest.objects.get(repository=repository)
+    page = client.get(f"/ui/images/{holding.id}/").content.decode()
+    assert "Only the bottom 10 layers are drawn." in page
+    assert f"/api/v1/images/{holding.id}/layers/?page_size=10" in page

@@ -9,6 +9,8 @@ import io
 
 import pytest
 
+from analytics.api.content import DETAIL_LAYERS
+from analytics.api.params import MAX_PAGE_SIZE
 from analytics.models import RepositoryManifest
 from analytics.registries import registry_upsert
 from harness import records as f
@@ -67,6 +69,7 @@ def test_a_bad_page_is_a_400_naming_it(action, tall, client_user):
 
 
 def test_the_detail_embeds_at_most_a_page_of_layers(tall, client_user, monkeypatch):
+    assert DETAIL_LAYERS == MAX_PAGE_SIZE
     monkeypatch.setattr("analytics.api.content.DETAIL_LAYERS", 100)
     body = client_user.get(f"{API}images/{tall.id}/").json()
     assert body["layer_count"] == LAYERS and [x["position"] for x in body["layers"]] == list(range(100))

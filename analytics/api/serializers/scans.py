@@ -77,7 +77,13 @@ class ScanDetailSerializer(ScanSerializer):
         fields = [*ScanSerializer.Meta.fields, "errors"]
         read_only_fields = fields
 
-    @extend_schema_field(ScanErrorSerializer(many=True))
+    @extend_schema_field(
+        serializers.ListSerializer(
+            child=ScanErrorSerializer(),
+            help_text="The first 1000 (`errors_count` says how many there are; `scans/{id}/errors/` pages "
+            "them all).",
+        )
+    )
     def get_errors(self, obj) -> list[dict]:
         return ScanErrorSerializer(self.context.get("errors", []), many=True).data
 

@@ -9,6 +9,7 @@ text."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from analytics.infra.statements import is_statement_timeout, timeout_detail
@@ -39,7 +40,14 @@ def refusal(request: HttpRequest) -> tuple[int, str] | None:
         )
     if "\x00" in request.path:
         return 400, "the URL path: a NUL byte is not allowed"
-    for name, values in request.GET.lists():
+    try:
+        query = request.GET.lists()
+    except TooManyFieldsSent:
+        return 400, (
+            f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} query parameters "
+            "(DATA_UPLOAD_MAX_NUMBER_FIELDS); send a long list in a request body"
+        )
+    for name, values in query:
         if "\x00" in name or any("\x00" in v for v in values):
             return 400, f"{name!r}: a NUL byte is not allowed"
         if len(name) > MAX_PARAMETER_CHARS or any(len(v) > MAX_PARAMETER_CHARS for v in values):

@@ -98,3 +98,10 @@ def test_a_nul_byte_in_a_cookie_is_a_400_not_a_session_lookup(world, client_user
     response = client_user.get(API + "registries/", HTTP_COOKIE='sessionid="abcdefgh\\000ijklmnop"')
     assert response.status_code == 400
     assert response.json() == {"detail": "cookie 'sessionid': a NUL byte is not allowed"}
+
+
+def test_more_query_parameters_than_django_takes_is_a_400_saying_so(world, client_user):
+    query = "&".join(f"tags=team/app:v{i}" for i in range(1001))
+    response = client_user.get(f"{API}whatif/?registry={world.registry.id}&{query}")
+    assert response.status_code == 400
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in response.json()["detail"]

@@ -40,12 +40,15 @@ from analytics.models import (
 )
 from analytics.registries import (
     KEEP,
+    MAX_PEM_CHARS,
+    MAX_SECRET_CHARS,
     registry_create,
     registry_reachable_check,
     registry_update,
     registry_url_normalise,
     repository_schedule,
     schedule_check,
+    text_check,
 )
 from analytics.scans.start import scan_create, scan_enqueue
 from analytics.tokens import token_create
@@ -188,6 +191,8 @@ class RegistryForm(forms.ModelForm):
         data = super().clean()
         if "tracked" in data and "scan_interval" in data:
             _service_check(schedule_check, tracked=data["tracked"], interval=data["scan_interval"])
+        for name, most in (("ca_bundle", MAX_PEM_CHARS), ("password", MAX_SECRET_CHARS)):
+            _service_check(text_check, name, data.get(name), most)
         if data.get("url") and "url" in self.changed_data:
             _service_check(
                 registry_reachable_check, url=data["url"], allow_internal=self.instance.allow_internal

@@ -6,7 +6,6 @@ model (`Registry.set_password`); nothing here returns them."""
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics.errors import Conflict, InvalidRequest
+from analytics.infra import jsontext
 from analytics.models import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Registry, Repository
 from workers.registry.errors import RegistryError
 from workers.registry.policy import NetworkPolicy, parse_networks
@@ -29,6 +29,28 @@ ALLOW_INTERNAL_HINT = (
     "allow an internal registry with allow_internal: true (staff, API), `--allow-internal` "
     "(manage.py registry add / scan) or LAYERLENS_ALLOWED_NETWORKS"
 )
+# Beat adds the interval to now: a longer one would overflow the date (and fail every due scan with it).
+MAX_SCAN_INTERVAL = timedelta(days=365)
+
+
+# The longest texts kept for a registry or an engine (README "Limits"): PEM certificates (a few CAs, a
+# chain), a Docker config.json, a secret (a password, token or PEM key). Each is stored, and the PEM is
+# returned with every registry listed.
+MAX_PEM_CHARS = 64 * 1024
+MAX_DOCKER_CONFIG_CHARS = 64 * 1024
+MAX_SECRET_CHARS = 16 * 1024
+
+
+def text_check(name: str, value: str | None, most: int) -> None:
+    """A text a caller gave is at most `most` characters: an InvalidRequest naming it otherwise."""
+    if value is not None and len(value) > most:
+        raise InvalidRequest(f"{name} is at most {most:,} characters, not {len(value):,}")
+
+
+def _columns_check(row: Registry, names: tuple[str, ...]) -> None:
+    """The row's text columns fit, the name derived from the URL included."""
+    for name in names:
+        text_check(name, getattr(row, name), type(row)._meta.get_field(name).max_length)
 
 
 class Keep(enum.Enum):
@@ -72,7 +94,13 @@ def registry_reachable_check(*, url: str, allow_internal: bool, field: str = "ur
 def schedule_check(
     *, tracked: bool, interval: timedelta | None, what: str = "registry or repository"
 ) -> None:
-    """A tracked target needs an interval, and not one so short it floods what it scans."""
+    """A tracked target needs an interval, and not one so short it floods what it scans; no target has
+    one longer than a year."""
+    if interval is not None and interval > MAX_SCAN_INTERVAL:
+        raise InvalidRequest(
+            f"scan_interval is at most {int(MAX_SCAN_INTERVAL.total_seconds())} seconds "
+            f"({MAX_SCAN_INTERVAL.days} days)"
+        )
     if tracked and (interval is None or interval < MIN_SCAN_INTERVAL):
         raise InvalidRequest(
             f"a tracked {what} needs a scan interval of at least "
@@ -137,6 +165,9 @@ def registry_update(
     Tracking needs an interval of at least a minute; a changed schedule is due at once.
     """
     url_before, allowed_before = registry.url, registry.allow_internal
+    text_check("password", password, MAX_SECRET_CHARS)
+    text_check("docker_config", docker_config, MAX_DOCKER_CONFIG_CHARS)
+    text_check("ca_bundle", ca_bundle, MAX_PEM_CHARS)
     if url is not None:
         base = registry_url_normalise(url)
         taken = Registry.objects.filter(url=base).exclude(pk=registry.pk).first()
@@ -172,6 +203,7 @@ def registry_update(
         registry.max_requests_per_second = max_requests_per_second
     _limits_check(registry.max_concurrency, registry.max_requests_per_second)
     _schedule_apply(registry, tracked=tracked, interval=scan_interval, next_scan_at=next_scan_at)
+    _columns_check(registry, ("url", "name", "username"))
     if check_reachable and (
         registry.pk is None or registry.url != url_before or (allowed_before and not registry.allow_internal)
     ):
@@ -234,7 +266,7 @@ def registry_credentials_from_docker_config(
     a file that came from a user must never make us run one, so they are refused, never executed.
     """
     try:
-        doc = json.loads(config_text)
+        doc = jsontext.loads(config_text)
     except ValueError as exc:
         raise InvalidRequest(f"the Docker config is not JSON: {exc}") from None
     if not isinstance(doc, dict):

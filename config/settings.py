@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # the body's size, NUL bytes, parameter length; a cancelled statement is a 503 (README "Limits")
+    "config.middleware.RequestBounds",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,6 +89,15 @@ AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "web/locked_out.html"
 # The database log of attempts is not written by the cache handler: no empty pages in the admin.
 AXES_ENABLE_ADMIN = False
+# --- What one web request may cost (README "Limits") ---------------------------------------------------
+# A larger request body is refused (413) before anything reads it: JSON, forms and uploads alike. The
+# largest body the API needs (a registry with its CA bundle and Docker config) is far below it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
+DATA_UPLOAD_MAX_NUMBER_FIELDS = int(os.environ.get("DATA_UPLOAD_MAX_NUMBER_FIELDS", "1000"))
+DATA_UPLOAD_MAX_NUMBER_FILES = 10  # nothing here takes a file
+# One SQL statement of a web request is cancelled after this (503); 0 lifts the bound. Set on the web's
+# connections only (config/wsgi.py, config/asgi.py): Celery workers and commands run long ingests.
+WEB_STATEMENT_TIMEOUT_SECONDS = float(os.environ.get("WEB_STATEMENT_TIMEOUT_SECONDS", "30"))
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -165,6 +176,12 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
         "analytics.api.csv.CSVRenderer",
+    ],
+    # JSON with a bound on nesting; forms for the browsable API
+    "DEFAULT_PARSER_CLASSES": [
+        "analytics.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

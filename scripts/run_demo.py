@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.images import build_demo_registry  # noqa: E402
 from harness.registry import RegistryServer  # noqa: E402
+from harness.web import gunicorn_argv  # noqa: E402
 
 PY = str(ROOT / ".venv" / "bin" / "python")
 VAR = ROOT / "var" / "run"
@@ -63,6 +64,7 @@ def demo_env(var: Path, environ: dict[str, str]) -> dict[str, str]:
 
 
 ENV: dict[str, str] = {}
+WEB = [PY, "-m", *gunicorn_argv(WEB_PORT)]
 children: list[subprocess.Popen[bytes]] = []
 
 
@@ -131,26 +133,7 @@ def run() -> int:
     pushed = build_demo_registry(registry.host)
     print(f"pushed {len(pushed)} tags in {time.monotonic() - t0:.1f}s", flush=True)
 
-    spawn(
-        "web",
-        [
-            PY,
-            "-m",
-            "gunicorn",
-            "config.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{WEB_PORT}",
-            "--workers",
-            "2",
-            # threads: a whole-list CSV download streams past the sync workers' --timeout
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
-            "--access-logfile",
-            "-",
-        ],
-    )
+    spawn("web", WEB)
     spawn("worker", [PY, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=2"])
     spawn(
         "beat",

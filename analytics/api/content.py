@@ -36,6 +36,9 @@ from analytics.selectors.lists import tag_event_list, tag_list
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 
+# An image's detail embeds its bottom layers up to a page's worth; `layers/` pages them all.
+DETAIL_LAYERS = params.MAX_PAGE_SIZE
+
 
 def sizes_scope(scope: Scope) -> Scope | None:
     """Shared/unique are measured within the asked scope; with none, within each image's own registry."""
@@ -172,30 +175,39 @@ class ImageViewSet(CheckedQuery, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
             **self.get_serializer_context(),
             "sizes": image_sizes(holding_ids=[image.id]),
             "tags": image_tags(holdings=[image]),
-            "layers": list(image_layers(manifest_id=image.manifest_id)),
+            "layers": list(image_layers(manifest_id=image.manifest_id)[:DETAIL_LAYERS]),
         }
         return Response(ImageDetailSerializer(image, context=context).data)
 
     @extend_schema(
-        summary="The image's layers, bottom (position 0) to top; not paginated",
-        responses=LayerSerializer(many=True),
+        summary="The image's layers, bottom (position 0) to top, in pages; a CSV without `page` is all",
+        responses={200: LayerSerializer(many=True), **BAD_REQUEST},
         filters=False,
     )
-    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    @action(detail=True, methods=["get"], filter_backends=[])
     def layers(self, request, pk=None):
         image = self.get_object()
-        return Response(LayerSerializer(image_layers(manifest_id=image.manifest_id), many=True).data)
+        return self.whole_or_page(image_layers(manifest_id=image.manifest_id), LayerSerializer)
 
     @extend_schema(
-        summary="All history entries, oldest first, empty layers included (`docker image history`); "
-        "not paginated",
-        responses=HistorySerializer(many=True),
+        summary="All history entries, oldest first, empty layers included (`docker image history`), in "
+        "pages; a CSV without `page` is all",
+        responses={200: HistorySerializer(many=True), **BAD_REQUEST},
         filters=False,
     )
-    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    @action(detail=True, methods=["get"], filter_backends=[])
     def history(self, request, pk=None):
         image = self.get_object()
-        return Response(HistorySerializer(image_history(manifest_id=image.manifest_id), many=True).data)
+        return self.whole_or_page(image_history(manifest_id=image.manifest_id), HistorySerializer)
+
+    def whole_or_page(self, queryset, serializer_class):
+        """An offset page of `queryset` (an image may have tens of thousands of layers), or the whole
+        list as a CSV download."""
+        if whole_list_wanted(self.request):
+            rows = (serializer_class(c, many=True).data for c in queryset_chunks(queryset))
+            return csv_stream(self.request, rows, header=serializer_header(serializer_class()))
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
 
 
 # --- summary ----------------------------------------------------------------------------------------------

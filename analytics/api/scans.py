@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from analytics.api.csv import CSVListMixin, csv_stream, queryset_chunks, serializer_header, whole_list_wanted
 from analytics.api.filters import BACKENDS_NO_SEARCH, ScanFilter
-from analytics.api.params import CheckedQuery
+from analytics.api.params import MAX_PAGE_SIZE, CheckedQuery
 from analytics.api.serializers.common import BAD_REQUEST
 from analytics.api.serializers.scans import (
     ScanCreateSerializer,
@@ -19,6 +19,9 @@ from analytics.api.serializers.scans import (
 )
 from analytics.scans.start import scan_start
 from analytics.selectors.lists import scan_errors, scan_list
+
+# A scan's detail embeds its first errors up to a page's worth; `errors/` pages them all.
+DETAIL_ERRORS = MAX_PAGE_SIZE
 
 
 @extend_schema_view(
@@ -52,7 +55,7 @@ class ScanViewSet(
         scan = self.get_object()
         context = {
             **self.get_serializer_context(),
-            "errors": list(scan_errors(scan_id=scan.id)),
+            "errors": list(scan_errors(scan_id=scan.id)[:DETAIL_ERRORS]),
         }
         return Response(ScanDetailSerializer(scan, context=context).data)
 

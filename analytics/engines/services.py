@@ -23,7 +23,7 @@ from django.utils import timezone
 from analytics.engines.ingest import engine_snapshot_ingest
 from analytics.errors import Conflict, InvalidRequest
 from analytics.models import Engine, EngineScan, Registry, Scan, Tag
-from analytics.registries import schedule_check
+from analytics.registries import MAX_PEM_CHARS, MAX_SECRET_CHARS, schedule_check, text_check
 from workers.engine import EngineClient, EngineError, engine_host
 from workers.registry.policy import NetworkPolicy, parse_networks
 
@@ -82,6 +82,10 @@ def engine_upsert(
     `allow_internal` is the operator's decision (callers check who may make it). With
     `check_reachable` (the API, a command), a new engine or one whose `allow_internal` is turned off
     is refused when the policy would refuse its address (`engine_reachable_check`)."""
+    text_check("tls_ca", tls_ca, MAX_PEM_CHARS)
+    text_check("tls_cert", tls_cert, MAX_PEM_CHARS)
+    text_check("tls_key", tls_key, MAX_SECRET_CHARS)
+    text_check("endpoint", endpoint, Engine._meta.get_field("endpoint").max_length)
     endpoint = _normalise_endpoint(endpoint)
     engine = Engine.objects.filter(endpoint=endpoint).first() or Engine(
         endpoint=endpoint, name=name or endpoint
@@ -106,6 +110,8 @@ def engine_upsert(
         engine.set_tls_key(tls_key)
     if pull_tracked is not None:
         engine.pull_tracked = pull_tracked
+    # the name defaults to the endpoint, which may be longer than a name
+    text_check("name", engine.name, Engine._meta.get_field("name").max_length)
     engine.save()
     return engine
 
@@ -152,6 +158,10 @@ def engine_scan_enqueue(scan: EngineScan) -> None:
     transaction.on_commit(lambda: current_app.send_task("workers.tasks.scan_engine", args=[scan.id]))
 
 
+# References one scan request may ask an engine to pull; each is a pull before the scan can start.
+MAX_PULL = 100
+
+
 def engine_scan_start(
     *,
     endpoint: str,
@@ -164,6 +174,8 @@ def engine_scan_start(
     """Create (and send, or with `inline` run) a scan of the engine at `endpoint`, registering it when
     new; `allow_internal` is saved on it. With `check_reachable` an engine the SSRF policy will refuse
     is an `InvalidRequest` saying how to allow it, and nothing is created."""
+    if pull and len(pull) > MAX_PULL:
+        raise InvalidRequest(f"pull: at most {MAX_PULL} references per scan")
     with transaction.atomic():
         engine = Engine.objects.filter(endpoint=_normalise_endpoint(endpoint)).first()
         if engine is None or allow_internal is not None:

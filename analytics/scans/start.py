@@ -18,6 +18,10 @@ from analytics.scans.state import scan_fail
 from workers.registry.errors import RegistryError
 from workers.registry.reference import parse_scan_target
 
+# Compressed bytes one repository's deep scan may stream: 1 PiB is no bound in practice, and keeps the
+# value inside the bigint it is stored in.
+MAX_DEEP_BUDGET_BYTES = 2**50
+
 
 @dataclass(frozen=True)
 class ScanRequest:
@@ -104,6 +108,8 @@ def scan_start(
     """Resolve `target` (creating its rows), create its scan and, unless `enqueue` is False (the caller
     runs it in process: `scan_run_inline`), send it to the workers once the transaction commits.
     `check_reachable` as for `scan_request_resolve`."""
+    if deep_budget_bytes is not None and not 1 <= deep_budget_bytes <= MAX_DEEP_BUDGET_BYTES:
+        raise InvalidRequest(f"deep_budget is from 1 to {MAX_DEEP_BUDGET_BYTES} bytes (1 PiB)")
     with transaction.atomic():
         request = scan_request_resolve(
             target=target,

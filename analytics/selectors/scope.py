@@ -130,8 +130,41 @@ class Scope:
         return qs
 
 
+# Tags are at most 128 characters; a glob naming them needs no more than this.
+MAX_GLOB_CHARS = 255
+_TAG_CHARACTER = re.compile(r"[A-Za-z0-9_.-]")
+
+
+def _bracket_member(char: str, pattern: str) -> str:
+    if not _TAG_CHARACTER.fullmatch(char):
+        raise InvalidRequest(f"tag_glob {pattern!r}: a [...] set holds tag characters (A-Z a-z 0-9 _ . -)")
+    return "\\" + char if char in ".-" else char
+
+
+def _bracket(body: str, pattern: str) -> str:
+    """A `[...]` set's members, tag characters or ranges of them (`0-9`), as a PostgreSQL bracket body."""
+    if not body:
+        raise InvalidRequest(f"tag_glob {pattern!r}: an empty [] set")
+    out, i = [], 0
+    while i < len(body):
+        if i + 2 < len(body) and body[i + 1] == "-":
+            low, high = body[i], body[i + 2]
+            if low > high:
+                raise InvalidRequest(f"tag_glob {pattern!r}: the range {low}-{high} runs backwards")
+            out.append(f"{_bracket_member(low, pattern)}-{_bracket_member(high, pattern)}")
+            i += 3
+        else:
+            out.append(_bracket_member(body[i], pattern))
+            i += 1
+    return "".join(out)
+
+
 def glob_regex(pattern: str) -> str:
-    """A shell glob (`*`, `?`, `[...]`) as an anchored PostgreSQL regular expression."""
+    """A shell glob (`*`, `?`, `[...]`) as an anchored PostgreSQL regular expression. A pattern no tag
+    could match the way it reads (too long, a `[...]` set of other characters, a backwards range) is an
+    InvalidRequest naming tag_glob, so PostgreSQL is never handed a regex it refuses."""
+    if len(pattern) > MAX_GLOB_CHARS:
+        raise InvalidRequest(f"tag_glob is at most {MAX_GLOB_CHARS} characters, not {len(pattern)}")
     out, i = ["^"], 0
     while i < len(pattern):
         c = pattern[i]
@@ -142,7 +175,9 @@ def glob_regex(pattern: str) -> str:
         elif c == "[" and "]" in pattern[i + 2 :]:
             end = pattern.index("]", i + 2)
             body = pattern[i + 1 : end]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            negated = body.startswith("!")
+            members = _bracket(body[1:] if negated else body, pattern)
+            out.append("[" + ("^" if negated else "") + members + "]")
             i = end
         else:
             out.append(re.escape(c))
@@ -163,6 +198,8 @@ def scope_resolve(
     last_seen_after: datetime | None = None,
 ) -> Scope:
     """Build a scope from user-facing names: a registry by name, host:port or URL; a repository name."""
+    if tag_glob:
+        glob_regex(tag_glob)  # refused here, not when a list is already streaming
     reg = registry_lookup(registry) if registry else None
     repo_id = None
     if repository:

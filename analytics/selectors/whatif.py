@@ -21,6 +21,7 @@ from django.db.models import F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from analytics.errors import InvalidRequest
 from analytics.models import Manifest, Repository, RepositoryManifest, Tag
 from analytics.selectors.scope import glob_regex
 
@@ -40,8 +41,39 @@ class TagRule:
     holding_ids: tuple[int, ...] = ()  # explicit images: the tags naming them directly in their repository
 
 
+# A rule's numbers stay within what SQL and dates can hold, and what it lists one by one stays short:
+# each listed tag or image is one more term of the query (README "Limits").
+MAX_NOT_SEEN_DAYS = 36_500
+MAX_KEEP_NEWEST = 1_000_000
+MAX_LISTED = 1000
+
+
+def too_many_listed(name: str) -> str:
+    return (
+        f"{name}: at most {MAX_LISTED} may be listed; select more by rule instead "
+        "(registry, namespace, repository, tag_glob, not_seen_days, keep_newest)"
+    )
+
+
+def rule_check(rule: TagRule) -> None:
+    """A rule every entry point may pass on (API, pages, command): an unusable value is an InvalidRequest
+    naming it."""
+    for name, value, most in (
+        ("not_seen_days", rule.not_seen_days, MAX_NOT_SEEN_DAYS),
+        ("keep_newest", rule.keep_newest, MAX_KEEP_NEWEST),
+    ):
+        if value is not None and not 0 <= value <= most:
+            raise InvalidRequest(f"{name} must be a whole number from 0 to {most}, not {value}")
+    if rule.tag_glob:
+        glob_regex(rule.tag_glob)
+    for name, listed in (("tags", rule.tags), ("images", rule.holding_ids)):
+        if len(listed) > MAX_LISTED:
+            raise InvalidRequest(too_many_listed(name))
+
+
 def rule_tags(*, rule: TagRule, now: datetime | None = None) -> QuerySet[Tag]:
     """The current tags a rule selects."""
+    rule_check(rule)
     qs = Tag.objects.filter(removed_at=None, manifest__isnull=False)
     if rule.registry_id is not None:
         qs = qs.filter(repository__registry_id=rule.registry_id)

@@ -24,6 +24,8 @@ from analytics.selectors.trends import snapshot_series
 RANKED_LIMIT = 40
 TOP_BARS = 12
 LINEAGE_LIMIT = 300
+# The image page counts the holders of each layer it draws: one query per layer.
+STACK_LIMIT = 1000
 
 
 def api(name: str, *, args: tuple = (), **query: object) -> str:
@@ -175,7 +177,7 @@ def image_page(*, holding_id: int) -> dict:
     sizes = image_sizes(holding_ids=[holding.id])[holding.id]
     tags = image_tags(holdings=[holding]).get(holding.id, [])
     stack = []
-    for layer in image_layers(manifest_id=holding.manifest_id):
+    for layer in image_layers(manifest_id=holding.manifest_id)[:STACK_LIMIT]:
         images, repositories = layer_counts(blob_id=layer.blob_id, registry_id=registry_id)
         stack.append(
             {
@@ -216,12 +218,13 @@ def image_page(*, holding_id: int) -> dict:
         "tags": tags,
         "sizes": asdict(sizes),
         "layers": stack,
+        "layers_capped": holding.manifest.layer_count > len(stack),
         "chain": [{**asdict(b), "tagged": b.holding_id in tagged} for b in chain],
         "partners": [asdict(p) for p in partners],
         "stale": stale,
         "api": {
             "image": api("image-detail", args=(holding.id,)),
-            "layers": api("image-layers", args=(holding.id,)),
+            "layers": api("image-layers", args=(holding.id,), page_size=STACK_LIMIT),
             "lineage": api("image-lineage", args=(holding.id,)),
             "partners": api("image-partners", args=(holding.id,), registry=registry_id),
             "stale": api("stale-bases", registry=registry_id),

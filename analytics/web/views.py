@@ -47,8 +47,13 @@ def _registry(request: HttpRequest):
     return pages.registry_get(request.GET.get("registry"))
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+def _int(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name, "").strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise InvalidRequest(f"{name} must be a whole number, not {value!r}")
+    return int(value)
 
 
 @read_access
@@ -83,24 +88,25 @@ def whatif(request: HttpRequest) -> HttpResponse:
     context: dict = {"page": "whatif", "registry": registry, "data": None, "form": request.GET}
     if registry is not None:
         context["choices"] = pages.tag_choices(registry=registry)
-        form = pages.WhatIfForm(
-            registry=registry.id,
-            namespace=request.GET.get("namespace", "").strip(),
-            repository=request.GET.get("repository", "").strip(),
-            tag_glob=request.GET.get("tag_glob", "").strip(),
-            not_seen_days=_int(request.GET.get("not_seen_days")),
-            keep_newest=_int(request.GET.get("keep_newest")),
-            tags=request.GET.getlist("tags"),
-        )
-        context["picked"] = form.tags
-        if any(
-            [form.namespace, form.repository, form.tag_glob, form.tags, form.not_seen_days, form.keep_newest]
-        ):
-            wait = rates.hit(rates.EXPENSIVE, request)  # the same computation as the API's what-if
-            if wait is not None:
-                return too_many(wait)
-            try:
+        context["picked"] = request.GET.getlist("tags")
+        try:
+            form = pages.WhatIfForm(
+                registry=registry.id,
+                namespace=request.GET.get("namespace", "").strip(),
+                repository=request.GET.get("repository", "").strip(),
+                tag_glob=request.GET.get("tag_glob", "").strip(),
+                not_seen_days=_int(request, "not_seen_days"),
+                keep_newest=_int(request, "keep_newest"),
+                tags=request.GET.getlist("tags"),
+            )
+            chosen = [form.namespace, form.repository, form.tag_glob, form.tags]
+            if any([*chosen, form.not_seen_days, form.keep_newest]):
+                wait = rates.hit(rates.EXPENSIVE, request)  # the same computation as the API's what-if
+                if wait is not None:
+                    return too_many(wait)
                 context["data"] = pages.whatif_page(form=form)
-            except (NotFound, InvalidRequest) as exc:
-                context["error"] = str(exc)
-    return render(request, "web/whatif.html", context)
+        except (NotFound, InvalidRequest) as exc:
+            context["error"] = str(exc)
+    # the form is shown again with the reason it could not be answered
+    status = 400 if "error" in context else 200
+    return render(request, "web/whatif.html", context, status=status)

@@ -120,12 +120,12 @@ def test_image_detail_has_layers_in_order_with_created_by(world, client_user):
     assert body["layers"][0]["diff_id"] == f.digest("diff:base")
     assert body["size_bytes"] == 13_500
     layers = client_user.get(f"{API}images/{holding.id}/layers/").json()
-    assert layers == body["layers"]
+    assert layers["results"] == body["layers"]
 
 
 def test_image_history_lists_empty_layers_too(world, client_user):
     holding = _holding(world, world.app, world.image_a)
-    history = client_user.get(f"{API}images/{holding.id}/history/").json()
+    history = client_user.get(f"{API}images/{holding.id}/history/").json()["results"]
     assert [(h["created_by"], h["empty_layer"], h["layer_digest"], h["size"]) for h in history] == [
         ("RUN build a step 0", False, world.base.digest, 10_000),
         ("ENV A=1", True, None, None),

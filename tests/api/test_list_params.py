@@ -18,8 +18,6 @@ pytestmark = pytest.mark.django_db
 
 # Lists answered whole, not in pages (`partners` takes a top-N `limit` instead).
 UNPAGED = {
-    "/api/v1/images/{id}/layers/",
-    "/api/v1/images/{id}/history/",
     "/api/v1/images/{id}/partners/",
     "/api/v1/stale-bases/",
 }

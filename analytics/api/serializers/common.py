@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from analytics.registries import MAX_SCAN_INTERVAL
 
-@extend_schema_field(OpenApiTypes.INT)
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": int(MAX_SCAN_INTERVAL.total_seconds())})
 class DurationSecondsField(serializers.Field):
-    """A `DurationField` exposed as whole seconds (an integer), null when unset."""
+    """A `DurationField` exposed as whole seconds (an integer), null when unset; at most a year."""
 
     def to_representation(self, value: timedelta) -> int:
         return int(value.total_seconds())
@@ -19,11 +20,25 @@ class DurationSecondsField(serializers.Field):
     def to_internal_value(self, data) -> timedelta:
         try:
             seconds = int(data)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise serializers.ValidationError("A whole number of seconds is required.")
         if seconds <= 0:
             raise serializers.ValidationError("Must be a positive number of seconds.")
+        if seconds > MAX_SCAN_INTERVAL.total_seconds():
+            raise serializers.ValidationError(
+                f"At most {int(MAX_SCAN_INTERVAL.total_seconds())} seconds ({MAX_SCAN_INTERVAL.days} days)."
+            )
         return timedelta(seconds=seconds)
+
+
+class BoundedListField(serializers.ListField):
+    """A ListField whose length is checked before its items: a list far past `max_length` is refused at
+    once, not after each of its items was validated."""
+
+    def to_internal_value(self, data):
+        if self.max_length is not None and isinstance(data, list | tuple) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
 
 
 class ErrorSerializer(serializers.Serializer):

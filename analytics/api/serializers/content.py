@@ -238,7 +238,13 @@ class ImageDetailSerializer(ImageSerializer):
     class Meta(ImageSerializer.Meta):
         fields = [*ImageSerializer.Meta.fields, "layers"]
 
-    @extend_schema_field(LayerSerializer(many=True))
+    @extend_schema_field(
+        serializers.ListSerializer(
+            child=LayerSerializer(),
+            help_text="Bottom to top, at most 1000 (`layer_count` says how many there are; "
+            "`images/{id}/layers/` pages them all).",
+        )
+    )
     def get_layers(self, obj) -> list[dict]:
         return LayerSerializer(self.context.get("layers", []), many=True).data
 

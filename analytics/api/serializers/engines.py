@@ -3,16 +3,22 @@ Engine writes go through `analytics.engines.services`."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import transaction
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 
+from analytics.api.serializers.common import BoundedListField
 from analytics.engines import services as engine_services
 from analytics.models import Engine, EngineScan
+from analytics.registries import MAX_PEM_CHARS, MAX_SCAN_INTERVAL, MAX_SECRET_CHARS
 
 
 class EngineSerializer(serializers.ModelSerializer):
-    tls_key = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    tls_key = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=MAX_SECRET_CHARS
+    )
     has_tls_key = serializers.SerializerMethodField()
     allow_internal = serializers.BooleanField(
         required=False,
@@ -52,7 +58,12 @@ class EngineSerializer(serializers.ModelSerializer):
             "storage_driver",
             "created_at",
         ]
-        extra_kwargs = {"name": {"required": False}}
+        extra_kwargs = {
+            "name": {"required": False},
+            "scan_interval": {"min_value": timedelta(seconds=1), "max_value": MAX_SCAN_INTERVAL},
+            "tls_ca": {"max_length": MAX_PEM_CHARS},
+            "tls_cert": {"max_length": MAX_PEM_CHARS},
+        }
 
     def validate_allow_internal(self, value: bool) -> bool:
         request = self.context.get("request")
@@ -113,7 +124,13 @@ class EngineScanSerializer(serializers.ModelSerializer):
 
 
 class EngineScanRequestSerializer(serializers.Serializer):
-    pull = serializers.ListField(child=serializers.CharField(max_length=500), required=False, default=list)
+    pull = BoundedListField(
+        child=serializers.CharField(max_length=500),
+        required=False,
+        default=list,
+        max_length=engine_services.MAX_PULL,
+        help_text=f"Image references to pull first, at most {engine_services.MAX_PULL}.",
+    )
 
 
 # --- docker system df -------------------------------------------------------------------------------------

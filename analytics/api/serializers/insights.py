@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from analytics.api.serializers.common import offset_page
+from analytics.api.params import MAX_INT
+from analytics.api.serializers.common import BoundedListField, offset_page
 from analytics.models import SummarySnapshot
+from analytics.selectors import whatif
+from analytics.selectors.scope import MAX_GLOB_CHARS
 
 
 class PartnerSerializer(serializers.Serializer):
@@ -131,18 +134,28 @@ class GrowthSerializer(serializers.Serializer):
 
 
 class WhatIfRequestSerializer(serializers.Serializer):
-    registry = serializers.CharField(required=False, help_text="Registry by id, name, URL or host:port.")
-    namespace = serializers.CharField(required=False)
-    repository = serializers.CharField(required=False)
-    tag_glob = serializers.CharField(required=False)
-    not_seen_days = serializers.IntegerField(required=False, min_value=0)
-    keep_newest = serializers.IntegerField(required=False, min_value=0)
-    newest_by = serializers.ChoiceField(choices=["first_seen", "created"], default="first_seen")
-    tags = serializers.ListField(
-        child=serializers.CharField(), required=False, help_text="Explicit `repository:tag` names."
+    registry = serializers.CharField(
+        required=False, max_length=500, help_text="Registry by id, name, URL or host:port."
     )
-    images = serializers.ListField(
-        child=serializers.IntegerField(), required=False, help_text="Image ids: the tags naming them."
+    namespace = serializers.CharField(required=False, max_length=255)
+    repository = serializers.CharField(required=False, max_length=255)
+    tag_glob = serializers.CharField(required=False, max_length=MAX_GLOB_CHARS)
+    not_seen_days = serializers.IntegerField(required=False, min_value=0, max_value=whatif.MAX_NOT_SEEN_DAYS)
+    keep_newest = serializers.IntegerField(required=False, min_value=0, max_value=whatif.MAX_KEEP_NEWEST)
+    newest_by = serializers.ChoiceField(choices=["first_seen", "created"], default="first_seen")
+    tags = BoundedListField(
+        child=serializers.CharField(),
+        required=False,
+        max_length=whatif.MAX_LISTED,
+        error_messages={"max_length": whatif.too_many_listed("tags")},
+        help_text=f"Explicit `repository:tag` names, at most {whatif.MAX_LISTED}.",
+    )
+    images = BoundedListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_INT),
+        required=False,
+        max_length=whatif.MAX_LISTED,
+        error_messages={"max_length": whatif.too_many_listed("images")},
+        help_text=f"Image ids: the tags naming them; at most {whatif.MAX_LISTED}.",
     )
     details = serializers.BooleanField(default=True, help_text="List manifests and tags affected.")
 

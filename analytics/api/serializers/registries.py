@@ -10,13 +10,22 @@ from rest_framework.exceptions import PermissionDenied
 from analytics.api.serializers.common import DurationSecondsField
 from analytics.api.serializers.content import DedupSummarySerializer
 from analytics.models import Registry, Repository
-from analytics.registries import KEEP, registry_create, registry_update, repository_schedule
+from analytics.registries import (
+    KEEP,
+    MAX_DOCKER_CONFIG_CHARS,
+    MAX_PEM_CHARS,
+    MAX_SECRET_CHARS,
+    registry_create,
+    registry_update,
+    repository_schedule,
+)
 
 
 class RegistrySerializer(serializers.ModelSerializer):
     password = serializers.CharField(
         write_only=True,
         required=False,
+        max_length=MAX_SECRET_CHARS,
         allow_blank=True,
         trim_whitespace=False,
         style={"input_type": "password"},
@@ -26,6 +35,7 @@ class RegistrySerializer(serializers.ModelSerializer):
     docker_config = serializers.CharField(
         write_only=True,
         required=False,
+        max_length=MAX_DOCKER_CONFIG_CHARS,
         trim_whitespace=False,
         style={"base_template": "textarea.html"},
         help_text="Write-only: the text of a Docker config.json; its `auths` entry for this registry "
@@ -62,7 +72,7 @@ class RegistrySerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["identity_token", "next_scan_at", "last_scanned_at", "created_at"]
-        extra_kwargs = {"name": {"required": False}}
+        extra_kwargs = {"name": {"required": False}, "ca_bundle": {"max_length": MAX_PEM_CHARS}}
 
     def get_fields(self):
         fields = super().get_fields()

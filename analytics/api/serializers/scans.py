@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from analytics.models import Scan, ScanError
+from analytics.scans.start import MAX_DEEP_BUDGET_BYTES
 
 
 class ScanErrorSerializer(serializers.ModelSerializer):
@@ -76,15 +77,22 @@ class ScanDetailSerializer(ScanSerializer):
         fields = [*ScanSerializer.Meta.fields, "errors"]
         read_only_fields = fields
 
-    @extend_schema_field(ScanErrorSerializer(many=True))
+    @extend_schema_field(
+        serializers.ListSerializer(
+            child=ScanErrorSerializer(),
+            help_text="The first 1000 (`errors_count` says how many there are; `scans/{id}/errors/` pages "
+            "them all).",
+        )
+    )
     def get_errors(self, obj) -> list[dict]:
         return ScanErrorSerializer(self.context.get("errors", []), many=True).data
 
 
 class ScanCreateSerializer(serializers.Serializer):
     target = serializers.CharField(
+        max_length=1000,
         help_text="What to scan: `http://127.0.0.1:5000` (a registry), "
-        "`127.0.0.1:5000/team/app` (a repository) or `127.0.0.1:5000/team/app:tag` (one tag)."
+        "`127.0.0.1:5000/team/app` (a repository) or `127.0.0.1:5000/team/app:tag` (one tag).",
     )
     deep = serializers.BooleanField(
         default=False,
@@ -93,6 +101,8 @@ class ScanCreateSerializer(serializers.Serializer):
     )
     deep_budget = serializers.IntegerField(
         min_value=1,
+        max_value=MAX_DEEP_BUDGET_BYTES,
         default=1024**3,
-        help_text="With `deep`: compressed bytes each repository scan may stream (default 1 GiB).",
+        help_text="With `deep`: compressed bytes each repository scan may stream (default 1 GiB, "
+        "at most 1 PiB).",
     )

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 
 from analytics.errors import LayerlensError
-from analytics.registries import registry_upsert
+from analytics.registries import MAX_SCAN_INTERVAL, registry_upsert
 from analytics.selectors.lists import registry_list
 
 
@@ -51,6 +51,8 @@ class Command(BaseCommand):
             raise CommandError("--interval needs --track")
         if options["track"] and not options["interval"]:
             raise CommandError("--track needs --interval SECONDS")
+        if options["interval"] is not None and options["interval"] > MAX_SCAN_INTERVAL.total_seconds():
+            raise CommandError(f"--interval is at most {int(MAX_SCAN_INTERVAL.total_seconds())} seconds")
         if options["from_docker_config"] and (options["username"] or options["password_stdin"]):
             raise CommandError(
                 "--from-docker-config replaces --username/--password-stdin; give one or the other"

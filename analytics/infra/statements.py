@@ -1,0 +1,43 @@
+"""The web's bound on one SQL statement: PostgreSQL's `statement_timeout`, set on each connection a web
+process opens. `config/wsgi.py` and `config/asgi.py` install it; Celery workers and management commands
+never load them, so their long ingests and reports run unbounded. A statement it cancels raises
+QueryCanceled, which the API and the pages answer with a 503 (`timeout_detail`)."""
+
+from __future__ import annotations
+
+import psycopg.errors
+from django.db import OperationalError
+from django.db.backends.signals import connection_created
+
+_UID = "layerlens-web-statement-timeout"
+
+
+def web_statement_timeout_install(seconds: float) -> None:
+    """Every database connection this process opens from now on cancels a statement after `seconds`
+    (0: no bound)."""
+    connection_created.disconnect(dispatch_uid=_UID)
+    if seconds <= 0:
+        return
+    milliseconds = max(1, round(seconds * 1000))
+
+    def bound(sender, connection, **kwargs) -> None:
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            # set_config, not SET: the value is a parameter (server-side binding cannot bind SET's)
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{milliseconds}ms"])
+
+    connection_created.connect(bound, weak=False, dispatch_uid=_UID)
+
+
+def is_statement_timeout(exc: BaseException) -> bool:
+    """The database cancelled the statement (`statement_timeout`, or an operator's pg_cancel_backend)."""
+    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, psycopg.errors.QueryCanceled)
+
+
+def timeout_detail(seconds: float) -> str:
+    return (
+        f"the question took longer than the {seconds:g} s a web request may spend on one database "
+        "statement (WEB_STATEMENT_TIMEOUT_SECONDS) and was cancelled; narrow it (a registry, namespace or "
+        "repository, a filter, a smaller page_size) or ask a management command, which has no time limit"
+    )

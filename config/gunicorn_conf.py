@@ -1,0 +1,15 @@
+"""gunicorn's settings for the web, read wherever it is started (`make run`, the Dockerfile, compose):
+`gunicorn --config config/gunicorn_conf.py config.wsgi:application --bind ... --workers N`.
+
+Threads (gthread): a whole-list CSV download streams for minutes, past a sync worker's `--timeout`.
+Recycling: a worker is replaced after about `max_requests` requests (the jitter staggers the workers), so
+the memory large answers leave in a long-lived Python process is returned to the system.
+"""
+
+import os
+
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "4"))
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "1000"))
+max_requests_jitter = int(os.environ.get("WEB_MAX_REQUESTS_JITTER", "200"))
+accesslog = "-"

@@ -14,7 +14,9 @@ In one run, on loopback:
    existed: what-if deletions of 1,000 enumerated tags and of the whole registry (POST), whole-list CSV
    exports of every image, 2 MB request bodies, and wrong passwords at the admin login (with its CSRF
    token); the victim goes on as in 3.
-5. Prints the victim's p50 / p95 / p99 in both phases, and the attacker's replies by status.
+5. Prints the victim's p50 / p95 / p99 in both phases, the attacker's replies by status, and the CPU
+   seconds the web, PostgreSQL and this client (victim and attacker threads) spent during the flood,
+   read from /proc (`of`: what two cores offer in that time).
 """
 
 from __future__ import annotations
@@ -107,9 +109,12 @@ class Victim(threading.Thread):
 class Attacker(threading.Thread):
     """One of the attacker's threads: the expensive and the forbidden, as fast as the server answers."""
 
-    def __init__(self, base: str, token: str, registry: str, tags: list[str], seed: int):
+    KINDS = ("whatif_tags", "whatif_registry", "csv", "huge_body", "login")
+
+    def __init__(self, base: str, token: str, registry: str, tags: list[str], seed: int, kinds: list[str]):
         super().__init__(daemon=True)
         self.base, self.token, self.registry, self.tags, self.seed = base, token, registry, tags, seed
+        self.kinds = [getattr(self, f"_{kind}") for kind in kinds]
         self.stop = threading.Event()
         self.statuses: Counter[str] = Counter()
 
@@ -118,7 +123,7 @@ class Attacker(threading.Thread):
 
         auth = {"Authorization": f"Bearer {self.token}"}
         with httpx.Client(base_url=self.base, timeout=60) as client:
-            kinds = [self._whatif_tags, self._whatif_registry, self._csv, self._huge_body, self._login]
+            kinds = self.kinds
             i = self.seed
             while not self.stop.is_set():
                 kind = kinds[i % len(kinds)]
@@ -166,9 +171,15 @@ def main() -> int:
     parser.add_argument("--baseline", type=float, default=15)
     parser.add_argument("--attackers", type=int, default=8)
     parser.add_argument("--victim-rate", type=float, default=8, help="victim requests per second")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(Attacker.KINDS),
+        help=f"what the attacker sends, comma-separated (default all: {', '.join(Attacker.KINDS)})",
+    )
     args = parser.parse_args()
 
     from bench.generate import generate
+    from harness.proc import cpu_seconds, cpu_spent, postgres_pids, process_tree
     from harness.tools import free_loopback_port
     from harness.web import gunicorn_argv
 
@@ -217,12 +228,23 @@ def main() -> int:
         time.sleep(args.baseline)
         for v in victims:
             v.phase = "flood"
+
+        def readings() -> dict[str, dict[int, float]]:
+            return {
+                "web": cpu_seconds(process_tree(server.pid)),
+                "postgres": cpu_seconds(postgres_pids(DATABASE)),
+                "this client": cpu_seconds([os.getpid()]),
+            }
+
+        before = readings()
         attackers = [
-            Attacker(base, tokens["attacker"], registry, tags, seed=i) for i in range(args.attackers)
+            Attacker(base, tokens["attacker"], registry, tags, seed=i, kinds=args.kinds.split(","))
+            for i in range(args.attackers)
         ]
         for a in attackers:
             a.start()
         time.sleep(args.seconds)
+        after = readings()
         for t in [*attackers, *victims]:
             t.stop.set()
         for t in [*attackers, *victims]:
@@ -247,8 +269,10 @@ def main() -> int:
         }
         for phase, values in latencies.items()
     }
+    cpu = {name: round(cpu_spent(before[name], after[name]), 1) for name in after}
     result = {
         "images": args.images,
+        "cpu_seconds_during_flood": {**cpu, "of": round(2 * args.seconds, 1)},
         "seconds": args.seconds,
         "attacker_threads": args.attackers,
         "victim": phases,

@@ -109,58 +109,6 @@ def skopeo_rate(host: str, images: list, sample: int) -> float:
     return len(refs) / (time.monotonic() - t)
 
 
-def worker_pids(pid: int) -> list[int]:
-    """The worker and its pool processes."""
-    pids = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        pids += [int(c) for c in children]
-    return pids
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """User + system CPU seconds of each of `pids` still running."""
-    out = {}
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[p] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-    return out
-
-
-def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds spent between two readings (a process started meanwhile counts from zero)."""
-    return sum(t - before.get(p, 0.0) for p, t in after.items())
-
-
-def postgres_pids(database: str) -> list[int]:
-    """The PostgreSQL backends serving `database` and the server's own processes (WAL writer,
-    checkpointer...), not the backends of other databases on a shared server."""
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s OR backend_type <> 'client backend'",
-            [database],
-        ).fetchall()
-    return [r[0] for r in rows]
-
-
-def worker_peak_rss_mb(pid: int) -> float:
-    """The largest VmHWM (peak resident set) among the worker and its pool processes."""
-    pids = worker_pids(pid)
-    peak = 0
-    for p in pids:
-        status = Path(f"/proc/{p}/status").read_text()
-        peak = max(peak, int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)))
-    return peak / 1024
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,6 +133,7 @@ def main() -> int:
     from analytics.selectors.summary import dedup_summary
     from config.celery import app
     from harness.celery_worker import CeleryWorker
+    from harness.proc import cpu_seconds, cpu_spent, peak_rss_mb, postgres_pids, process_tree
     from harness.registry import RegistryServer, blobstore_bytes
 
     call_command("migrate", "--noinput", verbosity=0)
@@ -215,7 +164,7 @@ def main() -> int:
                 assert worker.proc is not None and registry.proc is not None
                 return {
                     "registry": cpu_seconds([registry.proc.pid]),
-                    "workers": cpu_seconds(worker_pids(worker.proc.pid)),
+                    "workers": cpu_seconds(process_tree(worker.proc.pid)),
                     "postgres": cpu_seconds(postgres_pids(dbname)),
                 }
 
@@ -239,7 +188,7 @@ def main() -> int:
             full_stored = dedup_summary(scope=Scope(registry_id=reg.id)).stored_bytes
             rescan_s, rescan = scan()
             assert worker.proc is not None
-            peak_mb = worker_peak_rss_mb(worker.proc.pid)
+            peak_mb = peak_rss_mb(process_tree(worker.proc.pid))
         finally:
             worker.stop()
         summary = dedup_summary(scope=Scope(registry_id=reg.id))

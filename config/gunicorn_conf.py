@@ -10,6 +10,6 @@ import os
 
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))
-max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "1000"))
-max_requests_jitter = int(os.environ.get("WEB_MAX_REQUESTS_JITTER", "200"))
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "10000"))
+max_requests_jitter = int(os.environ.get("WEB_MAX_REQUESTS_JITTER", "2000"))
 accesslog = "-"

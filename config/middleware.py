@@ -4,14 +4,17 @@ Django's check), and no NUL byte in the path, a query parameter or a cookie and 
 longer than MAX_PARAMETER_CHARS (400: PostgreSQL text cannot hold a NUL, and no name, digest or glob is
 that long); and a statement the web statement timeout cancelled is answered 503, not 500 (the API's own
 views answer it in `analytics.api.errors`). The API answers `{"detail": ...}`, everything else plain
-text."""
+text. A costly answer's place (`analytics.infra.inflight`) is given back here once the answer is
+complete, a streamed one when its download ends."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 
+from analytics.infra import inflight, rates
 from analytics.infra.statements import is_statement_timeout, timeout_detail
 
 MAX_PARAMETER_CHARS = 1024
@@ -66,9 +69,36 @@ class RequestBounds:
         refused = refusal(request)
         if refused is not None:
             return _reply(request, *refused)
-        return self.get_response(request)
+        response = self.get_response(request)
+        inflight.release_after(request, response)  # a costly answer's place, once it is complete
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if is_statement_timeout(exception):
             return _reply(request, 503, timeout_detail(settings.WEB_STATEMENT_TIMEOUT_SECONDS))
         return None
+
+
+class LoginRate:
+    """The login forms (the admin's, the pages') at most `login` rate per client address, GET and POST
+    alike, answered before a session is read or a template rendered: a guesser, locked out or not,
+    costs a counter increment per attempt, not a page. django-axes still counts the failures."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.paths: tuple[str, ...] | None = None
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self.paths is None:
+            self.paths = (reverse("admin:login"), reverse("web:login"))
+        if request.path in self.paths:
+            wait = rates.hit(rates.LOGIN, request)
+            if wait is not None:
+                response = HttpResponse(
+                    f"too many login attempts from this address; try again in {wait} s\n",
+                    status=429,
+                    content_type="text/plain; charset=utf-8",
+                )
+                response["Retry-After"] = str(wait)
+                return response
+        return self.get_response(request)

@@ -59,6 +59,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # the body's size, NUL bytes, parameter length; a cancelled statement is a 503 (README "Limits")
     "config.middleware.RequestBounds",
+    # the login forms at most LAYERLENS_THROTTLE_LOGIN per address, before a session or a template
+    "config.middleware.LoginRate",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -195,10 +197,18 @@ REST_FRAMEWORK = {
 }
 # Requests per caller and window ("N/s", "N/min", "N/hour", "N/day"; empty or 0 for no limit): anonymous
 # callers by address, users by account, and whole-list CSV exports and what-if per caller on top.
+# Costly requests (what-if, whole-list exports) running at once: per caller across every web instance,
+# and per web process, so one caller's never hold the threads other readers need (README "Rates").
+LAYERLENS_COSTLY_PER_CALLER = int(os.environ.get("LAYERLENS_COSTLY_PER_CALLER", "1"))
+LAYERLENS_COSTLY_PER_PROCESS = int(
+    os.environ.get("LAYERLENS_COSTLY_PER_PROCESS", str(max(1, int(os.environ.get("WEB_THREADS", "4")) // 2)))
+)
 LAYERLENS_THROTTLE_RATES = {
     "anon": env_rate("LAYERLENS_THROTTLE_ANON", "60/min"),
     "user": env_rate("LAYERLENS_THROTTLE_USER", "1200/min"),
     "expensive": env_rate("LAYERLENS_THROTTLE_EXPENSIVE", "20/min"),
+    # the login forms, GET and POST, per client address: a person needs two requests a login
+    "login": env_rate("LAYERLENS_THROTTLE_LOGIN", "10/min"),
 }
 # A user name and password on every API request: off by default, since each costs a password hash
 # (~0.35 s of CPU); scripts use tokens. When on, failures count towards the login lockout.

@@ -19,6 +19,7 @@ from rest_framework.renderers import BaseRenderer
 
 from analytics.api import params
 from analytics.api.throttles import export_check
+from analytics.infra import inflight
 
 CHUNK = 1000
 # An offset walk re-reads every skipped row on each page: fewer, larger pages.
@@ -117,9 +118,13 @@ def csv_stream(
     """Serialized chunks as one CSV download, produced while the client reads it (one write per chunk).
     An empty list is `header` alone (when the caller knows it), so readers still find the columns."""
 
+    place = inflight.held(request)
+
     def body() -> Iterator[bytes]:
         table = CSVTable()
         for chunk in chunks:
+            if place is not None:
+                place.refresh()  # a long download keeps its place among the costly requests
             yield table.text(_flatten(row) for row in chunk).encode()
         if table.writer is None and header:
             line = io.StringIO()

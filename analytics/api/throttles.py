@@ -7,10 +7,10 @@ CSV exports (`export_check`, called where a request is known to want the whole l
 
 from __future__ import annotations
 
-from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import APIException, Throttled
 from rest_framework.throttling import BaseThrottle
 
-from analytics.infra import rates
+from analytics.infra import inflight, rates
 from analytics.infra.rates import EXPENSIVE, parse_rate
 
 __all__ = ["EXPENSIVE", "AnonThrottle", "ExpensiveThrottle", "UserThrottle", "export_check", "parse_rate"]
@@ -59,12 +59,38 @@ class ExpensiveThrottle(_RateThrottle):
     def applies(self, request, view) -> bool:
         return getattr(view, "throttle_scope", None) == EXPENSIVE
 
+    def allow_request(self, request, view) -> bool:
+        allowed = super().allow_request(request, view)
+        if allowed and self.applies(request, view):
+            costly_take(request)
+        return allowed
+
+
+class ServerBusy(APIException):
+    status_code = 503
+    default_code = "busy"
+
+
+def costly_take(request) -> None:
+    """A place among the costly requests running at once (`analytics.infra.inflight`): a 429 when the
+    caller has one running, a 503 when this process runs as many as it takes; both with Retry-After."""
+    try:
+        inflight.take(request)
+    except inflight.Busy as busy:
+        if busy.status == 429:
+            raise Throttled(wait=busy.wait, detail=busy.detail) from None
+        exc = ServerBusy(detail=busy.detail)
+        exc.wait = busy.wait
+        raise exc from None
+
 
 def export_check(request) -> None:
-    """A whole-list download counts against the `expensive` rate (once per request); over it, a 429."""
+    """A whole-list download counts against the `expensive` rate (once per request) and holds a costly
+    request's place while it streams; over either, a 429 (or a 503 when this process is full)."""
     if getattr(request, "_export_counted", False):
         return
     request._export_counted = True
     wait = rates.hit(EXPENSIVE, request)
     if wait is not None:
         raise Throttled(wait=wait)
+    costly_take(request)

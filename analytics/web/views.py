@@ -12,14 +12,12 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from analytics.errors import InvalidRequest, NotFound
-from analytics.infra import rates
+from analytics.infra import inflight, rates
 from analytics.web import pages
 
 
-def too_many(wait: int) -> HttpResponse:
-    response = HttpResponse(
-        f"Too many requests: try again in {wait} s.\n", status=429, content_type="text/plain"
-    )
+def too_many(wait: int, *, status: int = 429, detail: str = "Too many requests") -> HttpResponse:
+    response = HttpResponse(f"{detail}: try again in {wait} s.\n", status=status, content_type="text/plain")
     response["Retry-After"] = str(wait)
     return response
 
@@ -104,6 +102,10 @@ def whatif(request: HttpRequest) -> HttpResponse:
                 wait = rates.hit(rates.EXPENSIVE, request)  # the same computation as the API's what-if
                 if wait is not None:
                     return too_many(wait)
+                try:
+                    inflight.take(request)  # given back by the middleware once the page is rendered
+                except inflight.Busy as busy:
+                    return too_many(busy.wait, status=busy.status, detail=busy.detail)
                 context["data"] = pages.whatif_page(form=form)
         except (NotFound, InvalidRequest) as exc:
             context["error"] = str(exc)

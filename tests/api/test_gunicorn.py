@@ -58,5 +58,5 @@ def _resolved(argv: list[str]) -> dict[str, str]:
 def test_every_gunicorn_start_recycles_its_gthread_workers(start):
     config = _resolved(start())
     assert config["worker_class"] == "gthread" and int(config["threads"]) >= 2
-    assert int(config["max_requests"]) == 1000
-    assert int(config["max_requests_jitter"]) == 200
+    assert int(config["max_requests"]) == 10000
+    assert int(config["max_requests_jitter"]) == 2000

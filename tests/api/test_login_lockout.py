@@ -16,6 +16,13 @@ API = "/api/v1/"
 LIMIT = 3
 
 
+@pytest.fixture(autouse=True)
+def no_login_rate(settings):
+    """The lockout is under test here; the login forms' per-address rate, which would answer first, in
+    test_throttling."""
+    settings.LAYERLENS_THROTTLE_RATES = {**settings.LAYERLENS_THROTTLE_RATES, "login": ""}
+
+
 @pytest.fixture
 def lockout(settings):
     settings.AXES_FAILURE_LIMIT = LIMIT

@@ -78,13 +78,17 @@ def test_whatif_and_whole_list_exports_share_the_expensive_rate(world, client_us
         ).status_code
         == 200
     )
-    assert client_user.get(API + "images/", {"format": "csv"}).status_code == 200
+    download = client_user.get(API + "images/", {"format": "csv"})
+    assert download.status_code == 200
+    b"".join(download.streaming_content)  # read to its end, as a client does: its place is given back
     # a JSON list, a named CSV page and a cheap answer are ordinary reads
     for _ in range(3):
         assert client_user.get(API + "images/").status_code == 200
         assert client_user.get(API + "images/", {"format": "csv", "page": 1}).status_code == 200
         assert client_user.get(API + "summary/").status_code == 200
-    assert client_user.get(API + "tags/", {"format": "csv"}).status_code == 200
+    download = client_user.get(API + "tags/", {"format": "csv"})
+    assert download.status_code == 200
+    b"".join(download.streaming_content)
     for path, query in (("images/", {"format": "csv"}), ("whatif/", {"registry": world.registry.id})):
         over = client_user.get(API + path, query)
         assert over.status_code == 429 and over.streaming is False and int(over["Retry-After"]) > 0
@@ -147,3 +151,66 @@ def test_the_pages_count_with_the_api_and_their_what_if_is_expensive(world, user
     over = api.get(API + "summary/")  # the fifth request of this user this minute
     assert over.status_code == 429 and client.get("/ui/").status_code == 429
     assert int(client.get("/ui/")["Retry-After"]) > 0
+
+
+# --- costly requests running at once ---------------------------------------------------------------
+
+
+@pytest.fixture
+def costly(settings, rates, monkeypatch):
+    from analytics.infra import inflight
+
+    rates()  # no rates: only the places are under test
+    monkeypatch.setattr(inflight, "_process_places", None)  # rebuilt from the settings below
+    settings.LAYERLENS_COSTLY_PER_CALLER = 1
+    settings.LAYERLENS_COSTLY_PER_PROCESS = 4
+    return settings
+
+
+def test_a_caller_runs_one_costly_request_at_a_time_and_a_download_holds_its_place_until_it_ends(
+    world, client_user, client_staff, costly
+):
+    download = client_user.get(API + "images/", {"format": "csv"})
+    assert download.status_code == 200 and download.streaming
+    second = client_user.post(API + "whatif/", {"repository": "team/app"}, format="json")
+    assert second.status_code == 429 and "costly" in second.json()["detail"]
+    assert int(second["Retry-After"]) > 0
+    # another reader is not held up by it
+    assert client_staff.post(API + "whatif/", {"repository": "team/app"}, format="json").status_code == 200
+    assert client_user.get(API + "summary/").status_code == 200  # cheap requests are not counted
+    b"".join(download.streaming_content)  # the test client closes the response at its end
+    assert client_user.post(API + "whatif/", {"repository": "team/app"}, format="json").status_code == 200
+    # an answer that is not streamed gives its place back at once
+    assert client_user.post(API + "whatif/", {"repository": "team/app"}, format="json").status_code == 200
+
+
+def test_a_process_running_its_share_of_costly_requests_answers_503(world, client_user, client_staff, costly):
+    costly.LAYERLENS_COSTLY_PER_PROCESS = 1
+    download = client_user.get(API + "images/", {"format": "csv"})
+    assert download.status_code == 200
+    busy = client_staff.post(API + "whatif/", {"repository": "team/app"}, format="json")
+    assert busy.status_code == 503 and "at once" in busy.json()["detail"] and int(busy["Retry-After"]) > 0
+    b"".join(download.streaming_content)
+    assert client_staff.post(API + "whatif/", {"repository": "team/app"}, format="json").status_code == 200
+
+
+def test_login_forms_answer_a_cheap_429_past_the_login_rate_per_address(db, client, settings, rates):
+    rates(login="4/min")
+    for path in ("/admin/login/", "/ui/login/"):
+        assert client.get(path, REMOTE_ADDR="10.1.1.1").status_code == 200
+    assert client.post(
+        "/ui/login/", {"username": "x", "password": "y"}, REMOTE_ADDR="10.1.1.1"
+    ).status_code in (
+        200,
+        403,
+    )
+    client.get("/admin/login/", REMOTE_ADDR="10.1.1.1")
+    over = client.get("/admin/login/", REMOTE_ADDR="10.1.1.1")
+    assert over.status_code == 429 and over["Content-Type"].startswith("text/plain")
+    assert int(over["Retry-After"]) > 0 and b"too many login attempts" in over.content
+    assert (
+        client.post("/ui/login/", {"username": "x", "password": "y"}, REMOTE_ADDR="10.1.1.1").status_code
+        == 429
+    )
+    assert client.get("/admin/login/", REMOTE_ADDR="10.1.1.2").status_code == 200  # per address
+    assert client.get("/ui/", REMOTE_ADDR="10.1.1.1").status_code in (200, 302)  # other pages unaffected

@@ -1,0 +1,58 @@
+"""What processes spend, read from /proc: CPU seconds, peak memory, the PostgreSQL backends of a database.
+The benchmarks compare these within one run, where wall-clock times on shared cores would mislead."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its children (a pool's or a server's workers)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        pids += [int(c) for c in children]
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of `pids` still running."""
+    out = {}
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[p] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return out
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two readings (a process started meanwhile counts from zero)."""
+    return sum(t - before.get(p, 0.0) for p, t in after.items())
+
+
+def postgres_pids(database: str) -> list[int]:
+    """The PostgreSQL backends serving `database` and the server's own processes (WAL writer,
+    checkpointer...), not the backends of other databases on a shared server."""
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s OR backend_type <> 'client backend'",
+            [database],
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """The largest VmHWM (peak resident set) among `pids`."""
+    peak = 0
+    for p in pids:
+        status = Path(f"/proc/{p}/status").read_text()
+        peak = max(peak, int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)))
+    return peak / 1024

@@ -79,6 +79,8 @@ def scan_registry(self, scan_id: int) -> None:
 
 @shared_task(bind=True, acks_late=True, **RETRY)
 def scan_repository(self, scan_id: int) -> None:
+    """One repository or tag; or a registry crawl's child sent again on its own (in the bulk queue,
+    where its retries stay: a retry goes back to the queue it came from)."""
     try:
         scan_repository_run(scan_id=scan_id)
     except RepositoryBusy as exc:
@@ -104,7 +106,8 @@ def scan_repositories(self, scan_ids: list[int]) -> None:
         countdown = (
             settings.SCAN_BUSY_RETRY_SECONDS if isinstance(exc, RepositoryBusy) else retry_countdown(0, exc)
         )
-        scan_repository.apply_async(args=[scan_id], countdown=countdown)
+        # Still the crawl's: bulk, not the interactive queue `scan_repository` is routed to.
+        scan_repository.apply_async(args=[scan_id], countdown=countdown, queue=settings.QUEUE_BULK)
 
     try:
         scan_repositories_run(scan_ids=scan_ids, retry=retry)

@@ -316,6 +316,11 @@ REGISTRY_SCAN_CONCURRENCY = int(os.environ.get("REGISTRY_SCAN_CONCURRENCY", "8")
 # it ingests the ones already read (requests in flight stay bounded by REGISTRY_SCAN_CONCURRENCY).
 SCAN_TASK_BATCH = int(os.environ.get("SCAN_TASK_BATCH", "10"))
 SCAN_READ_AHEAD = int(os.environ.get("SCAN_READ_AHEAD", "4"))
+# A registry crawl keeps at most SCAN_CRAWL_WINDOW of its batches out (sent and not finished), and each
+# batch that ends sends the next (analytics/scans/crawl.py): the bulk queue holds a few batches per
+# crawl, so crawls of several registries take turns whatever their sizes. Keep it at least the number
+# of worker processes taking bulk, or a crawl running alone leaves some of them idle.
+SCAN_CRAWL_WINDOW = int(os.environ.get("SCAN_CRAWL_WINDOW", "8"))
 # A running scan's lease, renewed by its worker every third of it (a heartbeat): when a worker dies,
 # another may take the repository (and the sweeper requeues the scan) this long after the last beat.
 SCAN_LEASE_SECONDS = int(os.environ.get("SCAN_LEASE_SECONDS", "300"))

@@ -41,7 +41,14 @@ def crawl_send_next(parent_id: int) -> int:
             .values_list("id", "enqueued_at")[:window]
         )
         out = sum(1 for _, sent in rows if sent is not None)
-        ids = [scan_id for scan_id, sent in rows if sent is None][: max(0, window - out)]
+        unsent = [scan_id for scan_id, sent in rows if sent is None]
+        free = window - out
+        # Whole batches only, so that a batch ending while others are half done does not send the
+        # slots they freed as a short one; but the last children go however few they are.
+        take = free // size * size
+        if len(rows) < window:  # every unsent child is among `rows`, and there is room for them all
+            take = len(unsent)
+        ids = unsent[:take]
         if not ids:
             return 0
         Scan.objects.filter(id__in=ids, enqueued_at__isnull=True).update(enqueued_at=timezone.now())

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -260,7 +260,10 @@ QUEUE_PREFIX = os.environ.get("CELERY_QUEUE", "layerlens")
 QUEUE_CONTROL = f"{QUEUE_PREFIX}.control"
 QUEUE_INTERACTIVE = f"{QUEUE_PREFIX}.interactive"
 QUEUE_BULK = f"{QUEUE_PREFIX}.bulk"
-CELERY_TASK_QUEUES = [Queue(QUEUE_CONTROL), Queue(QUEUE_INTERACTIVE), Queue(QUEUE_BULK)]
+# Each bound by its own name (unnamed, all three would share the default exchange's one binding).
+CELERY_TASK_QUEUES = [
+    Queue(q, Exchange(q), routing_key=q) for q in (QUEUE_CONTROL, QUEUE_INTERACTIVE, QUEUE_BULK)
+]
 # A task routed nowhere below is small until shown otherwise.
 CELERY_TASK_DEFAULT_QUEUE = QUEUE_INTERACTIVE
 CELERY_TASK_ROUTES = {

@@ -50,11 +50,11 @@ def workers(transactional_db) -> Iterator:
 
 @pytest.fixture(scope="module")
 def other_registry() -> Iterator[RegistryServer]:
-    """A real registry, not the crawl's: two repositories of one image each."""
+    """A real registry, not the crawl's: three repositories of one image each."""
     with RegistryServer() as reg:
         with Pusher(reg.url) as push:
-            push.image("queues/one", "v1", seed="queues-one")
-            push.image("queues/two", "v1", seed="queues-two")
+            for name in ("one", "two", "three"):
+                push.image(f"queues/{name}", "v1", seed=f"queues-{name}")
         yield reg
 
 
@@ -82,7 +82,7 @@ def test_a_one_tag_scan_and_beats_tasks_do_not_wait_behind_a_crawl(workers, othe
         backlog = bulk_backlog()
         tag, latency = one_tag_scan(f"{other_registry.host}/queues/one:v1")
         delays = control_delays(
-            due=f"{other_registry.host}/queues/one", stuck=f"{other_registry.host}/queues/two"
+            due=f"{other_registry.host}/queues/two", stuck=f"{other_registry.host}/queues/three"
         )
         crawl.refresh_from_db()
         done, total = crawl.repositories_done, crawl.repositories_total

@@ -69,8 +69,8 @@ def test_every_task_has_its_queue():
     ours = {name for name in app.tasks if name.startswith("workers.tasks.")}
     assert ours == set(expected) == set(settings.CELERY_TASK_ROUTES)  # a new task is routed on purpose
     assert {name: queue_of(name) for name in ours} == expected
-    for name, _ in settings.CELERY_BEAT_SCHEDULE.items():
-        assert queue_of(settings.CELERY_BEAT_SCHEDULE[name]["task"]) == settings.QUEUE_CONTROL
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        assert queue_of(entry["task"]) == settings.QUEUE_CONTROL
     # A worker given no -Q takes all three; the harness names them the same way.
     assert [q.name for q in app.amqp.queues.values()] == CeleryWorker(
         database_name="x", broker_url="redis://"

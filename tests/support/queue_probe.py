@@ -51,7 +51,9 @@ class ControlDelays:
 def control_delays(*, due: str, stuck: str, timeout: float = 60) -> ControlDelays:
     """Send beat's two tasks and return how long each waited: `due` and `stuck` are two repositories
     (`host:port/repo`) of a registry other than the crawl's, one made due for `enqueue_due_scans`, one
-    given a scan whose worker looks dead for `requeue_stuck_scans`."""
+    given a scan whose worker looks dead for `requeue_stuck_scans`; neither the one a one-tag probe
+    scans (a repository is scanned by one worker at a time: a probe would wait for the other's scan).
+    Returns once the scans they sent have finished too."""
     due_repo = scan_request_resolve(target=due).repository
     stuck_repo = scan_request_resolve(target=stuck).repository
     assert due_repo is not None and stuck_repo is not None
@@ -83,6 +85,12 @@ def control_delays(*, due: str, stuck: str, timeout: float = 60) -> ControlDelay
     requeued = wait_for(swept, timeout=timeout)
     Repository.objects.filter(id=due_repo.id).update(tracked=False, scan_interval=None)
     assert requeued.enqueued_at is not None
+
+    def settled():
+        """the scans the two tasks sent finished (so the next probe finds their repositories free)"""
+        return Scan.objects.filter(id__in=[created.id, victim.id], finished_at__isnull=False).count() == 2
+
+    wait_for(settled, timeout=timeout)
     return ControlDelays(
         enqueue_due_scans=(created.created_at - sent_at).total_seconds(),
         requeue_stuck_scans=(requeued.enqueued_at - sent_at).total_seconds(),

@@ -146,6 +146,12 @@ def main() -> int:
                 if samples["crawl"]:
                     time.sleep(args.every)
                 sample("crawl", crawl)
+            # Beat's tasks ran to their end each time (the delays above time what they wrote first).
+            logs = "".join(worker.log_text() for worker in started)
+            control_errors = sum(
+                "raised unexpected" in line and ("enqueue_due_scans" in line or "requeue_stuck_scans" in line)
+                for line in logs.splitlines()
+            )
             crawl.refresh_from_db()
             crawl_rate = (crawl.repositories_done - done_at_start) / (time.monotonic() - t_start)
             crawl_state = {
@@ -180,6 +186,7 @@ def main() -> int:
         "idle": figures("idle"),
         "during_crawl": figures("crawl"),
         "waiting_for_the_window_max": max(r["waiting_for_the_window"] for r in samples["crawl"]),
+        "control_task_errors": control_errors,
         "one_tag_scans_failed": sum(
             r["one_tag_status"] != Scan.Status.SUCCEEDED for p in samples.values() for r in p
         ),

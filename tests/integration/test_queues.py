@@ -5,6 +5,7 @@ first instead of waiting for all of it; a crawl's child retried alone stays in t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -74,8 +75,7 @@ def bulk_backlog() -> int:
 def test_a_one_tag_scan_and_beats_tasks_do_not_wait_behind_a_crawl(workers, other_registry):
     # The make-run layout for two cores: one worker on every queue, a small one for control and
     # interactive so that neither waits for a bulk batch to end.
-    workers(2)
-    workers(1, ("control", "interactive"))
+    started = [workers(2), workers(1, ("control", "interactive"))]
     with catalog_registry(repositories=2000) as catalog:
         crawl = scan_start(target=catalog.url)
         crawl = under_way(crawl, done=40)
@@ -93,6 +93,18 @@ def test_a_one_tag_scan_and_beats_tasks_do_not_wait_behind_a_crawl(workers, othe
         # All of it while the crawl was under way, its queue no longer than its window.
         assert crawl.finished_at is None and crawl.repositories_done < crawl.repositories_total
         assert backlog <= settings.SCAN_CRAWL_WINDOW
+
+    def ran_whole():
+        """beat's two tasks ran to their end, without an error"""
+        logs = "".join(worker.log_text() for worker in started)
+        return all(
+            re.search(rf"Task workers\.tasks\.{name}\[[^\]]+\] succeeded", logs)
+            for name in ("enqueue_due_scans", "requeue_stuck_scans")
+        )
+
+    wait_for(ran_whole, timeout=10)
+    logs = "".join(worker.log_text() for worker in started)
+    assert "raised unexpected" not in logs, logs[-3000:]
 
 
 def test_two_registries_crawls_take_turns(workers):

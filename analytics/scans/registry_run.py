@@ -122,10 +122,10 @@ class _InvalidNames:
             )
 
 
-def _children_create(scan: Scan, names: list[str], *, sent: bool) -> list[int]:
+def _children_create(scan: Scan, names: list[str]) -> list[int]:
     """Child scans for the repositories `names` that have none under `scan` yet, in one transaction;
-    `repositories_total` grows by as many. Unless `sent` (the caller runs them now), they wait with
-    no `enqueued_at` for the crawl's window to send them (`scans.crawl`)."""
+    `repositories_total` grows by as many. They have no `enqueued_at`: not sent yet, they wait for the
+    crawl's window (`scans.crawl`)."""
     if not names:
         return []
     with transaction.atomic():
@@ -138,7 +138,6 @@ def _children_create(scan: Scan, names: list[str], *, sent: bool) -> list[int]:
             for r in Repository.objects.filter(registry=scan.registry, name__in=names).order_by("name")
             if r.id not in have
         ]
-        enqueued_at = timezone.now() if sent else None
         children = Scan.objects.bulk_create(
             [
                 Scan(
@@ -148,7 +147,6 @@ def _children_create(scan: Scan, names: list[str], *, sent: bool) -> list[int]:
                     deep_budget_bytes=scan.deep_budget_bytes,
                     parent=scan,
                     trigger=scan.trigger,
-                    enqueued_at=enqueued_at,
                 )
                 for r in repos
             ]
@@ -169,11 +167,17 @@ def _scan_registry_list(
     def flush(batch: list[str]) -> None:
         nonlocal listed
         listed += len(batch)
-        ids = _children_create(scan, batch, sent=on_children is None)
-        if on_children is None:
-            kept.extend(ids)
-        elif ids:
-            on_children(ids)
+        if on_children is not None:
+            ids = _children_create(scan, batch)
+            if ids:
+                on_children(ids)
+            return
+        # Run in this process: stamped as sent in the same transaction, so that the sweeper never
+        # sends them to the workers as well.
+        with transaction.atomic():
+            ids = _children_create(scan, batch)
+            Scan.objects.filter(id__in=ids).update(enqueued_at=timezone.now())
+        kept.extend(ids)
 
     invalid = _InvalidNames(scan)
     try:

@@ -44,7 +44,7 @@ def crawl(name: str, repositories: int) -> Scan:
     registry = Registry.objects.create(name=name, url=f"http://127.0.0.1:1/{name}")
     scan = scan_create(registry=registry)
     Scan.objects.filter(id=scan.id).update(status=Scan.Status.RUNNING)
-    _children_create(scan, [f"{name}/r{i:05d}" for i in range(repositories)], sent=False)
+    _children_create(scan, [f"{name}/r{i:05d}" for i in range(repositories)])
     return Scan.objects.get(id=scan.id)
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -251,8 +252,33 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # A repository scan that runs this long is stuck; the hard limit frees the worker for other scans.
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("SCAN_SOFT_TIME_LIMIT", "3000"))
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 120
-# One queue name per deployment, so two Layerlens installs can share a Redis without stealing tasks.
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "layerlens")
+# Three queues, so that no kind of work waits behind another (README "Queues"): beat's own tasks
+# (control), work someone is waiting for (interactive) and registry crawls (bulk, thousands of batches).
+# Their names start with one prefix per deployment, so two installs can share a Redis without
+# stealing tasks. Workers pick theirs with `-Q`; a worker given no `-Q` takes all three.
+QUEUE_PREFIX = os.environ.get("CELERY_QUEUE", "layerlens")
+QUEUE_CONTROL = f"{QUEUE_PREFIX}.control"
+QUEUE_INTERACTIVE = f"{QUEUE_PREFIX}.interactive"
+QUEUE_BULK = f"{QUEUE_PREFIX}.bulk"
+# Each bound by its own name (unnamed, all three would share the default exchange's one binding).
+CELERY_TASK_QUEUES = [
+    Queue(q, Exchange(q), routing_key=q) for q in (QUEUE_CONTROL, QUEUE_INTERACTIVE, QUEUE_BULK)
+]
+# A task routed nowhere below is small until shown otherwise.
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_INTERACTIVE
+CELERY_TASK_ROUTES = {
+    # Beat's enqueuer and sweeper: short, and every scan's timeliness and recovery depend on them.
+    "workers.tasks.enqueue_due_scans": {"queue": QUEUE_CONTROL},
+    "workers.tasks.requeue_stuck_scans": {"queue": QUEUE_CONTROL},
+    # A registry crawl: its listing and its batches of child repositories.
+    "workers.tasks.scan_registry": {"queue": QUEUE_BULK},
+    "workers.tasks.scan_repositories": {"queue": QUEUE_BULK},
+    # One repository or one tag (user-started or a tracked repository's schedule) and engine scans.
+    # A crawl's child sent alone (a retry, the sweeper) is sent to bulk instead, at send time
+    # (`analytics.scans.start.scan_enqueue`, `workers.tasks.scan_repositories`).
+    "workers.tasks.scan_repository": {"queue": QUEUE_INTERACTIVE},
+    "workers.tasks.scan_engine": {"queue": QUEUE_INTERACTIVE},
+}
 # JSON only: task arguments are ids and strings, never pickled objects.
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -293,6 +319,11 @@ REGISTRY_SCAN_CONCURRENCY = int(os.environ.get("REGISTRY_SCAN_CONCURRENCY", "8")
 # it ingests the ones already read (requests in flight stay bounded by REGISTRY_SCAN_CONCURRENCY).
 SCAN_TASK_BATCH = int(os.environ.get("SCAN_TASK_BATCH", "10"))
 SCAN_READ_AHEAD = int(os.environ.get("SCAN_READ_AHEAD", "4"))
+# A registry crawl keeps at most SCAN_CRAWL_WINDOW of its batches out (sent and not finished), and each
+# batch that ends sends the next (analytics/scans/crawl.py): the bulk queue holds a few batches per
+# crawl, so crawls of several registries take turns whatever their sizes. Keep it at least the number
+# of worker processes taking bulk, or a crawl running alone leaves some of them idle.
+SCAN_CRAWL_WINDOW = int(os.environ.get("SCAN_CRAWL_WINDOW", "8"))
 # A running scan's lease, renewed by its worker every third of it (a heartbeat): when a worker dies,
 # another may take the repository (and the sweeper requeues the scan) this long after the last beat.
 SCAN_LEASE_SECONDS = int(os.environ.get("SCAN_LEASE_SECONDS", "300"))

@@ -1,4 +1,5 @@
-"""A real Celery worker process (tests, benchmarks), on the broker and database it is given."""
+"""A real Celery worker process (tests, benchmarks), on the broker and database it is given, taking the
+queues it is told (all three unless told: `config/settings.py`, README "Queues")."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+QUEUES = ("control", "interactive", "bulk")
 
 
 class CeleryWorker:
@@ -22,12 +24,17 @@ class CeleryWorker:
         broker_url: str,
         concurrency: int = 2,
         env: dict[str, str] | None = None,
+        queues: tuple[str, ...] = QUEUES,
     ) -> None:
         self.name = f"layerlens-test-{uuid.uuid4().hex[:8]}"
         self.broker_url = broker_url
         self.database_name = database_name
         self.concurrency = concurrency
         self.extra_env = env or {}
+        unknown = set(queues) - set(QUEUES)
+        if unknown or not queues:
+            raise ValueError(f"queues are some of {QUEUES}, not {sorted(unknown) or 'none'}")
+        self.queues = queues
         self.log_path = Path(tempfile.mkdtemp(prefix="ll-worker-")) / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -42,6 +49,11 @@ class CeleryWorker:
             **self.extra_env,
         }
 
+    def queue_names(self) -> list[str]:
+        """The broker's names of this worker's queues (the deployment's prefix, `CELERY_QUEUE`)."""
+        prefix = self.env().get("CELERY_QUEUE") or "layerlens"
+        return [f"{prefix}.{kind}" for kind in self.queues]
+
     def start(self) -> CeleryWorker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
@@ -54,6 +66,8 @@ class CeleryWorker:
                 "worker",
                 "--loglevel=INFO",
                 f"--concurrency={self.concurrency}",
+                "-Q",
+                ",".join(self.queue_names()),
                 "--without-gossip",
                 "--without-mingle",
                 "-n",

@@ -1,4 +1,4 @@
-"""Bring up Layerlens with a demo: web, worker, beat and a seeded local registry, scanned once.
+"""Bring up Layerlens with a demo: web, workers, beat and a seeded local registry, scanned once.
 
 It serves as a deployment would, with DEBUG off: a SECRET_KEY made once into var/secret_key (var/ is
 never committed) and reused, so sessions and stored credentials survive a restart; static files are
@@ -6,8 +6,8 @@ collected and served by WhiteNoise.
 
 1. Migrate, collect static files, create the demo staff user.
 2. Start a CNCF registry on loopback and push demo images built with umoci + skopeo.
-3. Start the web server, a Celery worker and Celery beat.
-4. Register the demo registry (tracked hourly), scan it through the worker, print the summary.
+3. Start the web server, two Celery workers (every queue; control and interactive) and Celery beat.
+4. Register the demo registry (tracked hourly), scan it through the workers, print the summary.
 5. Wait for Ctrl-C, then stop everything this script started.
 """
 
@@ -134,7 +134,28 @@ def run() -> int:
     print(f"pushed {len(pushed)} tags in {time.monotonic() - t0:.1f}s", flush=True)
 
     spawn("web", WEB)
-    spawn("worker", [PY, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=2"])
+    # Two workers on two cores. The first takes every queue with two processes, so a crawl has both
+    # cores; the second, one process on control and interactive only, is why beat's tasks and a
+    # one-tag scan never wait for a crawl's batch to end (README "Queues"). It costs a process's
+    # memory and, idle nearly always, no CPU; the two cores are shared by the OS scheduler, not queued.
+    queues = os.environ.get("CELERY_QUEUE", "layerlens")
+    celery_worker = [PY, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO"]
+    spawn(
+        "worker",
+        [
+            *celery_worker,
+            "-Q",
+            f"{queues}.bulk,{queues}.interactive,{queues}.control",
+            "-c",
+            "2",
+            "-n",
+            "worker@%h",
+        ],
+    )
+    spawn(
+        "worker-control",
+        [*celery_worker, "-Q", f"{queues}.control,{queues}.interactive", "-c", "1", "-n", "control@%h"],
+    )
     spawn(
         "beat",
         [

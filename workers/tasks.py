@@ -14,6 +14,7 @@ from django.utils import timezone
 from analytics.engines.services import engine_due_scans_enqueue, engine_scan_fail, engine_scan_run
 from analytics.errors import RepositoryBusy
 from analytics.scans.clients import registry_clients_close
+from analytics.scans.crawl import crawl_continue, crawl_send_next
 from analytics.scans.registry_run import scan_registry_run
 from analytics.scans.repository_run import scan_readers_close, scan_repositories_run, scan_repository_run
 from analytics.scans.schedule import due_scans_enqueue, stuck_scans_requeue
@@ -58,15 +59,14 @@ def retry_countdown(retries: int, exc: Exception) -> float:
 
 @shared_task(bind=True, acks_late=True, **RETRY)
 def scan_registry(self, scan_id: int) -> None:
-    def enqueue(child_ids: list[int]) -> None:
-        # Sent while the catalog is still being listed, so workers start at once; several
-        # repositories per task, so a worker reads some while it ingests others.
-        size = max(1, settings.SCAN_TASK_BATCH)
-        for i in range(0, len(child_ids), size):
-            scan_repositories.delay(child_ids[i : i + size])
+    def send(_child_ids: list[int]) -> None:
+        # Sent while the catalog is still being listed, so workers start at once, but only the
+        # crawl's window of them: the batches that end send the rest (`scans.crawl`).
+        crawl_send_next(scan_id)
 
     try:
-        scan_registry_run(scan_id=scan_id, on_children=enqueue)
+        scan_registry_run(scan_id=scan_id, on_children=send)
+        crawl_send_next(scan_id)  # a take-over that listed nothing new still starts its children
     except DATABASE_LOST as exc:
         # Claimed under a lease nobody renews now: the retry can claim it once that has expired.
         raise database_lost_retry(self, exc, settings.SCAN_LEASE_SECONDS + 1) from exc
@@ -79,6 +79,8 @@ def scan_registry(self, scan_id: int) -> None:
 
 @shared_task(bind=True, acks_late=True, **RETRY)
 def scan_repository(self, scan_id: int) -> None:
+    """One repository or tag; or a registry crawl's child sent again on its own (in the bulk queue,
+    where its retries stay: a retry goes back to the queue it came from)."""
     try:
         scan_repository_run(scan_id=scan_id)
     except RepositoryBusy as exc:
@@ -87,10 +89,10 @@ def scan_repository(self, scan_id: int) -> None:
     except DATABASE_LOST as exc:
         raise database_lost_retry(self, exc, settings.SCAN_BUSY_RETRY_SECONDS) from exc
     except RegistryError as exc:
-        if self.request.retries >= self.max_retries:
-            scan_fail(scan_id=scan_id, message=f"gave up after {self.request.retries} retries: {exc}")
-            return
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries, exc)) from exc
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries, exc)) from exc
+        scan_fail(scan_id=scan_id, message=f"gave up after {self.request.retries} retries: {exc}")
+    crawl_continue([scan_id])  # a crawl's child: one fewer out, its crawl may send more
 
 
 @shared_task(bind=True, acks_late=True)
@@ -104,12 +106,14 @@ def scan_repositories(self, scan_ids: list[int]) -> None:
         countdown = (
             settings.SCAN_BUSY_RETRY_SECONDS if isinstance(exc, RepositoryBusy) else retry_countdown(0, exc)
         )
-        scan_repository.apply_async(args=[scan_id], countdown=countdown)
+        # Still the crawl's: bulk, not the interactive queue `scan_repository` is routed to.
+        scan_repository.apply_async(args=[scan_id], countdown=countdown, queue=settings.QUEUE_BULK)
 
     try:
         scan_repositories_run(scan_ids=scan_ids, retry=retry)
     except DATABASE_LOST as exc:
         raise database_lost_retry(self, exc, settings.SCAN_BUSY_RETRY_SECONDS) from exc
+    crawl_continue(scan_ids)  # this batch is done: its crawl's next ones go out
 
 
 @shared_task

@@ -270,19 +270,21 @@ def engine_scan_fail(*, scan_id: int, message: str) -> EngineScan:
 
 
 def engine_due_scans_enqueue(*, now) -> list[int]:
-    """Tracked engines whose time has come (called inside `due_scans_enqueue`'s transaction)."""
+    """Tracked engines whose time has come, claimed with `skip_locked` in a transaction of its own (beat's
+    task calls it after `due_scans_enqueue`'s has committed; outside one, `select_for_update` raises)."""
     created: list[int] = []
     active = [Scan.Status.QUEUED, Scan.Status.RUNNING]
-    for engine in (
-        Engine.objects.select_for_update(skip_locked=True)
-        .filter(tracked=True, scan_interval__isnull=False)
-        .filter(Q(next_scan_at__isnull=True) | Q(next_scan_at__lte=now))
-    ):
-        engine.next_scan_at = now + engine.scan_interval
-        engine.save(update_fields=["next_scan_at"])
-        if EngineScan.objects.filter(engine=engine, status__in=active).exists():
-            continue
-        scan = engine_scan_create(engine=engine, trigger="schedule")
-        engine_scan_enqueue(scan)
-        created.append(scan.id)
+    with transaction.atomic():
+        for engine in (
+            Engine.objects.select_for_update(skip_locked=True)
+            .filter(tracked=True, scan_interval__isnull=False)
+            .filter(Q(next_scan_at__isnull=True) | Q(next_scan_at__lte=now))
+        ):
+            engine.next_scan_at = now + engine.scan_interval
+            engine.save(update_fields=["next_scan_at"])
+            if EngineScan.objects.filter(engine=engine, status__in=active).exists():
+                continue
+            scan = engine_scan_create(engine=engine, trigger="schedule")
+            engine_scan_enqueue(scan)
+            created.append(scan.id)
     return created

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 
 from analytics.models.registries import Registry, Repository
 
@@ -62,6 +63,15 @@ class Scan(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # A crawl's unfinished children in the order they are sent: the window's look-up reads its
+            # first few, not the crawl's hundred thousand (analytics/scans/crawl.py).
+            models.Index(
+                fields=["parent", "id"],
+                name="scan_children_unfinished",
+                condition=Q(parent__isnull=False, status__in=["queued", "running"]),
+            )
+        ]
 
     def __str__(self) -> str:
         target = self.repository or self.registry

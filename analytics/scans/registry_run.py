@@ -55,8 +55,9 @@ def scan_registry_run(*, scan_id: int, on_children: Callable[[list[int]], None] 
     """1. Claim the scan. 2. List every repository, streamed. 3. Create a child scan per repository.
 
     Children are created `CHILD_BATCH` repositories at a time while the catalog pages come in, and
-    each batch's ids go to `on_children` (the task enqueues them), so no whole-registry list is held;
-    without `on_children` the ids are returned. The caller runs the children. A registry that cannot
+    each batch's ids go to `on_children` (the task sends the crawl's next window of them,
+    `scans.crawl`), so no whole-registry list is held; without `on_children` the ids are returned and
+    the caller runs the children in this process. A registry that cannot
     be listed fails the scan with the registry's own words. A scan taken over (or retried) before its
     listing completed lists again and creates only the children still missing; one taken over after
     it completed returns the unfinished children instead. Once listed the scan holds no lease: it
@@ -123,7 +124,8 @@ class _InvalidNames:
 
 def _children_create(scan: Scan, names: list[str]) -> list[int]:
     """Child scans for the repositories `names` that have none under `scan` yet, in one transaction;
-    `repositories_total` grows by as many."""
+    `repositories_total` grows by as many. They have no `enqueued_at`: not sent yet, they wait for the
+    crawl's window (`scans.crawl`)."""
     if not names:
         return []
     with transaction.atomic():
@@ -136,7 +138,6 @@ def _children_create(scan: Scan, names: list[str]) -> list[int]:
             for r in Repository.objects.filter(registry=scan.registry, name__in=names).order_by("name")
             if r.id not in have
         ]
-        sent = timezone.now()
         children = Scan.objects.bulk_create(
             [
                 Scan(
@@ -146,7 +147,6 @@ def _children_create(scan: Scan, names: list[str]) -> list[int]:
                     deep_budget_bytes=scan.deep_budget_bytes,
                     parent=scan,
                     trigger=scan.trigger,
-                    enqueued_at=sent,
                 )
                 for r in repos
             ]
@@ -167,11 +167,17 @@ def _scan_registry_list(
     def flush(batch: list[str]) -> None:
         nonlocal listed
         listed += len(batch)
-        ids = _children_create(scan, batch)
-        if on_children is None:
-            kept.extend(ids)
-        elif ids:
-            on_children(ids)
+        if on_children is not None:
+            ids = _children_create(scan, batch)
+            if ids:
+                on_children(ids)
+            return
+        # Run in this process: stamped as sent in the same transaction, so that the sweeper never
+        # sends them to the workers as well.
+        with transaction.atomic():
+            ids = _children_create(scan, batch)
+            Scan.objects.filter(id__in=ids).update(enqueued_at=timezone.now())
+        kept.extend(ids)
 
     invalid = _InvalidNames(scan)
     try:

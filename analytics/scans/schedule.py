@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from analytics.infra.logs import log_context
 from analytics.models import Registry, Repository, Scan
+from analytics.scans.crawl import crawls_resume
 from analytics.scans.start import scan_create, scan_enqueue
 from analytics.scans.state import scan_give_up
 
@@ -67,7 +68,10 @@ def stuck_scans_requeue(*, now=None) -> list[int]:
        scan past `SCAN_MAX_ATTEMPTS`). A registry scan waiting on its children holds no lease.
     2. A queued scan sent longer than `SCAN_REQUEUE_AFTER_SECONDS` ago: the broker lost its task
        (e.g. Redis restarted without persistence). Sending it twice is harmless: the claim is a
-       conditional update and the repository lease keeps a second worker out.
+       conditional update and the repository lease keeps a second worker out. A crawl's child not
+       sent yet (no `enqueued_at`: it waits for its crawl's window) is not lost.
+    3. Then every crawl's window is topped up (`crawl.crawls_resume`), should the tasks that send
+       its next children all have ended without doing so; those first sends are not returned.
     Rows are locked with `skip_locked`, so two beat processes never send the same scan twice.
     """
     now = now or timezone.now()
@@ -79,7 +83,10 @@ def stuck_scans_requeue(*, now=None) -> list[int]:
             .annotate(sent_at=Coalesce("enqueued_at", "created_at"))
             .filter(
                 Q(status=Scan.Status.RUNNING, lease_until__lt=now)
-                | Q(status=Scan.Status.QUEUED, sent_at__lt=lost_before)
+                | (
+                    Q(status=Scan.Status.QUEUED, sent_at__lt=lost_before)
+                    & ~Q(parent__isnull=False, enqueued_at__isnull=True)
+                )
             )
             .order_by("id")
         )
@@ -103,4 +110,5 @@ def stuck_scans_requeue(*, now=None) -> list[int]:
                 )
             scan_enqueue(scan)
             sent.append(scan.id)
+    crawls_resume()
     return sent

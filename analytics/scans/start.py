@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -86,12 +87,18 @@ def scan_create(
 
 
 def scan_enqueue(scan: Scan) -> None:
-    """Send the scan to the workers once the surrounding transaction commits."""
+    """Send the scan to the workers once the surrounding transaction commits.
+
+    Registry scans go to the bulk queue, repository and tag scans to the interactive one (the
+    routes in settings); a registry scan's child sent again on its own (the sweeper) stays in bulk.
+    """
     task = (
         "workers.tasks.scan_registry" if scan.kind == Scan.Kind.REGISTRY else "workers.tasks.scan_repository"
     )
+    # The same task serves both: a crawl's child must not jump ahead of other registries' single scans.
+    options = {"queue": settings.QUEUE_BULK} if scan.parent_id is not None else {}
     Scan.objects.filter(id=scan.id).update(enqueued_at=timezone.now())
-    transaction.on_commit(lambda: current_app.send_task(task, args=[scan.id]))
+    transaction.on_commit(lambda: current_app.send_task(task, args=[scan.id], **options))
 
 
 def scan_start(

@@ -92,3 +92,18 @@ def test_scan_left_running_by_a_dead_worker_is_taken_over_once_its_lease_expires
     Repository.objects.filter(id=repo.id).update(scan_lease_until=timezone.now() - timedelta(seconds=1))
     result = scan_run_inline(scan_id=scan.id)
     assert result.status == Scan.Status.FAILED and result.finished_at is not None  # ran again, to the end
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beats_enqueuer_runs_whole_and_enqueues_a_due_engine(sent):
+    """The task as beat runs it, outside any transaction: registries first, then engines."""
+    from analytics.models import Engine, EngineScan
+    from workers.tasks import enqueue_due_scans
+
+    engine = Engine.objects.create(
+        name="e", endpoint="unix:///nonexistent.sock", tracked=True, scan_interval=timedelta(hours=1)
+    )
+    enqueue_due_scans()
+    (scan,) = EngineScan.objects.filter(engine=engine)
+    assert scan.trigger == "schedule"
+    assert sent == [("workers.tasks.scan_engine", [scan.id])]

@@ -1,0 +1,97 @@
+"""What a crawl costs everyone else, measured through real workers: how long a one-tag scan of another
+registry takes from its start to its end, and how long beat's two tasks wait before they run. Shared
+by the queue tests and `bench/queues.py`; all times are this machine's clock (workers and test alike).
+
+Beat's tasks are sent as beat sends them (`send_task` by name, routed by the settings) and timed by what
+they write: `enqueue_due_scans` creates the scan of a repository made due for it (`created_at`),
+`requeue_stuck_scans` stamps the scan made stuck for it (`enqueued_at`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery import current_app
+from django.utils import timezone
+
+from analytics.models import Repository, Scan
+from analytics.scans.start import scan_request_resolve, scan_start
+
+
+def wait_for(predicate, *, timeout: float, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate.__doc__ or predicate}")
+
+
+def one_tag_scan(target: str, *, timeout: float = 60) -> tuple[Scan, float]:
+    """Start a scan of `target` (`host:port/repo:tag`), wait for its end; the scan and its seconds from
+    creation to finish."""
+    scan = scan_start(target=target)
+
+    def finished():
+        """the one-tag scan finished"""
+        return Scan.objects.filter(id=scan.id, finished_at__isnull=False).first()
+
+    done = wait_for(finished, timeout=timeout)
+    return done, (done.finished_at - done.created_at).total_seconds()
+
+
+@dataclass
+class ControlDelays:
+    enqueue_due_scans: float
+    requeue_stuck_scans: float
+
+
+def control_delays(*, due: str, stuck: str, timeout: float = 60) -> ControlDelays:
+    """Send beat's two tasks and return how long each waited: `due` and `stuck` are two repositories
+    (`host:port/repo`) of a registry other than the crawl's, one made due for `enqueue_due_scans`, one
+    given a scan whose worker looks dead for `requeue_stuck_scans`; neither the one a one-tag probe
+    scans (a repository is scanned by one worker at a time: a probe would wait for the other's scan).
+    Returns once the scans they sent have finished too."""
+    due_repo = scan_request_resolve(target=due).repository
+    stuck_repo = scan_request_resolve(target=stuck).repository
+    assert due_repo is not None and stuck_repo is not None
+    Repository.objects.filter(id=due_repo.id).update(
+        tracked=True, scan_interval=timedelta(hours=1), next_scan_at=None
+    )
+    past = timezone.now() - timedelta(seconds=5)
+    victim = Scan.objects.create(
+        kind=Scan.Kind.REPOSITORY,
+        registry=stuck_repo.registry,
+        repository=stuck_repo,
+        status=Scan.Status.RUNNING,
+        started_at=past,
+        lease_until=past,
+    )
+    sent_at = timezone.now()
+    current_app.send_task("workers.tasks.enqueue_due_scans")
+    current_app.send_task("workers.tasks.requeue_stuck_scans")
+
+    def scheduled():
+        """enqueue_due_scans ran"""
+        return Scan.objects.filter(repository=due_repo, trigger="schedule", created_at__gte=sent_at).first()
+
+    def swept():
+        """requeue_stuck_scans ran"""
+        return Scan.objects.filter(id=victim.id, takeovers__gte=1, enqueued_at__gte=sent_at).first()
+
+    created = wait_for(scheduled, timeout=timeout)
+    requeued = wait_for(swept, timeout=timeout)
+    Repository.objects.filter(id=due_repo.id).update(tracked=False, scan_interval=None)
+    assert requeued.enqueued_at is not None
+
+    def settled():
+        """the scans the two tasks sent finished (so the next probe finds their repositories free)"""
+        return Scan.objects.filter(id__in=[created.id, victim.id], finished_at__isnull=False).count() == 2
+
+    wait_for(settled, timeout=timeout)
+    return ControlDelays(
+        enqueue_due_scans=(created.created_at - sent_at).total_seconds(),
+        requeue_stuck_scans=(requeued.enqueued_at - sent_at).total_seconds(),
+    )

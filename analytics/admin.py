@@ -16,7 +16,14 @@ from django.db.models.constants import LOOKUP_SEP
 from django.template.defaultfilters import filesizeformat, truncatechars
 from django.template.response import TemplateResponse
 
-from analytics.engines.services import engine_scan_start
+from analytics.engines.services import (
+    engine_endpoint_normalise,
+    engine_reachable_check,
+    engine_scan_start,
+    engine_schedule,
+    engine_update,
+    engine_upsert,
+)
 from analytics.errors import LayerlensError
 from analytics.models import (
     ApiToken,
@@ -612,8 +619,53 @@ class ScanErrorAdmin(ReadOnlyAdmin):
 # --- Docker Engines ---------------------------------------------------------------------------------------
 
 
+class EngineForm(forms.ModelForm):
+    """An engine's settings; saved by `analytics.engines.services`, which normalises the endpoint,
+    checks it against the SSRF policy, keeps the TLS key write-only and starts the schedule."""
+
+    name = forms.CharField(
+        required=False, max_length=200, help_text="Display name; left empty, the endpoint."
+    )
+    tls_key = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only: the PEM client key, stored encrypted, never shown. Leave empty to keep it.",
+    )
+
+    class Meta:
+        model = Engine
+        fields = [
+            "name",
+            "endpoint",
+            "tls_ca",
+            "tls_cert",
+            "allow_internal",
+            "pull_tracked",
+            "tracked",
+            "scan_interval",
+        ]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("endpoint") and (
+            "endpoint" in self.changed_data or "allow_internal" in self.changed_data
+        ):
+            _service_check(
+                engine_reachable_check,
+                endpoint=_service_check(engine_endpoint_normalise, data["endpoint"]),
+                allow_internal=data.get("allow_internal", False),
+            )
+        if "tracked" in data and "scan_interval" in data:
+            _service_check(
+                schedule_check, tracked=data["tracked"], interval=data["scan_interval"], what="engine"
+            )
+        return data
+
+
 @admin.register(Engine)
 class EngineAdmin(SecretSafeAdmin):
+    form = EngineForm
     list_display = ["name", "endpoint", "server_version", "storage_driver", "tracked", "last_scanned_at"]
     list_filter = ["tracked", "storage_driver"]
     search_fields = ["name", "endpoint", "engine_id"]
@@ -626,6 +678,28 @@ class EngineAdmin(SecretSafeAdmin):
         "last_scanned_at",
     ]
     actions = ["scan_now"]
+
+    def save_model(self, request, obj: Engine, form: EngineForm, change: bool) -> None:
+        data = form.cleaned_data
+        changes = {
+            "name": data["name"] or None,
+            "tls_ca": data["tls_ca"],
+            "tls_cert": data["tls_cert"],
+            "tls_key": data["tls_key"] or None,
+            "pull_tracked": data["pull_tracked"],
+            "allow_internal": data["allow_internal"],
+        }
+        with transaction.atomic():
+            if change:
+                engine = engine_update(
+                    engine=Engine.objects.get(pk=obj.pk), endpoint=data["endpoint"], **changes
+                )
+            else:
+                engine = engine_upsert(endpoint=data["endpoint"], **changes)
+            if "tracked" in form.changed_data or "scan_interval" in form.changed_data or not change:
+                engine_schedule(engine=engine, tracked=data["tracked"], interval=data["scan_interval"])
+        obj.pk = engine.pk
+        obj.refresh_from_db()
 
     @admin.action(description="Scan the selected engines now")
     def scan_now(self, request, queryset):

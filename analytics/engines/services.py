@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 ENGINE_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
 
 
-def _normalise_endpoint(endpoint: str) -> str:
+def engine_endpoint_normalise(endpoint: str) -> str:
+    """An engine's endpoint as stored: unix://, tcp://, ssh:// or npipe://, no trailing slash."""
     endpoint = endpoint.strip()
     if endpoint.startswith("engine:"):
         endpoint = endpoint[len("engine:") :]
@@ -66,9 +67,10 @@ def engine_reachable_check(*, endpoint: str, allow_internal: bool) -> None:
         )
 
 
-def engine_upsert(
+def engine_update(
     *,
-    endpoint: str,
+    engine: Engine,
+    endpoint: str | None = None,
     name: str | None = None,
     tls_ca: str | None = None,
     tls_cert: str | None = None,
@@ -77,31 +79,36 @@ def engine_upsert(
     allow_internal: bool | None = None,
     check_reachable: bool = False,
 ) -> Engine:
-    """Register an engine by endpoint, or update the one that has it. Idempotent.
+    """Change an engine (saved, or new and unsaved); arguments left out keep their value.
 
-    `allow_internal` is the operator's decision (callers check who may make it). With
-    `check_reachable` (the API, a command), a new engine or one whose `allow_internal` is turned off
-    is refused when the policy would refuse its address (`engine_reachable_check`)."""
+    A new `endpoint` moves this engine (another engine having it is a conflict). `allow_internal` is
+    the operator's decision (callers check who may make it). With `check_reachable` (the API, the
+    admin, a command), a new engine, a moved one or one whose `allow_internal` is turned off is refused
+    when the SSRF policy would refuse its address (`engine_reachable_check`)."""
     text_check("tls_ca", tls_ca, MAX_PEM_CHARS)
     text_check("tls_cert", tls_cert, MAX_PEM_CHARS)
     text_check("tls_key", tls_key, MAX_SECRET_CHARS)
-    text_check("endpoint", endpoint, Engine._meta.get_field("endpoint").max_length)
-    endpoint = _normalise_endpoint(endpoint)
-    engine = Engine.objects.filter(endpoint=endpoint).first() or Engine(
-        endpoint=endpoint, name=name or endpoint
-    )
-    allowed_before = engine.allow_internal
+    endpoint_before, allowed_before = engine.endpoint, engine.allow_internal
+    if endpoint is not None:
+        text_check("endpoint", endpoint, Engine._meta.get_field("endpoint").max_length)
+        endpoint = engine_endpoint_normalise(endpoint)
+        taken = Engine.objects.filter(endpoint=endpoint).exclude(pk=engine.pk).first()
+        if taken is not None:
+            raise Conflict(f"an engine with endpoint {endpoint} exists already ({taken.name})")
+        engine.endpoint = endpoint
     if allow_internal is not None:
         engine.allow_internal = allow_internal
-    if check_reachable and (engine.pk is None or (allowed_before and not engine.allow_internal)):
-        engine_reachable_check(endpoint=endpoint, allow_internal=engine.allow_internal)
-    if name:
-        taken = Engine.objects.filter(name=name).exclude(endpoint=endpoint).first()
+    moved = engine.pk is None or engine.endpoint != endpoint_before
+    if check_reachable and (moved or (allowed_before and not engine.allow_internal)):
+        engine_reachable_check(endpoint=engine.endpoint, allow_internal=engine.allow_internal)
+    if name or engine.pk is None:
+        wanted = name or engine.name or engine.endpoint
+        taken = Engine.objects.filter(name=wanted).exclude(pk=engine.pk).first()
         if taken is not None:
             raise Conflict(
-                f"the name {name!r} belongs to the engine at {taken.endpoint}; choose another name"
+                f"the name {wanted!r} belongs to the engine at {taken.endpoint}; choose another name"
             )
-        engine.name = name
+        engine.name = wanted
     if tls_ca is not None:
         engine.tls_ca = tls_ca
     if tls_cert is not None:
@@ -114,6 +121,15 @@ def engine_upsert(
     text_check("name", engine.name, Engine._meta.get_field("name").max_length)
     engine.save()
     return engine
+
+
+def engine_upsert(*, endpoint: str, **changes: object) -> Engine:
+    """The engine with this endpoint, registered when new (named after its endpoint unless `name`),
+    then changed as `engine_update` does. Idempotent."""
+    text_check("endpoint", endpoint, Engine._meta.get_field("endpoint").max_length)
+    endpoint = engine_endpoint_normalise(endpoint)
+    engine = Engine.objects.filter(endpoint=endpoint).first() or Engine(endpoint=endpoint)
+    return engine_update(engine=engine, **changes)  # type: ignore[arg-type]
 
 
 def engine_schedule(*, engine: Engine, tracked: bool, interval: timedelta | None) -> Engine:
@@ -177,7 +193,7 @@ def engine_scan_start(
     if pull and len(pull) > MAX_PULL:
         raise InvalidRequest(f"pull: at most {MAX_PULL} references per scan")
     with transaction.atomic():
-        engine = Engine.objects.filter(endpoint=_normalise_endpoint(endpoint)).first()
+        engine = Engine.objects.filter(endpoint=engine_endpoint_normalise(endpoint)).first()
         if engine is None or allow_internal is not None:
             engine = engine_upsert(
                 endpoint=endpoint, allow_internal=allow_internal, check_reachable=check_reachable

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 from django.utils import timezone
 
-from analytics.models import Registry, Repository
+from analytics.models import Engine, Registry, Repository
 from analytics.registries import registry_upsert
 
 pytestmark = pytest.mark.django_db
@@ -181,3 +181,57 @@ def test_registry_add_track_validates_and_starts_the_schedule(db):
     registry = Registry.objects.get(url="http://127.0.0.1:5994")
     assert registry.tracked and registry.scan_interval == timedelta(minutes=10)
     assert registry.next_scan_at is not None
+
+
+# --- engines ----------------------------------------------------------------------------------------
+
+
+def test_patch_of_an_engine_endpoint_moves_that_engine_instead_of_adding_one(db, client_staff):
+    made = client_staff.post(f"{API}engines/", {"endpoint": "unix:///run/one.sock"}, format="json")
+    assert made.status_code == 201, made.content
+    engine_id = made.json()["id"]
+    moved = client_staff.patch(
+        f"{API}engines/{engine_id}/", {"endpoint": "unix:///run/two.sock/"}, format="json"
+    )
+    assert moved.status_code == 200 and moved.json()["endpoint"] == "unix:///run/two.sock"
+    assert list(Engine.objects.values_list("id", "endpoint")) == [(engine_id, "unix:///run/two.sock")]
+    client_staff.post(f"{API}engines/", {"endpoint": "unix:///run/three.sock"}, format="json")
+    taken = client_staff.patch(
+        f"{API}engines/{engine_id}/", {"endpoint": "unix:///run/three.sock"}, format="json"
+    )
+    assert taken.status_code in (400, 409)
+    assert Engine.objects.get(id=engine_id).endpoint == "unix:///run/two.sock"
+
+
+def test_admin_engine_form_goes_through_the_service(db, admin_client):
+    add = reverse("admin:analytics_engine_add")
+    form = {
+        "name": "",
+        "endpoint": "/run/docker-admin.sock",
+        "tls_ca": "",
+        "tls_cert": "",
+        "tls_key": "-----BEGIN PRIVATE KEY-----x",
+        "scan_interval": "",
+    }
+    response = admin_client.post(add, form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    engine = Engine.objects.get()
+    assert engine.endpoint == "unix:///run/docker-admin.sock" and engine.name == engine.endpoint
+    assert engine.get_tls_key() == "-----BEGIN PRIVATE KEY-----x"
+    assert "BEGIN PRIVATE KEY" not in engine.tls_key_encrypted
+    change = reverse("admin:analytics_engine_change", args=[engine.pk])
+    page = admin_client.get(change).content.decode()
+    assert "BEGIN PRIVATE KEY" not in page
+    response = admin_client.post(change, {**form, "tls_key": "", "tracked": "on"})
+    assert response.status_code == 200 and "needs a scan interval" in response.content.decode()
+    response = admin_client.post(
+        change, {**form, "tls_key": "", "tracked": "on", "scan_interval": "01:00:00"}
+    )
+    assert response.status_code == 302
+    engine.refresh_from_db()
+    assert engine.tracked and engine.next_scan_at is not None
+    assert engine.get_tls_key() == "-----BEGIN PRIVATE KEY-----x"  # an empty field keeps it
+    response = admin_client.post(change, {**form, "tls_key": "", "endpoint": "tcp://10.0.0.5:2375"})
+    assert response.status_code == 200 and "would refuse" in response.content.decode()
+    engine.refresh_from_db()
+    assert engine.endpoint == "unix:///run/docker-admin.sock"

@@ -75,17 +75,20 @@ class EngineSerializer(serializers.ModelSerializer):
         return bool(obj.tls_key_encrypted)
 
     def _save(self, data: dict, engine: Engine | None = None) -> Engine:
+        changes = {
+            "name": data.get("name"),
+            "tls_ca": data.get("tls_ca"),
+            "tls_cert": data.get("tls_cert"),
+            "tls_key": data.get("tls_key"),
+            "pull_tracked": data.get("pull_tracked"),
+            "allow_internal": data.get("allow_internal"),
+            "check_reachable": True,
+        }
         with transaction.atomic():
-            saved = engine_services.engine_upsert(
-                endpoint=data.get("endpoint") or (engine.endpoint if engine else ""),
-                name=data.get("name"),
-                tls_ca=data.get("tls_ca"),
-                tls_cert=data.get("tls_cert"),
-                tls_key=data.get("tls_key"),
-                pull_tracked=data.get("pull_tracked"),
-                allow_internal=data.get("allow_internal"),
-                check_reachable=True,
-            )
+            if engine is None:
+                saved = engine_services.engine_upsert(endpoint=data.get("endpoint") or "", **changes)
+            else:
+                saved = engine_services.engine_update(engine=engine, endpoint=data.get("endpoint"), **changes)
             if "tracked" in data or "scan_interval" in data:
                 engine_services.engine_schedule(
                     engine=saved,

@@ -8,7 +8,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from analytics.admin import SECRET_FIELDS, SecretSafeAdmin, lookup_reaches_secret
+from analytics.admin.base import SECRET_FIELDS, SecretSafeAdmin, lookup_reaches_secret
 from analytics.models import ApiToken, Engine, Registry
 from analytics.tokens import token_create
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from analytics.admin import RegistryForm
+from analytics.admin.registries import RegistryForm
 from analytics.models import Registry, Scan
 from analytics.registries import registry_create
 from analytics.scans.start import scan_start

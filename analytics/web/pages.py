@@ -10,7 +10,14 @@ from django.urls import reverse
 
 from analytics.engines import selectors as engine_reports
 from analytics.errors import InvalidRequest, NotFound
-from analytics.models import Engine, Registry, RepositoryManifest
+from analytics.models import (
+    Engine,
+    NamespaceFigures,
+    Registry,
+    Repository,
+    RepositoryManifest,
+    ScopeFigures,
+)
 from analytics.selectors import content, whatif
 from analytics.selectors.images import image_get_queryset, image_layers, image_sizes, image_tags, images
 from analytics.selectors.layers import layer_counts, layer_top
@@ -20,9 +27,10 @@ from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 from analytics.selectors.trends import snapshot_series
 
-# The overview asks one what-if per repository or namespace for its unique bytes; cap how many.
-RANKED_LIMIT = 40
+# The overview ranks the largest repositories and namespaces by their maintained figures.
 TOP_BARS = 12
+# Each engine's `docker system df` reads its images and layers: the overview draws the first few.
+ENGINE_LIMIT = 8
 LINEAGE_LIMIT = 300
 # The image page counts the holders of each layer it draws: one query per layer.
 STACK_LIMIT = 1000
@@ -41,51 +49,47 @@ def registry_get(identifier: str | None) -> Registry | None:
     return registry_list().order_by("id").first()
 
 
-@dataclass
-class Ranked:
-    name: str
-    stored_bytes: int
-    unique_bytes: int
-    api_stored: str
-    api_unique: str
+_FIGURE_FIELDS = ("images", "distinct_layers", "logical_bytes", "stored_bytes")
 
 
-def _ranked(*, registry: Registry, names: list[str], namespace: bool) -> list[Ranked]:
-    """Stored bytes (the summary) and unique bytes (what deleting every tag there would free: the what-if)."""
-    rows = []
-    for name in names[:RANKED_LIMIT]:
-        if namespace:
-            scope = Scope(registry_id=registry.id, namespace=name)
-            rule = whatif.TagRule(registry_id=registry.id, namespace=name)
-            query = {"registry": registry.id, "namespace": name}
-        else:
-            repo_id = repository_list().get(registry=registry, name=name).id
-            scope = Scope(registry_id=registry.id, repository_id=repo_id)
-            rule = whatif.TagRule(registry_id=registry.id, repository_id=repo_id)
-            query = {"registry": registry.id, "repository": name}
-        rows.append(
-            Ranked(
-                name=name,
-                stored_bytes=dedup_summary(scope=scope).stored_bytes,
-                unique_bytes=whatif.whatif(rule=rule, details=False).freed_bytes,
-                api_stored=api("summary", **query),
-                api_unique=api("whatif", details="false", **query),
-            )
-        )
-    return rows
+def _figures(row: dict) -> dict[str, object]:
+    """A maintained figures row (`ScopeFigures`, `NamespaceFigures`) as the summary API reads it
+    (`dedup_summary`): the same fields, the same arithmetic."""
+    logical, stored = int(row["logical_bytes"]), int(row["stored_bytes"])
+    return {
+        "images": row["images"],
+        "distinct_layers": row["distinct_layers"],
+        "logical_bytes": logical,
+        "stored_bytes": stored,
+        "saved_bytes": logical - stored,
+        "dedup_ratio": round(logical / stored, 4) if stored else 1.0,
+    }
 
 
-def overview(*, registry: Registry | None) -> dict:
-    registries = []
-    for reg in registry_list().order_by("name"):
-        summary = dedup_summary(scope=Scope(registry_id=reg.id))
-        registries.append(
-            {"id": reg.id, "name": reg.name, **summary.summary(), "api": api("summary", registry=reg.id)}
-        )
-    engines = []
-    for engine in Engine.objects.order_by("name"):
+def _registry_rows() -> list[dict]:
+    """Every registry with its summary: one query for the maintained rows; a registry without one
+    (figures not built yet) is computed by the summary selector, as the API does."""
+    registries = list(registry_list().order_by("name"))
+    rows = {
+        r["registry_id"]: r
+        for r in ScopeFigures.objects.filter(
+            registry_id__in=[reg.id for reg in registries], repository=None
+        ).values()
+    }
+    out = []
+    for reg in registries:
+        row = rows.get(reg.id)
+        figures = _figures(row) if row else dedup_summary(scope=Scope(registry_id=reg.id)).summary()
+        out.append({"id": reg.id, "name": reg.name, **figures, "api": api("summary", registry=reg.id)})
+    return out
+
+
+def _engine_rows() -> tuple[list[dict], bool]:
+    engines = list(Engine.objects.order_by("name")[: ENGINE_LIMIT + 1])
+    out = []
+    for engine in engines[:ENGINE_LIMIT]:
         df = engine_reports.engine_disk_usage(engine=engine)
-        engines.append(
+        out.append(
             {
                 "id": engine.id,
                 "name": engine.name,
@@ -97,18 +101,82 @@ def overview(*, registry: Registry | None) -> dict:
                 "api": api("engine-df", args=(engine.id,)),
             }
         )
-    data: dict = {"registries": registries, "engines": engines, "registry": None}
+    return out, len(engines) > ENGINE_LIMIT
+
+
+def _ranked(*, name: str, figures: dict[str, object], query: dict[str, object]) -> dict:
+    """One bar: a repository's or namespace's summary, with the API query that answers it and the
+    what-if (page and API) of deleting every tag there (not computed here: one per bar would cost
+    a what-if each)."""
+    return {
+        "name": name,
+        **figures,
+        "api_stored": api("summary", **query),
+        "whatif": reverse("web:whatif") + "?" + urlencode(query),
+        "api_whatif": api("whatif", details="false", **query),
+    }
+
+
+def largest_repositories(*, registry: Registry, limit: int = TOP_BARS) -> list[dict]:
+    """The repositories of a registry with the most stored bytes, from their maintained figures (the
+    rows the summary API reads for a repository): one query, whatever the number of repositories."""
+    rows = (
+        ScopeFigures.objects.filter(registry=registry, repository__isnull=False)
+        .order_by("-stored_bytes", "repository__name")
+        .values("repository__name", *_FIGURE_FIELDS)[:limit]
+    )
+    return [
+        _ranked(
+            name=row["repository__name"],
+            figures=_figures(row),
+            query={"registry": registry.id, "repository": row["repository__name"]},
+        )
+        for row in rows
+    ]
+
+
+def largest_namespaces(*, registry: Registry, limit: int = TOP_BARS) -> list[dict]:
+    """The namespaces of a registry with the most stored bytes, from their maintained figures.
+
+    The rows count strict path prefixes (`team/...`); the summary API computes a namespace that is
+    also a repository's exact name (`team`) over that repository too, so such a namespace (rare) is
+    read from the summary selector, as the API answers it: the figures shown are always the API's.
+    """
+    rows = list(
+        NamespaceFigures.objects.filter(registry=registry)
+        .order_by("-stored_bytes", "namespace")
+        .values("namespace", *_FIGURE_FIELDS)[:limit]
+    )
+    named = set(
+        Repository.objects.filter(registry=registry, name__in=[r["namespace"] for r in rows]).values_list(
+            "name", flat=True
+        )
+    )
+    out = []
+    for row in rows:
+        ns = row["namespace"]
+        if ns in named:
+            figures = dedup_summary(scope=Scope(registry_id=registry.id, namespace=ns)).summary()
+        else:
+            figures = _figures(row)
+        out.append(_ranked(name=ns, figures=figures, query={"registry": registry.id, "namespace": ns}))
+    return out
+
+
+def overview(*, registry: Registry | None) -> dict:
+    """Registries, engines, and for one registry its trend and its largest repositories and namespaces.
+
+    A bounded number of queries: maintained rows, never a figure per repository or namespace."""
+    engines, engines_capped = _engine_rows()
+    data: dict = {
+        "registries": _registry_rows(),
+        "engines": engines,
+        "engines_capped": engines_capped,
+        "engines_api": api("engine-list"),
+        "registry": None,
+    }
     if registry is None:
         return data
-    series = snapshot_series(registry_id=registry.id)
-    repos = list(repository_list().filter(registry=registry).order_by("name").values_list("name", flat=True))
-    namespaces = sorted({n.rpartition("/")[0] for n in repos if "/" in n})
-    repo_rows = _ranked(registry=registry, names=repos, namespace=False)
-    ns_rows = _ranked(registry=registry, names=namespaces, namespace=True)
-
-    def top(rows: list[Ranked], key: str) -> list[dict]:
-        return [asdict(r) for r in sorted(rows, key=lambda r: (-getattr(r, key), r.name))[:TOP_BARS]]
-
     data["registry"] = {"id": registry.id, "name": registry.name}
     data["trend"] = [
         {
@@ -117,15 +185,12 @@ def overview(*, registry: Registry | None) -> dict:
             "stored_bytes": s.stored_bytes,
             "saved_bytes": s.saved_bytes,
         }
-        for s in series
+        for s in snapshot_series(registry_id=registry.id)
     ]
     data["trend_api"] = api("trends", registry=registry.id)
-    data["repositories"] = {
-        "stored": top(repo_rows, "stored_bytes"),
-        "unique": top(repo_rows, "unique_bytes"),
-    }
-    data["namespaces"] = {"stored": top(ns_rows, "stored_bytes"), "unique": top(ns_rows, "unique_bytes")}
-    data["repositories_capped"] = len(repos) > RANKED_LIMIT
+    data["repositories"] = largest_repositories(registry=registry)
+    data["namespaces"] = largest_namespaces(registry=registry)
+    data["repositories_api"] = api("repository-list", registry=registry.id)
     return data
 
 

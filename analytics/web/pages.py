@@ -14,14 +14,15 @@ from analytics.models import (
     Engine,
     NamespaceFigures,
     Registry,
+    RegistryBlob,
     Repository,
     RepositoryManifest,
     ScopeFigures,
 )
 from analytics.selectors import content, whatif
 from analytics.selectors.images import image_get_queryset, image_layers, image_sizes, image_tags, images
-from analytics.selectors.layers import layer_counts, layer_top
-from analytics.selectors.lineage import image_base, image_lineage, stale_bases
+from analytics.selectors.layers import layer_top
+from analytics.selectors.lineage import StaleBase, image_base, image_lineage, stale_bases
 from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
@@ -32,7 +33,6 @@ TOP_BARS = 12
 # Each engine's `docker system df` reads its images and layers: the overview draws the first few.
 ENGINE_LIMIT = 8
 LINEAGE_LIMIT = 300
-# The image page counts the holders of each layer it draws: one query per layer.
 STACK_LIMIT = 1000
 
 
@@ -233,6 +233,28 @@ def _label(holding: RepositoryManifest, tags: list[str]) -> str:
     return f"{name}:{tags[0]} {short}" if "(" in tags[0] else f"{name}:{tags[0]}"
 
 
+def layers_counts(*, blob_ids: list[int], registry_id: int) -> dict[int, tuple[int, int]]:
+    """(images, repositories) holding each layer in a registry, from the maintained counts the API's
+    `layer_counts` reads, in one query for the whole stack instead of one per layer."""
+    rows = RegistryBlob.objects.filter(registry_id=registry_id, blob_id__in=blob_ids).values_list(
+        "blob_id", "images", "repositories"
+    )
+    return {blob_id: (images, repositories) for blob_id, images, repositories in rows}
+
+
+def image_stale_bases(*, holding: RepositoryManifest) -> list[StaleBase]:
+    """The stale bases (moved tags) this image is built on: the API's `stale-bases/` rows naming it.
+
+    The one place the image page asks it. For now it reads the registry-wide selector (a query over
+    every image of the registry) and keeps this image's rows; switch it to a per-image selector of
+    `analytics.selectors.lineage` when there is one."""
+    return [
+        s
+        for s in stale_bases(registry_id=holding.repository.registry_id)
+        if any(a[0] == holding.id for a in s.affected)
+    ]
+
+
 def image_page(*, holding_id: int) -> dict:
     try:
         holding = image_get_queryset().get(id=holding_id)
@@ -241,9 +263,11 @@ def image_page(*, holding_id: int) -> dict:
     registry_id = holding.repository.registry_id
     sizes = image_sizes(holding_ids=[holding.id])[holding.id]
     tags = image_tags(holdings=[holding]).get(holding.id, [])
+    drawn = list(image_layers(manifest_id=holding.manifest_id)[:STACK_LIMIT])
+    counts = layers_counts(blob_ids=[layer.blob_id for layer in drawn], registry_id=registry_id)
     stack = []
-    for layer in image_layers(manifest_id=holding.manifest_id)[:STACK_LIMIT]:
-        images, repositories = layer_counts(blob_id=layer.blob_id, registry_id=registry_id)
+    for layer in drawn:
+        images, repositories = counts.get(layer.blob_id, (0, 0))
         stack.append(
             {
                 "position": layer.position,
@@ -264,8 +288,7 @@ def image_page(*, holding_id: int) -> dict:
     )
     stale = [
         {"repository": s.repository, "tag": s.tag, "old_digest": s.old_digest, "new_digest": s.new_digest}
-        for s in stale_bases(registry_id=registry_id)
-        if any(a[0] == holding.id for a in s.affected)
+        for s in image_stale_bases(holding=holding)
     ]
     # On a stale base the base is no longer tagged: the chain then walks untagged holdings too, so
     # the page names the old base instead of claiming there is none.

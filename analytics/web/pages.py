@@ -1,11 +1,16 @@
-"""What each page shows, composed from the selectors the API already calls (no figure is computed here),
-with the API query that returns the same figures so a script can reproduce the page."""
+"""What each page shows, composed from the selectors the API already calls, with the API query that
+returns the same figures so a script can reproduce the page.
+
+Each page costs a bounded number of queries, whatever the size of the registry: figures come from the
+rows ingest maintains, and where the API reads one item at a time (a layer's counts, an image's base) the
+page reads all of its items in one statement over the same rows (tests/web/test_page_queries.py)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode
 
+from django.db import connection
 from django.urls import reverse
 
 from analytics.engines import selectors as engine_reports
@@ -22,7 +27,7 @@ from analytics.models import (
 from analytics.selectors import content, whatif
 from analytics.selectors.images import image_get_queryset, image_layers, image_sizes, image_tags, images
 from analytics.selectors.layers import layer_top
-from analytics.selectors.lineage import StaleBase, image_base, image_lineage, stale_bases
+from analytics.selectors.lineage import BaseImage, StaleBase, image_lineage, stale_bases
 from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
@@ -320,6 +325,43 @@ def image_page(*, holding_id: int) -> dict:
     }
 
 
+# `image_base` of `analytics.selectors.lineage` for many images in one statement: the same candidates
+# and order, one lateral probe of the chain index per image.
+_BASES_SQL = """
+SELECT p.holding_id, b.*
+FROM unnest(%(holdings)s::bigint[], %(manifests)s::bigint[], %(repositories)s::bigint[])
+    AS p(holding_id, manifest_id, repository_id)
+CROSS JOIN LATERAL (
+    SELECT rm2.id, t.manifest_id, m.digest, r2.name, c.depth
+    FROM analytics_layerchain c
+    JOIN analytics_layerchain t ON t.chain = c.chain AND t.is_top
+    JOIN analytics_repositorymanifest rm2 ON rm2.manifest_id = t.manifest_id AND rm2.present
+    JOIN analytics_repository r2 ON r2.id = rm2.repository_id AND r2.registry_id = %(registry)s
+    JOIN analytics_manifest m ON m.id = t.manifest_id
+    WHERE c.manifest_id = p.manifest_id AND NOT c.is_top
+    ORDER BY c.depth DESC, (rm2.repository_id = p.repository_id) DESC, rm2.present DESC, rm2.id
+    LIMIT 1
+) b
+"""
+
+
+def image_bases(*, holdings: list[RepositoryManifest], registry_id: int) -> dict[int, BaseImage]:
+    """Each tagged image's base (the API's `images/{id}/lineage/` base), by holding id; a root has none."""
+    if not holdings:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BASES_SQL,
+            {
+                "holdings": [h.id for h in holdings],
+                "manifests": [h.manifest_id for h in holdings],
+                "repositories": [h.repository_id for h in holdings],
+                "registry": registry_id,
+            },
+        )
+        return {row[0]: BaseImage(*row[1:]) for row in cursor.fetchall()}
+
+
 def lineage_page(*, registry: Registry) -> dict:
     """Each tagged image with its base (a root has none), sized by its bytes."""
     holdings = list(
@@ -329,9 +371,10 @@ def lineage_page(*, registry: Registry) -> dict:
     )
     sizes = image_sizes(holding_ids=[h.id for h in holdings])
     tags = image_tags(holdings=holdings)
+    bases = image_bases(holdings=holdings, registry_id=registry.id)
     nodes = []
     for h in holdings:
-        base = image_base(manifest_id=h.manifest_id, registry_id=registry.id, repository_id=h.repository_id)
+        base = bases.get(h.id)
         nodes.append(
             {
                 "id": h.id,

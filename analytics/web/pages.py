@@ -1,30 +1,43 @@
-"""What each page shows, composed from the selectors the API already calls (no figure is computed here),
-with the API query that returns the same figures so a script can reproduce the page."""
+"""What each page shows, composed from the selectors the API already calls, with the API query that
+returns the same figures so a script can reproduce the page.
+
+Each page costs a bounded number of queries, whatever the size of the registry: figures come from the
+rows ingest maintains, and where the API reads one item at a time (a layer's counts, an image's base) the
+page reads all of its items in one statement over the same rows (tests/web/test_page_queries.py)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode
 
+from django.db import connection
 from django.urls import reverse
 
 from analytics.engines import selectors as engine_reports
 from analytics.errors import InvalidRequest, NotFound
-from analytics.models import Engine, Registry, RepositoryManifest
+from analytics.models import (
+    Engine,
+    NamespaceFigures,
+    Registry,
+    RegistryBlob,
+    Repository,
+    RepositoryManifest,
+    ScopeFigures,
+)
 from analytics.selectors import content, whatif
 from analytics.selectors.images import image_get_queryset, image_layers, image_sizes, image_tags, images
-from analytics.selectors.layers import layer_counts, layer_top
-from analytics.selectors.lineage import image_base, image_lineage, stale_bases
+from analytics.selectors.layers import layer_top
+from analytics.selectors.lineage import BaseImage, StaleBase, image_lineage, stale_bases
 from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 from analytics.selectors.trends import snapshot_series
 
-# The overview asks one what-if per repository or namespace for its unique bytes; cap how many.
-RANKED_LIMIT = 40
+# The overview ranks the largest repositories and namespaces by their maintained figures.
 TOP_BARS = 12
+# Each engine's `docker system df` reads its images and layers: the overview draws the first few.
+ENGINE_LIMIT = 8
 LINEAGE_LIMIT = 300
-# The image page counts the holders of each layer it draws: one query per layer.
 STACK_LIMIT = 1000
 
 
@@ -41,51 +54,47 @@ def registry_get(identifier: str | None) -> Registry | None:
     return registry_list().order_by("id").first()
 
 
-@dataclass
-class Ranked:
-    name: str
-    stored_bytes: int
-    unique_bytes: int
-    api_stored: str
-    api_unique: str
+_FIGURE_FIELDS = ("images", "distinct_layers", "logical_bytes", "stored_bytes")
 
 
-def _ranked(*, registry: Registry, names: list[str], namespace: bool) -> list[Ranked]:
-    """Stored bytes (the summary) and unique bytes (what deleting every tag there would free: the what-if)."""
-    rows = []
-    for name in names[:RANKED_LIMIT]:
-        if namespace:
-            scope = Scope(registry_id=registry.id, namespace=name)
-            rule = whatif.TagRule(registry_id=registry.id, namespace=name)
-            query = {"registry": registry.id, "namespace": name}
-        else:
-            repo_id = repository_list().get(registry=registry, name=name).id
-            scope = Scope(registry_id=registry.id, repository_id=repo_id)
-            rule = whatif.TagRule(registry_id=registry.id, repository_id=repo_id)
-            query = {"registry": registry.id, "repository": name}
-        rows.append(
-            Ranked(
-                name=name,
-                stored_bytes=dedup_summary(scope=scope).stored_bytes,
-                unique_bytes=whatif.whatif(rule=rule, details=False).freed_bytes,
-                api_stored=api("summary", **query),
-                api_unique=api("whatif", details="false", **query),
-            )
-        )
-    return rows
+def _figures(row: dict) -> dict[str, object]:
+    """A maintained figures row (`ScopeFigures`, `NamespaceFigures`) as the summary API reads it
+    (`dedup_summary`): the same fields, the same arithmetic."""
+    logical, stored = int(row["logical_bytes"]), int(row["stored_bytes"])
+    return {
+        "images": row["images"],
+        "distinct_layers": row["distinct_layers"],
+        "logical_bytes": logical,
+        "stored_bytes": stored,
+        "saved_bytes": logical - stored,
+        "dedup_ratio": round(logical / stored, 4) if stored else 1.0,
+    }
 
 
-def overview(*, registry: Registry | None) -> dict:
-    registries = []
-    for reg in registry_list().order_by("name"):
-        summary = dedup_summary(scope=Scope(registry_id=reg.id))
-        registries.append(
-            {"id": reg.id, "name": reg.name, **summary.summary(), "api": api("summary", registry=reg.id)}
-        )
-    engines = []
-    for engine in Engine.objects.order_by("name"):
+def _registry_rows() -> list[dict]:
+    """Every registry with its summary: one query for the maintained rows; a registry without one
+    (figures not built yet) is computed by the summary selector, as the API does."""
+    registries = list(registry_list().order_by("name"))
+    rows = {
+        r["registry_id"]: r
+        for r in ScopeFigures.objects.filter(
+            registry_id__in=[reg.id for reg in registries], repository=None
+        ).values()
+    }
+    out = []
+    for reg in registries:
+        row = rows.get(reg.id)
+        figures = _figures(row) if row else dedup_summary(scope=Scope(registry_id=reg.id)).summary()
+        out.append({"id": reg.id, "name": reg.name, **figures, "api": api("summary", registry=reg.id)})
+    return out
+
+
+def _engine_rows() -> tuple[list[dict], bool]:
+    engines = list(Engine.objects.order_by("name")[: ENGINE_LIMIT + 1])
+    out = []
+    for engine in engines[:ENGINE_LIMIT]:
         df = engine_reports.engine_disk_usage(engine=engine)
-        engines.append(
+        out.append(
             {
                 "id": engine.id,
                 "name": engine.name,
@@ -97,18 +106,82 @@ def overview(*, registry: Registry | None) -> dict:
                 "api": api("engine-df", args=(engine.id,)),
             }
         )
-    data: dict = {"registries": registries, "engines": engines, "registry": None}
+    return out, len(engines) > ENGINE_LIMIT
+
+
+def _ranked(*, name: str, figures: dict[str, object], query: dict[str, object]) -> dict:
+    """One bar: a repository's or namespace's summary, with the API query that answers it and the
+    what-if (page and API) of deleting every tag there (not computed here: one per bar would cost
+    a what-if each)."""
+    return {
+        "name": name,
+        **figures,
+        "api_stored": api("summary", **query),
+        "whatif": reverse("web:whatif") + "?" + urlencode(query),
+        "api_whatif": api("whatif", details="false", **query),
+    }
+
+
+def largest_repositories(*, registry: Registry, limit: int = TOP_BARS) -> list[dict]:
+    """The repositories of a registry with the most stored bytes, from their maintained figures (the
+    rows the summary API reads for a repository): one query, whatever the number of repositories."""
+    rows = (
+        ScopeFigures.objects.filter(registry=registry, repository__isnull=False)
+        .order_by("-stored_bytes", "repository__name")
+        .values("repository__name", *_FIGURE_FIELDS)[:limit]
+    )
+    return [
+        _ranked(
+            name=row["repository__name"],
+            figures=_figures(row),
+            query={"registry": registry.id, "repository": row["repository__name"]},
+        )
+        for row in rows
+    ]
+
+
+def largest_namespaces(*, registry: Registry, limit: int = TOP_BARS) -> list[dict]:
+    """The namespaces of a registry with the most stored bytes, from their maintained figures.
+
+    The rows count strict path prefixes (`team/...`); the summary API computes a namespace that is
+    also a repository's exact name (`team`) over that repository too, so such a namespace (rare) is
+    read from the summary selector, as the API answers it: the figures shown are always the API's.
+    """
+    rows = list(
+        NamespaceFigures.objects.filter(registry=registry)
+        .order_by("-stored_bytes", "namespace")
+        .values("namespace", *_FIGURE_FIELDS)[:limit]
+    )
+    named = set(
+        Repository.objects.filter(registry=registry, name__in=[r["namespace"] for r in rows]).values_list(
+            "name", flat=True
+        )
+    )
+    out = []
+    for row in rows:
+        ns = row["namespace"]
+        if ns in named:
+            figures = dedup_summary(scope=Scope(registry_id=registry.id, namespace=ns)).summary()
+        else:
+            figures = _figures(row)
+        out.append(_ranked(name=ns, figures=figures, query={"registry": registry.id, "namespace": ns}))
+    return out
+
+
+def overview(*, registry: Registry | None) -> dict:
+    """Registries, engines, and for one registry its trend and its largest repositories and namespaces.
+
+    A bounded number of queries: maintained rows, never a figure per repository or namespace."""
+    engines, engines_capped = _engine_rows()
+    data: dict = {
+        "registries": _registry_rows(),
+        "engines": engines,
+        "engines_capped": engines_capped,
+        "engines_api": api("engine-list"),
+        "registry": None,
+    }
     if registry is None:
         return data
-    series = snapshot_series(registry_id=registry.id)
-    repos = list(repository_list().filter(registry=registry).order_by("name").values_list("name", flat=True))
-    namespaces = sorted({n.rpartition("/")[0] for n in repos if "/" in n})
-    repo_rows = _ranked(registry=registry, names=repos, namespace=False)
-    ns_rows = _ranked(registry=registry, names=namespaces, namespace=True)
-
-    def top(rows: list[Ranked], key: str) -> list[dict]:
-        return [asdict(r) for r in sorted(rows, key=lambda r: (-getattr(r, key), r.name))[:TOP_BARS]]
-
     data["registry"] = {"id": registry.id, "name": registry.name}
     data["trend"] = [
         {
@@ -117,15 +190,12 @@ def overview(*, registry: Registry | None) -> dict:
             "stored_bytes": s.stored_bytes,
             "saved_bytes": s.saved_bytes,
         }
-        for s in series
+        for s in snapshot_series(registry_id=registry.id)
     ]
     data["trend_api"] = api("trends", registry=registry.id)
-    data["repositories"] = {
-        "stored": top(repo_rows, "stored_bytes"),
-        "unique": top(repo_rows, "unique_bytes"),
-    }
-    data["namespaces"] = {"stored": top(ns_rows, "stored_bytes"), "unique": top(ns_rows, "unique_bytes")}
-    data["repositories_capped"] = len(repos) > RANKED_LIMIT
+    data["repositories"] = largest_repositories(registry=registry)
+    data["namespaces"] = largest_namespaces(registry=registry)
+    data["repositories_api"] = api("repository-list", registry=registry.id)
     return data
 
 
@@ -168,6 +238,28 @@ def _label(holding: RepositoryManifest, tags: list[str]) -> str:
     return f"{name}:{tags[0]} {short}" if "(" in tags[0] else f"{name}:{tags[0]}"
 
 
+def layers_counts(*, blob_ids: list[int], registry_id: int) -> dict[int, tuple[int, int]]:
+    """(images, repositories) holding each layer in a registry, from the maintained counts the API's
+    `layer_counts` reads, in one query for the whole stack instead of one per layer."""
+    rows = RegistryBlob.objects.filter(registry_id=registry_id, blob_id__in=blob_ids).values_list(
+        "blob_id", "images", "repositories"
+    )
+    return {blob_id: (images, repositories) for blob_id, images, repositories in rows}
+
+
+def image_stale_bases(*, holding: RepositoryManifest) -> list[StaleBase]:
+    """The stale bases (moved tags) this image is built on: the API's `stale-bases/` rows naming it.
+
+    The one place the image page asks it. For now it reads the registry-wide selector (a query over
+    every image of the registry) and keeps this image's rows; switch it to a per-image selector of
+    `analytics.selectors.lineage` when there is one."""
+    return [
+        s
+        for s in stale_bases(registry_id=holding.repository.registry_id)
+        if any(a[0] == holding.id for a in s.affected)
+    ]
+
+
 def image_page(*, holding_id: int) -> dict:
     try:
         holding = image_get_queryset().get(id=holding_id)
@@ -176,9 +268,11 @@ def image_page(*, holding_id: int) -> dict:
     registry_id = holding.repository.registry_id
     sizes = image_sizes(holding_ids=[holding.id])[holding.id]
     tags = image_tags(holdings=[holding]).get(holding.id, [])
+    drawn = list(image_layers(manifest_id=holding.manifest_id)[:STACK_LIMIT])
+    counts = layers_counts(blob_ids=[layer.blob_id for layer in drawn], registry_id=registry_id)
     stack = []
-    for layer in image_layers(manifest_id=holding.manifest_id)[:STACK_LIMIT]:
-        images, repositories = layer_counts(blob_id=layer.blob_id, registry_id=registry_id)
+    for layer in drawn:
+        images, repositories = counts.get(layer.blob_id, (0, 0))
         stack.append(
             {
                 "position": layer.position,
@@ -199,8 +293,7 @@ def image_page(*, holding_id: int) -> dict:
     )
     stale = [
         {"repository": s.repository, "tag": s.tag, "old_digest": s.old_digest, "new_digest": s.new_digest}
-        for s in stale_bases(registry_id=registry_id)
-        if any(a[0] == holding.id for a in s.affected)
+        for s in image_stale_bases(holding=holding)
     ]
     # On a stale base the base is no longer tagged: the chain then walks untagged holdings too, so
     # the page names the old base instead of claiming there is none.
@@ -232,6 +325,43 @@ def image_page(*, holding_id: int) -> dict:
     }
 
 
+# `image_base` of `analytics.selectors.lineage` for many images in one statement: the same candidates
+# and order, one lateral probe of the chain index per image.
+_BASES_SQL = """
+SELECT p.holding_id, b.*
+FROM unnest(%(holdings)s::bigint[], %(manifests)s::bigint[], %(repositories)s::bigint[])
+    AS p(holding_id, manifest_id, repository_id)
+CROSS JOIN LATERAL (
+    SELECT rm2.id, t.manifest_id, m.digest, r2.name, c.depth
+    FROM analytics_layerchain c
+    JOIN analytics_layerchain t ON t.chain = c.chain AND t.is_top
+    JOIN analytics_repositorymanifest rm2 ON rm2.manifest_id = t.manifest_id AND rm2.present
+    JOIN analytics_repository r2 ON r2.id = rm2.repository_id AND r2.registry_id = %(registry)s
+    JOIN analytics_manifest m ON m.id = t.manifest_id
+    WHERE c.manifest_id = p.manifest_id AND NOT c.is_top
+    ORDER BY c.depth DESC, (rm2.repository_id = p.repository_id) DESC, rm2.present DESC, rm2.id
+    LIMIT 1
+) b
+"""
+
+
+def image_bases(*, holdings: list[RepositoryManifest], registry_id: int) -> dict[int, BaseImage]:
+    """Each tagged image's base (the API's `images/{id}/lineage/` base), by holding id; a root has none."""
+    if not holdings:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BASES_SQL,
+            {
+                "holdings": [h.id for h in holdings],
+                "manifests": [h.manifest_id for h in holdings],
+                "repositories": [h.repository_id for h in holdings],
+                "registry": registry_id,
+            },
+        )
+        return {row[0]: BaseImage(*row[1:]) for row in cursor.fetchall()}
+
+
 def lineage_page(*, registry: Registry) -> dict:
     """Each tagged image with its base (a root has none), sized by its bytes."""
     holdings = list(
@@ -241,9 +371,10 @@ def lineage_page(*, registry: Registry) -> dict:
     )
     sizes = image_sizes(holding_ids=[h.id for h in holdings])
     tags = image_tags(holdings=holdings)
+    bases = image_bases(holdings=holdings, registry_id=registry.id)
     nodes = []
     for h in holdings:
-        base = image_base(manifest_id=h.manifest_id, registry_id=registry.id, repository_id=h.repository_id)
+        base = bases.get(h.id)
         nodes.append(
             {
                 "id": h.id,

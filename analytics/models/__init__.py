@@ -42,6 +42,7 @@ from analytics.models.figures import (
     SummaryFigures,
     SummarySnapshot,
 )
+from analytics.models.jobs import WhatIfJob
 from analytics.models.registries import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Registry, Repository
 from analytics.models.scans import Scan, ScanError
 
@@ -81,4 +82,5 @@ __all__ = [
     "SummarySnapshot",
     "Tag",
     "TagEvent",
+    "WhatIfJob",
 ]

@@ -395,12 +395,13 @@ def snapshot_ingest(
             scan=scan,
             now=now,
         )
-        registry_held_add(
-            registry_id=repository.registry_id, tags=_current_tags(repository_id=repository.id) - tags_before
-        )
         gained, lost = _presence_refresh(repository_id=repository.id, now=now)
         figures_apply(
             registry_id=repository.registry_id, repository_id=repository.id, gained=gained, lost=lost
+        )
+        # after the figures, whose upserts take the registry's rows in their order (no deadlock)
+        registry_held_add(
+            registry_id=repository.registry_id, tags=_current_tags(repository_id=repository.id) - tags_before
         )
         images = sum(
             1 for r in snapshot.manifests if isinstance(r, ImageRecord) and _image_kind(r) == "image"

@@ -5,7 +5,9 @@ management commands print them.
     ├── InvalidRequest (400)   a value the caller sent cannot be used
     ├── NotFound (404)         a named registry, repository, image, layer or engine does not exist
     ├── Conflict (409)         the request contradicts what is stored (a name or URL taken)
-    └── RepositoryBusy (409)   another worker holds the repository's scan lease; try again later
+    ├── RepositoryBusy (409)   another worker holds the repository's scan lease; try again later
+    ├── SelectionTooLarge (422, an InvalidRequest)  more than a request computes: narrow it or run a job
+    └── TooManyJobs (429)      as many unfinished jobs as a caller may have
 """
 
 from __future__ import annotations
@@ -33,3 +35,15 @@ class RepositoryBusy(LayerlensError):
     """Another worker holds the repository's scan lease; try again later."""
 
     status = 409
+
+
+class SelectionTooLarge(InvalidRequest):
+    """A computation over more than a request may read: narrow it, or run it as a job."""
+
+    status = 422
+
+
+class TooManyJobs(LayerlensError):
+    """The caller has as many unfinished jobs as allowed; wait for one to finish."""
+
+    status = 429

@@ -23,7 +23,8 @@ Against a database made by `bench.generate` (or any Layerlens database), on loop
    the engine with the most images and its newest scan. A path parameter the sweep does not know is an
    error, so a new kind of endpoint cannot be skipped silently; a kind the database has no row of
    (a generated database has no scans or engines) is listed as not visited, unless `--seed-missing`
-   adds one finished scan with an error and one engine (never contacted) with one scan.
+   adds one finished scan with an error, one engine (never contacted) with one scan and one finished
+   what-if job of the sweep's user (a job is read by its owner only).
    `/ui/login/` is read without a session; `/ui/logout/` is POSTed (its only method) with a session
    logged in for it, and its 302 is its success.
 4. Each request once to warm, then `--runs` rounds over all of them (round robin, so noise spreads over
@@ -73,6 +74,7 @@ API_PICKS: tuple[tuple[str, str], ...] = (
     (r"^/api/v1/engines/\{id\}/", "engine"),
     (r"^/api/v1/engine-scans/\{id\}/", "engine_scan"),
     (r"^/api/v1/layers/\{digest\}/", "layer"),
+    (r"^/api/v1/whatif/jobs/\{id\}/", "whatif_job"),
 )
 # The same for the pages' URL patterns (the route as written in analytics/web/urls.py).
 UI_PICKS: dict[str, str] = {"images/<int:pk>/": "image"}
@@ -98,6 +100,7 @@ class Picks:
     scan: int | None = None
     engine: int | None = None
     engine_scan: int | None = None
+    whatif_job: int | None = None
     start: str | None = None
     end: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
@@ -202,6 +205,13 @@ def pick(dsn: str) -> Picks:
             or one("SELECT id FROM analytics_enginescan ORDER BY created_at DESC, id DESC LIMIT 1")[0]
         )
         p.notes["engine_scan"] = "the engine's newest"
+        # a job is read by its owner only: the sweep's user's newest
+        p.whatif_job = one(
+            "SELECT j.id FROM analytics_whatifjob j JOIN auth_user u ON j.owner = 'user:' || u.id "
+            "WHERE u.username = %s ORDER BY j.id DESC LIMIT 1",
+            USERNAME,
+        )[0]
+        p.notes["whatif_job"] = "the sweep user's newest"
         start, end = one(
             "SELECT min(taken_at), max(taken_at) FROM analytics_summarysnapshot WHERE repository_id = %s",
             p.repository,
@@ -328,11 +338,18 @@ def revoke_token() -> None:
 
 
 def seed_missing() -> list[str]:
-    """One finished registry scan with an error, and one engine (an address never contacted) with one
-    scan, where the database has none: so every endpoint has a row to read."""
+    """One finished registry scan with an error, one engine (an address never contacted) with one
+    scan, and one finished what-if job of the sweep's user, where the database has none: so every
+    endpoint has a row to read."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from analytics.models import Engine, EngineScan, Registry, Scan, ScanError
+    from analytics import jobs
+    from analytics.models import Engine, EngineScan, Registry, Scan, ScanError, WhatIfJob
+    from analytics.selectors import whatif
 
     added = []
     now = timezone.now()
@@ -357,6 +374,25 @@ def seed_missing() -> list[str]:
             engine=engine, status=Scan.Status.SUCCEEDED, started_at=now, finished_at=now
         )
         added.append(f"engine {engine.id}")
+    user, _ = get_user_model().objects.get_or_create(username=USERNAME, defaults={"is_staff": True})
+    owner = f"user:{user.pk}"
+    if registry is not None and not WhatIfJob.objects.filter(owner=owner).exists():
+        impact = whatif.registry_whole_impact(registry_id=registry.id, limit=settings.WHATIF_JOB_DETAILS)
+        job = WhatIfJob.objects.create(
+            key="bench-sweep-seed",
+            owner=owner,
+            rule=jobs.rule_data(whatif.TagRule(registry_id=registry.id)),
+            status=WhatIfJob.Status.SUCCEEDED,
+            phase="done",
+            steps_done=3,
+            tags_selected=impact.tags,
+            result=jobs.impact_data(impact),
+            created_at=now,
+            started_at=now,
+            finished_at=now,
+            expires_at=now + timedelta(days=3650),
+        )
+        added.append(f"what-if job {job.id}")
     return added
 
 

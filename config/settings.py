@@ -101,6 +101,16 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 10  # nothing here takes a file
 # One SQL statement of a web request is cancelled after this (503); 0 lifts the bound. Set on the web's
 # connections only (config/wsgi.py, config/asgi.py): Celery workers and commands run long ingests.
 WEB_STATEMENT_TIMEOUT_SECONDS = float(os.environ.get("WEB_STATEMENT_TIMEOUT_SECONDS", "30"))
+# What-if (README "What-if"): a request computes a selection whose scope holds at most this many
+# holdings (about 0.1 s per 1,000 on two busy cores: the 200 ms target); a larger one is a 422
+# pointing at the jobs, which a worker runs on the interactive queue, at most WHATIF_JOBS_PER_OWNER
+# unfinished per user (or address), each statement within WHATIF_JOB_TIMEOUT_SECONDS, the result kept
+# WHATIF_JOB_KEEP_SECONDS with at most WHATIF_JOB_DETAILS lost manifests and deleted tags.
+WHATIF_SYNC_HOLDINGS = int(os.environ.get("WHATIF_SYNC_HOLDINGS", "2000"))
+WHATIF_JOBS_PER_OWNER = int(os.environ.get("WHATIF_JOBS_PER_OWNER", "3"))
+WHATIF_JOB_TIMEOUT_SECONDS = int(os.environ.get("WHATIF_JOB_TIMEOUT_SECONDS", "1800"))
+WHATIF_JOB_KEEP_SECONDS = int(os.environ.get("WHATIF_JOB_KEEP_SECONDS", "86400"))
+WHATIF_JOB_DETAILS = int(os.environ.get("WHATIF_JOB_DETAILS", "1000"))
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -278,6 +288,8 @@ CELERY_TASK_ROUTES = {
     # (`analytics.scans.start.scan_enqueue`, `workers.tasks.scan_repositories`).
     "workers.tasks.scan_repository": {"queue": QUEUE_INTERACTIVE},
     "workers.tasks.scan_engine": {"queue": QUEUE_INTERACTIVE},
+    # A what-if too large for a request: someone is polling for it.
+    "workers.tasks.whatif_job": {"queue": QUEUE_INTERACTIVE},
 }
 # JSON only: task arguments are ids and strings, never pickled objects.
 CELERY_TASK_SERIALIZER = "json"

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from analytics.engines.services import engine_due_scans_enqueue, engine_scan_fail, engine_scan_run
 from analytics.errors import RepositoryBusy
+from analytics.jobs import whatif_job_run
 from analytics.scans.clients import registry_clients_close
 from analytics.scans.crawl import crawl_continue, crawl_send_next
 from analytics.scans.registry_run import scan_registry_run
@@ -159,3 +160,9 @@ def scan_engine(self, engine_scan_id: int) -> None:
             )
             return
         raise
+
+
+@shared_task(acks_late=True)
+def whatif_job(job_id: int) -> None:
+    """A what-if too large for a request (`analytics.jobs`); a redelivered job already claimed is skipped."""
+    whatif_job_run(job_id=job_id)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics import jobs
 from analytics.api import params
 from analytics.api.csv import CSVListMixin
 from analytics.api.paging import OffsetPage
@@ -20,7 +22,8 @@ from analytics.api.serializers import insights as s
 from analytics.api.serializers.common import SCOPE_ERRORS
 from analytics.api.throttles import EXPENSIVE
 from analytics.errors import InvalidRequest, NotFound
-from analytics.models import Repository, RepositoryManifest
+from analytics.infra.addresses import client_address
+from analytics.models import Repository, RepositoryManifest, WhatIfJob
 from analytics.selectors import content, whatif
 from analytics.selectors.images import image_get_queryset
 from analytics.selectors.lineage import image_derived, image_lineage, stale_bases
@@ -152,41 +155,130 @@ def _rule(data) -> whatif.TagRule:
     )
 
 
-def _impact_data(impact: whatif.DeletionImpact) -> dict:
-    data = asdict(impact)
-    data["deleted_tags"] = [list(map(str, t)) for t in impact.deleted_tags]
+def _after(value: str | None, sep: str, name: str) -> tuple[str, str] | None:
+    if not value:
+        return None
+    left, found, right = value.rpartition(sep)
+    if not found or not left:
+        raise InvalidRequest(f"{name} is repository{sep}{'digest' if sep == '@' else 'tag'}, not {value!r}")
+    return left, right
+
+
+def _next_url(request, name: str, value: str | None) -> str | None:
+    if value is None or request.method != "GET":
+        return None
+    query = request.query_params.copy()
+    query[name] = value
+    return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+
+def _impact_data(impact: whatif.DeletionImpact, request=None) -> dict:
+    data = jobs.impact_data(impact)
+    last_m, last_t = impact.manifests[-1:], impact.deleted_tags[-1:]
+    data["manifests_next"] = f"{last_m[0].repository}@{last_m[0].digest}" if impact.manifests_more else None
+    data["deleted_tags_next"] = f"{last_t[0][1]}:{last_t[0][2]}" if impact.deleted_tags_more else None
+    data["manifests_next_url"] = _next_url(request, "manifests_after", data["manifests_next"])
+    data["deleted_tags_next_url"] = _next_url(request, "tags_after", data["deleted_tags_next"])
     return data
 
 
+WHATIF_ERRORS = {
+    **SCOPE_ERRORS,
+    422: OpenApiResponse(description="The selection is too large for a request: narrow it or run a job."),
+}
+
+
 class WhatIfView(CheckedQuery, APIView):
-    """Read-only: computes what deleting the selected tags and collecting garbage frees."""
+    """Read-only: computes what deleting the selected tags and collecting garbage frees.
+
+    A whole registry (no other rule) is read off the maintained figures; other selections are computed
+    when their scope holds at most WHATIF_SYNC_HOLDINGS images, else a 422 that points at the jobs
+    (`WhatIfJobsView`). The lists are pages (`details_limit`, `manifests_after`, `tags_after`).
+    """
 
     permission_classes = [ComputeForReaders]
-    throttle_scope = EXPENSIVE  # may walk every tag and layer of a registry
+    throttle_scope = EXPENSIVE  # may walk every tag and layer of the selection's repositories
 
     @extend_schema(
         summary="What-if deletion (rule as query parameters)",
         parameters=[s.WhatIfRequestSerializer],
-        responses={200: s.DeletionImpactSerializer, **SCOPE_ERRORS},
+        responses={200: s.DeletionImpactSerializer, **WHATIF_ERRORS},
     )
     def get(self, request):
         form = s.WhatIfRequestSerializer(data=params.form(request, lists=("tags", "images")))
         form.is_valid(raise_exception=True)
-        return self._answer(form.validated_data)
+        return self._answer(request, form.validated_data)
 
     @extend_schema(
         summary="What-if deletion (rule as a JSON body; computes only, deletes nothing)",
         request=s.WhatIfRequestSerializer,
-        responses={200: s.DeletionImpactSerializer, **SCOPE_ERRORS},
+        responses={200: s.DeletionImpactSerializer, **WHATIF_ERRORS},
     )
     def post(self, request):
         form = s.WhatIfRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        return self._answer(form.validated_data)
+        return self._answer(request, form.validated_data)
 
-    def _answer(self, data):
-        impact = whatif.whatif(rule=_rule(data), details=data.get("details", True))
-        return Response(s.DeletionImpactSerializer(_impact_data(impact)).data)
+    def _answer(self, request, data):
+        impact = whatif.whatif_bounded(
+            rule=_rule(data),
+            details=data.get("details", True),
+            limit=data.get("details_limit", whatif.DEFAULT_DETAILS),
+            manifests_after=_after(data.get("manifests_after"), "@", "manifests_after"),
+            tags_after=_after(data.get("tags_after"), ":", "tags_after"),
+        )
+        return Response(s.DeletionImpactSerializer(_impact_data(impact, request)).data)
+
+
+def _owner(request) -> str:
+    user = request.user
+    if user and user.is_authenticated:
+        return f"user:{user.pk}"
+    return f"address:{client_address(request)}"
+
+
+def _job_data(request, job: WhatIfJob) -> dict:
+    data = {f: getattr(job, f) for f in s.WhatIfJobSerializer().fields if f not in ("url",)}
+    data["url"] = request.build_absolute_uri(reverse("whatif-job", args=[job.id]))
+    return s.WhatIfJobSerializer(data).data
+
+
+class WhatIfJobsView(CheckedQuery, APIView):
+    """A what-if as a job: POST the rule (as for `whatif/`), poll the job, read the result."""
+
+    permission_classes = [ComputeForReaders]
+    throttle_scope = EXPENSIVE
+
+    @extend_schema(
+        summary="Run a what-if as a job (any size); the same rule again returns the same job while kept",
+        request=s.WhatIfRequestSerializer,
+        responses={
+            202: s.WhatIfJobSerializer,
+            200: s.WhatIfJobSerializer,
+            429: OpenApiResponse(description="As many unfinished jobs as allowed (WHATIF_JOBS_PER_OWNER)."),
+            **SCOPE_ERRORS,
+        },
+    )
+    def post(self, request):
+        form = s.WhatIfRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        job, created = jobs.whatif_job_start(rule=_rule(form.validated_data), owner=_owner(request))
+        data = _job_data(request, job)
+        return Response(data, status=202 if created else 200, headers={"Location": data["url"]})
+
+
+class WhatIfJobView(CheckedQuery, APIView):
+    permission_classes = [ComputeForReaders]
+
+    @extend_schema(
+        summary="A what-if job: status, progress, and the result once succeeded (yours only)",
+        responses={200: s.WhatIfJobSerializer, **SCOPE_ERRORS},
+    )
+    def get(self, request, pk: int):
+        job = WhatIfJob.objects.filter(id=pk, owner=_owner(request)).first()
+        if job is None:
+            raise NotFound(f"no what-if job {pk} of yours")
+        return Response(_job_data(request, job))
 
 
 # --- content lists ----------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ transaction as the holdings it changes:
 - `RepositoryBlob(repository, blob)`: image holdings of the repository listing the blob as a layer;
 - `RegistryManifestRef(registry, manifest)`: repositories holding the manifest;
 - `ScopeFigures`: the tagged-only summary of each registry and each repository;
+- `RegistryHeld`: the distinct manifests and blobs a registry holds and its current tags (the what-if
+  of deleting every tag, read in one row);
 - `NamespaceBlob`, `NamespaceManifestRef`, `NamespaceFigures`: the same per namespace (every strict
   path prefix of a repository name), by the same deltas.
 
@@ -108,7 +110,9 @@ SELECT
     coalesce(sum(layer) FILTER (WHERE NOT foreign_ AND usize IS NOT NULL), 0),
     coalesce(sum(usize * layer_logical_refs) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(usize * layer) FILTER (WHERE NOT foreign_), 0),
-    coalesce(sum(size * layer) FILTER (WHERE NOT foreign_ AND usize IS NOT NULL), 0)
+    coalesce(sum(size * layer) FILTER (WHERE NOT foreign_ AND usize IS NOT NULL), 0),
+    coalesce(sum(stored), 0),
+    coalesce(sum(size * stored), 0)
 FROM t
 """
 )
@@ -131,7 +135,8 @@ SELECT
     coalesce(sum(d.size * d.sign), 0),
     coalesce(sum(d.sign) FILTER (WHERE d.kind = 'image'), 0),
     coalesce(sum(d.sign), 0),
-    coalesce(sum(d.sign) FILTER (WHERE d.kind = 'index'), 0)
+    coalesce(sum(d.sign) FILTER (WHERE d.kind = 'index'), 0),
+    coalesce(sum(sign(greatest(up.refs, 0)) - sign(greatest(up.refs - d.sign, 0))), 0)
 FROM up JOIN d USING (manifest_id)
 """
 
@@ -311,6 +316,34 @@ def _registry_row_add(*, registry_id: int, deltas: dict[str, int]) -> None:
         )
 
 
+def registry_held_add(
+    *,
+    registry_id: int,
+    manifests: int = 0,
+    manifest_bytes: int = 0,
+    blobs: int = 0,
+    blob_bytes: int = 0,
+    tags: int = 0,
+) -> None:
+    """Move a registry's `RegistryHeld` row by these deltas (distinct manifests and blobs held, current
+    tags)."""
+    if not any((manifests, manifest_bytes, blobs, blob_bytes, tags)):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO analytics_registryheld
+                (registry_id, manifests, manifest_bytes, blobs, blob_bytes, tags)
+            VALUES (%s, %s, %s, %s, %s, %s)
+            ON CONFLICT (registry_id) DO UPDATE SET
+                manifests = analytics_registryheld.manifests + excluded.manifests,
+                manifest_bytes = analytics_registryheld.manifest_bytes + excluded.manifest_bytes,
+                blobs = analytics_registryheld.blobs + excluded.blobs,
+                blob_bytes = analytics_registryheld.blob_bytes + excluded.blob_bytes,
+                tags = analytics_registryheld.tags + excluded.tags""",
+            [registry_id, manifests, manifest_bytes, blobs, blob_bytes, tags],
+        )
+
+
 def _namespace_rows_add(*, registry_id: int, deltas: dict[str, dict[str, int]]) -> None:
     columns = ", ".join(FIGURE_FIELDS)
     values = ", ".join(f"%({f})s" for f in FIGURE_FIELDS)
@@ -417,11 +450,13 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
             u_logical,
             u_stored,
             u_compressed,
+            blobs_held,
+            blob_bytes_held,
         ) = cursor.fetchone()
         cursor.execute(_APPLY_INSTRUCTIONS, params)
         _instructions_drop_empty(cursor, cursor.fetchall())
         cursor.execute(_APPLY_MANIFESTS, params)
-        m_stored, m_logical, images, manifests, indexes = cursor.fetchone()
+        m_stored, m_logical, images, manifests, indexes, manifests_held = cursor.fetchone()
         cursor.execute(
             """DELETE FROM analytics_registryblob WHERE registry_id = %(registry)s AND refs <= 0
                AND blob_id IN (SELECT ml.blob_id FROM analytics_manifestlayer ml
@@ -462,6 +497,13 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
             "uncompressed_stored_bytes": int(u_stored),
             "uncompressed_known_compressed_bytes": int(u_compressed),
         },
+    )
+    registry_held_add(
+        registry_id=registry_id,
+        manifests=int(manifests_held),
+        manifest_bytes=int(m_stored),
+        blobs=int(blobs_held),
+        blob_bytes=int(blob_bytes_held),
     )
     params["namespaces"] = namespaces_of(
         Repository.objects.values_list("name", flat=True).get(id=repository_id)

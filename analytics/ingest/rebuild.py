@@ -185,6 +185,24 @@ _REBUILD_NAMESPACES = [
 ]
 
 
+# What the registry holds once per digest, and its current tags (`RegistryHeld`), after the counts.
+_REBUILD_HELD = """
+INSERT INTO analytics_registryheld (registry_id, manifests, manifest_bytes, blobs, blob_bytes, tags)
+SELECT %(registry)s,
+    (SELECT count(*) FROM analytics_registrymanifestref x WHERE x.registry_id = %(registry)s AND x.refs > 0),
+    (SELECT coalesce(sum(m.size), 0) FROM analytics_registrymanifestref x
+     JOIN analytics_manifest m ON m.id = x.manifest_id WHERE x.registry_id = %(registry)s AND x.refs > 0),
+    (SELECT count(*) FROM analytics_registryblob rb WHERE rb.registry_id = %(registry)s AND rb.refs > 0),
+    (SELECT coalesce(sum(b.size), 0) FROM analytics_registryblob rb
+     JOIN analytics_blob b ON b.id = rb.blob_id WHERE rb.registry_id = %(registry)s AND rb.refs > 0),
+    (SELECT count(*) FROM analytics_tag t JOIN analytics_repository p ON p.id = t.repository_id
+     WHERE p.registry_id = %(registry)s AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL)
+ON CONFLICT (registry_id) DO UPDATE SET manifests = excluded.manifests,
+    manifest_bytes = excluded.manifest_bytes, blobs = excluded.blobs, blob_bytes = excluded.blob_bytes,
+    tags = excluded.tags
+"""
+
+
 _REBUILD_DROPS = [sql for sql in _REBUILD if sql.startswith("DROP TABLE")]
 
 
@@ -199,6 +217,7 @@ def figures_rebuild(*, registry_id: int) -> None:
         for sql in body + _REBUILD_NAMESPACES + _REBUILD_DROPS:
             cursor.execute(sql, {"registry": registry_id})
         instructions_rebuild(registry_id=registry_id)
+        cursor.execute(_REBUILD_HELD, {"registry": registry_id})
         # global, kept by triggers on analytics_blob; recounted here to repair a concurrent first copy
         cursor.execute("DELETE FROM analytics_diffidcopies")
         cursor.execute(

@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analytics.infra.text import printable
-from analytics.ingest.figures import figures_apply
+from analytics.ingest.figures import figures_apply, registry_held_add
 from analytics.ingest.known import known_config_fill, manifest_ids
 from analytics.models import (
     Blob,
@@ -342,6 +342,11 @@ def _unchanged_record(
     )
 
 
+def _current_tags(*, repository_id: int) -> int:
+    """Tags of a repository naming a manifest now (what `RegistryHeld.tags` counts)."""
+    return Tag.objects.filter(repository_id=repository_id, removed_at=None, manifest__isnull=False).count()
+
+
 def snapshot_ingest(
     *, repository: Repository, snapshot: RepositorySnapshot, scan: Scan | None = None, complete: bool = True
 ) -> IngestResult:
@@ -380,6 +385,7 @@ def snapshot_ingest(
             update_fields=["last_seen"],
             batch_size=1000,
         )
+        tags_before = _current_tags(repository_id=repository.id)
         events = _record_tag_changes(
             repository=repository,
             seen=seen_tags,
@@ -392,6 +398,10 @@ def snapshot_ingest(
         gained, lost = _presence_refresh(repository_id=repository.id, now=now)
         figures_apply(
             registry_id=repository.registry_id, repository_id=repository.id, gained=gained, lost=lost
+        )
+        # after the figures, whose upserts take the registry's rows in their order (no deadlock)
+        registry_held_add(
+            registry_id=repository.registry_id, tags=_current_tags(repository_id=repository.id) - tags_before
         )
         images = sum(
             1 for r in snapshot.manifests if isinstance(r, ImageRecord) and _image_kind(r) == "image"

@@ -34,6 +34,7 @@ from analytics.models.figures import (
     NamespaceFigures,
     NamespaceManifestRef,
     RegistryBlob,
+    RegistryHeld,
     RegistryInstruction,
     RegistryManifestRef,
     RepositoryBlob,
@@ -41,6 +42,7 @@ from analytics.models.figures import (
     SummaryFigures,
     SummarySnapshot,
 )
+from analytics.models.jobs import WhatIfJob
 from analytics.models.registries import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Registry, Repository
 from analytics.models.scans import Scan, ScanError
 
@@ -67,6 +69,7 @@ __all__ = [
     "REGISTRY_MAX_RATE",
     "Registry",
     "RegistryBlob",
+    "RegistryHeld",
     "RegistryInstruction",
     "RegistryManifestRef",
     "Repository",
@@ -79,4 +82,5 @@ __all__ = [
     "SummarySnapshot",
     "Tag",
     "TagEvent",
+    "WhatIfJob",
 ]

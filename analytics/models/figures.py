@@ -257,3 +257,21 @@ class NamespaceFigures(SummaryFigures):
         constraints = [
             models.UniqueConstraint(fields=["registry", "namespace"], name="namespace_figures_unique")
         ]
+
+
+class RegistryHeld(models.Model):
+    """What a registry holds now, counted once per digest, and its current tags (maintained).
+
+    The distinct manifests (`RegistryManifestRef.refs > 0`) and blobs (`RegistryBlob.refs > 0`: layers
+    and configs, foreign layers included) and their bytes, and the tags naming a manifest: together
+    with `ScopeFigures` they are the exact what-if of deleting every tag of the registry, read in one
+    row (`analytics.selectors.whatif`). Moved by `figures_apply` from the same 0 <-> positive
+    transitions as the summary, and by ingest's tag changes; `figures_rebuild` recomputes it.
+    """
+
+    registry = models.OneToOneField(Registry, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    manifests = models.BigIntegerField(default=0)
+    manifest_bytes = models.BigIntegerField(default=0)
+    blobs = models.BigIntegerField(default=0)
+    blob_bytes = models.BigIntegerField(default=0)
+    tags = models.BigIntegerField(default=0)

@@ -9,6 +9,13 @@ At scale it never probes for keepers: the maintained counts (`analytics.ingest.f
 holdings keep each manifest (`RegistryManifestRef.refs`) and blob (`RegistryBlob.refs`), so a manifest
 or blob is freed exactly when the deletion removes as many holdings using it as the registry has. The
 cost follows the affected repositories, however widely their blobs are shared.
+
+Bounded (`whatif_bounded`, what the API and the page call): deleting every tag of a registry is read
+from the maintained rows (`ScopeFigures`, `RegistryHeld`) in one probe, exactly; any other selection is
+computed when its scope holds at most `WHATIF_SYNC_HOLDINGS` images and other holdings (or it lists its
+tags or images one by one), else refused with `SelectionTooLarge`, which says to narrow it or run it as
+a job (`analytics.jobs`). The lists of lost manifests and deleted tags are keyset pages of at most
+`MAX_DETAILS` rows, never the whole set.
 """
 
 from __future__ import annotations
@@ -16,13 +23,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q, QuerySet, Window
+from django.db.models import F, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from analytics.errors import InvalidRequest
-from analytics.models import Manifest, Repository, RepositoryManifest, Tag
+from analytics.errors import InvalidRequest, SelectionTooLarge
+from analytics.models import (
+    Manifest,
+    NamespaceFigures,
+    RegistryHeld,
+    Repository,
+    RepositoryManifest,
+    ScopeFigures,
+    Tag,
+)
 from analytics.selectors.scope import glob_regex
 
 
@@ -142,6 +158,11 @@ class DeletionImpact:
     shared_bytes: int
     manifests: list[LostManifest] = field(default_factory=list)
     deleted_tags: list[tuple[int, str, str, str]] = field(default_factory=list)  # id, repo, tag, digest
+    # how it was answered: "maintained" (read off the maintained rows) or "computed" (the statement)
+    answered_by: str = "computed"
+    # the lists are pages: a row past the last one listed exists (page on with `after` = the last key)
+    manifests_more: bool = False
+    deleted_tags_more: bool = False
 
 
 _WHATIF_SQL = """
@@ -204,11 +225,20 @@ UNION ALL SELECT 'd', d.repository_id, d.id, NULL FROM del d
 """
 
 
-def deletion_impact(*, tag_ids: list[int], details: bool = True) -> DeletionImpact:
+def deletion_impact(
+    *,
+    tag_ids: list[int],
+    details: bool = True,
+    limit: int | None = None,
+    manifests_after: tuple[str, str] | None = None,
+    tags_after: tuple[str, str] | None = None,
+) -> DeletionImpact:
     """What deleting these tags and then collecting garbage frees, per registry, summed.
 
     Counts follow the registry: a manifest held by two repositories of one registry is freed only when
     both lose it; the same digest in two registries is two copies, each judged in its own registry.
+    With a `limit`, the lists are pages of that many rows after the keys given ((repository, digest),
+    (repository, tag)), in that order.
     """
     with connection.cursor() as cursor:
         cursor.execute(_WHATIF_SQL, {"tags": list(tag_ids)})
@@ -220,6 +250,14 @@ def deletion_impact(*, tag_ids: list[int], details: bool = True) -> DeletionImpa
     deleted = [t for kind, _, t, _ in rows if kind == "d"]
     # the same digest freed in two registries is two copies, one per registry
     freed_manifest_bytes = sum(freed.values())
+    manifests, manifests_more, tag_rows, tags_more = [], False, [], False
+    if details:
+        manifests = _lost_rows(lost, freed)
+        if manifests_after is not None:
+            manifests = [m for m in manifests if (m.repository, m.digest) > manifests_after]
+        if limit is not None:
+            manifests, manifests_more = manifests[:limit], len(manifests) > limit
+        tag_rows, tags_more = _tag_rows(deleted, limit=limit, after=tags_after)
     return DeletionImpact(
         tags=len(deleted),
         manifests_untagged=len(lost),
@@ -230,8 +268,10 @@ def deletion_impact(*, tag_ids: list[int], details: bool = True) -> DeletionImpa
         freed_blob_bytes=sum(blob_sizes),
         shared_blobs=len(shared_sizes),
         shared_bytes=sum(shared_sizes),
-        manifests=_lost_rows(lost, freed) if details else [],
-        deleted_tags=_tag_rows(deleted) if details else [],
+        manifests=manifests,
+        deleted_tags=tag_rows,
+        manifests_more=manifests_more,
+        deleted_tags_more=tags_more,
     )
 
 
@@ -259,15 +299,197 @@ def _lost_rows(lost: list[tuple[int, int]], freed: dict[tuple[int, int], int]) -
     )
 
 
-def _tag_rows(deleted: list[int]) -> list[tuple[int, str, str, str]]:
-    return list(
-        Tag.objects.filter(id__in=deleted)
-        .order_by("repository__name", "name")
-        .values_list("id", "repository__name", "name", "manifest__digest")
+def _tag_rows(
+    deleted: list[int], *, limit: int | None = None, after: tuple[str, str] | None = None
+) -> tuple[list[tuple[int, str, str, str]], bool]:
+    qs = Tag.objects.filter(id__in=deleted)
+    if after is not None:
+        qs = qs.filter(Q(repository__name__gt=after[0]) | Q(repository__name=after[0], name__gt=after[1]))
+    qs = qs.order_by("repository__name", "name").values_list(
+        "id", "repository__name", "name", "manifest__digest"
     )
+    if limit is None:
+        return list(qs), False
+    rows = list(qs[: limit + 1])
+    return rows[:limit], len(rows) > limit
 
 
 def whatif(*, rule: TagRule, details: bool = True) -> DeletionImpact:
     """Select tags by a rule, then measure what deleting them frees."""
     ids = list(rule_tags(rule=rule).values_list("id", flat=True))
     return deletion_impact(tag_ids=ids, details=details)
+
+
+# --- bounded: what the API and the pages ask ----------------------------------------------------------------
+
+# The lists of a bounded answer are pages of this many rows by default, at most MAX_DETAILS.
+DEFAULT_DETAILS = 100
+MAX_DETAILS = 1000
+
+
+def whole_registry(rule: TagRule) -> bool:
+    """Every current tag of one registry, nothing narrower: answered from the maintained rows."""
+    return rule.registry_id is not None and not any(
+        [
+            rule.namespace,
+            rule.repository_id is not None,
+            rule.tag_glob,
+            rule.not_seen_days is not None,
+            rule.keep_newest is not None,
+            rule.tags,
+            rule.holding_ids,
+        ]
+    )
+
+
+def selection_holdings(rule: TagRule) -> int:
+    """The present holdings (images, indexes, artifacts) of the rule's scope, from the maintained rows:
+    what the statement's cost follows, whatever the filters leave of it."""
+    if rule.repository_id is not None:
+        rows = ScopeFigures.objects.filter(repository_id=rule.repository_id)
+        return int(rows.aggregate(n=Sum("manifests"))["n"] or 0)
+    registry = {} if rule.registry_id is None else {"registry_id": rule.registry_id}
+    if rule.namespace:
+        ns = rule.namespace.strip("/")
+        below = NamespaceFigures.objects.filter(namespace=ns, **registry).aggregate(n=Sum("manifests"))["n"]
+        named = ScopeFigures.objects.filter(
+            repository__name=ns, **{f"repository__{k}": v for k, v in registry.items()}
+        ).aggregate(n=Sum("manifests"))["n"]
+        return int(below or 0) + int(named or 0)
+    rows = ScopeFigures.objects.filter(repository=None, **registry)
+    return int(rows.aggregate(n=Sum("manifests"))["n"] or 0)
+
+
+def too_large(held: int, cap: int) -> str:
+    return (
+        f"this selection's scope holds {held:,} images and other manifests; a request computes a what-if "
+        f"over at most {cap:,}. Narrow it (a repository or namespace, or list the tags), or POST the same "
+        "rule to /api/v1/whatif/jobs/ to run it as a job and fetch its result (deleting every tag of a "
+        "whole registry is answered at once)"
+    )
+
+
+def whatif_bounded(
+    *,
+    rule: TagRule,
+    details: bool = True,
+    limit: int = DEFAULT_DETAILS,
+    manifests_after: tuple[str, str] | None = None,
+    tags_after: tuple[str, str] | None = None,
+) -> DeletionImpact:
+    """The what-if a request may answer: a whole registry from the maintained rows, a selection whose
+    scope holds at most `WHATIF_SYNC_HOLDINGS` by the statement, anything else `SelectionTooLarge`.
+    Lists are pages of `limit` rows (at most MAX_DETAILS)."""
+    rule_check(rule)
+    if not 1 <= limit <= MAX_DETAILS:
+        raise InvalidRequest(f"details_limit must be a whole number from 1 to {MAX_DETAILS}, not {limit}")
+    if whole_registry(rule):
+        return registry_whole_impact(
+            registry_id=rule.registry_id,  # type: ignore[arg-type]
+            details=details,
+            limit=limit,
+            manifests_after=manifests_after,
+            tags_after=tags_after,
+        )
+    if not (rule.tags or rule.holding_ids):  # listed ones cost their repositories, at most MAX_LISTED
+        cap = settings.WHATIF_SYNC_HOLDINGS
+        held = selection_holdings(rule)
+        if held > cap:
+            raise SelectionTooLarge(too_large(held, cap))
+    ids = list(rule_tags(rule=rule).values_list("id", flat=True))
+    return deletion_impact(
+        tag_ids=ids, details=details, limit=limit, manifests_after=manifests_after, tags_after=tags_after
+    )
+
+
+# Lost manifests of a whole registry: every present holding, by repository name then digest; a
+# repository's holdings are sorted within it, so a page reads a few repositories, not the registry.
+_HELD_PAGE = """
+SELECT r.id, r.name, h.id, h.digest, h.kind, h.size
+FROM analytics_repository r
+CROSS JOIN LATERAL (
+    SELECT m.id, m.digest, m.kind, m.size FROM analytics_repositorymanifest rm
+    JOIN analytics_manifest m ON m.id = rm.manifest_id
+    WHERE rm.repository_id = r.id AND rm.present AND (r.name > %(repo)s OR m.digest > %(key)s)
+    ORDER BY m.digest LIMIT %(n)s
+) h
+WHERE r.registry_id = %(registry)s AND r.name >= %(repo)s
+ORDER BY r.name, h.digest LIMIT %(n)s
+"""
+
+# Deleted tags of a whole registry: every current tag naming a manifest, by repository then name.
+_TAGS_PAGE = """
+SELECT t.id, r.name, t.name, m.digest
+FROM analytics_repository r
+CROSS JOIN LATERAL (
+    SELECT t.id, t.name, t.manifest_id FROM analytics_tag t
+    WHERE t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
+        AND (r.name > %(repo)s OR t.name > %(key)s)
+    ORDER BY t.name LIMIT %(n)s
+) t
+JOIN analytics_manifest m ON m.id = t.manifest_id
+WHERE r.registry_id = %(registry)s AND r.name >= %(repo)s
+ORDER BY r.name, t.name LIMIT %(n)s
+"""
+
+
+def registry_whole_impact(
+    *,
+    registry_id: int,
+    details: bool = True,
+    limit: int = DEFAULT_DETAILS,
+    manifests_after: tuple[str, str] | None = None,
+    tags_after: tuple[str, str] | None = None,
+) -> DeletionImpact:
+    """Deleting every current tag of a registry, read off the maintained rows: every present holding is
+    lost, and every manifest and blob the registry holds is freed (`RegistryHeld`); nothing is shared.
+    The same figures as `whatif(rule=TagRule(registry_id=...))`, in one probe (tested)."""
+    holdings = (
+        ScopeFigures.objects.filter(registry_id=registry_id, repository=None)
+        .values_list("manifests", flat=True)
+        .first()
+    )
+    held = RegistryHeld.objects.filter(registry_id=registry_id).first() or RegistryHeld(
+        registry_id=registry_id
+    )
+    manifests: list[LostManifest] = []
+    tag_rows: list[tuple[int, str, str, str]] = []
+    manifests_more = tags_more = False
+    if details:
+        with connection.cursor() as cursor:
+            repo, key = manifests_after or ("", "")
+            cursor.execute(_HELD_PAGE, {"registry": registry_id, "repo": repo, "key": key, "n": limit + 1})
+            rows = cursor.fetchall()
+            manifests = [
+                LostManifest(
+                    repository_id=r_id,
+                    repository=r,
+                    manifest_id=m_id,
+                    digest=d,
+                    kind=k,
+                    size=size,
+                    freed=True,
+                )
+                for r_id, r, m_id, d, k, size in rows[:limit]
+            ]
+            manifests_more = len(rows) > limit
+            repo, key = tags_after or ("", "")
+            cursor.execute(_TAGS_PAGE, {"registry": registry_id, "repo": repo, "key": key, "n": limit + 1})
+            rows = cursor.fetchall()
+            tag_rows, tags_more = [tuple(r) for r in rows[:limit]], len(rows) > limit
+    return DeletionImpact(
+        tags=held.tags,
+        manifests_untagged=int(holdings or 0),
+        manifests_freed=held.manifests,
+        blobs_freed=held.blobs,
+        freed_bytes=held.manifest_bytes + held.blob_bytes,
+        freed_manifest_bytes=held.manifest_bytes,
+        freed_blob_bytes=held.blob_bytes,
+        shared_blobs=0,
+        shared_bytes=0,
+        manifests=manifests,
+        deleted_tags=tag_rows,  # type: ignore[arg-type]
+        answered_by="maintained",
+        manifests_more=manifests_more,
+        deleted_tags_more=tags_more,
+    )

@@ -427,7 +427,7 @@ def whatif_page(*, form: WhatIfForm) -> dict:
         keep_newest=form.keep_newest,
         tags=tuple(picked),
     )
-    impact = whatif.whatif(rule=rule, details=True)
+    impact = whatif.whatif_bounded(rule=rule)  # a whole registry maintained, a large selection a 4xx
     query = {
         "registry": form.registry,
         "namespace": form.namespace,

@@ -157,7 +157,29 @@ class WhatIfRequestSerializer(serializers.Serializer):
         error_messages={"max_length": whatif.too_many_listed("images")},
         help_text=f"Image ids: the tags naming them; at most {whatif.MAX_LISTED}.",
     )
-    details = serializers.BooleanField(default=True, help_text="List manifests and tags affected.")
+    details = serializers.BooleanField(
+        default=True,
+        help_text=(
+            "List the manifests and tags affected: a page of `details_limit` of each (false: the "
+            "figures only, and the lists are not computed)."
+        ),
+    )
+    details_limit = serializers.IntegerField(
+        default=whatif.DEFAULT_DETAILS,
+        min_value=1,
+        max_value=whatif.MAX_DETAILS,
+        help_text=f"Rows per list (default {whatif.DEFAULT_DETAILS}, at most {whatif.MAX_DETAILS}).",
+    )
+    manifests_after = serializers.CharField(
+        required=False,
+        max_length=600,
+        help_text="`repository@digest`: list the lost manifests after this one (`manifests_next`).",
+    )
+    tags_after = serializers.CharField(
+        required=False,
+        max_length=600,
+        help_text="`repository:tag`: list the deleted tags after this one (`deleted_tags_next`).",
+    )
 
 
 class LostManifestSerializer(serializers.Serializer):
@@ -181,4 +203,45 @@ class DeletionImpactSerializer(serializers.Serializer):
     manifests = LostManifestSerializer(many=True)
     deleted_tags = serializers.ListField(
         child=serializers.ListField(child=serializers.CharField()), help_text="[id, repository, tag, digest]."
+    )
+    answered_by = serializers.ChoiceField(
+        choices=["maintained", "computed"],
+        help_text="maintained: read off the maintained figures (a whole registry); computed: the query.",
+    )
+    manifests_next = serializers.CharField(
+        allow_null=True,
+        help_text="`manifests_after` for the next page of `manifests`; null on the last.",
+    )
+    deleted_tags_next = serializers.CharField(
+        allow_null=True,
+        help_text="`tags_after` for the next page of `deleted_tags`; null on the last.",
+    )
+    manifests_next_url = serializers.CharField(
+        allow_null=True, help_text="The next page as a GET (GET only)."
+    )
+    deleted_tags_next_url = serializers.CharField(
+        allow_null=True, help_text="The next page as a GET (GET only)."
+    )
+
+
+class WhatIfJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["queued", "running", "succeeded", "failed"])
+    phase = serializers.CharField(help_text="What the worker is doing now.")
+    steps_done = serializers.IntegerField()
+    steps_total = serializers.IntegerField()
+    tags_selected = serializers.IntegerField(allow_null=True)
+    rule = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(help_text="The result is kept until then.")
+    error = serializers.CharField()
+    url = serializers.CharField(help_text="Poll here.")
+    result = serializers.JSONField(
+        allow_null=True,
+        help_text=(
+            "When succeeded: the what-if's figures, with at most WHATIF_JOB_DETAILS (1,000) lost manifests "
+            "and deleted tags (`manifests_more` / `deleted_tags_more` say whether more exist)."
+        ),
     )

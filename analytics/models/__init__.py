@@ -28,8 +28,10 @@ from analytics.models.engines import (
 )
 from analytics.models.figures import (
     BlobLine,
+    BlobRegistries,
     DiffIdCopies,
     LayerChain,
+    ManifestRegistries,
     NamespaceBlob,
     NamespaceFigures,
     NamespaceManifestRef,
@@ -48,6 +50,7 @@ __all__ = [
     "ApiToken",
     "Blob",
     "BlobLine",
+    "BlobRegistries",
     "DiffIdCopies",
     "Engine",
     "EngineHistoryEntry",
@@ -60,6 +63,7 @@ __all__ = [
     "LayerChain",
     "Manifest",
     "ManifestLayer",
+    "ManifestRegistries",
     "NamespaceBlob",
     "NamespaceFigures",
     "NamespaceManifestRef",

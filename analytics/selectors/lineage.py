@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, QuerySet
 
 from analytics.models import LayerChain, RepositoryManifest
@@ -251,7 +251,10 @@ def image_stale_base(*, holding: RepositoryManifest) -> list[StaleBase]:
 
 
 def _stale(imgs: str, params: dict[str, object]) -> list[StaleBase]:
-    with connection.cursor() as cursor:
+    # The planner's estimate of the lateral base lookup is orders of magnitude too high, enough for JIT
+    # compilation, which then takes longer than the query (1.7 s of 1.8 s at 20,000 images).
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(_STALE_SQL.format(imgs=imgs), params)
         rows = cursor.fetchall()
     out = []

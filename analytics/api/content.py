@@ -34,7 +34,7 @@ from analytics.selectors.images import (
 )
 from analytics.selectors.lists import tag_event_list, tag_list
 from analytics.selectors.scope import Scope
-from analytics.selectors.summary import dedup_summary
+from analytics.selectors.summary import dedup_summary, images_count_maintained
 
 # An image's detail embeds its bottom layers up to a page's worth; `layers/` pages them all.
 DETAIL_LAYERS = params.MAX_PAGE_SIZE
@@ -167,6 +167,10 @@ class ImageViewSet(CheckedQuery, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
     def list(self, request, *args, **kwargs):
         scope = scope_from_request(request)
         queryset = self.filter_queryset(images(scope=scope))
+        if not any(request.query_params.get(name) for name in ("search", *ImageFilter.base_filters)):
+            count = images_count_maintained(scope=scope)
+            if count is not None:  # a plain scope: its maintained image count, not count(*)
+                self.paginator.use_count(count)
         return self.image_page(queryset, scope=sizes_scope(scope))
 
     def retrieve(self, request, *args, **kwargs):

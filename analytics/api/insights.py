@@ -102,18 +102,22 @@ class ImageDerivedView(CheckedQuery, CSVListMixin, generics.ListAPIView):
 
 
 class StaleBasesView(CheckedQuery, APIView):
-    @extend_schema(
-        summary="Tags that moved while images built on their old digest are still tagged",
+    @paged_schema(
+        s.StaleBasePageSerializer,
+        summary="Tags that moved while images built on their old digest are still tagged (most images "
+        "first, uncounted offset pages)",
         parameters=[OpenApiParameter("registry", OpenApiTypes.STR, required=True)],
-        responses={200: s.StaleBaseSerializer(many=True), **SCOPE_ERRORS},
     )
     def get(self, request):
         registry = params.registry(request, required=True)
-        rows = [
-            {**asdict(r), "affected": [list(map(str, a)) for a in r.affected]}
-            for r in stale_bases(registry_id=registry.id)
-        ]
-        return Response(s.StaleBaseSerializer(rows, many=True).data)
+
+        def fetch(**page) -> list[dict]:
+            return [
+                {**asdict(r), "affected": [list(map(str, a)) for a in r.affected]}
+                for r in stale_bases(registry_id=registry.id, **page)
+            ]
+
+        return OffsetPage().selector_response(request, fetch, s.StaleBaseSerializer)
 
 
 # --- what-if deletion -------------------------------------------------------------------------------------

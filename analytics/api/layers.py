@@ -28,6 +28,7 @@ from analytics.api.serializers.content import (
     TopLayerSerializer,
 )
 from analytics.errors import InvalidRequest
+from analytics.models import Registry
 from analytics.selectors.images import images
 from analytics.selectors.layers import (
     layer_blob_id,
@@ -35,16 +36,21 @@ from analytics.selectors.layers import (
     layer_holders,
     layer_images,
     layer_ranking,
+    layer_ranking_maintained,
     layer_repositories,
     layer_top,
 )
 from analytics.selectors.scope import Scope
 
+# A layers list asking for any of these is computed from the holdings (offset pages, counted).
+COMPUTED_LIST_PARAMETERS = ("page", "ordering", "search", *LayerFilter.base_filters)
+
 
 @extend_schema_view(
     list=extend_schema(
-        summary="Layers ranked by how many images share them",
-        parameters=SCOPE_PARAMETERS,
+        summary="Layers ranked by how many images share them (keyset pages with `after` and no count on a "
+        "registry or no scope, default order and no filter; otherwise offset pages with a count)",
+        parameters=[*SCOPE_PARAMETERS, AFTER],
         responses={200: RankedLayerSerializer(many=True), **SCOPE_ERRORS},
     ),
     retrieve=extend_schema(
@@ -67,6 +73,26 @@ class LayerViewSet(CheckedQuery, CSVListMixin, ImagePageMixin, viewsets.ReadOnly
 
     def get_queryset(self):
         return layer_ranking(scope=scope_from_request(self.request))
+
+    def list(self, request, *args, **kwargs):
+        """A plain registry (or every registry) in the default order reads the maintained counts in
+        keyset pages; a filter, another order, `page` or another scope is computed (offset pages)."""
+        keyset = KeysetPage(request, parts=4)
+        scope = scope_from_request(request)
+        plain = scope in (Scope(), Scope(registry_id=scope.registry_id))
+        if not plain or any(request.query_params.get(name) for name in COMPUTED_LIST_PARAMETERS):
+            if keyset.after is not None:
+                raise InvalidRequest("after pages only a registry's (or every registry's) default ranking")
+            return super().list(request, *args, **kwargs)
+        if scope.registry_id is not None:
+            registries = [scope.registry_id]
+        else:
+            registries = list(Registry.objects.order_by("id").values_list("id", flat=True))
+        fetch = partial(layer_ranking_maintained, registry_ids=registries)
+        if keyset.whole_list:
+            return keyset.stream(fetch, self.csv_chunk)
+        found, nxt = fetch(after=keyset.after, limit=keyset.size)
+        return keyset.response(self.get_serializer(found, many=True).data, nxt, offset_shaped=True)
 
     @extend_schema(
         summary="Images holding this layer (keyset pages with `after` on a registry or no scope, "

@@ -13,7 +13,9 @@ A CSV request without `page` or `after` streams the whole list instead (`analyti
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
+from django.core.paginator import Paginator as DjangoPaginator
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
@@ -32,12 +34,26 @@ def page_link(request, number: int) -> str:
     return link(request, "page", None if number == 1 else number)
 
 
+class _KnownCountPaginator(DjangoPaginator):
+    """Django's paginator with the list's length given (a maintained count), never `count(*)`."""
+
+    def __init__(self, object_list, per_page, *, known_count: int, **kwargs) -> None:
+        super().__init__(object_list, per_page, **kwargs)
+        self.__dict__["count"] = known_count  # the cached_property's slot
+
+
 class OffsetPage(PageNumberPagination):
-    """`?page=` (from 1; `last` on counted lists) and `?page_size=` (capped at `MAX_PAGE_SIZE`)."""
+    """`?page=` (from 1; `last` on counted lists) and `?page_size=` (capped at `MAX_PAGE_SIZE`).
+
+    `use_count(n)` before paginating gives the list's length from maintained figures, so the page
+    costs its rows, not a `count(*)` over the scope."""
 
     page_size = params.DEFAULT_PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = params.MAX_PAGE_SIZE
+
+    def use_count(self, count: int) -> None:
+        self.django_paginator_class = partial(_KnownCountPaginator, known_count=count)
 
     def get_page_size(self, request) -> int:
         return params.page_size(request)

@@ -13,7 +13,9 @@ transaction as the holdings it changes:
 - `RegistryHeld`: the distinct manifests and blobs a registry holds and its current tags (the what-if
   of deleting every tag, read in one row);
 - `NamespaceBlob`, `NamespaceManifestRef`, `NamespaceFigures`: the same per namespace (every strict
-  path prefix of a repository name), by the same deltas.
+  path prefix of a repository name), by the same deltas;
+- `BlobRegistries`, `ManifestRegistries`: how many registries hold each digest, moved only when a
+  registry starts or stops holding it (the summary of all registries, content in several registries).
 
 A repository scan changes a set of holdings (present flipped on or off); `figures_apply` turns that set
 into signed deltas, set-based, and detects 0 <-> positive transitions from the upsert's new value minus
@@ -94,11 +96,20 @@ up AS (
     RETURNING blob_id, refs, layer_refs
 ),
 t AS (
-    SELECT b.size, b.uncompressed_size AS usize, b.media_type IN ({FOREIGN_TYPES_SQL}) AS foreign_,
+    SELECT up.blob_id, b.size, b.uncompressed_size AS usize,
+        b.media_type IN ({FOREIGN_TYPES_SQL}) AS foreign_,
         sign(greatest(up.refs, 0)) - sign(greatest(up.refs - rd.refs, 0)) AS stored,
         sign(greatest(up.layer_refs, 0)) - sign(greatest(up.layer_refs - rd.layer_refs, 0)) AS layer,
         rd.logical_refs, rd.layer_logical_refs
     FROM up JOIN rd USING (blob_id) JOIN analytics_blob b ON b.id = up.blob_id
+),
+across AS (
+    -- the registry started or stopped holding these blobs: how many registries hold each
+    INSERT INTO analytics_blobregistries (blob_id, registries, layer_registries, size)
+    SELECT blob_id, stored, layer, size FROM t WHERE stored <> 0 OR layer <> 0 ORDER BY blob_id
+    ON CONFLICT (blob_id) DO UPDATE SET
+        registries = analytics_blobregistries.registries + excluded.registries,
+        layer_registries = analytics_blobregistries.layer_registries + excluded.layer_registries
 )
 SELECT
     coalesce(sum(size * stored) FILTER (WHERE NOT foreign_), 0),
@@ -129,6 +140,16 @@ up AS (
     ON CONFLICT (registry_id, manifest_id)
     DO UPDATE SET refs = analytics_registrymanifestref.refs + excluded.refs
     RETURNING manifest_id, refs
+),
+t AS (
+    SELECT d.manifest_id, d.size, sign(greatest(up.refs, 0)) - sign(greatest(up.refs - d.sign, 0)) AS stored
+    FROM up JOIN d USING (manifest_id)
+),
+across AS (
+    INSERT INTO analytics_manifestregistries (manifest_id, registries, size)
+    SELECT manifest_id, stored, size FROM t WHERE stored <> 0 ORDER BY manifest_id
+    ON CONFLICT (manifest_id) DO UPDATE SET
+        registries = analytics_manifestregistries.registries + excluded.registries
 )
 SELECT
     coalesce(sum(d.size * (sign(greatest(up.refs, 0)) - sign(greatest(up.refs - d.sign, 0)))), 0),
@@ -467,6 +488,19 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
         )
         cursor.execute(
             "DELETE FROM analytics_registrymanifestref WHERE registry_id = %(registry)s AND refs <= 0 "
+            "AND manifest_id = ANY(%(ids)s::int[])",
+            params,
+        )
+        cursor.execute(
+            """DELETE FROM analytics_blobregistries WHERE registries <= 0 AND layer_registries <= 0
+               AND blob_id IN (SELECT ml.blob_id FROM analytics_manifestlayer ml
+                               WHERE ml.manifest_id = ANY(%(ids)s::int[])
+                               UNION SELECT config_id FROM analytics_manifest
+                               WHERE id = ANY(%(ids)s::int[]))""",
+            params,
+        )
+        cursor.execute(
+            "DELETE FROM analytics_manifestregistries WHERE registries <= 0 "
             "AND manifest_id = ANY(%(ids)s::int[])",
             params,
         )

@@ -218,6 +218,7 @@ def figures_rebuild(*, registry_id: int) -> None:
             cursor.execute(sql, {"registry": registry_id})
         instructions_rebuild(registry_id=registry_id)
         cursor.execute(_REBUILD_HELD, {"registry": registry_id})
+        registries_rebuild()
         # global, kept by triggers on analytics_blob; recounted here to repair a concurrent first copy
         cursor.execute("DELETE FROM analytics_diffidcopies")
         cursor.execute(
@@ -260,4 +261,22 @@ def instructions_rebuild(*, registry_id: int) -> None:
                 WHERE rb.registry_id = %(registry)s AND rb.layer_refs > 0
                 GROUP BY 2""",
             {"registry": registry_id},
+        )
+
+
+def registries_rebuild() -> None:
+    """Recount `BlobRegistries` and `ManifestRegistries` (registries holding each digest) from every
+    registry's maintained rows: global, so after any registry's rebuild."""
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM analytics_blobregistries")
+        cursor.execute(
+            """INSERT INTO analytics_blobregistries (blob_id, registries, layer_registries, size)
+               SELECT blob_id, count(*), count(*) FILTER (WHERE layer_refs > 0), max(size)
+               FROM analytics_registryblob WHERE refs > 0 GROUP BY blob_id"""
+        )
+        cursor.execute("DELETE FROM analytics_manifestregistries")
+        cursor.execute(
+            """INSERT INTO analytics_manifestregistries (manifest_id, registries, size)
+               SELECT x.manifest_id, count(*), max(m.size) FROM analytics_registrymanifestref x
+               JOIN analytics_manifest m ON m.id = x.manifest_id WHERE x.refs > 0 GROUP BY x.manifest_id"""
         )

@@ -2,15 +2,11 @@ from django.db import migrations
 
 
 def backfill(apps, schema_editor):
-    """Existing registries get every maintained figure once, from the holdings; scans keep them after.
+    """Done by 0023_figures_backfill instead.
 
-    Runs after the last migration that changes the maintained tables, with the code that matches them.
-    A migration that changes those tables later must move this step after itself.
+    A backfill here would run today's analytics.ingest.rebuild, whose SQL names tables that later
+    migrations add; on a database upgraded from before 0022 it fails.
     """
-    from analytics.ingest.rebuild import figures_rebuild
-
-    for registry_id in apps.get_model("analytics", "Registry").objects.values_list("id", flat=True):
-        figures_rebuild(registry_id=registry_id)
 
 
 class Migration(migrations.Migration):

@@ -28,8 +28,10 @@ from analytics.models.engines import (
 )
 from analytics.models.figures import (
     BlobLine,
+    BlobRegistries,
     DiffIdCopies,
     LayerChain,
+    ManifestRegistries,
     NamespaceBlob,
     NamespaceFigures,
     NamespaceManifestRef,
@@ -50,6 +52,7 @@ __all__ = [
     "ApiToken",
     "Blob",
     "BlobLine",
+    "BlobRegistries",
     "DiffIdCopies",
     "Engine",
     "EngineHistoryEntry",
@@ -62,6 +65,7 @@ __all__ = [
     "LayerChain",
     "Manifest",
     "ManifestLayer",
+    "ManifestRegistries",
     "NamespaceBlob",
     "NamespaceFigures",
     "NamespaceManifestRef",

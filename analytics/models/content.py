@@ -142,6 +142,14 @@ class TagEvent(models.Model):
 
     class Meta:
         ordering = ["-seen_at", "-id"]
+        indexes = [
+            # the moves only (a tag from one digest to another): stale bases start from them
+            models.Index(
+                fields=["old_digest"],
+                name="tag_event_moves",
+                condition=~models.Q(old_digest="") & ~models.Q(new_digest=""),
+            )
+        ]
 
 
 class HistoryEntry(models.Model):

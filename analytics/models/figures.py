@@ -91,6 +91,16 @@ class RegistryBlob(models.Model):
                 name="registry_blob_size",
                 condition=Q(layer_refs__gt=0),
             ),
+            # the layer ranking's default order (most images, most bytes saved, blob), ascending so a
+            # row comparison pages it (analytics.selectors.layers.layer_ranking_maintained)
+            models.Index(
+                "registry",
+                models.F("images") * -1,
+                models.F("size") * (models.F("images") - 1) * -1,
+                "blob",
+                name="registry_blob_ranking",
+                condition=Q(images__gt=0),
+            ),
         ]
 
 
@@ -116,6 +126,48 @@ class RegistryManifestRef(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["registry", "manifest"], name="registry_manifest_ref_unique")
+        ]
+
+
+class BlobRegistries(models.Model):
+    """How many registries hold a blob now (maintained): `registries` those whose `RegistryBlob.refs`
+    is above zero, `layer_registries` those whose `layer_refs` is. Moved only when a registry starts or
+    stops holding the blob (`analytics.ingest.figures`), so a layer shared inside one registry never
+    writes here. Rows above one registry are the cross-registry copies (`cross_registry_content`) and the
+    correction from the sum of the registries' summaries to the summary of all of them."""
+
+    blob = models.OneToOneField(Blob, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    registries = models.IntegerField(default=0)
+    layer_registries = models.IntegerField(default=0)
+    size = models.BigIntegerField(default=0)  # the blob's, fixed by its digest: the order below
+
+    class Meta:
+        verbose_name_plural = "blob registries"
+        indexes = [
+            models.Index(
+                (models.F("size") * (models.F("registries") - 1)).desc(),
+                name="blob_registries_cross",
+                condition=Q(registries__gt=1),
+            )
+        ]
+
+
+class ManifestRegistries(models.Model):
+    """How many registries hold a manifest now (`RegistryManifestRef.refs` above zero), like
+    `BlobRegistries`."""
+
+    manifest = models.OneToOneField(Manifest, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    registries = models.IntegerField(default=0)
+    size = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "manifest registries"
+        indexes = [
+            models.Index(
+                (models.F("size") * (models.F("registries") - 1)).desc(),
+                name="manifest_registries_cross",
+                condition=Q(registries__gt=1),
+            )
         ]
 
 

@@ -116,13 +116,14 @@ LIMIT %s OFFSET %s
 """
 _MISSED_SQL = "WITH" + _SCOPED_BLOBS + _MISSED_GROUPS
 
-# A plain registry scope starts from the few diff_ids stored more than once (`DiffIdCopies`, kept by
-# triggers) and keeps the copies the registry holds as layers (`RegistryBlob.layer_refs`).
+# A plain registry scope (or all of them) starts from the few diff_ids stored more than once
+# (`DiffIdCopies`, kept by triggers) and keeps the copies each registry holds as layers
+# (`RegistryBlob.layer_refs`).
 _MISSED_REGISTRY_SQL = (
     """WITH layers AS (
     SELECT rb.registry_id, rb.blob_id FROM analytics_diffidcopies d
     JOIN analytics_blob b ON b.diff_id = d.diff_id
-    JOIN analytics_registryblob rb ON rb.blob_id = b.id AND rb.registry_id = %s AND rb.layer_refs > 0
+    JOIN analytics_registryblob rb ON rb.blob_id = b.id AND rb.registry_id = ANY(%s) AND rb.layer_refs > 0
 )"""
     + _MISSED_GROUPS
 )
@@ -142,8 +143,9 @@ class MissedSaving:
 
 def missed_savings(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[MissedSaving]:
     """The same uncompressed layer (`diff_id`) stored under several blob digests, per registry."""
-    if scope.registry_id is not None and scope == Scope(registry_id=scope.registry_id):
-        rows = _rows(_MISSED_REGISTRY_SQL, [scope.registry_id, limit, offset])
+    registries = _plain_registries(scope)
+    if registries is not None:
+        rows = _rows(_MISSED_REGISTRY_SQL, [registries, limit, offset])
     else:
         where, params = scope.where()
         rows = _rows(_MISSED_SQL.format(where=where), [*params, limit, offset])
@@ -348,10 +350,54 @@ class CrossRegistryContent:
     registry_names: tuple[str, ...]
 
 
+# Tagged content reads the maintained registries per digest (`BlobRegistries`, `ManifestRegistries`):
+# only digests several registries hold have rows in their partial indexes, walked in the list's order;
+# the registries' names are looked up for the page's rows only.
+_CROSS_MAINTAINED_SQL = """
+WITH page AS (
+    SELECT * FROM (
+        SELECT 'blob' AS kind, br.blob_id AS id, b.digest, br.size, br.registries
+        FROM analytics_blobregistries br JOIN analytics_blob b ON b.id = br.blob_id
+        WHERE br.registries > 1
+        UNION ALL
+        SELECT 'manifest', mr.manifest_id, m.digest, mr.size, mr.registries
+        FROM analytics_manifestregistries mr JOIN analytics_manifest m ON m.id = mr.manifest_id
+        WHERE mr.registries > 1
+    ) x
+    ORDER BY size * (registries - 1) DESC, digest
+    LIMIT %s OFFSET %s
+)
+SELECT p.kind, p.digest, p.size, p.registries, p.size * p.registries, ARRAY(
+    SELECT reg.name FROM analytics_registry reg
+    WHERE (p.kind = 'blob' AND EXISTS (
+            SELECT 1 FROM analytics_registryblob rb
+            WHERE rb.registry_id = reg.id AND rb.blob_id = p.id AND rb.refs > 0))
+       OR (p.kind = 'manifest' AND EXISTS (
+            SELECT 1 FROM analytics_registrymanifestref x
+            WHERE x.registry_id = reg.id AND x.manifest_id = p.id AND x.refs > 0))
+    ORDER BY reg.name)
+FROM page p
+ORDER BY p.size * (p.registries - 1) DESC, p.digest
+"""
+
+
 def cross_registry_content(
     *, include_untagged: bool = False, limit: int = 50, offset: int = 0
 ) -> list[CrossRegistryContent]:
-    """Digests held in more than one registry: each registry stores (and pays for) its own copy."""
+    """Digests held in more than one registry: each registry stores (and pays for) its own copy.
+
+    Tagged content reads the maintained registries per digest; with untagged holdings it is computed
+    (`cross_registry_content_computed`)."""
+    if include_untagged:
+        return cross_registry_content_computed(include_untagged=True, limit=limit, offset=offset)
+    rows = _rows(_CROSS_MAINTAINED_SQL, [limit, offset])
+    return [CrossRegistryContent(k, d, int(s), n, int(t), tuple(names)) for k, d, s, n, t, names in rows]
+
+
+def cross_registry_content_computed(
+    *, include_untagged: bool = False, limit: int = 50, offset: int = 0
+) -> list[CrossRegistryContent]:
+    """`cross_registry_content` from the holdings: every held manifest's digests, grouped."""
     where, params = Scope(include_untagged=include_untagged).where()
     rows = _rows(_CROSS_SQL.format(where=where), [*params, limit, offset])
     return [CrossRegistryContent(k, d, int(s), n, int(t), tuple(names)) for k, d, s, n, t, names in rows]

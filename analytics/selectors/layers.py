@@ -8,6 +8,7 @@ Tagged (present) holdings only; artifacts and indexes never count as images.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from django.db import connection
@@ -171,6 +172,65 @@ def layer_blob_id(*, digest: str) -> int:
     if not rows:
         raise NotFound(f"no layer {digest!r}")
     return int(rows[0][0])
+
+
+# The ranking's default order read from the maintained counts, per registry: most images first, then
+# most bytes saved, then blob id, all spelled ascending (times -1, as the index spells them) so a row
+# comparison walks `registry_blob_ranking` (registry, images * -1, size * (images - 1) * -1, blob)
+# WHERE images > 0 from the key on. With no registry,
+# each registry's first rows after the key are merged (a layer counts once per registry: the registry
+# rule), the registry id breaking ties. A blob id is an integer, so `blob > k2 - 1` is `blob >= k2`: the
+# registries after the key's own include the key's layer.
+_RANKING_SQL = """
+SELECT x.* FROM unnest(%(registries)s::int[]) AS reg(id) CROSS JOIN LATERAL (
+    SELECT rb.registry_id, rb.blob_id, rb.images, rb.repositories, rb.size * (rb.images - 1) AS saved
+    FROM analytics_registryblob rb
+    WHERE rb.registry_id = reg.id AND rb.images > 0 AND {after}
+    ORDER BY rb.images * -1, rb.size * (rb.images - 1) * -1, rb.blob_id
+    LIMIT %(limit)s
+) x
+ORDER BY x.images DESC, x.saved DESC, x.blob_id, x.registry_id
+LIMIT %(limit)s
+"""
+_RANKING_AFTER = """(rb.images * -1, rb.size * (rb.images - 1) * -1, rb.blob_id)
+    > (-%(k0)s::int, -%(k1)s::bigint, %(k2)s - (reg.id > %(k3)s)::int)"""
+
+
+def _first_lines(blob_ids: list[int]) -> QuerySet[Blob]:
+    """The page's blobs with `created_by` as `layer_ranking` finds it (any manifest's line for the layer)."""
+    first_line = ManifestLayer.objects.filter(blob_id=OuterRef("id")).annotate(cb=created_by_subquery())
+    return Blob.objects.filter(id__in=blob_ids).annotate(
+        created_by=Subquery(first_line.exclude(cb=None).values("cb")[:1])
+    )
+
+
+def layer_ranking_maintained(
+    *, registry_ids: list[int], after: tuple[int, ...] | None = None, limit: int = 50
+) -> tuple[list[Blob], tuple[int, int, int, int] | None]:
+    """`layer_ranking`'s default order for plain registries, as a keyset page over `RegistryBlob`.
+
+    Each row is a layer of one registry with the registry's maintained counts (`images`: tagged image
+    holdings listing it; `repositories`; `saved_bytes` = size * (images - 1)), the Blob with `images`,
+    `repositories`, `saved_bytes`, `created_by` and `registry_id` set. The key is (images, saved bytes,
+    blob id, registry id) of the page's last row; None on the last page. Costs the page, not the registry.
+    """
+    params: dict[str, object] = {"registries": list(registry_ids), "limit": limit + 1}
+    if after is not None:
+        params.update(k0=after[0], k1=after[1], k2=after[2], k3=after[3])
+    rows = _rows(_RANKING_SQL.format(after=_RANKING_AFTER if after else "TRUE"), params)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    blobs = {b.id: b for b in _first_lines([r[1] for r in rows])}
+    page = []
+    for registry_id, blob_id, n_images, n_repositories, saved in rows:
+        blob = copy.copy(blobs[blob_id])  # one blob may rank in several registries
+        blob.registry_id, blob.images, blob.repositories = registry_id, n_images, n_repositories
+        blob.saved_bytes = int(saved)
+        page.append(blob)
+    if not more or not page:
+        return page, None
+    last = page[-1]
+    return page, (last.images, last.saved_bytes, last.id, last.registry_id)
 
 
 def layer_ranking(*, scope: Scope) -> QuerySet[Blob]:

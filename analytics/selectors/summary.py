@@ -1,8 +1,8 @@
 """Dedup summaries of a scope (DESIGN section 3): images, distinct layers, logical, stored and saved
 bytes and the ratio, with their layer-only and uncompressed variants.
 
-A plain registry, repository or namespace scope reads the figures ingest maintains; any other scope is
-computed from its holdings."""
+A plain registry, repository or namespace scope, or all registries, reads the figures ingest maintains;
+any other scope is computed from its holdings."""
 
 from __future__ import annotations
 
@@ -123,6 +123,70 @@ def _uncompressed_fields(
     }
 
 
+# What the sum of the registries' rows counts more than once: a digest held by k > 1 registries is
+# stored (and counted distinct) once in the summary of all of them, k times in the sum. Read from the
+# maintained registries per digest, over the digests several registries hold only (a partial index).
+_ACROSS_SQL = f"""
+SELECT
+    coalesce(sum(br.layer_registries - 1) FILTER (WHERE br.layer_registries > 1 AND NOT f), 0),
+    coalesce(sum(br.size * (br.registries - 1)) FILTER (WHERE NOT f), 0)
+      + (SELECT coalesce(sum(size * (registries - 1)), 0) FROM analytics_manifestregistries
+         WHERE registries > 1),
+    coalesce(sum(br.size * (br.layer_registries - 1)) FILTER (WHERE br.layer_registries > 1 AND NOT f), 0),
+    coalesce(sum(br.size * (br.registries - 1)) FILTER (WHERE f), 0),
+    coalesce(sum(br.layer_registries - 1)
+             FILTER (WHERE br.layer_registries > 1 AND NOT f AND u IS NOT NULL), 0),
+    coalesce(sum(u * (br.layer_registries - 1)) FILTER (WHERE br.layer_registries > 1 AND NOT f), 0),
+    coalesce(sum(br.size * (br.layer_registries - 1))
+             FILTER (WHERE br.layer_registries > 1 AND NOT f AND u IS NOT NULL), 0)
+FROM analytics_blobregistries br
+JOIN LATERAL (SELECT b.media_type IN ({FOREIGN_TYPES_SQL}) AS f, b.uncompressed_size AS u
+              FROM analytics_blob b WHERE b.id = br.blob_id) b ON TRUE
+WHERE br.registries > 1
+"""
+_ACROSS_FIELDS = (
+    "distinct_layers",
+    "stored_bytes",
+    "layers_stored_bytes",
+    "foreign_bytes",
+    "uncompressed_known_layers",
+    "uncompressed_stored_bytes",
+    "uncompressed_known_compressed_bytes",
+)
+
+
+def _all_registries_row() -> dict[str, int] | None:
+    """The summary of every registry (tagged, no filter) from the maintained rows: each registry's row
+    summed, less what digests held by several registries add more than once. None before any row."""
+    rows = list(ScopeFigures.objects.filter(repository=None).values())
+    if not rows:
+        return None
+    total = {f: sum(int(r[f]) for r in rows) for f in _SUMMED_FIELDS}
+    with connection.cursor() as cursor:
+        cursor.execute(_ACROSS_SQL)
+        for name, value in zip(_ACROSS_FIELDS, cursor.fetchone(), strict=True):
+            total[name] -= int(value)
+    return total
+
+
+_SUMMED_FIELDS = (
+    "images",
+    "manifests",
+    "indexes",
+    "repositories",
+    "distinct_layers",
+    "logical_bytes",
+    "stored_bytes",
+    "layers_logical_bytes",
+    "layers_stored_bytes",
+    "foreign_bytes",
+    "uncompressed_known_layers",
+    "uncompressed_logical_bytes",
+    "uncompressed_stored_bytes",
+    "uncompressed_known_compressed_bytes",
+)
+
+
 def _maintained_row(scope: Scope) -> dict[str, int] | None:
     """The maintained row answering a plain registry, repository or namespace scope, if the scope is one.
 
@@ -134,8 +198,10 @@ def _maintained_row(scope: Scope) -> dict[str, int] | None:
         _, ns = namespace
         return NamespaceFigures.objects.filter(registry_id=scope.registry_id, namespace=ns).values().first()
     plain = Scope(registry_id=scope.registry_id, repository_id=scope.repository_id)
-    if scope != plain or (scope.registry_id is None and scope.repository_id is None):
+    if scope != plain:
         return None
+    if scope.registry_id is None and scope.repository_id is None:
+        return _all_registries_row()
     if scope.repository_id is not None:
         qs = ScopeFigures.objects.filter(repository_id=scope.repository_id)
         if scope.registry_id is not None:
@@ -148,11 +214,22 @@ def _maintained_row(scope: Scope) -> dict[str, int] | None:
     return row
 
 
+def images_count_maintained(*, scope: Scope) -> int | None:
+    """How many images a plain registry, repository or namespace scope, or every registry, holds (tagged,
+    no filter), from the maintained rows; None for any other scope (count it)."""
+    if scope == Scope():
+        counts = list(ScopeFigures.objects.filter(repository=None).values_list("images", flat=True))
+        return sum(counts) if counts else None
+    row = _maintained_row(scope)
+    return None if row is None else int(row["images"])
+
+
 def dedup_summary(*, scope: Scope) -> DedupSummary:
     """Images, distinct layers, logical, stored and saved bytes and the ratio, for one scope.
 
-    A plain registry, repository or namespace scope (tagged only, no filter) reads the figures ingest
-    maintains (`analytics.ingest.figures`); any other scope is computed from the holdings.
+    A plain registry, repository or namespace scope, or all registries (tagged only, no filter), reads
+    the figures ingest maintains (`analytics.ingest.figures`); any other scope is computed from the
+    holdings.
     """
     row = _maintained_row(scope)
     if row is None:

@@ -54,6 +54,9 @@ class StaleBaseSerializer(serializers.Serializer):
     )
 
 
+StaleBasePageSerializer = offset_page(StaleBaseSerializer)
+
+
 class MissedSavingSerializer(serializers.Serializer):
     registry_id = serializers.IntegerField()
     registry = serializers.CharField()

@@ -27,7 +27,7 @@ from analytics.models import (
 from analytics.selectors import content, whatif
 from analytics.selectors.images import image_get_queryset, image_layers, image_sizes, image_tags, images
 from analytics.selectors.layers import layer_top
-from analytics.selectors.lineage import BaseImage, StaleBase, image_lineage, stale_bases
+from analytics.selectors.lineage import BaseImage, image_lineage, image_stale_base
 from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
@@ -247,19 +247,6 @@ def layers_counts(*, blob_ids: list[int], registry_id: int) -> dict[int, tuple[i
     return {blob_id: (images, repositories) for blob_id, images, repositories in rows}
 
 
-def image_stale_bases(*, holding: RepositoryManifest) -> list[StaleBase]:
-    """The stale bases (moved tags) this image is built on: the API's `stale-bases/` rows naming it.
-
-    The one place the image page asks it. For now it reads the registry-wide selector (a query over
-    every image of the registry) and keeps this image's rows; switch it to a per-image selector of
-    `analytics.selectors.lineage` when there is one."""
-    return [
-        s
-        for s in stale_bases(registry_id=holding.repository.registry_id)
-        if any(a[0] == holding.id for a in s.affected)
-    ]
-
-
 def image_page(*, holding_id: int) -> dict:
     try:
         holding = image_get_queryset().get(id=holding_id)
@@ -293,7 +280,7 @@ def image_page(*, holding_id: int) -> dict:
     )
     stale = [
         {"repository": s.repository, "tag": s.tag, "old_digest": s.old_digest, "new_digest": s.new_digest}
-        for s in image_stale_bases(holding=holding)
+        for s in image_stale_base(holding=holding)
     ]
     # On a stale base the base is no longer tagged: the chain then walks untagged holdings too, so
     # the page names the old base instead of claiming there is none.

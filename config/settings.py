@@ -243,6 +243,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two models' `status` choices differ: each enum named for its model.
+    "ENUM_NAME_OVERRIDES": {
+        "ScanStatusEnum": "analytics.models.scans.Scan.Status",
+        "WhatIfJobStatusEnum": "analytics.models.jobs.WhatIfJob.Status",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ def test_every_task_has_its_queue():
         "workers.tasks.requeue_stuck_scans": settings.QUEUE_CONTROL,
         "workers.tasks.scan_repository": settings.QUEUE_INTERACTIVE,
         "workers.tasks.scan_engine": settings.QUEUE_INTERACTIVE,
+        "workers.tasks.whatif_job": settings.QUEUE_INTERACTIVE,
         "workers.tasks.scan_registry": settings.QUEUE_BULK,
         "workers.tasks.scan_repositories": settings.QUEUE_BULK,
     }

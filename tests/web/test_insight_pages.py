@@ -62,7 +62,7 @@ def test_stale_base_and_missed_savings_pages(test_registry, scratch, live_server
 
     # --- Image: the warning names the moved tag with the digests the API and skopeo give
     visit(browser, f"{base}/ui/images/{web_id}/", "image-stale-base")
-    [row] = api(browser, f"{base}/api/v1/stale-bases/?registry={registry.id}")
+    [row] = api(browser, f"{base}/api/v1/stale-bases/?registry={registry.id}")["results"]
     assert (row["repository"], row["tag"], row["old_digest"], row["new_digest"]) == (
         "base/os",
         "1",

@@ -15,8 +15,18 @@ from datetime import timedelta
 from celery import current_app
 from django.utils import timezone
 
-from analytics.models import Repository, Scan
+from analytics.models import ManifestLayer, Repository, Scan, ScanError, Tag
 from analytics.scans.start import scan_request_resolve, scan_start
+from harness.catalog_registry import (
+    AT_CAP_LAYERS,
+    DRIP_MANIFEST,
+    DRIP_TAGS,
+    ENDLESS,
+    HOSTILE_REPOSITORIES,
+    INVALID_NAMES,
+    LAYERS,
+    WIDE_LAYERS,
+)
 
 
 def wait_for(predicate, *, timeout: float, every: float = 0.05):
@@ -95,3 +105,66 @@ def control_delays(*, due: str, stuck: str, timeout: float = 60) -> ControlDelay
         enqueue_due_scans=(created.created_at - sent_at).total_seconds(),
         requeue_stuck_scans=(requeued.enqueued_at - sent_at).total_seconds(),
     )
+
+
+# What each hostile repository of the catalog registry (`hostile=True`) comes to in a crawl, as the
+# scanner's caps say: (child status, ScanError kind, words its message must hold).
+HOSTILE_EXPECTED: dict[str, tuple[str, str, str]] = {
+    # workers/registry/client.py MAX_TAGS: the listing stops past 100,000 tags and fails the repository.
+    ENDLESS: (Scan.Status.FAILED, "ProtocolError", "tags list goes on past 100,000 entries"),
+    # workers/registry/snapshot.py MAX_MANIFEST_LAYERS: that tag fails, the repository's others are read.
+    LAYERS: (
+        Scan.Status.PARTIAL,
+        "ManifestError",
+        f"manifest of {WIDE_LAYERS} layers is over the 1024 limit",
+    ),
+    # REGISTRY_TOTAL_TIMEOUT_SECONDS: each try ends at the total time limit; a transient error, retried
+    # by the task until its retries are spent.
+    DRIP_TAGS: (Scan.Status.FAILED, "ScanFailed", "total time limit"),
+    DRIP_MANIFEST: (Scan.Status.FAILED, "ScanFailed", "total time limit"),
+}
+
+
+def hostile_children(crawl: Scan) -> dict[str, Scan]:
+    """The crawl's child scans of the hostile repositories, by repository name (those created)."""
+    children = Scan.objects.filter(parent=crawl, repository__name__in=HOSTILE_REPOSITORIES)
+    return {child.repository.name: child for child in children.select_related("repository")}
+
+
+def hostile_problems(crawl: Scan) -> list[str]:
+    """How a finished hostile crawl differs from what the caps say ([] when it does not): each hostile
+    repository finished as `HOSTILE_EXPECTED` with its error row; the `at-cap` tag stored with all its
+    1,024 layers; every invalid catalog name an `InvalidRepositoryName` error on the crawl and no
+    `Repository` row; the crawl itself finished, not failed."""
+    problems = []
+    crawl.refresh_from_db()
+    if crawl.finished_at is None or crawl.status == Scan.Status.FAILED:
+        problems.append(f"the crawl is {crawl.status} (finished at {crawl.finished_at}): {crawl.message}")
+    children = hostile_children(crawl)
+    for name, (status, kind, words) in HOSTILE_EXPECTED.items():
+        child = children.get(name)
+        if child is None:
+            problems.append(f"{name}: no child scan")
+            continue
+        errors = list(ScanError.objects.filter(scan=child).values_list("kind", "message"))
+        if child.status != status:
+            problems.append(f"{name}: {child.status}, not {status} ({child.message[:200]!r}, {errors[:3]})")
+        if not any(k == kind and words in m for k, m in errors):
+            problems.append(f"{name}: no {kind} error saying {words!r}: {errors[:3]}")
+    tags = Tag.objects.filter(repository__registry=crawl.registry, repository__name=LAYERS)
+    at_cap = tags.filter(name="at-cap").first()
+    layers = ManifestLayer.objects.filter(manifest_id=at_cap.manifest_id).count() if at_cap else None
+    if layers != AT_CAP_LAYERS:
+        problems.append(f"{LAYERS}:at-cap stored with {layers} layers, not {AT_CAP_LAYERS}")
+    if tags.filter(name="wide").exists():
+        problems.append(f"{LAYERS}:wide stored as a tag")
+    # (A name with a NUL cannot even be asked for: PostgreSQL text holds none. Its error row counts below.)
+    storable = [name for name in INVALID_NAMES if "\x00" not in name]
+    invalid = Repository.objects.filter(registry=crawl.registry, name__in=storable)
+    stored = list(invalid.values_list("name", flat=True))
+    if stored:
+        problems.append(f"invalid names stored as repositories: {stored}")
+    refused = ScanError.objects.filter(scan=crawl, kind="InvalidRepositoryName").count()
+    if refused != len(INVALID_NAMES):
+        problems.append(f"{refused} InvalidRepositoryName errors on the crawl, not {len(INVALID_NAMES)}")
+    return problems

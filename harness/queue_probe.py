@@ -1,6 +1,7 @@
 """What a crawl costs everyone else, measured through real workers: how long a one-tag scan of another
 registry takes from its start to its end, and how long beat's two tasks wait before they run. Shared
-by the queue tests and `bench/queues.py`; all times are this machine's clock (workers and test alike).
+by the queue tests, `bench/queues.py` and `bench/hostile.py`, with what a hostile crawl must come to
+(`hostile_problems`); all times are this machine's clock (workers and test alike).
 
 Beat's tasks are sent as beat sends them (`send_task` by name, routed by the settings) and timed by what
 they write: `enqueue_due_scans` creates the scan of a repository made due for it (`created_at`),

@@ -3,12 +3,12 @@
 In one run, on loopback:
 
 1. The other tenant: a real CNCF registry with three one-tag repositories. The crawl: a catalog server
-   (tests/support/catalog_registry.py) listing `--repos` repositories (100,000), each one tag of an
+   (harness/catalog_registry.py) listing `--repos` repositories (100,000), each one tag of an
    image of its own.
 2. Real workers in the `make run` layout: one taking every queue (`--concurrency` processes), one
    taking control and interactive (one process).
 3. Idle: `--samples` one-tag scans of the other registry (creation to finish) and as many sends of
-   beat's two tasks (send to run; tests/support/queue_probe.py), so the figures below have their
+   beat's two tasks (send to run; harness/queue_probe.py), so the figures below have their
    baseline from the same run.
 4. The crawl starts; once it has created `--under-way` children, the same samples again every
    `--every` seconds, at least `--samples` and until the catalog is listed, each with the crawl's
@@ -75,11 +75,11 @@ def main() -> int:
     from analytics.models import Scan
     from analytics.scans.start import scan_start
     from config.celery import app
+    from harness.catalog_registry import catalog_registry
     from harness.celery_worker import CeleryWorker
     from harness.pusher import Pusher
+    from harness.queue_probe import control_delays, one_tag_scan
     from harness.registry import RegistryServer
-    from tests.support.catalog_registry import catalog_registry
-    from tests.support.queue_probe import control_delays, one_tag_scan
 
     call_command("migrate", "--noinput", verbosity=0)
     app.control.purge()

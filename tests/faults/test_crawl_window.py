@@ -12,8 +12,8 @@ import pytest
 from analytics.models import Scan
 from analytics.scans.schedule import stuck_scans_requeue
 from analytics.scans.start import scan_start
+from harness.catalog_registry import catalog_registry
 from tests.faults.conftest import overlapping_scans, recorded, scan_events
-from tests.support.catalog_registry import catalog_registry
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """One tenant's crawl does not starve anyone else, with real workers: while a registry of thousands of
-repositories is crawled (tests/support/catalog_registry.py), a one-tag scan of another, real registry
+repositories is crawled (harness/catalog_registry.py), a one-tag scan of another, real registry
 finishes within seconds and beat's tasks run at once; a second registry's crawl takes turns with the
 first instead of waiting for all of it; a crawl's child retried alone stays in the bulk queue."""
 
@@ -17,36 +17,12 @@ from analytics.infra.politeness import shared_redis
 from analytics.models import Registry, Repository, Scan
 from analytics.scans.start import scan_create, scan_request_resolve, scan_start
 from config.celery import app
-from harness.celery_worker import CeleryWorker
+from harness.catalog_registry import catalog_registry
 from harness.pusher import Pusher
+from harness.queue_probe import control_delays, one_tag_scan, wait_for
 from harness.registry import RegistryServer
-from tests.support.catalog_registry import catalog_registry
-from tests.support.queue_probe import control_delays, one_tag_scan, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def workers(transactional_db) -> Iterator:
-    """`start(concurrency, queues, **env)`; every worker started is stopped at the end."""
-    app.control.purge()
-    started: list[CeleryWorker] = []
-
-    def start(concurrency: int = 2, queues: tuple[str, ...] = ("control", "interactive", "bulk"), **env: str):
-        worker = CeleryWorker(
-            database_name=settings.DATABASES["default"]["NAME"],
-            broker_url=settings.CELERY_BROKER_URL,
-            concurrency=concurrency,
-            queues=queues,
-            env=env,
-        ).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-    app.control.purge()
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,12 @@ end), a few parts cold then the walk, and a walk cut short (the full computation
 
 import dataclasses
 import random
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Manifest, ManifestLayer, Registry, Repository, RepositoryManifest
@@ -171,6 +173,11 @@ def _scopes(registries, repos):
         Scope(registry_id=one.id, tag_glob="v[0-1]"),
         Scope(tag_glob="multi", include_untagged=True),
         Scope(registry_id=one.id, platform="linux/arm64"),
+        Scope(registry_id=one.id, labels=(("maintainer", "nobody"),)),
+        Scope(registry_id=one.id, last_seen_after=timezone.now() - timedelta(hours=1)),
+        Scope(
+            registry_id=one.id, last_seen_before=timezone.now() - timedelta(hours=1), include_untagged=True
+        ),
     ]
 
 

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 
 from analytics.models import BlobLine, Registry, RepositoryManifest
 from analytics.selectors.layers import layers_created_by
+from analytics.selectors.partners import partner_rows
 from analytics.selectors.scope import Scope, namespace_rows_scope
 
 
@@ -30,41 +31,6 @@ def _rows_without_jit(sql: str, params: list[object]) -> list[tuple]:
 
 # --- the images an image shares most with -----------------------------------------------------------------
 
-_PARTNERS_SQL = """
-WITH parts AS (
-    SELECT DISTINCT 'b' AS kind, ml.blob_id AS id FROM analytics_manifestlayer ml WHERE ml.manifest_id = %s
-    UNION SELECT 'b', m.config_id FROM analytics_manifest m WHERE m.id = %s AND m.config_id IS NOT NULL
-),
-other AS (
-    SELECT rm.id AS holding_id, 'b' AS kind, ml.blob_id AS id
-    FROM parts p JOIN analytics_manifestlayer ml ON p.kind = 'b' AND ml.blob_id = p.id
-    JOIN analytics_repositorymanifest rm ON rm.manifest_id = ml.manifest_id
-    JOIN analytics_repository r ON r.id = rm.repository_id
-    JOIN analytics_manifest mm ON mm.id = rm.manifest_id AND mm.kind = 'image'
-    WHERE {where}
-    UNION
-    SELECT rm.id, 'b', mm.config_id
-    FROM parts p JOIN analytics_manifest mm ON p.kind = 'b' AND mm.config_id = p.id AND mm.kind = 'image'
-    JOIN analytics_repositorymanifest rm ON rm.manifest_id = mm.id
-    JOIN analytics_repository r ON r.id = rm.repository_id
-    WHERE {where}
-    UNION
-    -- the same manifest in another repository shares the manifest bytes too
-    SELECT rm.id, 'm', rm.manifest_id FROM analytics_repositorymanifest rm
-    JOIN analytics_repository r ON r.id = rm.repository_id
-    WHERE rm.manifest_id = %s AND {where}
-)
-SELECT o.holding_id, count(*) FILTER (WHERE o.kind = 'b'),
-    sum(coalesce(b.size, m.size)) AS shared
-FROM other o
-LEFT JOIN analytics_blob b ON o.kind = 'b' AND b.id = o.id
-LEFT JOIN analytics_manifest m ON o.kind = 'm' AND m.id = o.id
-WHERE o.holding_id <> %s
-GROUP BY o.holding_id
-ORDER BY shared DESC, o.holding_id
-LIMIT %s
-"""
-
 
 @dataclass(frozen=True)
 class Partner:
@@ -76,10 +42,9 @@ class Partner:
 
 
 def image_partners(*, holding_id: int, manifest_id: int, scope: Scope, limit: int = 10) -> list[Partner]:
-    """The images (in the scope) that share the most bytes with this one, most first."""
-    where, params = scope.where()
-    sql = _PARTNERS_SQL.format(where=where)
-    rows = _rows(sql, [manifest_id, manifest_id, *params, *params, manifest_id, *params, holding_id, limit])
+    """The images (in the scope) that share the most bytes with this one, most first, then by holding id
+    (`analytics.selectors.partners`: exact, its cost following the answer)."""
+    rows = partner_rows(holding_id=holding_id, manifest_id=manifest_id, scope=scope, limit=limit)
     names = {
         h.id: (h.repository.name, h.manifest.digest)
         for h in RepositoryManifest.objects.filter(id__in=[r[0] for r in rows]).select_related(

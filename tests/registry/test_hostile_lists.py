@@ -57,6 +57,20 @@ def test_long_and_nul_tag_names_fail_alone_with_a_readable_reference(hostile: Ho
     assert "\x00" not in failures["bad\x00tag"].message  # shown escaped
 
 
+def _asked(reg: HostileRegistry, since: int, part: str) -> int:
+    return sum(part in path for path in reg.requests[since:])
+
+
+def test_an_endless_tag_list_is_refused_before_any_of_its_manifests_is_asked_for(
+    hostile: HostileRegistry,
+) -> None:
+    since = len(hostile.requests)
+    with _client(hostile, page_size=1000, max_tags=3000) as client, pytest.raises(ProtocolError):
+        snapshot_repository(client, "abuse/endless")
+    assert _asked(hostile, since, "/abuse/endless/manifests/") == 0
+    assert _asked(hostile, since, "/abuse/endless/tags/list") == 4  # 3 pages to the cap, 1 past it
+
+
 @pytest.mark.parametrize("repository", ["abuse/drip", "abuse/header-drip"])
 def test_a_reply_that_drips_ends_at_the_total_time_limit(hostile: HostileRegistry, repository: str) -> None:
     t0 = time.monotonic()

@@ -321,6 +321,12 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 REGISTRY_TIMEOUT_SECONDS = float(os.environ.get("REGISTRY_TIMEOUT_SECONDS", "30"))
 # One response from request to last byte; a reply trickling in under the read timeout still ends.
 REGISTRY_TOTAL_TIMEOUT_SECONDS = float(os.environ.get("REGISTRY_TOTAL_TIMEOUT_SECONDS", "300"))
+# The slowest a reply may come once its first bytes are in: at least REGISTRY_MIN_TRANSFER_BYTES (1 KiB)
+# in each REGISTRY_MIN_TRANSFER_WINDOW_SECONDS (10 s); 0 turns the check off. A reply cut by this or by
+# the total time limit (a drip) fails its scan at once: it is not retried (workers/registry/errors.py
+# SlowReplyError); refused or reset connections and read timeouts keep their retries.
+REGISTRY_MIN_TRANSFER_BYTES = int(os.environ.get("REGISTRY_MIN_TRANSFER_BYTES", "1024"))
+REGISTRY_MIN_TRANSFER_WINDOW_SECONDS = float(os.environ.get("REGISTRY_MIN_TRANSFER_WINDOW_SECONDS", "10"))
 REGISTRY_PAGE_SIZE = int(os.environ.get("REGISTRY_PAGE_SIZE", "100"))
 # Networks (CIDRs, comma-separated) registries may live in although internal: loopback, private and
 # link-local addresses are refused otherwise (SSRF policy, workers/registry/policy.py).

@@ -38,6 +38,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ class CatalogRegistry:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _hostile: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # name -> (body, media type)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _asked: Counter[tuple[str, str]] = field(default_factory=Counter)  # (hostile name, "tags"...) -> GETs
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -109,6 +111,12 @@ class CatalogRegistry:
         self.names = [f"{self.prefix}{i:06d}" for i in range(self.repositories)]  # sorted as listed
         extra = [*HOSTILE_REPOSITORIES, *INVALID_NAMES] if self.hostile else []
         self.listed = sorted([*self.names, *extra]) if extra else self.names
+
+    def asked(self, name: str, kind: str) -> int:
+        """Requests served so far for the hostile repository `name`: `kind` is "tags", "manifests" or
+        "blobs"."""
+        with self._lock:
+            return self._asked[(name, kind)]
 
     @property
     def url(self) -> str:
@@ -251,6 +259,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _hostile_route(self, rest: str, params: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         reg = self.registry
+        for kind, marker in (("tags", "/tags/list"), ("manifests", "/manifests/"), ("blobs", "/blobs/")):
+            if marker in rest:
+                with reg._lock:
+                    reg._asked[(rest.split(marker, 1)[0], kind)] += 1
+                break
         if rest == f"{ENDLESS}/tags/list":
             # Tags t0000000, t0000001, ... made page by page: never held, never ending before ENDLESS_TAGS.
             n = min(int(params.get("n", "100")), MAX_CATALOG_PAGE)

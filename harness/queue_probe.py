@@ -119,10 +119,10 @@ HOSTILE_EXPECTED: dict[str, tuple[str, str, str]] = {
         "ManifestError",
         f"manifest of {WIDE_LAYERS} layers is over the 1024 limit",
     ),
-    # REGISTRY_TOTAL_TIMEOUT_SECONDS: each try ends at the total time limit; a transient error, retried
-    # by the task until its retries are spent.
-    DRIP_TAGS: (Scan.Status.FAILED, "ScanFailed", "total time limit"),
-    DRIP_MANIFEST: (Scan.Status.FAILED, "ScanFailed", "total time limit"),
+    # REGISTRY_MIN_TRANSFER_BYTES per REGISTRY_MIN_TRANSFER_WINDOW_SECONDS, or the total time limit if
+    # that comes first: the reply is cut once, a SlowReplyError that is not retried.
+    DRIP_TAGS: (Scan.Status.FAILED, "SlowReplyError", "reply too slow"),
+    DRIP_MANIFEST: (Scan.Status.FAILED, "SlowReplyError", "reply too slow"),
 }
 
 

@@ -43,6 +43,8 @@ def registry_client(registry: Registry) -> RegistryClient:
         allowed_networks=settings.LAYERLENS_ALLOWED_NETWORKS,
         allow_plain_http=registry.insecure,
         total_timeout=settings.REGISTRY_TOTAL_TIMEOUT_SECONDS,
+        min_transfer_bytes=settings.REGISTRY_MIN_TRANSFER_BYTES,
+        min_transfer_window=settings.REGISTRY_MIN_TRANSFER_WINDOW_SECONDS,
         retries=settings.REGISTRY_RETRIES,
         retry_base_delay=settings.REGISTRY_RETRY_BASE_SECONDS,
         max_concurrency=settings.REGISTRY_SCAN_CONCURRENCY,

@@ -4,6 +4,8 @@ unexpected exception fails its scan at once with what it was, never leaving it r
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import DataError
 
@@ -113,3 +115,34 @@ def test_the_tasks_end_a_scan_an_unexpected_error_stopped(monkeypatch, task):
     assert scan.status == Scan.Status.FAILED and scan.lease_until is None
     assert scan.message == "stopped by an unexpected error: ZeroDivisionError: division by zero"
     assert Repository.objects.get(id=scan.repository_id).scan_lease_until is None
+
+
+@pytest.mark.parametrize("task", ["scan_repository", "scan_repositories"])
+def test_a_drip_is_cut_at_the_minimum_rate_and_fails_its_scan_untried_again(settings, monkeypatch, task):
+    """A tag list dripping 20 bytes a second against 1 KiB in each 1 s window: cut about a second after
+    its first bytes, not at the 5 s total time limit, asked for once (no retry by the client, nor by
+    the task, nor by the batch's resending), and recorded on the scan."""
+    settings.REGISTRY_TOTAL_TIMEOUT_SECONDS = 5.0
+    settings.REGISTRY_RETRIES = 3
+    settings.REGISTRY_MIN_TRANSFER_BYTES = 1024
+    settings.REGISTRY_MIN_TRANSFER_WINDOW_SECONDS = 1.0
+    settings.SCAN_RETRY_BACKOFF_SECONDS = 0
+    resent = []
+    monkeypatch.setattr(tasks.scan_repository, "apply_async", lambda *a, **kw: resent.append((a, kw)))
+    with hostile_registry() as reg:
+        scan = scan_start(target=f"{reg.base_url}/abuse/drip", enqueue=False)
+        t0 = time.monotonic()
+        if task == "scan_repository":
+            tasks.scan_repository.apply(args=[scan.id]).get()
+        else:
+            tasks.scan_repositories.apply(args=[[scan.id]]).get()
+        seconds = time.monotonic() - t0
+        asked = sum("/abuse/drip/tags/list" in path for path in reg.requests)
+    scan.refresh_from_db()
+    assert seconds < 3.5
+    assert asked == 1 and resent == []
+    assert scan.status == Scan.Status.FAILED and scan.lease_until is None
+    assert "minimum transfer rate" in scan.message
+    errors = list(ScanError.objects.filter(scan=scan).values_list("kind", "message"))
+    assert len(errors) == 1 and errors[0][0] == "SlowReplyError"
+    assert "reply too slow: fewer than 1,024 bytes in 1s (minimum transfer rate)" in errors[0][1]

@@ -10,7 +10,7 @@ import pytest
 from tests.support.hostile_registry import BAD_TAGS, HostileRegistry, hostile_registry
 from workers.registry import RegistryClient, snapshot_repository
 from workers.registry import client as client_module
-from workers.registry.errors import ProtocolError, TransportError
+from workers.registry.errors import ProtocolError, SlowReplyError, TransportError
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +57,66 @@ def test_long_and_nul_tag_names_fail_alone_with_a_readable_reference(hostile: Ho
     assert "\x00" not in failures["bad\x00tag"].message  # shown escaped
 
 
+def _asked(reg: HostileRegistry, since: int, part: str) -> int:
+    return sum(part in path for path in reg.requests[since:])
+
+
+def test_an_endless_tag_list_is_refused_before_any_of_its_manifests_is_asked_for(
+    hostile: HostileRegistry,
+) -> None:
+    since = len(hostile.requests)
+    with _client(hostile, page_size=1000, max_tags=3000) as client, pytest.raises(ProtocolError):
+        snapshot_repository(client, "abuse/endless")
+    assert _asked(hostile, since, "/abuse/endless/manifests/") == 0
+    assert _asked(hostile, since, "/abuse/endless/tags/list") == 4  # 3 pages to the cap, 1 past it
+
+
 @pytest.mark.parametrize("repository", ["abuse/drip", "abuse/header-drip"])
 def test_a_reply_that_drips_ends_at_the_total_time_limit(hostile: HostileRegistry, repository: str) -> None:
+    since = len(hostile.requests)
     t0 = time.monotonic()
     with (
-        _client(hostile, timeout=5, total_timeout=1.0) as client,
-        pytest.raises(TransportError, match="total time limit") as info,
+        _client(hostile, timeout=5, total_timeout=1.0, retries=3) as client,
+        pytest.raises(SlowReplyError, match="total time limit") as info,
     ):
         list(client.iter_tags(repository))
     assert time.monotonic() - t0 < 4
-    assert info.value.transient
+    # Cut for being slow: not transient, and not sent again by the client's own retries either.
+    assert isinstance(info.value, TransportError) and not info.value.transient
+    assert _asked(hostile, since, f"/{repository}/tags/list") == 1
+
+
+@pytest.mark.parametrize("repository", ["abuse/drip", "abuse/header-drip"])
+def test_a_reply_that_drips_is_cut_at_the_end_of_its_first_slow_window(
+    hostile: HostileRegistry, repository: str
+) -> None:
+    """20 bytes a second against 1 KiB in each 1 s window: cut after about a second of bytes, long
+    before the 60 s total time limit or the 5 s read timeout would end it, and tried once."""
+    since = len(hostile.requests)
+    t0 = time.monotonic()
+    with (
+        _client(
+            hostile, timeout=5, total_timeout=60, retries=3, min_transfer_bytes=1024, min_transfer_window=1.0
+        ) as client,
+        pytest.raises(SlowReplyError, match=r"fewer than 1,024 bytes in 1s \(minimum transfer rate") as info,
+    ):
+        list(client.iter_tags(repository))
+    assert time.monotonic() - t0 < 2.5
+    assert not info.value.transient and repository in str(info.value)
+    assert _asked(hostile, since, f"/{repository}/tags/list") == 1
+
+
+def test_a_reply_at_the_minimum_rate_is_read_to_its_end(hostile: HostileRegistry) -> None:
+    """The same drip against a rate it meets (10 bytes in each 1 s window) reads on past the window."""
+    t0 = time.monotonic()
+    with (
+        _client(
+            hostile, timeout=5, total_timeout=2.5, min_transfer_bytes=10, min_transfer_window=1.0
+        ) as client,
+        pytest.raises(SlowReplyError, match="total time limit"),
+    ):
+        list(client.iter_tags("abuse/drip"))
+    assert time.monotonic() - t0 >= 2.4
 
 
 def _many_layers_image(reg, repository: str, tag: str, count: int) -> None:

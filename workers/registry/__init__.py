@@ -18,6 +18,7 @@ from .errors import (
     ProtocolError,
     ReferenceError,
     RegistryError,
+    SlowReplyError,
     TransportError,
     UnauthorizedError,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "RegistryClient",
     "RegistryError",
     "ScanTarget",
+    "SlowReplyError",
     "TransportError",
     "UnauthorizedError",
     "parse_reference",

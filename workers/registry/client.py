@@ -47,6 +47,7 @@ from .errors import (
     ProtocolError,
     ReferenceError,
     RegistryError,
+    SlowReplyError,
     TransportError,
     UnauthorizedError,
     error_detail,
@@ -60,7 +61,7 @@ from .manifests import (
     normalize_media_type,
     parse_config,
 )
-from .policy import GuardedTransport, NetworkPolicy, parse_networks
+from .policy import GuardedTransport, NetworkPolicy, SlowTransfer, parse_networks
 from .reference import (
     is_loopback_host,
     parse_scan_target,
@@ -88,6 +89,11 @@ MAX_IDLE_PAGES = 3  # consecutive pages with a `next` link and nothing new: a lo
 # Tags one repository may list: far above real repositories (CI-heavy ones hold a few thousand), far
 # below what an endless `Link` chain would make us read, hold and ingest in one transaction.
 MAX_TAGS = 100_000
+# The slowest a reply may come once its first bytes are in: 1 KiB in each 10 s window (curl's
+# --speed-limit / --speed-time). A 4 MiB manifest at that rate takes over 11 hours; real registries
+# send it in well under a second. A drip (a few bytes a second) is cut at the window's end.
+MIN_TRANSFER_BYTES = 1024
+MIN_TRANSFER_WINDOW = 10.0
 _ERROR_BODY_BYTES = 64 * 1024
 
 log = logging.getLogger(__name__)
@@ -155,6 +161,8 @@ class RegistryClient:
         allow_plain_http: bool = False,
         total_timeout: float = 300.0,
         max_tags: int | None = None,
+        min_transfer_bytes: int = MIN_TRANSFER_BYTES,
+        min_transfer_window: float = MIN_TRANSFER_WINDOW,
     ) -> None:
         """Open a client for `base_url` (`http(s)://host[:port]`; a bare `host:port` is accepted too).
 
@@ -169,8 +177,10 @@ class RegistryClient:
         kept-alive connections; 1 reads sequentially). A plain `http://` registry needs
         `allow_plain_http` (a registry marked insecure) unless it is on loopback, as dockerd treats
         127.0.0.0/8; `total_timeout` bounds one response from request to last byte, so a reply that
-        trickles in under the read timeout still ends (headers included). `max_tags` (`MAX_TAGS`)
-        bounds one repository's tag list. Raises
+        trickles in under the read timeout still ends (headers included); and once a reply's first
+        bytes are in, each `min_transfer_window` seconds must bring `min_transfer_bytes` (0 turns the
+        check off), so a drip ends within a window, not at the total time limit. Either cut raises
+        `SlowReplyError`, not retried. `max_tags` (`MAX_TAGS`) bounds one repository's tag list. Raises
         `ReferenceError` for a base URL with a path, query or bad host; a refused address raises
         `PolicyError` at the first request.
         """
@@ -233,6 +243,7 @@ class RegistryClient:
             ),
             gate=gate,
             observer=observer,
+            min_rate=(int(min_transfer_bytes), float(min_transfer_window)),
         )
         self._config_cache: OrderedDict[str, ParsedConfig] = OrderedDict()
         self._config_cache_size = config_cache_size
@@ -340,9 +351,7 @@ class RegistryClient:
                 deadline = time.monotonic() + self.total_timeout
                 for chunk in resp.iter_bytes():
                     if time.monotonic() > deadline:
-                        raise TransportError(
-                            f"reply not complete after {self.total_timeout:g}s (total time limit)", **where
-                        )
+                        raise SlowReplyError(self._too_slow_total(), **where)
                     total += len(chunk)
                     if total > limit:
                         if resp.status_code >= 400:
@@ -350,11 +359,13 @@ class RegistryClient:
                         raise ProtocolError(f"response exceeds the {limit}-byte limit", **where)
                     chunks.append(chunk)
                 return resp, b"".join(chunks)[:limit]
+        except SlowTransfer as exc:
+            if time.monotonic() - started >= self.total_timeout:
+                raise SlowReplyError(self._too_slow_total(), **where) from exc
+            raise SlowReplyError(f"reply too slow: {exc}", **where) from exc
         except httpx.TimeoutException as exc:
             if time.monotonic() - started >= self.total_timeout:
-                raise TransportError(
-                    f"reply not complete after {self.total_timeout:g}s (total time limit)", **where
-                ) from exc
+                raise SlowReplyError(self._too_slow_total(), **where) from exc
             raise TransportError(f"timed out: {type(exc).__name__}", **where) from exc
         except httpx.TooManyRedirects as exc:
             raise ProtocolError(f"too many redirects: {exc}", **where) from exc
@@ -364,6 +375,9 @@ class RegistryClient:
             raise ProtocolError(f"not a usable URL: {exc}", **where) from exc
         except httpx.TransportError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc or 'connection failed'}", **where) from exc
+
+    def _too_slow_total(self) -> str:
+        return f"reply too slow: not complete after {self.total_timeout:g}s (total time limit)"
 
     @property
     def rate_limit(self) -> RateLimit | None:
@@ -757,6 +771,8 @@ class RegistryClient:
                         resp, body[:_ERROR_BODY_BYTES], repository=repository, reference=digest
                     )
                 yield resp.iter_bytes(chunk_size)
+        except SlowTransfer as exc:
+            raise SlowReplyError(f"reply too slow: {exc}", **where) from exc
         except httpx.TimeoutException as exc:
             raise TransportError(f"timed out: {type(exc).__name__}", **where) from exc
         except httpx.TransportError as exc:

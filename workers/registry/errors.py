@@ -6,6 +6,8 @@
     ├── ReferenceError                 a bad reference or scan target; raised before any request
     ├── PolicyError                    a URL or address the SSRF policy refuses (policy.py); not sent
     ├── TransportError                 connection refused, reset, timeout, TLS failure (transient)
+    │   └── SlowReplyError             a reply cut for being too slow: under the minimum transfer rate
+    │                                  or past the total time limit (not transient: not retried)
     ├── HTTPStatusError                an error status; .status, .code (errors[0].code), .retry_after
     │   ├── UnauthorizedError          401: no, wrong or insufficient credentials; a failed token exchange
     │   ├── ForbiddenError             403
@@ -15,9 +17,9 @@
     └── ManifestError                  a manifest or config malformed, unsupported, or contradicting
         └── DigestMismatchError        its declared type; bytes whose sha256 is not the expected digest
 
-`transient` says whether trying again later may succeed: true for transport errors, 408, 429 and
-5xx; false for everything else (a 404 or a malformed manifest will not fix itself), as Healthchecks
-marks transport errors. Callers (Celery tasks) retry on `transient` alone.
+`transient` says whether trying again later may succeed: true for transport errors (but a reply cut
+for being too slow), 408, 429 and 5xx; false for everything else (a 404 or a malformed manifest will
+not fix itself), as Healthchecks marks transport errors. Callers (Celery tasks) retry on `transient` alone.
 
 `ReferenceError` deliberately shadows the builtin of the same name inside this package's namespace;
 import it qualified (`from workers.registry import errors`) where that could confuse.
@@ -126,6 +128,17 @@ class TransportError(RegistryError):
     """The request did not get an HTTP answer: connection refused or reset, timeout, TLS error."""
 
     transient = True
+
+
+class SlowReplyError(TransportError):
+    """A reply that came, but too slowly: fewer bytes than the minimum transfer rate asks for in its
+    window, or not complete within the total time limit (a drip). It stops the repository's snapshot
+    like any `TransportError`, but is not transient: neither the client nor the tasks send it again,
+    since each try of a reply dripped on purpose would hold a worker as long again (7 tries of 300 s,
+    with the backoff, is over half an hour); the scan fails with it, and its next scheduled run tries
+    again. A connection refused or reset, or a read timeout with nothing coming, stays transient."""
+
+    transient = False
 
 
 class HTTPStatusError(RegistryError):

@@ -198,8 +198,65 @@ class NetworkPolicy:
 DEADLINE: ContextVar[float | None] = ContextVar("registry_request_deadline", default=None)
 
 
+_TIMER_SLACK = 0.05  # seconds a socket timeout may fire early
+
+
+class SlowTransfer(httpx.ReadTimeout):
+    """A reply cut for coming too slowly: under the minimum transfer rate (`TransferMeter`) or past
+    `DEADLINE`. Not retried: the client maps it to `errors.SlowReplyError`."""
+
+
+@dataclass
+class TransferMeter:
+    """The slowest a reply may come once its first bytes are in: at least `min_bytes` in each `window`
+    seconds (curl's `--speed-limit` / `--speed-time`, git's `http.lowSpeedLimit` / `lowSpeedTime`).
+
+    The first window opens with the first bytes read, so the wait for a reply to begin is the read
+    timeout's alone; a reply that ends inside a window is never judged on that window.
+    """
+
+    min_bytes: int
+    window: float
+    _opened: float | None = None  # when the current window opened
+    _got: int = 0  # bytes in it
+
+    def check(self, now: float) -> None:
+        """Raise `SlowTransfer` when a window that ended by `now` brought fewer than `min_bytes`."""
+        if self._opened is None:
+            return
+        while now >= self._opened + self.window:
+            if self._got < self.min_bytes:
+                raise SlowTransfer(
+                    f"fewer than {self.min_bytes:,} bytes in {self.window:g}s (minimum transfer rate)"
+                )
+            self._opened += self.window
+            self._got = 0
+
+    def count(self, n: int, now: float) -> None:
+        """`n` bytes read at `now` (the first bytes open the first window)."""
+        if self._opened is None:
+            if n:
+                self._opened, self._got = now, n
+            return
+        self.check(now)
+        self._got += n
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds a read may wait before the meter must judge again; None before the first bytes."""
+        if self._opened is None:
+            return None
+        end = self._opened + self.window
+        return (end if self._got < self.min_bytes else end + self.window) - now
+
+
+# This thread's `TransferMeter` for the reply being read (`Session` sets a fresh one per hop); None
+# judges no rate.
+METER: ContextVar[TransferMeter | None] = ContextVar("registry_transfer_meter", default=None)
+
+
 class DeadlineStream(httpcore.NetworkStream):
-    """A network stream whose reads and writes stop at `DEADLINE` (httpcore's `ReadTimeout`)."""
+    """A network stream whose reads and writes stop at `DEADLINE`, and whose reads stop when they fall
+    under `METER`'s rate (`SlowTransfer` both)."""
 
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
@@ -211,11 +268,32 @@ class DeadlineStream(httpcore.NetworkStream):
             return timeout
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise httpcore.ReadTimeout("reply not complete within the total time limit")
+            raise SlowTransfer("reply not complete within the total time limit")
         return remaining if timeout is None else min(timeout, remaining)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, self._timeout(timeout))
+        meter = METER.get()
+        timeout = self._timeout(timeout)
+        if meter is not None:
+            now = time.monotonic()
+            meter.check(now)
+            left = meter.time_left(now)
+            if left is not None:  # > 0 after `check`
+                timeout = left if timeout is None else min(timeout, left)
+        try:
+            data = self._stream.read(max_bytes, timeout)
+        except httpcore.ReadTimeout:
+            # Cut at a window's end or at the deadline (a socket timeout fires about on time): say so.
+            now = time.monotonic() + _TIMER_SLACK
+            if meter is not None:
+                meter.check(now)
+            deadline = DEADLINE.get()
+            if deadline is not None and now >= deadline:
+                raise SlowTransfer("reply not complete within the total time limit") from None
+            raise
+        if meter is not None:
+            meter.count(len(data), time.monotonic())
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._stream.write(buffer, self._timeout(timeout))

@@ -8,7 +8,6 @@ It uses only the client's public operations; the requests of a batch go out conc
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -94,8 +93,11 @@ def snapshot_repository(
 ) -> RepositorySnapshot:
     """Read everything one repository holds now: tags, manifests (indexes and children), configs.
 
-    1. List the tags (or take the ones given, deduplicated), streamed page by page and read in
-       batches of `SNAPSHOT_BATCH`. A failure of the listing raises.
+    1. List the tags (or take the ones given, deduplicated) to the end of the list before any
+       manifest is asked for, then read them in batches of `SNAPSHOT_BATCH`. A failure of the listing
+       raises, so a list the client refuses (past `max_tags`, a pagination loop) costs its pages only,
+       not a manifest GET per tag listed before the refusal. The names held are bounded by the
+       client's `max_tags` (`MAX_TAGS`), as the snapshot's `tags` are anyway.
     2. GET each tag's manifest; parse it, once per digest even if several tags point at it.
        Referrers, signature, attestation and SBOM tags (`classify_tag`) are read too, since their
        manifests are stored, but recorded as artifacts linked to the digest in their name.
@@ -127,28 +129,29 @@ def snapshot_repository(
       recorded from its manifest alone (`ImageRecord.config_known`), its config not fetched.
 
     `progress(done, listed)` is called from this thread after each batch: tags read (or failed) so
-    far, and tags listed so far (the list streams in, so `listed` grows until the last page).
+    far, and the tags listed (all of them, the list being read first).
 
     A tag whose manifest failed is in `failures` only, not in `tags`. A digest among `tags` (a one-digest
     scan) is read and recorded like a tag but, not being a tag, is not in `tags`.
     """
     validate_repository(repository)
-    names: Iterable[str] = client.iter_tags(repository) if tags is None else list(dict.fromkeys(tags))
+    # The whole list first: its cap (or a loop) is only met at its end, and a refusal then must not
+    # follow a manifest GET per tag read so far (an endless `Link` chain: 100,000 of them, all dropped).
+    names = list(client.iter_tags(repository) if tags is None else dict.fromkeys(tags))
     run = _SnapshotRun(client, repository, known_manifests=known_manifests, known_configs=known_configs)
     done = 0
     for batch in _batches(names, SNAPSHOT_BATCH):
         run.read_batch(batch, previous=previous)
         done += len(batch)
         if progress is not None:
-            progress(done, done)  # tags are taken from the listing a batch at a time: as many as read
+            progress(done, len(names))
     return run.snapshot()
 
 
-def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    """`items` in lists of at most `size`, consuming a generator lazily (tag pages stream in)."""
-    it = iter(items)
-    while batch := list(itertools.islice(it, size)):
-        yield batch
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    """`items` in lists of at most `size`."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _known_config_record(

@@ -1,12 +1,18 @@
 """Transport rules shared by every request: retries, `Retry-After`, rate limits, redirects, redaction.
 
 - Retries (go-containerregistry `transport/retry.go`, containers/image `docker_client.go`): 408, 429,
-  5xx except 501, connections refused or reset and timeouts are tried again, at most
-  `RetryPolicy.retries` times, after an exponential backoff with jitter, or after `Retry-After`
-  (RFC 9110 10.2.3: seconds or an HTTP date) when the server sends one, as long as that is within
-  `max_wait`. A longer `Retry-After` is not waited for: the error goes up (transient) and the Celery
-  task retries later. Every request the client sends is a GET or HEAD (RFC 9110 9.2.2: idempotent),
-  so sending one again after a timeout cannot change anything on the registry.
+  5xx except 501, connections refused or reset and timeouts are tried again (but a reply cut for
+  being too slow, below), at most `RetryPolicy.retries` times, after an exponential backoff with
+  jitter, or after `Retry-After` (RFC 9110 10.2.3: seconds or an HTTP date) when the server sends one,
+  as long as that is within `max_wait`. A longer `Retry-After` is not waited for: the error goes up
+  (transient) and the Celery task retries later. Every request the client sends is a GET or HEAD
+  (RFC 9110 9.2.2: idempotent), so sending one again after a timeout cannot change anything on the
+  registry.
+- Slow replies: with `total_timeout` each attempt ends that many seconds after it started
+  (`policy.DEADLINE`); with a `TransferMeter` factory (`min_rate`) each hop's reply must bring at
+  least `min_bytes` in every `window` seconds once its first bytes are in (`policy.METER`). Either
+  cut raises `policy.SlowTransfer`, which is not retried here: a reply dripped on purpose would hold
+  the worker as long again on every try.
 - Politeness shared with other processes: an optional `RequestGate` admits each attempt (a
   concurrency slot and a rate token for the registry, held until the reply is closed). The caller
   supplies it (e.g. backed by Redis); this package only calls it.
@@ -36,7 +42,7 @@ import httpx
 
 from .auth import Authenticator, AuthRound
 from .errors import HTTPStatusError, PolicyError, ProtocolError, error_detail
-from .policy import DEADLINE, NetworkPolicy
+from .policy import DEADLINE, METER, NetworkPolicy, SlowTransfer, TransferMeter
 
 log = logging.getLogger(__name__)
 # Failures with no reply that may pass: refused or reset connections, timeouts (connect, read, pool).
@@ -202,8 +208,12 @@ class Session:
         retry: RetryPolicy,
         gate: RequestGate | None = None,
         observer: Observer | None = None,
+        min_rate: tuple[int, float] | None = None,
     ) -> None:
+        """`min_rate` is (bytes, seconds): the fewest bytes a reply may bring in each window of that
+        many seconds once its first bytes are in (`policy.TransferMeter`); None judges no rate."""
         self.http = http
+        self.min_rate = min_rate if min_rate and min_rate[0] > 0 and min_rate[1] > 0 else None
         self.base = httpx.URL(base_url)
         self.policy = policy
         self.auth = auth
@@ -236,6 +246,7 @@ class Session:
         With `total_timeout`, each attempt (its token request, redirects, headers and the body read
         inside the `with`) stops that many seconds after it started (`policy.DEADLINE`)."""
         token = DEADLINE.set(None)
+        meter_token = METER.set(None)
         try:
             with ExitStack() as admitted:  # the gate's slot for the final attempt, released after the body
                 try:
@@ -256,6 +267,7 @@ class Session:
                 finally:
                     resp.close()
         finally:
+            METER.reset(meter_token)
             DEADLINE.reset(token)
 
     def _observe(self, method: str, url: httpx.URL, status: int | None, error: str | None, t0: float) -> None:
@@ -303,6 +315,7 @@ class Session:
             self._wait_for_rate_limit()
             if total_timeout is not None:
                 DEADLINE.set(time.monotonic() + total_timeout)
+            METER.set(None)  # a token request's reply is not this request's: `_follow` sets one per hop
             sent = self.auth.header(scopes, repository)
             slot = ExitStack()  # held from sending to closing the reply; never during a backoff sleep
             if self.gate is not None:
@@ -310,6 +323,10 @@ class Session:
             t0 = time.monotonic()
             try:
                 resp = self._follow(method, url, headers, sent, follow_redirects)
+            except SlowTransfer as exc:  # too slow on purpose, or nearly: not tried again
+                slot.close()
+                self._observe(method, url, None, type(exc).__name__, t0)
+                raise
             except _RETRY_ERRORS as exc:
                 slot.close()
                 self._observe(method, url, None, type(exc).__name__, t0)
@@ -331,6 +348,7 @@ class Session:
                 body = resp.read()[:_ERROR_DETAIL_BYTES] if method != "HEAD" else b""
                 resp.close()
                 slot.close()
+                METER.set(None)
                 self.auth.on_unauthorized(
                     resp,
                     sent=resp.request.headers.get("Authorization"),
@@ -368,6 +386,7 @@ class Session:
             try:
                 self.check_url(current)
                 request = self.http.build_request(method, current, headers=hop_headers)
+                METER.set(TransferMeter(*self.min_rate) if self.min_rate else None)  # each reply its own
                 resp = self.http.send(request, stream=True, follow_redirects=False)
             except PolicyError as exc:
                 # The registry's own address refused: so would every other request be.

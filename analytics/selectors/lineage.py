@@ -116,8 +116,8 @@ class StaleBase:
 # index they named), and the tagged images built on those (their chain ids): the answer's neighbourhood,
 # never every image of the registry. An image stale on base B is found so: B is its chosen base and
 # has a move naming it, so B is among those manifests and the image's chain reaches B's top chain.
-_STALE_REGISTRY_IMAGES = """
-moved AS (
+_STALE_REGISTRY_BUILT = """
+WITH moved AS (
     SELECT DISTINCT e.old_digest FROM analytics_tagevent e
     JOIN analytics_tag tg ON tg.id = e.tag_id AND tg.removed_at IS NULL
     JOIN analytics_repository r ON r.id = tg.repository_id AND r.registry_id = %(registry)s
@@ -130,14 +130,24 @@ bases AS (
     SELECT ie.child_id FROM moved JOIN analytics_manifest m ON m.digest = moved.old_digest
     JOIN analytics_indexentry ie ON ie.index_id = m.id
 ),
-imgs AS (
-    SELECT DISTINCT rm.id AS holding_id, rm.manifest_id, r.registry_id, r.name AS repository
+built AS (
+    SELECT DISTINCT c.manifest_id
     FROM bases b
     JOIN analytics_layerchain t ON t.manifest_id = b.id AND t.is_top
     JOIN analytics_layerchain c ON c.chain = t.chain AND NOT c.is_top
-    JOIN analytics_repositorymanifest rm ON rm.manifest_id = c.manifest_id AND rm.present
+)
+SELECT manifest_id FROM built
+"""
+
+# The tagged images of the registry among the manifests built on moved bases (an array: its length is
+# known to the planner, which otherwise joins every holding of the registry for a few thousand).
+_STALE_BUILT_IMAGES = """
+imgs AS (
+    SELECT rm.id AS holding_id, rm.manifest_id, r.registry_id, r.name AS repository
+    FROM analytics_repositorymanifest rm
     JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %(registry)s
     JOIN analytics_manifest m ON m.id = rm.manifest_id AND m.kind = 'image'
+    WHERE rm.manifest_id = ANY(%(built)s::bigint[]) AND rm.present
 )"""
 
 # One image: the holding itself (tagged, an image, in the registry).
@@ -160,7 +170,10 @@ imgs AS (
     WHERE rm.present AND r.registry_id = %(registry)s
 )"""
 
-_STALE_SQL = """
+# Two statements: the stale images first, then their moves, sizes and rows. As one statement the planner
+# guessed 63 million stale images where a 1,000,000-image registry has 4,680, and read every manifest, blob
+# and tag sequentially for the second half (8.3 s of which 4 s after the stale set was known).
+_STALE_IMAGES_SQL = """
 WITH {imgs},
 based AS (
     -- the base among every manifest the registry ever held: a moved tag leaves the old base untagged
@@ -184,6 +197,15 @@ stale AS (
         SELECT 1 FROM analytics_repositorymanifest rm
         JOIN analytics_repository r ON r.id = rm.repository_id
         WHERE rm.manifest_id = based.base_id AND rm.present AND r.registry_id = %(registry)s)
+)
+SELECT holding_id, manifest_id, repository, base_id FROM stale
+"""
+
+# The second statement: the stale images come in as arrays, so their count is known to the planner.
+_STALE_ROWS_SQL = """
+WITH stale AS (
+    SELECT * FROM unnest(%(holdings)s::bigint[], %(manifests)s::bigint[], %(repositories)s::text[],
+        %(bases)s::bigint[]) AS s(holding_id, manifest_id, repository, base_id)
 ),
 named AS (
     -- digests a tag named when it reached the base: the base itself, or an index listing it
@@ -231,7 +253,12 @@ def stale_bases(*, registry_id: int, limit: int | None = None, offset: int = 0) 
     `limit` rows from `offset` (all without a limit). Starts from the registry's tag moves, so it costs
     the moves and the images built on their old digests, not the registry.
     """
-    return _stale(_STALE_REGISTRY_IMAGES, {"registry": registry_id, "limit": limit, "offset": offset})
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(_STALE_REGISTRY_BUILT, {"registry": registry_id})
+        built = [row[0] for row in cursor.fetchall()]
+    params = {"registry": registry_id, "built": built, "limit": limit, "offset": offset}
+    return _stale(_STALE_BUILT_IMAGES, params)
 
 
 def stale_bases_computed(*, registry_id: int) -> list[StaleBase]:
@@ -257,7 +284,21 @@ def _stale(imgs: str, params: dict[str, object], *, jit: bool = False) -> list[S
     with transaction.atomic() if not jit else nullcontext(), connection.cursor() as cursor:
         if not jit:
             cursor.execute("SET LOCAL jit = off")
-        cursor.execute(_STALE_SQL.format(imgs=imgs), params)
+        cursor.execute(_STALE_IMAGES_SQL.format(imgs=imgs), params)
+        stale = cursor.fetchall()
+        if not stale:
+            return []
+        holdings, manifests, repositories, bases = (list(c) for c in zip(*stale, strict=True))
+        cursor.execute(
+            _STALE_ROWS_SQL,
+            {
+                **params,
+                "holdings": holdings,
+                "manifests": manifests,
+                "repositories": repositories,
+                "bases": bases,
+            },
+        )
         rows = cursor.fetchall()
     out = []
     for repo, tag, old, new, seen_at, n, size, affected in rows:

@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.decorators import action
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.api import params
@@ -35,6 +36,7 @@ from analytics.selectors.layers import (
     layer_counts,
     layer_holders,
     layer_images,
+    layer_maintained,
     layer_ranking,
     layer_ranking_maintained,
     layer_repositories,
@@ -73,6 +75,15 @@ class LayerViewSet(CheckedQuery, CSVListMixin, ImagePageMixin, viewsets.ReadOnly
 
     def get_queryset(self):
         return layer_ranking(scope=scope_from_request(self.request))
+
+    def retrieve(self, request, *args, **kwargs):
+        """A plain registry (or every registry) reads the layer's maintained counts; any other scope is
+        computed over its holdings."""
+        scope = scope_from_request(request)
+        if scope not in (Scope(), Scope(registry_id=scope.registry_id)):
+            return super().retrieve(request, *args, **kwargs)
+        layer = layer_maintained(digest=kwargs[self.lookup_field], registry_id=scope.registry_id)
+        return Response(self.get_serializer(layer).data)
 
     def list(self, request, *args, **kwargs):
         """A plain registry (or every registry) in the default order reads the maintained counts in

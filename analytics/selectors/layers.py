@@ -233,6 +233,21 @@ def layer_ranking_maintained(
     return page, (last.images, last.saved_bytes, last.id, last.registry_id)
 
 
+def layer_maintained(*, digest: str, registry_id: int | None = None) -> Blob:
+    """One layer as `layer_ranking` ranks it in a plain registry (or every registry), from the maintained
+    counts: the Blob with `images`, `repositories`, `saved_bytes` and `created_by` set. A layer no tagged
+    image of the scope lists is `NotFound`, as in the computed ranking. Costs one row per registry,
+    whatever the layer's fan-out."""
+    blob_id = layer_blob_id(digest=digest)
+    n_images, n_repositories = layer_counts(blob_id=blob_id, registry_id=registry_id)
+    if n_images == 0:
+        raise NotFound(f"no layer {digest!r} in this scope")
+    blob = _first_lines([blob_id]).get()
+    blob.images, blob.repositories = n_images, n_repositories
+    blob.saved_bytes = blob.size * (n_images - 1)
+    return blob
+
+
 def layer_ranking(*, scope: Scope) -> QuerySet[Blob]:
     """Layer blobs in a scope with how many images and repositories hold them and the bytes sharing saves."""
     holding_filter = Q(manifest_layers__manifest__holdings__in=scope.holdings())

@@ -86,6 +86,12 @@ def image_sizes(*, holding_ids: list[int], scope: Scope | None = None) -> dict[i
     """
     if not holding_ids:
         return {}
+    if scope is not None and scope.registry_id is not None and scope == Scope(registry_id=scope.registry_id):
+        # A plain registry scope measures within that registry, tagged images only: what the maintained
+        # counts hold, when every page image is a tagged image of that registry.
+        maintained = image_sizes_maintained(holding_ids=list(holding_ids), registry_id=scope.registry_id)
+        if maintained is not None:
+            return {h: ImageSizes(*values) for h, values in maintained.items()}
     if scope is None:
         maintained = image_sizes_maintained(holding_ids=list(holding_ids))
         if maintained is not None:
@@ -210,17 +216,22 @@ FROM shared GROUP BY holding_id
 """
 
 
-def image_sizes_maintained(*, holding_ids: list[int]) -> dict[int, tuple[int, ...]] | None:
+def image_sizes_maintained(
+    *, holding_ids: list[int], registry_id: int | None = None
+) -> dict[int, tuple[int, ...]] | None:
     """Per-image size, shared and unique bytes within its registry, from the maintained counts.
 
     A layer is shared when another tagged image of the registry lists it (`RegistryBlob.images`), a
     config or the manifest when another holding references it. Costs the page's layers, never the
     number of images holding them. None when a page image is untagged (its own count is not in the
-    maintained figures): the caller computes those.
+    maintained figures), or, with `registry_id`, held in another registry: the caller computes those.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT bool_and(present) FROM analytics_repositorymanifest WHERE id = ANY(%s)", [holding_ids]
+            "SELECT bool_and(rm.present AND (%s::int IS NULL OR r.registry_id = %s::int))"
+            " FROM analytics_repositorymanifest rm JOIN analytics_repository r ON r.id = rm.repository_id"
+            " WHERE rm.id = ANY(%s)",
+            [registry_id, registry_id, holding_ids],
         )
         if not cursor.fetchone()[0]:
             return None

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from analytics.api import params
 from analytics.api.csv import CSVListMixin, csv_stream, queryset_chunks, serializer_header, whole_list_wanted
 from analytics.api.filters import BACKENDS, BACKENDS_NO_SEARCH, ImageFilter, TagEventFilter, TagFilter
+from analytics.api.paging import UncountedOffsetPage
 from analytics.api.params import SCOPE_PARAMETERS, CheckedQuery, scope_from_request
 from analytics.api.serializers.common import BAD_REQUEST, SCOPE_ERRORS
 from analytics.api.serializers.content import (
@@ -59,6 +60,7 @@ def sizes_scope(scope: Scope) -> Scope | None:
 )
 class TagViewSet(CheckedQuery, CSVListMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = TagSerializer
+    pagination_class = UncountedOffsetPage  # a count(*) over every tag on each page is most of its cost
     filter_backends = BACKENDS
     filterset_class = TagFilter
     search_fields = ["name", "repository__name"]
@@ -95,6 +97,7 @@ class TagViewSet(CheckedQuery, CSVListMixin, viewsets.ReadOnlyModelViewSet):
 )
 class TagEventViewSet(CheckedQuery, CSVListMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = TagEventSerializer
+    pagination_class = UncountedOffsetPage
     filter_backends = BACKENDS_NO_SEARCH
     filterset_class = TagEventFilter
     ordering_fields = ["id", "seen_at"]

@@ -4,6 +4,7 @@ and `after` through `params` and building their links with `link`.
 - `OffsetPage` (`?page=&page_size=`) is DRF's `pagination_class` for querysets (`count`, `next`,
   `previous`, `results`), and pages ORDER BY ... LIMIT OFFSET selectors without a count
   (`selector_response`: `next`, `previous`, `results`).
+- `UncountedOffsetPage` is `OffsetPage` without the count, for lists too long to count on every request.
 - `KeysetPage` (`?after=&page_size=`) pages selectors that return the next key (`next`, `results`,
   and `count` where the list has a maintained one).
 
@@ -94,6 +95,33 @@ class OffsetPage(PageNumberPagination):
                 "results": serializer_class(rows[:size], many=True).data,
             }
         )
+
+
+class UncountedOffsetPage(OffsetPage):
+    """Offset pages of a list too long to count on every request (`tags/`, `tag-events/`): `next` from one
+    row more than the page, no `count` and no `page=last`."""
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request = request
+        self.number, size = params.page_number(request), params.page_size(request)
+        rows = list(queryset[(self.number - 1) * size : self.number * size + 1])
+        self.has_next = len(rows) > size
+        return rows[:size]
+
+    def get_paginated_response(self, data) -> Response:
+        return Response(
+            {
+                "next": page_link(self.request, self.number + 1) if self.has_next else None,
+                "previous": page_link(self.request, self.number - 1) if self.number > 1 else None,
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        described = super().get_paginated_response_schema(schema)
+        described["required"] = [name for name in described.get("required", []) if name != "count"]
+        described["properties"].pop("count", None)
+        return described
 
 
 class KeysetPage:

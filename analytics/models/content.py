@@ -4,7 +4,7 @@ repository holds which manifest, tags and their movements, and build history."""
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from analytics.models.registries import Repository
 
@@ -143,12 +143,14 @@ class TagEvent(models.Model):
     class Meta:
         ordering = ["-seen_at", "-id"]
         indexes = [
+            # the lists' default order, newest first: a first page reads its rows, not every event
+            models.Index(F("seen_at").desc(), F("id").desc(), name="tag_event_recent"),
             # the moves only (a tag from one digest to another): stale bases start from them
             models.Index(
                 fields=["old_digest"],
                 name="tag_event_moves",
                 condition=~models.Q(old_digest="") & ~models.Q(new_digest=""),
-            )
+            ),
         ]
 
 

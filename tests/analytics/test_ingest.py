@@ -1,4 +1,5 @@
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -205,3 +206,26 @@ def test_attestation_child_of_an_index_counts_in_storage_but_not_as_an_image(reg
         + attestation.config.size
         + 50
     )
+
+
+def test_registry_scope_image_sizes_read_the_maintained_counts_and_match_the_computation(registry):
+    """A plain registry scope reads the maintained counts; a filter that keeps every image (so is
+    computed) gives the same figures, and a page image of another registry is still measured within
+    the scope asked for."""
+    snapshot_ingest(repository=repo(registry, "apps/web"), snapshot=snapshot("apps/web", {"1": WEB}))
+    snapshot_ingest(repository=repo(registry, "apps/api"), snapshot=snapshot("apps/api", {"1": API}))
+    other = Registry.objects.create(name="other", url="http://127.0.0.1:5001")
+    snapshot_ingest(repository=repo(other, "mirror/api"), snapshot=snapshot("mirror/api", {"1": API}))
+
+    plain = Scope(registry_id=registry.id)
+    computed = Scope(registry_id=registry.id, last_seen_after=datetime(2000, 1, 1, tzinfo=UTC))
+    ids = [h.id for h in images(scope=plain)]
+    assert len(ids) == 2
+    assert image_sizes(holding_ids=ids, scope=plain) == image_sizes(holding_ids=ids, scope=computed)
+    api = image_sizes(holding_ids=ids, scope=plain)[images(scope=plain).get(repository__name="apps/api").id]
+    assert api.shared_bytes == 3000  # the base layers, shared with web; not the mirror's copy
+
+    mirror = images(scope=Scope(registry_id=other.id)).get().id
+    within_first = image_sizes(holding_ids=[mirror], scope=plain)
+    assert within_first == image_sizes(holding_ids=[mirror], scope=computed)
+    assert image_sizes(holding_ids=[mirror])[mirror] != within_first.get(mirror)

@@ -30,6 +30,7 @@ from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
 from analytics.models import Repository, ScopeFigures
+from analytics.models.figures import SUMMARY_FIGURE_FIELDS
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import FOREIGN_TYPES_SQL, dedup_summary_computed
 
@@ -299,41 +300,28 @@ def _instructions_drop_empty(cursor: CursorWrapper, rows: list[tuple[int, str, i
         )
 
 
+# The blobs (layers and configs) of the manifests `%(ids)s`: where a delta may have emptied a count.
+_BLOBS_OF_IDS = """blob_id IN (
+    SELECT ml.blob_id FROM analytics_manifestlayer ml WHERE ml.manifest_id = ANY(%(ids)s::int[])
+    UNION SELECT config_id FROM analytics_manifest WHERE id = ANY(%(ids)s::int[]))"""
+
+
 def namespaces_of(name: str) -> list[str]:
     """The namespaces a repository counts in: every strict path prefix (`a/b/c` -> `a`, `a/b`)."""
     parts = name.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-FIGURE_FIELDS = (
-    "images",
-    "manifests",
-    "indexes",
-    "repositories",
-    "distinct_layers",
-    "logical_bytes",
-    "stored_bytes",
-    "layers_logical_bytes",
-    "layers_stored_bytes",
-    "foreign_bytes",
-    # moved also by the trigger of migration 0013 when a blob's uncompressed size becomes known
-    "uncompressed_known_layers",
-    "uncompressed_logical_bytes",
-    "uncompressed_stored_bytes",
-    "uncompressed_known_compressed_bytes",
-)
-
-
 def _registry_row_add(*, registry_id: int, deltas: dict[str, int]) -> None:
-    columns = ", ".join(FIGURE_FIELDS)
-    values = ", ".join(f"%({f})s" for f in FIGURE_FIELDS)
-    updates = ", ".join(f"{f} = analytics_scopefigures.{f} + excluded.{f}" for f in FIGURE_FIELDS)
+    columns = ", ".join(SUMMARY_FIGURE_FIELDS)
+    values = ", ".join(f"%({f})s" for f in SUMMARY_FIGURE_FIELDS)
+    updates = ", ".join(f"{f} = analytics_scopefigures.{f} + excluded.{f}" for f in SUMMARY_FIGURE_FIELDS)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""INSERT INTO analytics_scopefigures (registry_id, repository_id, {columns})
             VALUES (%(registry)s, NULL, {values})
             ON CONFLICT (registry_id) WHERE repository_id IS NULL DO UPDATE SET {updates}""",
-            {"registry": registry_id, **{f: deltas.get(f, 0) for f in FIGURE_FIELDS}},
+            {"registry": registry_id, **{f: deltas.get(f, 0) for f in SUMMARY_FIGURE_FIELDS}},
         )
 
 
@@ -366,9 +354,9 @@ def registry_held_add(
 
 
 def _namespace_rows_add(*, registry_id: int, deltas: dict[str, dict[str, int]]) -> None:
-    columns = ", ".join(FIGURE_FIELDS)
-    values = ", ".join(f"%({f})s" for f in FIGURE_FIELDS)
-    updates = ", ".join(f"{f} = analytics_namespacefigures.{f} + excluded.{f}" for f in FIGURE_FIELDS)
+    columns = ", ".join(SUMMARY_FIGURE_FIELDS)
+    values = ", ".join(f"%({f})s" for f in SUMMARY_FIGURE_FIELDS)
+    updates = ", ".join(f"{f} = analytics_namespacefigures.{f} + excluded.{f}" for f in SUMMARY_FIGURE_FIELDS)
     with connection.cursor() as cursor:
         for namespace in sorted(deltas):
             cursor.execute(
@@ -378,7 +366,7 @@ def _namespace_rows_add(*, registry_id: int, deltas: dict[str, dict[str, int]]) 
                 {
                     "registry": registry_id,
                     "namespace": namespace,
-                    **{f: deltas[namespace].get(f, 0) for f in FIGURE_FIELDS},
+                    **{f: deltas[namespace].get(f, 0) for f in SUMMARY_FIGURE_FIELDS},
                 },
             )
         # a namespace holding nothing has no row (as after a rebuild); its summary computes to zeros
@@ -408,12 +396,8 @@ def _namespaces_apply(*, params: dict[str, object], common: dict[str, int]) -> N
         for ns, m_stored in cursor.fetchall():
             per_ns[ns]["stored_bytes"] += int(m_stored)
         cursor.execute(
-            """DELETE FROM analytics_namespaceblob
-               WHERE registry_id = %(registry)s AND namespace = ANY(%(namespaces)s::text[]) AND refs <= 0
-               AND blob_id IN (SELECT ml.blob_id FROM analytics_manifestlayer ml
-                               WHERE ml.manifest_id = ANY(%(ids)s::int[])
-                               UNION SELECT config_id FROM analytics_manifest
-                               WHERE id = ANY(%(ids)s::int[]))""",
+            "DELETE FROM analytics_namespaceblob WHERE registry_id = %(registry)s"
+            " AND namespace = ANY(%(namespaces)s::text[]) AND refs <= 0 AND " + _BLOBS_OF_IDS,
             params,
         )
         cursor.execute(
@@ -430,7 +414,7 @@ def repository_figures_refresh(*, repository_id: int) -> None:
     s = dedup_summary_computed(scope=Scope(repository_id=repository_id))
     ScopeFigures.objects.update_or_create(
         repository_id=repository_id,
-        defaults={"registry_id": registry_id, **{f: getattr(s, f) or 0 for f in FIGURE_FIELDS}},
+        defaults={"registry_id": registry_id, **{f: getattr(s, f) or 0 for f in SUMMARY_FIGURE_FIELDS}},
     )
 
 
@@ -479,11 +463,8 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
         cursor.execute(_APPLY_MANIFESTS, params)
         m_stored, m_logical, images, manifests, indexes, manifests_held = cursor.fetchone()
         cursor.execute(
-            """DELETE FROM analytics_registryblob WHERE registry_id = %(registry)s AND refs <= 0
-               AND blob_id IN (SELECT ml.blob_id FROM analytics_manifestlayer ml
-                               WHERE ml.manifest_id = ANY(%(ids)s::int[])
-                               UNION SELECT config_id FROM analytics_manifest
-                               WHERE id = ANY(%(ids)s::int[]))""",
+            "DELETE FROM analytics_registryblob WHERE registry_id = %(registry)s AND refs <= 0 AND "
+            + _BLOBS_OF_IDS,
             params,
         )
         cursor.execute(
@@ -492,11 +473,8 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
             params,
         )
         cursor.execute(
-            """DELETE FROM analytics_blobregistries WHERE registries <= 0 AND layer_registries <= 0
-               AND blob_id IN (SELECT ml.blob_id FROM analytics_manifestlayer ml
-                               WHERE ml.manifest_id = ANY(%(ids)s::int[])
-                               UNION SELECT config_id FROM analytics_manifest
-                               WHERE id = ANY(%(ids)s::int[]))""",
+            "DELETE FROM analytics_blobregistries WHERE registries <= 0 AND layer_registries <= 0 AND "
+            + _BLOBS_OF_IDS,
             params,
         )
         cursor.execute(

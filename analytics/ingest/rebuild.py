@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from django.db import connection
 
-from analytics.ingest.figures import FIGURE_FIELDS, LINE_FIGURES, LINE_OF
+from analytics.ingest.figures import LINE_FIGURES, LINE_OF
+from analytics.models.figures import SUMMARY_FIGURE_FIELDS
 from analytics.selectors.summary import FOREIGN_TYPES_SQL
 
 # the uncompressed sums over a scope's layers of known size, from a count of holdings listing each ({n})
-_U_COLUMNS = ", ".join(FIGURE_FIELDS[-4:])
+_U_COLUMNS = ", ".join(SUMMARY_FIGURE_FIELDS[-4:])
 
 
 _U_SUMS = "count(*), sum({n} * b.uncompressed_size), sum(b.uncompressed_size), sum(b.size)"

@@ -196,6 +196,10 @@ class SummaryFigures(models.Model):
         abstract = True
 
 
+# The maintained figures' columns, in declaration order (the `uncompressed_*` four last).
+SUMMARY_FIGURE_FIELDS: tuple[str, ...] = tuple(f.name for f in SummaryFigures._meta.fields)
+
+
 class ScopeFigures(SummaryFigures):
     """The current tagged-only summary of a registry (repository null) or a repository (maintained)."""
 

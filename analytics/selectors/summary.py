@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from django.db import connection
 
 from analytics.models import NamespaceFigures, ScopeFigures
+from analytics.models.figures import SUMMARY_FIGURE_FIELDS
 from analytics.selectors.scope import Scope, namespace_rows_scope
 from workers.registry.records import FOREIGN_LAYER_TYPES
 
@@ -161,30 +162,12 @@ def _all_registries_row() -> dict[str, int] | None:
     rows = list(ScopeFigures.objects.filter(repository=None).values())
     if not rows:
         return None
-    total = {f: sum(int(r[f]) for r in rows) for f in _SUMMED_FIELDS}
+    total = {f: sum(int(r[f]) for r in rows) for f in SUMMARY_FIGURE_FIELDS}
     with connection.cursor() as cursor:
         cursor.execute(_ACROSS_SQL)
         for name, value in zip(_ACROSS_FIELDS, cursor.fetchone(), strict=True):
             total[name] -= int(value)
     return total
-
-
-_SUMMED_FIELDS = (
-    "images",
-    "manifests",
-    "indexes",
-    "repositories",
-    "distinct_layers",
-    "logical_bytes",
-    "stored_bytes",
-    "layers_logical_bytes",
-    "layers_stored_bytes",
-    "foreign_bytes",
-    "uncompressed_known_layers",
-    "uncompressed_logical_bytes",
-    "uncompressed_stored_bytes",
-    "uncompressed_known_compressed_bytes",
-)
 
 
 def _maintained_row(scope: Scope) -> dict[str, int] | None:

@@ -30,9 +30,10 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import time
+
+from harness.services import drop_database, fresh_database
 
 os.environ.setdefault("DEBUG", "1")
 os.environ["DATABASE_URL"] = os.environ.get(
@@ -66,10 +67,7 @@ def main() -> int:
     args = parser.parse_args()
 
     dbname = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
-    subprocess.run(
-        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", dbname], check=True
-    )
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", dbname], check=True)
+    fresh_database(dbname)
     import django
 
     django.setup()
@@ -191,9 +189,7 @@ def main() -> int:
             app.control.purge()
     connections.close_all()
     if not args.keep:
-        subprocess.run(
-            ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", dbname], check=True
-        )
+        drop_database(dbname)
 
     result = {
         "repositories": args.repos,

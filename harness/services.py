@@ -202,6 +202,21 @@ def ensure_database(dbname: str | None = None) -> None:
         subprocess.run([*base, "-c", f'CREATE DATABASE "{dbname}"'], check=True, capture_output=True)
 
 
+def drop_database(dbname: str) -> None:
+    """Drop a database if it exists, closing its connections first."""
+    host, port, user, _ = postgres_address()
+    subprocess.run(
+        [_need("dropdb"), "-h", host, "-p", str(port), "-U", user, "--if-exists", "--force", dbname],
+        check=True,
+    )
+
+
+def fresh_database(dbname: str) -> None:
+    """An empty database of that name: dropped if it exists, then created."""
+    drop_database(dbname)
+    ensure_database(dbname)
+
+
 def stop_postgres() -> str:
     state = _load_state()
     info = state.pop("postgres", None)

@@ -1,7 +1,7 @@
 """Benchmark: every GET endpoint of the API and every page under /ui/, timed one by one, then a load run.
 
     .venv/bin/python -m bench.sweep --database layerlens_bench_scale [--runs 5] [--load-seconds 30]
-        [--connections 16] [--json out.json] [--also PATH ...] [--seed-missing]
+        [--connections 16] [--json out.json] [--also PATH ...] [--seed-missing] [--load-only]
 
 Against a database made by `bench.generate` (or any Layerlens database), on loopback:
 
@@ -638,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         "--also", action="append", default=[], help="another API path to time (GET, token), repeatable"
     )
     parser.add_argument("--seed-missing", action="store_true", help="add a scan and an engine if none exist")
+    parser.add_argument("--load-only", action="store_true", help="only the load run, no sweep")
     args = parser.parse_args(argv)
 
     import httpx
@@ -664,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         api, api_skipped = api_requests(schema.json(), picks)
         ui, ui_skipped = ui_requests(ui_routes(), picks)
         extra = [Request(path, path, "api") for path in args.also]
-        requests = [*api, *ui, *extra]
+        requests = [] if args.load_only else [*api, *ui, *extra]
         sweep(base, requests, token=token, password=password, runs=args.runs)
         loaded = (
             load(base, token, seconds=args.load_seconds, connections=args.connections)

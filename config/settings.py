@@ -382,6 +382,10 @@ if LAYERLENS_REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Read answers cached per database snapshot (analytics/api/caching.py): exact, since any commit changes
+# the snapshot; this bounds how long an unread entry lingers and how large one may be. 0 turns it off.
+READ_CACHE_SECONDS = int(os.environ.get("READ_CACHE_SECONDS", "300"))
+READ_CACHE_MAX_BYTES = int(os.environ.get("READ_CACHE_MAX_BYTES", str(512 * 1024)))
 # What /metrics and /readyz say about registries (their names are hosts) and failed checks is for callers
 # with `Authorization: Bearer <this token>` (or a staff login). Without a token set, /metrics still answers
 # anyone, summed over registries; with one set, it answers only with it (analytics/api/ops.py).

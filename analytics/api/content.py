@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.api import params
+from analytics.api.caching import SnapshotCachedRead
 from analytics.api.csv import CSVListMixin, csv_stream, queryset_chunks, serializer_header, whole_list_wanted
 from analytics.api.filters import BACKENDS, BACKENDS_NO_SEARCH, ImageFilter, TagEventFilter, TagFilter
 from analytics.api.paging import UncountedOffsetPage
@@ -58,7 +59,7 @@ def sizes_scope(scope: Scope) -> Scope | None:
     ),
     retrieve=extend_schema(summary="A tag"),
 )
-class TagViewSet(CheckedQuery, CSVListMixin, viewsets.ReadOnlyModelViewSet):
+class TagViewSet(SnapshotCachedRead, CheckedQuery, CSVListMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = TagSerializer
     pagination_class = UncountedOffsetPage  # a count(*) over every tag on each page is most of its cost
     filter_backends = BACKENDS
@@ -95,7 +96,7 @@ class TagViewSet(CheckedQuery, CSVListMixin, viewsets.ReadOnlyModelViewSet):
     ),
     retrieve=extend_schema(summary="A tag event"),
 )
-class TagEventViewSet(CheckedQuery, CSVListMixin, viewsets.ReadOnlyModelViewSet):
+class TagEventViewSet(SnapshotCachedRead, CheckedQuery, CSVListMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = TagEventSerializer
     pagination_class = UncountedOffsetPage
     filter_backends = BACKENDS_NO_SEARCH
@@ -147,7 +148,7 @@ IMAGE_ORDERING_ALIASES = {
     ),
     retrieve=extend_schema(summary="An image with its layers", responses=ImageDetailSerializer),
 )
-class ImageViewSet(CheckedQuery, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
+class ImageViewSet(SnapshotCachedRead, CheckedQuery, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
     """Images: single-platform manifests per repository; `id` is the repository-manifest id.
 
     Shared and unique bytes are measured within the scope asked for (`registry`, `namespace`,
@@ -220,7 +221,7 @@ class ImageViewSet(CheckedQuery, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
 # --- summary ----------------------------------------------------------------------------------------------
 
 
-class SummaryView(CheckedQuery, APIView):
+class SummaryView(SnapshotCachedRead, CheckedQuery, APIView):
     """The dedup summary of a scope: images, distinct layers, logical, stored and saved bytes, ratio."""
 
     @extend_schema(

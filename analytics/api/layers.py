@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.api import params
+from analytics.api.caching import SnapshotCachedRead
 from analytics.api.content import ImagePageMixin, sizes_scope
 from analytics.api.csv import CSVListMixin
 from analytics.api.filters import BACKENDS, LayerFilter
@@ -61,7 +62,9 @@ COMPUTED_LIST_PARAMETERS = ("page", "ordering", "search", *LayerFilter.base_filt
         responses={200: RankedLayerSerializer, **SCOPE_ERRORS},
     ),
 )
-class LayerViewSet(CheckedQuery, CSVListMixin, ImagePageMixin, viewsets.ReadOnlyModelViewSet):
+class LayerViewSet(
+    SnapshotCachedRead, CheckedQuery, CSVListMixin, ImagePageMixin, viewsets.ReadOnlyModelViewSet
+):
     """Layer blobs in a scope; default order: most shared first, then most bytes saved."""
 
     serializer_class = RankedLayerSerializer
@@ -141,7 +144,7 @@ class LayerViewSet(CheckedQuery, CSVListMixin, ImagePageMixin, viewsets.ReadOnly
         return page.response(rows(ids), nxt, count=count, offset_shaped=True)
 
 
-class LayerTopView(CheckedQuery, APIView):
+class LayerTopView(SnapshotCachedRead, CheckedQuery, APIView):
     """A registry's layers ranked by images holding them (`order=images`) or bytes saved, with the
     `created_by` of the oldest manifest listing each; keyset pages (`next`)."""
 
@@ -171,7 +174,7 @@ class LayerTopView(CheckedQuery, APIView):
         return TopLayerSerializer(found, many=True).data
 
 
-class LayerRepositoriesView(CheckedQuery, APIView):
+class LayerRepositoriesView(SnapshotCachedRead, CheckedQuery, APIView):
     """Repositories whose tagged images list a layer, with images per repository; `count` is maintained."""
 
     @extend_schema(

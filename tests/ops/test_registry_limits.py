@@ -159,6 +159,11 @@ def test_registry_limits_hold_across_workers_while_another_registry_keeps_the_de
     span = max(starts) - min(starts)
     assert len(starts) <= RATE + RATE * span + 1
     assert len(starts) > 2 * RATE + 1  # enough requests for the limit to bind
-    # The default registry, with the same content, was read faster than the rate allowed.
+    # The default registry, with the same content, was read faster than the rate allowed: some window
+    # holds more requests than the bucket lets through (any length: on a busy machine the burst may be
+    # shorter than a second).
     default_starts = [s.start for s in default.state.seen]
-    assert max_in_window(default_starts, 1.0) > 2 * RATE + 1
+    windows = (0.25, 0.5, 1.0, 2.0)
+    assert any(max_in_window(default_starts, w) > RATE + RATE * w + 1 for w in windows), [
+        max_in_window(default_starts, w) for w in windows
+    ]

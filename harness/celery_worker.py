@@ -4,6 +4,7 @@ queues it is told (all three unless told: `config/settings.py`, README "Queues")
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ class CeleryWorker:
             raise ValueError(f"queues are some of {QUEUES}, not {sorted(unknown) or 'none'}")
         self.queues = queues
         self.log_path = Path(tempfile.mkdtemp(prefix="ll-worker-")) / "worker.log"
+        self.earlier_log = ""  # the logs of earlier runs, kept when stop() removes the folder
         self.proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
@@ -55,6 +57,7 @@ class CeleryWorker:
         return [f"{prefix}.{kind}" for kind in self.queues]
 
     def start(self) -> CeleryWorker:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)  # stop() removed it
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [
@@ -85,13 +88,16 @@ class CeleryWorker:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("celery worker exited:\n" + self.log_text())
-            if "ready." in self.log_text():
+            if "ready." in self._current_log():
                 return self
             time.sleep(0.2)
         raise RuntimeError("celery worker did not become ready:\n" + self.log_text())
 
-    def log_text(self) -> str:
+    def _current_log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_text(self) -> str:
+        return self.earlier_log + self._current_log()
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes at once, as a machine dying would."""
@@ -108,3 +114,5 @@ class CeleryWorker:
                 os.killpg(self.proc.pid, signal.SIGKILL)  # the pool children too
                 self.proc.wait()
         self.proc = None
+        self.earlier_log += self._current_log()
+        shutil.rmtree(self.log_path.parent, ignore_errors=True)

@@ -314,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if cmd == "start":
             msgs = ensure_services(create_db="--create-db" in args)
+            if "--fresh-test-db" in args:
+                # an interrupted run leaves its test database, maybe with a worker still connected
+                drop_database("test_" + postgres_address()[3])
+                msgs.append("postgres: no test database left from an earlier run")
         elif cmd == "stop":
             msgs = stop_services()
         elif cmd == "status":
@@ -321,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             print(" ".join(f"{k}={'up' if v else 'down'}" for k, v in st.items()))
             return 0 if all(st.values()) else 1
         else:
-            print("usage: services.sh start [--create-db] [-v] | stop | status", file=sys.stderr)
+            usage = "usage: services.sh start [--create-db] [--fresh-test-db] [-v] | stop | status"
+            print(usage, file=sys.stderr)
             return 2
     except (ServiceError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", None)

@@ -17,6 +17,8 @@ VERBOSE=0
 LOG="$(mktemp -t layerlens-bootstrap.XXXXXX)"
 trap 'rm -f "$LOG"' EXIT
 say() { [ "$VERBOSE" = 1 ] && echo "bootstrap: $*" >&2 || true; }
+# Steps that take minutes are always announced, so a first run never sits silent.
+announce() { echo "bootstrap: $*" >&2; }
 fail() {
     echo "bootstrap: FAILED: $*" >&2
     echo "----- log -----" >&2
@@ -60,10 +62,12 @@ fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "$SUDO" = "__none__" ] && fail "need root (or sudo) to install: ${missing[*]}"
-    say "installing: ${missing[*]}"
+    announce "installing system packages: ${missing[*]} (minutes; waits up to 10 minutes for" \
+        "another apt or unattended-upgrades to release the package lock)"
     export DEBIAN_FRONTEND=noninteractive
-    quietly $SUDO apt-get update -q || fail "apt-get update"
-    quietly $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    APT_WAIT=(-o DPkg::Lock::Timeout=600)
+    quietly $SUDO apt-get "${APT_WAIT[@]}" update -q || fail "apt-get update"
+    quietly $SUDO apt-get "${APT_WAIT[@]}" install -y -q --no-install-recommends "${missing[@]}" \
         || fail "apt-get install ${missing[*]}"
     PY="$(command -v python3.11 || command -v python3 || true)"
     # On a systemd machine the docker-registry package starts a registry on *:5000. Layerlens only
@@ -91,7 +95,7 @@ done < <(sed -n 's/^[[:space:]]*-r[[:space:]]*//p' "$ROOT/requirements-dev.txt")
 want="$(cat "${req_files[@]}" | sha256sum | cut -d' ' -f1)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want" != "$have" ]; then
-    say "installing python requirements"
+    announce "installing the Python requirements into .venv (a minute or two the first time)"
     quietly "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
         -r "$ROOT/requirements-dev.txt" || fail "pip install -r requirements-dev.txt"
     echo "$want" >"$STAMP"

@@ -3,10 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-scripts/services.sh start
 export DEBUG=1
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/layerlens}"
 export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}"
+# the database (the migrations check reads its history) and no test database of an interrupted run
+scripts/services.sh start --create-db --fresh-test-db
 
 echo "== lint"
 .venv/bin/ruff check .

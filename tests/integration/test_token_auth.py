@@ -6,6 +6,7 @@ SSRF policy's opt-in for a loopback registry, through the registry row and the s
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -39,6 +40,7 @@ def token_registry(test_registry):
     yield server, tokens
     server.cleanup()
     tokens.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run(target, **credentials) -> Scan:

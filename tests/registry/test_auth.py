@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.registry.fakes import FakeRegistry
-from workers.registry import ForbiddenError, RegistryClient, UnauthorizedError
+from workers.registry import ForbiddenError, HTTPStatusError, RegistryClient, UnauthorizedError
 from workers.registry.auth import (
     Challenge,
     Credentials,
@@ -247,7 +247,7 @@ def test_identity_token_is_sent_as_an_oauth2_refresh_token() -> None:
     assert form["grant_type"] == ["refresh_token"] and form["refresh_token"] == ["refresh-me"]
 
 
-@pytest.mark.parametrize("status", [501, 404, 405, 400, 500])
+@pytest.mark.parametrize("status", [501, 404, 405, 400])
 def test_identity_token_post_not_served_falls_back_to_one_anonymous_get(status: int) -> None:
     flow = TokenFlow(post=status)
     with flow.make(identity_token="refresh-me") as client:
@@ -255,6 +255,14 @@ def test_identity_token_post_not_served_falls_back_to_one_anonymous_get(status: 
     assert [r.method for r in flow.token_requests] == ["POST", "GET"]
     get = flow.token_requests[1]
     assert "Authorization" not in get.headers and "refresh-me" not in str(get.url)
+
+
+def test_identity_token_post_failing_for_now_is_not_replaced_by_an_anonymous_token() -> None:
+    flow = TokenFlow(post=503)
+    with flow.make(identity_token="refresh-me") as client, pytest.raises(HTTPStatusError) as info:
+        client.get_manifest("team/app", "v1")
+    assert info.value.transient and "try again later" in str(info.value)
+    assert {r.method for r in flow.token_requests} == {"POST"}
 
 
 def test_identity_token_refused_is_final() -> None:

@@ -11,10 +11,11 @@ The flow (distribution `docs/spec/auth/token.md`; containerd `remotes/docker/aut
    As docker does (distribution `registry/client/auth/session.go`, `fetchToken`): with a password, the
    classic GET with basic credentials (and `account=USER`); with an identity token (docker's
    `identitytoken`), the OAuth2 POST `grant_type=refresh_token` (token.md "Using OAuth2"), and on any
-   answer but a token or a refusal (401, 403) one anonymous GET instead, as containerd falls back
-   (there is no password to send). A realm that answers the password GET with 400, 404, 405 or 501
-   (it speaks only OAuth2) gets one POST `grant_type=password`. A refusal of a password is final:
-   it is never tried a second way. Without credentials: an anonymous GET.
+   answer but a token, a refusal (401, 403) or a passing failure (408, 429, 5xx but 501) one anonymous
+   GET instead, as containerd falls back (there is no password to send). A realm that answers the
+   password GET with 400, 404, 405 or 501 (it speaks only OAuth2) gets one POST `grant_type=password`.
+   A refusal of a password is final: it is never tried a second way. Without credentials: an
+   anonymous GET.
 4. The reply's `access_token` (OAuth2) or `token`, valid `expires_in` seconds (default and minimum 60,
    token.md "Token Response Fields"), is cached per (registry, realm, service, scopes, credential) and
    used until `REFRESH_MARGIN` seconds before it expires.
@@ -336,7 +337,9 @@ def fetch_token(
 
     if credentials.identity_token:
         resp, body = post({"grant_type": "refresh_token", "refresh_token": credentials.identity_token})
-        if resp.status_code != 200 and resp.status_code not in _REFUSED:
+        status = resp.status_code
+        busy = status in (408, 429) or (status >= 500 and status != 501)  # retried later, as it is
+        if status != 200 and status not in _REFUSED and not busy:
             resp, body = send("GET", params=query)
     elif credentials.username is not None:
         # The GET first: docker logs in this way, so every realm docker works with answers it, while

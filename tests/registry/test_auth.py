@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.registry.fakes import FakeRegistry
-from workers.registry import ForbiddenError, RegistryClient, UnauthorizedError
+from workers.registry import ForbiddenError, HTTPStatusError, RegistryClient, UnauthorizedError
 from workers.registry.auth import (
     Challenge,
     Credentials,
@@ -120,11 +120,19 @@ def test_credentials_repr_and_fingerprint_hide_the_secret() -> None:
 class TokenFlow:
     """A FakeRegistry behind bearer auth, with a token server on another origin (auth.example.test)."""
 
-    def __init__(self, *, users: dict[str, str] | None = None, post: bool = True, grant: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        users: dict[str, str] | None = None,
+        post: int | None = None,
+        get: int | None = None,
+        grant: bool = True,
+    ) -> None:
         self.registry = FakeRegistry()
         self.registry.add_docker_image("team/app", "v1")
         self.users = users or {}
-        self.post = post
+        self.post = post  # a status to answer every POST with, instead of serving it
+        self.get = get  # the same for GET
         self.grant = grant
         self.token_requests: list[httpx.Request] = []
         self.issued = 0
@@ -154,13 +162,15 @@ class TokenFlow:
     def token(self, request: httpx.Request) -> httpx.Response:
         self.token_requests.append(request)
         if request.method == "POST":
-            if not self.post:
-                return httpx.Response(405)
+            if self.post is not None:
+                return httpx.Response(self.post)
             form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
             user, password = form.get("username"), form.get("password")
             if form.get("grant_type") == "refresh_token":
                 user, password = "<token>", form.get("refresh_token")
         else:
+            if self.get is not None:
+                return httpx.Response(self.get)
             auth = request.headers.get("Authorization", "")
             user = password = None
             if auth.startswith("Basic "):
@@ -192,43 +202,87 @@ def test_anonymous_token_with_the_repository_pull_scope() -> None:
     assert req.url.params["service"] == "reg.test"
 
 
-def test_password_token_uses_oauth2_post_and_is_reused_from_the_cache() -> None:
+BASIC_ALICE = "Basic " + base64.b64encode(b"alice:pw").decode()
+
+
+def test_password_token_uses_get_with_basic_credentials_and_is_reused_from_the_cache() -> None:
+    # As `docker login`: the classic GET with the password; the OAuth2 POST only for identity tokens.
     flow = TokenFlow(users={"alice": "pw"})
     with flow.make(username="alice", password="pw") as client:
         client.get_manifest("team/app", "v1")
         client.get_manifest("team/app", "v1")
     (req,) = flow.token_requests  # one token for both requests
-    form = parse_qs(req.content.decode())
-    assert req.method == "POST" and form["grant_type"] == ["password"] and form["username"] == ["alice"]
-    assert form["scope"] == ["repository:team/app:pull"] and form["service"] == ["reg.test"]
+    assert req.method == "GET" and req.headers["Authorization"] == BASIC_ALICE
+    assert req.url.params.get_list("scope") == ["repository:team/app:pull"]
+    assert req.url.params["service"] == "reg.test" and req.url.params["account"] == "alice"
     assert all(r.headers.get("Authorization", "").startswith("Bearer ") for r in flow.registry.requests[1:])
 
 
-def test_post_refused_falls_back_to_get_with_basic_credentials() -> None:
-    flow = TokenFlow(users={"alice": "pw"}, post=False)
+@pytest.mark.parametrize("status", [501, 404, 405, 400])
+def test_password_is_never_posted_when_the_get_works(status: int) -> None:
+    flow = TokenFlow(users={"alice": "pw"}, post=status)
     with flow.make(username="alice", password="pw") as client:
         client.get_manifest("team/app", "v1")
-    assert [r.method for r in flow.token_requests] == ["POST", "GET"]
-    assert (
-        flow.token_requests[1].headers["Authorization"] == "Basic " + base64.b64encode(b"alice:pw").decode()
-    )
+    assert [r.method for r in flow.token_requests] == ["GET"]
+
+
+@pytest.mark.parametrize("status", [404, 405, 501, 400])
+def test_get_refused_by_an_oauth2_only_realm_falls_back_to_the_password_post(status: int) -> None:
+    flow = TokenFlow(users={"alice": "pw"}, get=status)
+    with flow.make(username="alice", password="pw") as client:
+        client.get_manifest("team/app", "v1")
+    assert [r.method for r in flow.token_requests] == ["GET", "POST"]
+    form = parse_qs(flow.token_requests[1].content.decode())
+    assert form["grant_type"] == ["password"] and form["username"] == ["alice"]
+    assert form["scope"] == ["repository:team/app:pull"] and form["service"] == ["reg.test"]
 
 
 def test_identity_token_is_sent_as_an_oauth2_refresh_token() -> None:
     flow = TokenFlow(users={"<token>": "refresh-me"})
     with flow.make(identity_token="refresh-me") as client:
         client.get_manifest("team/app", "v1")
-    form = parse_qs(flow.token_requests[0].content.decode())
+    (req,) = flow.token_requests
+    form = parse_qs(req.content.decode())
+    assert req.method == "POST" and "Authorization" not in req.headers
     assert form["grant_type"] == ["refresh_token"] and form["refresh_token"] == ["refresh-me"]
 
 
-def test_wrong_password_is_a_clear_final_401() -> None:
-    flow = TokenFlow(users={"alice": "pw"})
+@pytest.mark.parametrize("status", [501, 404, 405, 400])
+def test_identity_token_post_not_served_falls_back_to_one_anonymous_get(status: int) -> None:
+    flow = TokenFlow(post=status)
+    with flow.make(identity_token="refresh-me") as client:
+        client.get_manifest("team/app", "v1")
+    assert [r.method for r in flow.token_requests] == ["POST", "GET"]
+    get = flow.token_requests[1]
+    assert "Authorization" not in get.headers and "refresh-me" not in str(get.url)
+
+
+def test_identity_token_post_failing_for_now_is_not_replaced_by_an_anonymous_token() -> None:
+    flow = TokenFlow(post=503)
+    with flow.make(identity_token="refresh-me") as client, pytest.raises(HTTPStatusError) as info:
+        client.get_manifest("team/app", "v1")
+    assert info.value.transient and "try again later" in str(info.value)
+    assert {r.method for r in flow.token_requests} == {"POST"}
+
+
+def test_identity_token_refused_is_final() -> None:
+    flow = TokenFlow(users={"<token>": "other"})
+    with flow.make(identity_token="refresh-me") as client, pytest.raises(UnauthorizedError) as info:
+        client.get_manifest("team/app", "v1")
+    assert [r.method for r in flow.token_requests] == ["POST"]
+    assert "refused the identity token" in str(info.value) and "refresh-me" not in str(info.value)
+
+
+@pytest.mark.parametrize("post", [None, 501])
+def test_wrong_password_is_a_clear_final_401(post: int | None) -> None:
+    flow = TokenFlow(users={"alice": "pw"}, post=post)
     with flow.make(username="alice", password="nope") as client, pytest.raises(UnauthorizedError) as info:
         client.get_manifest("team/app", "v1")
     message = str(info.value)
     assert "token server https://auth.example.test/token refused user 'alice'" in message
+    assert "check the user name and password" in message
     assert "team/app:v1" in message and not info.value.transient and "nope" not in message
+    assert [r.method for r in flow.token_requests] == ["GET"]  # a refused password is not tried again
 
 
 def test_insufficient_scope_gets_one_more_token_then_stops() -> None:

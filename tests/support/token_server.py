@@ -10,11 +10,15 @@ Usage::
     with TokenServer(users={"scanner": "pw"}, grants={"scanner": {"private/web"}}) as tokens:
         RegistryServer(token_auth=tokens)
 
-Both the classic GET (basic credentials) and the OAuth2 POST (`grant_type=password`) are answered.
+Both the classic GET (basic credentials) and the OAuth2 POST (`grant_type=password`, or
+`refresh_token` with one of `identity_tokens`) are answered; `post` (settable while running) changes
+that: "serve" (both), "not-implemented" (a POST gets 501, as some token servers do), "only" (a GET gets
+405: a realm that speaks only OAuth2).
 Valid credentials get the `pull` and `push` asked for on the repositories `grants` lists for the
 user (and the catalog);
 anonymous requests and users without grants get a token that grants nothing, as Docker Hub does for
-a private repository. Wrong credentials get 401. `requests` records (method, grant or "basic", user).
+a private repository. Wrong credentials get 401. `requests` records (method, grant or "basic", user),
+also for the requests `post` turns away.
 """
 
 from __future__ import annotations
@@ -54,10 +58,14 @@ class TokenServer:
         grants: dict[str, set[str]],
         workdir: Path,
         expires_in: int = 300,
+        identity_tokens: dict[str, str] | None = None,
+        post: str = "serve",
     ) -> None:
         self.users = users
         self.grants = grants
+        self.identity_tokens = identity_tokens or {}  # refresh token -> the user it stands for
         self.expires_in = expires_in
+        self.post = post
         self.requests: list[tuple[str, str, str | None]] = []
         self.key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
@@ -159,16 +167,34 @@ class TokenServer:
                 auth = self.headers.get("Authorization", "")
                 if auth.startswith("Basic "):
                     user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-                self._answer(user, password, params.get("scope", []), "basic" if user else "anonymous")
+                kind = "basic" if user else "anonymous"
+                if server.post == "only":
+                    server.requests.append((self.command, kind, user))
+                    self._reply(405, {"error": "method not allowed"})
+                    return
+                self._answer(user, password, params.get("scope", []), kind)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-                if urlsplit(self.path).path != "/token" or form.get("grant_type") != "password":
+                grant = form.get("grant_type", "")
+                if server.post == "not-implemented":
+                    server.requests.append((self.command, grant, form.get("username")))
+                    self._reply(501, {"error": "not implemented"})
+                    return
+                if urlsplit(self.path).path != "/token" or grant not in ("password", "refresh_token"):
                     self._reply(400, {"error": "unsupported_grant_type"})
                     return
                 scopes = form.get("scope", "").split()
-                self._answer(form.get("username"), form.get("password"), scopes, "password")
+                if grant == "refresh_token":
+                    user = server.identity_tokens.get(form.get("refresh_token", ""))
+                    if user is None:
+                        server.requests.append((self.command, grant, None))
+                        self._reply(401, {"error": "invalid_grant"})
+                        return
+                    self._answer(user, server.users.get(user), scopes, grant)
+                    return
+                self._answer(form.get("username"), form.get("password"), scopes, grant)
 
         return Handler
 

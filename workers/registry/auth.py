@@ -8,10 +8,14 @@ The flow (distribution `docs/spec/auth/token.md`; containerd `remotes/docker/aut
 3. Bearer: ask the challenge's `realm` (resolved against the request URL; checked by the SSRF policy)
    for a token for `service` and the scopes the request needs (`repository:NAME:pull`,
    `registry:catalog:*`, plus the challenge's own `scope`); never an empty `scope=`.
-   With a password: OAuth2 POST (`grant_type=password`, token.md "Using OAuth2"); with an identity
-   token (docker's `identitytoken`): POST `grant_type=refresh_token`. A realm that answers the POST
-   with 400, 401, 404 or 405 gets the classic GET with basic credentials (containerd does the same:
-   GCR, Artifactory and ACR do not speak the POST form). Without credentials: an anonymous GET.
+   As docker does (distribution `registry/client/auth/session.go`, `fetchToken`): with a password, the
+   classic GET with basic credentials (and `account=USER`); with an identity token (docker's
+   `identitytoken`), the OAuth2 POST `grant_type=refresh_token` (token.md "Using OAuth2"), and on any
+   answer but a token, a refusal (401, 403) or a passing failure (408, 429, 5xx but 501) one anonymous
+   GET instead, as containerd falls back (there is no password to send). A realm that answers the
+   password GET with 400, 404, 405 or 501 (it speaks only OAuth2) gets one POST `grant_type=password`.
+   A refusal of a password is final: it is never tried a second way. Without credentials: an
+   anonymous GET.
 4. The reply's `access_token` (OAuth2) or `token`, valid `expires_in` seconds (default and minimum 60,
    token.md "Token Response Fields"), is cached per (registry, realm, service, scopes, credential) and
    used until `REFRESH_MARGIN` seconds before it expires.
@@ -43,7 +47,10 @@ REFRESH_MARGIN = 30.0  # refresh this long before expiry, so a token does not la
 MAX_TOKEN_BODY_BYTES = 64 * 1024
 CATALOG_SCOPE = "registry:catalog:*"
 CLIENT_ID = "layerlens"
-_POST_FALLBACK_STATUSES = frozenset({400, 401, 404, 405})  # containerd authorizer.go, same list
+# Answers to the password GET from a realm that speaks only the OAuth2 POST (no method, no endpoint,
+# or a missing `grant_type`): the POST is tried once. Never 401 or 403, the verdict on the password.
+_GET_FALLBACK_STATUSES = frozenset({400, 404, 405, 501})
+_REFUSED = frozenset({401, 403})
 
 _TCHAR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 7230 3.2.6 token
 _UNQUOTED = re.compile(r'[^,\s"]+')
@@ -261,6 +268,11 @@ class TokenCache:
         with self._lock:
             self._entries.pop(key, None)
 
+    def clear(self) -> None:
+        """Forget every token (tests that count a token server's requests start from none)."""
+        with self._lock:
+            self._entries.clear()
+
 
 SHARED_TOKEN_CACHE = TokenCache()
 
@@ -317,33 +329,49 @@ def fetch_token(
         with http.stream(method, realm, follow_redirects=False, **kwargs) as resp:  # type: ignore[arg-type]
             return resp, _read_limited(resp, MAX_TOKEN_BODY_BYTES)
 
-    if credentials.identity_token or credentials.username is not None:
-        form = {"service": service, "client_id": CLIENT_ID, "access_type": "offline"}
-        if credentials.identity_token:
-            form.update(grant_type="refresh_token", refresh_token=credentials.identity_token)
-        else:
-            form.update(
-                grant_type="password",
-                username=credentials.username or "",
-                password=credentials.password or "",
-            )
+    def post(grant: dict[str, str]) -> tuple[httpx.Response, bytes]:
+        form = {"service": service, "client_id": CLIENT_ID, "access_type": "offline", **grant}
         if scopes:
             form["scope"] = " ".join(scopes)
-        resp, body = send("POST", data=form)
-        if resp.status_code in _POST_FALLBACK_STATUSES and not credentials.identity_token:
-            resp, body = send("GET", params=query, headers={"Authorization": credentials.basic_header()})
+        return send("POST", data=form)
+
+    if credentials.identity_token:
+        resp, body = post({"grant_type": "refresh_token", "refresh_token": credentials.identity_token})
+        status = resp.status_code
+        busy = status in (408, 429) or (status >= 500 and status != 501)  # retried later, as it is
+        if status != 200 and status not in _REFUSED and not busy:
+            resp, body = send("GET", params=query)
+    elif credentials.username is not None:
+        # The GET first: docker logs in this way, so every realm docker works with answers it, while
+        # some answer the POST 404 or 501.
+        resp, body = send(
+            "GET",
+            params=[*query, ("account", credentials.username)],
+            headers={"Authorization": credentials.basic_header()},
+        )
+        if resp.status_code in _GET_FALLBACK_STATUSES:
+            resp, body = post(
+                {
+                    "grant_type": "password",
+                    "username": credentials.username,
+                    "password": credentials.password or "",
+                }
+            )
     else:
         resp, body = send("GET", params=query)
 
     if resp.status_code in (401, 403):
-        raise UnauthorizedError(
-            f"the token server {shown} refused {credentials.describe()} (HTTP {resp.status_code}); "
-            + (
-                "check the user name and password saved for this registry"
-                if credentials.present
-                else "this registry needs credentials: add them with `manage.py registry add URL "
+        if credentials.identity_token:
+            hint = "check the identity token saved for this registry"
+        elif credentials.present:
+            hint = "check the user name and password saved for this registry"
+        else:
+            hint = (
+                "this registry needs credentials: add them with `manage.py registry add URL "
                 "--username USER --password-stdin`"
-            ),
+            )
+        raise UnauthorizedError(
+            f"the token server {shown} refused {credentials.describe()} (HTTP {resp.status_code}); {hint}",
             status=401,
             **where,
         )

@@ -26,7 +26,7 @@ from analytics.infra.addresses import client_address
 from analytics.ingest.answers import answers_refresh
 from analytics.models import Repository, RepositoryManifest, WhatIfJob
 from analytics.selectors import content, whatif
-from analytics.selectors.answers import MISSED_SAVINGS, STALE_BASES
+from analytics.selectors.answers import MISSED_SAVINGS, STALE_BASES, answers_stale
 from analytics.selectors.images import image_get_queryset
 from analytics.selectors.lineage import image_derived, image_lineage, stale_bases
 from analytics.selectors.scope import Scope, scope_resolve
@@ -303,8 +303,10 @@ class MissedSavingsView(CheckedQuery, APIView):
     )
     def get(self, request):
         scope = scope_from_request(request)
-        for registry_id in content.plain_registries(scope) or []:
-            answers_refresh(registry_id=registry_id, answers=[MISSED_SAVINGS])  # a probe when current
+        # one probe for every registry; those not current are recomputed
+        registries = content.plain_registries(scope) or []
+        for registry_id in answers_stale(registry_ids=registries, answer=MISSED_SAVINGS):
+            answers_refresh(registry_id=registry_id, answers=[MISSED_SAVINGS])
         return OffsetPage().selector_response(
             request, lambda **p: content.missed_savings(scope=scope, **p), s.MissedSavingSerializer
         )

@@ -5,6 +5,7 @@ registry. Lists take `limit`/`offset` (keyset-free, but over an ORDER BY the pla
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -142,7 +143,7 @@ def missed_savings_found(*, scope: Scope, limit: int | None = 50, offset: int = 
     return _missed(_rows(_MISSED_SQL.format(where=where), [*params, limit, offset]))
 
 
-def _missed(rows: list[tuple]) -> list[MissedSaving]:
+def _missed(rows: list[tuple[Any, ...]]) -> list[MissedSaving]:
     out = []
     for reg_id, reg, diff_id, copies, stored, smallest, saved, blobs in rows:
         parsed = tuple((d, mt, int(s)) for d, mt, s in (x.split(" ", 2) for x in blobs))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, QuerySet
@@ -336,7 +337,7 @@ def _stale(imgs: str, params: dict[str, object], *, jit: bool = False) -> list[S
         return _stale_rows(cursor.fetchall())
 
 
-def _stale_rows(rows: list[tuple]) -> list[StaleBase]:
+def _stale_rows(rows: list[tuple[Any, ...]]) -> list[StaleBase]:
     out = []
     for repo, tag, old, new, seen_at, n, size, affected in rows:
         parsed = tuple((int(h), r, d) for h, r, d in (a.split(" ", 2) for a in affected))

@@ -23,8 +23,10 @@ from analytics.api.serializers.common import SCOPE_ERRORS
 from analytics.api.throttles import EXPENSIVE
 from analytics.errors import InvalidRequest, NotFound
 from analytics.infra.addresses import client_address
+from analytics.ingest.answers import answers_refresh
 from analytics.models import Repository, RepositoryManifest, WhatIfJob
 from analytics.selectors import content, whatif
+from analytics.selectors.answers import MISSED_SAVINGS, STALE_BASES, answers_stale
 from analytics.selectors.images import image_get_queryset
 from analytics.selectors.lineage import image_derived, image_lineage, stale_bases
 from analytics.selectors.scope import Scope, scope_resolve
@@ -101,6 +103,10 @@ class ImageDerivedView(CheckedQuery, CSVListMixin, generics.ListAPIView):
         return image_derived(holding=_image(self.kwargs["pk"]), include_untagged=untagged)
 
 
+# the affected images listed per moved tag (`images` counts them all): a hot base can have 100,000
+AFFECTED_LIMIT = 100
+
+
 class StaleBasesView(CheckedQuery, APIView):
     @paged_schema(
         s.StaleBasePageSerializer,
@@ -110,11 +116,12 @@ class StaleBasesView(CheckedQuery, APIView):
     )
     def get(self, request):
         registry = params.registry(request, required=True)
+        answers_refresh(registry_id=registry.id, answers=[STALE_BASES])  # a probe when current
 
         def fetch(**page) -> list[dict]:
             return [
                 {**asdict(r), "affected": [list(map(str, a)) for a in r.affected]}
-                for r in stale_bases(registry_id=registry.id, **page)
+                for r in stale_bases(registry_id=registry.id, affected_limit=AFFECTED_LIMIT, **page)
             ]
 
         return OffsetPage().selector_response(request, fetch, s.StaleBaseSerializer)
@@ -296,6 +303,10 @@ class MissedSavingsView(CheckedQuery, APIView):
     )
     def get(self, request):
         scope = scope_from_request(request)
+        # one probe for every registry; those not current are recomputed
+        registries = content.plain_registries(scope) or []
+        for registry_id in answers_stale(registry_ids=registries, answer=MISSED_SAVINGS):
+            answers_refresh(registry_id=registry_id, answers=[MISSED_SAVINGS])
         return OffsetPage().selector_response(
             request, lambda **p: content.missed_savings(scope=scope, **p), s.MissedSavingSerializer
         )

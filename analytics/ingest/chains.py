@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 
 from django.db import connection
 
+from analytics.ingest.answers import content_versions_bump
+
 # The image manifests that have no chains yet, with their layer digests in order.
 _LAYERS_SQL = """
 SELECT ml.manifest_id, b.digest
@@ -32,6 +34,14 @@ _INSERT_SQL = """
 INSERT INTO analytics_layerchain (manifest_id, depth, chain, is_top)
 SELECT * FROM unnest(%s::bigint[], %s::integer[], %s::varchar[], %s::boolean[])
 ON CONFLICT (manifest_id, depth) DO NOTHING
+RETURNING manifest_id
+"""
+
+# The registries holding (tagged or not) manifests that gained chain ids: their stale bases read them.
+_HOLDERS_SQL = """
+SELECT DISTINCT r.registry_id FROM analytics_repositorymanifest rm
+JOIN analytics_repository r ON r.id = rm.repository_id
+WHERE rm.manifest_id = ANY(%s::bigint[])
 """
 
 INSERT_BATCH = 10_000  # chain rows per INSERT
@@ -70,7 +80,8 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
     """Write the chain ids of image manifests that have none yet (those a repository holds, or all).
 
     Cost follows the new manifests only, linear in their layers: manifests are immutable, so existing
-    rows never change.
+    rows never change. The registries holding the manifests written have their content version moved
+    (their stale bases read the chains); in a scan that is the scanned registry, already locked by ingest.
     """
     missing = (
         "SELECT rm.manifest_id FROM analytics_repositorymanifest rm WHERE {repo} NOT EXISTS "
@@ -84,16 +95,18 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
         missing = missing.format(repo="")
     written = 0
     batch: tuple[list[int], list[int], list[str], list[bool]] = ([], [], [], [])
+    chained: set[int] = set()
 
     def flush() -> int:
         if not batch[0]:
             return 0
         with connection.cursor() as cursor:
             cursor.execute(_INSERT_SQL, list(batch))
-            count = cursor.rowcount
+            rows = cursor.fetchall()
+        chained.update(row[0] for row in rows)
         for column in batch:
             column.clear()
-        return count
+        return len(rows)
 
     with connection.chunked_cursor() as reader:
         reader.execute(_LAYERS_SQL.format(targets=missing), params)
@@ -106,4 +119,9 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
                 batch[3].append(depth == total)
             if len(batch[0]) >= INSERT_BATCH:
                 written += flush()
-    return written + flush()
+    written += flush()
+    if chained:
+        with connection.cursor() as cursor:
+            cursor.execute(_HOLDERS_SQL, [sorted(chained)])
+            content_versions_bump(registry_ids=[row[0] for row in cursor.fetchall()])
+    return written

@@ -26,6 +26,7 @@ _REBUILD = [
     "DELETE FROM analytics_registrymanifestref WHERE registry_id = %(registry)s",
     """DELETE FROM analytics_repositoryblob WHERE repository_id IN
        (SELECT id FROM analytics_repository WHERE registry_id = %(registry)s)""",
+    # the registry row comes back with the next content version (its default): answers recompute
     """DELETE FROM analytics_scopefigures WHERE registry_id = %(registry)s""",
     """CREATE TEMP TABLE figures_held ON COMMIT DROP AS
        SELECT rm.repository_id, m.id AS manifest_id, m.kind, m.size, m.config_id
@@ -76,7 +77,7 @@ _REBUILD = [
        WHERE rb.registry_id = %(registry)s""",
     f"""INSERT INTO analytics_scopefigures (registry_id, repository_id, images, manifests, indexes,
            repositories, distinct_layers, logical_bytes, stored_bytes, layers_logical_bytes,
-           layers_stored_bytes, foreign_bytes)
+           layers_stored_bytes, foreign_bytes, content_version)
        WITH rb AS (
            SELECT repository_id, blob_id, bool_or(is_layer) AS is_layer, sum(roles) AS logical_n,
                count(*) FILTER (WHERE is_layer) AS layer_n
@@ -102,7 +103,8 @@ _REBUILD = [
        SELECT r.registry_id, r.id, coalesce(hs.images, 0), coalesce(hs.manifests, 0),
            coalesce(hs.indexes, 0), (hs.repository_id IS NOT NULL)::int, coalesce(bs.layers, 0),
            coalesce(hs.size, 0) + coalesce(bs.logical, 0), coalesce(hs.size, 0) + coalesce(bs.stored, 0),
-           coalesce(bs.layers_logical, 0), coalesce(bs.layers_stored, 0), coalesce(bs.foreign_, 0)
+           coalesce(bs.layers_logical, 0), coalesce(bs.layers_stored, 0), coalesce(bs.foreign_, 0),
+           NULL  -- the registry row's only
        FROM analytics_repository r
        LEFT JOIN hs ON hs.repository_id = r.id
        LEFT JOIN bs ON bs.repository_id = r.id

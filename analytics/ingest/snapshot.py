@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analytics.infra.text import printable
+from analytics.ingest.answers import content_version_bump
 from analytics.ingest.figures import figures_apply, registry_held_add
 from analytics.ingest.known import known_config_fill, manifest_ids
 from analytics.models import (
@@ -399,6 +400,10 @@ def snapshot_ingest(
         figures_apply(
             registry_id=repository.registry_id, repository_id=repository.id, gained=gained, lost=lost
         )
+        if events or gained or lost:
+            # the registry's materialized answers read tags, their moves and holdings: no longer
+            # current (the row figures_apply has just locked, taken in the same order)
+            content_version_bump(registry_id=repository.registry_id)
         # after the figures, whose upserts take the registry's rows in their order (no deadlock)
         registry_held_add(
             registry_id=repository.registry_id, tags=_current_tags(repository_id=repository.id) - tags_before

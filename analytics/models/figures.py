@@ -3,6 +3,7 @@ registry, repository and namespace, layer chains, build-history lines and trend 
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import MD5
@@ -207,6 +208,10 @@ class ScopeFigures(SummaryFigures):
     repository = models.OneToOneField(
         Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
+    # The registry row only: changed (to the next value of the sequence `analytics_content_version`, its
+    # database default) in the transaction of every write the registry's materialized answers read
+    # (`analytics.ingest.answers`); never repeats, so a row rebuilt from scratch is a new version too.
+    content_version = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "scope figures"
@@ -331,3 +336,72 @@ class RegistryHeld(models.Model):
     blobs = models.BigIntegerField(default=0)
     blob_bytes = models.BigIntegerField(default=0)
     tags = models.BigIntegerField(default=0)
+
+
+class DiffIdEpoch(models.Model):
+    """One row: changed (in the writer's transaction, at its commit) whenever `DiffIdCopies` changes, by
+    a deferred trigger (migration 0025). Missed savings follow blobs' `diff_id`s, which any registry's
+    deep scan, ingest or an engine sets on shared blobs; their materialized rows hold the epoch they
+    were computed at."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    value = models.BigIntegerField(default=0)
+
+
+class RegistryAnswer(models.Model):
+    """What a registry's materialized answer (`RegistryStaleBase`, `RegistryMissedSaving`) was computed
+    from: the registry's `ScopeFigures.content_version` and, for missed savings, the `DiffIdEpoch`. The
+    rows are current while both still hold (`analytics.selectors.answers`)."""
+
+    class Kind(models.TextChoices):
+        STALE_BASES = "stale_bases"
+        MISSED_SAVINGS = "missed_savings"
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+", db_index=False)
+    answer = models.CharField(max_length=32, choices=Kind.choices)
+    content_version = models.BigIntegerField(null=True)
+    diff_epoch = models.BigIntegerField(null=True)
+    computed_at = models.DateTimeField()
+    rows = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["registry", "answer"], name="registry_answer_unique")]
+
+
+class RegistryStaleBase(models.Model):
+    """One row of `stale_bases` for a registry, materialized: `rank` is its place in the answer's order
+    (most images, then repository, tag, old digest), so a page is a range of the primary index."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+", db_index=False)
+    rank = models.IntegerField()
+    repository = models.TextField()
+    tag = models.TextField()
+    old_digest = models.TextField()
+    new_digest = models.TextField()
+    moved_at = models.DateTimeField()
+    images = models.IntegerField()
+    image_bytes = models.BigIntegerField()
+    # "holding-id repository digest" per affected image, by holding id (as the query aggregates them)
+    affected = ArrayField(models.TextField())
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["registry", "rank"], name="registry_stale_base_rank")]
+
+
+class RegistryMissedSaving(models.Model):
+    """One row of `missed_savings` for a registry, materialized: `rank` is its place in the registry's
+    order (most bytes saved, then diff_id)."""
+
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="+", db_index=False)
+    rank = models.IntegerField()
+    diff_id = models.TextField()
+    copies = models.IntegerField()
+    stored_bytes = models.BigIntegerField()
+    smallest_bytes = models.BigIntegerField()
+    saved_bytes = models.BigIntegerField()
+    blobs = ArrayField(models.TextField())  # "digest media-type size", smallest first
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["registry", "rank"], name="registry_missed_saving_rank")
+        ]

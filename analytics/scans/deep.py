@@ -14,6 +14,7 @@ from django.db.models import F
 
 from analytics.models import Blob, Repository, Scan, ScanError
 from analytics.scans.clients import registry_client
+from analytics.scans.state import answers_refresh_after_commit
 from workers.registry.deep import BudgetExceeded, ByteBudget, measure_layer
 from workers.registry.errors import RegistryError
 from workers.registry.records import FOREIGN_LAYER_TYPES
@@ -105,4 +106,12 @@ def scan_deep_record(*, scan_id: int) -> DeepScanResult | None:
         if result.errors and scan.status == Scan.Status.SUCCEEDED:
             fields["status"] = Scan.Status.PARTIAL
         Scan.objects.filter(id=scan.id).update(**fields)
+        # layers measured may have new diff_ids: missed savings, refreshed here unless the registry
+        # scan this one belongs to is still running (its end refreshes them)
+        parent_done = (
+            scan.parent_id is None
+            or Scan.objects.filter(id=scan.parent_id, finished_at__isnull=False).exists()
+        )
+        if result.measured and parent_done:
+            answers_refresh_after_commit(registry_id=scan.registry_id)
     return result

@@ -28,6 +28,7 @@ from analytics.scans.deep import scan_deep_record
 from analytics.scans.runtime import Heartbeat, Progress, metrics_sink
 from analytics.scans.state import (
     HANDLED_ELSEWHERE,
+    answers_refresh_after_commit,
     commit_async,
     repository_lease_acquire,
     repository_lease_release,
@@ -310,6 +311,8 @@ class RepositoryRun:
             metrics_sink().add(telemetry.BYTES_SCANNED, labels, _image_bytes(snapshot))
             if self.previous is None or result.tag_events or result.new_manifests:
                 scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
+                if scan.parent_id is None:  # a registry scan refreshes once, at its end
+                    answers_refresh_after_commit(registry_id=scan.registry_id)
             total, done, d_total, d_done = self.progress.take()
             scan_finish(
                 scan,

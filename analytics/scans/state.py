@@ -4,6 +4,7 @@ it on its parent and finish the parent with its last child; the repository lease
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -13,6 +14,7 @@ from django.utils import timezone
 from analytics.errors import RepositoryBusy
 from analytics.infra import telemetry
 from analytics.infra.text import printable
+from analytics.ingest.answers import answers_refresh
 from analytics.ingest.trends import scan_figures_record
 from analytics.models import Registry, Repository, Scan, ScanError
 from analytics.scans.runtime import lease_deadline, metrics_sink
@@ -155,6 +157,14 @@ def parent_finish_if_done(parent_id: int) -> None:
         _scan_finished_observe(parent, status, "")
         Registry.objects.filter(id=parent.registry_id).update(last_scanned_at=timezone.now())
         scan_figures_record(scan_id=parent_id)  # the registry's trend point
+        answers_refresh_after_commit(registry_id=parent.registry_id)
+
+
+def answers_refresh_after_commit(*, registry_id: int) -> None:
+    """Once this transaction commits (at once outside one), recompute the registry's materialized answers
+    the scan changed (`analytics.ingest.answers`), so that no reader waits for them. A failure is logged;
+    the scan stands and the next reader computes."""
+    transaction.on_commit(partial(answers_refresh, registry_id=registry_id), robust=True)
 
 
 def scan_fail(*, scan_id: int, message: str, kind: str = "ScanFailed") -> None:

@@ -5,10 +5,12 @@ registry. Lists take `limit`/`offset` (keyset-free, but over an ORDER BY the pla
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 
 from analytics.models import BlobLine, Registry, RepositoryManifest
+from analytics.selectors.answers import MISSED_SAVINGS, answers_stale
 from analytics.selectors.layers import layers_created_by
 from analytics.selectors.partners import partner_rows
 from analytics.selectors.scope import Scope, namespace_rows_scope
@@ -106,14 +108,42 @@ class MissedSaving:
     blobs: tuple[tuple[str, str, int], ...]  # (digest, media type, size), smallest first
 
 
+# Plain registries whose materialized rows are current: each registry's first offset + limit rows
+# (a range of its (registry, rank) index), merged in the list's order.
+_MISSED_MAINTAINED_SQL = """
+SELECT x.registry_id, reg.name, x.diff_id, x.copies, x.stored_bytes, x.smallest_bytes, x.saved_bytes, x.blobs
+FROM unnest(%s::bigint[]) AS r(id) CROSS JOIN LATERAL (
+    SELECT ms.* FROM analytics_registrymissedsaving ms
+    WHERE ms.registry_id = r.id AND ms.rank < %s ORDER BY ms.rank
+) x
+JOIN analytics_registry reg ON reg.id = x.registry_id
+ORDER BY x.saved_bytes DESC, x.diff_id, x.registry_id
+LIMIT %s OFFSET %s
+"""
+
+
 def missed_savings(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[MissedSaving]:
-    """The same uncompressed layer (`diff_id`) stored under several blob digests, per registry."""
-    registries = _plain_registries(scope)
+    """The same uncompressed layer (`diff_id`) stored under several blob digests, per registry.
+
+    A plain registry scope (or all registries) reads each registry's materialized rows when they are
+    current (`analytics.ingest.answers`), else computes them (`missed_savings_found`): the same answer."""
+    registries = plain_registries(scope)
+    if registries is not None and not answers_stale(registry_ids=registries, answer=MISSED_SAVINGS):
+        return _missed(_rows(_MISSED_MAINTAINED_SQL, [registries, limit + offset, limit, offset]))
+    return missed_savings_found(scope=scope, limit=limit, offset=offset)
+
+
+def missed_savings_found(*, scope: Scope, limit: int | None = 50, offset: int = 0) -> list[MissedSaving]:
+    """`missed_savings` computed: a plain registry scope starts from `DiffIdCopies`; any other scope
+    groups the layers of its holdings (`limit` None: every row)."""
+    registries = plain_registries(scope)
     if registries is not None:
-        rows = _rows(_MISSED_REGISTRY_SQL, [registries, limit, offset])
-    else:
-        where, params = scope.where()
-        rows = _rows(_MISSED_SQL.format(where=where), [*params, limit, offset])
+        return _missed(_rows(_MISSED_REGISTRY_SQL, [registries, limit, offset]))
+    where, params = scope.where()
+    return _missed(_rows(_MISSED_SQL.format(where=where), [*params, limit, offset]))
+
+
+def _missed(rows: list[tuple[Any, ...]]) -> list[MissedSaving]:
     out = []
     for reg_id, reg, diff_id, copies, stored, smallest, saved, blobs in rows:
         parsed = tuple((d, mt, int(s)) for d, mt, s in (x.split(" ", 2) for x in blobs))
@@ -157,7 +187,7 @@ per_blob AS (
 """
 
 
-def _plain_registries(scope: Scope) -> list[int] | None:
+def plain_registries(scope: Scope) -> list[int] | None:
     """The registries of a plain registry scope, or of all registries (tagged, no filter); else None."""
     if scope == Scope(registry_id=scope.registry_id):
         if scope.registry_id is not None:
@@ -212,7 +242,7 @@ def bytes_by_instruction(
 ) -> list[InstructionBytes]:
     """`created_by` lines ranked by the stored (or unique, or logical) bytes of the layers they produced."""
     column = {"stored": "stored", "unique": "uniq", "logical": "logical"}[order]
-    registries = _plain_registries(scope)
+    registries = plain_registries(scope)
     if registries is not None:
         sql, params = _BY_INSTRUCTION_REGISTRY_SQL.format(order=column), [registries]
     else:
@@ -266,7 +296,7 @@ def _lines(blob_ids: list[int]) -> dict[int, str]:
 
 def largest_layers(*, scope: Scope, limit: int = 50, offset: int = 0) -> list[LargeLayer]:
     """The largest layers held in the scope, with the images holding each and its history line."""
-    registries = _plain_registries(scope)
+    registries = plain_registries(scope)
     if registries is not None:
         rows = _rows(_LARGEST_REGISTRY_SQL, [registries, limit + offset, limit, offset])
     else:

@@ -7,13 +7,16 @@ proper prefix of its own. With each manifest's prefix hashes stored, "is X a pre
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, QuerySet
 
 from analytics.models import LayerChain, RepositoryManifest
+from analytics.selectors.answers import STALE_BASES, answers_stale
 
 
 @dataclass(frozen=True)
@@ -239,20 +242,52 @@ JOIN stale s ON s.base_id = mv.base_id
 JOIN sized z ON z.holding_id = s.holding_id
 JOIN analytics_manifest m ON m.id = s.manifest_id
 GROUP BY mv.repository, mv.tag, mv.old_digest, mv.new_digest, mv.seen_at
-ORDER BY count(s.holding_id) DESC, mv.repository, mv.tag
+ORDER BY count(s.holding_id) DESC, mv.repository, mv.tag, mv.old_digest, mv.new_digest, mv.seen_at
 LIMIT %(limit)s OFFSET %(offset)s
 """
 
 
-def stale_bases(*, registry_id: int, limit: int | None = None, offset: int = 0) -> list[StaleBase]:
+# A registry's rows as last materialized (`analytics.ingest.answers`): a range of the (registry, rank) index.
+_STALE_MAINTAINED_SQL = """
+SELECT repository, tag, old_digest, new_digest, moved_at, images, image_bytes, {affected}
+FROM analytics_registrystalebase
+WHERE registry_id = %(registry)s AND rank >= %(offset)s {below}
+ORDER BY rank
+"""
+
+
+def stale_bases(
+    *, registry_id: int, limit: int | None = None, offset: int = 0, affected_limit: int | None = None
+) -> list[StaleBase]:
     """Tagged images whose base is no longer the current digest of the tag that named it (it moved).
 
     The base is looked for among every manifest the registry held, tagged or not; it is stale when
     no current tag reaches it and a tag that once named it (or an index listing it) now names another
     digest. One row per moved tag, with the images built on its old digest; most images first, then
-    `limit` rows from `offset` (all without a limit). Starts from the registry's tag moves, so it costs
-    the moves and the images built on their old digests, not the registry.
+    `limit` rows from `offset` (all without a limit), each with its first `affected_limit` affected
+    images (all without one; `images` counts them all).
+
+    Read from the registry's materialized rows when they are current (a page is an index range); else
+    computed (`stale_bases_found`), the same answer.
     """
+    if answers_stale(registry_ids=[registry_id], answer=STALE_BASES):
+        rows = stale_bases_found(registry_id=registry_id, limit=limit, offset=offset)
+        if affected_limit is None:
+            return rows
+        return [dataclasses.replace(r, affected=r.affected[:affected_limit]) for r in rows]
+    sql = _STALE_MAINTAINED_SQL.format(
+        affected="affected" if affected_limit is None else "affected[1:%(affected)s]",
+        below="" if limit is None else "AND rank < %(offset)s + %(limit)s",
+    )
+    params = {"registry": registry_id, "offset": offset, "limit": limit, "affected": affected_limit}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return _stale_rows(cursor.fetchall())
+
+
+def stale_bases_found(*, registry_id: int, limit: int | None = None, offset: int = 0) -> list[StaleBase]:
+    """`stale_bases` computed: starts from the registry's tag moves, so it costs the moves and the images
+    built on their old digests, not the registry (seconds at a million images, hence materialized)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(_STALE_REGISTRY_BUILT, {"registry": registry_id})
@@ -299,7 +334,10 @@ def _stale(imgs: str, params: dict[str, object], *, jit: bool = False) -> list[S
                 "bases": bases,
             },
         )
-        rows = cursor.fetchall()
+        return _stale_rows(cursor.fetchall())
+
+
+def _stale_rows(rows: list[tuple[Any, ...]]) -> list[StaleBase]:
     out = []
     for repo, tag, old, new, seen_at, n, size, affected in rows:
         parsed = tuple((int(h), r, d) for h, r, d in (a.split(" ", 2) for a in affected))

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from analytics.engines import selectors as engine_reports
 from analytics.errors import InvalidRequest, NotFound
+from analytics.ingest.answers import answers_refresh
 from analytics.models import (
     Engine,
     NamespaceFigures,
@@ -25,6 +26,7 @@ from analytics.models import (
     ScopeFigures,
 )
 from analytics.selectors import content, whatif
+from analytics.selectors.answers import MISSED_SAVINGS
 from analytics.selectors.images import image_get_queryset, image_layers, image_sizes, image_tags, images
 from analytics.selectors.layers import layer_top
 from analytics.selectors.lineage import BaseImage, image_lineage, image_stale_base
@@ -201,6 +203,7 @@ def overview(*, registry: Registry | None) -> dict:
 
 def layers_page(*, registry: Registry, limit: int = 25) -> dict:
     ranked, _ = layer_top(registry_id=registry.id, order="images", limit=limit)
+    answers_refresh(registry_id=registry.id, answers=[MISSED_SAVINGS])  # a probe when current
     missed = content.missed_savings(scope=Scope(registry_id=registry.id), limit=limit)
     return {
         "registry": {"id": registry.id, "name": registry.name},

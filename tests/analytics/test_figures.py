@@ -376,7 +376,8 @@ def test_registry_rankings_read_the_maintained_rows(registry):
 def _all_figures(registry):
     rows = ScopeFigures.objects.filter(registry=registry).order_by("repository_id").values()
     ns = NamespaceFigures.objects.filter(registry=registry).order_by("namespace").values()
-    return [{k: v for k, v in r.items() if k != "id"} for r in [*rows, *ns]]
+    # the content version is no figure: a rebuild gives the registry row a new one
+    return [{k: v for k, v in r.items() if k not in ("id", "content_version")} for r in [*rows, *ns]]
 
 
 def test_uncompressed_sums_follow_ingest_and_sizes_learned_later(registry):

@@ -1,6 +1,7 @@
 """The lists answered from maintained data equal a computation over the holdings, across registries,
-after incremental ingest, tag moves and tag removal, and after a rebuild: the summary of every registry,
-content in several registries, missed savings, the layer ranking, stale bases and image counts.
+after incremental ingest, tag moves and tag removal, after a rebuild and after deleting a registry: the
+summary of every registry, content in several registries, missed savings, the layer ranking, stale bases
+(both materialized per registry) and image counts.
 
 The oracles are the original full queries (`*_computed`) or plain SQL written here."""
 
@@ -9,21 +10,30 @@ import dataclasses
 import pytest
 from django.db import connection
 
+from analytics.ingest.answers import answers_refresh
 from analytics.ingest.chains import chains_refresh
 from analytics.ingest.rebuild import figures_rebuild
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import (
+    Blob,
     BlobRegistries,
     ManifestRegistries,
     Registry,
+    RegistryAnswer,
+    RegistryMissedSaving,
+    RegistryStaleBase,
     Repository,
     RepositoryManifest,
+    Scan,
     ScopeFigures,
 )
+from analytics.scans.state import parent_finish_if_done
+from analytics.selectors.answers import MISSED_SAVINGS, STALE_BASES, answers_stale
 from analytics.selectors.content import (
     cross_registry_content,
     cross_registry_content_computed,
     missed_savings,
+    missed_savings_found,
 )
 from analytics.selectors.images import images
 from analytics.selectors.layers import layer_ranking_maintained
@@ -110,17 +120,34 @@ def _assert_lists_exact(registries):
     assert dedup_summary(scope=Scope()) == dedup_summary_computed(scope=Scope())
     assert cross_registry_content(limit=1000) == cross_registry_content_computed(limit=1000)
     assert cross_registry_content(limit=2, offset=1) == cross_registry_content_computed(limit=2, offset=1)
+    # the materialized answers, as a read or a scan's end leaves them
+    for registry in registries:
+        answers_refresh(registry_id=registry.id)
+    # current, but for a registry never ingested (no version: always computed, from nothing)
+    unscanned = [i for i in ids if not ScopeFigures.objects.filter(registry_id=i, repository=None).exists()]
+    for answer in (STALE_BASES, MISSED_SAVINGS):
+        assert answers_stale(registry_ids=ids, answer=answer) == unscanned
     # every registry's missed savings against the query over the holdings (a tag glob keeps them all)
     everyone = Scope(tag_glob="*")
     assert missed_savings(scope=Scope(), limit=1000) == missed_savings(scope=everyone, limit=1000)
+    assert missed_savings(scope=Scope(), limit=2, offset=1) == missed_savings(
+        scope=everyone, limit=2, offset=1
+    )
     assert _ranking_walked(ids) == _ranking_expected(ids)
     for registry in registries:
         assert _ranking_walked([registry.id]) == _ranking_expected([registry.id])
+        one = Scope(registry_id=registry.id)
+        assert missed_savings(scope=one, limit=1000) == missed_savings_found(scope=one, limit=None)
         assert stale_bases(registry_id=registry.id) == stale_bases_computed(registry_id=registry.id)
         assert (
             stale_bases(registry_id=registry.id, limit=1, offset=1)
             == stale_bases_computed(registry_id=registry.id)[1:2]
         )
+        capped = [
+            dataclasses.replace(r, affected=r.affected[:1])
+            for r in stale_bases_computed(registry_id=registry.id)
+        ]
+        assert stale_bases(registry_id=registry.id, affected_limit=1) == capped
         stale_of = {}
         for row in stale_bases_computed(registry_id=registry.id):
             for affected in row.affected:
@@ -188,3 +215,80 @@ def test_lists_follow_ingest_moves_removal_and_rebuild(registries):
     snapshot_ingest(repository=api2, snapshot=snapshot("apps/api", {}))
     _assert_lists_exact(registries)
     assert not BlobRegistries.objects.filter(registries__gt=1).exists()
+
+    # a registry deleted takes its materialized rows with it; the other's stay exact
+    two.delete()
+    _assert_lists_exact([one])
+    for model in (RegistryAnswer, RegistryStaleBase, RegistryMissedSaving):
+        assert not model.objects.filter(registry_id=two.id).exists()
+
+
+def _fire_deferred_triggers():
+    """The diff-id epoch moves at commit (a deferred trigger); a test's transaction never commits."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
+def test_materialized_answers_recompute_after_each_write(registries):
+    one, two = registries
+    base = Repository.objects.create(registry=one, name="library/base")
+    web = Repository.objects.create(registry=one, name="apps/web")
+    snapshot_ingest(repository=base, snapshot=snapshot("library/base", {"1": BASE_IMG}))
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"1": WEB1, "2": WEB2, "o": OTHER}))
+    chains_refresh()
+    assert answers_refresh(registry_id=one.id) == [STALE_BASES, MISSED_SAVINGS]
+    assert answers_refresh(registry_id=one.id) == []  # current: a probe, nothing recomputed
+    assert not stale_bases(registry_id=one.id)
+    assert [m.diff_id for m in missed_savings(scope=Scope(registry_id=one.id))] == [WEB1_COPY.diff_id]
+
+    # a tag move after the refresh: the next read recomputes (and until then computes, exactly)
+    snapshot_ingest(repository=base, snapshot=snapshot("library/base", {"1": BASE_NEW}))
+    chains_refresh()
+    assert answers_stale(registry_ids=[one.id], answer=STALE_BASES) == [one.id]
+    assert stale_bases(registry_id=one.id) == stale_bases_computed(registry_id=one.id) != []
+    assert answers_refresh(registry_id=one.id) == [STALE_BASES, MISSED_SAVINGS]
+    assert RegistryStaleBase.objects.filter(registry=one).count() == 1
+    assert stale_bases(registry_id=one.id) == stale_bases_computed(registry_id=one.id)
+
+    # chain ids written later (a manifest ingested without them) move the version of its holders
+    web2 = Repository.objects.create(registry=two, name="apps/web")
+    solo = image("solo", [*BASE, layer("solo", 50)])
+    snapshot_ingest(repository=web2, snapshot=snapshot("apps/web", {"1": solo}))
+    answers_refresh(registry_id=two.id)
+    chains_refresh()
+    assert answers_stale(registry_ids=[one.id, two.id], answer=STALE_BASES) == [two.id]
+
+    # a diff_id set on a held blob (as a deep scan does) moves the epoch: missed savings only
+    Blob.objects.filter(digest=layer("web2", 310).digest).update(diff_id=WEB1_COPY.diff_id)
+    _fire_deferred_triggers()
+    assert answers_stale(registry_ids=[one.id], answer=MISSED_SAVINGS) == [one.id]
+    assert answers_stale(registry_ids=[one.id], answer=STALE_BASES) == []
+    assert answers_refresh(registry_id=one.id) == [MISSED_SAVINGS]
+    [row] = missed_savings(scope=Scope(registry_id=one.id))
+    assert row.copies == 3
+    assert missed_savings(scope=Scope(registry_id=one.id)) == missed_savings_found(
+        scope=Scope(registry_id=one.id)
+    )
+
+
+def test_registry_scan_end_refreshes_the_answers(registries, django_capture_on_commit_callbacks):
+    one, _ = registries
+    base = Repository.objects.create(registry=one, name="library/base")
+    web = Repository.objects.create(registry=one, name="apps/web")
+    parent = Scan.objects.create(
+        kind="registry", registry=one, status=Scan.Status.RUNNING, repositories_total=2, repositories_done=2
+    )
+    snapshot_ingest(repository=base, snapshot=snapshot("library/base", {"1": BASE_IMG}))
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"1": WEB1, "o": OTHER}))
+    snapshot_ingest(repository=base, snapshot=snapshot("library/base", {"1": BASE_NEW}))
+    chains_refresh()
+    assert answers_stale(registry_ids=[one.id], answer=STALE_BASES) == [one.id]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        parent_finish_if_done(parent.id)
+    assert len(callbacks) == 1
+    for answer in (STALE_BASES, MISSED_SAVINGS):
+        assert answers_stale(registry_ids=[one.id], answer=answer) == []
+    assert RegistryStaleBase.objects.filter(registry=one).count() == 1
+    assert RegistryMissedSaving.objects.filter(registry=one).count() == 1
+    assert stale_bases(registry_id=one.id) == stale_bases_computed(registry_id=one.id)

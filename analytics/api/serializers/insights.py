@@ -50,7 +50,8 @@ class StaleBaseSerializer(serializers.Serializer):
     image_bytes = serializers.IntegerField(help_text="Σ of the affected images' sizes.")
     affected = serializers.ListField(
         child=serializers.ListField(child=serializers.CharField()),
-        help_text="[image id, repository, digest] per affected image.",
+        help_text="[image id, repository, digest] per affected image, by image id: the first 100 "
+        "(images counts them all).",
     )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from analytics.errors import LayerlensError
+from analytics.ingest.answers import answers_refresh
 from analytics.ingest.chains import chains_refresh
 from analytics.models import RepositoryManifest
+from analytics.selectors.answers import STALE_BASES
 from analytics.selectors.lineage import image_lineage, stale_bases
 from analytics.selectors.lists import registry_lookup
 
@@ -30,7 +32,9 @@ class Command(BaseCommand):
                         f"{'  ' * depth}{base.repository}@{base.digest} ({base.shared_layers} layers)"
                     )
             if o["stale"]:
-                for row in stale_bases(registry_id=registry_lookup(o["stale"]).id):
+                registry = registry_lookup(o["stale"])
+                answers_refresh(registry_id=registry.id, answers=[STALE_BASES])
+                for row in stale_bases(registry_id=registry.id):
                     self.stdout.write(
                         f"{row.repository}:{row.tag} moved {row.old_digest} -> {row.new_digest}: "
                         f"{row.images} images, {row.image_bytes} B"

@@ -72,9 +72,10 @@ def answers_refresh(*, registry_id: int, answers: Iterable[str] = ANSWERS) -> li
 _INSERT_SQL = {
     STALE_BASES: """
 INSERT INTO analytics_registrystalebase (registry_id, rank, repository, tag, old_digest, new_digest,
-    moved_at, images, image_bytes, affected)
+    moved_at, images, image_bytes, affected, still_tagged)
 SELECT %s, x.* FROM jsonb_to_recordset(%s::jsonb) AS x(rank int, repository text, tag text,
-    old_digest text, new_digest text, moved_at timestamptz, images int, image_bytes bigint, affected text[])
+    old_digest text, new_digest text, moved_at timestamptz, images int, image_bytes bigint, affected text[],
+    still_tagged text[])
 """,
     MISSED_SAVINGS: """
 INSERT INTO analytics_registrymissedsaving (registry_id, rank, diff_id, copies, stored_bytes,
@@ -123,6 +124,7 @@ def _stale_bases_rows(registry_id: int) -> list[dict[str, object]]:
             "images": s.images,
             "image_bytes": s.image_bytes,
             "affected": [f"{h} {r} {d}" for h, r, d in s.affected],
+            "still_tagged": list(s.still_tagged),
         }
         for rank, s in enumerate(stale_bases_found(registry_id=registry_id))
     ]

@@ -383,6 +383,7 @@ class RegistryStaleBase(models.Model):
     image_bytes = models.BigIntegerField()
     # "holding-id repository digest" per affected image, by holding id (as the query aggregates them)
     affected = ArrayField(models.TextField())
+    still_tagged = ArrayField(models.TextField(), default=list)  # "repository:tag" still naming old_digest
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["registry", "rank"], name="registry_stale_base_rank")]

@@ -102,6 +102,9 @@ def image_derived(
     )
 
 
+STILL_TAGGED_LIMIT = 20  # tags listed per row that still name the old digest
+
+
 @dataclass(frozen=True)
 class StaleBase:
     repository: str  # the base's repository and the tag that moved
@@ -112,6 +115,9 @@ class StaleBase:
     images: int
     image_bytes: int  # Σ of the affected images' sizes (manifest, config, layers)
     affected: tuple[tuple[int, str, str], ...]  # (holding id, repository, digest)
+    # "repository:tag" of the registry's tags that still name the old digest (a mirror, a pinned copy):
+    # the images are stale all the same, since the tag they were built from moved
+    still_tagged: tuple[str, ...] = ()
 
 
 # The images to look at. A whole registry starts from the moves of its current tags (`tag_event_moves`,
@@ -195,11 +201,8 @@ based AS (
     ) b
 ),
 stale AS (
+    -- a candidate: which of them a moved tag named is the second statement's join with the moves
     SELECT based.* FROM based
-    WHERE NOT EXISTS (
-        SELECT 1 FROM analytics_repositorymanifest rm
-        JOIN analytics_repository r ON r.id = rm.repository_id
-        WHERE rm.manifest_id = based.base_id AND rm.present AND r.registry_id = %(registry)s)
 )
 SELECT holding_id, manifest_id, repository, base_id FROM stale
 """
@@ -236,7 +239,12 @@ sized AS (
 )
 SELECT mv.repository, mv.tag, mv.old_digest, mv.new_digest, mv.seen_at,
     count(s.holding_id), coalesce(sum(z.bytes), 0),
-    array_agg(s.holding_id || ' ' || s.repository || ' ' || m.digest ORDER BY s.holding_id)
+    array_agg(s.holding_id || ' ' || s.repository || ' ' || m.digest ORDER BY s.holding_id),
+    coalesce((SELECT array_agg(h.place ORDER BY h.place) FROM (
+        SELECT r2.name || ':' || t2.name AS place FROM analytics_manifest om
+        JOIN analytics_tag t2 ON t2.manifest_id = om.id AND t2.removed_at IS NULL
+        JOIN analytics_repository r2 ON r2.id = t2.repository_id AND r2.registry_id = %(registry)s
+        WHERE om.digest = mv.old_digest ORDER BY 1 LIMIT %(still_limit)s) h), '{}')
 FROM moves mv
 JOIN stale s ON s.base_id = mv.base_id
 JOIN sized z ON z.holding_id = s.holding_id
@@ -249,7 +257,7 @@ LIMIT %(limit)s OFFSET %(offset)s
 
 # A registry's rows as last materialized (`analytics.ingest.answers`): a range of the (registry, rank) index.
 _STALE_MAINTAINED_SQL = """
-SELECT repository, tag, old_digest, new_digest, moved_at, images, image_bytes, {affected}
+SELECT repository, tag, old_digest, new_digest, moved_at, images, image_bytes, {affected}, still_tagged
 FROM analytics_registrystalebase
 WHERE registry_id = %(registry)s AND rank >= %(offset)s {below}
 ORDER BY rank
@@ -262,8 +270,9 @@ def stale_bases(
     """Tagged images whose base is no longer the current digest of the tag that named it (it moved).
 
     The base is looked for among every manifest the registry held, tagged or not; it is stale when
-    no current tag reaches it and a tag that once named it (or an index listing it) now names another
-    digest. One row per moved tag, with the images built on its old digest; most images first, then
+    a tag that once named it (or an index listing it) now names another digest, even while other tags
+    still name it (a mirror, a pinned copy: `still_tagged`, the first `STILL_TAGGED_LIMIT`). One row
+    per moved tag, with the images built on its old digest; most images first, then
     `limit` rows from `offset` (all without a limit), each with its first `affected_limit` affected
     images (all without one; `images` counts them all).
 
@@ -332,6 +341,7 @@ def _stale(imgs: str, params: dict[str, object], *, jit: bool = False) -> list[S
                 "manifests": manifests,
                 "repositories": repositories,
                 "bases": bases,
+                "still_limit": STILL_TAGGED_LIMIT,
             },
         )
         return _stale_rows(cursor.fetchall())
@@ -339,7 +349,7 @@ def _stale(imgs: str, params: dict[str, object], *, jit: bool = False) -> list[S
 
 def _stale_rows(rows: list[tuple[Any, ...]]) -> list[StaleBase]:
     out = []
-    for repo, tag, old, new, seen_at, n, size, affected in rows:
+    for repo, tag, old, new, seen_at, n, size, affected, still_tagged in rows:
         parsed = tuple((int(h), r, d) for h, r, d in (a.split(" ", 2) for a in affected))
-        out.append(StaleBase(repo, tag, old, new, seen_at, n, int(size), parsed))
+        out.append(StaleBase(repo, tag, old, new, seen_at, n, int(size), parsed, tuple(still_tagged)))
     return out

@@ -282,10 +282,16 @@ def image_page(*, holding_id: int) -> dict:
         limit=10,
     )
     stale = [
-        {"repository": s.repository, "tag": s.tag, "old_digest": s.old_digest, "new_digest": s.new_digest}
+        {
+            "repository": s.repository,
+            "tag": s.tag,
+            "old_digest": s.old_digest,
+            "new_digest": s.new_digest,
+            "still_tagged": s.still_tagged,
+        }
         for s in image_stale_base(holding=holding)
     ]
-    # On a stale base the base is no longer tagged: the chain then walks untagged holdings too, so
+    # On a stale base the base may no longer be tagged: the chain then walks untagged holdings too, so
     # the page names the old base instead of claiming there is none.
     chain = image_lineage(holding=holding, include_untagged=bool(stale))
     tagged = set(

@@ -10,7 +10,14 @@ from django.utils import timezone
 from analytics.ingest.chains import chains_refresh
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Registry, Repository, RepositoryManifest, Tag
-from analytics.selectors.lineage import image_base, image_derived, image_lineage, stale_bases
+from analytics.selectors.lineage import (
+    image_base,
+    image_derived,
+    image_lineage,
+    image_stale_base,
+    stale_bases,
+    stale_bases_computed,
+)
 from analytics.selectors.whatif import TagRule, deletion_impact, rule_tags, whatif
 from harness.records import image, index, layer, snapshot
 
@@ -177,3 +184,29 @@ def test_whatif_and_lineage_commands_print_the_known_answers(registry):
     out = io.StringIO()
     call_command("lineage", "--image", holding("apps/web", MID).id, stdout=out)
     assert out.getvalue().split() == [f"apps/api@{BASE.digest}", "(2", "layers)"]
+
+
+def test_a_moved_base_tag_is_stale_while_a_mirror_still_tags_the_old_digest(registry):
+    base_v2 = image("base-v2", [A, layer("b2", 2100)])
+    app_old = image("app-old", [A, B, D])
+    ingest(registry, "base/os", {"1": BASE})
+    ingest(registry, "mirror/os", {"1": BASE, "pinned": BASE})  # copies of the old digest stay tagged
+    ingest(registry, "apps/old", {"1": app_old})
+    assert stale_bases(registry_id=registry.id) == []
+
+    ingest(registry, "base/os", {"1": base_v2})  # the tag the image was built from moves
+    [row] = stale_bases(registry_id=registry.id)
+    assert (row.repository, row.tag, row.old_digest, row.new_digest) == (
+        "base/os",
+        "1",
+        BASE.digest,
+        base_v2.digest,
+    )
+    assert row.images == 1 and [d for _, _, d in row.affected] == [app_old.digest]
+    assert row.still_tagged == ("mirror/os:1", "mirror/os:pinned")
+    assert [s.still_tagged for s in image_stale_base(holding=holding("apps/old", app_old))] == [
+        ("mirror/os:1", "mirror/os:pinned")
+    ]
+    assert [(s.tag, s.still_tagged) for s in stale_bases_computed(registry_id=registry.id)] == [
+        ("1", ("mirror/os:1", "mirror/os:pinned"))
+    ]

@@ -53,6 +53,11 @@ class StaleBaseSerializer(serializers.Serializer):
         help_text="[image id, repository, digest] per affected image, by image id: the first 100 "
         "(images counts them all).",
     )
+    still_tagged = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="repository:tag of the registry's tags that still name the old digest (a mirror, a "
+        "pinned copy), the first 20: the images are stale all the same, the tag they were built from moved.",
+    )
 
 
 StaleBasePageSerializer = offset_page(StaleBaseSerializer)

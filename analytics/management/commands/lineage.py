@@ -38,6 +38,11 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"{row.repository}:{row.tag} moved {row.old_digest} -> {row.new_digest}: "
                         f"{row.images} images, {row.image_bytes} B"
+                        + (
+                            f"; old digest still tagged as {', '.join(row.still_tagged)}"
+                            if row.still_tagged
+                            else ""
+                        )
                     )
         except (LayerlensError, RepositoryManifest.DoesNotExist) as exc:
             raise CommandError(str(exc)) from exc

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from analytics import jobs
 from analytics.api import params
+from analytics.api.caching import SnapshotCachedRead
 from analytics.api.csv import CSVListMixin
 from analytics.api.paging import OffsetPage
 from analytics.api.params import PAGE_PARAMETERS, SCOPE_PARAMETERS, UNTAGGED, CheckedQuery, scope_from_request
@@ -50,7 +51,7 @@ def _image(pk: int) -> RepositoryManifest:
 # --- partners and lineage ---------------------------------------------------------------------------------
 
 
-class ImagePartnersView(CheckedQuery, APIView):
+class ImagePartnersView(SnapshotCachedRead, CheckedQuery, APIView):
     @extend_schema(
         summary="The images sharing the most bytes with this one (within its registry unless scoped)",
         parameters=[
@@ -73,7 +74,7 @@ class ImagePartnersView(CheckedQuery, APIView):
         return Response(s.PartnerSerializer(rows, many=True).data)
 
 
-class ImageLineageView(CheckedQuery, APIView):
+class ImageLineageView(SnapshotCachedRead, CheckedQuery, APIView):
     @extend_schema(
         summary="The image's base (longest ordered layer prefix that is another image) and its chain",
         parameters=[UNTAGGED],
@@ -107,7 +108,7 @@ class ImageDerivedView(CheckedQuery, CSVListMixin, generics.ListAPIView):
 AFFECTED_LIMIT = 100
 
 
-class StaleBasesView(CheckedQuery, APIView):
+class StaleBasesView(SnapshotCachedRead, CheckedQuery, APIView):
     @paged_schema(
         s.StaleBasePageSerializer,
         summary="Tags that moved while images built on their old digest are still tagged (most images "
@@ -295,7 +296,7 @@ class WhatIfJobView(CheckedQuery, APIView):
 # --- content lists ----------------------------------------------------------------------------------------
 
 
-class MissedSavingsView(CheckedQuery, APIView):
+class MissedSavingsView(SnapshotCachedRead, CheckedQuery, APIView):
     @paged_schema(
         s.MissedSavingPageSerializer,
         summary="One diff_id stored under several blob digests, per registry",
@@ -312,7 +313,7 @@ class MissedSavingsView(CheckedQuery, APIView):
         )
 
 
-class BuildHistoryView(CheckedQuery, APIView):
+class BuildHistoryView(SnapshotCachedRead, CheckedQuery, APIView):
     @paged_schema(
         s.InstructionBytesPageSerializer,
         summary="created_by lines ranked by the stored, unique or logical bytes of their layers",
@@ -331,7 +332,7 @@ class BuildHistoryView(CheckedQuery, APIView):
         )
 
 
-class LargestLayersView(CheckedQuery, APIView):
+class LargestLayersView(SnapshotCachedRead, CheckedQuery, APIView):
     @paged_schema(
         s.LargeLayerPageSerializer,
         summary="The largest layers in a scope, with the images holding them",
@@ -344,7 +345,7 @@ class LargestLayersView(CheckedQuery, APIView):
         )
 
 
-class CrossRegistryView(CheckedQuery, APIView):
+class CrossRegistryView(SnapshotCachedRead, CheckedQuery, APIView):
     @paged_schema(
         s.CrossRegistryPageSerializer,
         summary="Digests held in more than one registry, and what each copy costs",
@@ -362,7 +363,7 @@ class CrossRegistryView(CheckedQuery, APIView):
 # --- trends -----------------------------------------------------------------------------------------------
 
 
-class TrendsView(CheckedQuery, CSVListMixin, generics.ListAPIView):
+class TrendsView(SnapshotCachedRead, CheckedQuery, CSVListMixin, generics.ListAPIView):
     serializer_class = s.SnapshotSerializer
     filter_backends: list = []
 
@@ -389,7 +390,7 @@ class TrendsView(CheckedQuery, CSVListMixin, generics.ListAPIView):
         )
 
 
-class RepositoryGrowthView(CheckedQuery, APIView):
+class RepositoryGrowthView(SnapshotCachedRead, CheckedQuery, APIView):
     @extend_schema(
         summary="How a repository's figures changed between two dates (from the stored snapshots)",
         parameters=[

@@ -45,7 +45,7 @@ def test_report_json_prints_exactly_the_six_summary_fields(world):
 
 def test_report_table_shows_human_and_raw_sizes(world):
     text = _run("report", "--namespace", "team")
-    assert "28,200 B" in text and "27.5 KB" in text and "1.55x" in text
+    assert "28,200 B" in text and "28.2 kB" in text and "1.55x" in text
 
 
 def test_report_of_unknown_repository_is_a_command_error(world):

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from django.template.defaultfilters import filesizeformat
 
 from analytics.engines.selectors import engine_disk_usage, engine_lookup
 from analytics.errors import LayerlensError
+from analytics.infra.units import human_size
 from analytics.selectors.scope import scope_resolve
 from analytics.selectors.summary import DedupSummary, dedup_summary
 
 
-def _human(n: int) -> str:
-    return filesizeformat(n).replace("\xa0", " ")
+def _sized(n: int) -> tuple[str, str]:
+    """A size for people (decimal, like docker) and the exact bytes beside it."""
+    return human_size(n), f"{n:,} B"
 
 
 class Command(BaseCommand):
@@ -51,14 +52,14 @@ class Command(BaseCommand):
         rows = [
             ("images", f"{summary.images:,}", ""),
             ("distinct layers", f"{summary.distinct_layers:,}", ""),
-            ("logical", _human(summary.logical_bytes), f"{summary.logical_bytes:,} B"),
-            ("stored", _human(summary.stored_bytes), f"{summary.stored_bytes:,} B"),
-            ("saved", _human(summary.saved_bytes), f"{summary.saved_bytes:,} B"),
+            ("logical", *_sized(summary.logical_bytes)),
+            ("stored", *_sized(summary.stored_bytes)),
+            ("saved", *_sized(summary.saved_bytes)),
             ("dedup ratio", f"{summary.dedup_ratio:.2f}x", ""),
             ("repositories", f"{summary.repositories:,}", ""),
             ("manifests", f"{summary.manifests:,} ({summary.indexes:,} indexes)", ""),
-            ("layers logical", _human(summary.layers_logical_bytes), f"{summary.layers_logical_bytes:,} B"),
-            ("layers stored", _human(summary.layers_stored_bytes), f"{summary.layers_stored_bytes:,} B"),
+            ("layers logical", *_sized(summary.layers_logical_bytes)),
+            ("layers stored", *_sized(summary.layers_stored_bytes)),
         ]
         scope_text = ", ".join(f"{k}={v}" for k, v in summary.scope.items()) or "everything"
         self.stdout.write(f"scope: {scope_text}" + ("" if summary.tagged_only else " (untagged included)"))
@@ -76,7 +77,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(usage.as_report(), indent=2))
             return
-        size = lambda n: "?" if n is None else _human(n)  # noqa: E731
+        size = lambda n: "?" if n is None else human_size(n)  # noqa: E731
         self.stdout.write(f"engine: {usage.engine} ({usage.endpoint}), ChainID sharing")
         self.stdout.write(f"{'IMAGE ID':<14} {'SIZE':>10} {'SHARED':>10} {'UNIQUE':>10} {'CONT.':>5}  TAGS")
         for i in usage.images:

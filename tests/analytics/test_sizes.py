@@ -84,7 +84,7 @@ def one_image(db):
 def test_the_report_prints_an_images_size_as_docker_does(one_image):
     out = io.StringIO()
     call_command("report", "--repository", "sized/app", stdout=out, stderr=io.StringIO())
-    [logical] = [line for line in out.getvalue().splitlines() if line.startswith("logical ")]
+    [logical] = [line for line in out.getvalue().splitlines() if line.startswith("logical_bytes ")]
     assert logical.split()[1:] == ["4.8", "MB", f"{IMAGE_BYTES:,}", "B"]
 
 

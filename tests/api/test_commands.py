@@ -115,3 +115,39 @@ def test_openapi_schema_generates_without_warnings(tmp_path):
     ):
         assert path + ":" in text
     assert "password_encrypted" not in text
+
+
+def test_scan_progress_into_a_log_is_plain_lines_and_a_last_one(
+    world, sent_tasks, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Standard error not a terminal (a pipe, a log file): no bar redrawn with carriage returns, a line
+    every --progress-every seconds and the final state last."""
+    log = io.StringIO()  # not a TTY, as a pipe is not
+    monkeypatch.setattr("sys.stderr", log)
+    polls = []
+
+    def sleep(seconds: float) -> None:  # a worker finishing the scan after a few polls
+        polls.append(seconds)
+        if len(polls) == 3:
+            Scan.objects.update(status=Scan.Status.SUCCEEDED, repositories_total=1, repositories_done=1)
+
+    monkeypatch.setattr("analytics.management.commands.scan.time.sleep", sleep)
+    err = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(
+            "scan",
+            "127.0.0.1:5999/team/app",
+            "--poll",
+            "0.01",
+            "--progress-every",
+            "0",
+            stdout=io.StringIO(),
+            stderr=err,
+        )
+    text = log.getvalue() + err.getvalue()
+    assert "\r" not in text
+    lines = err.getvalue().splitlines()
+    scan_id = Scan.objects.get().id
+    assert lines[1:] == [f"scan {scan_id} queued: repositories 0/0, tags 0/0"] * 3 + [
+        f"scan {scan_id} succeeded: repositories 1/1, tags 0/0"
+    ]

@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models.constants import LOOKUP_SEP
-from django.template.defaultfilters import filesizeformat
 
 from analytics.errors import LayerlensError
+from analytics.infra.units import human_size
 from analytics.models import ApiToken, Engine, Registry
 
 # Columns holding secrets (ciphertext, password hashes, token digests). The changelist takes any
@@ -77,7 +77,7 @@ class ReadOnlyTabularInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 def _size(value: int | None) -> str:
-    return "" if value is None else f"{filesizeformat(value)} ({value:,} B)"
+    return "" if value is None else f"{human_size(value)} ({value:,} B)"
 
 
 def _service_check(check, *args, **kwargs):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db import models, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 
 from analytics.admin.base import SecretSafeAdmin, _service_check
-from analytics.models import Registry, Repository
+from analytics.models import Registry, Repository, ScopeFigures
 from analytics.registries import (
     KEEP,
     MAX_PEM_CHARS,
@@ -109,6 +109,9 @@ class RegistryAdmin(SecretSafeAdmin):
         "next_scan_at",
         "last_scanned_at",
         "repository_count",
+        "image_count",
+        "manifest_count",
+        "index_count",
     ]
     list_filter = ["tracked", "insecure"]
     search_fields = ["name", "url"]
@@ -116,7 +119,18 @@ class RegistryAdmin(SecretSafeAdmin):
     actions = ["scan_now"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(repository_count=Count("repositories"))
+        # the registry's summary figures (the API's summary/ and `manage.py report`): one definition
+        figures = ScopeFigures.objects.filter(registry=OuterRef("pk"), repository=None)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                repository_count=Subquery(figures.values("repositories")[:1]),
+                image_count=Subquery(figures.values("images")[:1]),
+                manifest_count=Subquery(figures.values("manifests")[:1]),
+                index_count=Subquery(figures.values("indexes")[:1]),
+            )
+        )
 
     def save_model(self, request, obj: Registry, form: RegistryForm, change: bool) -> None:
         if change:
@@ -131,7 +145,19 @@ class RegistryAdmin(SecretSafeAdmin):
 
     @admin.display(description="repositories", ordering="repository_count")
     def repository_count(self, obj) -> int:
-        return obj.repository_count
+        return obj.repository_count or 0
+
+    @admin.display(description="images", ordering="image_count")
+    def image_count(self, obj) -> int:
+        return obj.image_count or 0
+
+    @admin.display(description="manifests", ordering="manifest_count")
+    def manifest_count(self, obj) -> int:
+        return obj.manifest_count or 0
+
+    @admin.display(description="indexes", ordering="index_count")
+    def index_count(self, obj) -> int:
+        return obj.index_count or 0
 
     @admin.action(description="Scan now")
     def scan_now(self, request, queryset):

@@ -3,7 +3,7 @@ shared and unique bytes as `docker system df -v` defines them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
@@ -123,27 +123,34 @@ def images(*, scope: Scope) -> QuerySet[RepositoryManifest]:
     )
 
 
-def image_tags(*, holdings: list[RepositoryManifest]) -> dict[int, list[str]]:
-    """Current tags naming each image: its own, and those of tagged indexes listing it (`tag@platform`)."""
-    result: dict[int, list[str]] = {h.id: [] for h in holdings}
+@dataclass(frozen=True)
+class ImageTags:
+    """The current tags naming an image: `names`, each once, sorted; `index` those of them naming a
+    tagged index that lists the image (a multi-platform tag), rather than the image itself."""
+
+    names: list[str] = field(default_factory=list)
+    index: list[str] = field(default_factory=list)
+
+
+def image_tags(*, holdings: list[RepositoryManifest]) -> dict[int, ImageTags]:
+    """Current tags naming each image: its own, and those of tagged indexes listing it (in `index` too)."""
+    own: dict[int, set[str]] = {h.id: set() for h in holdings}
+    via: dict[int, set[str]] = {h.id: set() for h in holdings}
     by_key = {(h.repository_id, h.manifest_id): h.id for h in holdings}
-    if not holdings:
-        return result
-    repo_ids = {h.repository_id for h in holdings}
-    manifest_ids = {h.manifest_id for h in holdings}
-    for repo_id, manifest_id, name in Tag.objects.filter(
-        repository_id__in=repo_ids, manifest_id__in=manifest_ids, removed_at=None
-    ).values_list("repository_id", "manifest_id", "name"):
-        if (repo_id, manifest_id) in by_key:
-            result[by_key[(repo_id, manifest_id)]].append(name)
-    for repo_id, child_id, name in Tag.objects.filter(
-        repository_id__in=repo_ids, removed_at=None, manifest__entries__child_id__in=manifest_ids
-    ).values_list("repository_id", "manifest__entries__child_id", "name"):
-        if (repo_id, child_id) in by_key:
-            result[by_key[(repo_id, child_id)]].append(f"{name} (index)")
-    for names in result.values():
-        names.sort()
-    return result
+    if holdings:
+        repo_ids = {h.repository_id for h in holdings}
+        manifest_ids = {h.manifest_id for h in holdings}
+        for repo_id, manifest_id, name in Tag.objects.filter(
+            repository_id__in=repo_ids, manifest_id__in=manifest_ids, removed_at=None
+        ).values_list("repository_id", "manifest_id", "name"):
+            if (repo_id, manifest_id) in by_key:
+                own[by_key[(repo_id, manifest_id)]].add(name)
+        for repo_id, child_id, name in Tag.objects.filter(
+            repository_id__in=repo_ids, removed_at=None, manifest__entries__child_id__in=manifest_ids
+        ).values_list("repository_id", "manifest__entries__child_id", "name"):
+            if (repo_id, child_id) in by_key:
+                via[by_key[(repo_id, child_id)]].add(name)
+    return {h: ImageTags(names=sorted(own[h] | via[h]), index=sorted(via[h])) for h in own}
 
 
 def created_by_subquery() -> Subquery:

@@ -27,7 +27,14 @@ from analytics.models import (
 )
 from analytics.selectors import content, whatif
 from analytics.selectors.answers import MISSED_SAVINGS
-from analytics.selectors.images import image_get_queryset, image_layers, image_sizes, image_tags, images
+from analytics.selectors.images import (
+    ImageTags,
+    image_get_queryset,
+    image_layers,
+    image_sizes,
+    image_tags,
+    images,
+)
 from analytics.selectors.layers import layer_top
 from analytics.selectors.lineage import BaseImage, image_lineage, image_stale_base
 from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
@@ -233,12 +240,13 @@ def layers_page(*, registry: Registry, limit: int = 25) -> dict:
     }
 
 
-def _label(holding: RepositoryManifest, tags: list[str]) -> str:
+def _label(holding: RepositoryManifest, tags: ImageTags) -> str:
     name, short = holding.repository.name, holding.manifest.digest[7:19]
-    if not tags:
+    if not tags.names:
         return f"{name}@{short}"
     # a platform image reached through an index shares its tag with its siblings: tell them apart
-    return f"{name}:{tags[0]} {short}" if "(" in tags[0] else f"{name}:{tags[0]}"
+    first = tags.names[0]
+    return f"{name}:{first} {short}" if first in tags.index else f"{name}:{first}"
 
 
 def layers_counts(*, blob_ids: list[int], registry_id: int) -> dict[int, tuple[int, int]]:
@@ -257,7 +265,7 @@ def image_page(*, holding_id: int) -> dict:
         raise NotFound(f"no image {holding_id}") from exc
     registry_id = holding.repository.registry_id
     sizes = image_sizes(holding_ids=[holding.id])[holding.id]
-    tags = image_tags(holdings=[holding]).get(holding.id, [])
+    tags = image_tags(holdings=[holding])[holding.id]
     drawn = list(image_layers(manifest_id=holding.manifest_id)[:STACK_LIMIT])
     counts = layers_counts(blob_ids=[layer.blob_id for layer in drawn], registry_id=registry_id)
     stack = []
@@ -304,7 +312,8 @@ def image_page(*, holding_id: int) -> dict:
         "label": _label(holding, tags),
         "digest": holding.manifest.digest,
         "registry": {"id": registry_id, "name": holding.repository.registry.name},
-        "tags": tags,
+        "tags": tags.names,
+        "index_tags": tags.index,
         "sizes": asdict(sizes),
         "layers": stack,
         "layers_capped": holding.manifest.layer_count > len(stack),
@@ -374,7 +383,7 @@ def lineage_page(*, registry: Registry) -> dict:
         nodes.append(
             {
                 "id": h.id,
-                "name": _label(h, tags.get(h.id, [])),
+                "name": _label(h, tags[h.id]),
                 "size_bytes": sizes[h.id].size_bytes,
                 "unique_bytes": sizes[h.id].unique_bytes,
                 "base": base.holding_id if base else None,

@@ -23,29 +23,21 @@ def _run(*args, stdin: str | None = None, monkeypatch=None) -> str:
     return out.getvalue()
 
 
-def test_report_json_prints_exactly_the_six_summary_fields(world):
+def test_report_json_prints_the_apis_summary(world, client_user):
     body = json.loads(_run("report", "--json", "--registry", "127.0.0.1:5999"))
-    assert body == {
+    assert body == client_user.get("/api/v1/summary/", {"registry": "127.0.0.1:5999"}).json()
+    assert {k: body[k] for k in ("images", "distinct_layers", "logical_bytes", "stored_bytes")} == {
         "images": 2,
         "distinct_layers": 3,
         "logical_bytes": 28_200,
         "stored_bytes": 18_200,
-        "saved_bytes": 10_000,
-        "dedup_ratio": pytest.approx(1.5495, abs=1e-4),
     }
-    assert list(body) == [
-        "images",
-        "distinct_layers",
-        "logical_bytes",
-        "stored_bytes",
-        "saved_bytes",
-        "dedup_ratio",
-    ]
+    assert body["saved_bytes"] == 10_000 and body["dedup_ratio"] == pytest.approx(1.5495, abs=1e-4)
 
 
 def test_report_table_shows_human_and_raw_sizes(world):
     text = _run("report", "--namespace", "team")
-    assert "28,200 B" in text and "27.5 KB" in text and "1.55x" in text
+    assert "28,200 B" in text and "28.2 kB" in text and "1.55x" in text
 
 
 def test_report_of_unknown_repository_is_a_command_error(world):
@@ -123,3 +115,39 @@ def test_openapi_schema_generates_without_warnings(tmp_path):
     ):
         assert path + ":" in text
     assert "password_encrypted" not in text
+
+
+def test_scan_progress_into_a_log_is_plain_lines_and_a_last_one(
+    world, sent_tasks, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Standard error not a terminal (a pipe, a log file): no bar redrawn with carriage returns, a line
+    every --progress-every seconds and the final state last."""
+    log = io.StringIO()  # not a TTY, as a pipe is not
+    monkeypatch.setattr("sys.stderr", log)
+    polls = []
+
+    def sleep(seconds: float) -> None:  # a worker finishing the scan after a few polls
+        polls.append(seconds)
+        if len(polls) == 3:
+            Scan.objects.update(status=Scan.Status.SUCCEEDED, repositories_total=1, repositories_done=1)
+
+    monkeypatch.setattr("analytics.management.commands.scan.time.sleep", sleep)
+    err = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(
+            "scan",
+            "127.0.0.1:5999/team/app",
+            "--poll",
+            "0.01",
+            "--progress-every",
+            "0",
+            stdout=io.StringIO(),
+            stderr=err,
+        )
+    text = log.getvalue() + err.getvalue()
+    assert "\r" not in text
+    lines = err.getvalue().splitlines()
+    scan_id = Scan.objects.get().id
+    assert lines[1:] == [f"scan {scan_id} queued: repositories 0/0, tags 0/0"] * 3 + [
+        f"scan {scan_id} succeeded: repositories 1/1, tags 0/0"
+    ]

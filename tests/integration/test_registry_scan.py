@@ -166,14 +166,8 @@ def test_cli_scan_inline_and_report_json_agree_with_the_blob_store(test_registry
     out = io.StringIO()
     call_command("report", "--registry", test_registry.host, "--json", stdout=out)
     report = json.loads(out.getvalue())
-    assert set(report) == {
-        "images",
-        "distinct_layers",
-        "logical_bytes",
-        "stored_bytes",
-        "saved_bytes",
-        "dedup_ratio",
-    }
+    six = {"images", "distinct_layers", "logical_bytes", "stored_bytes", "saved_bytes", "dedup_ratio"}
+    assert six <= set(report)
     assert report["stored_bytes"] == blobstore_bytes(test_registry.registry.root)
     assert report["saved_bytes"] == report["logical_bytes"] - report["stored_bytes"]
 

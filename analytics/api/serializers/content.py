@@ -23,9 +23,11 @@ class DedupSummarySerializer(serializers.Serializer):
     dedup_ratio = serializers.FloatField(help_text="logical_bytes / stored_bytes")
     layers_logical_bytes = serializers.IntegerField()
     layers_stored_bytes = serializers.IntegerField()
-    manifests = serializers.IntegerField()
-    indexes = serializers.IntegerField()
-    repositories = serializers.IntegerField()
+    manifests = serializers.IntegerField(
+        help_text="Manifests per repository in the scope, of every kind: images, indexes and artifacts."
+    )
+    indexes = serializers.IntegerField(help_text="Of `manifests`, the indexes (manifest lists).")
+    repositories = serializers.IntegerField(help_text="Repositories holding a manifest in the scope.")
     tagged_only = serializers.BooleanField()
     scope = serializers.DictField(child=serializers.JSONField(), help_text="The scope the figures are about.")
     foreign_bytes = serializers.IntegerField(help_text="Foreign layers: named, stored elsewhere.")
@@ -157,7 +159,12 @@ class ImageSerializer(serializers.ModelSerializer):
     registry_name = serializers.CharField(source="repository.registry.name")
     repository = serializers.IntegerField(source="repository_id")
     repository_name = serializers.CharField(source="repository.name")
-    tags = serializers.SerializerMethodField()
+    tags = serializers.SerializerMethodField(
+        help_text="Current tag names naming the image or an index listing it."
+    )
+    index_tags = serializers.SerializerMethodField(
+        help_text="Those of `tags` naming an index that lists the image (a multi-platform tag)."
+    )
     platform = serializers.CharField(source="manifest.platform")
     os = serializers.CharField(source="manifest.os")
     architecture = serializers.CharField(source="manifest.architecture")
@@ -185,6 +192,7 @@ class ImageSerializer(serializers.ModelSerializer):
             "repository",
             "repository_name",
             "tags",
+            "index_tags",
             "platform",
             "os",
             "architecture",
@@ -205,7 +213,12 @@ class ImageSerializer(serializers.ModelSerializer):
         return getattr(sizes, name) if sizes is not None else None
 
     def get_tags(self, obj: RepositoryManifest) -> list[str]:
-        return self.context.get("tags", {}).get(obj.id, [])
+        tags = self.context.get("tags", {}).get(obj.id)
+        return tags.names if tags is not None else []
+
+    def get_index_tags(self, obj: RepositoryManifest) -> list[str]:
+        tags = self.context.get("tags", {}).get(obj.id)
+        return tags.index if tags is not None else []
 
     @extend_schema_field(OpenApiTypes.INT)
     def get_size_bytes(self, obj) -> int | None:

@@ -5,16 +5,30 @@ from __future__ import annotations
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from django.template.defaultfilters import filesizeformat
 
 from analytics.engines.selectors import engine_disk_usage, engine_lookup
 from analytics.errors import LayerlensError
+from analytics.infra.units import human_size
 from analytics.selectors.scope import scope_resolve
-from analytics.selectors.summary import DedupSummary, dedup_summary
+from analytics.selectors.summary import dedup_summary
 
 
-def _human(n: int) -> str:
-    return filesizeformat(n).replace("\xa0", " ")
+def _cell(name: str, value: object) -> tuple[str, str]:
+    """One summary field as the table shows it: sizes for people (decimal, like docker) with the exact
+    bytes beside them, counts with thousands separators."""
+    if value is None:
+        return "-", ""
+    if name == "scope":
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "everything", ""  # type: ignore[attr-defined]
+    if isinstance(value, bool):
+        return ("yes" if value else "no"), ""
+    if name.endswith("_bytes"):
+        return human_size(value), f"{value:,} B"  # type: ignore[arg-type]
+    if name == "dedup_ratio":
+        return f"{value:.2f}x", ""
+    if isinstance(value, float):
+        return f"{value:.1%}", ""
+    return f"{value:,}", ""
 
 
 class Command(BaseCommand):
@@ -29,7 +43,9 @@ class Command(BaseCommand):
             "--engine", help="A Docker Engine by endpoint, name or id: its `docker system df -v` view."
         )
         parser.add_argument(
-            "--json", action="store_true", help=f"Print JSON: {', '.join(DedupSummary.SUMMARY_FIELDS)}."
+            "--json",
+            action="store_true",
+            help="Print JSON: the fields of the API's summary/ (the table shows the same ones).",
         )
 
     def handle(self, *args, **options):
@@ -45,23 +61,11 @@ class Command(BaseCommand):
             summary = dedup_summary(scope=scope)
         except LayerlensError as exc:
             raise CommandError(str(exc))
+        fields = summary.as_dict()  # the API's `summary/` body: the same fields, names and counts
         if options["json"]:
-            self.stdout.write(json.dumps(summary.summary(), indent=2))
+            self.stdout.write(json.dumps(fields, indent=2))
             return
-        rows = [
-            ("images", f"{summary.images:,}", ""),
-            ("distinct layers", f"{summary.distinct_layers:,}", ""),
-            ("logical", _human(summary.logical_bytes), f"{summary.logical_bytes:,} B"),
-            ("stored", _human(summary.stored_bytes), f"{summary.stored_bytes:,} B"),
-            ("saved", _human(summary.saved_bytes), f"{summary.saved_bytes:,} B"),
-            ("dedup ratio", f"{summary.dedup_ratio:.2f}x", ""),
-            ("repositories", f"{summary.repositories:,}", ""),
-            ("manifests", f"{summary.manifests:,} ({summary.indexes:,} indexes)", ""),
-            ("layers logical", _human(summary.layers_logical_bytes), f"{summary.layers_logical_bytes:,} B"),
-            ("layers stored", _human(summary.layers_stored_bytes), f"{summary.layers_stored_bytes:,} B"),
-        ]
-        scope_text = ", ".join(f"{k}={v}" for k, v in summary.scope.items()) or "everything"
-        self.stdout.write(f"scope: {scope_text}" + ("" if summary.tagged_only else " (untagged included)"))
+        rows = [(name, *_cell(name, value)) for name, value in fields.items()]
         w0 = max(len(r[0]) for r in rows)
         w1 = max(len(r[1]) for r in rows)
         w2 = max(len(r[2]) for r in rows)
@@ -76,7 +80,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(usage.as_report(), indent=2))
             return
-        size = lambda n: "?" if n is None else _human(n)  # noqa: E731
+        size = lambda n: "?" if n is None else human_size(n)  # noqa: E731
         self.stdout.write(f"engine: {usage.engine} ({usage.endpoint}), ChainID sharing")
         self.stdout.write(f"{'IMAGE ID':<14} {'SIZE':>10} {'SHARED':>10} {'UNIQUE':>10} {'CONT.':>5}  TAGS")
         for i in usage.images:

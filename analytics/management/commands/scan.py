@@ -17,6 +17,15 @@ from analytics.selectors.lists import scan_errors
 from workers.registry.errors import RegistryError
 
 DEEP_BUDGET_DEFAULT = 1024**3  # 1 GiB of compressed layers per repository scan
+# A bar redraws its line with carriage returns: fine on a terminal, one endless line in a log file.
+PLAIN_PROGRESS_SECONDS = 10.0
+
+
+def _progress_line(scan: Scan) -> str:
+    return (
+        f"scan {scan.id} {scan.status}: repositories {scan.repositories_done}/{scan.repositories_total}, "
+        f"tags {scan.tags_done}/{scan.tags_total}"
+    )
 
 
 class Command(BaseCommand):
@@ -43,7 +52,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--timeout", type=float, default=3600.0, help="Seconds to wait for the workers.")
         parser.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
-        parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+        parser.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="No progress bar (when standard error is not a terminal: no progress lines).",
+        )
+        parser.add_argument(
+            "--progress-every",
+            type=float,
+            default=PLAIN_PROGRESS_SECONDS,
+            metavar="SECONDS",
+            help="When standard error is not a terminal (a log, a pipe): a plain progress line this often "
+            f"and one at the end, instead of the bar (default {PLAIN_PROGRESS_SECONDS:g}).",
+        )
         parser.add_argument(
             "--deep",
             action="store_true",
@@ -90,6 +111,7 @@ class Command(BaseCommand):
                     timeout=options["timeout"],
                     poll=options["poll"],
                     progress=not options["no_progress"],
+                    every=options["progress_every"],
                 )
         except LayerlensError as exc:
             raise CommandError(str(exc))
@@ -142,15 +164,22 @@ class Command(BaseCommand):
             scan_fail(scan_id=scan_id, message=str(exc), kind=type(exc).__name__)
             return Scan.objects.select_related("registry", "repository").get(id=scan_id)
 
-    def _wait(self, scan_id: int, *, timeout: float, poll: float, progress: bool) -> Scan:
+    def _wait(self, scan_id: int, *, timeout: float, poll: float, progress: bool, every: float) -> Scan:
         from tqdm import tqdm
 
         self.stderr.write(f"scan {scan_id} queued; waiting for the workers (timeout {timeout:g}s)")
         deadline = time.monotonic() + timeout
-        bar = tqdm(total=0, unit="repo", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        plain = progress and not sys.stderr.isatty()
+        bar = tqdm(total=0, unit="repo", file=sys.stderr, disable=plain or not progress, dynamic_ncols=True)
+        last_line = None
+        scan = None
         try:
             while True:
                 scan = Scan.objects.select_related("registry", "repository").get(id=scan_id)
+                due = last_line is None or time.monotonic() - last_line >= every
+                if plain and due and not scan.is_finished:  # the final line is the `finally`'s
+                    self.stderr.write(_progress_line(scan))
+                    last_line = time.monotonic()
                 total = scan.repositories_total or (1 if scan.kind != Scan.Kind.REGISTRY else 0)
                 if bar.total != total:
                     bar.total = total
@@ -169,6 +198,8 @@ class Command(BaseCommand):
                 time.sleep(poll)
         finally:
             bar.close()
+            if plain and scan is not None:
+                self.stderr.write(_progress_line(scan))  # the last state, whatever came before
 
     def _summary(self, scan: Scan) -> None:
         duration = (

@@ -1,13 +1,7 @@
 /* Draws every <div data-chart> from the JSON the server embedded (json_script); no other request. */
 (function () {
   "use strict";
-  var UNITS = ["B", "KB", "MB", "GB", "TB", "PB"];
-  function human(n) {
-    if (n === null || n === undefined) return "—";
-    var i = 0;
-    while (Math.abs(n) >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; }
-    return (i === 0 ? n : n.toFixed(1)) + " " + UNITS[i];
-  }
+  var human = window.layerlensSizes.human;  // sizes.js: decimal units, like docker
   function short(s, n) { s = s || ""; return s.length > n ? s.slice(0, n - 1) + "…" : s; }
   var bytesAxis = { type: "value", axisLabel: { formatter: human } };
   var tip = { trigger: "axis", valueFormatter: human };

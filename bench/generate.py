@@ -123,7 +123,7 @@ class Tables:
         "analytics_repositorymanifest": "id, repository_id, manifest_id, present, first_seen, last_seen",
         "analytics_tag": "id, repository_id, name, manifest_id, first_seen, last_seen, removed_at",
         "analytics_tagevent": "id, tag_id, old_digest, new_digest, seen_at, scan_id",
-        "analytics_layerchain": "id, manifest_id, depth, chain, is_top",
+        "analytics_layerchain": "id, manifest_id, depth, chain, is_top, layer_count",
         "analytics_blobline": "blob_id, created_by",
     }
 
@@ -251,7 +251,7 @@ class Generator:
                 chain.update(((" " if position else "") + self.blob_digest[blob_id]).encode())
                 self.t.add(
                     "analytics_layerchain", self.t.next_id("analytics_layerchain"), manifest_id, position + 1,
-                    chain.copy().hexdigest(), "t" if position + 1 == len(layers) else "f",
+                    chain.copy().hexdigest(), "t" if position + 1 == len(layers) else "f", len(layers),
                 )  # fmt: skip
         self.t.add(
             "analytics_historyentry", self.t.next_id("analytics_historyentry"), config_id, len(layers),

@@ -4,6 +4,7 @@ largest layers, content in several registries, trends and growth. Each view call
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -15,9 +16,16 @@ from rest_framework.views import APIView
 from analytics import jobs
 from analytics.api import params
 from analytics.api.caching import SnapshotCachedRead
-from analytics.api.csv import CSVListMixin
-from analytics.api.paging import OffsetPage
-from analytics.api.params import PAGE_PARAMETERS, SCOPE_PARAMETERS, UNTAGGED, CheckedQuery, scope_from_request
+from analytics.api.csv import CSVListMixin, serializer_header
+from analytics.api.paging import KeysetPage, OffsetPage
+from analytics.api.params import (
+    KEYSET_PARAMETERS,
+    PAGE_PARAMETERS,
+    SCOPE_PARAMETERS,
+    UNTAGGED,
+    CheckedQuery,
+    scope_from_request,
+)
 from analytics.api.permissions import ComputeForReaders
 from analytics.api.serializers import insights as s
 from analytics.api.serializers.common import SCOPE_ERRORS
@@ -87,21 +95,30 @@ class ImageLineageView(SnapshotCachedRead, CheckedQuery, APIView):
         return Response(s.LineageSerializer(data).data)
 
 
-class ImageDerivedView(CheckedQuery, CSVListMixin, generics.ListAPIView):
-    serializer_class = s.DerivedImageSerializer
-    filter_backends: list = []
+class ImageDerivedView(SnapshotCachedRead, CheckedQuery, APIView):
+    """Keyset pages (a hot base has 100,000 derived images): fewest extra layers first, then manifest
+    id, then image id; `next` carries `after=`, and no count is given."""
 
     @extend_schema(
-        summary="Images built on this one: their layers start with all of its layers",
-        parameters=[UNTAGGED],
-        responses={200: s.DerivedImageSerializer(many=True), **SCOPE_ERRORS},
+        summary="Images built on this one: their layers start with all of its layers (keyset pages, "
+        "no count)",
+        parameters=[UNTAGGED, *KEYSET_PARAMETERS],
+        responses={200: s.DerivedImagePageSerializer, **SCOPE_ERRORS},
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+    def get(self, request, pk: int):
+        if "page" in request.query_params:
+            raise InvalidRequest("page: this list pages by key; follow `next` (`after=`)")
+        page = KeysetPage(request, parts=3)
+        untagged = params.boolean(request, "include_untagged")
+        fetch = partial(image_derived, holding=_image(pk), include_untagged=untagged)
+        if page.whole_list:
+            return page.stream(fetch, self.rows, header=serializer_header(s.DerivedImageSerializer()))
+        found, nxt = fetch(after=page.after, limit=page.size)
+        return page.response(self.rows(found), nxt, offset_shaped=True)
 
-    def get_queryset(self):
-        untagged = params.boolean(self.request, "include_untagged")
-        return image_derived(holding=_image(self.kwargs["pk"]), include_untagged=untagged)
+    @staticmethod
+    def rows(found: list) -> list[dict]:
+        return s.DerivedImageSerializer(found, many=True).data
 
 
 # the affected images listed per moved tag (`images` counts them all): a hot base can have 100,000

@@ -136,9 +136,16 @@ class KeysetPage:
     def whole_list(self) -> bool:
         return whole_list_wanted(self.request)
 
-    def stream(self, fetch: Callable[..., tuple[list, object]], rows: Callable[[list], list[dict]]):
-        """The whole list as CSV: `fetch(after=, limit=)` walked to its last page."""
-        return csv_stream(self.request, (rows(page) for page in keyset_chunks(fetch)))
+    def stream(
+        self,
+        fetch: Callable[..., tuple[list, object]],
+        rows: Callable[[list], list[dict]],
+        *,
+        header: list[str] | None = None,
+    ):
+        """The whole list as CSV: `fetch(after=, limit=)` walked to its last page (`header` alone when
+        the list is empty)."""
+        return csv_stream(self.request, (rows(page) for page in keyset_chunks(fetch)), header=header)
 
     def response(
         self,

@@ -9,6 +9,8 @@ what the migration's backfill computes in SQL with a window `string_agg` per pre
 O(n²) bytes for n layers (25,000 layers: minutes of a PostgreSQL backend). Here the same strings are
 hashed incrementally, each digest fed once to one running `sha256` whose state is copied per depth:
 O(n), the same values.
+
+Each row also carries its manifest's `layer_count`: the order of the images derived from a base.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from django.db import connection
 
 from analytics.ingest.answers import content_versions_bump
 
-# The image manifests that have no chains yet, with their layer digests in order.
+# The image manifests that have no chains yet, with their layer count and layer digests in order.
 _LAYERS_SQL = """
-SELECT ml.manifest_id, b.digest
+SELECT ml.manifest_id, m.layer_count, b.digest
 FROM analytics_manifestlayer ml
 JOIN analytics_blob b ON b.id = ml.blob_id
 JOIN analytics_manifest m ON m.id = ml.manifest_id AND m.kind = 'image'
@@ -31,8 +33,8 @@ ORDER BY ml.manifest_id, ml.position
 """
 
 _INSERT_SQL = """
-INSERT INTO analytics_layerchain (manifest_id, depth, chain, is_top)
-SELECT * FROM unnest(%s::bigint[], %s::integer[], %s::varchar[], %s::boolean[])
+INSERT INTO analytics_layerchain (manifest_id, depth, chain, is_top, layer_count)
+SELECT * FROM unnest(%s::bigint[], %s::integer[], %s::varchar[], %s::boolean[], %s::integer[])
 ON CONFLICT (manifest_id, depth) DO NOTHING
 RETURNING manifest_id
 """
@@ -42,6 +44,14 @@ _HOLDERS_SQL = """
 SELECT DISTINCT r.registry_id FROM analytics_repositorymanifest rm
 JOIN analytics_repository r ON r.id = rm.repository_id
 WHERE rm.manifest_id = ANY(%s::bigint[])
+"""
+
+# Rows written without their layer count (the column's default 0; a real row's count is at least its
+# depth, so 0 is never right): by code older than migration 0027 while it ran.
+_FILL_SQL = """
+UPDATE analytics_layerchain c SET layer_count = m.layer_count
+FROM analytics_manifest m
+WHERE m.id = c.manifest_id AND c.layer_count = 0
 """
 
 INSERT_BATCH = 10_000  # chain rows per INSERT
@@ -57,21 +67,22 @@ def layer_chains(digests: Iterable[str]) -> Iterator[str]:
         yield running.copy().hexdigest()
 
 
-def _manifest_layers(rows: Iterable[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
-    """(manifest id, its digests in order) from rows ordered by manifest and position."""
+def _manifest_layers(rows: Iterable[tuple[int, int, str]]) -> Iterator[tuple[int, int, list[str]]]:
+    """(manifest id, its layer count, its digests in order) from rows ordered by manifest and position."""
     current: int | None = None
+    count = 0
     digests: list[str] = []
-    for manifest_id, digest in rows:
+    for manifest_id, layer_count, digest in rows:
         if manifest_id != current:
             if current is not None:
-                yield current, digests
-            current, digests = manifest_id, []
+                yield current, count, digests
+            current, count, digests = manifest_id, layer_count, []
         digests.append(digest)
     if current is not None:
-        yield current, digests
+        yield current, count, digests
 
 
-def _rows(cursor) -> Iterator[tuple[int, str]]:
+def _rows(cursor) -> Iterator[tuple[int, int, str]]:
     while batch := cursor.fetchmany(INSERT_BATCH):
         yield from batch
 
@@ -94,7 +105,7 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
     else:
         missing = missing.format(repo="")
     written = 0
-    batch: tuple[list[int], list[int], list[str], list[bool]] = ([], [], [], [])
+    batch: tuple[list[int], list[int], list[str], list[bool], list[int]] = ([], [], [], [], [])
     chained: set[int] = set()
 
     def flush() -> int:
@@ -110,13 +121,14 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
 
     with connection.chunked_cursor() as reader:
         reader.execute(_LAYERS_SQL.format(targets=missing), params)
-        for manifest_id, digests in _manifest_layers(_rows(reader)):
+        for manifest_id, layer_count, digests in _manifest_layers(_rows(reader)):
             total = len(digests)
             for depth, chain in enumerate(layer_chains(digests), start=1):
                 batch[0].append(manifest_id)
                 batch[1].append(depth)
                 batch[2].append(chain)
                 batch[3].append(depth == total)
+                batch[4].append(layer_count)
             if len(batch[0]) >= INSERT_BATCH:
                 written += flush()
     written += flush()
@@ -125,3 +137,11 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
             cursor.execute(_HOLDERS_SQL, [sorted(chained)])
             content_versions_bump(registry_ids=[row[0] for row in cursor.fetchall()])
     return written
+
+
+def chains_fill_layer_counts() -> int:
+    """Give chain rows written without their manifest's layer count (by code older than migration 0027,
+    while it ran) that count; the number of rows filled. One pass over the table."""
+    with connection.cursor() as cursor:
+        cursor.execute(_FILL_SQL)
+        return int(cursor.rowcount)

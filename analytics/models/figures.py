@@ -19,16 +19,29 @@ class LayerChain(models.Model):
     Image X is a proper prefix of image Y when X's top chain (depth = its layer count) equals one of
     Y's chains at a smaller depth: an index lookup, never a layer-set comparison. Manifests are
     immutable, so rows are written once (`analytics.ingest.chains.chains_refresh`).
+
+    `layer_count` is the manifest's, repeated on each row so that the images derived from X (Y's
+    non-top chains equal to X's top chain) come out of `layer_chain_derived` in the order the API
+    lists them (fewest extra layers first) without reading any other row.
     """
 
     manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="chains")
     depth = models.PositiveIntegerField()
     chain = models.CharField(max_length=64)
     is_top = models.BooleanField()
+    # A database default keeps writers that predate the column inserting (0: no real row has it).
+    layer_count = models.PositiveIntegerField(db_default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["manifest", "depth"], name="layer_chain_unique_depth")]
-        indexes = [models.Index(fields=["chain", "is_top", "manifest"], name="layer_chain_lookup")]
+        indexes = [
+            models.Index(fields=["chain", "is_top", "manifest"], name="layer_chain_lookup"),
+            models.Index(
+                fields=["chain", "layer_count", "manifest"],
+                name="layer_chain_derived",
+                condition=models.Q(is_top=False),
+            ),
+        ]
 
 
 class SummarySnapshot(models.Model):

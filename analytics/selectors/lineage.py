@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
 
-from analytics.models import LayerChain, RepositoryManifest
+from analytics.models import RepositoryManifest
 from analytics.selectors.answers import STALE_BASES, answers_stale
 
 
@@ -77,29 +76,95 @@ def image_lineage(*, holding: RepositoryManifest, include_untagged: bool = False
         )
 
 
-def image_derived(
-    *, holding: RepositoryManifest, include_untagged: bool = False
-) -> QuerySet[RepositoryManifest]:
-    """Images in the same registry whose layers start with all of this image's layers (and more).
+@dataclass(frozen=True)
+class DerivedImage:
+    holding_id: int
+    manifest_id: int
+    repository: str
+    digest: str
+    extra_layers: int  # layers it adds on top of the base's
 
-    `extra_layers` is how many layers each adds on top. Paginate it: a hot base can have 100,000.
+
+# Chain rows one page may walk. The registry and `present` are the holdings' (a manifest's chains are
+# not per registry), so a walk through derived manifests held elsewhere or untagged finds nothing;
+# past this many the page ends short, its `next` key after the last row walked.
+DERIVED_WALK = 2_000
+
+# The derived manifests in `layer_chain_derived` order from the key on (at most `walk` of them), their
+# holdings in the registry after the key. A page resumes inside a manifest, hence `>=` on the chains.
+_DERIVED_SQL = """
+SELECT rm.id, w.manifest_id, r.name, m.digest, w.layer_count - %(depth)s
+FROM (
+    SELECT c.layer_count, c.manifest_id FROM analytics_layerchain c
+    WHERE c.chain = %(chain)s AND NOT c.is_top AND (c.layer_count, c.manifest_id) >= (%(k0)s, %(k1)s)
+    ORDER BY c.layer_count, c.manifest_id
+    LIMIT %(walk)s
+) w
+JOIN analytics_repositorymanifest rm ON rm.manifest_id = w.manifest_id {present}
+JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %(registry)s
+JOIN analytics_manifest m ON m.id = w.manifest_id AND m.kind = 'image'
+WHERE (w.layer_count, w.manifest_id, rm.id) > (%(k0)s, %(k1)s, %(k2)s)
+ORDER BY w.layer_count, w.manifest_id, rm.id
+LIMIT %(limit)s
+"""
+
+# The last chain row the walk above read, when more follow it (the page was cut by the walk).
+_WALK_END_SQL = """
+SELECT c.layer_count, c.manifest_id FROM analytics_layerchain c
+WHERE c.chain = %(chain)s AND NOT c.is_top AND (c.layer_count, c.manifest_id) >= (%(k0)s, %(k1)s)
+ORDER BY c.layer_count, c.manifest_id
+OFFSET %(walk)s - 1 LIMIT 2
+"""
+
+
+def image_derived(
+    *,
+    holding: RepositoryManifest,
+    include_untagged: bool = False,
+    after: tuple[int, ...] | None = None,
+    limit: int = 50,
+) -> tuple[list[DerivedImage], tuple[int, int, int] | None]:
+    """Images in the same registry whose layers start with all of this image's layers (and more), as a
+    keyset page: fewest extra layers first, then manifest id, then holding id.
+
+    The key is (extra layers, manifest id, holding id) of the page's last row, None after the last
+    page. Walks `layer_chain_derived` (chain, layer_count, manifest) from the key and stops after
+    `limit` rows or `DERIVED_WALK` chain rows, whichever comes first, so a page costs the same for a
+    base with 10 or 100,000 derived images; a page cut by the walk may hold fewer than `limit` rows
+    (even none) and still have a next key. No count: it would cost the whole list.
     """
-    top = LayerChain.objects.filter(manifest_id=holding.manifest_id, is_top=True).values_list(
-        "chain", flat=True
-    )
-    qs = RepositoryManifest.objects.filter(
-        repository__registry_id=holding.repository.registry_id,
-        manifest__kind="image",
-        manifest__chains__chain__in=top,
-        manifest__chains__is_top=False,
-    )
-    if not include_untagged:
-        qs = qs.filter(present=True)
-    return (
-        qs.select_related("repository__registry", "manifest", "manifest__config")
-        .annotate(extra_layers=F("manifest__layer_count") - F("manifest__chains__depth"))
-        .order_by("extra_layers", "id")
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT chain, depth FROM analytics_layerchain WHERE manifest_id = %s AND is_top",
+            [holding.manifest_id],
+        )
+        top = cursor.fetchone()
+        if top is None:  # no layers (or chains not written yet): nothing can start with them
+            return [], None
+        chain, depth = top
+        extra, manifest_id, holding_id = after if after else (0, 0, 0)
+        params = {
+            "chain": chain,
+            "depth": depth,
+            "registry": holding.repository.registry_id,
+            "k0": extra + depth,
+            "k1": manifest_id,
+            "k2": holding_id,
+            "walk": max(DERIVED_WALK, limit + 1),
+            "limit": limit + 1,
+        }
+        cursor.execute(_DERIVED_SQL.format(present="" if include_untagged else "AND rm.present"), params)
+        rows = [DerivedImage(*row) for row in cursor.fetchall()]
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            return rows[:limit], (last.extra_layers, last.manifest_id, last.holding_id)
+        cursor.execute(_WALK_END_SQL, params)
+        end = cursor.fetchall()
+    if len(end) < 2:
+        return rows, None
+    # Cut by the walk: every holding of the walked manifests is in `rows`; go on after the last one
+    # (manifest ids are integers, so "after manifest m" is "from manifest m + 1, holding 0").
+    return rows, (end[0][0] - depth, end[0][1] + 1, 0)
 
 
 STILL_TAGGED_LIMIT = 20  # tags listed per row that still name the old digest

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from analytics.ingest.chains import chains_refresh, layer_chains
+from analytics.ingest.chains import chains_fill_layer_counts, chains_refresh, layer_chains
 from analytics.models import LayerChain, Manifest, Registry
 from harness.records import image, index, ingest, layer
 
@@ -65,6 +65,10 @@ def test_chains_are_the_reference_sql_values_for_every_manifest():
     assert _stored() == reference
     assert written == len(reference) == 1 + 2 + 5 + 3 + 1205 + 3
     assert chains_refresh() == 0  # written once: manifests are immutable
+    # each row carries its manifest's layer count (the order of the images derived from a base)
+    tops = {m: d for m, d, _, top in reference if top}
+    assert set(LayerChain.objects.values_list("manifest_id", "layer_count")) == set(tops.items())
+    assert tops[gapped.id] == 5
 
 
 def test_a_repository_refresh_writes_only_its_own_new_manifests():
@@ -84,3 +88,14 @@ def test_layer_chains_hash_the_space_joined_prefixes():
     expected = [hashlib.sha256(" ".join(digests[:d]).encode()).hexdigest() for d in (1, 2, 3)]
     assert list(layer_chains(digests)) == expected
     assert list(layer_chains([])) == []
+
+
+def test_rows_written_without_a_layer_count_are_filled():
+    """Code older than migration 0027 inserts chains without the column (its default 0) while it runs."""
+    registry = Registry.objects.create(name="chains", url="http://127.0.0.1:5000")
+    ingest(registry, "team/a", {"1": image("a", [layer("x", 1), layer("y", 2), layer("z", 3)])})
+    chains_refresh()
+    LayerChain.objects.filter(depth__lt=3).update(layer_count=0)
+    assert chains_fill_layer_counts() == 2
+    assert set(LayerChain.objects.values_list("depth", "layer_count")) == {(1, 3), (2, 3), (3, 3)}
+    assert chains_fill_layer_counts() == 0

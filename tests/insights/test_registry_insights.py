@@ -92,7 +92,8 @@ def test_lineage_stale_base_missed_savings_and_cross_registry(test_registry, scr
     assert [(b.repository, b.digest, b.shared_layers) for b in chain] == [
         ("base/os", base_digest, len(base["layers"]))
     ]
-    derived = image_derived(holding=holding(registry, "base/os", base_digest))
+    derived, more = image_derived(holding=holding(registry, "base/os", base_digest))
+    assert more is None
     base_list = [x["digest"] for x in base["layers"]]
     candidates = [
         ("apps/web", web_digest, web),
@@ -105,7 +106,7 @@ def test_lineage_stale_base_missed_savings_and_cross_registry(test_registry, scr
         if [x["digest"] for x in doc["layers"]][: len(base_list)] == base_list
         and len(doc["layers"]) > len(base_list)
     }
-    assert {(d.repository.name, d.manifest.digest) for d in derived} == expected_derived
+    assert {(d.repository, d.digest) for d in derived} == expected_derived
     assert ("apps/web", web_digest) in expected_derived
 
     # Missed savings: one diff_id under a gzip and a zstd digest, one row per recompressed layer.

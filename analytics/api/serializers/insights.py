@@ -34,10 +34,22 @@ class LineageSerializer(serializers.Serializer):
 
 
 class DerivedImageSerializer(serializers.Serializer):
-    image = serializers.IntegerField(source="id")
-    repository = serializers.CharField(source="repository.name")
-    digest = serializers.CharField(source="manifest.digest")
+    image = serializers.IntegerField(source="holding_id", help_text="Image (repository-manifest) id.")
+    repository = serializers.CharField()
+    digest = serializers.CharField()
     extra_layers = serializers.IntegerField(help_text="Layers it adds on top of this image's.")
+
+
+class DerivedImagePageSerializer(serializers.Serializer):
+    """A keyset page of `images/{id}/derived/`: no count (it would cost the whole list)."""
+
+    next = serializers.URLField(
+        allow_null=True,
+        help_text="The next page (`after=`), null after the last. A page may hold fewer rows than "
+        "`page_size`, even none, and still have a next one: follow it until it is null.",
+    )
+    previous = serializers.URLField(allow_null=True, help_text="Always null: keyset pages go forward only.")
+    results = DerivedImageSerializer(many=True)
 
 
 class StaleBaseSerializer(serializers.Serializer):

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from analytics.errors import LayerlensError
 from analytics.ingest.answers import answers_refresh
-from analytics.ingest.chains import chains_refresh
+from analytics.ingest.chains import chains_fill_layer_counts, chains_refresh
 from analytics.models import RepositoryManifest
 from analytics.selectors.answers import STALE_BASES
 from analytics.selectors.lineage import image_lineage, stale_bases
@@ -19,11 +19,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--image", type=int, help="Image (repository-manifest) id.")
         parser.add_argument("--stale", metavar="REGISTRY", help="List tags that moved under derived images.")
-        parser.add_argument("--refresh", action="store_true", help="Write missing chain ids first.")
+        parser.add_argument(
+            "--refresh", action="store_true", help="Write missing chain ids and layer counts first."
+        )
 
     def handle(self, *args, **o):
         if o["refresh"]:
             self.stdout.write(f"chain rows written: {chains_refresh()}")
+            self.stdout.write(f"chain rows given their layer count: {chains_fill_layer_counts()}")
         try:
             if o["image"]:
                 holding = RepositoryManifest.objects.select_related("repository").get(id=o["image"])

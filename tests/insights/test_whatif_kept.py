@@ -6,9 +6,16 @@ their blobs. Hand-made records, whose answers are known by construction."""
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.test import APIClient
 
+from analytics.jobs import whatif_job_run
 from analytics.models import Registry, Repository
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary, dedup_summary_computed
@@ -161,3 +168,47 @@ def test_a_namespace_over_two_registries_counts_each_registry_copy(registry):
     assert counted_once(impact) == stored(registry_id=registry.id, namespace="demo") + stored(
         registry_id=other.id, namespace="demo"
     )
+
+
+def test_every_path_reports_what_stays_alike(mixed):
+    """The API, a job, the page and `manage.py whatif` answer the same figures, with the summary's."""
+    registry = mixed
+    expected = whatif(rule=TagRule(registry_id=registry.id, namespace="demo"))
+    fields = ("freed_bytes", "kept_bytes", "shared_manifests", "shared_manifest_bytes", "shared_blobs")
+    client = APIClient()
+    user = get_user_model().objects.create_user("reader")
+    client.force_authenticate(user)
+    query = {"registry": registry.id, "namespace": "demo"}
+    answer = client.get("/api/v1/whatif/", query).json()
+    summary = client.get("/api/v1/summary/", query).json()
+    assert {f: answer[f] for f in fields} == {f: getattr(expected, f) for f in fields}
+    assert answer["freed_bytes"] + answer["kept_bytes"] == summary["stored_bytes"]
+    assert {(m["repository"], m["freed"]) for m in answer["manifests"]} >= {
+        ("demo/web", False),
+        ("demo/own", True),
+    }
+
+    created = client.post("/api/v1/whatif/jobs/", query, format="json")
+    assert created.status_code == 202, created.content
+    whatif_job_run(job_id=created.json()["id"])  # as the worker would (the test sends no task)
+    result = client.get(created["Location"]).json()["result"]
+    assert {f: result[f] for f in fields} == {f: answer[f] for f in fields}
+
+    out = io.StringIO()
+    call_command("whatif", "--registry", "local", "--namespace", "demo", "--json", stdout=out)
+    assert {f: json.loads(out.getvalue())[f] for f in fields} == {f: answer[f] for f in fields}
+    out = io.StringIO()
+    call_command("whatif", "--registry", "local", "--namespace", "demo", stdout=out)
+    text = out.getvalue()
+    assert f"kept_bytes {expected.kept_bytes}  (stays: 2 manifests ({MID.size + AMD.size} B)" in text
+    assert f"stays demo/web@{MID.digest}" in text and f"freed demo/own@{OWN.digest}" in text
+
+    page = Client()
+    page.force_login(user)
+    html = page.get("/ui/whatif/", query).content.decode()
+    assert (
+        f"stays: {expected.shared_manifests} manifests ({expected.shared_manifest_bytes} B) kept by other "
+        f"repositories,\n    {expected.shared_blobs} blobs ({expected.shared_bytes} B) referenced by kept "
+        "manifests"
+    ) in html
+    assert html.count("stays: another repository keeps it") == sum(not m.freed for m in expected.manifests)

@@ -204,7 +204,10 @@ lost_n AS (
 judged_m AS (
     -- RegistryManifestRef.refs counts the repositories holding it: freed when all of them lose it,
     -- else kept by the others (in another namespace, say)
-    SELECT ln.registry_id, ln.manifest_id, coalesce(x.refs, 0) <= ln.n AS freed FROM lost_n ln
+    -- the size by a probe per row: a join unfiltered would be planned as a scan of every manifest
+    SELECT ln.registry_id, ln.manifest_id, coalesce(x.refs, 0) <= ln.n AS freed,
+        (SELECT m.size FROM analytics_manifest m WHERE m.id = ln.manifest_id) AS size
+    FROM lost_n ln
     LEFT JOIN analytics_registrymanifestref x
         ON x.registry_id = ln.registry_id AND x.manifest_id = ln.manifest_id
 ),
@@ -224,8 +227,7 @@ judged AS (
     SELECT lr.blob_id, coalesce(rb.refs, 0) <= lr.n AS freed FROM lost_refs lr
     LEFT JOIN analytics_registryblob rb ON rb.registry_id = lr.registry_id AND rb.blob_id = lr.blob_id
 )
-SELECT CASE WHEN j.freed THEN 'f' ELSE 'k' END, j.registry_id, j.manifest_id, m.size FROM judged_m j
-    JOIN analytics_manifest m ON m.id = j.manifest_id
+SELECT CASE WHEN j.freed THEN 'f' ELSE 'k' END, j.registry_id, j.manifest_id, j.size FROM judged_m j
 UNION ALL SELECT 'l', l.repository_id, l.manifest_id, NULL FROM lost l
 UNION ALL SELECT CASE WHEN x.freed THEN 'b' ELSE 's' END, NULL, NULL, b.size
     FROM judged x JOIN analytics_blob b ON b.id = x.blob_id

@@ -3,7 +3,9 @@
 Registry rule (distribution's `garbage-collect --delete-untagged`): a repository keeps the manifests its
 remaining tags reach (through indexes, to any depth); a manifest's bytes stay while any repository of
 the registry keeps it; a blob (config or layer) stays while any kept manifest of the registry references
-it. Everything else the set held is freed. All of it is one SQL statement over the deleted tag ids.
+it. Everything else the set held is freed; what stays is counted too (`kept_bytes`: the manifests other
+repositories keep and the blobs kept manifests reference), so each untagged byte lands in exactly one of
+the two. All of it is one SQL statement over the deleted tag ids.
 
 At scale it never probes for keepers: the maintained counts (`analytics.ingest.figures`) say how many
 holdings keep each manifest (`RegistryManifestRef.refs`) and blob (`RegistryBlob.refs`), so a manifest
@@ -154,8 +156,14 @@ class DeletionImpact:
     freed_bytes: int  # manifests + blobs freed: what garbage collection removes
     freed_manifest_bytes: int
     freed_blob_bytes: int
-    shared_blobs: int  # blobs of the untagged manifests that stay: something else references them
-    shared_bytes: int
+    shared_blobs: int  # blobs of the untagged manifests that stay: a manifest the registry keeps uses them
+    shared_bytes: int  # their bytes: blobs only (the manifests that stay are shared_manifest_bytes)
+    # untagged manifests that stay: another repository of the registry (another namespace, say) keeps them
+    shared_manifests: int = 0
+    shared_manifest_bytes: int = 0
+    # what stays of the selection: shared_manifest_bytes + shared_bytes. freed_bytes + kept_bytes is the
+    # distinct bytes (per registry) of the untagged manifests and their blobs; see `deletion_impact`
+    kept_bytes: int = 0
     manifests: list[LostManifest] = field(default_factory=list)
     deleted_tags: list[tuple[int, str, str, str]] = field(default_factory=list)  # id, repo, tag, digest
     # how it was answered: "maintained" (read off the maintained rows) or "computed" (the statement)
@@ -193,12 +201,15 @@ lost AS (
 lost_n AS (
     SELECT l.registry_id, l.manifest_id, count(*) AS n FROM lost l GROUP BY 1, 2
 ),
-freed_m AS (
-    -- RegistryManifestRef.refs counts the repositories holding it: freed when all of them lose it
-    SELECT ln.registry_id, ln.manifest_id FROM lost_n ln
+judged_m AS (
+    -- RegistryManifestRef.refs counts the repositories holding it: freed when all of them lose it,
+    -- else kept by the others (in another namespace, say)
+    -- the size by a probe per row: a join unfiltered would be planned as a scan of every manifest
+    SELECT ln.registry_id, ln.manifest_id, coalesce(x.refs, 0) <= ln.n AS freed,
+        (SELECT m.size FROM analytics_manifest m WHERE m.id = ln.manifest_id) AS size
+    FROM lost_n ln
     LEFT JOIN analytics_registrymanifestref x
         ON x.registry_id = ln.registry_id AND x.manifest_id = ln.manifest_id
-    WHERE coalesce(x.refs, 0) <= ln.n
 ),
 mblobs AS (
     -- each lost holding references each distinct blob of its manifest (layer or config) once
@@ -216,8 +227,7 @@ judged AS (
     SELECT lr.blob_id, coalesce(rb.refs, 0) <= lr.n AS freed FROM lost_refs lr
     LEFT JOIN analytics_registryblob rb ON rb.registry_id = lr.registry_id AND rb.blob_id = lr.blob_id
 )
-SELECT 'f', f.registry_id, f.manifest_id, m.size FROM freed_m f
-    JOIN analytics_manifest m ON m.id = f.manifest_id
+SELECT CASE WHEN j.freed THEN 'f' ELSE 'k' END, j.registry_id, j.manifest_id, j.size FROM judged_m j
 UNION ALL SELECT 'l', l.repository_id, l.manifest_id, NULL FROM lost l
 UNION ALL SELECT CASE WHEN x.freed THEN 'b' ELSE 's' END, NULL, NULL, b.size
     FROM judged x JOIN analytics_blob b ON b.id = x.blob_id
@@ -239,11 +249,26 @@ def deletion_impact(
     both lose it; the same digest in two registries is two copies, each judged in its own registry.
     With a `limit`, the lists are pages of that many rows after the keys given ((repository, digest),
     (repository, tag)), in that order.
+
+    Every byte the deletion untags is counted once, freed or kept: an untagged manifest is freed or
+    stays (`shared_manifests`: another repository keeps it), and each distinct blob of the untagged
+    manifests is freed or stays (`shared_blobs`: a manifest the registry keeps references it). So
+    `freed_bytes + kept_bytes` is the distinct bytes, per registry, of the untagged manifests and their
+    blobs, whatever the selection. Deleting every tag of a scope (a registry, a namespace, a repository)
+    untags every present holding of it, and that sum is the scope's `stored_bytes`
+    (`dedup_summary`, DESIGN section 3), except in two cases where the definitions differ (tested):
+    - foreign (non-distributable) layers: the summary leaves them out of `stored_bytes` (they are its
+      `foreign_bytes`), the what-if counts them as blobs, as `RegistryBlob` and `RegistryHeld` do; the
+      sum is `stored_bytes + foreign_bytes`;
+    - a scope over several registries (a namespace named without a registry): the summary counts a digest
+      once however many registries hold it, the what-if once per registry (each registry collects its own
+      garbage); the sum is the scopes' `stored_bytes` of each registry, added.
     """
     with connection.cursor() as cursor:
         cursor.execute(_WHATIF_SQL, {"tags": list(tag_ids)})
         rows = cursor.fetchall()
     freed = {(g, m): int(s) for kind, g, m, s in rows if kind == "f"}
+    kept = [int(s) for kind, _, _, s in rows if kind == "k"]
     lost = [(r, m) for kind, r, m, _ in rows if kind == "l"]
     blob_sizes = [int(s) for kind, _, _, s in rows if kind == "b"]
     shared_sizes = [int(s) for kind, _, _, s in rows if kind == "s"]
@@ -268,6 +293,9 @@ def deletion_impact(
         freed_blob_bytes=sum(blob_sizes),
         shared_blobs=len(shared_sizes),
         shared_bytes=sum(shared_sizes),
+        shared_manifests=len(kept),
+        shared_manifest_bytes=sum(kept),
+        kept_bytes=sum(kept) + sum(shared_sizes),
         manifests=manifests,
         deleted_tags=tag_rows,
         manifests_more=manifests_more,
@@ -487,6 +515,9 @@ def registry_whole_impact(
         freed_blob_bytes=held.blob_bytes,
         shared_blobs=0,
         shared_bytes=0,
+        shared_manifests=0,
+        shared_manifest_bytes=0,
+        kept_bytes=0,
         manifests=manifests,
         deleted_tags=tag_rows,  # type: ignore[arg-type]
         answered_by="maintained",

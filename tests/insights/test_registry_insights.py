@@ -17,6 +17,7 @@ from analytics.scans.start import scan_start_inline
 from analytics.selectors.content import cross_registry_content, missed_savings
 from analytics.selectors.lineage import image_derived, image_lineage, stale_bases
 from analytics.selectors.scope import Scope
+from analytics.selectors.summary import dedup_summary
 from analytics.selectors.whatif import TagRule, whatif
 from harness.images import manifest_digest, skopeo_inspect_config, skopeo_inspect_raw
 from harness.registry import RegistryServer, blobstore_bytes, blobstore_digests
@@ -160,6 +161,27 @@ def test_whatif_freed_bytes_match_the_registry_garbage_collector(test_registry, 
         ("apps/tool", "1.0"),
         ("apps/web", "1.0"),
     ]
+
+    # Every byte the deletion untags is freed or kept: the three images' distinct parts. apps/api's
+    # manifest stays (apps/web:2.0 holds it), and with it every blob of it.
+    untagged: dict[str, int] = {}
+    for _, repository, tag, _ in impact.deleted_tags:
+        untagged.update(parts(inspect(f"{h}/{repository}:{tag}")[1]))
+    assert impact.freed_bytes + impact.kept_bytes == sum(untagged.values())
+    _, api = inspect(f"{h}/apps/api:1.0")
+    assert (impact.shared_manifests, impact.shared_manifest_bytes) == (1, len(api["raw"]))
+    assert [m.repository for m in impact.manifests if not m.freed] == ["apps/api"]
+
+    # Deleting every tag of a scope: freed + kept is the scope's stored bytes as the summary reports them,
+    # and for the whole registry the blob store's data files (nothing kept there).
+    for namespace in ("apps", "apps/web", "base"):
+        whole = whatif(rule=TagRule(registry_id=registry.id, namespace=namespace))
+        stored = dedup_summary(scope=Scope(registry_id=registry.id, namespace=namespace)).stored_bytes
+        assert whole.freed_bytes + whole.kept_bytes == stored, namespace
+    everything = whatif(rule=TagRule(registry_id=registry.id))
+    assert everything.kept_bytes == 0
+    assert everything.freed_bytes == dedup_summary(scope=Scope(registry_id=registry.id)).stored_bytes
+    assert everything.freed_bytes == blobstore_bytes(scratch.root)
 
     gc = require_tool("docker-registry")
     config = scratch.workdir / "config.yml"

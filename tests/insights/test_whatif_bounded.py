@@ -46,6 +46,9 @@ FIGURES = (
     "freed_blob_bytes",
     "shared_blobs",
     "shared_bytes",
+    "shared_manifests",
+    "shared_manifest_bytes",
+    "kept_bytes",
 )
 
 
@@ -75,6 +78,9 @@ def by_rows(registry: Registry) -> dict:
         "freed_blob_bytes": sum(blobs.values()),
         "shared_blobs": 0,
         "shared_bytes": 0,
+        "shared_manifests": 0,
+        "shared_manifest_bytes": 0,
+        "kept_bytes": 0,
     }
 
 

@@ -135,8 +135,10 @@ def test_pages_show_what_the_api_answers(
     assert series(browser, "whatif-chart")[0] == [
         answer["freed_manifest_bytes"],
         answer["freed_blob_bytes"],
+        answer["shared_manifest_bytes"],
         answer["shared_bytes"],
     ]
+    assert answer["freed_bytes"] + answer["kept_bytes"] == sum(series(browser, "whatif-chart")[0])
     api_manifest = json.loads(skopeo_inspect_raw(test_registry.ref("apps/api", "1.0")))
     raw = skopeo_inspect_raw(test_registry.ref("apps/api", "1.0"))
     own = api_manifest["layers"][-1]["size"] + api_manifest["config"]["size"] + len(raw)

@@ -208,7 +208,9 @@ class LostManifestSerializer(serializers.Serializer):
     digest = serializers.CharField()
     kind = serializers.CharField()
     size = serializers.IntegerField()
-    freed = serializers.BooleanField(help_text="No other repository of the registry keeps it.")
+    freed = serializers.BooleanField(
+        help_text="No other repository of the registry keeps it; false: it stays (in shared_manifests)."
+    )
 
 
 class DeletionImpactSerializer(serializers.Serializer):
@@ -219,8 +221,21 @@ class DeletionImpactSerializer(serializers.Serializer):
     freed_bytes = serializers.IntegerField(help_text="What garbage collection then removes.")
     freed_manifest_bytes = serializers.IntegerField()
     freed_blob_bytes = serializers.IntegerField()
-    shared_blobs = serializers.IntegerField()
-    shared_bytes = serializers.IntegerField(help_text="The set's blobs still referenced elsewhere.")
+    shared_blobs = serializers.IntegerField(
+        help_text="Blobs of the untagged manifests that stay: a manifest the registry keeps references them."
+    )
+    shared_bytes = serializers.IntegerField(help_text="Their bytes (blobs only).")
+    shared_manifests = serializers.IntegerField(
+        help_text="Untagged manifests that stay: another repository of the registry keeps them."
+    )
+    shared_manifest_bytes = serializers.IntegerField(help_text="Their bytes.")
+    kept_bytes = serializers.IntegerField(
+        help_text=(
+            "What stays of the selection: shared_manifest_bytes + shared_bytes. freed_bytes + kept_bytes is "
+            "every distinct byte (per registry) of the untagged manifests and their blobs; deleting every "
+            "tag of a scope, the scope's stored_bytes (plus foreign_bytes; per registry, added)."
+        )
+    )
     manifests = LostManifestSerializer(many=True)
     deleted_tags = serializers.ListField(
         child=serializers.ListField(child=serializers.CharField()), help_text="[id, repository, tag, digest]."

@@ -1,4 +1,5 @@
-"""`manage.py whatif`: what deleting a set of tags (and collecting garbage) would free. Deletes nothing."""
+"""`manage.py whatif`: what deleting a set of tags (and collecting garbage) would free, and what of it
+stays (freed_bytes + kept_bytes: every untagged byte once). Deletes nothing."""
 
 from __future__ import annotations
 
@@ -53,10 +54,14 @@ class Command(BaseCommand):
             self.stdout.write(f"delete {repo}:{tag}  {digest}")
         for m in impact.manifests:
             self.stdout.write(
-                f"  {'freed' if m.freed else 'kept '} {m.repository}@{m.digest} ({m.kind}, {m.size} B)"
+                f"  {'freed' if m.freed else 'stays'} {m.repository}@{m.digest} ({m.kind}, {m.size} B)"
             )
         self.stdout.write(
             f"tags {impact.tags}, manifests freed {impact.manifests_freed}, "
             f"blobs freed {impact.blobs_freed}\nfreed_bytes {impact.freed_bytes}  "
-            f"(still shared: {impact.shared_blobs} blobs, {impact.shared_bytes} B)"
+            f"(manifests {impact.freed_manifest_bytes} B, blobs {impact.freed_blob_bytes} B)\n"
+            f"kept_bytes {impact.kept_bytes}  "
+            f"(stays: {impact.shared_manifests} manifests ({impact.shared_manifest_bytes} B) kept by "
+            f"other repositories, {impact.shared_blobs} blobs ({impact.shared_bytes} B) referenced by "
+            "kept manifests)"
         )

@@ -122,11 +122,12 @@
     whatif: function (d) {
       return {
         tooltip: tip, grid: { containLabel: true, left: 10, right: 30 },
-        yAxis: { type: "category", data: ["freed manifests", "freed blobs", "stays (shared)"] },
+        yAxis: { type: "category", data: ["freed manifests", "freed blobs", "stays: manifests", "stays: blobs"] },
         xAxis: bytesAxis,
         series: [{ type: "bar", data: [
           { value: d.freed_manifest_bytes, itemStyle: { color: COLORS.saved } },
           { value: d.freed_blob_bytes, itemStyle: { color: COLORS.saved } },
+          { value: d.shared_manifest_bytes, itemStyle: { color: COLORS.shared } },
           { value: d.shared_bytes, itemStyle: { color: COLORS.shared } }
         ], label: { show: true, position: "right", formatter: function (p) { return human(p.value); } } }]
       };

@@ -123,3 +123,16 @@ def test_openapi_schema_generates_without_warnings(tmp_path):
     ):
         assert path + ":" in text
     assert "password_encrypted" not in text
+
+
+def test_report_of_unknown_namespace_names_the_namespaces_there_are(world):
+    with pytest.raises(CommandError) as raised:
+        _run("report", "--registry", "127.0.0.1:5999", "--namespace", "nope")
+    assert str(raised.value) == "no namespace 'nope' in 127.0.0.1:5999; namespaces: team"
+    assert raised.value.returncode == 1
+    assert "images" in _run("report", "--registry", "127.0.0.1:5999", "--namespace", "team/")
+
+
+def test_report_of_unknown_engine_is_one_line(db):
+    with pytest.raises(CommandError, match=r"^no engine 'unix:///nowhere.sock'; engines scanned: none"):
+        _run("report", "--engine", "unix:///nowhere.sock")

@@ -7,7 +7,8 @@ management commands print them.
     ├── Conflict (409)         the request contradicts what is stored (a name or URL taken)
     ├── RepositoryBusy (409)   another worker holds the repository's scan lease; try again later
     ├── SelectionTooLarge (422, an InvalidRequest)  more than a request computes: narrow it or run a job
-    └── TooManyJobs (429)      as many unfinished jobs as a caller may have
+    ├── TooManyJobs (429)      as many unfinished jobs as a caller may have
+    └── Unreachable (502)      a Docker Engine to be registered did not answer
 """
 
 from __future__ import annotations
@@ -47,3 +48,9 @@ class TooManyJobs(LayerlensError):
     """The caller has as many unfinished jobs as allowed; wait for one to finish."""
 
     status = 429
+
+
+class Unreachable(LayerlensError):
+    """What the request names did not answer (a Docker Engine met for the first time): nothing stored."""
+
+    status = 502

@@ -2,7 +2,8 @@
 
 It serves as a deployment would, with DEBUG off: a SECRET_KEY made once into var/secret_key (var/ is
 never committed) and reused, so sessions and stored credentials survive a restart; static files are
-collected and served by WhiteNoise.
+collected and served by WhiteNoise. The settings it runs with are written to var/run.env, which
+manage.py reads, so the README's commands work from any shell.
 
 1. Migrate, collect static files, create the demo staff user.
 2. Start a CNCF registry on loopback and push demo images built with umoci + skopeo.
@@ -14,6 +15,7 @@ collected and served by WhiteNoise.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -31,6 +33,7 @@ from harness.web import gunicorn_argv  # noqa: E402
 
 PY = str(ROOT / ".venv" / "bin" / "python")
 VAR = ROOT / "var" / "run"
+RUN_ENV = ROOT / "var" / "run.env"  # read by manage.py
 WEB_PORT = int(os.environ.get("LAYERLENS_PORT", "8000"))
 REGISTRY_PORT = int(os.environ.get("DEMO_REGISTRY_PORT", "5000"))
 
@@ -46,10 +49,12 @@ def secret_key(var: Path) -> str:
     return path.read_text().strip()
 
 
-def demo_env(var: Path, environ: dict[str, str]) -> dict[str, str]:
-    """The environment every process of the demo runs with; what the caller's environment sets wins."""
+def demo_settings(var: Path, environ: dict[str, str]) -> dict[str, str]:
+    """The settings every process of the demo runs with: the demo's own, unless the caller's environment
+    sets them, and every other variable config/settings.py reads that the caller's environment sets."""
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', (ROOT / "config" / "settings.py").read_text()))
     return {
-        **environ,
+        **{name: value for name, value in environ.items() if name in read},
         # DEBUG off: an error is a plain 500, not a page of settings, URLs and source paths
         "DEBUG": environ.get("DEBUG", "0"),
         "SECRET_KEY": environ.get("SECRET_KEY") or secret_key(var),
@@ -61,6 +66,27 @@ def demo_env(var: Path, environ: dict[str, str]) -> dict[str, str]:
         # The demo registry listens on loopback, which the SSRF policy refuses unless allowed.
         "LAYERLENS_ALLOWED_NETWORKS": environ.get("LAYERLENS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"),
     }
+
+
+def demo_env(var: Path, environ: dict[str, str]) -> dict[str, str]:
+    """The environment every process of the demo runs with; what the caller's environment sets wins."""
+    return {**environ, **demo_settings(var, environ)}
+
+
+def run_env_write(path: Path, values: dict[str, str]) -> None:
+    """Write `values` as KEY=VALUE lines, which manage.py reads for what its environment does not set,
+    so commands from another shell run with the demo's settings. Owner-only: it holds SECRET_KEY."""
+    bad = [k for k, v in values.items() if "\n" in v or "\r" in v]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: a value on several lines cannot be written to {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# written by `make run`: its settings, read by manage.py (the environment wins)\n")
+        out.writelines(f"{key}={value}\n" for key, value in sorted(values.items()))
+    tmp.replace(path)
 
 
 ENV: dict[str, str] = {}
@@ -111,6 +137,7 @@ def main() -> int:
 def run() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     ENV.update(demo_env(ROOT / "var", dict(os.environ)))
+    run_env_write(RUN_ENV, demo_settings(ROOT / "var", dict(os.environ)))
     subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tc", "SELECT 1"], check=True, capture_output=True
     )
@@ -184,7 +211,7 @@ Layerlens is up (scan took {took:.1f}s{"" if scan.returncode == 0 else ", with e
   API docs   http://127.0.0.1:{WEB_PORT}/api/docs/
   admin      http://127.0.0.1:{WEB_PORT}/admin/   (login demo / demo)
   registry   {registry.url}   logs in {VAR}
-  CLI        export SECRET_KEY=$(cat var/secret_key)   (the demo's key; DEBUG is off)
+  CLI        (manage.py reads the demo's settings from var/run.env, from any shell)
              .venv/bin/python manage.py report --registry {registry.host} --json
              .venv/bin/python manage.py token create demo --name NAME   (an API token, shown once)
 Ctrl-C stops everything started here.""",

@@ -92,6 +92,11 @@ def engine_lookup(identifier: str) -> Engine:
     return found
 
 
+def engine_endpoints(*, limit: int) -> list[str]:
+    """The first `limit` engines' endpoints, for an error naming one that is not there."""
+    return list(Engine.objects.order_by("endpoint").values_list("endpoint", flat=True)[:limit])
+
+
 def _sum(values: list[int | None]) -> int | None:
     return None if any(v is None for v in values) else sum(v for v in values if v is not None)
 

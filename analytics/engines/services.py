@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from analytics.engines.ingest import engine_snapshot_ingest
-from analytics.errors import Conflict, InvalidRequest
+from analytics.errors import Conflict, InvalidRequest, Unreachable
 from analytics.models import Engine, EngineScan, Registry, Scan, Tag
 from analytics.registries import MAX_PEM_CHARS, MAX_SECRET_CHARS, schedule_check, text_check
 from workers.engine import EngineClient, EngineError, engine_host
@@ -194,16 +194,45 @@ def engine_scan_start(
         raise InvalidRequest(f"pull: at most {MAX_PULL} references per scan")
     with transaction.atomic():
         engine = Engine.objects.filter(endpoint=engine_endpoint_normalise(endpoint)).first()
+        new = engine is None
         if engine is None or allow_internal is not None:
             engine = engine_upsert(
                 endpoint=endpoint, allow_internal=allow_internal, check_reachable=check_reachable
             )
         elif check_reachable:
             engine_reachable_check(endpoint=engine.endpoint, allow_internal=engine.allow_internal)
+        if new:
+            # An engine is recorded once it answered: one that never did would be an empty row.
+            engine_answers_check(engine)
         scan = engine_scan_create(engine=engine, pull=pull, trigger=trigger)
         if not inline:
             engine_scan_enqueue(scan)
-    return engine_scan_run(scan_id=scan.id) if inline else scan
+    if not inline:
+        return scan
+    try:
+        return engine_scan_run(scan_id=scan.id)
+    except EngineError as exc:  # no retry in this process: the scan fails with the engine's words
+        return engine_scan_fail(scan_id=scan.id, message=engine_unreachable_message(engine.endpoint, exc))
+
+
+def engine_unreachable_message(endpoint: str, exc: EngineError) -> str:
+    prefix = f"cannot reach the engine at {endpoint}: "
+    if not str(exc).startswith(prefix):
+        return str(exc)
+    reason = str(exc).removeprefix(prefix)
+    return (
+        f"cannot reach the Docker Engine at {endpoint}: {reason}; check that it runs and that the endpoint "
+        "is right (unix:///var/run/docker.sock, tcp://host:2376, or engine:DOCKER_HOST)"
+    )
+
+
+def engine_answers_check(engine: Engine) -> None:
+    """`Unreachable` unless the engine answers (the SDK's version request)."""
+    try:
+        with engine_client(engine):
+            pass
+    except EngineError as exc:
+        raise Unreachable(engine_unreachable_message(engine.endpoint, exc)) from None
 
 
 def _registry_for(reference: str) -> Registry | None:

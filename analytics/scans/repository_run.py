@@ -22,7 +22,7 @@ from analytics.infra.text import printable
 from analytics.ingest.known import configs_known, manifests_known, tags_current
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.ingest.trends import scan_figures_record
-from analytics.models import Scan, ScanError
+from analytics.models import Repository, Scan, ScanError
 from analytics.scans.clients import registry_client_shared
 from analytics.scans.deep import scan_deep_record
 from analytics.scans.runtime import Heartbeat, Progress, metrics_sink
@@ -30,14 +30,15 @@ from analytics.scans.state import (
     HANDLED_ELSEWHERE,
     answers_refresh_after_commit,
     commit_async,
+    repository_forget_if_unknown,
     repository_lease_acquire,
     repository_lease_release,
     scan_claim,
     scan_fail_unexpected,
     scan_finish,
 )
-from workers.registry.errors import RegistryError
-from workers.registry.records import RepositorySnapshot
+from workers.registry.errors import NotFoundError, RegistryError
+from workers.registry.records import ManifestFailure, RepositorySnapshot
 from workers.registry.snapshot import snapshot_repository
 
 logger = logging.getLogger(__name__)
@@ -295,10 +296,34 @@ class RepositoryRun:
                 )
                 logger.info("reading the repository failed (%s); retrying later", exc)
                 raise exc
-            ScanError.objects.create(
-                scan=scan, repository=repository.name, kind=type(exc).__name__, message=printable(str(exc))
-            )
-            scan_finish(scan, Scan.Status.FAILED, str(exc))
+            message = str(exc)
+            if isinstance(exc, NotFoundError):
+                message = f"repository {repository.name} not found in {scan.registry.host}"
+            with transaction.atomic():
+                ScanError.objects.create(
+                    scan=scan,
+                    repository=repository.name,
+                    kind=type(exc).__name__,
+                    message=printable(str(exc)),
+                )
+                scan_finish(scan, Scan.Status.FAILED, message)
+                if isinstance(exc, NotFoundError):
+                    self._forget(repository)
+            return
+        missing = self._reference_missing(snapshot)
+        if missing is not None:
+            # A one-tag scan of a tag the registry does not have: a failure, not a partial success.
+            what = "manifest" if ":" in missing.reference else "tag"
+            with transaction.atomic():
+                ScanError.objects.create(
+                    scan=scan,
+                    repository=repository.name,
+                    reference=printable(missing.reference)[:255],
+                    kind=missing.kind[:64],
+                    message=printable(missing.message),
+                )
+                scan_finish(scan, Scan.Status.FAILED, f"{what} {missing.reference} not found in {repository}")
+                self._forget(repository)
             return
         # Ingest, the scan's counts and progress, its parent's counter and the lease: one transaction.
         with transaction.atomic():
@@ -331,6 +356,25 @@ class RepositoryRun:
             )
             repository_lease_release(repository)
         self.held = False
+
+    def _reference_missing(self, snapshot: RepositorySnapshot) -> ManifestFailure | None:
+        """The 404 of the one tag (or digest) a one-tag scan asked for, when that is all it found."""
+        if not self.scan.tag or snapshot.manifests or snapshot.tags:
+            return None
+        return next(
+            (
+                f
+                for f in snapshot.failures
+                if f.reference == self.scan.tag and f.kind == NotFoundError.__name__
+            ),
+            None,
+        )
+
+    def _forget(self, repository: Repository) -> None:
+        """A repository this scan found missing leaves no row, unless something was recorded of it."""
+        if repository_forget_if_unknown(repository=repository, scan_id=self.scan_id):
+            self.held = False  # its lease went with it
+            logger.info("repository %s not found in the registry; not recorded", repository.name)
 
     def deep(self) -> None:
         """The deep scan (layers streamed within a byte budget) the scan asked for, once it is done."""

@@ -210,6 +210,24 @@ def repository_lease_release(repository: Repository) -> None:
     Repository.objects.filter(id=repository.id).update(scan_lease_until=None)
 
 
+def repository_forget_if_unknown(*, repository: Repository, scan_id: int) -> bool:
+    """Delete `repository` when the scan `scan_id` found nothing in it and nothing was ever recorded of
+    it: never scanned, not tracked, no other scan running or queued on it. Its finished scans (this one
+    included) stay, detached from it. Call in the transaction that finishes the scan. True if deleted.
+
+    A repository once scanned that the registry no longer knows is kept as last seen, tags included:
+    the failed scan says why."""
+    row = Repository.objects.select_for_update().filter(id=repository.id).first()
+    if row is None or row.last_scanned_at is not None or row.tracked or row.tags.exists():
+        return False
+    scans = Scan.objects.filter(repository_id=row.id)
+    if scans.exclude(id=scan_id).filter(status__in=[Scan.Status.QUEUED, Scan.Status.RUNNING]).exists():
+        return False
+    scans.update(repository=None)
+    row.delete()
+    return True
+
+
 def commit_async() -> None:
     """This transaction's commit does not wait for its WAL flush (PostgreSQL `synchronous_commit`).
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import CharField, Exists, F, Func, OuterRef, Q, QuerySet, Value
 
 from analytics.errors import InvalidRequest, NotFound
 from analytics.models import Registry, Repository, RepositoryManifest, Tag
@@ -223,6 +223,32 @@ def scope_resolve(
         last_seen_before=last_seen_before,
         last_seen_after=last_seen_after,
     )
+
+
+NAMESPACES_SHOWN = 8  # in the error naming a namespace that does not exist
+
+
+def namespace_check(*, registry_id: int | None, namespace: str) -> None:
+    """`NotFound` naming a few namespaces there are, unless a repository of the registry (or of any,
+    without one) is `namespace` or under it. An unknown namespace is an error, not a scope of zeros."""
+    ns = namespace.strip("/")
+    repositories = Repository.objects.all()
+    if registry_id is not None:
+        repositories = repositories.filter(registry_id=registry_id)
+    if repositories.filter(Q(name=ns) | Q(name__startswith=ns + "/")).exists():
+        return
+    firsts = (
+        repositories.annotate(
+            first=Func(F("name"), Value("/"), Value(1), function="split_part", output_field=CharField())
+        )
+        .values_list("first", flat=True)
+        .distinct()
+        .order_by("first")[: NAMESPACES_SHOWN + 1]
+    )
+    shown = list(firsts)
+    where = Registry.objects.get(id=registry_id).host if registry_id is not None else "any registry"
+    known = ", ".join(shown[:NAMESPACES_SHOWN]) + (", ..." if len(shown) > NAMESPACES_SHOWN else "")
+    raise NotFound(f"no namespace {ns!r} in {where}; namespaces: {known or 'none (no repository recorded)'}")
 
 
 def namespace_rows_scope(scope: Scope) -> tuple[list[int], str] | None:

@@ -151,3 +151,16 @@ def test_scan_progress_into_a_log_is_plain_lines_and_a_last_one(
     assert lines[1:] == [f"scan {scan_id} queued: repositories 0/0, tags 0/0"] * 3 + [
         f"scan {scan_id} succeeded: repositories 1/1, tags 0/0"
     ]
+
+
+def test_report_of_unknown_namespace_names_the_namespaces_there_are(world):
+    with pytest.raises(CommandError) as raised:
+        _run("report", "--registry", "127.0.0.1:5999", "--namespace", "nope")
+    assert str(raised.value) == "no namespace 'nope' in 127.0.0.1:5999; namespaces: team"
+    assert raised.value.returncode == 1
+    assert "images" in _run("report", "--registry", "127.0.0.1:5999", "--namespace", "team/")
+
+
+def test_report_of_unknown_engine_is_one_line(db):
+    with pytest.raises(CommandError, match=r"^no engine 'unix:///nowhere.sock'; engines scanned: none"):
+        _run("report", "--engine", "unix:///nowhere.sock")

@@ -6,10 +6,10 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics.engines.selectors import engine_disk_usage, engine_lookup
-from analytics.errors import LayerlensError
+from analytics.engines.selectors import engine_disk_usage, engine_endpoints, engine_lookup
+from analytics.errors import LayerlensError, NotFound
 from analytics.infra.units import human_size
-from analytics.selectors.scope import scope_resolve
+from analytics.selectors.scope import namespace_check, scope_resolve
 from analytics.selectors.summary import dedup_summary
 
 
@@ -58,6 +58,8 @@ class Command(BaseCommand):
                 repository=options["repository"],
                 include_untagged=options["include_untagged"],
             )
+            if scope.namespace:
+                namespace_check(registry_id=scope.registry_id, namespace=scope.namespace)
             summary = dedup_summary(scope=scope)
         except LayerlensError as exc:
             raise CommandError(str(exc))
@@ -75,6 +77,9 @@ class Command(BaseCommand):
     def _engine(self, options) -> None:
         try:
             usage = engine_disk_usage(engine=engine_lookup(options["engine"]))
+        except NotFound as exc:
+            known = ", ".join(engine_endpoints(limit=8)) or "none"
+            raise CommandError(f"{exc}; engines scanned: {known} (manage.py scan engine:ENDPOINT --inline)")
         except LayerlensError as exc:
             raise CommandError(str(exc))
         if options["json"]:

@@ -115,9 +115,12 @@ class Command(BaseCommand):
                 )
         except LayerlensError as exc:
             raise CommandError(str(exc))
+        if scan.status == Scan.Status.FAILED and scan.message:
+            # nothing was read: the reason is the one line to show
+            raise CommandError(f"scan {scan.id} failed: {scan.message}")
         self._summary(scan)
         if scan.status == Scan.Status.FAILED:
-            raise CommandError(f"scan {scan.id} failed: {scan.message or 'see the errors above'}")
+            raise CommandError(f"scan {scan.id} failed: see the errors above")
         if scan.errors_count:
             raise CommandError(f"scan {scan.id} finished with {scan.errors_count} error(s)")
 
@@ -135,6 +138,8 @@ class Command(BaseCommand):
         except LayerlensError as exc:
             raise CommandError(str(exc))
         deadline = time.monotonic() + options["timeout"]
+        if scan.status == Scan.Status.FAILED and not scan.images_count:
+            raise CommandError(f"engine scan {scan.id} failed: {scan.message}")
         while not scan.is_finished:
             if time.monotonic() >= deadline:
                 raise CommandError(f"engine scan {scan.id} still {scan.status}; is a worker running?")

@@ -13,5 +13,5 @@ COPY . .
 COPY --from=web /web/node_modules/echarts/dist/echarts.min.js analytics/static/web/vendor/
 RUN DEBUG=1 python manage.py collectstatic --noinput
 EXPOSE 8000
-# gthread workers recycled after about 1,000 requests: config/gunicorn_conf.py
+# gthread workers recycled after about 10,000 requests, drained first: config/gunicorn_conf.py
 CMD ["gunicorn", "--config", "config/gunicorn_conf.py", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

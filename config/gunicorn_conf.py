@@ -3,13 +3,17 @@
 
 Threads (gthread): a whole-list CSV download streams for minutes, past a sync worker's `--timeout`.
 Recycling: a worker is replaced after about `max_requests` requests (the jitter staggers the workers), so
-the memory large answers leave in a long-lived Python process is returned to the system.
+the memory large answers leave in a long-lived Python process is returned to the system, without
+dropping a request: the worker drains its connections first (config/gunicorn_worker.py,
+`WEB_RECYCLE_DRAIN`). The app is loaded before the workers fork (`preload_app`), so a replacement serves
+at once instead of importing Django while its sibling carries the load alone.
 """
 
 import os
 
-worker_class = "gthread"
+worker_class = "config.gunicorn_worker.RecyclingThreadWorker"  # gthread, drained before recycling
 threads = int(os.environ.get("WEB_THREADS", "4"))
 max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "10000"))
 max_requests_jitter = int(os.environ.get("WEB_MAX_REQUESTS_JITTER", "2000"))
 accesslog = "-"
+preload_app = True

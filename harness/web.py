@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def gunicorn_argv(port: int, *, workers: int = 2) -> list[str]:
     """`python -m` arguments for gunicorn on 127.0.0.1:`port` with the project's configuration
-    (config/gunicorn_conf.py: threaded workers, recycled after about 1,000 requests)."""
+    (config/gunicorn_conf.py: threaded workers, recycled after about 10,000 requests, drained first)."""
     return [
         "gunicorn",
         "--config",

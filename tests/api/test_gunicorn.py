@@ -1,5 +1,5 @@
 """Wherever the web is started (`make run`, the Dockerfile, compose), gunicorn runs gthread workers that
-are replaced after about 1,000 requests with jitter, so the memory large answers leave behind in a
+are replaced after about 10,000 requests with jitter, so the memory large answers leave behind in a
 worker is returned. Each start's own command line is resolved by gunicorn itself (`--print-config`)."""
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from gunicorn.workers.gthread import ThreadWorker
+
+from config.gunicorn_worker import RecyclingThreadWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +60,9 @@ def _resolved(argv: list[str]) -> dict[str, str]:
 )
 def test_every_gunicorn_start_recycles_its_gthread_workers(start):
     config = _resolved(start())
-    assert config["worker_class"] == "gthread" and int(config["threads"]) >= 2
+    # gthread's worker, drained before it is recycled (tests/api/test_gunicorn_recycling.py)
+    assert config["worker_class"] == "config.gunicorn_worker.RecyclingThreadWorker"
+    assert issubclass(RecyclingThreadWorker, ThreadWorker) and int(config["threads"]) >= 2
+    assert config["preload_app"] == "True"
     assert int(config["max_requests"]) == 10000
     assert int(config["max_requests_jitter"]) == 2000

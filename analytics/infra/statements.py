@@ -1,7 +1,11 @@
 """The web's bound on one SQL statement: PostgreSQL's `statement_timeout`, set on each connection a web
 process opens. `config/wsgi.py` and `config/asgi.py` install it; Celery workers and management commands
 never load them, so their long ingests and reports run unbounded. A statement it cancels raises
-QueryCanceled, which the API and the pages answer with a 503 (`timeout_detail`)."""
+QueryCanceled, which the API and the pages answer with a 503 (`timeout_detail`).
+
+The same connections compile no query to machine code (`jit` off): a web request's statements are
+index probes whose cost the planner often overestimates, and JIT then spends more than the query (150 ms
+of a 160 ms lineage page at a million images); the long statements of workers keep it."""
 
 from __future__ import annotations
 
@@ -14,18 +18,19 @@ _UID = "layerlens-web-statement-timeout"
 
 def web_statement_timeout_install(seconds: float) -> None:
     """Every database connection this process opens from now on cancels a statement after `seconds`
-    (0: no bound)."""
+    (0: no bound) and compiles no query (`jit` off)."""
     connection_created.disconnect(dispatch_uid=_UID)
-    if seconds <= 0:
-        return
-    milliseconds = max(1, round(seconds * 1000))
+    milliseconds = max(1, round(seconds * 1000)) if seconds > 0 else 0  # 0: PostgreSQL's "no bound"
 
     def bound(sender, connection, **kwargs) -> None:
         if connection.vendor != "postgresql":
             return
         with connection.cursor() as cursor:
             # set_config, not SET: the value is a parameter (server-side binding cannot bind SET's)
-            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{milliseconds}ms"])
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %s, false), set_config('jit', 'off', false)",
+                [f"{milliseconds}ms"],
+            )
 
     connection_created.connect(bound, weak=False, dispatch_uid=_UID)
 

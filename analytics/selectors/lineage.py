@@ -291,7 +291,8 @@ moves AS (
     SELECT DISTINCT ON (n.base_id, tg.id) n.base_id, tg.id AS tag_id, r.name AS repository, tg.name AS tag,
         e.old_digest, cur.digest AS new_digest, e.seen_at
     FROM named n
-    JOIN analytics_tagevent e ON e.old_digest = n.digest AND e.new_digest <> ''
+    -- old_digest <> '' lets the planner use the partial index of moves (tag_event_moves)
+    JOIN analytics_tagevent e ON e.old_digest = n.digest AND e.old_digest <> '' AND e.new_digest <> ''
     JOIN analytics_tag tg ON tg.id = e.tag_id AND tg.removed_at IS NULL
     JOIN analytics_repository r ON r.id = tg.repository_id AND r.registry_id = %(registry)s
     JOIN analytics_manifest cur ON cur.id = tg.manifest_id AND cur.digest <> e.old_digest

@@ -21,7 +21,9 @@ SHOW = (
     "from django.db import connection\n"
     "with connection.cursor() as c:\n"
     "    c.execute('SHOW statement_timeout')\n"
-    "    print(c.fetchone()[0])\n"
+    "    timeout = c.fetchone()[0]\n"
+    "    c.execute('SHOW jit')\n"
+    "    print(timeout, c.fetchone()[0])\n"
 )
 
 
@@ -54,11 +56,12 @@ def _process(prelude: str, **env: str) -> str:
 
 
 def test_a_web_process_bounds_its_statements_and_a_worker_does_not():
-    assert _process("import config.wsgi\n") == "30s"
-    assert _process("import config.asgi\n", WEB_STATEMENT_TIMEOUT_SECONDS="7") == "7s"
-    assert _process("import config.wsgi\n", WEB_STATEMENT_TIMEOUT_SECONDS="0") == "0"
+    # the web also compiles no query (jit off); a worker keeps the server's default (on)
+    assert _process("import config.wsgi\n") == "30s off"
+    assert _process("import config.asgi\n", WEB_STATEMENT_TIMEOUT_SECONDS="7") == "7s off"
+    assert _process("import config.wsgi\n", WEB_STATEMENT_TIMEOUT_SECONDS="0") == "0 off"
     worker = "import django\ndjango.setup()\nimport config.celery\nimport workers.tasks\n"
-    assert _process(worker) == "0"
+    assert _process(worker) == "0 on"
 
 
 def test_the_bound_is_set_on_each_new_connection_and_cancels_a_long_statement():

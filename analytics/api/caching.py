@@ -16,6 +16,8 @@ anything but the database and the request (the clock, the caller's rights) must 
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -47,6 +49,49 @@ def _key(request) -> str | None:
     return _PREFIX + hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+class _InFlight:
+    """One computation per key in this process: when a commit starts a new snapshot, every thread asking
+    the same question would miss at once and compute it side by side (a whole page's CPU times the
+    connections); the first computes, the others wait for its answer (at most `WAIT_SECONDS`, then compute
+    themselves)."""
+
+    WAIT_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[str, tuple[threading.Event, float]] = {}
+
+    def lead(self, key: str) -> threading.Event | None:
+        """None: this thread computes `key` (and must `done` it); else the event to wait for. A leader
+        that never said `done` (its answer failed to render) is replaced after `WAIT_SECONDS`."""
+        now = time.monotonic()
+        with self._lock:
+            held = self._events.get(key)
+            if held is not None and now - held[1] < self.WAIT_SECONDS:
+                return held[0]
+            self._events[key] = (threading.Event(), now)
+        if held is not None:
+            held[0].set()
+        return None
+
+    def done(self, key: str) -> None:
+        with self._lock:
+            held = self._events.pop(key, None)
+        if held is not None:
+            held[0].set()
+
+
+_in_flight = _InFlight()
+
+
+def _cached_response(key: str) -> HttpResponse | None:
+    hit = cache.get(key)
+    if hit is None:
+        return None
+    content_type, body = hit
+    return HttpResponse(body, content_type=content_type)
+
+
 class SnapshotCachedRead:
     """A DRF view mixin: GETs answered from the cache while the database snapshot is unchanged.
 
@@ -60,23 +105,41 @@ class SnapshotCachedRead:
         if key is None:
             return
         handler_name = request.method.lower()
-        hit = cache.get(key)
-        if hit is not None:
-            content_type, body = hit
-            setattr(self, handler_name, lambda *a, **k: HttpResponse(body, content_type=content_type))
+        response = _cached_response(key)
+        if response is None:
+            waiting = _in_flight.lead(key)
+            if waiting is not None and waiting.wait(_InFlight.WAIT_SECONDS):
+                response = _cached_response(key)  # none if the answer was not one to keep
+            if waiting is not None or response is not None:
+                key_led = None
+            else:
+                key_led = key
+        if response is not None:
+            setattr(self, handler_name, lambda *a, **k: response)
             return
         handler = getattr(self, handler_name)
 
         def store(*a, **k):
-            response = handler(*a, **k)
-            if response.status_code == 200 and hasattr(response, "add_post_render_callback"):
-                response.add_post_render_callback(lambda r: _store(key, r))
-            return response
+            try:
+                answer = handler(*a, **k)
+            except BaseException:
+                if key_led:
+                    _in_flight.done(key_led)
+                raise
+            if answer.status_code == 200 and hasattr(answer, "add_post_render_callback"):
+                answer.add_post_render_callback(lambda r: _store(key, r, key_led))
+            elif key_led:
+                _in_flight.done(key_led)
+            return answer
 
         setattr(self, handler_name, store)
 
 
-def _store(key: str, response) -> None:
-    if getattr(response, "streaming", False) or len(response.content) > settings.READ_CACHE_MAX_BYTES:
-        return
-    cache.set(key, (response["Content-Type"], response.content), timeout=settings.READ_CACHE_SECONDS)
+def _store(key: str, response, key_led: str | None) -> None:
+    try:
+        if getattr(response, "streaming", False) or len(response.content) > settings.READ_CACHE_MAX_BYTES:
+            return
+        cache.set(key, (response["Content-Type"], response.content), timeout=settings.READ_CACHE_SECONDS)
+    finally:
+        if key_led:
+            _in_flight.done(key_led)

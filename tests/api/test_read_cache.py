@@ -4,12 +4,16 @@ where a GET runs in autocommit), against the shared Redis cache."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from analytics.api import content
 from analytics.ingest.chains import chains_refresh
 from analytics.registries import registry_upsert
 from harness import records as f
@@ -134,3 +138,45 @@ def test_a_tag_move_ends_the_cached_stale_bases(setup):
     [row] = _get(client, url)[0].json()["results"]
     assert (row["tag"], row["old_digest"], row["new_digest"]) == ("1", old_base.digest, new_base.digest)
     assert [a[2] for a in row["affected"]] == [built.digest]
+
+
+def test_threads_asking_at_once_after_a_commit_compute_it_once(setup, monkeypatch):
+    """A new snapshot makes every waiting request miss together: one computes, the others take its answer."""
+    registry, _, client = setup
+    computed = []
+    real = content.dedup_summary
+
+    def slow(**kwargs):
+        computed.append(1)
+        time.sleep(0.3)  # the others arrive while it computes
+        return real(**kwargs)
+
+    monkeypatch.setattr(content, "dedup_summary", slow)
+    url = f"/api/v1/summary/?registry={registry.id}"
+
+    def trial() -> tuple[int, set[bytes]]:
+        computed.clear()
+        bodies: list[bytes] = []
+        barrier = threading.Barrier(8)
+
+        def ask() -> None:
+            barrier.wait()
+            response = client.get(url)
+            bodies.append(response.content)
+            connection.close()
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        return len(computed), set(bodies)
+
+    # other databases' commits on a shared server start new snapshots: a few trials
+    for _ in range(5):
+        f.ingest(registry, "team/more", {"1": f.image("more", layers=[f.layer("more", 10)])})  # a commit
+        count, bodies = trial()
+        assert len(bodies) == 1 and b'"stored_bytes"' in next(iter(bodies))
+        if count == 1:
+            return
+    pytest.fail(f"the same answer was computed {count} times at once")

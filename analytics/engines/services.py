@@ -186,10 +186,12 @@ def engine_scan_start(
     inline: bool = False,
     allow_internal: bool | None = None,
     check_reachable: bool = False,
+    require_answer: bool = False,
 ) -> EngineScan:
     """Create (and send, or with `inline` run) a scan of the engine at `endpoint`, registering it when
     new; `allow_internal` is saved on it. With `check_reachable` an engine the SSRF policy will refuse
-    is an `InvalidRequest` saying how to allow it, and nothing is created."""
+    is an `InvalidRequest` saying how to allow it, and nothing is created. With `require_answer` (the
+    command line) a new engine is recorded only if it answers now, else `Unreachable` and no row."""
     if pull and len(pull) > MAX_PULL:
         raise InvalidRequest(f"pull: at most {MAX_PULL} references per scan")
     with transaction.atomic():
@@ -201,7 +203,7 @@ def engine_scan_start(
             )
         elif check_reachable:
             engine_reachable_check(endpoint=engine.endpoint, allow_internal=engine.allow_internal)
-        if new:
+        if new and require_answer:
             # An engine is recorded once it answered: one that never did would be an empty row.
             engine_answers_check(engine)
         scan = engine_scan_create(engine=engine, pull=pull, trigger=trigger)

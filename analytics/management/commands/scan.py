@@ -134,6 +134,7 @@ class Command(BaseCommand):
                 inline=options["inline"],
                 allow_internal=options["allow_internal"] or None,
                 check_reachable=True,
+                require_answer=True,
             )
         except LayerlensError as exc:
             raise CommandError(str(exc))

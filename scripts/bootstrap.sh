@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine: system tools + the project's virtualenv.
-#   * apt-get install (after apt-get update) only the packages that are missing:
+#   * apt-get install (after apt-get update; scripts/apt_install.sh) only the packages that are missing:
 #       docker.io docker-registry skopeo umoci postgresql redis-server wrk (the benchmark's ceiling)
 #       chromium chromium-driver (the pages' browser tests) nodejs npm (the pages' charting library)
 #   * .venv created with python3 (3.11), `pip install -r requirements-dev.txt` only when the
@@ -62,13 +62,7 @@ fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "$SUDO" = "__none__" ] && fail "need root (or sudo) to install: ${missing[*]}"
-    announce "installing system packages: ${missing[*]} (minutes; waits up to 10 minutes for" \
-        "another apt or unattended-upgrades to release the package lock)"
-    export DEBIAN_FRONTEND=noninteractive
-    APT_WAIT=(-o DPkg::Lock::Timeout=600)
-    quietly $SUDO apt-get "${APT_WAIT[@]}" update -q || fail "apt-get update"
-    quietly $SUDO apt-get "${APT_WAIT[@]}" install -y -q --no-install-recommends "${missing[@]}" \
-        || fail "apt-get install ${missing[*]}"
+    "$ROOT/scripts/apt_install.sh" "${missing[@]}" || exit 1
     PY="$(command -v python3.11 || command -v python3 || true)"
     # On a systemd machine the docker-registry package starts a registry on *:5000. Layerlens only
     # uses loopback registries it starts itself (and the demo wants 127.0.0.1:5000), so switch off

@@ -36,7 +36,8 @@ class CeleryWorker:
         if unknown or not queues:
             raise ValueError(f"queues are some of {QUEUES}, not {sorted(unknown) or 'none'}")
         self.queues = queues
-        self.log_path = Path(tempfile.mkdtemp(prefix="ll-worker-")) / "worker.log"
+        # made by start() (a worker built only to read its queue names leaves nothing behind)
+        self.log_path = Path(tempfile.gettempdir()) / f"ll-worker-{uuid.uuid4().hex[:12]}" / "worker.log"
         self.earlier_log = ""  # the logs of earlier runs, kept when stop() removes the folder
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -57,7 +58,7 @@ class CeleryWorker:
         return [f"{prefix}.{kind}" for kind in self.queues]
 
     def start(self) -> CeleryWorker:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)  # stop() removed it
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)  # stop() removes it again
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [

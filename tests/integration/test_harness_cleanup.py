@@ -11,6 +11,11 @@ from harness.celery_worker import CeleryWorker
 pytestmark = pytest.mark.integration
 
 
+def test_a_worker_never_started_leaves_no_folder():
+    worker = CeleryWorker(database_name="unused", broker_url="redis://127.0.0.1:6379/15")
+    assert worker.queue_names() and not worker.log_path.parent.exists()
+
+
 def test_a_stopped_worker_removes_its_folder_and_keeps_its_log(transactional_db):
     worker = CeleryWorker(
         database_name=settings.DATABASES["default"]["NAME"], broker_url=settings.CELERY_BROKER_URL

@@ -21,11 +21,13 @@ def test_a_stopped_worker_removes_its_folder_and_keeps_its_log(transactional_db)
         database_name=settings.DATABASES["default"]["NAME"], broker_url=settings.CELERY_BROKER_URL
     ).start()
     folder = worker.log_path.parent
-    assert folder.is_dir()
-    worker.stop()
-    assert not folder.exists()
-    assert "ready." in worker.log_text()
-    worker.start()  # started again: its log goes on where it stopped
-    assert worker.log_text().count("ready.") == 2
-    worker.stop()
+    try:
+        assert folder.is_dir()
+        worker.stop()
+        assert not folder.exists()
+        assert "ready." in worker.log_text()
+        worker.start()  # started again: its log goes on where it stopped
+        assert worker.log_text().count("ready.") == 2
+    finally:
+        worker.stop()  # a failed assertion leaves no worker running
     assert not folder.exists()

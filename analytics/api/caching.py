@@ -104,42 +104,39 @@ class SnapshotCachedRead:
         key = _key(request)
         if key is None:
             return
-        handler_name = request.method.lower()
         response = _cached_response(key)
+        leads = False  # whether this thread computes the answer for the others waiting on it
         if response is None:
             waiting = _in_flight.lead(key)
+            leads = waiting is None
             if waiting is not None and waiting.wait(_InFlight.WAIT_SECONDS):
                 response = _cached_response(key)  # none if the answer was not one to keep
-            if waiting is not None or response is not None:
-                key_led = None
-            else:
-                key_led = key
         if response is not None:
-            setattr(self, handler_name, lambda *a, **k: response)
+            self.get = lambda *a, **k: response
             return
-        handler = getattr(self, handler_name)
+        handler = self.get
 
         def store(*a, **k):
             try:
                 answer = handler(*a, **k)
             except BaseException:
-                if key_led:
-                    _in_flight.done(key_led)
+                if leads:
+                    _in_flight.done(key)
                 raise
             if answer.status_code == 200 and hasattr(answer, "add_post_render_callback"):
-                answer.add_post_render_callback(lambda r: _store(key, r, key_led))
-            elif key_led:
-                _in_flight.done(key_led)
+                answer.add_post_render_callback(lambda r: _store(key, r, leads))
+            elif leads:
+                _in_flight.done(key)
             return answer
 
-        setattr(self, handler_name, store)
+        self.get = store
 
 
-def _store(key: str, response, key_led: str | None) -> None:
+def _store(key: str, response, leads: bool) -> None:
     try:
         if getattr(response, "streaming", False) or len(response.content) > settings.READ_CACHE_MAX_BYTES:
             return
         cache.set(key, (response["Content-Type"], response.content), timeout=settings.READ_CACHE_SECONDS)
     finally:
-        if key_led:
-            _in_flight.done(key_led)
+        if leads:
+            _in_flight.done(key)

@@ -264,12 +264,9 @@ based AS (
                                 WHERE rm3.manifest_id = t.manifest_id) DESC NULLS LAST, t.manifest_id
         LIMIT 1
     ) b
-),
-stale AS (
-    -- a candidate: which of them a moved tag named is the second statement's join with the moves
-    SELECT based.* FROM based
 )
-SELECT holding_id, manifest_id, repository, base_id FROM stale
+-- candidates: which of them a moved tag named is the second statement's join with the moves
+SELECT holding_id, manifest_id, repository, base_id FROM based
 """
 
 # The second statement: the stale images come in as arrays, so their count is known to the planner.

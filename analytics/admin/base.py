@@ -19,7 +19,7 @@ from analytics.models import ApiToken, Engine, Registry
 # secret one prefix at a time: every admin here refuses a lookup that reaches one of these (400), and none
 # searches, filters or orders by them.
 SECRET_FIELDS: dict[type[models.Model], frozenset[str]] = {
-    Registry: frozenset({"password_encrypted"}),
+    Registry: frozenset({"password_encrypted", "events_secret_encrypted"}),
     Engine: frozenset({"tls_key_encrypted"}),
     ApiToken: frozenset({"digest"}),
     get_user_model(): frozenset({"password"}),

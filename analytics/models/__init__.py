@@ -26,6 +26,7 @@ from analytics.models.engines import (
     EngineLayer,
     EngineScan,
 )
+from analytics.models.events import ManifestPullDay, ManifestPulls, RegistryEvent
 from analytics.models.figures import (
     BlobLine,
     BlobRegistries,
@@ -70,6 +71,8 @@ __all__ = [
     "LayerChain",
     "Manifest",
     "ManifestLayer",
+    "ManifestPullDay",
+    "ManifestPulls",
     "ManifestRegistries",
     "NamespaceBlob",
     "NamespaceFigures",
@@ -79,6 +82,7 @@ __all__ = [
     "Registry",
     "RegistryAnswer",
     "RegistryBlob",
+    "RegistryEvent",
     "RegistryHeld",
     "RegistryInstruction",
     "RegistryManifestRef",

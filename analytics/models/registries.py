@@ -32,6 +32,12 @@ class Registry(models.Model):
     next_scan_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_scanned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A registry with an events secret is followed by events: it sends its notifications or webhooks to
+    # POST /api/v1/registries/{id}/events/ with `Authorization: Bearer <secret>`.
+    events_secret_encrypted = models.TextField(blank=True, editable=False)
+    last_event_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an applied event last changed what is recorded of it."
+    )
     # Politeness for this registry, shared by every worker (analytics/infra/politeness.py); null keeps the
     # deployment's REGISTRY_CONCURRENCY_LIMIT / REGISTRY_RATE_LIMIT. Bounded so a typo cannot flood it.
     max_concurrency = models.PositiveSmallIntegerField(
@@ -79,6 +85,17 @@ class Registry(models.Model):
 
     def get_password(self) -> str | None:
         return decrypt_secret(self.password_encrypted) if self.password_encrypted else None
+
+    @property
+    def followed(self) -> bool:
+        """Whether the registry announces its changes to Layerlens (it has an events secret)."""
+        return bool(self.events_secret_encrypted)
+
+    def set_events_secret(self, raw: str | None) -> None:
+        self.events_secret_encrypted = encrypt_secret(raw) if raw else ""
+
+    def get_events_secret(self) -> str | None:
+        return decrypt_secret(self.events_secret_encrypted) if self.events_secret_encrypted else None
 
 
 class Repository(models.Model):

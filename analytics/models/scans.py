@@ -57,6 +57,11 @@ class Scan(models.Model):
     # A deep scan (analytics.scans.deep) after each repository is read: compressed bytes it may stream
     # per repository scan; null for none.
     deep_budget_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    # For a registry followed by events: what this scan found changed that no event had applied (tags
+    # added, moved or removed); 0 when no event was lost.
+    drift_count = models.PositiveIntegerField(
+        default=0, help_text="Tag changes this scan found that registry events had not already applied."
+    )
     deep_measured_count = models.PositiveIntegerField(
         default=0, help_text="Layers whose uncompressed size and diff_id the deep scan measured."
     )

@@ -36,6 +36,11 @@ IMAGES_SCANNED = "layerlens_images_scanned_total"
 BYTES_SCANNED = "layerlens_image_bytes_scanned_total"
 SCANS_FINISHED = "layerlens_scans_finished_total"
 SCAN_ERRORS = "layerlens_scan_errors_total"
+# registry events (label `registry`; refusals also `reason`)
+EVENTS_RECEIVED = "layerlens_events_received_total"
+EVENTS_APPLIED = "layerlens_events_applied_total"
+EVENTS_REFUSED = "layerlens_events_refused_total"
+EVENTS_DUPLICATE = "layerlens_events_duplicate_total"
 
 
 def field_name(metric: str, labels: dict[str, str]) -> str:

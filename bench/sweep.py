@@ -48,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -519,14 +520,84 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'SWEEP {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, "status": %d, ' ..
-    '"timeout": %d, "p50_us": %d, "p99_us": %d, "max_us": %d}\\n',
+    '"timeout": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, "bytes": %d}\\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(99), latency.max, summary.bytes))
 end
 """
 
 
-def load(base: str, token: str, *, seconds: float, connections: int, log=print) -> list[dict]:
+def _cluster_commits() -> int:
+    """Transactions committed in the whole PostgreSQL cluster: each one changes `pg_current_snapshot()`,
+    the read cache's key, for every database."""
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        return int(conn.execute("SELECT sum(xact_commit) FROM pg_stat_database").fetchone()[0])
+
+
+def _cache_stats(redis_url: str) -> tuple[int, int]:
+    """The Redis server's key hits and misses (server-wide: other clients count too)."""
+    import redis
+
+    info = redis.Redis.from_url(redis_url).info("stats")
+    return int(info["keyspace_hits"]), int(info["keyspace_misses"])
+
+
+class _TreeCPU:
+    """CPU seconds a process tree spends while the context runs, sampled every quarter second so a worker
+    that leaves meanwhile (gunicorn recycles them) still counts, up to its last sample."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.seen: dict[int, float] = {}
+        self.start: dict[int, float] = {}
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        from harness.proc import cpu_seconds, process_tree
+
+        with contextlib.suppress(OSError):
+            self.seen.update(cpu_seconds(process_tree(self.pid)))
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self._sample()
+
+    def __enter__(self) -> _TreeCPU:
+        if self.pid:
+            self._sample()
+            self.start = dict(self.seen)
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pid:
+            self._stop.set()
+            self._thread.join()
+            self._sample()
+
+    @property
+    def seconds(self) -> float:
+        return sum(t - self.start.get(p, 0.0) for p, t in self.seen.items())
+
+
+def load(
+    base: str,
+    token: str,
+    *,
+    seconds: float,
+    connections: int,
+    server_pid: int | None = None,
+    redis_url: str = REDIS_URL,
+    log=print,
+) -> list[dict]:
+    """wrk on each of LOAD_PATHS; besides its latencies, what each request cost, read from /proc (the
+    server's processes and wrk's), and what went on meanwhile: the cluster's commits (each one makes the
+    next read-cache look-ups miss) and the Redis server's key hits and misses."""
+    import resource
+
     from harness.tools import require_tool
 
     wrk = require_tool("wrk")
@@ -535,29 +606,39 @@ def load(base: str, token: str, *, seconds: float, connections: int, log=print) 
         script.write(WRK_SCRIPT)
     try:
         for path in LOAD_PATHS:
-            done = subprocess.run(
-                [
-                    wrk,
-                    f"-t{min(2, connections)}",
-                    f"-c{connections}",
-                    f"-d{max(1, round(seconds))}s",
-                    "--timeout",
-                    "60s",
-                    "-H",
-                    f"Authorization: Bearer {token}",
-                    "-s",
-                    script.name,
-                    base + path,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=seconds + 120,
-                check=False,
-            )
+            children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            commits_before = _cluster_commits()
+            hits_before, misses_before = _cache_stats(redis_url)
+            with _TreeCPU(server_pid) as server_cpu:
+                done = subprocess.run(
+                    [
+                        wrk,
+                        f"-t{min(2, connections)}",
+                        f"-c{connections}",
+                        f"-d{max(1, round(seconds))}s",
+                        "--timeout",
+                        "60s",
+                        "-H",
+                        f"Authorization: Bearer {token}",
+                        "-s",
+                        script.name,
+                        base + path,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=seconds + 120,
+                    check=False,
+                )
             found = re.search(r"^SWEEP (\{.*\})$", done.stdout, re.M)
             if done.returncode != 0 or not found:
                 raise RuntimeError(f"wrk failed on {path}:\n{done.stdout}\n{done.stderr}")
             raw = json.loads(found.group(1))
+            children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wrk_cpu = (children_after.ru_utime + children_after.ru_stime) - (
+                children_before.ru_utime + children_before.ru_stime
+            )
+            hits_after, misses_after = _cache_stats(redis_url)
+            commits = _cluster_commits() - commits_before
             errors = sum(raw[k] for k in WRK_ERRORS)
             result = {
                 "path": path,
@@ -570,6 +651,12 @@ def load(base: str, token: str, *, seconds: float, connections: int, log=print) 
                 "max_ms": round(raw["max_us"] / 1000, 1),
                 "errors": errors,
                 "error_kinds": {k: raw[k] for k in WRK_ERRORS if raw[k]},
+                "server_cpu_ms_per_request": round(server_cpu.seconds * 1000 / max(1, raw["requests"]), 2),
+                "wrk_cpu_ms_per_request": round(wrk_cpu * 1000 / max(1, raw["requests"]), 3),
+                "cluster_commits": commits,
+                "cache_hits": hits_after - hits_before,
+                "cache_misses": misses_after - misses_before,
+                "bytes_per_request": round(raw.get("bytes", 0) / max(1, raw["requests"])),
             }
             results.append(result)
             log(f"load {path}: {result['rps']} req/s", flush=True)
@@ -614,12 +701,19 @@ def table(rows: list[dict]) -> str:
 
 
 def load_table(rows: list[dict]) -> str:
-    lines = ["| path | req/s | p50 ms | p99 ms | max ms | errors |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| path | req/s | p50 ms | p99 ms | max ms | errors | server CPU ms/req | wrk CPU ms/req | bytes/req "
+        "| cache hits / misses | cluster commits |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         kinds = ", ".join(f"{k} {v}" for k, v in r["error_kinds"].items())
         lines.append(
             f"| `{r['path']}` | {r['rps']:,.1f} | {r['p50_ms']:,.1f} | {r['p99_ms']:,.1f} | "
-            f"{r['max_ms']:,.1f} | {r['errors']}{f' ({kinds})' if kinds else ''} |"
+            f"{r['max_ms']:,.1f} | {r['errors']}{f' ({kinds})' if kinds else ''} | "
+            f"{r['server_cpu_ms_per_request']:.2f} | {r['wrk_cpu_ms_per_request']:.3f} | "
+            f"{r['bytes_per_request']:,} | {r['cache_hits']:,} / {r['cache_misses']:,} | "
+            f"{r['cluster_commits']:,} |"
         )
     return "\n".join(lines)
 
@@ -668,7 +762,14 @@ def main(argv: list[str] | None = None) -> int:
         requests = [] if args.load_only else [*api, *ui, *extra]
         sweep(base, requests, token=token, password=password, runs=args.runs)
         loaded = (
-            load(base, token, seconds=args.load_seconds, connections=args.connections)
+            load(
+                base,
+                token,
+                seconds=args.load_seconds,
+                connections=args.connections,
+                server_pid=server.pid,
+                redis_url=args.redis,
+            )
             if args.load_seconds > 0
             else []
         )

@@ -82,6 +82,19 @@ class FailOpenRedisCache(RedisCache):
             _unavailable("delete", exc)
             return False
 
+    def count(self, key, timeout: int, version=None) -> int:
+        """Add one to the counter `key` (made, living `timeout` seconds, if missing) and return it: one
+        round trip, where `add` then `incr` take three (Django's `incr` first asks whether the key exists)."""
+        key = self.make_and_validate_key(key, version=version)
+        try:
+            pipe = self._cache.get_client(key, write=True).pipeline(transaction=False)
+            pipe.set(key, 0, ex=timeout, nx=True)
+            pipe.incr(key)
+            return int(pipe.execute()[1])
+        except RedisError as exc:
+            _unavailable("count", exc)
+            return 1
+
     def incr(self, key, delta=1, version=None):
         try:
             return super().incr(key, delta, version)

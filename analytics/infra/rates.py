@@ -48,7 +48,10 @@ def hit(scope: str, request) -> int | None:
     now = time.time()
     window = int(now // period)
     key = f"throttle:{scope}:{caller(request)}:{period}:{window}"
-    if cache.add(key, 1, timeout=period + 1):
+    counter = getattr(cache, "count", None)  # the shared Redis cache's one-round-trip counter
+    if counter is not None:
+        count = counter(key, timeout=period + 1)
+    elif cache.add(key, 1, timeout=period + 1):
         count = 1
     else:
         try:

@@ -15,7 +15,7 @@ from django.core.cache import cache
 
 from analytics.infra.addresses import client_address
 
-ANON, USER, EXPENSIVE, LOGIN = "anon", "user", "expensive", "login"
+ANON, USER, EXPENSIVE, LOGIN, EVENTS_REFUSED = "anon", "user", "expensive", "login", "events_refused"
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -36,6 +36,28 @@ def caller(request) -> str:
     if user is not None and user.is_authenticated:
         return f"user-{user.pk}"
     return f"addr-{client_address(request)}"
+
+
+def _window(scope: str, request) -> tuple[int, int, str, float] | None:
+    rate = parse_rate(settings.LAYERLENS_THROTTLE_RATES.get(scope))
+    if rate is None:
+        return None
+    limit, period = rate
+    now = time.time()
+    window = int(now // period)
+    return limit, period, f"throttle:{scope}:{caller(request)}:{period}:{window}", now
+
+
+def spent(scope: str, request) -> int | None:
+    """The seconds until `request`'s caller may try again when it has used up the `scope` rate, else
+    None; counts nothing (for a rate of failures, counted by `hit` when one happens)."""
+    found = _window(scope, request)
+    if found is None:
+        return None
+    limit, period, key, now = found
+    if (cache.get(key) or 0) < limit:
+        return None
+    return max(1, math.ceil((int(now // period) + 1) * period - now))
 
 
 def hit(scope: str, request) -> int | None:

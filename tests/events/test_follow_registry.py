@@ -10,6 +10,7 @@ the scanner's own reads (the apply's and the reference scan's) are pulls the reg
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 
@@ -31,6 +32,7 @@ from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary, dedup_summary_computed
 from harness.images import DOCKER_LIST, DOCKER_V2, OCI_INDEX, OCI_MANIFEST, skopeo_copy
 from harness.pusher import Pusher, make_base
+from workers.tasks import sweep_registry_events
 
 pytestmark = [pytest.mark.integration]
 
@@ -208,3 +210,45 @@ def test_pushes_deletes_and_pulls_follow_the_registry_as_a_full_scan_sees_it(fol
     assert_matches_full_scan(followed)
     assert counted() == want  # the reference scan's reads are no pulls either
     assert not RegistryEvent.objects.filter(registry=followed.row, outcome="failed").exists()
+
+
+def test_a_worker_killed_while_events_arrive_loses_nothing(followed, start_worker, settings):
+    settings.EVENTS_SWEEP_AFTER_SECONDS = 1  # the sweeper, run here as beat would run it
+    worker = start_worker()
+    base = make_base("kill", layers=2)
+    expected: dict[tuple[str, str], str] = {}
+    pushes = 40
+
+    def pushing() -> None:
+        with Pusher(followed.url) as push:
+            for i in range(pushes):
+                repository, tag = f"kill/r{i % 4}", f"t{i:02d}"
+                expected[(repository, tag)] = push.image(repository, tag, seed=f"kill-{i}", base=base).digest
+
+    def manifest_pushes(**filters: object) -> int:
+        return RegistryEvent.objects.filter(
+            registry=followed.row, action="push", target="manifest", **filters
+        ).count()
+
+    thread = threading.Thread(target=pushing)
+    thread.start()
+    try:
+        wait_until(lambda: manifest_pushes(applied_at__isnull=False) >= 5, what="the first pushes applied")
+        worker.kill()  # SIGKILL, its pool with it, mid-apply or between tasks
+    finally:
+        thread.join()
+    # the registry goes on delivering with no worker: every push is stored, some wait
+    wait_until(lambda: manifest_pushes() == pushes, what="every push stored")
+    assert pending(followed.row.id) > 0
+    start_worker()
+    # the killed worker's task died with it, its repository lease runs out (SCAN_LEASE_SECONDS): the
+    # tasks sent meanwhile and the sweeper's bring everything in
+    wait_until(
+        lambda: sweep_registry_events() is not None
+        and pending(followed.row.id) == 0
+        and current_tags(followed.row.id) == expected,
+        timeout=90,
+        what="the events to be applied after the restart",
+    )
+    assert manifest_pushes(outcome="failed") == 0
+    assert_matches_full_scan(followed)

@@ -220,8 +220,8 @@ LAYERLENS_THROTTLE_RATES = {
     "expensive": env_rate("LAYERLENS_THROTTLE_EXPENSIVE", "20/min"),
     # the login forms, GET and POST, per client address: a person needs two requests a login
     "login": env_rate("LAYERLENS_THROTTLE_LOGIN", "10/min"),
-    # the events receiver's refusals (no or a wrong secret) per address: past it, a 429 before any
-    # secret is compared; a registry sending its secret is never throttled (it retries until a 2xx)
+    # the events receiver's refusals (no or a wrong secret) per address, past which they are 429s; a
+    # registry sending its secret is never throttled (it would retry until a 2xx anyway)
     "events_refused": env_rate("LAYERLENS_THROTTLE_EVENTS_REFUSED", "60/min"),
 }
 # A user name and password on every API request: off by default, since each costs a password hash

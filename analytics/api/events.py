@@ -55,7 +55,7 @@ def _refuse(status: int, detail: str, *, registry: str, reason: str, wait: int |
 class RegistryEventsView(APIView):
     authentication_classes: list = []  # the events secret, checked below
     permission_classes = [AllowAny]
-    throttle_classes: list = []  # refusals are limited per address below; registries never
+    throttle_classes: list = []  # refusals are limited per address below; a registry with its secret never
     parser_classes: list = []  # the body is read raw, its format told by content type and shape
 
     @extend_schema(
@@ -91,13 +91,13 @@ class RegistryEventsView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         registry = Registry.objects.filter(pk=pk).only("id", "name", "events_secret_encrypted").first()
         name = registry.name if registry is not None else ""
-        wait = rates.spent(rates.EVENTS_REFUSED, request)
-        if wait is not None:
-            detail = "too many refused requests from this address"
-            return _refuse(429, detail, registry=name, reason="throttled", wait=wait)
         if registry is None or not events_secret_matches(registry, _given_secret(request)):
-            # one answer for an unknown registry, one without a secret and a wrong secret
-            rates.hit(rates.EVENTS_REFUSED, request)
+            # One answer for an unknown registry, one without a secret and a wrong secret. Only
+            # refusals are counted against the address: a registry with its secret costs no counter.
+            wait = rates.hit(rates.EVENTS_REFUSED, request)
+            if wait is not None:
+                detail = "too many refused requests from this address"
+                return _refuse(429, detail, registry=name, reason="throttled", wait=wait)
             detail = "no events secret, or not this registry's"
             return _refuse(401, detail, registry=name, reason="unauthorized")
         cap = settings.EVENTS_MAX_BODY_BYTES

@@ -38,28 +38,6 @@ def caller(request) -> str:
     return f"addr-{client_address(request)}"
 
 
-def _window(scope: str, request) -> tuple[int, int, str, float] | None:
-    rate = parse_rate(settings.LAYERLENS_THROTTLE_RATES.get(scope))
-    if rate is None:
-        return None
-    limit, period = rate
-    now = time.time()
-    window = int(now // period)
-    return limit, period, f"throttle:{scope}:{caller(request)}:{period}:{window}", now
-
-
-def spent(scope: str, request) -> int | None:
-    """The seconds until `request`'s caller may try again when it has used up the `scope` rate, else
-    None; counts nothing (for a rate of failures, counted by `hit` when one happens)."""
-    found = _window(scope, request)
-    if found is None:
-        return None
-    limit, period, key, now = found
-    if (cache.get(key) or 0) < limit:
-        return None
-    return max(1, math.ceil((int(now // period) + 1) * period - now))
-
-
 def hit(scope: str, request) -> int | None:
     """Count one request of `request`'s caller against the `scope` rate: None while within it, else the
     seconds until its window ends."""

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from analytics.events.pulls import is_scanner
 from analytics.infra import jsontext
 from workers.registry.errors import ReferenceError as InvalidReference
 from workers.registry.manifests import MANIFEST_TYPES, SCHEMA1_TYPES
@@ -196,9 +197,13 @@ def _distribution(document: dict) -> Parsed:
         if action not in (PUSH, PULL, DELETE, MOUNT):
             ignored += 1
             continue
+        user_agent = str(request.get("useragent") or "")[:255]
         # A HEAD is a check, not a pull (Docker Hub counts GETs of manifests only): a client asking
-        # whether its copy is current, the scanner's incremental rescans.
-        if action == PULL and _text(request.get("method"), "method", limit=16).upper() == "HEAD":
+        # whether its copy is current, the scanner's incremental rescans. The scanner's own reads are
+        # no pulls either: a scan of a followed registry would otherwise fill the inbox with them.
+        if action == PULL and (
+            _text(request.get("method"), "method", limit=16).upper() == "HEAD" or is_scanner(user_agent)
+        ):
             ignored += 1
             continue
         media_type = _text(target.get("mediaType"), "mediaType", limit=255)
@@ -222,7 +227,7 @@ def _distribution(document: dict) -> Parsed:
                 tag=tag,
                 digest=digest,
                 media_type=media_type,
-                user_agent=str(request.get("useragent") or "")[:255],
+                user_agent=user_agent,
                 occurred_at=_time(event.get("timestamp")),
             )
         )

@@ -86,16 +86,18 @@ def events_store(*, registry: Registry, events: Sequence[EventRecord]) -> Stored
                 "",
                 "",
             ]
-        with transaction.atomic(), connection.cursor() as cursor:
+        # One statement, atomic by itself: outside a transaction it commits on its own (no BEGIN and
+        # COMMIT round trips), synchronously, before the caller answers.
+        with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {RegistryEvent._meta.db_table} ({', '.join(_COLUMNS)}) VALUES {values}"
                 " ON CONFLICT (registry_id, key) DO NOTHING RETURNING 1",
                 params,
             )
             stored = len(cursor.fetchall())
-            if stored:
-                # robust: the events are stored whatever the broker says; the sweeper resends
-                transaction.on_commit(lambda: events_apply_soon(registry_id=registry.id), robust=True)
+        if stored:
+            # robust: the events are stored whatever the broker says; the sweeper resends
+            transaction.on_commit(lambda: events_apply_soon(registry_id=registry.id), robust=True)
     result = Stored(received=len(events), stored=stored)
     labels = {"registry": registry.name}
     sink = metrics_sink()

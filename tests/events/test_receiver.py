@@ -101,10 +101,13 @@ def test_distribution_blobs_mounts_deletes_and_pulls_are_told_apart(registry):
     ]
 
 
-def test_a_head_is_no_pull(registry):
+def test_a_head_and_the_scanners_reads_are_no_pulls(registry):
     response = post(registry.id, fixture("distribution_pull_head.json"))
     assert response.status_code == 202
     assert response.json() == {"received": 0, "stored": 0, "duplicates": 0, "ignored": 1}
+    scanner = json.loads(fixture("distribution_pull_manifest.json"))
+    scanner["events"][0]["request"]["useragent"] = "layerlens/1.0 (+https://github.com/layerlens)"
+    assert post(registry.id, json.dumps(scanner).encode()).json()["ignored"] == 1
     assert not RegistryEvent.objects.exists()
 
 

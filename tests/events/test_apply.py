@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
 
 from analytics.events.apply import registries_waiting, registry_events_apply
 from analytics.events.formats import events_parse
@@ -24,6 +27,7 @@ from harness.registry import RegistryServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 DISTRIBUTION = "application/vnd.docker.distribution.events.v1+json"
 OCI = "application/vnd.oci.image.manifest.v1+json"
 
@@ -205,6 +209,9 @@ def test_a_scan_of_a_followed_registry_counts_what_the_events_missed(server, fol
         push.image("team/new", "v1", seed="missed-too", base=base)
     scan = scan_start_inline(target=server.host)
     assert scan.registry_id == followed.id and scan.drift_count == 2
+    api = APIClient()
+    api.force_authenticate(user=get_user_model().objects.create(username="reader"))
+    assert api.get(f"/api/v1/scans/{scan.id}/").json()["drift_count"] == 2
     assert dict(Scan.objects.filter(parent=scan).values_list("repository__name", "drift_count")) == {
         "team/app": 1,
         "team/new": 1,
@@ -225,3 +232,35 @@ def test_the_sweeper_finds_registries_whose_events_wait(followed, settings):
     assert registries_waiting() == [followed.id]
     registry_events_apply(registry_id=followed.id)
     assert registries_waiting() == []
+
+
+def test_harbor_and_quay_payloads_are_applied_like_distributions(server, followed):
+    """The documented Harbor and Quay payloads, renamed to what this registry holds, through the
+    receiver's parser and the same apply: a push reads the tag, Harbor's delete its digest's tags."""
+    base = make_base("formats")
+    with Pusher(server.url) as push:
+        harbor = push.image("library/debian", "latest", seed="harbor", base=base)
+        quay = push.image("mynamespace/repository", "foo", seed="quay", base=base)
+    payload = json.loads((FIXTURES / "harbor_push_artifact.json").read_text())
+    payload["event_data"]["resources"][0]["digest"] = harbor.digest
+    payload["event_data"]["repository"]["repo_full_name"] = "library/debian"
+    deliver_json(followed, payload)
+    deliver_json(followed, json.loads((FIXTURES / "quay_repo_push.json").read_text()))  # latest and foo
+    registry_events_apply(registry_id=followed.id)
+    assert tags(followed.id) == {
+        ("library/debian", "latest"): harbor.digest,
+        ("mynamespace/repository", "foo"): quay.digest,  # `latest` is no tag there: nothing recorded
+    }
+    assert httpx.delete(f"{server.url}/v2/library/debian/manifests/{harbor.digest}").status_code == 202
+    deleted = json.loads((FIXTURES / "harbor_delete_artifact.json").read_text())
+    deleted["event_data"]["resources"][0] |= {"digest": harbor.digest, "tag": harbor.digest}
+    deleted["event_data"]["repository"]["repo_full_name"] = "library/debian"
+    deliver_json(followed, deleted)
+    registry_events_apply(registry_id=followed.id)
+    assert tags(followed.id) == {("mynamespace/repository", "foo"): quay.digest}
+    assert_matches_full_scan(server, followed)
+
+
+def deliver_json(registry: Registry, payload: dict) -> None:
+    body = json.dumps(payload).encode()
+    events_store(registry=registry, events=events_parse(body=body, content_type="application/json").events)

@@ -220,6 +220,9 @@ LAYERLENS_THROTTLE_RATES = {
     "expensive": env_rate("LAYERLENS_THROTTLE_EXPENSIVE", "20/min"),
     # the login forms, GET and POST, per client address: a person needs two requests a login
     "login": env_rate("LAYERLENS_THROTTLE_LOGIN", "10/min"),
+    # the events receiver's refusals (no or a wrong secret) per address, past which they are 429s; a
+    # registry sending its secret is never throttled (it would retry until a 2xx anyway)
+    "events_refused": env_rate("LAYERLENS_THROTTLE_EVENTS_REFUSED", "60/min"),
 }
 # A user name and password on every API request: off by default, since each costs a password hash
 # (~0.35 s of CPU); scripts use tokens. When on, failures count towards the login lockout.
@@ -285,6 +288,7 @@ CELERY_TASK_ROUTES = {
     # Beat's enqueuer and sweeper: short, and every scan's timeliness and recovery depend on them.
     "workers.tasks.enqueue_due_scans": {"queue": QUEUE_CONTROL},
     "workers.tasks.requeue_stuck_scans": {"queue": QUEUE_CONTROL},
+    "workers.tasks.sweep_registry_events": {"queue": QUEUE_CONTROL},
     # A registry crawl: its listing and its batches of child repositories.
     "workers.tasks.scan_registry": {"queue": QUEUE_BULK},
     "workers.tasks.scan_repositories": {"queue": QUEUE_BULK},
@@ -295,6 +299,8 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.scan_engine": {"queue": QUEUE_INTERACTIVE},
     # A what-if too large for a request: someone is polling for it.
     "workers.tasks.whatif_job": {"queue": QUEUE_INTERACTIVE},
+    # Registry events: a push someone waits to see, a few tags read; never behind a crawl.
+    "workers.tasks.apply_registry_events": {"queue": QUEUE_INTERACTIVE},
 }
 # JSON only: task arguments are ids and strings, never pickled objects.
 CELERY_TASK_SERIALIZER = "json"
@@ -310,6 +316,11 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-scans": {
         "task": "workers.tasks.requeue_stuck_scans",
         "schedule": timedelta(seconds=int(os.environ.get("SCHEDULE_TICK_SECONDS", "30"))),
+    },
+    # registry events nobody is applying, and applied ones past EVENTS_KEEP_DAYS
+    "sweep-registry-events": {
+        "task": "workers.tasks.sweep_registry_events",
+        "schedule": timedelta(seconds=int(os.environ.get("EVENTS_SWEEP_SECONDS", "5"))),
     },
 }
 # Workers log through Django's LOGGING (JSON lines in production), not Celery's own format.
@@ -359,6 +370,20 @@ SCAN_MAX_ATTEMPTS = int(os.environ.get("SCAN_MAX_ATTEMPTS", "3"))
 # A scan still queued this long after it was sent was lost by the broker (e.g. Redis restarted without
 # persistence): the sweeper sends it again. Longer than the longest retry countdown (RETRY in tasks).
 SCAN_REQUEUE_AFTER_SECONDS = int(os.environ.get("SCAN_REQUEUE_AFTER_SECONDS", "1800"))
+# Registry events (analytics/events/): the receiver's body cap, below DATA_UPLOAD_MAX_MEMORY_SIZE's (a
+# distribution envelope holds one event, ~1 KiB; a cap stops a caller holding a thread with a huge one).
+EVENTS_MAX_BODY_BYTES = int(os.environ.get("EVENTS_MAX_BODY_BYTES", str(1024 * 1024)))
+# Events of one repository applied per transaction: bounds a transaction's tags read and rows written.
+EVENTS_APPLY_BATCH = int(os.environ.get("EVENTS_APPLY_BATCH", "500"))
+# A sent apply task is trusted to start within this; after it, the next event sends another.
+EVENTS_TASK_PENDING_SECONDS = int(os.environ.get("EVENTS_TASK_PENDING_SECONDS", "30"))
+# Beat looks this often for events pending longer than EVENTS_SWEEP_AFTER_SECONDS (a lost task, a
+# killed worker, a busy repository) and sends their registries again; a few seconds, since pushes wait.
+EVENTS_SWEEP_SECONDS = int(os.environ.get("EVENTS_SWEEP_SECONDS", "5"))
+EVENTS_SWEEP_AFTER_SECONDS = int(os.environ.get("EVENTS_SWEEP_AFTER_SECONDS", "10"))
+# Applied events are kept this long: the record of what was done, and the window within which a
+# redelivered event is known as a duplicate.
+EVENTS_KEEP_DAYS = int(os.environ.get("EVENTS_KEEP_DAYS", "7"))
 # Politeness, per registry, shared by all workers through Redis (analytics/infra/politeness.py): requests in
 # flight at once, and requests per second (0: no rate limit).
 REGISTRY_CONCURRENCY_LIMIT = int(os.environ.get("REGISTRY_CONCURRENCY_LIMIT", "16"))

@@ -12,6 +12,9 @@ Basic auth: ``RegistryServer(username="u", password="p")`` writes an htpasswd fi
 hash comes from ``htpasswd -nbB`` when apache2-utils is installed, otherwise from Python's
 ``crypt`` module with METHOD_BLOWFISH (Debian 12's libxcrypt implements bcrypt ``$2b$``).
 
+Notifications: ``RegistryServer(notify=Notify(url, headers={"Authorization": "Bearer ..."}))`` sends every
+push, pull, mount and delete to `url` (distribution's `notifications.endpoints`), retrying until a 2xx.
+
 Token auth: ``RegistryServer(token_auth=TokenServer(...).start())`` configures ``auth.token`` (realm,
 service, issuer, rootcertbundle) so the registry verifies that server's JWTs (tests/support/token_server.py
 is one such server; anything with those four attributes will do).
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -50,6 +55,33 @@ class TokenAuth(Protocol):
     def issuer(self) -> str: ...
     @property
     def cert_path(self) -> Path: ...
+
+
+@dataclass(frozen=True)
+class Notify:
+    """One notification endpoint: where distribution POSTs its event envelopes, with which headers.
+    A failed delivery is retried every `backoff` once `threshold` failures in a row were met."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: str = "5s"
+    threshold: int = 3
+    backoff: str = "1s"
+
+    def yaml_lines(self) -> list[str]:
+        lines = [
+            "notifications:",
+            "  endpoints:",
+            "    - name: layerlens",
+            f"      url: {self.url}",
+            f"      timeout: {self.timeout}",
+            f"      threshold: {self.threshold}",
+            f"      backoff: {self.backoff}",
+        ]
+        if self.headers:
+            lines.append("      headers:")
+            lines += [f"        {name}: [{json.dumps(value)}]" for name, value in self.headers.items()]
+        return lines
 
 
 def blobstore_digests(root: str | os.PathLike[str]) -> dict[str, int]:
@@ -94,7 +126,11 @@ def bcrypt_htpasswd_line(username: str, password: str) -> str:
 
 
 def _config_yaml(
-    root: Path, port: int, htpasswd_path: Path | None, token_auth: TokenAuth | None = None
+    root: Path,
+    port: int,
+    htpasswd_path: Path | None,
+    token_auth: TokenAuth | None = None,
+    notify: Notify | None = None,
 ) -> str:
     lines = [
         "version: 0.1",
@@ -131,6 +167,8 @@ def _config_yaml(
             f"    issuer: {token_auth.issuer}",
             f"    rootcertbundle: {token_auth.cert_path}",
         ]
+    if notify is not None:
+        lines += notify.yaml_lines()
     return "\n".join(lines) + "\n"
 
 
@@ -150,12 +188,14 @@ class RegistryServer:
         port: int | None = None,
         startup_timeout: float = 30,
         token_auth: TokenAuth | None = None,
+        notify: Notify | None = None,
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
         if token_auth is not None and username is not None:
             raise ValueError("htpasswd and token auth are exclusive")
         self.token_auth = token_auth
+        self.notify = notify
         self.username = username
         self.password = password
         self._own_workdir = workdir is None
@@ -196,7 +236,7 @@ class RegistryServer:
         for _attempt in range(attempts):  # a free port can be raced; retry with another
             self.port = self._fixed_port or free_loopback_port()
             config = self.workdir / "config.yml"
-            config.write_text(_config_yaml(self.root, self.port, htpasswd_path, self.token_auth))
+            config.write_text(_config_yaml(self.root, self.port, htpasswd_path, self.token_auth, self.notify))
             log = open(self.log_path, "ab")  # noqa: SIM115 - child owns it
             self.proc = subprocess.Popen(
                 [binary, "serve", str(config)],

@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from analytics.engines.services import engine_due_scans_enqueue, engine_scan_fail, engine_scan_run
 from analytics.errors import RepositoryBusy
+from analytics.events.apply import events_forget, registries_waiting, registry_events_apply
+from analytics.events.inbox import events_apply_started
 from analytics.jobs import whatif_job_run
 from analytics.scans.clients import registry_clients_close
 from analytics.scans.crawl import crawl_continue, crawl_send_next
@@ -130,6 +132,35 @@ def enqueue_due_scans() -> list[int]:
 @shared_task
 def requeue_stuck_scans() -> list[int]:
     return stuck_scans_requeue()
+
+
+@shared_task(bind=True, acks_late=True)
+def apply_registry_events(self, registry_id: int) -> None:
+    """Apply a registry's pending events. Repositories left for later (busy with a scan, more pending
+    than a batch, the registry not answering) bring the task back; if it is lost, the sweeper resends."""
+    events_apply_started(registry_id=registry_id)  # events stored from now on send another task
+    try:
+        result = registry_events_apply(registry_id=registry_id)
+    except DATABASE_LOST as exc:
+        raise database_lost_retry(self, exc, 1) from exc
+    if result.later:
+        countdown = (
+            retry_countdown(self.request.retries, result.transient)
+            if result.transient is not None
+            else (settings.SCAN_BUSY_RETRY_SECONDS if not result.events else 0)
+        )
+        apply_registry_events.apply_async(args=[registry_id], countdown=countdown)
+
+
+@shared_task
+def sweep_registry_events() -> list[int]:
+    """Resend registries whose events wait longer than EVENTS_SWEEP_AFTER_SECONDS (their task lost, a
+    worker killed); forget applied events past EVENTS_KEEP_DAYS."""
+    waiting = registries_waiting()
+    for registry_id in waiting:
+        apply_registry_events.delay(registry_id)
+    events_forget()
+    return waiting
 
 
 @worker_process_shutdown.connect

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from analytics.api import content, engines, insights, layers, registries, scans
+from analytics.api import content, engines, events, insights, layers, registries, scans
 
 router = DefaultRouter()
 router.register("registries", registries.RegistryViewSet, basename="registry")
@@ -16,6 +16,7 @@ router.register("engine-scans", engines.EngineScanViewSet, basename="engine-scan
 
 urlpatterns = [
     path("summary/", content.SummaryView.as_view(), name="summary"),
+    path("registries/<int:pk>/events/", events.RegistryEventsView.as_view(), name="registry-events"),
     path("images/<int:pk>/partners/", insights.ImagePartnersView.as_view(), name="image-partners"),
     path("images/<int:pk>/lineage/", insights.ImageLineageView.as_view(), name="image-lineage"),
     path("images/<int:pk>/derived/", insights.ImageDerivedView.as_view(), name="image-derived"),

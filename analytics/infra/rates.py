@@ -15,7 +15,7 @@ from django.core.cache import cache
 
 from analytics.infra.addresses import client_address
 
-ANON, USER, EXPENSIVE, LOGIN = "anon", "user", "expensive", "login"
+ANON, USER, EXPENSIVE, LOGIN, EVENTS_REFUSED = "anon", "user", "expensive", "login", "events_refused"
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -7,7 +7,7 @@ time neither fail nor duplicate rows (inserts are ordered by digest and ignore c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -217,6 +217,7 @@ def _record_tag_changes(
     digest_of: dict[int, str],
     complete: bool,
     unknown: set[str],
+    gone: Collection[str] = (),
     scan: Scan | None,
     now: datetime,
 ) -> int:
@@ -261,10 +262,10 @@ def _record_tag_changes(
         Tag.objects.filter(id=tag.id).update(manifest_id=manifest_id, last_seen=now, removed_at=None)
     if unchanged:
         Tag.objects.filter(id__in=unchanged).update(last_seen=now)
-    if complete:
-        for name, tag in current.items():
-            if name in seen or name in unknown or tag.removed_at is not None:
-                continue
+    for name, tag in current.items():
+        if name in seen or tag.removed_at is not None:
+            continue
+        if (complete and name not in unknown) or name in gone:
             events.append(
                 TagEvent(
                     tag=tag,
@@ -349,7 +350,13 @@ def _current_tags(*, repository_id: int) -> int:
 
 
 def snapshot_ingest(
-    *, repository: Repository, snapshot: RepositorySnapshot, scan: Scan | None = None, complete: bool = True
+    *,
+    repository: Repository,
+    snapshot: RepositorySnapshot,
+    scan: Scan | None = None,
+    complete: bool = True,
+    gone: Collection[str] = frozenset(),
+    scanned: bool = True,
 ) -> IngestResult:
     """Record what one scan of one repository found.
 
@@ -359,7 +366,9 @@ def snapshot_ingest(
     4. Failures, as `ScanError` rows on the scan.
 
     `complete` is false when the snapshot covers only some tags (a one-tag scan): then no tag the
-    snapshot did not mention is marked gone.
+    snapshot did not mention is marked gone, but for those in `gone` (the registry said it does not
+    have them: a registry event's tags read again). `scanned` is false for what registry events
+    brought in: the repository's `last_scanned_at` stays the last scan's.
     """
     now = timezone.now()
     failed_refs = {f.reference for f in snapshot.failures}
@@ -393,6 +402,7 @@ def snapshot_ingest(
             digest_of=digest_of,
             complete=complete,
             unknown=failed_refs,
+            gone=gone,
             scan=scan,
             now=now,
         )
@@ -431,7 +441,8 @@ def snapshot_ingest(
                     for f in snapshot.failures
                 ]
             )
-        Repository.objects.filter(id=repository.id).update(last_scanned_at=now)
+        if scanned:
+            Repository.objects.filter(id=repository.id).update(last_scanned_at=now)
     return IngestResult(
         tags=len(seen_tags),
         images=images,

@@ -349,6 +349,9 @@ class RepositoryRun:
                     "tags_count": result.tags,
                     "images_count": result.images,
                     "new_manifests_count": result.new_manifests,
+                    # a followed registry's events should have brought every change in already:
+                    # what the scan still found is what they missed (reconciliation)
+                    "drift_count": result.tag_events if scan.registry.followed else 0,
                     "tags_total": total,
                     "tags_done": done,
                 },

@@ -40,8 +40,8 @@ class Heartbeat:
     writes are invisible to other workers until it commits anyway (tests, `--inline` in atomic blocks).
     """
 
-    def __init__(self, *, scan_id: int, repository_id: int | None = None) -> None:
-        self.scan_id = scan_id
+    def __init__(self, *, scan_id: int | None, repository_id: int | None = None) -> None:
+        self.scan_id = scan_id  # None: a repository lease alone (registry events being applied)
         self.repository_id = repository_id
         self.interval = max(0.2, settings.SCAN_LEASE_SECONDS / 3)
         self._stop = threading.Event()
@@ -78,7 +78,8 @@ class Heartbeat:
 
     def _beat(self) -> None:
         until = lease_deadline()
-        Scan.objects.filter(id=self.scan_id, status=Scan.Status.RUNNING).update(lease_until=until)
+        if self.scan_id is not None:
+            Scan.objects.filter(id=self.scan_id, status=Scan.Status.RUNNING).update(lease_until=until)
         if self.repository_id is not None:
             Repository.objects.filter(id=self.repository_id).update(scan_lease_until=until)
 

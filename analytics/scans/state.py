@@ -140,6 +140,7 @@ def parent_finish_if_done(parent_id: int) -> None:
             tags=Sum("tags_count"),
             images=Sum("images_count"),
             new=Sum("new_manifests_count"),
+            drift=Sum("drift_count"),
             errors=Sum("errors_count"),
             failed=Count("id", filter=Q(status=Scan.Status.FAILED)),
         )
@@ -151,6 +152,7 @@ def parent_finish_if_done(parent_id: int) -> None:
             tags_count=totals["tags"] or 0,
             images_count=totals["images"] or 0,
             new_manifests_count=totals["new"] or 0,
+            drift_count=totals["drift"] or 0,
             errors_count=errors,
             lease_until=None,
         )

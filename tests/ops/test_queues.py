@@ -60,7 +60,9 @@ def test_every_task_has_its_queue():
     expected = {
         "workers.tasks.enqueue_due_scans": settings.QUEUE_CONTROL,
         "workers.tasks.requeue_stuck_scans": settings.QUEUE_CONTROL,
+        "workers.tasks.sweep_registry_events": settings.QUEUE_CONTROL,
         "workers.tasks.scan_repository": settings.QUEUE_INTERACTIVE,
+        "workers.tasks.apply_registry_events": settings.QUEUE_INTERACTIVE,
         "workers.tasks.scan_engine": settings.QUEUE_INTERACTIVE,
         "workers.tasks.whatif_job": settings.QUEUE_INTERACTIVE,
         "workers.tasks.scan_registry": settings.QUEUE_BULK,

@@ -52,6 +52,7 @@ class ScanSerializer(serializers.ModelSerializer):
             "tags_count",
             "images_count",
             "new_manifests_count",
+            "drift_count",
             "errors_count",
             "deep_budget_bytes",
             "deep_measured_count",

@@ -1,0 +1,291 @@
+"""Apply the inbox: a registry's pending events, repository by repository, in the order they arrived.
+
+Events say what changed, but arrive late, twice or out of order (distribution's own docs: "order is
+not guaranteed"), so an event is taken as "look again here", never as the new state: the tags an
+event concerns are read from the registry now, with the scans' machinery (`snapshot_repository` with
+the known-digest shortcuts), and ingested like a one-tag scan of each. Whatever order the events came
+in, the last read of a tag is the registry's state of it, which is what a full scan would record.
+
+- push, mount of a manifest with a tag: read that tag;
+- delete of a manifest digest: distribution untags every tag naming it; read the tags that named it;
+  delete of a tag (distribution 2.8 sends one per tag it untagged), of a repository: read those tags;
+- a tag the registry no longer has (404 on GET and on HEAD) is gone: removed, with its `TagEvent`,
+  through the normal ingest path, so holdings and every maintained figure follow;
+- pulls: counted (`pulls.pulls_record`) in the transaction that marks them applied, so a retry never
+  counts them twice; blobs and manifests pushed by digest alone change nothing a scan would see.
+
+A repository is applied under its scan lease (`Repository.scan_lease_until`), so never by two workers
+at once nor beside a scan of it; a busy one is left pending for the next task or the sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from analytics.events.formats import BLOB, DELETE, MOUNT, PULL, PUSH
+from analytics.events.pulls import pulls_record
+from analytics.infra import telemetry
+from analytics.infra.text import printable
+from analytics.ingest.chains import chains_refresh
+from analytics.ingest.known import configs_known, manifests_known
+from analytics.ingest.snapshot import snapshot_ingest
+from analytics.models import Registry, RegistryEvent, Repository, Tag
+from analytics.scans.clients import registry_client_shared
+from analytics.scans.runtime import Heartbeat, metrics_sink
+from analytics.scans.state import commit_async, repository_lease_acquire, repository_lease_release
+from workers.registry.errors import NotFoundError, RegistryError
+from workers.registry.records import RepositorySnapshot
+from workers.registry.snapshot import snapshot_repository
+
+logger = logging.getLogger(__name__)
+
+Outcome = RegistryEvent.Outcome
+
+
+@dataclass
+class Applied:
+    """What one call applied: events marked, repositories left for later (busy, or more pending than
+    one batch), and whether the registry could not be read now (a transient error: retry)."""
+
+    events: int = 0
+    changed: int = 0
+    later: list[str] = field(default_factory=list)
+    transient: RegistryError | None = None
+
+
+def registry_events_apply(*, registry_id: int) -> Applied:
+    """Apply the registry's pending events, each repository's in one batch of at most
+    `EVENTS_APPLY_BATCH` (the rest is `later`)."""
+    result = Applied()
+    registry = Registry.objects.filter(id=registry_id).first()
+    if registry is None:  # deleted since: its events went with it
+        return result
+    names = list(
+        RegistryEvent.objects.filter(registry_id=registry_id, applied_at__isnull=True)
+        .order_by()
+        .values_list("repository", flat=True)
+        .distinct()
+    )
+    for name in sorted(names):
+        try:
+            repository_events_apply(registry=registry, name=name, into=result)
+        except RegistryError as exc:
+            if not getattr(exc, "transient", False):
+                raise
+            logger.info("events of %s/%s wait: the registry did not answer (%s)", registry.name, name, exc)
+            result.transient = exc
+            result.later.append(name)
+    return result
+
+
+def repository_events_apply(*, registry: Registry, name: str, into: Applied) -> None:
+    """1. Take the repository's lease (busy: left for later).
+    2. Read the tags the pending events concern, outside any transaction.
+    3. In one transaction: ingest what was read (tags gone removed), count the pulls, mark the events.
+    """
+    repository = _repository(registry=registry, name=name)
+    if not repository_lease_acquire(repository, 0):
+        into.later.append(name)
+        return
+    heartbeat = Heartbeat(scan_id=None, repository_id=repository.id)
+    try:
+        heartbeat.start()
+        limit = settings.EVENTS_APPLY_BATCH
+        pending = RegistryEvent.objects.filter(registry=registry, repository=name, applied_at__isnull=True)
+        events = list(pending.order_by("id")[: limit + 1])
+        if len(events) > limit:
+            events = events[:limit]
+            into.later.append(name)
+        if not events:
+            return
+        tags = _tags_concerned(repository=repository, events=events)
+        read = _read(registry=registry, repository=repository, tags=tags) if tags else None
+        changed = _record(registry=registry, repository=repository, events=events, read=read)
+        into.events += len(events)
+        into.changed += changed
+    finally:
+        heartbeat.__exit__(None, None, None)
+        repository_lease_release(repository)
+
+
+def _repository(*, registry: Registry, name: str) -> Repository:
+    """The repository an event names; the registry said it exists, so it is recorded if new."""
+    Repository.objects.bulk_create([Repository(registry=registry, name=name)], ignore_conflicts=True)
+    return Repository.objects.select_related("registry").get(registry=registry, name=name)
+
+
+def _tags_concerned(*, repository: Repository, events: list[RegistryEvent]) -> list[str]:
+    """The tags to read again for `events`, in a stable order."""
+    tags: set[str] = set()
+    deleted_digests: set[str] = set()
+    whole = False
+    for event in events:
+        if event.target == BLOB or event.action == PULL:
+            continue
+        if event.action in (PUSH, MOUNT):
+            if event.tag:
+                tags.add(event.tag)
+        elif event.action == DELETE:
+            if event.tag:
+                tags.add(event.tag)
+            elif event.digest:
+                deleted_digests.add(event.digest)
+            else:  # the repository itself (distribution 3)
+                whole = True
+    current = Tag.objects.filter(repository=repository, removed_at__isnull=True, manifest__isnull=False)
+    if whole:
+        tags.update(current.values_list("name", flat=True))
+    elif deleted_digests:
+        tags.update(current.filter(manifest__digest__in=deleted_digests).values_list("name", flat=True))
+    return sorted(tags)
+
+
+@dataclass(frozen=True)
+class _Read:
+    snapshot: RepositorySnapshot
+    gone: frozenset[str]
+    failed: dict[str, str]  # tag -> why it could not be read (it keeps what it held)
+    error: str = ""  # the whole read failed (permanently): every event of the batch says why
+
+
+def _read(*, registry: Registry, repository: Repository, tags: list[str]) -> _Read:
+    """The tags read from the registry. A tag answered 404 is asked again with a HEAD: only a
+    manifest the registry does not have makes the tag gone (a missing config leaves it failed, as a
+    scan leaves it). A transient error is raised (the events wait); a permanent one is returned."""
+    try:
+        with registry_client_shared(registry) as client:
+            snapshot = snapshot_repository(
+                client,
+                repository.name,
+                tags=tags,
+                known_manifests=manifests_known,
+                known_configs=configs_known,
+            )
+            gone: set[str] = set()
+            failed: dict[str, str] = {}
+            for failure in snapshot.failures:
+                if failure.reference not in tags:
+                    continue  # an index child: the tag's own read stands
+                if failure.kind == NotFoundError.__name__:
+                    try:
+                        client.head_manifest(repository.name, failure.reference)
+                    except NotFoundError:
+                        gone.add(failure.reference)
+                        continue
+                failed[failure.reference] = f"{failure.kind}: {failure.message}"
+    except RegistryError as exc:
+        if getattr(exc, "transient", False):
+            raise
+        empty = RepositorySnapshot(registry_url=registry.url, repository=repository.name, tags={})
+        return _Read(empty, frozenset(), {}, error=f"{type(exc).__name__}: {exc}")
+    return _Read(snapshot, frozenset(gone), failed)
+
+
+def _record(
+    *, registry: Registry, repository: Repository, events: list[RegistryEvent], read: _Read | None
+) -> int:
+    """Ingest, count pulls and mark `events`, in one transaction; the number of tag changes."""
+    now = timezone.now()
+    changed = 0
+    with transaction.atomic():
+        # Scan bookkeeping's rule: a crash may lose the last moments of this commit, never tear it,
+        # and the events then are pending again, applied again from the registry's state.
+        commit_async()
+        ids = _claim([e.id for e in events], now=now)
+        events = [e for e in events if e.id in ids]  # a slower worker (its lease lost) applied the rest
+        if not events:
+            return 0
+        if read is not None and not read.error:
+            result = snapshot_ingest(
+                repository=repository, snapshot=read.snapshot, complete=False, gone=read.gone, scanned=False
+            )
+            changed = result.tag_events
+            if result.new_manifests:
+                chains_refresh(repository_id=repository.id)
+        counted = {e.id for e in pulls_record(registry_id=registry.id, events=events)}
+        outcomes: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for event in events:
+            outcomes[_outcome(event, read=read, changed=changed, counted=counted)].append(event.id)
+        for (outcome, message), event_ids in outcomes.items():
+            RegistryEvent.objects.filter(id__in=event_ids).update(outcome=outcome, message=message)
+        if changed or counted:
+            Registry.objects.filter(id=registry.id).update(last_event_at=now)
+    applied = sum(len(v) for (o, _), v in outcomes.items() if o != Outcome.FAILED)
+    sink = metrics_sink()
+    sink.add(telemetry.EVENTS_APPLIED, {"registry": registry.name}, applied)
+    return changed
+
+
+def _claim(ids: list[int], *, now) -> set[int]:
+    """Mark the events applied, only those still pending (row locks make a second applier wait, then
+    find them taken): the ids this transaction applies."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {RegistryEvent._meta.db_table} SET applied_at = %s"
+            " WHERE id = ANY(%s) AND applied_at IS NULL RETURNING id",
+            [now, ids],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _outcome(event: RegistryEvent, *, read: _Read | None, changed: int, counted: set[int]) -> tuple[str, str]:
+    if event.action == PULL:
+        return (Outcome.APPLIED if event.id in counted else Outcome.UNCHANGED), ""
+    if event.target == BLOB or read is None or (event.action in (PUSH, MOUNT) and not event.tag):
+        return Outcome.UNCHANGED, ""
+    if read.error:
+        return Outcome.FAILED, printable(read.error)[:2000]
+    why = read.failed.get(event.tag) if event.tag else None
+    if why is not None:
+        return Outcome.FAILED, printable(why)[:2000]
+    return (Outcome.APPLIED if changed else Outcome.UNCHANGED), ""
+
+
+# -- the sweeper -----------------------------------------------------------------------------------------
+
+
+def registries_waiting(*, now=None) -> list[int]:
+    """Registries with an event pending longer than `EVENTS_SWEEP_AFTER_SECONDS`: their task was lost
+    (a worker killed, the broker restarted) or their repository was busy; the sweeper sends them again."""
+    now = now or timezone.now()
+    before = now - timedelta(seconds=settings.EVENTS_SWEEP_AFTER_SECONDS)
+    with connection.cursor() as cursor:
+        # one probe of the pending-age index per registry, not a scan of the pending events
+        cursor.execute(
+            f"""
+            SELECT r.id FROM {Registry._meta.db_table} r
+            WHERE EXISTS (
+                SELECT 1 FROM {RegistryEvent._meta.db_table} e
+                WHERE e.registry_id = r.id AND e.applied_at IS NULL AND e.received_at < %s
+            )
+            ORDER BY r.id
+            """,
+            [before],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def events_forget(*, now=None, batch: int = 10_000) -> int:
+    """Delete applied events older than `EVENTS_KEEP_DAYS`, a batch at a time (the record of what was
+    done, and the window within which a redelivery is known as a duplicate)."""
+    now = now or timezone.now()
+    before = now - timedelta(days=settings.EVENTS_KEEP_DAYS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            DELETE FROM {RegistryEvent._meta.db_table} WHERE id IN (
+                SELECT id FROM {RegistryEvent._meta.db_table}
+                WHERE applied_at IS NOT NULL AND applied_at < %s
+                LIMIT %s
+            )
+            """,
+            [before, batch],
+        )
+        return cursor.rowcount

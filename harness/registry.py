@@ -12,6 +12,9 @@ Basic auth: ``RegistryServer(username="u", password="p")`` writes an htpasswd fi
 hash comes from ``htpasswd -nbB`` when apache2-utils is installed, otherwise from Python's
 ``crypt`` module with METHOD_BLOWFISH (Debian 12's libxcrypt implements bcrypt ``$2b$``).
 
+More configuration: ``RegistryServer(extra_config="notifications:\n  endpoints: ...")`` appends YAML
+(top-level keys the generated config does not have, such as a ``notifications:`` block).
+
 Token auth: ``RegistryServer(token_auth=TokenServer(...).start())`` configures ``auth.token`` (realm,
 service, issuer, rootcertbundle) so the registry verifies that server's JWTs (tests/support/token_server.py
 is one such server; anything with those four attributes will do).
@@ -94,7 +97,11 @@ def bcrypt_htpasswd_line(username: str, password: str) -> str:
 
 
 def _config_yaml(
-    root: Path, port: int, htpasswd_path: Path | None, token_auth: TokenAuth | None = None
+    root: Path,
+    port: int,
+    htpasswd_path: Path | None,
+    token_auth: TokenAuth | None = None,
+    extra_config: str = "",
 ) -> str:
     lines = [
         "version: 0.1",
@@ -131,6 +138,8 @@ def _config_yaml(
             f"    issuer: {token_auth.issuer}",
             f"    rootcertbundle: {token_auth.cert_path}",
         ]
+    if extra_config:
+        lines.append(extra_config.rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 
@@ -150,12 +159,14 @@ class RegistryServer:
         port: int | None = None,
         startup_timeout: float = 30,
         token_auth: TokenAuth | None = None,
+        extra_config: str = "",
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
         if token_auth is not None and username is not None:
             raise ValueError("htpasswd and token auth are exclusive")
         self.token_auth = token_auth
+        self.extra_config = extra_config
         self.username = username
         self.password = password
         self._own_workdir = workdir is None
@@ -196,7 +207,9 @@ class RegistryServer:
         for _attempt in range(attempts):  # a free port can be raced; retry with another
             self.port = self._fixed_port or free_loopback_port()
             config = self.workdir / "config.yml"
-            config.write_text(_config_yaml(self.root, self.port, htpasswd_path, self.token_auth))
+            config.write_text(
+                _config_yaml(self.root, self.port, htpasswd_path, self.token_auth, self.extra_config)
+            )
             log = open(self.log_path, "ab")  # noqa: SIM115 - child owns it
             self.proc = subprocess.Popen(
                 [binary, "serve", str(config)],

@@ -1,11 +1,14 @@
 """Registry and repository writes: create and update a registry (credentials, TLS, limits), take its
-credentials from a Docker config, and track a registry or repository on a schedule. Every write path
-(the API, the admin, the commands, a scan's target) comes through here. Secrets are encrypted by the
-model (`Registry.set_password`); nothing here returns them."""
+credentials from a Docker config, set the secret it sends its events with, and track a registry or
+repository on a schedule. Every write path (the API, the admin, the commands, a scan's target) comes
+through here. Secrets are encrypted by the model (`Registry.set_password`, `set_events_secret`);
+nothing here returns them, and no message repeats one."""
 
 from __future__ import annotations
 
 import enum
+import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,6 +42,18 @@ MAX_SCAN_INTERVAL = timedelta(days=365)
 MAX_PEM_CHARS = 64 * 1024
 MAX_DOCKER_CONFIG_CHARS = 64 * 1024
 MAX_SECRET_CHARS = 16 * 1024
+
+# A registry sends its events secret as `Authorization: Bearer <secret>` (distribution, Harbor) or as
+# the password of the webhook URL's user info (Quay): RFC 6750's b64token keeps it one header token and
+# safe in YAML and a URL. At least 16 characters: the secret is all that stands between the receiver
+# and anyone who can reach it.
+EVENTS_SECRET_MIN_CHARS = 16
+EVENTS_SECRET_MAX_CHARS = 256
+_EVENTS_SECRET = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+EVENTS_SECRET_RULE = (
+    f"an events secret is {EVENTS_SECRET_MIN_CHARS} to {EVENTS_SECRET_MAX_CHARS} characters of letters, "
+    "digits and - . _ ~ + / (a bearer token, RFC 6750), e.g. from `openssl rand -hex 32`"
+)
 
 
 def text_check(name: str, value: str | None, most: int) -> None:
@@ -108,6 +123,22 @@ def schedule_check(
         )
 
 
+def events_secret_check(secret: str) -> None:
+    """A secret a registry can send as a bearer token (an `InvalidRequest` otherwise, never repeating
+    it); the empty string, which clears the secret, passes."""
+    if secret == "":
+        return
+    if not (
+        EVENTS_SECRET_MIN_CHARS <= len(secret) <= EVENTS_SECRET_MAX_CHARS and _EVENTS_SECRET.fullmatch(secret)
+    ):
+        raise InvalidRequest(f"events_secret: {EVENTS_SECRET_RULE}")
+
+
+def events_secret_generate() -> str:
+    """A new events secret: 32 random bytes, URL-safe base64 (43 characters, within the rule above)."""
+    return secrets.token_urlsafe(32)
+
+
 def _limits_check(max_concurrency: int | None, max_requests_per_second: float | None) -> None:
     if max_concurrency is not None and not 1 <= max_concurrency <= REGISTRY_MAX_CONCURRENCY:
         raise InvalidRequest(f"max_concurrency is between 1 and {REGISTRY_MAX_CONCURRENCY}")
@@ -150,6 +181,7 @@ def registry_update(
     next_scan_at: datetime | None | Keep = KEEP,
     max_concurrency: int | None | Keep = KEEP,
     max_requests_per_second: float | None | Keep = KEEP,
+    events_secret: str | None = None,
     check_reachable: bool = False,
 ) -> Registry:
     """Change a registry (saved, or new and unsaved); arguments left out keep their value.
@@ -162,12 +194,15 @@ def registry_update(
     clears it); `docker_config` (a Docker `config.json`'s text) replaces the credentials with its entry
     for this registry. `allow_internal` is the operator's decision to let the registry live on a
     loopback, private or link-local address: callers check who may make it (staff, a command).
+    A new `events_secret` makes the registry followed by events (an empty string clears it: not followed).
     Tracking needs an interval of at least a minute; a changed schedule is due at once.
     """
     url_before, allowed_before = registry.url, registry.allow_internal
     text_check("password", password, MAX_SECRET_CHARS)
     text_check("docker_config", docker_config, MAX_DOCKER_CONFIG_CHARS)
     text_check("ca_bundle", ca_bundle, MAX_PEM_CHARS)
+    if events_secret is not None:
+        events_secret_check(events_secret)
     if url is not None:
         base = registry_url_normalise(url)
         taken = Registry.objects.filter(url=base).exclude(pk=registry.pk).first()
@@ -191,6 +226,8 @@ def registry_update(
         if password is not None:
             registry.set_password(password)
             registry.identity_token = False
+    if events_secret is not None:
+        registry.set_events_secret(events_secret)
     if insecure is not None:
         registry.insecure = insecure
     if ca_bundle is not None:

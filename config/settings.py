@@ -418,6 +418,14 @@ LAYERLENS_METRICS_TOKEN = os.environ.get("LAYERLENS_METRICS_TOKEN", "")
 # /readyz answers 503 when a tracked registry's last successful scan is older than twice its interval
 # only when this is on: a remote registry being down is no reason to take the web out of service.
 LAYERLENS_READY_REQUIRES_FRESH_SCANS = env_bool("LAYERLENS_READY_REQUIRES_FRESH_SCANS", False)
+# /readyz answers 503 when an event a registry sent has waited longer than this to be applied (the events
+# workers are down or behind); 0 turns the check off. Five minutes: far above the seconds an event takes.
+EVENTS_READY_MAX_AGE_SECONDS = int(os.environ.get("EVENTS_READY_MAX_AGE_SECONDS", "300"))
+# The address registries reach this server at (a path prefix behind a proxy included): `manage.py registry
+# events-config` points their notifications and webhooks under it. Unset: the web `make run` serves.
+LAYERLENS_PUBLIC_URL = os.environ.get(
+    "LAYERLENS_PUBLIC_URL", f"http://127.0.0.1:{os.environ.get('LAYERLENS_PORT', '8000')}"
+)
 
 # One JSON object per line in production (analytics/infra/logs.py), with the scan and repository ids bound.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain" if DEBUG else "json")

@@ -14,6 +14,8 @@ hash comes from ``htpasswd -nbB`` when apache2-utils is installed, otherwise fro
 
 Notifications: ``RegistryServer(notify=Notify(url, headers={"Authorization": "Bearer ..."}))`` sends every
 push, pull, mount and delete to `url` (distribution's `notifications.endpoints`), retrying until a 2xx.
+More configuration: ``RegistryServer(extra_config="notifications:\n  endpoints: ...")`` appends YAML
+(top-level keys the generated config does not have, such as a ``notifications:`` block).
 
 Token auth: ``RegistryServer(token_auth=TokenServer(...).start())`` configures ``auth.token`` (realm,
 service, issuer, rootcertbundle) so the registry verifies that server's JWTs (tests/support/token_server.py
@@ -131,6 +133,7 @@ def _config_yaml(
     htpasswd_path: Path | None,
     token_auth: TokenAuth | None = None,
     notify: Notify | None = None,
+    extra_config: str = "",
 ) -> str:
     lines = [
         "version: 0.1",
@@ -169,6 +172,8 @@ def _config_yaml(
         ]
     if notify is not None:
         lines += notify.yaml_lines()
+    if extra_config:
+        lines.append(extra_config.rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 
@@ -189,6 +194,7 @@ class RegistryServer:
         startup_timeout: float = 30,
         token_auth: TokenAuth | None = None,
         notify: Notify | None = None,
+        extra_config: str = "",
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
@@ -196,6 +202,7 @@ class RegistryServer:
             raise ValueError("htpasswd and token auth are exclusive")
         self.token_auth = token_auth
         self.notify = notify
+        self.extra_config = extra_config
         self.username = username
         self.password = password
         self._own_workdir = workdir is None
@@ -236,7 +243,11 @@ class RegistryServer:
         for _attempt in range(attempts):  # a free port can be raced; retry with another
             self.port = self._fixed_port or free_loopback_port()
             config = self.workdir / "config.yml"
-            config.write_text(_config_yaml(self.root, self.port, htpasswd_path, self.token_auth, self.notify))
+            config.write_text(
+                _config_yaml(
+                    self.root, self.port, htpasswd_path, self.token_auth, self.notify, self.extra_config
+                )
+            )
             log = open(self.log_path, "ab")  # noqa: SIM115 - child owns it
             self.proc = subprocess.Popen(
                 [binary, "serve", str(config)],

@@ -13,6 +13,7 @@ from analytics.registries import (
     KEEP,
     MAX_PEM_CHARS,
     MAX_SECRET_CHARS,
+    events_secret_check,
     registry_create,
     registry_reachable_check,
     registry_update,
@@ -53,6 +54,18 @@ class RegistryForm(forms.ModelForm):
         help_text="Write-only: stored encrypted, never shown. Leave empty to keep the current one.",
     )
     clear_password = forms.BooleanField(required=False, help_text="Remove the stored password.")
+    events_secret = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only: the secret the registry sends its events with (Authorization: Bearer "
+        "&lt;secret&gt;); stored encrypted, never shown. Setting one makes the registry followed by events; "
+        "`manage.py registry events-config ID` prints what to paste into its configuration. "
+        "Leave empty to keep the current one.",
+    )
+    clear_events_secret = forms.BooleanField(
+        required=False, help_text="Remove the events secret: the registry is no longer followed by events."
+    )
 
     class Meta:
         model = Registry
@@ -73,6 +86,11 @@ class RegistryForm(forms.ModelForm):
     def clean_url(self) -> str:
         return _service_check(registry_url_normalise, self.cleaned_data["url"])
 
+    def clean_events_secret(self) -> str:
+        secret = self.cleaned_data["events_secret"]
+        _service_check(events_secret_check, secret)
+        return secret
+
     def clean(self) -> dict:
         data = super().clean()
         if "tracked" in data and "scan_interval" in data:
@@ -86,13 +104,15 @@ class RegistryForm(forms.ModelForm):
         return data
 
     def changes(self) -> dict[str, object]:
-        """The form's values as `registry_update` arguments; an empty password keeps the stored one."""
+        """The form's values as `registry_update` arguments; an empty password or events secret keeps
+        the stored one."""
         data = self.cleaned_data
         password = "" if data.get("clear_password") else data.get("password") or None
+        events_secret = "" if data.get("clear_events_secret") else data.get("events_secret") or None
         changes = {name: data[name] for name in RegistryForm.Meta.fields if name in data}
         if "next_scan_at" not in self.changed_data:
             changes.pop("next_scan_at", None)  # a changed schedule is due now unless a time is set here
-        return {**changes, "password": password}
+        return {**changes, "password": password, "events_secret": events_secret}
 
 
 @admin.register(Registry)
@@ -104,10 +124,12 @@ class RegistryAdmin(SecretSafeAdmin):
         "url",
         "username",
         "has_password",
+        "followed",
         "tracked",
         "scan_interval",
         "next_scan_at",
         "last_scanned_at",
+        "last_event_at",
         "repository_count",
         "image_count",
         "manifest_count",
@@ -115,7 +137,7 @@ class RegistryAdmin(SecretSafeAdmin):
     ]
     list_filter = ["tracked", "insecure"]
     search_fields = ["name", "url"]
-    readonly_fields = ["has_password", "last_scanned_at", "created_at"]
+    readonly_fields = ["has_password", "followed", "last_scanned_at", "last_event_at", "created_at"]
     actions = ["scan_now"]
 
     def get_queryset(self, request):
@@ -142,6 +164,10 @@ class RegistryAdmin(SecretSafeAdmin):
     @admin.display(boolean=True, description="password set")
     def has_password(self, obj: Registry) -> bool:
         return obj.has_password
+
+    @admin.display(boolean=True, description="followed by events")
+    def followed(self, obj: Registry) -> bool:
+        return obj.followed
 
     @admin.display(description="repositories", ordering="repository_count")
     def repository_count(self, obj) -> int:

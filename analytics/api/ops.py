@@ -1,7 +1,8 @@
 """Operator endpoints outside the API: `/healthz` (liveness), `/readyz` (readiness), `/metrics`.
 
 Plain Django views: probes and Prometheus call them without a login. `/healthz` touches nothing (the
-process answers); `/readyz` checks the database and the broker; `/metrics` serves the Prometheus text.
+process answers); `/readyz` checks the database, the broker and the age of the events inbox; `/metrics`
+serves the Prometheus text.
 
 What names a registry (its host), or may (a failed check's reason), is for operators only: a caller with
 `Authorization: Bearer $LAYERLENS_METRICS_TOKEN`, or a logged-in staff user. Anyone else gets `/readyz`'s
@@ -42,8 +43,9 @@ def _operator(request: HttpRequest) -> bool:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    state = readiness()
-    body = state.as_dict() if _operator(request) else state.status()
+    operator = _operator(request)
+    state = readiness(detail=operator)
+    body = state.as_dict() if operator else state.status()
     return JsonResponse(body, status=200 if state.ready else 503)
 
 

@@ -31,13 +31,14 @@ from analytics.selectors.summary import dedup_summary
     destroy=extend_schema(summary="Delete a registry and everything scanned from it (staff)"),
 )
 class RegistryViewSet(CheckedQuery, CSVListMixin, viewsets.ModelViewSet):
-    """Registries. `password` is write-only and never returned; `has_password` says whether one is set."""
+    """Registries. `password` and `events_secret` are write-only and never returned; `has_password` and
+    `followed` say whether one is set."""
 
     serializer_class = RegistrySerializer
     filter_backends = BACKENDS
     filterset_fields = ["tracked", "insecure"]
     search_fields = ["name", "url"]
-    ordering_fields = ["id", "name", "url", "created_at", "last_scanned_at", "next_scan_at"]
+    ordering_fields = ["id", "name", "url", "created_at", "last_scanned_at", "last_event_at", "next_scan_at"]
     ordering = ["name"]
 
     def get_queryset(self):

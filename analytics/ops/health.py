@@ -1,4 +1,6 @@
-"""Readiness: can this instance serve (database, broker), and are the tracked registries scanned on time.
+"""Readiness: can this instance serve (database, broker), are the events registries send being applied
+(the oldest one waiting is younger than `EVENTS_READY_MAX_AGE_SECONDS`), and are the tracked registries
+scanned on time.
 
 Selectors only; the views in analytics/api/ops.py turn them into `/healthz` and `/readyz`.
 """
@@ -14,6 +16,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from analytics.models import Registry, Scan
+from analytics.selectors.inbox import inbox_by_registry, inbox_oldest_pending_at
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,31 @@ class RegistryFreshness:
     ok: bool  # scanned successfully within twice its interval (a scan may run late by one tick)
 
 
+@dataclass(frozen=True)
+class RegistryInboxAge:
+    registry: str
+    followed: bool
+    pending: int
+    oldest_age_seconds: float | None
+
+
+@dataclass(frozen=True)
+class EventsCheck:
+    """The events inbox: not ready when its oldest pending event has waited past `max_age_seconds` (the
+    workers applying events are down or behind); 0 turns the check off. `registries` for operators."""
+
+    ok: bool
+    oldest_age_seconds: float | None
+    max_age_seconds: int
+    error: str = ""
+    registries: list[RegistryInboxAge] = field(default_factory=list)
+
+
 @dataclass
 class Readiness:
     database: Check
     broker: Check
+    events: EventsCheck
     registries: list[RegistryFreshness] = field(default_factory=list)
 
     @property
@@ -44,6 +68,7 @@ class Readiness:
         return (
             self.database.ok
             and self.broker.ok
+            and self.events.ok
             and (fresh or not settings.LAYERLENS_READY_REQUIRES_FRESH_SCANS)
         )
 
@@ -52,11 +77,14 @@ class Readiness:
 
     def status(self) -> dict[str, object]:
         """What anyone may see: ready or not, and each check's outcome without its reason (a failure's
-        words can name a host) and without the registries (their names are hosts)."""
+        words can name a host) and without the registries (their names are hosts). The events check's
+        reason is figures and a setting's name only, so it is shown."""
         checks = {"database": self.database, "broker": self.broker}
+        events = {"ok": self.events.ok, "oldest_age_seconds": self.events.oldest_age_seconds}
         return {
             "ready": self.ready,
             **{name: {"ok": c.ok, "seconds": c.seconds} for name, c in checks.items()},
+            "events": {**events, "error": self.events.error} if self.events.error else events,
         }
 
 
@@ -116,8 +144,58 @@ def registry_freshness(*, now=None) -> list[RegistryFreshness]:
     return out
 
 
-def readiness() -> Readiness:
+def _age(then, now) -> float | None:
+    return round((now - then).total_seconds(), 1) if then is not None else None
+
+
+def events_check(*, detail: bool = False, now=None) -> EventsCheck:
+    """The age of the oldest event waiting to be applied, anywhere (the first entry of a partial index),
+    against `EVENTS_READY_MAX_AGE_SECONDS`; with `detail`, each registry's inbox too."""
+    now = now or timezone.now()
+    limit = settings.EVENTS_READY_MAX_AGE_SECONDS
+    age = _age(inbox_oldest_pending_at(), now)
+    late = bool(limit) and age is not None and age > limit
+    error = (
+        f"the oldest registry event not applied yet has waited {age:.0f} s, more than "
+        f"EVENTS_READY_MAX_AGE_SECONDS ({limit} s): are workers applying events running?"
+        if late
+        else ""
+    )
+    registries = (
+        [
+            RegistryInboxAge(
+                registry=r.registry,
+                followed=r.followed,
+                pending=r.pending,
+                oldest_age_seconds=_age(r.oldest_received_at, now),
+            )
+            for r in inbox_by_registry()
+        ]
+        if detail
+        else []
+    )
+    return EventsCheck(
+        ok=not late, oldest_age_seconds=age, max_age_seconds=limit, error=error, registries=registries
+    )
+
+
+def readiness(*, detail: bool = True) -> Readiness:
+    """The checks; `detail` (an operator asks) adds what names registries."""
     database = _timed(_database)
     broker = _timed(_broker)
+    if database.ok:
+        try:
+            events = events_check(detail=detail)
+        except Exception as exc:  # any failure is "not ready"; its words are not shown to anyone
+            events = EventsCheck(
+                ok=False,
+                oldest_age_seconds=None,
+                max_age_seconds=settings.EVENTS_READY_MAX_AGE_SECONDS,
+                error=f"the events inbox could not be read ({type(exc).__name__})",
+            )
+    else:  # not read: the database being down already says not ready
+        events = EventsCheck(
+            ok=True, oldest_age_seconds=None, max_age_seconds=settings.EVENTS_READY_MAX_AGE_SECONDS
+        )
     registries = registry_freshness() if database.ok else []
-    return Readiness(database=database, broker=broker, registries=registries)
+    return Readiness(database=database, broker=broker, events=events, registries=registries)

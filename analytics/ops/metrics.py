@@ -9,6 +9,10 @@ Where each figure comes from (and why it is cheap to scrape):
   and image bytes read, scans finished by status, scan errors by kind.
 * Dedup figures per registry (`layerlens_registry_*`): the latest registry-wide trend snapshot
   (`SummarySnapshot`, written when a registry scan finishes), one index lookup per registry.
+* The events inbox per registry (`layerlens_events_pending`, `layerlens_events_oldest_pending_age_seconds`):
+  one grouped read of the pending events, which a partial index holds alone (a running worker keeps
+  them few), and of the followed registries; the events counters (received, applied, refused,
+  duplicates) come from the workers' and web's Redis hash like the others.
 
 A registry's name is its host, which is not for anyone who can reach `/metrics`: unless the caller is an
 operator (`named`), every series is summed over registries and carries no `registry` label.
@@ -22,12 +26,14 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.db.models import Count
+from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from analytics.infra import telemetry
 from analytics.infra.politeness import shared_redis
 from analytics.models import Scan, SummarySnapshot
+from analytics.selectors.inbox import inbox_by_registry
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,10 @@ _COUNTERS = {
     telemetry.BYTES_SCANNED: "Declared bytes (manifest, config, layers) of the images read by scans.",
     telemetry.SCANS_FINISHED: "Scans finished, by kind and final status.",
     telemetry.SCAN_ERRORS: "Errors recorded on finished scans, by kind.",
+    telemetry.EVENTS_RECEIVED: "Registry events received and stored in the inbox.",
+    telemetry.EVENTS_APPLIED: "Registry events applied from the inbox.",
+    telemetry.EVENTS_REFUSED: "Registry event deliveries refused, by reason.",
+    telemetry.EVENTS_DUPLICATE: "Registry events delivered again and stored once.",
 }
 _DEDUP = {
     "images": "Images held (tagged) in the registry at its last registry scan.",
@@ -55,6 +65,7 @@ class LayerlensCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._scans()
         yield from self._dedup()
+        yield from self._inbox()
         yield from self._worker_counters()
 
     def _scans(self) -> Iterator[Metric]:
@@ -102,6 +113,35 @@ class LayerlensCollector(Collector):
             ratio.add_metric(list(key), values["logical_bytes"] / stored if stored else 0.0)
         yield from families.values()
         yield ratio
+
+    def _inbox(self) -> Iterator[Metric]:
+        labels = ["registry"] if self.named else []
+        pending = GaugeMetricFamily(
+            "layerlens_events_pending", "Registry events received and not applied yet.", labels=labels
+        )
+        age = GaugeMetricFamily(
+            "layerlens_events_oldest_pending_age_seconds",
+            "Seconds the oldest registry event not applied yet has waited (0: none waits).",
+            labels=labels,
+        )
+        now = timezone.now()
+        rows = [
+            (
+                r.registry,
+                r.pending,
+                (now - r.oldest_received_at).total_seconds() if r.oldest_received_at else 0.0,
+            )
+            for r in inbox_by_registry()
+        ]
+        if self.named:
+            for name, waiting, seconds in rows:
+                pending.add_metric([name], waiting)
+                age.add_metric([name], seconds)
+        else:  # summed over registries; the age is the oldest of all
+            pending.add_metric([], sum(waiting for _, waiting, _ in rows))
+            age.add_metric([], max((seconds for _, _, seconds in rows), default=0.0))
+        yield pending
+        yield age
 
     def _worker_counters(self) -> Iterator[Metric]:
         if not settings.LAYERLENS_REDIS_URL:

@@ -10,10 +10,12 @@ from django.db.models import Q, QuerySet
 
 from analytics.errors import NotFound
 from analytics.models import Registry, Repository, Scan, ScanError, Tag, TagEvent
+from analytics.selectors.inbox import registry_inbox_annotate
 
 
 def registry_list() -> QuerySet[Registry]:
-    return Registry.objects.all()
+    """Registries with their events inbox (`events_pending`, `events_oldest_pending_at`)."""
+    return registry_inbox_annotate(Registry.objects.all())
 
 
 def repository_list() -> QuerySet[Repository]:

@@ -63,3 +63,50 @@ def test_no_secret_in_any_log_line(world, user, staff, settings, caplog, monkeyp
         assert not [line for line in lines if secret in line], secret
     assert not [line for line in lines if django_settings.SECRET_KEY in line]
     assert not [line for line in lines if world.registry.password_encrypted in line]
+
+
+EVENTS_SECRET = "events-Secret-in-a-body-0123"
+
+
+def test_no_events_secret_in_any_log_line(world, staff, admin_user, settings, caplog, monkeypatch):
+    """The events secret set, refused and failing to save through the API, the admin and the command,
+    and printed by events-config: in no log line."""
+    from django.test import Client
+
+    settings.DEBUG = False
+    caplog.set_level(logging.DEBUG)
+    api = APIClient(raise_request_exception=False)
+    api.force_authenticate(staff)
+    detail = f"{API}registries/{world.registry.id}/"
+    assert api.patch(detail, {"events_secret": EVENTS_SECRET}, format="json").status_code == 200
+    assert api.patch(detail, {"events_secret": EVENTS_SECRET + " x"}, format="json").status_code == 400
+    bad = {"url": "not a url", "events_secret": EVENTS_SECRET}
+    assert api.post(API + "registries/", bad, format="json").status_code == 400
+    admin = Client(raise_request_exception=False)
+    admin.force_login(admin_user)
+    change = f"/admin/analytics/registry/{world.registry.id}/change/"
+    form = {
+        "name": "r",
+        "url": world.registry.url,
+        "username": "",
+        "ca_bundle": "",
+        "events_secret": EVENTS_SECRET,
+    }
+    assert admin.post(change, form).status_code == 302
+    with redirect_stderr(io.StringIO()):
+        call_command("registry", "events-config", str(world.registry.id), stdout=io.StringIO())
+        monkeypatch.setattr("sys.stdin", io.StringIO(EVENTS_SECRET + "\n"))
+        call_command("registry", "events-secret", str(world.registry.id), "--stdin", stdout=io.StringIO())
+
+    def fail(**kwargs):
+        raise RuntimeError("saving failed")
+
+    monkeypatch.setattr("analytics.api.serializers.registries.registry_update", fail)
+    monkeypatch.setattr("analytics.admin.registries.registry_update", fail)
+    assert api.patch(detail, {"events_secret": EVENTS_SECRET}, format="json").status_code == 500
+    assert admin.post(change, form).status_code == 500
+
+    lines = [f.format(r) for r in caplog.records for f in (JsonFormatter(), PlainFormatter("%(message)s"))]
+    assert sum("saving failed" in line for line in lines) >= 2  # both failures were logged
+    encrypted = world.registry.__class__.objects.get(id=world.registry.id).events_secret_encrypted
+    assert not [line for line in lines if EVENTS_SECRET in line or encrypted in line]

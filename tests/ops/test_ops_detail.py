@@ -58,7 +58,7 @@ def test_readyz_tells_a_stranger_only_its_status(client, registries, settings):
         resp = client.get("/readyz", HTTP_AUTHORIZATION="Bearer wrong")
         body = resp.json()
         assert resp.status_code == 503 and body["ready"] is False
-        assert set(body) == {"ready", "database", "broker"}
+        assert set(body) == {"ready", "database", "broker", "events"}
         assert set(body["broker"]) == {"ok", "seconds"} and body["broker"]["ok"] is False
         assert not named(resp.content.decode()) and "127.0.0.1" not in resp.content.decode()
 

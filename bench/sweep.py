@@ -527,13 +527,13 @@ end
 """
 
 
-def _cluster_commits() -> int:
-    """Transactions committed in the whole PostgreSQL cluster: each one changes `pg_current_snapshot()`,
-    the read cache's key, for every database."""
+def _cluster_writes() -> int:
+    """Transaction ids the PostgreSQL cluster has handed out (the snapshot's xmax): every writing
+    transaction, in any database, takes one and so changes `pg_current_snapshot()`, the read cache's key."""
     import psycopg
 
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        return int(conn.execute("SELECT sum(xact_commit) FROM pg_stat_database").fetchone()[0])
+        return int(conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()[0])
 
 
 def _cache_stats(redis_url: str) -> tuple[int, int]:
@@ -594,8 +594,8 @@ def load(
     log=print,
 ) -> list[dict]:
     """wrk on each of LOAD_PATHS; besides its latencies, what each request cost, read from /proc (the
-    server's processes and wrk's), and what went on meanwhile: the cluster's commits (each one makes the
-    next read-cache look-ups miss) and the Redis server's key hits and misses."""
+    server's processes and wrk's), and what went on meanwhile: the cluster's writing transactions (each
+    one makes the next read-cache look-ups miss) and the Redis server's key hits and misses."""
     import resource
 
     from harness.tools import require_tool
@@ -607,7 +607,7 @@ def load(
     try:
         for path in LOAD_PATHS:
             children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            commits_before = _cluster_commits()
+            writes_before = _cluster_writes()
             hits_before, misses_before = _cache_stats(redis_url)
             with _TreeCPU(server_pid) as server_cpu:
                 done = subprocess.run(
@@ -638,7 +638,7 @@ def load(
                 children_before.ru_utime + children_before.ru_stime
             )
             hits_after, misses_after = _cache_stats(redis_url)
-            commits = _cluster_commits() - commits_before
+            writes = _cluster_writes() - writes_before
             errors = sum(raw[k] for k in WRK_ERRORS)
             result = {
                 "path": path,
@@ -653,7 +653,7 @@ def load(
                 "error_kinds": {k: raw[k] for k in WRK_ERRORS if raw[k]},
                 "server_cpu_ms_per_request": round(server_cpu.seconds * 1000 / max(1, raw["requests"]), 2),
                 "wrk_cpu_ms_per_request": round(wrk_cpu * 1000 / max(1, raw["requests"]), 3),
-                "cluster_commits": commits,
+                "cluster_writes": writes,
                 "cache_hits": hits_after - hits_before,
                 "cache_misses": misses_after - misses_before,
                 "bytes_per_request": round(raw.get("bytes", 0) / max(1, raw["requests"])),
@@ -703,7 +703,7 @@ def table(rows: list[dict]) -> str:
 def load_table(rows: list[dict]) -> str:
     lines = [
         "| path | req/s | p50 ms | p99 ms | max ms | errors | server CPU ms/req | wrk CPU ms/req | bytes/req "
-        "| cache hits / misses | cluster commits |",
+        "| cache hits / misses | cluster writes |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -713,7 +713,7 @@ def load_table(rows: list[dict]) -> str:
             f"{r['max_ms']:,.1f} | {r['errors']}{f' ({kinds})' if kinds else ''} | "
             f"{r['server_cpu_ms_per_request']:.2f} | {r['wrk_cpu_ms_per_request']:.3f} | "
             f"{r['bytes_per_request']:,} | {r['cache_hits']:,} / {r['cache_misses']:,} | "
-            f"{r['cluster_commits']:,} |"
+            f"{r['cluster_writes']:,} |"
         )
     return "\n".join(lines)
 

@@ -38,6 +38,7 @@ from analytics.selectors.images import (
 from analytics.selectors.layers import layer_top
 from analytics.selectors.lineage import BaseImage, image_lineage, image_stale_base
 from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
+from analytics.selectors.pulls import image_pulls
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 from analytics.selectors.trends import snapshot_series
@@ -266,6 +267,7 @@ def image_page(*, holding_id: int) -> dict:
     registry_id = holding.repository.registry_id
     sizes = image_sizes(holding_ids=[holding.id])[holding.id]
     tags = image_tags(holdings=[holding])[holding.id]
+    pulled = image_pulls(holdings=[holding])[holding.id]
     drawn = list(image_layers(manifest_id=holding.manifest_id)[:STACK_LIMIT])
     counts = layers_counts(blob_ids=[layer.blob_id for layer in drawn], registry_id=registry_id)
     stack = []
@@ -310,11 +312,13 @@ def image_page(*, holding_id: int) -> dict:
     return {
         "id": holding.id,
         "label": _label(holding, tags),
+        "repository": holding.repository.name,
         "digest": holding.manifest.digest,
         "registry": {"id": registry_id, "name": holding.repository.registry.name},
         "tags": tags.names,
         "index_tags": tags.index,
         "sizes": asdict(sizes),
+        "pulls": asdict(pulled),
         "layers": stack,
         "layers_capped": holding.manifest.layer_count > len(stack),
         "chain": [{**asdict(b), "tagged": b.holding_id in tagged} for b in chain],

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 
 from analytics.errors import InvalidRequest
 from analytics.models import ManifestPulls, Registry, Repository, RepositoryManifest
@@ -244,3 +244,26 @@ def image_pulls(*, holdings: list[RepositoryManifest]) -> dict[int, ImagePulls]:
         if holding_id is not None:
             found[holding_id] = ImagePulls(pulls=pulls, first_pulled_at=first, last_pulled_at=last)
     return found
+
+
+def pulls_annotations() -> dict[str, Subquery]:
+    """`image_pulls` for one image fetched anyway: its pull figures as columns of that same query
+    (`_pulls`, `_first_pulled_at`, `_last_pulled_at`; read them back with `image_pulls_of`)."""
+    own = ManifestPulls.objects.filter(
+        repository_id=OuterRef("repository_id"), digest=OuterRef("manifest__digest")
+    )
+    return {
+        f"_{name}": Subquery(own.values(name)[:1]) for name in ("pulls", "first_pulled_at", "last_pulled_at")
+    }
+
+
+def image_pulls_of(holding: RepositoryManifest) -> ImagePulls:
+    """The figures `pulls_annotations` put on a holding."""
+    pulls = getattr(holding, "_pulls", None)
+    if pulls is None:
+        return NO_PULLS
+    return ImagePulls(
+        pulls=pulls,
+        first_pulled_at=getattr(holding, "_first_pulled_at", None),
+        last_pulled_at=getattr(holding, "_last_pulled_at", None),
+    )

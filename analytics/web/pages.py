@@ -38,7 +38,7 @@ from analytics.selectors.images import (
 from analytics.selectors.layers import layer_top
 from analytics.selectors.lineage import BaseImage, image_lineage, image_stale_base
 from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
-from analytics.selectors.pulls import image_pulls
+from analytics.selectors.pulls import image_pulls_of, pulls_annotations
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 from analytics.selectors.trends import snapshot_series
@@ -261,13 +261,14 @@ def layers_counts(*, blob_ids: list[int], registry_id: int) -> dict[int, tuple[i
 
 def image_page(*, holding_id: int) -> dict:
     try:
-        holding = image_get_queryset().get(id=holding_id)
+        # its pull figures in the same query: the page's query count stays as it was
+        holding = image_get_queryset().annotate(**pulls_annotations()).get(id=holding_id)
     except RepositoryManifest.DoesNotExist as exc:
         raise NotFound(f"no image {holding_id}") from exc
     registry_id = holding.repository.registry_id
     sizes = image_sizes(holding_ids=[holding.id])[holding.id]
     tags = image_tags(holdings=[holding])[holding.id]
-    pulled = image_pulls(holdings=[holding])[holding.id]
+    pulled = image_pulls_of(holding)
     drawn = list(image_layers(manifest_id=holding.manifest_id)[:STACK_LIMIT])
     counts = layers_counts(blob_ids=[layer.blob_id for layer in drawn], registry_id=registry_id)
     stack = []

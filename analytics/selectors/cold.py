@@ -31,23 +31,42 @@ _SIZE = """(m.size + coalesce((SELECT c.size FROM analytics_blob c WHERE c.id = 
     + coalesce((SELECT sum(b.size) FROM analytics_blob b WHERE b.id IN (
         SELECT ml.blob_id FROM analytics_manifestlayer ml WHERE ml.manifest_id = m.id)), 0))"""
 
-_PAGE_SQL = """
-SELECT r.id, r.name, h.holding_id, h.manifest_id, h.digest, h.os, h.architecture, h.variant, h.size_bytes,
-    {last_pull} AS last_pulled_at,
-    (SELECT p.pulls FROM analytics_manifestpulls p WHERE p.repository_id = r.id AND p.digest = h.digest)
-FROM analytics_repository r
-CROSS JOIN LATERAL (
-    SELECT rm.id AS holding_id, rm.manifest_id, m.digest, m.os, m.architecture, m.variant,
-        {size} AS size_bytes
-    FROM analytics_repositorymanifest rm JOIN analytics_manifest m ON m.id = rm.manifest_id
-    WHERE rm.repository_id = r.id AND rm.present AND m.kind = 'image'
-        AND (r.id <> %(a_repository)s OR rm.manifest_id > %(a_manifest)s)
-        AND NOT {warm}
-    ORDER BY rm.manifest_id LIMIT %(n)s
-) h
-WHERE {place} AND (r.name, r.id) >= (%(a_name)s, %(a_repository)s)
-ORDER BY r.name, r.id, h.manifest_id LIMIT %(n)s
+# A page examines holdings in key order, a batch at a time, and says which are warm; the warm walk runs
+# on the batch's rows only (the subquery's LIMIT comes first).
+_EXAMINE_SQL = """
+SELECT x.r_id, x.name, x.holding_id, x.manifest_id, {warm} AS warm
+FROM (
+    SELECT r.id AS r_id, r.name, h.holding_id, h.manifest_id
+    FROM analytics_repository r
+    CROSS JOIN LATERAL (
+        SELECT rm.id AS holding_id, rm.manifest_id
+        FROM analytics_repositorymanifest rm JOIN analytics_manifest m ON m.id = rm.manifest_id
+        WHERE rm.repository_id = r.id AND rm.present AND m.kind = 'image'
+            AND (r.id <> %(a_repository)s OR rm.manifest_id > %(a_manifest)s)
+        ORDER BY rm.manifest_id LIMIT %(n)s
+    ) h
+    WHERE {place} AND (r.name, r.id) >= (%(a_name)s, %(a_repository)s)
+    ORDER BY r.name, r.id, h.manifest_id LIMIT %(n)s
+) x
+ORDER BY x.name, x.r_id, x.manifest_id
 """
+
+# The rows a page shows, by holding id.
+_ROWS_SQL = """
+SELECT rm.id, r.id, r.name, m.id, m.digest, m.os, m.architecture, m.variant, {size},
+    {last_pull},
+    (SELECT p.pulls FROM analytics_manifestpulls p WHERE p.repository_id = r.id AND p.digest = m.digest)
+FROM analytics_repositorymanifest rm
+JOIN analytics_repository r ON r.id = rm.repository_id
+JOIN analytics_manifest m ON m.id = rm.manifest_id
+WHERE rm.id = ANY(%(ids)s)
+"""
+
+# Holdings one page examines at most: in a place where nearly everything is warm, a page stops there and
+# may hold fewer rows than asked, even none, with a `next` (as the derived images' pages do).
+COLD_WALK = 5000
+# the first batch is the page (and one more); each further one four times the last
+_GROWTH = 4
 
 _TOTALS_SQL = """
 SELECT count(*), coalesce(sum({size}), 0)
@@ -97,48 +116,72 @@ def _place(rule: whatif.TagRule) -> dict[str, object]:
 
 
 def cold_images(
-    *, place: whatif.TagRule, days: int, after: tuple[int, int] | None = None, limit: int = 50, now: datetime
+    *,
+    place: whatif.TagRule,
+    days: int,
+    after: tuple[int, int] | None = None,
+    limit: int = 50,
+    now: datetime,
+    walk: int = COLD_WALK,
 ) -> tuple[list[ColdImage], tuple[int, int] | None]:
-    """A page of the place's cold images after the key (repository id, manifest id), and the next key."""
+    """A page of the place's cold images after the key (repository id, manifest id), and the next key
+    (None after the last). At most `walk` holdings are examined: the page may be short, with a next."""
     cutoff = pulls.not_pulled_cutoff(days=days, now=now)
     where, params = pulls.place_sql(**_place(place))  # type: ignore[arg-type]
-    a_repository, a_manifest = after or (0, 0)
-    a_name = ""
+    sql = _EXAMINE_SQL.format(place=where, warm=pulls.warm_sql(manifest="x.manifest_id", repository="x.r_id"))
+    key, name = after or (0, 0), ""
     if after is not None:
-        a_name = Repository.objects.filter(id=a_repository).values_list("name", flat=True).first() or ""
-    sql = _PAGE_SQL.format(
-        place=where,
-        size=_SIZE,
-        warm=pulls.warm_sql(manifest="rm.manifest_id", repository="r.id"),
-        last_pull=pulls.last_pull_sql(manifest="h.manifest_id", repository="r.id"),
-    )
-    args = {
-        **params,
-        "cutoff": cutoff,
-        "a_repository": a_repository,
-        "a_manifest": a_manifest,
-        "a_name": a_name,
-        "n": limit + 1,
-    }
+        name = Repository.objects.filter(id=key[0]).values_list("name", flat=True).first() or ""
+    cold: list[tuple[int, int, int]] = []  # (repository id, manifest id, holding id)
+    examined, batch, next_key = 0, limit + 1, None
     with connection.cursor() as cursor:
-        cursor.execute(sql, args)
+        while True:
+            n = min(batch, walk - examined)
+            args = {**params, "cutoff": cutoff, "a_repository": key[0], "a_manifest": key[1], "n": n}
+            cursor.execute(sql, {**args, "a_name": name})
+            rows = cursor.fetchall()
+            examined += len(rows)
+            for r_id, r_name, holding, manifest, warm in rows:
+                key, name = (r_id, manifest), r_name
+                if not warm:
+                    cold.append((r_id, manifest, holding))
+                if len(cold) > limit:
+                    break
+            if len(cold) > limit:  # one more than the page: the page ends at its last row
+                cold = cold[:limit]
+                next_key = cold[-1][:2]
+                break
+            if len(rows) < n:  # the place has no more
+                break
+            if examined >= walk:  # the walk's bound: go on from the last row examined
+                next_key = key
+                break
+            batch *= _GROWTH
+    return _rows([h for _, _, h in cold]), next_key
+
+
+def _rows(holding_ids: list[int]) -> list[ColdImage]:
+    if not holding_ids:
+        return []
+    sql = _ROWS_SQL.format(size=_SIZE, last_pull=pulls.last_pull_sql(manifest="m.id", repository="r.id"))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"ids": holding_ids})
         rows = cursor.fetchall()
-    found = [
-        ColdImage(
-            holding_id=holding,
-            repository_id=r_id,
-            repository=r_name,
-            manifest_id=manifest,
-            digest=digest,
-            platform="/".join(p for p in (os_, arch, variant) if p),
-            size_bytes=int(size or 0),
-            pulls=int(count or 0),
-            last_pulled_at=last,
-        )
-        for r_id, r_name, holding, manifest, digest, os_, arch, variant, size, last, count in rows[:limit]
-    ]
-    more = len(rows) > limit
-    return found, ((found[-1].repository_id, found[-1].manifest_id) if more and found else None)
+        found = {
+            holding: ColdImage(
+                holding_id=holding,
+                repository_id=r_id,
+                repository=r_name,
+                manifest_id=manifest,
+                digest=digest,
+                platform="/".join(p for p in (os_, arch, variant) if p),
+                size_bytes=int(size or 0),
+                pulls=int(count or 0),
+                last_pulled_at=last,
+            )
+            for holding, r_id, r_name, manifest, digest, os_, arch, variant, size, last, count in rows
+        }
+    return [found[h] for h in holding_ids if h in found]
 
 
 def cold_tag_ids(*, place: whatif.TagRule, days: int, now: datetime) -> list[int]:

@@ -167,6 +167,16 @@ def test_the_pages_walk_every_cold_image_once_in_order(registry):
     assert pages == 4
     assert [r.repository for r in walked] == ["a/one"] * 3 + ["b/two"] * 2 + ["c/three"] * 3
     assert len({r.holding_id for r in walked}) == 8
+    # a walk bounded to 2 holdings a page: short pages, even empty ones, with a next; the same rows
+    bounded, after, pages = [], None, 0
+    while True:
+        rows, after = cold_images(place=rule, days=DAYS, after=after, limit=5, now=NOW, walk=2)
+        bounded += rows
+        pages += 1
+        if after is None:
+            break
+    assert [r.holding_id for r in bounded] == [r.holding_id for r in walked]
+    assert pages == 5  # 9 holdings, 2 a page
     totals = cold_totals(place=rule, days=DAYS, now=NOW)
     assert totals.images == 8
     assert totals.logical_bytes == sum(r.size_bytes for r in walked)

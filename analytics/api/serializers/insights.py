@@ -359,5 +359,9 @@ class ColdPageSerializer(serializers.Serializer):
     totals_note = serializers.CharField(
         allow_null=True, help_text="Why totals is null, and where to get them."
     )
-    next = serializers.URLField(allow_null=True, help_text="The next page (`after=`), null after the last.")
+    next = serializers.URLField(
+        allow_null=True,
+        help_text="The next page (`after=`), null after the last. A page examines at most 5,000 images: it "
+        "may hold fewer rows than `page_size`, even none, and still have a next one: follow it until null.",
+    )
     results = ColdImageSerializer(many=True)

@@ -411,6 +411,7 @@ class WhatIfForm:
     repository: str = ""
     tag_glob: str = ""
     not_seen_days: int | None = None
+    not_pulled_days: int | None = None
     keep_newest: int | None = None
     tags: list[str] = field(default_factory=list)
 
@@ -434,6 +435,7 @@ def whatif_page(*, form: WhatIfForm) -> dict:
         repository_id=repo_id,
         tag_glob=form.tag_glob or None,
         not_seen_days=form.not_seen_days,
+        not_pulled_days=form.not_pulled_days,
         keep_newest=form.keep_newest,
         tags=tuple(picked),
     )
@@ -444,6 +446,7 @@ def whatif_page(*, form: WhatIfForm) -> dict:
         "repository": form.repository,
         "tag_glob": form.tag_glob,
         "not_seen_days": form.not_seen_days,
+        "not_pulled_days": form.not_pulled_days,
         "keep_newest": form.keep_newest,
         "tags": form.tags,
     }

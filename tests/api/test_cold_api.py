@@ -111,3 +111,16 @@ def test_totals_of_a_large_place_point_at_the_jobs(world, client_user, settings,
     settings.WHATIF_SYNC_HOLDINGS = 2000
     totals = client_user.get("/api/v1/cold/", {"registry": world.registry.id}).json()["totals"]
     assert job.result["freed_bytes"] == totals["freed_bytes"]
+
+
+def test_the_whatif_page_takes_not_pulled_days_and_warns_before_the_window(world, user, client):
+    client.force_login(user)
+    page = client.get("/ui/whatif/", {"registry": world.registry.id, "not_pulled_days": 30})
+    text = " ".join(page.content.decode().split())
+    assert page.status_code == 200 and "team/web:latest" in text
+    assert "Pulls are counted for less than 30 days (127.0.0.1:5999: no event yet)" in text
+    for days in (-1, 36_501):
+        assert (
+            client.get("/ui/whatif/", {"registry": world.registry.id, "not_pulled_days": days}).status_code
+            == 400
+        )

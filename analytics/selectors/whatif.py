@@ -18,6 +18,10 @@ computed when its scope holds at most `WHATIF_SYNC_HOLDINGS` images and other ho
 tags or images one by one), else refused with `SelectionTooLarge`, which says to narrow it or run it as
 a job (`analytics.jobs`). The lists of lost manifests and deleted tags are keyset pages of at most
 `MAX_DETAILS` rows, never the whole set.
+
+`not_pulled_days` selects the cold tags (`analytics.selectors.pulls`: every manifest they reach unpulled in
+the window), so the cold-image answer's freed bytes are this module's, not a second size rule; an impact
+of such a rule carries `pulls`, the coverage of its window.
 """
 
 from __future__ import annotations

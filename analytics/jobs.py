@@ -117,9 +117,11 @@ def whatif_job_run(*, job_id: int) -> None:
             if whatif.whole_registry(rule):
                 impact = whatif.registry_whole_impact(registry_id=rule.registry_id, limit=limit)
             else:
-                ids = list(whatif.rule_tags(rule=rule).values_list("id", flat=True))
+                now = timezone.now()
+                ids = list(whatif.rule_tags(rule=rule, now=now).values_list("id", flat=True))
                 _step(job_id, "computing", 1, tags_selected=len(ids))
                 impact = whatif.deletion_impact(tag_ids=ids, limit=limit)
+                impact = whatif.with_coverage(impact, rule=rule, now=now)
                 _step(job_id, "storing the result", 2)
         finally:
             with connection.cursor() as cursor:

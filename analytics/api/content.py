@@ -1,6 +1,7 @@
-"""What scans found: tags and their movements, images (with their sizes, layers and history) and the
-dedup summary of a scope. Each view calls one selector; image sizes and tags are computed for the
-current page only (or each chunk of a whole-list CSV) and handed to the serializer in its context."""
+"""What scans found: tags and their movements, images (with their sizes, layers, history and pull
+counts) and the dedup summary of a scope. Each view calls one selector; image sizes, tags and pulls are
+computed for the current page only (or each chunk of a whole-list CSV) and handed to the serializer in
+its context."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from analytics.selectors.images import (
     images,
 )
 from analytics.selectors.lists import tag_event_list, tag_list
+from analytics.selectors.pulls import image_pulls
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary, images_count_maintained
 
@@ -120,6 +122,7 @@ class ImagePageMixin:
             **self.get_serializer_context(),
             "sizes": image_sizes(holding_ids=[h.id for h in page], scope=scope),
             "tags": image_tags(holdings=page),
+            "pulls": image_pulls(holdings=page),
         }
         return ImageSerializer(page, many=True, context=context).data
 
@@ -183,6 +186,7 @@ class ImageViewSet(SnapshotCachedRead, CheckedQuery, ImagePageMixin, viewsets.Re
             **self.get_serializer_context(),
             "sizes": image_sizes(holding_ids=[image.id]),
             "tags": image_tags(holdings=[image]),
+            "pulls": image_pulls(holdings=[image]),
             "layers": list(image_layers(manifest_id=image.manifest_id)[:DETAIL_LAYERS]),
         }
         return Response(ImageDetailSerializer(image, context=context).data)

@@ -1,5 +1,6 @@
-"""Insights: partners, lineage, stale bases, what-if deletion, missed savings, build history,
-largest layers, content in several registries, trends and growth. Each view calls one selector."""
+"""Insights: partners, lineage, stale bases, what-if deletion, cold images, missed savings, build
+history, largest layers, content in several registries, trends and growth. Each view calls one
+selector."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import asdict
 from functools import partial
 
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics
@@ -34,8 +36,9 @@ from analytics.errors import InvalidRequest, NotFound
 from analytics.infra.addresses import client_address
 from analytics.ingest.answers import answers_refresh
 from analytics.models import Repository, RepositoryManifest, WhatIfJob
-from analytics.selectors import content, whatif
+from analytics.selectors import content, pulls, whatif
 from analytics.selectors.answers import MISSED_SAVINGS, STALE_BASES, answers_stale
+from analytics.selectors.cold import cold_answer, cold_images
 from analytics.selectors.images import image_get_queryset
 from analytics.selectors.lineage import image_derived, image_lineage, stale_bases
 from analytics.selectors.scope import Scope, scope_resolve
@@ -177,6 +180,7 @@ def _rule(data) -> whatif.TagRule:
         repository_id=scope.repository_id,
         tag_glob=data.get("tag_glob") or None,
         not_seen_days=data.get("not_seen_days"),
+        not_pulled_days=data.get("not_pulled_days"),
         keep_newest=data.get("keep_newest"),
         newest_by=data.get("newest_by") or "first_seen",
         tags=tuple(tags),
@@ -308,6 +312,85 @@ class WhatIfJobView(CheckedQuery, APIView):
         if job is None:
             raise NotFound(f"no what-if job {pk} of yours")
         return Response(_job_data(request, job))
+
+
+# --- cold images ------------------------------------------------------------------------------------------
+
+DEFAULT_COLD_DAYS = 30
+
+
+class ColdImagesView(CheckedQuery, APIView):
+    """Images not pulled in N days, and the bytes only they hold. Not cached: the answer moves with the
+    clock. Keyset pages (`after=` repository id.manifest id); a CSV without `after` is the whole list
+    (rows only: the totals and coverage are in the JSON)."""
+
+    throttle_scope = EXPENSIVE  # the totals run the what-if of the cold tags
+
+    @extend_schema(
+        summary="Cold images: not pulled in `days` days, per registry, namespace or repository, with the "
+        "bytes deleting their tags would free and since when pulls are counted",
+        parameters=[
+            *SCOPE_PARAMETERS[:3],
+            OpenApiParameter(
+                "days",
+                OpenApiTypes.INT,
+                required=False,
+                description=f"The window, default {DEFAULT_COLD_DAYS}, from {pulls.MIN_NOT_PULLED_DAYS} to "
+                f"{pulls.MAX_NOT_PULLED_DAYS}; another value is a 400.",
+            ),
+            OpenApiParameter(
+                "totals",
+                OpenApiTypes.BOOL,
+                required=False,
+                description="Compute the totals (default true; false: the page and coverage only).",
+            ),
+            *KEYSET_PARAMETERS,
+        ],
+        responses={200: s.ColdPageSerializer, **SCOPE_ERRORS},
+    )
+    def get(self, request):
+        if "page" in request.query_params:
+            raise InvalidRequest("page: this list pages by key; follow `next` (`after=`)")
+        scope = scope_resolve(
+            registry=params.text(request, "registry"),
+            namespace=params.text(request, "namespace"),
+            repository=params.text(request, "repository"),
+        )
+        place = whatif.TagRule(
+            registry_id=scope.registry_id, namespace=scope.namespace, repository_id=scope.repository_id
+        )
+        days = params.whole_number(
+            request,
+            "days",
+            default=DEFAULT_COLD_DAYS,
+            minimum=pulls.MIN_NOT_PULLED_DAYS,
+            maximum=pulls.MAX_NOT_PULLED_DAYS,
+        )
+        page = KeysetPage(request, parts=2)
+        if page.whole_list:
+            now = timezone.now()
+            fetch = partial(cold_images, place=place, days=days, now=now)
+            return page.stream(fetch, self.rows, header=serializer_header(s.ColdImageSerializer()))
+        answer = cold_answer(
+            place=place,
+            days=days,
+            after=page.after,  # type: ignore[arg-type]
+            limit=page.size,
+            totals=params.boolean(request, "totals") if "totals" in request.query_params else True,
+        )
+        body = page.response(self.rows(answer.images), answer.next_key).data
+        data = {
+            "days": days,
+            "pulls": pulls.coverage_data(answer.coverage),
+            "totals": asdict(answer.totals) if answer.totals is not None else None,
+            "totals_note": answer.totals_note,
+            **body,
+        }
+        return Response(data)  # rows serialized above; ColdPageSerializer documents the shape
+
+    @staticmethod
+    def rows(found: list) -> list[dict]:
+        return s.ColdImageSerializer(found, many=True).data
 
 
 # --- content lists ----------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from datetime import UTC
 
 from django.db import connection
+from django.db.models import Q
 
-from analytics.models import RegistryEvent, Repository, Tag
+from analytics.models import Registry, RegistryEvent, Repository, Tag
 
 # What this service's registry client sends as User-Agent (`workers.registry.client`): a request with it
 # is a scan's read, never a pull anyone made.
@@ -23,9 +24,12 @@ def is_scanner(user_agent: str) -> bool:
 def pulls_record(*, registry_id: int, events: Iterable[RegistryEvent]) -> list[RegistryEvent]:
     """Count the manifest pulls among `events` (in the caller's transaction, which marks them applied, so
     a retry counts them once). Returns the events counted; the rest (blobs, the scanner's reads, a pull
-    by a tag nobody recorded and no digest) count nothing."""
+    by a tag nobody recorded and no digest) count nothing. Every event given, counted or not, moves the
+    registry's `pulls_counted_since` back to its time if older: it shows the registry was notifying."""
     counted: list[RegistryEvent] = []
     by_repository: dict[str, list[RegistryEvent]] = defaultdict(list)
+    events = list(events)
+    _counted_since(registry_id=registry_id, events=events)
     for event in events:
         if event.action != RegistryEvent.Action.PULL or event.target != RegistryEvent.Target.MANIFEST:
             continue
@@ -58,6 +62,18 @@ def pulls_record(*, registry_id: int, events: Iterable[RegistryEvent]) -> list[R
     _upsert_totals(totals)
     _upsert_days(days)
     return counted
+
+
+def _counted_since(*, registry_id: int, events: list[RegistryEvent]) -> None:
+    """Move the registry's `pulls_counted_since` back to the oldest event given, of any action: the
+    registry was notifying then, so from then on a pull would have been counted. The condition keeps
+    the registry's row unlocked in the usual case (nothing older arrives)."""
+    if not events:
+        return
+    oldest = min(e.occurred_at or e.received_at for e in events)
+    Registry.objects.filter(
+        Q(pulls_counted_since=None) | Q(pulls_counted_since__gt=oldest), id=registry_id
+    ).update(pulls_counted_since=oldest)
 
 
 def _repositories(*, registry_id: int, names: Iterable[str]) -> dict[str, int]:

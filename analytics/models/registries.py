@@ -38,6 +38,13 @@ class Registry(models.Model):
     last_event_at = models.DateTimeField(
         null=True, blank=True, help_text="When an applied event last changed what is recorded of it."
     )
+    # Pull counts (ManifestPulls) exist only from the events the registry sent: "not pulled in N days" says
+    # something only when this is at least N days ago (analytics/selectors/pulls.py).
+    pulls_counted_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Pulls are counted from this time on: the oldest event handed to pull counting.",
+    )
     # Politeness for this registry, shared by every worker (analytics/infra/politeness.py); null keeps the
     # deployment's REGISTRY_CONCURRENCY_LIMIT / REGISTRY_RATE_LIMIT. Bounded so a typo cannot flood it.
     max_concurrency = models.PositiveSmallIntegerField(

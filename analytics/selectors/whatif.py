@@ -18,16 +18,22 @@ computed when its scope holds at most `WHATIF_SYNC_HOLDINGS` images and other ho
 tags or images one by one), else refused with `SelectionTooLarge`, which says to narrow it or run it as
 a job (`analytics.jobs`). The lists of lost manifests and deleted tags are keyset pages of at most
 `MAX_DETAILS` rows, never the whole set.
+
+`not_pulled_days` selects the cold tags (`analytics.selectors.pulls`: every manifest they reach unpulled in
+the window), so the cold-image answer's freed bytes are this module's, not a second size rule; an impact
+of such a rule carries `pulls`, the coverage of its window.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum, Window
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -41,6 +47,7 @@ from analytics.models import (
     ScopeFigures,
     Tag,
 )
+from analytics.selectors import pulls
 from analytics.selectors.scope import glob_regex
 
 
@@ -53,6 +60,8 @@ class TagRule:
     repository_id: int | None = None
     tag_glob: str | None = None
     not_seen_days: int | None = None  # last seen by a scan more than N days ago
+    # reaching only manifests not pulled in N days (`analytics.selectors.pulls`: cold tags)
+    not_pulled_days: int | None = None
     keep_newest: int | None = None  # all but the newest N per repository
     newest_by: str = "first_seen"  # or "created": the manifest's config `created`
     tags: tuple[tuple[str, str], ...] = ()  # explicit (repository, tag) pairs
@@ -69,7 +78,7 @@ MAX_LISTED = 1000
 def too_many_listed(name: str) -> str:
     return (
         f"{name}: at most {MAX_LISTED} may be listed; select more by rule instead "
-        "(registry, namespace, repository, tag_glob, not_seen_days, keep_newest)"
+        "(registry, namespace, repository, tag_glob, not_seen_days, not_pulled_days, keep_newest)"
     )
 
 
@@ -82,6 +91,7 @@ def rule_check(rule: TagRule) -> None:
     ):
         if value is not None and not 0 <= value <= most:
             raise InvalidRequest(f"{name} must be a whole number from 0 to {most}, not {value}")
+    pulls.days_check("not_pulled_days", rule.not_pulled_days)
     if rule.tag_glob:
         glob_regex(rule.tag_glob)
     for name, listed in (("tags", rule.tags), ("images", rule.holding_ids)):
@@ -104,6 +114,15 @@ def rule_tags(*, rule: TagRule, now: datetime | None = None) -> QuerySet[Tag]:
         qs = qs.filter(name__regex=glob_regex(rule.tag_glob))
     if rule.not_seen_days is not None:
         qs = qs.filter(last_seen__lt=(now or timezone.now()) - timedelta(days=rule.not_seen_days))
+    if rule.not_pulled_days is not None:
+        # the cold tags of the rule's place, in the same statement (a hashed subplan)
+        sql, params = pulls.cold_tags_sql(
+            registry_id=rule.registry_id, namespace=rule.namespace, repository_id=rule.repository_id
+        )
+        cutoff = pulls.not_pulled_cutoff(days=rule.not_pulled_days, now=now or timezone.now())
+        # RawSQL takes positional parameters: the named ones in the order they appear
+        positional, values = _positional(sql, {**params, "cutoff": cutoff})
+        qs = qs.filter(id__in=RawSQL(positional, values))
     if rule.tags:
         pairs = Q()
         for repository, tag in rule.tags:
@@ -127,6 +146,17 @@ def rule_tags(*, rule: TagRule, now: datetime | None = None) -> QuerySet[Tag]:
         # A window cannot be filtered in the same query; rank in a subquery, then filter by id.
         qs = Tag.objects.filter(id__in=_ranked_ids(ranked, rule.keep_newest))
     return qs
+
+
+def _positional(sql: str, params: dict[str, object]) -> tuple[str, list[object]]:
+    """`%(name)s` placeholders as `%s` with their values in order (the ORM's raw SQL is positional)."""
+    values: list[object] = []
+
+    def one(match: re.Match) -> str:
+        values.append(params[match.group(1)])
+        return "%s"
+
+    return re.sub(r"%\((\w+)\)s", one, sql), values
 
 
 def _ranked_ids(ranked: QuerySet, keep: int) -> list[int]:
@@ -171,6 +201,9 @@ class DeletionImpact:
     # the lists are pages: a row past the last one listed exists (page on with `after` = the last key)
     manifests_more: bool = False
     deleted_tags_more: bool = False
+    # a rule with not_pulled_days: where pulls come from, since when they are counted, and whether that
+    # spans the window (`pulls.coverage_data`); None otherwise
+    pulls: dict | None = None
 
 
 _WHATIF_SQL = """
@@ -344,8 +377,23 @@ def _tag_rows(
 
 def whatif(*, rule: TagRule, details: bool = True) -> DeletionImpact:
     """Select tags by a rule, then measure what deleting them frees."""
-    ids = list(rule_tags(rule=rule).values_list("id", flat=True))
-    return deletion_impact(tag_ids=ids, details=details)
+    now = timezone.now()
+    ids = list(rule_tags(rule=rule, now=now).values_list("id", flat=True))
+    return with_coverage(deletion_impact(tag_ids=ids, details=details), rule=rule, now=now)
+
+
+def with_coverage(impact: DeletionImpact, *, rule: TagRule, now: datetime) -> DeletionImpact:
+    """The impact of a rule naming not_pulled_days, with the pulls' coverage of that window."""
+    if rule.not_pulled_days is None:
+        return impact
+    coverage = pulls.pull_coverage(
+        registry_id=rule.registry_id,
+        namespace=rule.namespace,
+        repository_id=rule.repository_id,
+        days=rule.not_pulled_days,
+        now=now,
+    )
+    return replace(impact, pulls=pulls.coverage_data(coverage))
 
 
 # --- bounded: what the API and the pages ask ----------------------------------------------------------------
@@ -363,6 +411,7 @@ def whole_registry(rule: TagRule) -> bool:
             rule.repository_id is not None,
             rule.tag_glob,
             rule.not_seen_days is not None,
+            rule.not_pulled_days is not None,
             rule.keep_newest is not None,
             rule.tags,
             rule.holding_ids,
@@ -424,10 +473,12 @@ def whatif_bounded(
         held = selection_holdings(rule)
         if held > cap:
             raise SelectionTooLarge(too_large(held, cap))
-    ids = list(rule_tags(rule=rule).values_list("id", flat=True))
-    return deletion_impact(
+    now = timezone.now()
+    ids = list(rule_tags(rule=rule, now=now).values_list("id", flat=True))
+    impact = deletion_impact(
         tag_ids=ids, details=details, limit=limit, manifests_after=manifests_after, tags_after=tags_after
     )
+    return with_coverage(impact, rule=rule, now=now)
 
 
 # Lost manifests of a whole registry: every present holding, by repository name then digest; a

@@ -38,6 +38,7 @@ from analytics.selectors.images import (
 from analytics.selectors.layers import layer_top
 from analytics.selectors.lineage import BaseImage, image_lineage, image_stale_base
 from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
+from analytics.selectors.pulls import image_pulls_of, pulls_annotations
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 from analytics.selectors.trends import snapshot_series
@@ -260,12 +261,14 @@ def layers_counts(*, blob_ids: list[int], registry_id: int) -> dict[int, tuple[i
 
 def image_page(*, holding_id: int) -> dict:
     try:
-        holding = image_get_queryset().get(id=holding_id)
+        # its pull figures in the same query: the page's query count stays as it was
+        holding = image_get_queryset().annotate(**pulls_annotations()).get(id=holding_id)
     except RepositoryManifest.DoesNotExist as exc:
         raise NotFound(f"no image {holding_id}") from exc
     registry_id = holding.repository.registry_id
     sizes = image_sizes(holding_ids=[holding.id])[holding.id]
     tags = image_tags(holdings=[holding])[holding.id]
+    pulled = image_pulls_of(holding)
     drawn = list(image_layers(manifest_id=holding.manifest_id)[:STACK_LIMIT])
     counts = layers_counts(blob_ids=[layer.blob_id for layer in drawn], registry_id=registry_id)
     stack = []
@@ -310,11 +313,13 @@ def image_page(*, holding_id: int) -> dict:
     return {
         "id": holding.id,
         "label": _label(holding, tags),
+        "repository": holding.repository.name,
         "digest": holding.manifest.digest,
         "registry": {"id": registry_id, "name": holding.repository.registry.name},
         "tags": tags.names,
         "index_tags": tags.index,
         "sizes": asdict(sizes),
+        "pulls": asdict(pulled),
         "layers": stack,
         "layers_capped": holding.manifest.layer_count > len(stack),
         "chain": [{**asdict(b), "tagged": b.holding_id in tagged} for b in chain],
@@ -406,6 +411,7 @@ class WhatIfForm:
     repository: str = ""
     tag_glob: str = ""
     not_seen_days: int | None = None
+    not_pulled_days: int | None = None
     keep_newest: int | None = None
     tags: list[str] = field(default_factory=list)
 
@@ -429,6 +435,7 @@ def whatif_page(*, form: WhatIfForm) -> dict:
         repository_id=repo_id,
         tag_glob=form.tag_glob or None,
         not_seen_days=form.not_seen_days,
+        not_pulled_days=form.not_pulled_days,
         keep_newest=form.keep_newest,
         tags=tuple(picked),
     )
@@ -439,6 +446,7 @@ def whatif_page(*, form: WhatIfForm) -> dict:
         "repository": form.repository,
         "tag_glob": form.tag_glob,
         "not_seen_days": form.not_seen_days,
+        "not_pulled_days": form.not_pulled_days,
         "keep_newest": form.keep_newest,
         "tags": form.tags,
     }

@@ -94,11 +94,12 @@ def whatif(request: HttpRequest) -> HttpResponse:
                 repository=request.GET.get("repository", "").strip(),
                 tag_glob=request.GET.get("tag_glob", "").strip(),
                 not_seen_days=_int(request, "not_seen_days"),
+                not_pulled_days=_int(request, "not_pulled_days"),
                 keep_newest=_int(request, "keep_newest"),
                 tags=request.GET.getlist("tags"),
             )
             chosen = [form.namespace, form.repository, form.tag_glob, form.tags]
-            if any([*chosen, form.not_seen_days, form.keep_newest]):
+            if any([*chosen, form.not_seen_days, form.not_pulled_days, form.keep_newest]):
                 wait = rates.hit(rates.EXPENSIVE, request)  # the same computation as the API's what-if
                 if wait is not None:
                     return too_many(wait)

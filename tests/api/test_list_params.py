@@ -105,6 +105,7 @@ def test_the_lists_are_the_ones_expected():
         "/api/v1/layers/{digest}/repositories/",
         "/api/v1/layers/{digest}/images/",
         "/api/v1/images/{id}/derived/",
+        "/api/v1/cold/",
     }
 
 

@@ -15,7 +15,7 @@ from analytics.selectors.whatif import MAX_LISTED, TagRule, whatif
 pytestmark = pytest.mark.django_db
 
 API = "/api/v1/"
-RULES = "registry, namespace, repository, tag_glob, not_seen_days, keep_newest"
+RULES = "registry, namespace, repository, tag_glob, not_seen_days, not_pulled_days, keep_newest"
 
 
 @pytest.mark.parametrize("field", ["tags", "images"])

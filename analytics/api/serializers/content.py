@@ -180,6 +180,11 @@ class ImageSerializer(serializers.ModelSerializer):
     layers_size_bytes = serializers.SerializerMethodField()
     layers_shared_bytes = serializers.SerializerMethodField()
     layers_unique_bytes = serializers.SerializerMethodField()
+    pulls = serializers.SerializerMethodField(
+        help_text="Pulls of this digest from its repository, counted from the registry's pull events "
+        "(the scanner's reads are not pulls); an index's pull is counted on the index."
+    )
+    last_pulled_at = serializers.SerializerMethodField(help_text="The latest of them; null: none counted.")
 
     class Meta:
         model = RepositoryManifest
@@ -203,6 +208,8 @@ class ImageSerializer(serializers.ModelSerializer):
             "config_digest",
             "layer_count",
             *_SIZE_FIELDS,
+            "pulls",
+            "last_pulled_at",
             "present",
             "first_seen",
             "last_seen",
@@ -263,6 +270,21 @@ class ImageSerializer(serializers.ModelSerializer):
     def get_index_tags(self, obj: RepositoryManifest) -> list[str]:
         tags = self.context.get("tags", {}).get(obj.id)
         return tags.index if tags is not None else []
+
+    def _pulls(self, obj: RepositoryManifest):
+        return self.context.get("pulls", {}).get(obj.id)
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_pulls(self, obj) -> int | None:
+        found = self._pulls(obj)
+        return found.pulls if found is not None else None
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_last_pulled_at(self, obj) -> str | None:
+        found = self._pulls(obj)
+        if found is None or found.last_pulled_at is None:
+            return None
+        return serializers.DateTimeField().to_representation(found.last_pulled_at)
 
     @extend_schema_field(OpenApiTypes.INT)
     def get_size_bytes(self, obj) -> int | None:

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from analytics.api.params import MAX_INT
 from analytics.api.serializers.common import BoundedListField, offset_page
 from analytics.models import SummarySnapshot
-from analytics.selectors import whatif
+from analytics.selectors import pulls, whatif
 from analytics.selectors.scope import MAX_GLOB_CHARS
 
 
@@ -162,6 +162,12 @@ class WhatIfRequestSerializer(serializers.Serializer):
     repository = serializers.CharField(required=False, max_length=255)
     tag_glob = serializers.CharField(required=False, max_length=MAX_GLOB_CHARS)
     not_seen_days = serializers.IntegerField(required=False, min_value=0, max_value=whatif.MAX_NOT_SEEN_DAYS)
+    not_pulled_days = serializers.IntegerField(
+        required=False,
+        min_value=pulls.MIN_NOT_PULLED_DAYS,
+        max_value=pulls.MAX_NOT_PULLED_DAYS,
+        help_text="Tags reaching only manifests not pulled in N days (cold tags; see `cold/`).",
+    )
     keep_newest = serializers.IntegerField(required=False, min_value=0, max_value=whatif.MAX_KEEP_NEWEST)
     newest_by = serializers.ChoiceField(choices=["first_seen", "created"], default="first_seen")
     tags = BoundedListField(
@@ -258,6 +264,11 @@ class DeletionImpactSerializer(serializers.Serializer):
     deleted_tags_next_url = serializers.CharField(
         allow_null=True, help_text="The next page as a GET (GET only)."
     )
+    pulls = serializers.JSONField(
+        allow_null=True,
+        help_text="With not_pulled_days: where pull figures come from and whether they span the window "
+        "(`PullCoverage` of `cold/`); null otherwise.",
+    )
 
 
 class WhatIfJobSerializer(serializers.Serializer):
@@ -281,3 +292,76 @@ class WhatIfJobSerializer(serializers.Serializer):
             "and deleted tags (`manifests_more` / `deleted_tags_more` say whether more exist)."
         ),
     )
+
+
+# --- cold images ------------------------------------------------------------------------------------------
+
+
+class RegistryPullsSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    followed = serializers.BooleanField(help_text="It has an events secret: it is meant to send its events.")
+    counted_since = serializers.DateTimeField(
+        allow_null=True, help_text="Pulls are counted from then on (its oldest event); null: no event yet."
+    )
+    covered = serializers.BooleanField(help_text="counted_since is at or before the window's start.")
+
+
+class PullCoverageSerializer(serializers.Serializer):
+    source = serializers.CharField(help_text="Where pull figures come from.")
+    days = serializers.IntegerField()
+    cutoff = serializers.DateTimeField(help_text="now - days: a pull at or after it warms.")
+    covered = serializers.BooleanField(
+        help_text="Every registry of the answer has counted pulls since the cutoff. False: over this "
+        "window, not pulled may only mean not counted yet."
+    )
+    registries = RegistryPullsSerializer(many=True, help_text="The registries of the answer, the first 100.")
+
+
+class ColdImageSerializer(serializers.Serializer):
+    image = serializers.IntegerField(source="holding_id", help_text="Image (repository-manifest) id.")
+    repository_id = serializers.IntegerField()
+    repository = serializers.CharField()
+    digest = serializers.CharField()
+    platform = serializers.CharField()
+    size_bytes = serializers.IntegerField(help_text="Manifest, config and distinct layers (as `images/`).")
+    pulls = serializers.IntegerField(help_text="Pulls of its own digest in its repository, ever counted.")
+    last_pulled_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="The latest pull warming it (its digest or an index listing it), before the cutoff; "
+        "null: never pulled since counting began.",
+    )
+
+
+class ColdTotalsSerializer(serializers.Serializer):
+    images = serializers.IntegerField(help_text="Cold images.")
+    logical_bytes = serializers.IntegerField(help_text="Their size_bytes summed: as if nothing were shared.")
+    tags = serializers.IntegerField(help_text="Cold tags: every manifest they reach is cold.")
+    freed_bytes = serializers.IntegerField(
+        help_text="What deleting the cold tags, then garbage collection, frees (the what-if of them)."
+    )
+    kept_bytes = serializers.IntegerField(
+        help_text="What of their content stays: warm manifests or other repositories use it."
+    )
+    manifests_untagged = serializers.IntegerField()
+    manifests_freed = serializers.IntegerField()
+    blobs_freed = serializers.IntegerField()
+
+
+class ColdPageSerializer(serializers.Serializer):
+    """A keyset page of cold images, with the coverage and (when computed) the totals."""
+
+    days = serializers.IntegerField()
+    pulls = PullCoverageSerializer()
+    totals = ColdTotalsSerializer(
+        allow_null=True, help_text="Null when not asked (`totals=false`) or the place is too large."
+    )
+    totals_note = serializers.CharField(
+        allow_null=True, help_text="Why totals is null, and where to get them."
+    )
+    next = serializers.URLField(
+        allow_null=True,
+        help_text="The next page (`after=`), null after the last. A page examines at most 5,000 images: it "
+        "may hold fewer rows than `page_size`, even none, and still have a next one: follow it until null.",
+    )
+    results = ColdImageSerializer(many=True)

@@ -22,6 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--repository")
         parser.add_argument("--tag-glob", help="Tags matching this glob.")
         parser.add_argument("--not-seen-days", type=int, help="Tags last seen more than N days ago.")
+        parser.add_argument(
+            "--not-pulled-days",
+            type=int,
+            help="Tags reaching only manifests not pulled in N days (cold tags; pulls from the registry's "
+            "events).",
+        )
         parser.add_argument("--keep-newest", type=int, help="All but the newest N tags per repository.")
         parser.add_argument("--newest-by", choices=["first_seen", "created"], default="first_seen")
         parser.add_argument("--tag", action="append", default=[], help="repository:tag (repeatable).")
@@ -40,6 +46,7 @@ class Command(BaseCommand):
                     repository_id=scope.repository_id,
                     tag_glob=o["tag_glob"],
                     not_seen_days=o["not_seen_days"],
+                    not_pulled_days=o["not_pulled_days"],
                     keep_newest=o["keep_newest"],
                     newest_by=o["newest_by"],
                     tags=tags,  # type: ignore[arg-type]
@@ -65,3 +72,11 @@ class Command(BaseCommand):
             f"other repositories, {impact.shared_blobs} blobs ({impact.shared_bytes} B) referenced by "
             "kept manifests)"
         )
+        if impact.pulls is not None and not impact.pulls["covered"]:
+            since = ", ".join(
+                f"{r['name']}: {r['counted_since'] or 'never'}" for r in impact.pulls["registries"]
+            )
+            self.stdout.write(
+                f"warning: pulls are counted for less than {impact.pulls['days']} days ({since}): "
+                "not pulled may only mean not counted yet"
+            )

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from analytics.events.formats import BLOB, DELETE, MOUNT, PULL, PUSH
 from analytics.events.pulls import pulls_record
 from analytics.infra import telemetry
 from analytics.infra.text import printable
+from analytics.ingest.answers import answers_refresh
 from analytics.ingest.chains import chains_refresh
 from analytics.ingest.known import configs_known, manifests_known
 from analytics.ingest.snapshot import snapshot_ingest
@@ -82,6 +83,14 @@ def registry_events_apply(*, registry_id: int) -> Applied:
             logger.info("events of %s/%s wait: the registry did not answer (%s)", registry.name, name, exc)
             result.transient = exc
             result.later.append(name)
+    if result.changed and not result.later:
+        # As after a stand-alone repository scan: the registry's kept answers (stale bases, missed
+        # savings) are computed now, in the worker, rather than by the next reader. Not while events
+        # still wait: the last batch of a burst does it once. A failure leaves it to the next reader.
+        try:
+            answers_refresh(registry_id=registry_id)
+        except DatabaseError:
+            logger.exception("the kept answers of registry %s were not refreshed", registry_id)
     return result
 
 

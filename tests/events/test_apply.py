@@ -17,9 +17,12 @@ from rest_framework.test import APIClient
 from analytics.events.apply import registries_waiting, registry_events_apply
 from analytics.events.formats import events_parse
 from analytics.events.inbox import events_store
+from analytics.ingest.answers import ANSWERS
 from analytics.models import ManifestPulls, Registry, RegistryEvent, Scan, Tag, TagEvent
 from analytics.registries import registry_upsert
 from analytics.scans.start import scan_start_inline
+from analytics.selectors.answers import answers_stale
+from analytics.selectors.lineage import stale_bases_computed
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 from harness.pusher import Pusher, make_base
@@ -264,3 +267,33 @@ def test_harbor_and_quay_payloads_are_applied_like_distributions(server, followe
 def deliver_json(registry: Registry, payload: dict) -> None:
     body = json.dumps(payload).encode()
     events_store(registry=registry, events=events_parse(body=body, content_type="application/json").events)
+
+
+def test_events_that_change_a_registry_leave_its_kept_answers_current(server, followed):
+    """A base tag moved by a push: the registry's kept stale-base answer is recomputed by the worker that
+    applied the events, and equals the computation from scratch."""
+    with Pusher(server.url) as push:
+        old = push.image("lib/base", "1", seed="b1", base=make_base("sb1"), own_layer_bytes=0)
+        app = push.image("team/app", "1", seed="app", base=make_base("sb1"))
+    deliver(
+        followed,
+        event("push", "lib/base", tag="1", digest=old.digest),
+        event("push", "team/app", tag="1", digest=app.digest),
+    )
+    registry_events_apply(registry_id=followed.id)
+    with Pusher(server.url) as push:
+        new = push.image("lib/base", "1", seed="b2", base=make_base("sb2"), own_layer_bytes=0)
+    deliver(followed, event("push", "lib/base", tag="1", digest=new.digest))
+    registry_events_apply(registry_id=followed.id)
+    for answer in ANSWERS:
+        assert answers_stale(registry_ids=[followed.id], answer=answer) == []
+    computed = stale_bases_computed(registry_id=followed.id)
+    assert [(s.repository, s.tag, s.old_digest, s.new_digest) for s in computed] == [
+        ("lib/base", "1", old.digest, new.digest)
+    ]
+    client = APIClient()
+    client.force_authenticate(get_user_model().objects.create_user("reader-sb"))
+    kept = client.get("/api/v1/stale-bases/", {"registry": followed.id}).json()["results"]
+    assert [(r["repository"], r["tag"], r["old_digest"], r["new_digest"]) for r in kept] == [
+        ("lib/base", "1", old.digest, new.digest)
+    ]

@@ -3,6 +3,7 @@ management commands print them.
 
     LayerlensError (400)
     ├── InvalidRequest (400)   a value the caller sent cannot be used
+    │   └── InvalidPolicy (400)   a cleanup policy that cannot be read: the line or JSON path named
     ├── NotFound (404)         a named registry, repository, image, layer or engine does not exist
     ├── Conflict (409)         the request contradicts what is stored (a name or URL taken)
     ├── RepositoryBusy (409)   another worker holds the repository's scan lease; try again later
@@ -21,6 +22,13 @@ class LayerlensError(Exception):
 
 
 class InvalidRequest(LayerlensError):
+    status = 400
+
+
+class InvalidPolicy(InvalidRequest):
+    """A cleanup policy (ECR, GitLab, Harbor, Layerlens) that cannot be read or applied; the message names
+    where (a line and column, or a JSON path such as `$.rules[1].selection.countNumber`)."""
+
     status = 400
 
 

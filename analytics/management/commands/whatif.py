@@ -1,14 +1,21 @@
 """`manage.py whatif`: what deleting a set of tags (and collecting garbage) would free, and what of it
-stays (freed_bytes + kept_bytes: every untagged byte once). Deletes nothing."""
+stays (freed_bytes + kept_bytes: every untagged byte once). Deletes nothing.
+
+The tags are chosen by the flags, or by a cleanup policy (`--policy FILE`, `-` for standard input: an ECR
+lifecycle policy, a GitLab cleanup policy, a Harbor tag retention policy or Layerlens's own rule as JSON;
+`--format` names it, else its fields do), previewed by `analytics.policies`."""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 
 from django.core.management.base import BaseCommand, CommandError
 
 from analytics.errors import LayerlensError
+from analytics.policies.document import MAX_POLICY_BYTES
+from analytics.policies.preview import FORMATS, PolicyPreview, policy_parse, policy_preview
 from analytics.selectors.scope import scope_resolve
 from analytics.selectors.whatif import TagRule, whatif
 
@@ -31,9 +38,19 @@ class Command(BaseCommand):
         parser.add_argument("--keep-newest", type=int, help="All but the newest N tags per repository.")
         parser.add_argument("--newest-by", choices=["first_seen", "created"], default="first_seen")
         parser.add_argument("--tag", action="append", default=[], help="repository:tag (repeatable).")
+        parser.add_argument(
+            "--policy", help="A cleanup policy file (JSON; - reads standard input) instead of the rule flags."
+        )
+        parser.add_argument(
+            "--format", choices=FORMATS, help="The policy's format (default: from its fields)."
+        )
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **o):
+        if o["policy"] is not None:
+            return self.policy(o)
+        if o["format"]:
+            raise CommandError("--format describes a --policy file")
         try:
             scope = scope_resolve(
                 registry=o["registry"], namespace=o["namespace"], repository=o["repository"]
@@ -80,3 +97,57 @@ class Command(BaseCommand):
                 f"warning: pulls are counted for less than {impact.pulls['days']} days ({since}): "
                 "not pulled may only mean not counted yet"
             )
+
+    RULE_FLAGS = ("tag_glob", "not_seen_days", "not_pulled_days", "keep_newest")
+
+    def policy(self, o) -> None:
+        flags = [f"--{f.replace('_', '-')}" for f in self.RULE_FLAGS if o[f] is not None] + (
+            ["--tag"] if o["tag"] else []
+        )
+        if flags:
+            raise CommandError(f"--policy chooses the tags; {', '.join(flags)} cannot be combined with it")
+        try:
+            if o["policy"] == "-":
+                text = sys.stdin.buffer.read(MAX_POLICY_BYTES + 1)
+            else:
+                with open(o["policy"], "rb") as f:
+                    text = f.read(MAX_POLICY_BYTES + 1)
+        except OSError as exc:
+            raise CommandError(f"{o['policy']}: {exc.strerror}") from None
+        try:
+            policy = policy_parse(text, format=o["format"])
+            scope = scope_resolve(
+                registry=o["registry"], namespace=o["namespace"], repository=o["repository"]
+            )
+            preview = policy_preview(
+                policy=policy,
+                registry_id=scope.registry_id,  # type: ignore[arg-type]
+                namespace=scope.namespace,
+                repository_id=scope.repository_id,
+            )
+        except LayerlensError as exc:
+            raise CommandError(" ".join(str(exc).split())) from exc
+        if o["json"]:
+            self.stdout.write(json.dumps(asdict(preview), default=str, indent=2))
+            return
+        self.policy_text(preview)
+
+    def policy_text(self, p: PolicyPreview) -> None:
+        impact = p.impact
+        for repository, tag, digest in p.removed_tags:
+            self.stdout.write(f"delete {repository}:{tag}  {digest}")
+        for repository, digest in p.removed_untagged:
+            self.stdout.write(f"delete untagged {repository}@{digest}")
+        self.stdout.write(
+            f"{p.format} policy on {p.registry}: tags removed {impact.tags}, kept {p.tags_kept}; "
+            f"untagged manifests removed {len(p.removed_untagged)}\n"
+            f"freed_bytes {impact.freed_bytes}  (manifests {impact.freed_manifest_bytes} B, "
+            f"blobs {impact.freed_blob_bytes} B)\nkept_bytes {impact.kept_bytes}"
+        )
+        if p.push_times is not None:
+            t = p.push_times
+            self.stdout.write(f"push times from {t['source']} (events {t['events']}, scans {t['scans']})")
+        if p.pulls is not None:
+            self.stdout.write(f"pulls counted since {p.pulls['registries'][0]['counted_since']}")
+        for note in p.notes:
+            self.stdout.write(f"note: {note}")

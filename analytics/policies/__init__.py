@@ -1,0 +1,14 @@
+"""Cleanup policies as people already write them, previewed against what Layerlens recorded.
+
+- `document`: the policy's text read as bounded JSON and walked field by field (errors name a line or a
+  JSON path);
+- `patterns`: GitLab's RE2 regexes (refused when unsafe, matched under a timeout), ECR's wildcards,
+  Harbor's doublestar patterns;
+- `ecr`, `gitlab`, `harbor`, `layerlens`: one format each, parsed and evaluated with its documented
+  semantics;
+- `rows`: what a policy is evaluated over (images and tags with push and pull times, and their source);
+- `preview`: parse (format given or guessed), refuse what would be guessed (pulls not counted), select,
+  price with `selectors.whatif.deletion_impact`.
+
+Reads only: a preview deletes nothing and stores nothing.
+"""

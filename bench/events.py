@@ -656,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         api.close()
         worker.stop()
+        # what the worker did (a late event's retry shows here), beside the web's log
+        (ROOT / "var" / "bench-events-worker.log").write_text(worker.log_text())
         server.terminate()
         server.wait(timeout=30)
     load_after = os.getloadavg()

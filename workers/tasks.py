@@ -147,7 +147,7 @@ def apply_registry_events(self, registry_id: int) -> None:
         countdown = (
             retry_countdown(self.request.retries, result.transient)
             if result.transient is not None
-            else (settings.SCAN_BUSY_RETRY_SECONDS if not result.events else 0)
+            else (settings.EVENTS_BUSY_RETRY_SECONDS if not result.events else 0)
         )
         apply_registry_events.apply_async(args=[registry_id], countdown=countdown)
 

@@ -61,6 +61,10 @@ class Applied:
     transient: RegistryError | None = None
 
 
+# A repository's batches applied under one lease before the other repositories get their turn.
+_BATCHES_PER_LEASE = 4
+
+
 def registry_events_apply(*, registry_id: int) -> Applied:
     """Apply the registry's pending events, each repository's in one batch of at most
     `EVENTS_APPLY_BATCH` (the rest is `later`)."""
@@ -108,17 +112,21 @@ def repository_events_apply(*, registry: Registry, name: str, into: Applied) -> 
         heartbeat.start()
         limit = settings.EVENTS_APPLY_BATCH
         pending = RegistryEvent.objects.filter(registry=registry, repository=name, applied_at__isnull=True)
-        events = list(pending.order_by("id")[: limit + 1])
-        if len(events) > limit:
-            events = events[:limit]
-            into.later.append(name)
-        if not events:
-            return
-        tags = _tags_concerned(repository=repository, events=events)
-        read = _read(registry=registry, repository=repository, tags=tags) if tags else None
-        changed = _record(registry=registry, repository=repository, events=events, read=read)
-        into.events += len(events)
-        into.changed += changed
+        # Events that arrive while a batch is applied are taken by the holder of the lease, in more
+        # batches, rather than by the task that found the repository busy and must wait to retry.
+        for batch in range(_BATCHES_PER_LEASE):
+            events = list(pending.order_by("id")[: limit + 1])
+            if len(events) > limit:
+                events = events[:limit]
+                if batch == _BATCHES_PER_LEASE - 1:
+                    into.later.append(name)
+            if not events:
+                return
+            tags = _tags_concerned(repository=repository, events=events)
+            read = _read(registry=registry, repository=repository, tags=tags) if tags else None
+            changed = _record(registry=registry, repository=repository, events=events, read=read)
+            into.events += len(events)
+            into.changed += changed
     finally:
         heartbeat.__exit__(None, None, None)
         repository_lease_release(repository)

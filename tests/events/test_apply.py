@@ -297,3 +297,16 @@ def test_events_that_change_a_registry_leave_its_kept_answers_current(server, fo
     assert [(r["repository"], r["tag"], r["old_digest"], r["new_digest"]) for r in kept] == [
         ("lib/base", "1", old.digest, new.digest)
     ]
+
+
+def test_the_lease_holder_applies_several_batches_and_leaves_the_rest_for_later(server, followed, settings):
+    """Events arriving while a repository's batch is applied are taken by the worker holding it, up to a
+    few batches; past them the repository is left for the task's next turn."""
+    settings.EVENTS_APPLY_BATCH = 2
+    digest = "sha256:" + "c" * 64
+    deliver(followed, *[event("pull", "team/app", digest=digest, method="GET") for _ in range(9)])
+    first = registry_events_apply(registry_id=followed.id)
+    assert (first.events, first.later) == (8, ["team/app"])
+    second = registry_events_apply(registry_id=followed.id)
+    assert (second.events, second.later) == (1, [])
+    assert ManifestPulls.objects.get(digest=digest).pulls == 9

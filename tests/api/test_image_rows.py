@@ -8,6 +8,7 @@ from rest_framework import serializers
 from analytics.api.serializers.content import ImageDetailSerializer, ImageSerializer
 from analytics.models import RepositoryManifest
 from analytics.selectors.images import image_sizes, image_tags
+from analytics.selectors.pulls import image_pulls
 
 
 def _rows(serializer_class, holdings, context):
@@ -27,7 +28,11 @@ def _holdings():
 
 
 def _context(holdings):
-    return {"sizes": image_sizes(holding_ids=[h.id for h in holdings]), "tags": image_tags(holdings=holdings)}
+    return {
+        "sizes": image_sizes(holding_ids=[h.id for h in holdings]),
+        "tags": image_tags(holdings=holdings),
+        "pulls": image_pulls(holdings=holdings),
+    }
 
 
 def test_the_image_list_answers_drf_rows(world, client_user):

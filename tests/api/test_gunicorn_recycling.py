@@ -1,6 +1,7 @@
-"""A worker replaced after its `max_requests` drops no request: clients holding kept-alive connections
-(as `requests`, wrk or a dashboard's poller do, none of them retrying) all get their answers while the
-workers are recycled again and again. gunicorn with the project's configuration, on loopback."""
+"""A worker replaced (its memory past `WEB_MAX_RSS_MB`, or after `WEB_MAX_REQUESTS`) drops no request:
+clients holding kept-alive connections (as `requests`, wrk or a dashboard's poller do, none of them
+retrying) all get their answers while the workers are recycled again and again. gunicorn with the
+project's configuration, on loopback."""
 
 from __future__ import annotations
 
@@ -21,17 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIENTS, REQUESTS = 8, 120
 
 
-@pytest.fixture
-def recycling_server(tmp_path):
+RECYCLING = {
+    # a worker's life: 60 requests, so 960 requests recycle about 16
+    "count": {"WEB_MAX_REQUESTS": "60", "WEB_MAX_REQUESTS_JITTER": "0", "WEB_RECYCLE_DRAIN": "20"},
+    # every worker is past 1 MB at its first look, after 50 requests: each then serves what it holds and goes
+    "memory": {"WEB_MAX_RSS_MB": "1", "WEB_MAX_REQUESTS": "0"},
+}
+
+
+@pytest.fixture(params=sorted(RECYCLING))
+def recycling_server(tmp_path, request):
     port = free_loopback_port()
-    env = {
-        **os.environ,
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "WEB_MAX_REQUESTS": "60",  # a worker's life: 60 requests, so 960 requests recycle about 16
-        "WEB_MAX_REQUESTS_JITTER": "0",
-        "WEB_RECYCLE_DRAIN": "20",
-    }
+    env = {**os.environ, "DEBUG": "1", "ALLOWED_HOSTS": "127.0.0.1", **RECYCLING[request.param]}
     log = tmp_path / "web.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(

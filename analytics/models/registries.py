@@ -120,6 +120,11 @@ class Repository(models.Model):
         verbose_name_plural = "repositories"
         ordering = ["registry_id", "name"]
         constraints = [models.UniqueConstraint(fields=["registry", "name"], name="repository_unique_name")]
+        indexes = [
+            # lists over every registry walk repositories in name order (cold images' keyset pages): an
+            # index range, not a sort of every repository before the first page
+            models.Index(fields=["name", "id"], name="repository_name_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.registry.host}/{self.name}"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from gunicorn.workers.gthread import ThreadWorker
 
-from config.gunicorn_worker import RecyclingThreadWorker
+from config.gunicorn_worker import MAX_RSS_BYTES, RecyclingThreadWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,5 +64,6 @@ def test_every_gunicorn_start_recycles_its_gthread_workers(start):
     assert config["worker_class"] == "config.gunicorn_worker.RecyclingThreadWorker"
     assert issubclass(RecyclingThreadWorker, ThreadWorker) and int(config["threads"]) >= 2
     assert config["preload_app"] == "True"
-    assert int(config["max_requests"]) == 10000
-    assert int(config["max_requests_jitter"]) == 2000
+    # recycled on memory (the worker's own check), not on a count
+    assert int(config["max_requests"]) == 0
+    assert MAX_RSS_BYTES == 768 * 1024 * 1024

@@ -268,6 +268,17 @@ def _outcome(event: RegistryEvent, *, read: _Read | None, changed: int, counted:
 # -- the sweeper -----------------------------------------------------------------------------------------
 
 
+def events_pending(*, registry_id: int) -> bool:
+    """Whether any event of the registry waits to be applied (a probe of the pending index)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {RegistryEvent._meta.db_table}"
+            " WHERE registry_id = %s AND applied_at IS NULL)",
+            [registry_id],
+        )
+        return bool(cursor.fetchone()[0])
+
+
 def registries_waiting(*, now=None) -> list[int]:
     """Registries with an event pending longer than `EVENTS_SWEEP_AFTER_SECONDS`: their task was lost
     (a worker killed, the broker restarted) or their repository was busy; the sweeper sends them again."""

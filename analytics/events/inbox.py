@@ -203,27 +203,48 @@ def _pending_key(registry_id: int) -> str:
 
 
 def events_apply_soon(*, registry_id: int) -> None:
-    """Send the apply task for the registry unless one is already waiting to start.
+    """Send the apply task for the registry unless one is out already.
 
-    The key says "a task is sent and has not started": the task deletes it before it reads the inbox
-    (`events_apply_started`), so an event committed after that read sends a new task, and one
-    committed before it is read by it. A burst of 10,000 events sends a handful of tasks, not 10,000.
-    The key expires, and the sweeper resends registries whose events wait, so a lost task or a Redis
-    failure delays events, never loses them.
+    The key says "a task is sent or running, and will look at the inbox again": a task holds it while
+    it applies (`events_apply_started`) and lets it go only when it found nothing left, looking once
+    more after that (`events_apply_idle`, then `events_apply_claim`). So an event committed while the
+    key is held is read by that task, one committed after it was let go sends a new task, and a burst
+    of 10,000 events sends a handful of tasks, not one per request. The key expires, and the sweeper
+    resends registries whose events wait, so a lost task or a Redis failure delays events, never loses
+    them.
     """
-    url = settings.LAYERLENS_REDIS_URL
-    ttl = settings.EVENTS_TASK_PENDING_SECONDS
-    try:
-        first = shared_redis(url).set(_pending_key(registry_id), 1, nx=True, ex=ttl) if url else True
-    except Exception as exc:  # the broker's Redis may be down too; the sweeper resends
-        logger.warning("events of registry %s: no pending-task key (%s); sending anyway", registry_id, exc)
-        first = True
-    if first:
+    if events_apply_claim(registry_id=registry_id):
         current_app.send_task(APPLY_TASK, args=[registry_id])
 
 
+def events_apply_claim(*, registry_id: int) -> bool:
+    """Take the registry's key if no task holds it: True when the caller is to send (or be) the task."""
+    url = settings.LAYERLENS_REDIS_URL
+    if not url:
+        return True
+    try:
+        ttl = settings.EVENTS_TASK_PENDING_SECONDS
+        return bool(shared_redis(url).set(_pending_key(registry_id), 1, nx=True, ex=ttl))
+    except Exception as exc:  # the broker's Redis may be down too; the sweeper resends
+        logger.warning("events of registry %s: no pending-task key (%s); sending anyway", registry_id, exc)
+        return True
+
+
 def events_apply_started(*, registry_id: int) -> None:
-    """The apply task has started: events committed from now on send a new task."""
+    """An apply task is running (again): events committed from now on are its to read, until it lets
+    go of the key. Renewed each round, so a long task does not let it expire."""
+    url = settings.LAYERLENS_REDIS_URL
+    if not url:
+        return
+    try:
+        shared_redis(url).set(_pending_key(registry_id), 1, ex=settings.EVENTS_TASK_PENDING_SECONDS)
+    except Exception as exc:
+        logger.warning("events of registry %s: could not renew the pending-task key (%s)", registry_id, exc)
+
+
+def events_apply_idle(*, registry_id: int) -> None:
+    """The apply task found nothing left or stops here: events committed from now on send another task.
+    The caller looks at the inbox once more after this, for events committed while it held the key."""
     url = settings.LAYERLENS_REDIS_URL
     if not url:
         return

@@ -64,15 +64,6 @@ class Stored:
         return self.received - self.stored
 
 
-def events_secret_matches(registry: Registry, given: str) -> bool:
-    """Whether `given` is the registry's events secret, compared in constant time; a registry without
-    one matches nothing (it is not followed, so its events are refused)."""
-    secret = registry.get_events_secret()
-    if not secret or not given:
-        return False
-    return hmac.compare_digest(given.encode(), secret.encode())
-
-
 def events_follower(*, registry_id: int) -> Follower | None:
     """The registry's name and stored secret, or None when there is no such registry: one statement by
     primary key, prepared once per connection (the ORM's query building cost more than the query)."""

@@ -173,7 +173,7 @@ def _database(work: Callable[[], T]) -> T:
     try:
         return work()
     except (OperationalError, InterfaceError):
-        if connection.in_atomic_block or (connection.connection is not None and connection.is_usable()):
+        if connection.in_atomic_block or connection.is_usable():
             raise  # the statement failed, not the connection
         connection.close()
         return work()

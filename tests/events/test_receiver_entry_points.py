@@ -19,7 +19,8 @@ import httpx
 import psycopg
 import pytest
 from django.core.cache import cache
-from django.db import connection
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection
 from django.test import Client
 
 from analytics.infra.statements import web_statement_timeout_install
@@ -47,11 +48,26 @@ def basic(password: str) -> str:
 
 @pytest.fixture
 def served():
-    """The web's WSGI application, as gunicorn loads it."""
+    """The web's WSGI application, as gunicorn loads it. What it hands to Django runs with Django's
+    request signals cut from the connections, as Django's test client does for its requests: they
+    would close the connection inside the test's transaction."""
     import config.wsgi
 
+    def application(environ, start_response):
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
+        try:
+            answer = config.wsgi.application(environ, start_response)
+            try:
+                return [b"".join(answer)]
+            finally:
+                getattr(answer, "close", lambda: None)()
+        finally:
+            request_started.connect(close_old_connections)
+            request_finished.connect(close_old_connections)
+
     try:
-        yield config.wsgi.application
+        yield application
     finally:
         web_statement_timeout_install(0)  # importing it bounded this process's new connections
 
@@ -254,3 +270,13 @@ def test_a_connection_that_died_between_requests_is_replaced_and_nothing_is_lost
         assert second.json() == {"received": 1, "stored": 1, "duplicates": 0, "ignored": 0}
         assert connection.connection.info.backend_pid != backend
     assert sorted(RegistryEvent.objects.values_list("action", flat=True)) == ["pull", "push"]
+
+
+def test_the_schema_still_documents_the_receiver(admin_client):
+    paths = admin_client.get("/api/schema/?format=json").json()["paths"]
+    (path,) = [p for p in paths if p.startswith("/api/v1/registries/") and p.endswith("/events/")]
+    post = paths[path]["post"]
+    assert set(post["responses"]) == {"202", "400", "401", "413", "429", "503"}
+    assert set(post["requestBody"]["content"]) == {DISTRIBUTION, "application/json"}
+    accepted = post["responses"]["202"]["content"]["application/json"]["schema"]
+    assert accepted == {"$ref": "#/components/schemas/EventsAccepted"}

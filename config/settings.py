@@ -382,6 +382,9 @@ EVENTS_TASK_PENDING_SECONDS = int(os.environ.get("EVENTS_TASK_PENDING_SECONDS", 
 # holder takes what arrives while it applies, so this is for the moments between its last look and its
 # release, and for scans.
 EVENTS_BUSY_RETRY_SECONDS = float(os.environ.get("EVENTS_BUSY_RETRY_SECONDS", "2"))
+# A pushed tag not found when its event is applied is read again once this long after the event came:
+# distribution notifies a manifest push before it links the tag (analytics/events/apply.py _settled).
+EVENTS_PUSH_SETTLE_SECONDS = float(os.environ.get("EVENTS_PUSH_SETTLE_SECONDS", "0.25"))
 # An apply task goes on applying while events keep coming (a burst is one task) for about this long,
 # then sends itself again, behind the other registries' tasks and scans waiting on its queue.
 EVENTS_APPLY_ROUND_SECONDS = float(os.environ.get("EVENTS_APPLY_ROUND_SECONDS", "10"))

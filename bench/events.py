@@ -31,7 +31,8 @@ What it measures:
    the first and the last one's `received_at` (the server's clock), and over the client's wall clock
    (wrk's start to the moment every event is stored, polled every 0.25 s: an upper bound). Then every
    event is stored (rows counted), every one applied (none pending, none failed) and the manifest's
-   pull count equals the burst; how long applying took after the last was stored.
+   pull count equals the burst; how long applying took after the last was stored; how many apply
+   tasks the worker ran for the burst (its own count, `inspect stats`).
 3. CPU per event from /proc (harness/proc.py), sampled every 0.5 s so a process that leaves
    meanwhile still counts: the web server's processes, the worker's, PostgreSQL's (the benchmark
    database's backends and the server's own processes), wrk's and this process's; per accepted event
@@ -434,6 +435,7 @@ def burst(
             "BURST_SECRET": secret,
             "BURST_PATH": f"/api/v1/registries/{registry_id}/events/",
         }
+        tasks_before = apply_tasks_run()
         with Meters(components) as receiving:
             started = time.monotonic()
             proc = subprocess.Popen(
@@ -473,6 +475,7 @@ def burst(
         with Meters(components) as applying:
             _wait(lambda: _pending(registry_id) == 0, timeout=900, what="the burst to be applied")
             applied_wall = time.monotonic()
+        tasks_after = apply_tasks_run()
         row = conn.execute(
             f"""SELECT count(*), count(applied_at), count(*) FILTER (WHERE outcome = 'failed'),
                        min(received_at), max(received_at), max(applied_at)
@@ -500,7 +503,19 @@ def burst(
         "apply_wall_s": round(applied_wall - all_stored, 3),
         "cpu_receiving_s": {k: round(v, 3) for k, v in receiving.result.items()},
         "cpu_applying_s": {k: round(v, 3) for k, v in applying.result.items()},
+        "apply_tasks": tasks_after - tasks_before if None not in (tasks_before, tasks_after) else None,
     }
+
+
+def apply_tasks_run() -> int | None:
+    """The apply tasks the worker has run since it started (its own count, `inspect stats`): how many a
+    burst cost is the difference. None when the worker does not answer."""
+    from config.celery import app
+
+    replies = app.control.inspect(timeout=5).stats() or {}
+    if not replies:
+        return None
+    return sum(r.get("total", {}).get("workers.tasks.apply_registry_events", 0) for r in replies.values())
 
 
 def _pulls(registry_id: int, repository: str, digest: str) -> int:
@@ -551,6 +566,8 @@ def report(result: dict) -> str:
         f"{b['pull_count']:,} | {b['applied_after_last_stored_s']:.2f} s | "
         f">= {TARGET_EVENTS_PER_SECOND:,.0f}/s: "
         f"{'met' if b['accepted_per_s'] and b['accepted_per_s'] >= TARGET_EVENTS_PER_SECOND else 'MISSED'} |",
+        "",
+        f"apply tasks the worker ran for the burst: {b.get('apply_tasks')}",
         "",
         "## CPU per event (ms, from /proc)",
         "",

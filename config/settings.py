@@ -375,12 +375,19 @@ SCAN_REQUEUE_AFTER_SECONDS = int(os.environ.get("SCAN_REQUEUE_AFTER_SECONDS", "1
 EVENTS_MAX_BODY_BYTES = int(os.environ.get("EVENTS_MAX_BODY_BYTES", str(1024 * 1024)))
 # Events of one repository applied per transaction: bounds a transaction's tags read and rows written.
 EVENTS_APPLY_BATCH = int(os.environ.get("EVENTS_APPLY_BATCH", "500"))
-# A sent apply task is trusted to start within this; after it, the next event sends another.
+# A sent apply task is trusted to start within this, and a running one to end a round of applying
+# within it (each round renews it); after it, the next event sends another.
 EVENTS_TASK_PENDING_SECONDS = int(os.environ.get("EVENTS_TASK_PENDING_SECONDS", "30"))
 # A registry's events whose repository another worker (or a scan) holds are tried again this soon: the
 # holder takes what arrives while it applies, so this is for the moments between its last look and its
 # release, and for scans.
 EVENTS_BUSY_RETRY_SECONDS = float(os.environ.get("EVENTS_BUSY_RETRY_SECONDS", "2"))
+# A pushed tag not found when its event is applied is read again once this long after the event came:
+# distribution notifies a manifest push before it links the tag (analytics/events/apply.py _settled).
+EVENTS_PUSH_SETTLE_SECONDS = float(os.environ.get("EVENTS_PUSH_SETTLE_SECONDS", "0.25"))
+# An apply task goes on applying while events keep coming (a burst is one task) for about this long,
+# then sends itself again, behind the other registries' tasks and scans waiting on its queue.
+EVENTS_APPLY_ROUND_SECONDS = float(os.environ.get("EVENTS_APPLY_ROUND_SECONDS", "10"))
 # Beat looks this often for events pending longer than EVENTS_SWEEP_AFTER_SECONDS (a lost task, a
 # killed worker, a busy repository) and sends their registries again; a few seconds, since pushes wait.
 EVENTS_SWEEP_SECONDS = int(os.environ.get("EVENTS_SWEEP_SECONDS", "5"))

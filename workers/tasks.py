@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from celery.signals import worker_process_shutdown
@@ -13,8 +14,8 @@ from django.utils import timezone
 
 from analytics.engines.services import engine_due_scans_enqueue, engine_scan_fail, engine_scan_run
 from analytics.errors import RepositoryBusy
-from analytics.events.apply import events_forget, registries_waiting, registry_events_apply
-from analytics.events.inbox import events_apply_started
+from analytics.events.apply import events_forget, events_pending, registries_waiting, registry_events_apply
+from analytics.events.inbox import events_apply_claim, events_apply_idle, events_apply_started
 from analytics.jobs import whatif_job_run
 from analytics.scans.clients import registry_clients_close
 from analytics.scans.crawl import crawl_continue, crawl_send_next
@@ -136,20 +137,41 @@ def requeue_stuck_scans() -> list[int]:
 
 @shared_task(bind=True, acks_late=True)
 def apply_registry_events(self, registry_id: int) -> None:
-    """Apply a registry's pending events. Repositories left for later (busy with a scan, more pending
-    than a batch, the registry not answering) bring the task back; if it is lost, the sweeper resends."""
-    events_apply_started(registry_id=registry_id)  # events stored from now on send another task
-    try:
-        result = registry_events_apply(registry_id=registry_id)
-    except DATABASE_LOST as exc:
-        raise database_lost_retry(self, exc, 1) from exc
-    if result.later:
-        countdown = (
-            retry_countdown(self.request.retries, result.transient)
-            if result.transient is not None
-            else (settings.EVENTS_BUSY_RETRY_SECONDS if not result.events else 0)
-        )
-        apply_registry_events.apply_async(args=[registry_id], countdown=countdown)
+    """Apply a registry's pending events, round after round while more come in (a burst is one task,
+    not one per request; `inbox.events_apply_soon` says how the pending-task key keeps it so), for at
+    most `EVENTS_APPLY_ROUND_SECONDS`, then sent again behind other tasks. Repositories left for later
+    (busy with a scan, the registry not answering) bring the task back; if it is lost, the sweeper
+    resends."""
+    deadline = time.monotonic() + settings.EVENTS_APPLY_ROUND_SECONDS
+    while True:
+        events_apply_started(registry_id=registry_id)  # events stored meanwhile are this task's
+        try:
+            result = registry_events_apply(registry_id=registry_id)
+        except DATABASE_LOST as exc:
+            raise database_lost_retry(self, exc, 1) from exc  # the key stays: the retry is the task
+        except BaseException:
+            events_apply_idle(registry_id=registry_id)
+            raise
+        if result.later:
+            # events stored from now on send another task (another repository's need not wait)
+            events_apply_idle(registry_id=registry_id)
+            countdown = (
+                retry_countdown(self.request.retries, result.transient)
+                if result.transient is not None
+                else (settings.EVENTS_BUSY_RETRY_SECONDS if not result.events else 0)
+            )
+            apply_registry_events.apply_async(args=[registry_id], countdown=countdown)
+            return
+        if not result.events:
+            # Nothing was left: let go of the key, then look once more, for an event stored after the
+            # read above whose sender saw the key held and sent nothing. Whoever takes the key next
+            # (a sender, or this task) applies what waits.
+            events_apply_idle(registry_id=registry_id)
+            if not events_pending(registry_id=registry_id) or not events_apply_claim(registry_id=registry_id):
+                return
+        elif time.monotonic() >= deadline:
+            apply_registry_events.delay(registry_id)  # the key stays held for it
+            return
 
 
 @shared_task

@@ -21,6 +21,7 @@ at once nor beside a scan of it; a busy one is left pending for the next task or
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -124,6 +125,8 @@ def repository_events_apply(*, registry: Registry, name: str, into: Applied) -> 
                 return
             tags = _tags_concerned(repository=repository, events=events)
             read = _read(registry=registry, repository=repository, tags=tags) if tags else None
+            if read is not None and (read.gone or read.failed) and _settled(events):
+                read = _read(registry=registry, repository=repository, tags=tags)
             changed = _record(registry=registry, repository=repository, events=events, read=read)
             into.events += len(events)
             into.changed += changed
@@ -170,6 +173,22 @@ class _Read:
     gone: frozenset[str]
     failed: dict[str, str]  # tag -> why it could not be read (it keeps what it held)
     error: str = ""  # the whole read failed (permanently): every event of the batch says why
+
+
+def _settled(events: list[RegistryEvent]) -> bool:
+    """Whether a push among `events` is younger than `EVENTS_PUSH_SETTLE_SECONDS`, after waiting until it
+    is not: its tags are worth reading again. Distribution notifies a manifest push when the manifest is
+    stored, before it links the tag (registry/handlers PutManifest: `manifests.Put`, then `tags.Tag`), so
+    an applier that keeps up with its events can read a just-pushed tag before it exists (404: taken
+    as gone, or failed when the HEAD after it finds the tag)."""
+    pushed = [e.received_at for e in events if e.action in (PUSH, MOUNT) and e.tag]
+    if not pushed:
+        return False
+    wait = settings.EVENTS_PUSH_SETTLE_SECONDS - (timezone.now() - max(pushed)).total_seconds()
+    if wait <= 0:
+        return False
+    time.sleep(min(wait, settings.EVENTS_PUSH_SETTLE_SECONDS))
+    return True
 
 
 def _read(*, registry: Registry, repository: Repository, tags: list[str]) -> _Read:
@@ -266,6 +285,17 @@ def _outcome(event: RegistryEvent, *, read: _Read | None, changed: int, counted:
 
 
 # -- the sweeper -----------------------------------------------------------------------------------------
+
+
+def events_pending(*, registry_id: int) -> bool:
+    """Whether any event of the registry waits to be applied (a probe of the pending index)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {RegistryEvent._meta.db_table}"
+            " WHERE registry_id = %s AND applied_at IS NULL)",
+            [registry_id],
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def registries_waiting(*, now=None) -> list[int]:

@@ -5,6 +5,8 @@ counts what the events missed (drift)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -310,3 +312,25 @@ def test_the_lease_holder_applies_several_batches_and_leaves_the_rest_for_later(
     second = registry_events_apply(registry_id=followed.id)
     assert (second.events, second.later) == (1, [])
     assert ManifestPulls.objects.get(digest=digest).pulls == 9
+
+
+def test_a_push_applied_before_the_registry_linked_its_tag_is_read_again(server, followed):
+    """Distribution notifies a manifest push before it links the tag: an applier that keeps up reads the
+    tag while the registry still answers 404. Here the tag is linked 0.1 s after the event came."""
+    with Pusher(server.url) as push:
+        image = push.image("team/app", "staging", seed="settle", base=make_base("settle"))
+    deliver(followed, event("push", "team/app", tag="v1", digest=image.digest))
+
+    def link() -> None:
+        time.sleep(0.1)
+        with Pusher(server.url) as late:
+            late.put_manifest("team/app", "v1", image.manifest)
+
+    linking = threading.Thread(target=link)
+    linking.start()
+    try:
+        registry_events_apply(registry_id=followed.id)
+    finally:
+        linking.join()
+    assert tags(followed.id) == {("team/app", "v1"): image.digest}
+    assert list(RegistryEvent.objects.values_list("outcome", flat=True)) == ["applied"]

@@ -286,6 +286,18 @@ def repository_schedule(
     return repository
 
 
+def repositories_ensure(*, registry_id: int, names: list[str] | set[str]) -> dict[str, int]:
+    """The ids of the registry's repositories `names`, recording those seen for the first time (a
+    registry's catalog or its events said they exist); safe beside a concurrent writer of the same names."""
+    ordered = sorted(set(names))  # one insert order for every writer
+    Repository.objects.bulk_create(
+        [Repository(registry_id=registry_id, name=n) for n in ordered], ignore_conflicts=True
+    )
+    return dict(
+        Repository.objects.filter(registry_id=registry_id, name__in=ordered).values_list("name", "id")
+    )
+
+
 @dataclass(frozen=True)
 class DockerConfigCredentials:
     username: str | None

@@ -39,6 +39,7 @@ from analytics.ingest.chains import chains_refresh
 from analytics.ingest.known import configs_known, manifests_known
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Registry, RegistryEvent, Repository, Tag
+from analytics.registries import repositories_ensure
 from analytics.scans.clients import registry_client_shared
 from analytics.scans.runtime import Heartbeat, metrics_sink
 from analytics.scans.state import commit_async, repository_lease_acquire, repository_lease_release
@@ -137,8 +138,8 @@ def repository_events_apply(*, registry: Registry, name: str, into: Applied) -> 
 
 def _repository(*, registry: Registry, name: str) -> Repository:
     """The repository an event names; the registry said it exists, so it is recorded if new."""
-    Repository.objects.bulk_create([Repository(registry=registry, name=name)], ignore_conflicts=True)
-    return Repository.objects.select_related("registry").get(registry=registry, name=name)
+    repository_id = repositories_ensure(registry_id=registry.id, names=[name])[name]
+    return Repository.objects.select_related("registry").get(id=repository_id)
 
 
 def _tags_concerned(*, repository: Repository, events: list[RegistryEvent]) -> list[str]:

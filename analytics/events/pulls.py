@@ -10,7 +10,8 @@ from datetime import UTC
 from django.db import connection
 from django.db.models import Q
 
-from analytics.models import Registry, RegistryEvent, Repository, Tag
+from analytics.models import Registry, RegistryEvent, Tag
+from analytics.registries import repositories_ensure
 
 # What this service's registry client sends as User-Agent (`workers.registry.client`): a request with it
 # is a scan's read, never a pull anyone made.
@@ -38,7 +39,7 @@ def pulls_record(*, registry_id: int, events: Iterable[RegistryEvent]) -> list[R
         by_repository[event.repository].append(event)
     if not by_repository:
         return counted
-    repositories = _repositories(registry_id=registry_id, names=by_repository)
+    repositories = repositories_ensure(registry_id=registry_id, names=set(by_repository))
     totals: dict[tuple[int, str], list] = {}
     days: dict[tuple[int, str, object], int] = defaultdict(int)
     for name, pulls in by_repository.items():
@@ -74,16 +75,6 @@ def _counted_since(*, registry_id: int, events: list[RegistryEvent]) -> None:
     Registry.objects.filter(
         Q(pulls_counted_since=None) | Q(pulls_counted_since__gt=oldest), id=registry_id
     ).update(pulls_counted_since=oldest)
-
-
-def _repositories(*, registry_id: int, names: Iterable[str]) -> dict[str, int]:
-    """Repository ids by name; a repository first named by an event is recorded (the registry said it
-    exists)."""
-    names = sorted(set(names))
-    Repository.objects.bulk_create(
-        [Repository(registry_id=registry_id, name=n) for n in names], ignore_conflicts=True
-    )
-    return dict(Repository.objects.filter(registry_id=registry_id, name__in=names).values_list("name", "id"))
 
 
 def _tag_digests(*, repository_id: int, tags: set[str]) -> dict[str, str]:

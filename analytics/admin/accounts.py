@@ -46,6 +46,7 @@ class ApiTokenAdmin(SecretSafeAdmin):
 
     form = ApiTokenForm
     list_display = ["name", "user", "starts_with", "created", "expiry"]
+    ordering = ["user_id", "name"]
     list_select_related = ["user"]
     search_fields = ["name", "user__username"]
     autocomplete_fields = ["user"]

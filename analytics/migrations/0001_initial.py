@@ -5,235 +5,488 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Blob',
+            name="Blob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('digest', models.CharField(max_length=200, unique=True)),
-                ('media_type', models.CharField(blank=True, max_length=255)),
-                ('size', models.BigIntegerField(help_text='Bytes as stored in the registry (compressed for layers).')),
-                ('uncompressed_size', models.BigIntegerField(blank=True, null=True)),
-                ('diff_id', models.CharField(blank=True, db_index=True, max_length=200)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("digest", models.CharField(max_length=200, unique=True)),
+                ("media_type", models.CharField(blank=True, max_length=255)),
+                (
+                    "size",
+                    models.BigIntegerField(
+                        help_text="Bytes as stored in the registry (compressed for layers)."
+                    ),
+                ),
+                ("uncompressed_size", models.BigIntegerField(blank=True, null=True)),
+                ("diff_id", models.CharField(blank=True, db_index=True, max_length=200)),
             ],
         ),
         migrations.CreateModel(
-            name='Registry',
+            name="Registry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Display name; defaults to host:port.', max_length=200, unique=True)),
-                ('url', models.URLField(help_text='Base URL, e.g. http://127.0.0.1:5000', max_length=500, unique=True)),
-                ('username', models.CharField(blank=True, max_length=200)),
-                ('password_encrypted', models.TextField(blank=True, editable=False)),
-                ('insecure', models.BooleanField(default=False, help_text='Skip TLS certificate verification.')),
-                ('ca_bundle', models.TextField(blank=True, help_text='PEM CA certificates to trust for this registry.')),
-                ('tracked', models.BooleanField(default=False, help_text='Scanned on schedule by the beat task.')),
-                ('scan_interval', models.DurationField(blank=True, null=True)),
-                ('next_scan_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('last_scanned_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Display name; defaults to host:port.", max_length=200, unique=True
+                    ),
+                ),
+                (
+                    "url",
+                    models.URLField(
+                        help_text="Base URL, e.g. http://127.0.0.1:5000", max_length=500, unique=True
+                    ),
+                ),
+                ("username", models.CharField(blank=True, max_length=200)),
+                ("password_encrypted", models.TextField(blank=True, editable=False)),
+                (
+                    "insecure",
+                    models.BooleanField(default=False, help_text="Skip TLS certificate verification."),
+                ),
+                (
+                    "ca_bundle",
+                    models.TextField(blank=True, help_text="PEM CA certificates to trust for this registry."),
+                ),
+                (
+                    "tracked",
+                    models.BooleanField(default=False, help_text="Scanned on schedule by the beat task."),
+                ),
+                ("scan_interval", models.DurationField(blank=True, null=True)),
+                ("next_scan_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("last_scanned_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name_plural': 'registries',
-                'ordering': ['name'],
+                "verbose_name_plural": "registries",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Manifest',
+            name="Manifest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('digest', models.CharField(max_length=200, unique=True)),
-                ('media_type', models.CharField(max_length=255)),
-                ('kind', models.CharField(choices=[('image', 'Image'), ('index', 'Index'), ('artifact', 'Artifact')], max_length=16)),
-                ('size', models.BigIntegerField(help_text='Bytes of the manifest itself.')),
-                ('os', models.CharField(blank=True, max_length=64)),
-                ('architecture', models.CharField(blank=True, max_length=64)),
-                ('variant', models.CharField(blank=True, max_length=64)),
-                ('os_version', models.CharField(blank=True, max_length=128)),
-                ('created', models.DateTimeField(blank=True, null=True)),
-                ('labels', models.JSONField(blank=True, default=dict)),
-                ('layer_count', models.PositiveIntegerField(default=0)),
-                ('layers_size', models.BigIntegerField(default=0, help_text="Sum of the layer blobs' sizes.")),
-                ('first_seen', models.DateTimeField(auto_now_add=True)),
-                ('config', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='analytics.blob')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("digest", models.CharField(max_length=200, unique=True)),
+                ("media_type", models.CharField(max_length=255)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("image", "Image"), ("index", "Index"), ("artifact", "Artifact")],
+                        max_length=16,
+                    ),
+                ),
+                ("size", models.BigIntegerField(help_text="Bytes of the manifest itself.")),
+                ("os", models.CharField(blank=True, max_length=64)),
+                ("architecture", models.CharField(blank=True, max_length=64)),
+                ("variant", models.CharField(blank=True, max_length=64)),
+                ("os_version", models.CharField(blank=True, max_length=128)),
+                ("created", models.DateTimeField(blank=True, null=True)),
+                ("labels", models.JSONField(blank=True, default=dict)),
+                ("layer_count", models.PositiveIntegerField(default=0)),
+                (
+                    "layers_size",
+                    models.BigIntegerField(default=0, help_text="Sum of the layer blobs' sizes."),
+                ),
+                ("first_seen", models.DateTimeField(auto_now_add=True)),
+                (
+                    "config",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="analytics.blob",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ManifestLayer',
+            name="ManifestLayer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('blob', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='manifest_layers', to='analytics.blob')),
-                ('manifest', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='manifest_layers', to='analytics.manifest')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                (
+                    "blob",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="manifest_layers",
+                        to="analytics.blob",
+                    ),
+                ),
+                (
+                    "manifest",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="manifest_layers",
+                        to="analytics.manifest",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['manifest_id', 'position'],
+                "ordering": ["manifest_id", "position"],
             },
         ),
         migrations.AddField(
-            model_name='manifest',
-            name='layers',
-            field=models.ManyToManyField(related_name='manifests', through='analytics.ManifestLayer', to='analytics.blob'),
+            model_name="manifest",
+            name="layers",
+            field=models.ManyToManyField(
+                related_name="manifests", through="analytics.ManifestLayer", to="analytics.blob"
+            ),
         ),
         migrations.CreateModel(
-            name='Repository',
+            name="Repository",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255)),
-                ('tracked', models.BooleanField(default=False)),
-                ('scan_interval', models.DurationField(blank=True, null=True)),
-                ('next_scan_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('last_scanned_at', models.DateTimeField(blank=True, null=True)),
-                ('scan_lease_until', models.DateTimeField(blank=True, null=True)),
-                ('first_seen', models.DateTimeField(auto_now_add=True)),
-                ('registry', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='repositories', to='analytics.registry')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=255)),
+                ("tracked", models.BooleanField(default=False)),
+                ("scan_interval", models.DurationField(blank=True, null=True)),
+                ("next_scan_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("last_scanned_at", models.DateTimeField(blank=True, null=True)),
+                ("scan_lease_until", models.DateTimeField(blank=True, null=True)),
+                ("first_seen", models.DateTimeField(auto_now_add=True)),
+                (
+                    "registry",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="repositories",
+                        to="analytics.registry",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'repositories',
-                'ordering': ['registry_id', 'name'],
+                "verbose_name_plural": "repositories",
+                "ordering": ["registry_id", "name"],
             },
         ),
         migrations.CreateModel(
-            name='RepositoryManifest',
+            name="RepositoryManifest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('present', models.BooleanField(default=True)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('manifest', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='holdings', to='analytics.manifest')),
-                ('repository', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='held_manifests', to='analytics.repository')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("present", models.BooleanField(default=True)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                (
+                    "manifest",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="holdings",
+                        to="analytics.manifest",
+                    ),
+                ),
+                (
+                    "repository",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="held_manifests",
+                        to="analytics.repository",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Scan',
+            name="Scan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('registry', 'Registry'), ('repository', 'Repository'), ('tag', 'Tag')], max_length=16)),
-                ('tag', models.CharField(blank=True, max_length=128)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('partial', 'succeeded with errors'), ('failed', 'Failed')], db_index=True, default='queued', max_length=16)),
-                ('trigger', models.CharField(default='manual', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('repositories_total', models.PositiveIntegerField(default=0)),
-                ('repositories_done', models.PositiveIntegerField(default=0)),
-                ('tags_count', models.PositiveIntegerField(default=0)),
-                ('images_count', models.PositiveIntegerField(default=0)),
-                ('new_manifests_count', models.PositiveIntegerField(default=0)),
-                ('errors_count', models.PositiveIntegerField(default=0)),
-                ('message', models.TextField(blank=True, help_text='Why the scan failed, when it did.')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='children', to='analytics.scan')),
-                ('registry', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scans', to='analytics.registry')),
-                ('repository', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='scans', to='analytics.repository')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("registry", "Registry"), ("repository", "Repository"), ("tag", "Tag")],
+                        max_length=16,
+                    ),
+                ),
+                ("tag", models.CharField(blank=True, max_length=128)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("partial", "succeeded with errors"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("trigger", models.CharField(default="manual", max_length=16)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("repositories_total", models.PositiveIntegerField(default=0)),
+                ("repositories_done", models.PositiveIntegerField(default=0)),
+                ("tags_count", models.PositiveIntegerField(default=0)),
+                ("images_count", models.PositiveIntegerField(default=0)),
+                ("new_manifests_count", models.PositiveIntegerField(default=0)),
+                ("errors_count", models.PositiveIntegerField(default=0)),
+                ("message", models.TextField(blank=True, help_text="Why the scan failed, when it did.")),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="children",
+                        to="analytics.scan",
+                    ),
+                ),
+                (
+                    "registry",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scans",
+                        to="analytics.registry",
+                    ),
+                ),
+                (
+                    "repository",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scans",
+                        to="analytics.repository",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ScanError',
+            name="ScanError",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('repository', models.CharField(blank=True, max_length=255)),
-                ('reference', models.CharField(blank=True, max_length=255)),
-                ('kind', models.CharField(max_length=64)),
-                ('message', models.TextField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('scan', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='errors', to='analytics.scan')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("repository", models.CharField(blank=True, max_length=255)),
+                ("reference", models.CharField(blank=True, max_length=255)),
+                ("kind", models.CharField(max_length=64)),
+                ("message", models.TextField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "scan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="errors",
+                        to="analytics.scan",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Tag',
+            name="Tag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=128)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('removed_at', models.DateTimeField(blank=True, help_text='Set when the tag vanished.', null=True)),
-                ('manifest', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='tags', to='analytics.manifest')),
-                ('repository', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tags', to='analytics.repository')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=128)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                (
+                    "removed_at",
+                    models.DateTimeField(blank=True, help_text="Set when the tag vanished.", null=True),
+                ),
+                (
+                    "manifest",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="tags",
+                        to="analytics.manifest",
+                    ),
+                ),
+                (
+                    "repository",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tags",
+                        to="analytics.repository",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['repository_id', 'name'],
+                "ordering": ["repository_id", "name"],
             },
         ),
         migrations.CreateModel(
-            name='TagEvent',
+            name="TagEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('old_digest', models.CharField(blank=True, max_length=200)),
-                ('new_digest', models.CharField(blank=True, max_length=200)),
-                ('seen_at', models.DateTimeField()),
-                ('scan', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='analytics.scan')),
-                ('tag', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='analytics.tag')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("old_digest", models.CharField(blank=True, max_length=200)),
+                ("new_digest", models.CharField(blank=True, max_length=200)),
+                ("seen_at", models.DateTimeField()),
+                (
+                    "scan",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="analytics.scan",
+                    ),
+                ),
+                (
+                    "tag",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="analytics.tag"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-seen_at', '-id'],
+                "ordering": ["-seen_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='HistoryEntry',
+            name="HistoryEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('created', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.TextField(blank=True)),
-                ('comment', models.TextField(blank=True)),
-                ('author', models.CharField(blank=True, max_length=255)),
-                ('empty_layer', models.BooleanField(default=False)),
-                ('layer_position', models.PositiveIntegerField(blank=True, null=True)),
-                ('config', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='history_entries', to='analytics.blob')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                ("created", models.DateTimeField(blank=True, null=True)),
+                ("created_by", models.TextField(blank=True)),
+                ("comment", models.TextField(blank=True)),
+                ("author", models.CharField(blank=True, max_length=255)),
+                ("empty_layer", models.BooleanField(default=False)),
+                ("layer_position", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "config",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="history_entries",
+                        to="analytics.blob",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'history entries',
-                'ordering': ['config_id', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('config', 'position'), name='history_unique_position')],
+                "verbose_name_plural": "history entries",
+                "ordering": ["config_id", "position"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("config", "position"), name="history_unique_position")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='IndexEntry',
+            name="IndexEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('os', models.CharField(blank=True, max_length=64)),
-                ('architecture', models.CharField(blank=True, max_length=64)),
-                ('variant', models.CharField(blank=True, max_length=64)),
-                ('child', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='parent_entries', to='analytics.manifest')),
-                ('index', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='entries', to='analytics.manifest')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                ("os", models.CharField(blank=True, max_length=64)),
+                ("architecture", models.CharField(blank=True, max_length=64)),
+                ("variant", models.CharField(blank=True, max_length=64)),
+                (
+                    "child",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="parent_entries",
+                        to="analytics.manifest",
+                    ),
+                ),
+                (
+                    "index",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="entries",
+                        to="analytics.manifest",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'index entries',
-                'ordering': ['index_id', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('index', 'position'), name='index_entry_unique_position')],
+                "verbose_name_plural": "index entries",
+                "ordering": ["index_id", "position"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("index", "position"), name="index_entry_unique_position")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='manifestlayer',
-            constraint=models.UniqueConstraint(fields=('manifest', 'position'), name='manifest_layer_unique_position'),
+            model_name="manifestlayer",
+            constraint=models.UniqueConstraint(
+                fields=("manifest", "position"), name="manifest_layer_unique_position"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='repository',
-            constraint=models.UniqueConstraint(fields=('registry', 'name'), name='repository_unique_name'),
+            model_name="repository",
+            constraint=models.UniqueConstraint(fields=("registry", "name"), name="repository_unique_name"),
         ),
         migrations.AddIndex(
-            model_name='repositorymanifest',
-            index=models.Index(condition=models.Q(('present', True)), fields=['manifest'], name='repo_manifest_present'),
+            model_name="repositorymanifest",
+            index=models.Index(
+                condition=models.Q(("present", True)), fields=["manifest"], name="repo_manifest_present"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='repositorymanifest',
-            constraint=models.UniqueConstraint(fields=('repository', 'manifest'), name='repository_manifest_unique'),
+            model_name="repositorymanifest",
+            constraint=models.UniqueConstraint(
+                fields=("repository", "manifest"), name="repository_manifest_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tag',
-            constraint=models.UniqueConstraint(fields=('repository', 'name'), name='tag_unique_name'),
+            model_name="tag",
+            constraint=models.UniqueConstraint(fields=("repository", "name"), name="tag_unique_name"),
         ),
     ]

@@ -4,45 +4,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0002_chains_snapshots'),
+        ("analytics", "0002_chains_snapshots"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='indexentry',
-            name='annotations',
+            model_name="indexentry",
+            name="annotations",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='indexentry',
-            name='media_type',
+            model_name="indexentry",
+            name="media_type",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='manifest',
-            name='artifact_type',
-            field=models.CharField(blank=True, help_text="Artifacts: `artifactType`, the config type, or the tag's kind.", max_length=255),
+            model_name="manifest",
+            name="artifact_type",
+            field=models.CharField(
+                blank=True,
+                help_text="Artifacts: `artifactType`, the config type, or the tag's kind.",
+                max_length=255,
+            ),
         ),
         migrations.AddField(
-            model_name='manifest',
-            name='subject',
-            field=models.CharField(blank=True, db_index=True, help_text='Artifacts: the digest they are about.', max_length=200),
+            model_name="manifest",
+            name="subject",
+            field=models.CharField(
+                blank=True, db_index=True, help_text="Artifacts: the digest they are about.", max_length=200
+            ),
         ),
         migrations.AddField(
-            model_name='manifestlayer',
-            name='annotations',
+            model_name="manifestlayer",
+            name="annotations",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='manifestlayer',
-            name='media_type',
+            model_name="manifestlayer",
+            name="media_type",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='manifestlayer',
-            name='urls',
-            field=models.JSONField(blank=True, default=list, help_text='Foreign layers: where to fetch (never fetched).'),
+            model_name="manifestlayer",
+            name="urls",
+            field=models.JSONField(
+                blank=True, default=list, help_text="Foreign layers: where to fetch (never fetched)."
+            ),
         ),
     ]

@@ -4,20 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0003_artifacts_layer_annotations'),
+        ("analytics", "0003_artifacts_layer_annotations"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='registry',
-            name='allow_internal',
-            field=models.BooleanField(default=False, help_text="Allow loopback, private and link-local addresses (an operator's decision; staff only)."),
+            model_name="registry",
+            name="allow_internal",
+            field=models.BooleanField(
+                default=False,
+                help_text="Allow loopback, private and link-local addresses (an operator's decision; staff only).",
+            ),
         ),
         migrations.AddField(
-            model_name='registry',
-            name='identity_token',
-            field=models.BooleanField(default=False, help_text='The stored secret is an OAuth2 identity (refresh) token, not a password.'),
+            model_name="registry",
+            name="identity_token",
+            field=models.BooleanField(
+                default=False,
+                help_text="The stored secret is an OAuth2 identity (refresh) token, not a password.",
+            ),
         ),
     ]

@@ -5,135 +5,256 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0006_maintained_figures'),
+        ("analytics", "0006_maintained_figures"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Engine',
+            name="Engine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Display name; defaults to the endpoint.', max_length=200, unique=True)),
-                ('endpoint', models.CharField(help_text='unix:///var/run/docker.sock or tcp://host:2376', max_length=500, unique=True)),
-                ('tls_ca', models.TextField(blank=True, help_text='PEM CA certificate to verify a tcp:// engine.')),
-                ('tls_cert', models.TextField(blank=True, help_text='PEM client certificate.')),
-                ('tls_key_encrypted', models.TextField(blank=True, editable=False)),
-                ('tracked', models.BooleanField(default=False, help_text='Scanned on schedule by the beat task.')),
-                ('scan_interval', models.DurationField(blank=True, null=True)),
-                ('next_scan_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('last_scanned_at', models.DateTimeField(blank=True, null=True)),
-                ('pull_tracked', models.BooleanField(default=False, help_text='Each scan first pulls the current tags of tracked repositories.')),
-                ('engine_id', models.CharField(blank=True, max_length=200)),
-                ('server_version', models.CharField(blank=True, max_length=64)),
-                ('os', models.CharField(blank=True, max_length=64)),
-                ('architecture', models.CharField(blank=True, max_length=64)),
-                ('storage_driver', models.CharField(blank=True, max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Display name; defaults to the endpoint.", max_length=200, unique=True
+                    ),
+                ),
+                (
+                    "endpoint",
+                    models.CharField(
+                        help_text="unix:///var/run/docker.sock or tcp://host:2376",
+                        max_length=500,
+                        unique=True,
+                    ),
+                ),
+                (
+                    "tls_ca",
+                    models.TextField(blank=True, help_text="PEM CA certificate to verify a tcp:// engine."),
+                ),
+                ("tls_cert", models.TextField(blank=True, help_text="PEM client certificate.")),
+                ("tls_key_encrypted", models.TextField(blank=True, editable=False)),
+                (
+                    "tracked",
+                    models.BooleanField(default=False, help_text="Scanned on schedule by the beat task."),
+                ),
+                ("scan_interval", models.DurationField(blank=True, null=True)),
+                ("next_scan_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("last_scanned_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "pull_tracked",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Each scan first pulls the current tags of tracked repositories.",
+                    ),
+                ),
+                ("engine_id", models.CharField(blank=True, max_length=200)),
+                ("server_version", models.CharField(blank=True, max_length=64)),
+                ("os", models.CharField(blank=True, max_length=64)),
+                ("architecture", models.CharField(blank=True, max_length=64)),
+                ("storage_driver", models.CharField(blank=True, max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='EngineLayer',
+            name="EngineLayer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chain_id', models.CharField(max_length=200, unique=True)),
-                ('diff_id', models.CharField(db_index=True, max_length=200)),
-                ('size', models.BigIntegerField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("chain_id", models.CharField(max_length=200, unique=True)),
+                ("diff_id", models.CharField(db_index=True, max_length=200)),
+                ("size", models.BigIntegerField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='EngineImage',
+            name="EngineImage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('image_id', models.CharField(max_length=200)),
-                ('parent_id', models.CharField(blank=True, max_length=200)),
-                ('created', models.DateTimeField(blank=True, null=True)),
-                ('repo_tags', models.JSONField(blank=True, default=list)),
-                ('repo_digests', models.JSONField(blank=True, default=list)),
-                ('os', models.CharField(blank=True, max_length=64)),
-                ('architecture', models.CharField(blank=True, max_length=64)),
-                ('variant', models.CharField(blank=True, max_length=64)),
-                ('containers', models.PositiveIntegerField(default=0)),
-                ('layer_count', models.PositiveIntegerField(default=0)),
-                ('present', models.BooleanField(default=True, help_text='Still in the engine at its last scan.')),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('engine', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='analytics.engine')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("image_id", models.CharField(max_length=200)),
+                ("parent_id", models.CharField(blank=True, max_length=200)),
+                ("created", models.DateTimeField(blank=True, null=True)),
+                ("repo_tags", models.JSONField(blank=True, default=list)),
+                ("repo_digests", models.JSONField(blank=True, default=list)),
+                ("os", models.CharField(blank=True, max_length=64)),
+                ("architecture", models.CharField(blank=True, max_length=64)),
+                ("variant", models.CharField(blank=True, max_length=64)),
+                ("containers", models.PositiveIntegerField(default=0)),
+                ("layer_count", models.PositiveIntegerField(default=0)),
+                (
+                    "present",
+                    models.BooleanField(default=True, help_text="Still in the engine at its last scan."),
+                ),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                (
+                    "engine",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="images",
+                        to="analytics.engine",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['engine_id', 'image_id'],
+                "ordering": ["engine_id", "image_id"],
             },
         ),
         migrations.CreateModel(
-            name='EngineImageLayer',
+            name="EngineImageLayer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='image_layers', to='analytics.engineimage')),
-                ('layer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='image_layers', to='analytics.enginelayer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="image_layers",
+                        to="analytics.engineimage",
+                    ),
+                ),
+                (
+                    "layer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="image_layers",
+                        to="analytics.enginelayer",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['image_id', 'position'],
+                "ordering": ["image_id", "position"],
             },
         ),
         migrations.AddField(
-            model_name='engineimage',
-            name='layers',
-            field=models.ManyToManyField(related_name='images', through='analytics.EngineImageLayer', to='analytics.enginelayer'),
+            model_name="engineimage",
+            name="layers",
+            field=models.ManyToManyField(
+                related_name="images", through="analytics.EngineImageLayer", to="analytics.enginelayer"
+            ),
         ),
         migrations.CreateModel(
-            name='EngineScan',
+            name="EngineScan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('partial', 'succeeded with errors'), ('failed', 'Failed')], db_index=True, default='queued', max_length=16)),
-                ('trigger', models.CharField(default='manual', max_length=16)),
-                ('pull', models.JSONField(blank=True, default=list, help_text='References pulled through the engine first.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('images_count', models.PositiveIntegerField(default=0)),
-                ('layers_count', models.PositiveIntegerField(default=0)),
-                ('pulled_count', models.PositiveIntegerField(default=0)),
-                ('linked_blobs_count', models.PositiveIntegerField(default=0)),
-                ('errors', models.JSONField(blank=True, default=list, help_text='[{reference, kind, message}]')),
-                ('message', models.TextField(blank=True)),
-                ('engine', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scans', to='analytics.engine')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("partial", "succeeded with errors"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("trigger", models.CharField(default="manual", max_length=16)),
+                (
+                    "pull",
+                    models.JSONField(
+                        blank=True, default=list, help_text="References pulled through the engine first."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("images_count", models.PositiveIntegerField(default=0)),
+                ("layers_count", models.PositiveIntegerField(default=0)),
+                ("pulled_count", models.PositiveIntegerField(default=0)),
+                ("linked_blobs_count", models.PositiveIntegerField(default=0)),
+                (
+                    "errors",
+                    models.JSONField(blank=True, default=list, help_text="[{reference, kind, message}]"),
+                ),
+                ("message", models.TextField(blank=True)),
+                (
+                    "engine",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scans",
+                        to="analytics.engine",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='EngineHistoryEntry',
+            name="EngineHistoryEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('row_id', models.CharField(max_length=200)),
-                ('created', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.TextField(blank=True)),
-                ('comment', models.TextField(blank=True)),
-                ('size', models.BigIntegerField()),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('empty_layer', models.BooleanField(blank=True, null=True)),
-                ('layer_position', models.PositiveIntegerField(blank=True, null=True)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='history', to='analytics.engineimage')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                ("row_id", models.CharField(max_length=200)),
+                ("created", models.DateTimeField(blank=True, null=True)),
+                ("created_by", models.TextField(blank=True)),
+                ("comment", models.TextField(blank=True)),
+                ("size", models.BigIntegerField()),
+                ("tags", models.JSONField(blank=True, default=list)),
+                ("empty_layer", models.BooleanField(blank=True, null=True)),
+                ("layer_position", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="history",
+                        to="analytics.engineimage",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'engine history entries',
-                'ordering': ['image_id', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('image', 'position'), name='engine_history_unique_position')],
+                "verbose_name_plural": "engine history entries",
+                "ordering": ["image_id", "position"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("image", "position"), name="engine_history_unique_position"
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='engineimagelayer',
-            constraint=models.UniqueConstraint(fields=('image', 'position'), name='engine_image_layer_unique_position'),
+            model_name="engineimagelayer",
+            constraint=models.UniqueConstraint(
+                fields=("image", "position"), name="engine_image_layer_unique_position"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='engineimage',
-            constraint=models.UniqueConstraint(fields=('engine', 'image_id'), name='engine_image_unique'),
+            model_name="engineimage",
+            constraint=models.UniqueConstraint(fields=("engine", "image_id"), name="engine_image_unique"),
         ),
     ]

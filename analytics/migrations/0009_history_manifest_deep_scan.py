@@ -5,38 +5,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0008_layer_indexes'),
+        ("analytics", "0008_layer_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='historyentry',
-            name='manifest',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='history_entries', to='analytics.manifest'),
+            model_name="historyentry",
+            name="manifest",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="history_entries",
+                to="analytics.manifest",
+            ),
         ),
         migrations.AddField(
-            model_name='scan',
-            name='deep_budget_bytes',
+            model_name="scan",
+            name="deep_budget_bytes",
             field=models.PositiveBigIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='scan',
-            name='deep_measured_count',
-            field=models.PositiveIntegerField(default=0, help_text='Layers whose uncompressed size and diff_id the deep scan measured.'),
+            model_name="scan",
+            name="deep_measured_count",
+            field=models.PositiveIntegerField(
+                default=0, help_text="Layers whose uncompressed size and diff_id the deep scan measured."
+            ),
         ),
         migrations.AlterField(
-            model_name='historyentry',
-            name='config',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='history_entries', to='analytics.blob'),
+            model_name="historyentry",
+            name="config",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="history_entries",
+                to="analytics.blob",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='historyentry',
-            constraint=models.UniqueConstraint(condition=models.Q(('manifest__isnull', False)), fields=('manifest', 'position'), name='history_unique_manifest_position'),
+            model_name="historyentry",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("manifest__isnull", False)),
+                fields=("manifest", "position"),
+                name="history_unique_manifest_position",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='historyentry',
-            constraint=models.CheckConstraint(condition=models.Q(('config__isnull', True), ('manifest__isnull', True), _connector='XOR'), name='history_config_xor_manifest'),
+            model_name="historyentry",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("config__isnull", True), ("manifest__isnull", True), _connector="XOR"),
+                name="history_config_xor_manifest",
+            ),
         ),
     ]

@@ -13,59 +13,120 @@ def backfill(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0009_history_manifest_deep_scan'),
+        ("analytics", "0009_history_manifest_deep_scan"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='NamespaceBlob',
+            name="NamespaceBlob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('namespace', models.CharField(max_length=255)),
-                ('refs', models.IntegerField(default=0)),
-                ('layer_refs', models.IntegerField(default=0)),
-                ('blob', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='analytics.blob')),
-                ('registry', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='analytics.registry')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("namespace", models.CharField(max_length=255)),
+                ("refs", models.IntegerField(default=0)),
+                ("layer_refs", models.IntegerField(default=0)),
+                (
+                    "blob",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="analytics.blob",
+                    ),
+                ),
+                (
+                    "registry",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="analytics.registry",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('registry', 'namespace', 'blob'), name='namespace_blob_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("registry", "namespace", "blob"), name="namespace_blob_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='NamespaceFigures',
+            name="NamespaceFigures",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('namespace', models.CharField(max_length=255)),
-                ('images', models.BigIntegerField(default=0)),
-                ('manifests', models.BigIntegerField(default=0)),
-                ('indexes', models.BigIntegerField(default=0)),
-                ('repositories', models.BigIntegerField(default=0)),
-                ('distinct_layers', models.BigIntegerField(default=0)),
-                ('logical_bytes', models.BigIntegerField(default=0)),
-                ('stored_bytes', models.BigIntegerField(default=0)),
-                ('layers_logical_bytes', models.BigIntegerField(default=0)),
-                ('layers_stored_bytes', models.BigIntegerField(default=0)),
-                ('foreign_bytes', models.BigIntegerField(default=0)),
-                ('registry', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='analytics.registry')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("namespace", models.CharField(max_length=255)),
+                ("images", models.BigIntegerField(default=0)),
+                ("manifests", models.BigIntegerField(default=0)),
+                ("indexes", models.BigIntegerField(default=0)),
+                ("repositories", models.BigIntegerField(default=0)),
+                ("distinct_layers", models.BigIntegerField(default=0)),
+                ("logical_bytes", models.BigIntegerField(default=0)),
+                ("stored_bytes", models.BigIntegerField(default=0)),
+                ("layers_logical_bytes", models.BigIntegerField(default=0)),
+                ("layers_stored_bytes", models.BigIntegerField(default=0)),
+                ("foreign_bytes", models.BigIntegerField(default=0)),
+                (
+                    "registry",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="analytics.registry"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'namespace figures',
-                'constraints': [models.UniqueConstraint(fields=('registry', 'namespace'), name='namespace_figures_unique')],
+                "verbose_name_plural": "namespace figures",
+                "constraints": [
+                    models.UniqueConstraint(fields=("registry", "namespace"), name="namespace_figures_unique")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='NamespaceManifestRef',
+            name="NamespaceManifestRef",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('namespace', models.CharField(max_length=255)),
-                ('refs', models.IntegerField(default=0)),
-                ('manifest', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='analytics.manifest')),
-                ('registry', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='analytics.registry')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("namespace", models.CharField(max_length=255)),
+                ("refs", models.IntegerField(default=0)),
+                (
+                    "manifest",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="analytics.manifest",
+                    ),
+                ),
+                (
+                    "registry",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="analytics.registry",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('registry', 'namespace', 'manifest'), name='namespace_manifest_ref_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("registry", "namespace", "manifest"), name="namespace_manifest_ref_unique"
+                    )
+                ],
             },
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop),

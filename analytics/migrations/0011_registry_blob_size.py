@@ -5,15 +5,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0010_namespace_figures'),
+        ("analytics", "0010_namespace_figures"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='registryblob',
-            name='size',
+            model_name="registryblob",
+            name="size",
             field=models.BigIntegerField(default=0),
         ),
         # one set-based pass (about a minute at a million images), before the indexes are built
@@ -23,11 +22,32 @@ class Migration(migrations.Migration):
             migrations.RunSQL.noop,
         ),
         migrations.AddIndex(
-            model_name='registryblob',
-            index=models.Index(models.F('registry'), models.OrderBy(django.db.models.expressions.CombinedExpression(models.F('size'), '*', django.db.models.expressions.CombinedExpression(models.F('images'), '-', models.Value(1))), descending=True), models.F('blob'), condition=models.Q(('images__gt', 0)), name='registry_blob_saved'),
+            model_name="registryblob",
+            index=models.Index(
+                models.F("registry"),
+                models.OrderBy(
+                    django.db.models.expressions.CombinedExpression(
+                        models.F("size"),
+                        "*",
+                        django.db.models.expressions.CombinedExpression(
+                            models.F("images"), "-", models.Value(1)
+                        ),
+                    ),
+                    descending=True,
+                ),
+                models.F("blob"),
+                condition=models.Q(("images__gt", 0)),
+                name="registry_blob_saved",
+            ),
         ),
         migrations.AddIndex(
-            model_name='registryblob',
-            index=models.Index(models.F('registry'), models.OrderBy(models.F('size'), descending=True), models.F('blob'), condition=models.Q(('layer_refs__gt', 0)), name='registry_blob_size'),
+            model_name="registryblob",
+            index=models.Index(
+                models.F("registry"),
+                models.OrderBy(models.F("size"), descending=True),
+                models.F("blob"),
+                condition=models.Q(("layer_refs__gt", 0)),
+                name="registry_blob_size",
+            ),
         ),
     ]

@@ -42,20 +42,19 @@ DROP FUNCTION analytics_diffid_recount_old();
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0011_registry_blob_size'),
+        ("analytics", "0011_registry_blob_size"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DiffIdCopies',
+            name="DiffIdCopies",
             fields=[
-                ('diff_id', models.CharField(max_length=200, primary_key=True, serialize=False)),
-                ('blobs', models.IntegerField()),
+                ("diff_id", models.CharField(max_length=200, primary_key=True, serialize=False)),
+                ("blobs", models.IntegerField()),
             ],
             options={
-                'verbose_name_plural': 'diff id copies',
+                "verbose_name_plural": "diff id copies",
             },
         ),
         migrations.RunSQL(TRIGGERS, DROP),

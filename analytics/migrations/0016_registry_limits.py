@@ -5,28 +5,59 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0015_figures_backfill'),
+        ("analytics", "0015_figures_backfill"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='registry',
-            name='max_concurrency',
-            field=models.PositiveSmallIntegerField(blank=True, help_text='Requests in flight at once to this registry, all workers together (empty: the default).', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(256)]),
+            model_name="registry",
+            name="max_concurrency",
+            field=models.PositiveSmallIntegerField(
+                blank=True,
+                help_text="Requests in flight at once to this registry, all workers together (empty: the default).",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(256),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='registry',
-            name='max_requests_per_second',
-            field=models.FloatField(blank=True, help_text='Requests per second to this registry, all workers together (empty: the default).', null=True, validators=[django.core.validators.MinValueValidator(0.1), django.core.validators.MaxValueValidator(10000.0)]),
+            model_name="registry",
+            name="max_requests_per_second",
+            field=models.FloatField(
+                blank=True,
+                help_text="Requests per second to this registry, all workers together (empty: the default).",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(0.1),
+                    django.core.validators.MaxValueValidator(10000.0),
+                ],
+            ),
         ),
         migrations.AddConstraint(
-            model_name='registry',
-            constraint=models.CheckConstraint(condition=models.Q(('max_concurrency__isnull', True), models.Q(('max_concurrency__gte', 1), ('max_concurrency__lte', 256)), _connector='OR'), name='registry_max_concurrency_range'),
+            model_name="registry",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("max_concurrency__isnull", True),
+                    models.Q(("max_concurrency__gte", 1), ("max_concurrency__lte", 256)),
+                    _connector="OR",
+                ),
+                name="registry_max_concurrency_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='registry',
-            constraint=models.CheckConstraint(condition=models.Q(('max_requests_per_second__isnull', True), models.Q(('max_requests_per_second__gte', 0.1), ('max_requests_per_second__lte', 10000.0)), _connector='OR'), name='registry_max_requests_per_second_range'),
+            model_name="registry",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("max_requests_per_second__isnull", True),
+                    models.Q(
+                        ("max_requests_per_second__gte", 0.1), ("max_requests_per_second__lte", 10000.0)
+                    ),
+                    _connector="OR",
+                ),
+                name="registry_max_requests_per_second_range",
+            ),
         ),
     ]

@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0016_registry_limits'),
+        ("analytics", "0016_registry_limits"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='engine',
-            name='allow_internal',
-            field=models.BooleanField(default=False, help_text='Allow a tcp:// or ssh:// engine on a loopback, private or link-local address (SSRF).'),
+            model_name="engine",
+            name="allow_internal",
+            field=models.BooleanField(
+                default=False,
+                help_text="Allow a tcp:// or ssh:// engine on a loopback, private or link-local address (SSRF).",
+            ),
         ),
     ]

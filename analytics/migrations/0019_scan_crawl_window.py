@@ -4,14 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0018_api_tokens'),
+        ("analytics", "0018_api_tokens"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='scan',
-            index=models.Index(condition=models.Q(('parent__isnull', False), ('status__in', ['queued', 'running'])), fields=['parent', 'id'], name='scan_children_unfinished'),
+            model_name="scan",
+            index=models.Index(
+                condition=models.Q(("parent__isnull", False), ("status__in", ["queued", "running"])),
+                fields=["parent", "id"],
+                name="scan_children_unfinished",
+            ),
         ),
     ]

@@ -20,21 +20,29 @@ FROM analytics_registry r
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0019_scan_crawl_window'),
+        ("analytics", "0019_scan_crawl_window"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RegistryHeld',
+            name="RegistryHeld",
             fields=[
-                ('registry', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='analytics.registry')),
-                ('manifests', models.BigIntegerField(default=0)),
-                ('manifest_bytes', models.BigIntegerField(default=0)),
-                ('blobs', models.BigIntegerField(default=0)),
-                ('blob_bytes', models.BigIntegerField(default=0)),
-                ('tags', models.BigIntegerField(default=0)),
+                (
+                    "registry",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="analytics.registry",
+                    ),
+                ),
+                ("manifests", models.BigIntegerField(default=0)),
+                ("manifest_bytes", models.BigIntegerField(default=0)),
+                ("blobs", models.BigIntegerField(default=0)),
+                ("blob_bytes", models.BigIntegerField(default=0)),
+                ("tags", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.RunSQL(BACKFILL, migrations.RunSQL.noop),

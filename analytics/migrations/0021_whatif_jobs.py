@@ -5,33 +5,57 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0020_registry_held'),
+        ("analytics", "0020_registry_held"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WhatIfJob',
+            name="WhatIfJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=64)),
-                ('owner', models.CharField(max_length=200)),
-                ('rule', models.JSONField()),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('phase', models.CharField(default='queued', max_length=64)),
-                ('steps_done', models.PositiveSmallIntegerField(default=0)),
-                ('steps_total', models.PositiveSmallIntegerField(default=3)),
-                ('tags_selected', models.BigIntegerField(blank=True, null=True)),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField()),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=64)),
+                ("owner", models.CharField(max_length=200)),
+                ("rule", models.JSONField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("phase", models.CharField(default="queued", max_length=64)),
+                ("steps_done", models.PositiveSmallIntegerField(default=0)),
+                ("steps_total", models.PositiveSmallIntegerField(default=3)),
+                ("tags_selected", models.BigIntegerField(blank=True, null=True)),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField()),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField()),
             ],
             options={
-                'indexes': [models.Index(fields=['key', 'expires_at'], name='whatif_job_key'), models.Index(condition=models.Q(('status__in', ['queued', 'running'])), fields=['owner'], name='whatif_job_unfinished'), models.Index(fields=['expires_at'], name='whatif_job_expiry')],
+                "indexes": [
+                    models.Index(fields=["key", "expires_at"], name="whatif_job_key"),
+                    models.Index(
+                        condition=models.Q(("status__in", ["queued", "running"])),
+                        fields=["owner"],
+                        name="whatif_job_unfinished",
+                    ),
+                    models.Index(fields=["expires_at"], name="whatif_job_expiry"),
+                ],
             },
         ),
     ]

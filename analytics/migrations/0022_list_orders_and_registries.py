@@ -6,49 +6,115 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0021_whatif_jobs'),
+        ("analytics", "0021_whatif_jobs"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BlobRegistries',
+            name="BlobRegistries",
             fields=[
-                ('blob', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='analytics.blob')),
-                ('registries', models.IntegerField(default=0)),
-                ('layer_registries', models.IntegerField(default=0)),
-                ('size', models.BigIntegerField(default=0)),
+                (
+                    "blob",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="analytics.blob",
+                    ),
+                ),
+                ("registries", models.IntegerField(default=0)),
+                ("layer_registries", models.IntegerField(default=0)),
+                ("size", models.BigIntegerField(default=0)),
             ],
             options={
-                'verbose_name_plural': 'blob registries',
+                "verbose_name_plural": "blob registries",
             },
         ),
         migrations.CreateModel(
-            name='ManifestRegistries',
+            name="ManifestRegistries",
             fields=[
-                ('manifest', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='analytics.manifest')),
-                ('registries', models.IntegerField(default=0)),
-                ('size', models.BigIntegerField(default=0)),
+                (
+                    "manifest",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="analytics.manifest",
+                    ),
+                ),
+                ("registries", models.IntegerField(default=0)),
+                ("size", models.BigIntegerField(default=0)),
             ],
             options={
-                'verbose_name_plural': 'manifest registries',
+                "verbose_name_plural": "manifest registries",
             },
         ),
         migrations.AddIndex(
-            model_name='registryblob',
-            index=models.Index(models.F('registry'), django.db.models.expressions.CombinedExpression(models.F('images'), '*', models.Value(-1)), django.db.models.expressions.CombinedExpression(django.db.models.expressions.CombinedExpression(models.F('size'), '*', django.db.models.expressions.CombinedExpression(models.F('images'), '-', models.Value(1))), '*', models.Value(-1)), models.F('blob'), condition=models.Q(('images__gt', 0)), name='registry_blob_ranking'),
+            model_name="registryblob",
+            index=models.Index(
+                models.F("registry"),
+                django.db.models.expressions.CombinedExpression(models.F("images"), "*", models.Value(-1)),
+                django.db.models.expressions.CombinedExpression(
+                    django.db.models.expressions.CombinedExpression(
+                        models.F("size"),
+                        "*",
+                        django.db.models.expressions.CombinedExpression(
+                            models.F("images"), "-", models.Value(1)
+                        ),
+                    ),
+                    "*",
+                    models.Value(-1),
+                ),
+                models.F("blob"),
+                condition=models.Q(("images__gt", 0)),
+                name="registry_blob_ranking",
+            ),
         ),
         migrations.AddIndex(
-            model_name='tagevent',
-            index=models.Index(condition=models.Q(models.Q(('old_digest', ''), _negated=True), models.Q(('new_digest', ''), _negated=True)), fields=['old_digest'], name='tag_event_moves'),
+            model_name="tagevent",
+            index=models.Index(
+                condition=models.Q(
+                    models.Q(("old_digest", ""), _negated=True), models.Q(("new_digest", ""), _negated=True)
+                ),
+                fields=["old_digest"],
+                name="tag_event_moves",
+            ),
         ),
         migrations.AddIndex(
-            model_name='blobregistries',
-            index=models.Index(models.OrderBy(django.db.models.expressions.CombinedExpression(models.F('size'), '*', django.db.models.expressions.CombinedExpression(models.F('registries'), '-', models.Value(1))), descending=True), condition=models.Q(('registries__gt', 1)), name='blob_registries_cross'),
+            model_name="blobregistries",
+            index=models.Index(
+                models.OrderBy(
+                    django.db.models.expressions.CombinedExpression(
+                        models.F("size"),
+                        "*",
+                        django.db.models.expressions.CombinedExpression(
+                            models.F("registries"), "-", models.Value(1)
+                        ),
+                    ),
+                    descending=True,
+                ),
+                condition=models.Q(("registries__gt", 1)),
+                name="blob_registries_cross",
+            ),
         ),
         migrations.AddIndex(
-            model_name='manifestregistries',
-            index=models.Index(models.OrderBy(django.db.models.expressions.CombinedExpression(models.F('size'), '*', django.db.models.expressions.CombinedExpression(models.F('registries'), '-', models.Value(1))), descending=True), condition=models.Q(('registries__gt', 1)), name='manifest_registries_cross'),
+            model_name="manifestregistries",
+            index=models.Index(
+                models.OrderBy(
+                    django.db.models.expressions.CombinedExpression(
+                        models.F("size"),
+                        "*",
+                        django.db.models.expressions.CombinedExpression(
+                            models.F("registries"), "-", models.Value(1)
+                        ),
+                    ),
+                    descending=True,
+                ),
+                condition=models.Q(("registries__gt", 1)),
+                name="manifest_registries_cross",
+            ),
         ),
     ]

@@ -4,14 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0023_figures_backfill'),
+        ("analytics", "0023_figures_backfill"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='tagevent',
-            index=models.Index(models.OrderBy(models.F('seen_at'), descending=True), models.OrderBy(models.F('id'), descending=True), name='tag_event_recent'),
+            model_name="tagevent",
+            index=models.Index(
+                models.OrderBy(models.F("seen_at"), descending=True),
+                models.OrderBy(models.F("id"), descending=True),
+                name="tag_event_recent",
+            ),
         ),
     ]

@@ -48,73 +48,129 @@ DROP FUNCTION analytics_diffid_epoch_bump();
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0024_tag_event_recent'),
+        ("analytics", "0024_tag_event_recent"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DiffIdEpoch',
+            name="DiffIdEpoch",
             fields=[
-                ('id', models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
-                ('value', models.BigIntegerField(default=0)),
+                ("id", models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
+                ("value", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.AddField(
-            model_name='scopefigures',
-            name='content_version',
+            model_name="scopefigures",
+            name="content_version",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='RegistryAnswer',
+            name="RegistryAnswer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('answer', models.CharField(choices=[('stale_bases', 'Stale Bases'), ('missed_savings', 'Missed Savings')], max_length=32)),
-                ('content_version', models.BigIntegerField(null=True)),
-                ('diff_epoch', models.BigIntegerField(null=True)),
-                ('computed_at', models.DateTimeField()),
-                ('rows', models.IntegerField(default=0)),
-                ('registry', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='analytics.registry')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "answer",
+                    models.CharField(
+                        choices=[("stale_bases", "Stale Bases"), ("missed_savings", "Missed Savings")],
+                        max_length=32,
+                    ),
+                ),
+                ("content_version", models.BigIntegerField(null=True)),
+                ("diff_epoch", models.BigIntegerField(null=True)),
+                ("computed_at", models.DateTimeField()),
+                ("rows", models.IntegerField(default=0)),
+                (
+                    "registry",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="analytics.registry",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('registry', 'answer'), name='registry_answer_unique')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("registry", "answer"), name="registry_answer_unique")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='RegistryMissedSaving',
+            name="RegistryMissedSaving",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('rank', models.IntegerField()),
-                ('diff_id', models.TextField()),
-                ('copies', models.IntegerField()),
-                ('stored_bytes', models.BigIntegerField()),
-                ('smallest_bytes', models.BigIntegerField()),
-                ('saved_bytes', models.BigIntegerField()),
-                ('blobs', django.contrib.postgres.fields.ArrayField(base_field=models.TextField(), size=None)),
-                ('registry', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='analytics.registry')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("rank", models.IntegerField()),
+                ("diff_id", models.TextField()),
+                ("copies", models.IntegerField()),
+                ("stored_bytes", models.BigIntegerField()),
+                ("smallest_bytes", models.BigIntegerField()),
+                ("saved_bytes", models.BigIntegerField()),
+                (
+                    "blobs",
+                    django.contrib.postgres.fields.ArrayField(base_field=models.TextField(), size=None),
+                ),
+                (
+                    "registry",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="analytics.registry",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('registry', 'rank'), name='registry_missed_saving_rank')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("registry", "rank"), name="registry_missed_saving_rank")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='RegistryStaleBase',
+            name="RegistryStaleBase",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('rank', models.IntegerField()),
-                ('repository', models.TextField()),
-                ('tag', models.TextField()),
-                ('old_digest', models.TextField()),
-                ('new_digest', models.TextField()),
-                ('moved_at', models.DateTimeField()),
-                ('images', models.IntegerField()),
-                ('image_bytes', models.BigIntegerField()),
-                ('affected', django.contrib.postgres.fields.ArrayField(base_field=models.TextField(), size=None)),
-                ('registry', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='analytics.registry')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("rank", models.IntegerField()),
+                ("repository", models.TextField()),
+                ("tag", models.TextField()),
+                ("old_digest", models.TextField()),
+                ("new_digest", models.TextField()),
+                ("moved_at", models.DateTimeField()),
+                ("images", models.IntegerField()),
+                ("image_bytes", models.BigIntegerField()),
+                (
+                    "affected",
+                    django.contrib.postgres.fields.ArrayField(base_field=models.TextField(), size=None),
+                ),
+                (
+                    "registry",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="analytics.registry",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('registry', 'rank'), name='registry_stale_base_rank')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("registry", "rank"), name="registry_stale_base_rank")
+                ],
             },
         ),
         migrations.RunSQL(VERSION, VERSION_DROP),

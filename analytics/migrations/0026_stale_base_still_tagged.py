@@ -5,16 +5,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0025_materialized_answers'),
+        ("analytics", "0025_materialized_answers"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='registrystalebase',
-            name='still_tagged',
-            field=django.contrib.postgres.fields.ArrayField(base_field=models.TextField(), default=list, size=None),
+            model_name="registrystalebase",
+            name="still_tagged",
+            field=django.contrib.postgres.fields.ArrayField(
+                base_field=models.TextField(), default=list, size=None
+            ),
         ),
         # rows kept under the earlier rule (a base still tagged elsewhere was not stale): computed again
         migrations.RunSQL(

@@ -9,15 +9,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from django.conf import settings
 
 from analytics.models import Registry
 from analytics.registries import registry_upsert
-from config.celery import app
 from harness.celery_worker import CeleryWorker
 from harness.registry import Notify, RegistryServer
 from harness.tools import free_loopback_port
 from tests.support.slow_proxy import SlowProxy
+from tests.support.workers import workers_on_demand
 
 # The worker's scan lease (the repository lease events are applied under) is short, so a killed
 # worker's repository is free again within seconds, as a test can wait for.
@@ -64,20 +63,5 @@ def followed(live_server, transactional_db) -> Iterator[Followed]:
 @pytest.fixture
 def start_worker(transactional_db) -> Iterator[Callable[..., CeleryWorker]]:
     """`start(**env)` a real worker on the test broker and database; all are stopped at the end."""
-    app.control.purge()
-    started: list[CeleryWorker] = []
-
-    def start(**env: str) -> CeleryWorker:
-        worker = CeleryWorker(
-            database_name=settings.DATABASES["default"]["NAME"],
-            broker_url=settings.CELERY_BROKER_URL,
-            concurrency=1,
-            env={**WORKER_ENV, **env},
-        ).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-    app.control.purge()
+    with workers_on_demand(WORKER_ENV) as start:
+        yield start

@@ -8,12 +8,12 @@ from datetime import datetime
 
 import pytest
 
-from config.celery import app
 from harness.celery_worker import CeleryWorker
 from harness.pusher import PushedRepository, Pusher
 from harness.registry import RegistryServer
 from harness.tools import free_loopback_port
 from tests.support.slow_proxy import SlowProxy
+from tests.support.workers import workers_on_demand
 
 REPOSITORIES = ("fault/alpha", "fault/beta", "fault/gamma")
 TAGS = 16
@@ -57,23 +57,8 @@ def workers(transactional_db, settings):
     at the end."""
     settings.SCAN_LEASE_SECONDS = 3
     settings.SCAN_REQUEUE_AFTER_SECONDS = 4
-    app.control.purge()
-    started: list[CeleryWorker] = []
-
-    def start(concurrency: int = 1, **env: str) -> CeleryWorker:
-        worker = CeleryWorker(
-            database_name=settings.DATABASES["default"]["NAME"],
-            broker_url=settings.CELERY_BROKER_URL,
-            concurrency=concurrency,
-            env={**WORKER_ENV, **env},
-        ).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-    app.control.purge()
+    with workers_on_demand(WORKER_ENV) as start:
+        yield start
 
 
 def scan_events(*workers: CeleryWorker) -> list[dict]:

@@ -114,32 +114,29 @@ def _text(value: object, what: str, *, limit: int, required: bool = False) -> st
     return value
 
 
-def _repository(value: object) -> str:
-    name = _text(value, "repository", limit=255, required=True)
+def _reference(value, what: str, *, limit: int, valid, called: str, required: bool = False) -> str:
+    """`value` as the spec spells a `what` (empty when absent and not `required`), else refused."""
+    text = _text(value, what, limit=limit, required=required)
+    if not text:
+        return ""
     try:
-        return validate_repository(name)
+        return valid(text)
     except InvalidReference:
-        raise EventFormatError("repository", f"{name[:100]!r} is no repository name") from None
+        raise EventFormatError(what, f"{text[:100]!r} is no {called}") from None
+
+
+def _repository(value: object) -> str:
+    return _reference(
+        value, "repository", limit=255, valid=validate_repository, called="repository name", required=True
+    )
 
 
 def _tag(value: object) -> str:
-    tag = _text(value, "tag", limit=128)
-    if not tag:
-        return ""
-    try:
-        return validate_tag(tag)
-    except InvalidReference:
-        raise EventFormatError("tag", f"{tag[:100]!r} is no tag") from None
+    return _reference(value, "tag", limit=128, valid=validate_tag, called="tag")
 
 
 def _digest(value: object) -> str:
-    digest = _text(value, "digest", limit=100)
-    if not digest:
-        return ""
-    try:
-        return validate_digest(digest)
-    except InvalidReference:
-        raise EventFormatError("digest", f"{digest[:100]!r} is no digest") from None
+    return _reference(value, "digest", limit=100, valid=validate_digest, called="digest")
 
 
 def _time(value: object) -> datetime | None:

@@ -385,6 +385,12 @@ EVENTS_BUSY_RETRY_SECONDS = float(os.environ.get("EVENTS_BUSY_RETRY_SECONDS", "2
 # A pushed tag not found when its event is applied is read again once this long after the event came:
 # distribution notifies a manifest push before it links the tag (analytics/events/apply.py _settled).
 EVENTS_PUSH_SETTLE_SECONDS = float(os.environ.get("EVENTS_PUSH_SETTLE_SECONDS", "0.25"))
+# A tag whose read fails with what may pass (a 5xx, a timeout) keeps its events pending, tried again
+# with the tasks' backoff, for this long after the oldest of them came; then they fail with the error.
+EVENTS_TRANSIENT_RETRY_SECONDS = int(os.environ.get("EVENTS_TRANSIENT_RETRY_SECONDS", "900"))
+# Trend points from events: at most one per registry and per repository in this window; changes within
+# it update the window's point (a scan's points are never updated).
+EVENTS_TREND_INTERVAL_SECONDS = int(os.environ.get("EVENTS_TREND_INTERVAL_SECONDS", "300"))
 # An apply task goes on applying while events keep coming (a burst is one task) for about this long,
 # then sends itself again, behind the other registries' tasks and scans waiting on its queue.
 EVENTS_APPLY_ROUND_SECONDS = float(os.environ.get("EVENTS_APPLY_ROUND_SECONDS", "10"))

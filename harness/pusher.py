@@ -10,7 +10,8 @@ Two shapes, one vocabulary (a `Base` of shared layers, a `seed`, `Pushed*` resul
 * `Pusher.image`: one tag, a base's layers (uploaded once, mounted into other repositories) under a
   layer of its own;
 * `Pusher.repository`: many tags quickly (`t000`, `t001`, ...) over the same layers, each with its own
-  config and so its own manifest.
+  config and so its own manifest;
+* `Pusher.multi_platform`: a tagged OCI index over two untagged platform images (amd64, arm64).
 
     with Pusher(registry.url) as push:
         image = push.image("team/app", "v1", base=make_base("alpine", layers=2), seed="app-v1")
@@ -28,6 +29,7 @@ import httpx
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 def digest_of(data: bytes) -> str:
@@ -228,6 +230,56 @@ class Pusher:
             config=config,
             layers=tuple((digest_of(b), len(b)) for b in layers),
         )
+
+    def platform_image(self, repository: str, *, seed: str, base: Base, arch: str) -> PushedImage:
+        """An untagged platform image (put by digest), for an index to list."""
+        for data in base.layers:
+            self.upload(repository, data)
+        own = blob_bytes(f"layer:{seed}", 1500)
+        self.upload(repository, own)
+        layers = [*base.layers, own]
+        config = json.dumps(
+            {**json.loads(image_config(seed=seed, layers=layers)), "architecture": arch}
+        ).encode()
+        self.upload(repository, config)
+        manifest = image_manifest(config=config, layers=layers)
+        digest = self.put_manifest(repository, digest_of(manifest), manifest)
+        return PushedImage(
+            repository=repository,
+            tag="",
+            digest=digest,
+            manifest=manifest,
+            config_digest=digest_of(config),
+            config=config,
+            layers=tuple((digest_of(b), len(b)) for b in layers),
+        )
+
+    def multi_platform(
+        self, repository: str, tag: str, *, seed: str, base: Base
+    ) -> tuple[str, bytes, list[PushedImage]]:
+        """An OCI index tagged `tag` over an amd64 and an arm64 image of `base`: (digest, bytes, children)."""
+        archs = ("amd64", "arm64")
+        children = [self.platform_image(repository, seed=f"{seed}-{a}", base=base, arch=a) for a in archs]
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": c.digest,
+                    "size": len(c.manifest),
+                    "platform": {"os": "linux", "architecture": a},
+                }
+                for c, a in zip(children, archs, strict=True)
+            ],
+        }
+        raw = json.dumps(doc, sort_keys=True).encode()
+        reply = self.http.put(
+            f"/v2/{repository}/manifests/{tag}", content=raw, headers={"Content-Type": OCI_INDEX}
+        )
+        if reply.status_code != 201:
+            raise RuntimeError(f"index {repository}:{tag}: HTTP {reply.status_code} {reply.text[:200]}")
+        return digest_of(raw), raw, children
 
     def repository(self, repository: str, *, tags: int, seed: str, layers: int = 2) -> PushedRepository:
         """`tags` images `t000`, `t001`, ... in `repository` over the same `layers` layers (2 KiB, 4 KiB,

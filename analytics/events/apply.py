@@ -12,7 +12,11 @@ in, the last read of a tag is the registry's state of it, which is what a full s
 - a tag the registry no longer has (404 on GET and on HEAD) is gone: removed, with its `TagEvent`,
   through the normal ingest path, so holdings and every maintained figure follow;
 - pulls: counted (`pulls.pulls_record`) in the transaction that marks them applied, so a retry never
-  counts them twice; blobs and manifests pushed by digest alone change nothing a scan would see.
+  counts them twice; blobs and manifests pushed by digest alone change nothing a scan would see;
+- a tag whose read fails with what may pass (a 5xx) keeps the batch pending, tried again with the tasks'
+  backoff, until its oldest event is `EVENTS_TRANSIENT_RETRY_SECONDS` old: then the events fail with it;
+- once a registry's events are all applied and something changed: the kept answers are recomputed and
+  the trend points of the registry and the changed repositories recorded (`events_figures_record`).
 
 A repository is applied under its scan lease (`Repository.scan_lease_until`), so never by two workers
 at once nor beside a scan of it; a busy one is left pending for the next task or the sweeper.
@@ -38,6 +42,7 @@ from analytics.ingest.answers import answers_refresh
 from analytics.ingest.chains import chains_refresh
 from analytics.ingest.known import configs_known, manifests_known
 from analytics.ingest.snapshot import snapshot_ingest
+from analytics.ingest.trends import events_figures_record
 from analytics.models import Registry, RegistryEvent, Repository, Tag
 from analytics.registries import repositories_ensure
 from analytics.scans.clients import registry_client_shared
@@ -59,6 +64,7 @@ class Applied:
 
     events: int = 0
     changed: int = 0
+    changed_repositories: set[int] = field(default_factory=set)
     later: list[str] = field(default_factory=list)
     transient: RegistryError | None = None
 
@@ -91,12 +97,17 @@ def registry_events_apply(*, registry_id: int) -> Applied:
             result.later.append(name)
     if result.changed and not result.later:
         # As after a stand-alone repository scan: the registry's kept answers (stale bases, missed
-        # savings) are computed now, in the worker, rather than by the next reader. Not while events
-        # still wait: the last batch of a burst does it once. A failure leaves it to the next reader.
+        # savings) are computed now, in the worker, rather than by the next reader, and its trend points
+        # recorded. Not while events still wait: the last batch of a burst does it once. A failure
+        # leaves the answers to the next reader and the trend point to the next change.
         try:
             answers_refresh(registry_id=registry_id)
         except DatabaseError:
             logger.exception("the kept answers of registry %s were not refreshed", registry_id)
+        try:
+            events_figures_record(registry_id=registry_id, repository_ids=sorted(result.changed_repositories))
+        except DatabaseError:
+            logger.exception("the trend points of registry %s were not recorded", registry_id)
     return result
 
 
@@ -125,12 +136,15 @@ def repository_events_apply(*, registry: Registry, name: str, into: Applied) -> 
             if not events:
                 return
             tags = _tags_concerned(repository=repository, events=events)
-            read = _read(registry=registry, repository=repository, tags=tags) if tags else None
+            retry = _retrying(events)
+            read = _read(registry=registry, repository=repository, tags=tags, retry=retry) if tags else None
             if read is not None and (read.gone or read.failed) and _settled(events):
-                read = _read(registry=registry, repository=repository, tags=tags)
+                read = _read(registry=registry, repository=repository, tags=tags, retry=retry)
             changed = _record(registry=registry, repository=repository, events=events, read=read)
             into.events += len(events)
             into.changed += changed
+            if changed:
+                into.changed_repositories.add(repository.id)
     finally:
         heartbeat.__exit__(None, None, None)
         repository_lease_release(repository)
@@ -176,6 +190,14 @@ class _Read:
     error: str = ""  # the whole read failed (permanently): every event of the batch says why
 
 
+def _retrying(events: list[RegistryEvent]) -> bool:
+    """Whether a tag's transient failure still keeps `events` pending: their oldest came less than
+    `EVENTS_TRANSIENT_RETRY_SECONDS` ago (a manifest answering 500 for ever must not hold the
+    repository's events for ever)."""
+    oldest = min(e.received_at for e in events)
+    return (timezone.now() - oldest).total_seconds() < settings.EVENTS_TRANSIENT_RETRY_SECONDS
+
+
 def _settled(events: list[RegistryEvent]) -> bool:
     """Whether a push among `events` is younger than `EVENTS_PUSH_SETTLE_SECONDS`, after waiting until it
     is not: its tags are worth reading again. Distribution notifies a manifest push when the manifest is
@@ -192,10 +214,11 @@ def _settled(events: list[RegistryEvent]) -> bool:
     return True
 
 
-def _read(*, registry: Registry, repository: Repository, tags: list[str]) -> _Read:
+def _read(*, registry: Registry, repository: Repository, tags: list[str], retry: bool = True) -> _Read:
     """The tags read from the registry. A tag answered 404 is asked again with a HEAD: only a
     manifest the registry does not have makes the tag gone (a missing config leaves it failed, as a
-    scan leaves it). A transient error is raised (the events wait); a permanent one is returned."""
+    scan leaves it). A transient error is raised (the events wait), a tag's too while `retry`; a
+    permanent one is returned."""
     try:
         with registry_client_shared(registry) as client:
             snapshot = snapshot_repository(
@@ -210,6 +233,15 @@ def _read(*, registry: Registry, repository: Repository, tags: list[str]) -> _Re
             for failure in snapshot.failures:
                 if failure.reference not in tags:
                     continue  # an index child: the tag's own read stands
+                if failure.transient and retry:
+                    error = RegistryError(
+                        f"{failure.kind}: {failure.message}",
+                        registry=registry.name,
+                        repository=repository.name,
+                        reference=failure.reference,
+                    )
+                    error.transient = True
+                    raise error
                 if failure.kind == NotFoundError.__name__:
                     try:
                         client.head_manifest(repository.name, failure.reference)

@@ -1,8 +1,14 @@
 """Trend points: after a scan, the summary of its repository and (for a registry scan, or a stand-alone
-repository scan) its registry, stored as `SummarySnapshot` rows."""
+repository scan) its registry, stored as `SummarySnapshot` rows; after registry events change a
+registry, the same for it and the repositories they changed, at most one point per
+`EVENTS_TREND_INTERVAL_SECONDS` each (`events_figures_record`)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from analytics.ingest.chains import chains_refresh
@@ -11,19 +17,21 @@ from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 
 
-def _snapshot(*, scope: Scope, registry_id: int, repository_id: int | None, scan_id: int | None, now):
+def _figures(scope: Scope) -> dict[str, int]:
     s = dedup_summary(scope=scope)
+    return {
+        "images": s.images,
+        "manifests": s.manifests,
+        "distinct_layers": s.distinct_layers,
+        "logical_bytes": s.logical_bytes,
+        "stored_bytes": s.stored_bytes,
+        "saved_bytes": s.saved_bytes,
+    }
+
+
+def _snapshot(*, scope: Scope, registry_id: int, repository_id: int | None, scan_id: int | None, now):
     return SummarySnapshot.objects.create(
-        taken_at=now,
-        scan_id=scan_id,
-        registry_id=registry_id,
-        repository_id=repository_id,
-        images=s.images,
-        manifests=s.manifests,
-        distinct_layers=s.distinct_layers,
-        logical_bytes=s.logical_bytes,
-        stored_bytes=s.stored_bytes,
-        saved_bytes=s.saved_bytes,
+        taken_at=now, scan_id=scan_id, registry_id=registry_id, repository_id=repository_id, **_figures(scope)
     )
 
 
@@ -58,3 +66,30 @@ def scan_figures_record(*, scan_id: int) -> list[SummarySnapshot]:
             )
         )
     return rows
+
+
+def events_figures_record(*, registry_id: int, repository_ids: list[int]) -> None:
+    """After events changed a registry: its trend point and those of `repository_ids`.
+
+    A burst of pushes must not write a point per push: the newest point of a series, when events made
+    it (no scan) within the last `EVENTS_TREND_INTERVAL_SECONDS`, is moved to now with the figures of
+    now; otherwise a point is added. So a series holds at most one event point per interval, and its
+    last point is always current."""
+    now = timezone.now()
+    since = now - timedelta(seconds=settings.EVENTS_TREND_INTERVAL_SECONDS)
+    scopes = [(Scope(repository_id=r), r) for r in repository_ids] + [(Scope(registry_id=registry_id), None)]
+    for scope, repository_id in scopes:
+        figures = _figures(scope)
+        with transaction.atomic():
+            newest = (
+                SummarySnapshot.objects.select_for_update()
+                .filter(registry_id=registry_id, repository_id=repository_id)
+                .order_by("-taken_at", "-id")
+                .first()
+            )
+            if newest is not None and newest.scan_id is None and newest.taken_at >= since:
+                SummarySnapshot.objects.filter(id=newest.id).update(taken_at=now, **figures)
+            else:
+                SummarySnapshot.objects.create(
+                    taken_at=now, registry_id=registry_id, repository_id=repository_id, **figures
+                )

@@ -20,7 +20,7 @@ from analytics.events.apply import registries_waiting, registry_events_apply
 from analytics.events.formats import events_parse
 from analytics.events.inbox import events_store
 from analytics.ingest.answers import ANSWERS
-from analytics.models import ManifestPulls, Registry, RegistryEvent, Scan, Tag, TagEvent
+from analytics.models import ManifestPulls, Registry, RegistryEvent, Scan, SummarySnapshot, Tag, TagEvent
 from analytics.registries import registry_upsert
 from analytics.scans.start import scan_start_inline
 from analytics.selectors.answers import answers_stale
@@ -28,7 +28,8 @@ from analytics.selectors.lineage import stale_bases_computed
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 from harness.pusher import Pusher, make_base
-from harness.registry import RegistryServer
+from harness.registry import RegistryServer, blobstore_bytes
+from tests.support.hostile_registry import hostile_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -314,9 +315,11 @@ def test_the_lease_holder_applies_several_batches_and_leaves_the_rest_for_later(
     assert ManifestPulls.objects.get(digest=digest).pulls == 9
 
 
-def test_a_push_applied_before_the_registry_linked_its_tag_is_read_again(server, followed):
+def test_a_push_applied_before_the_registry_linked_its_tag_is_read_again(server, followed, settings):
     """Distribution notifies a manifest push before it links the tag: an applier that keeps up reads the
-    tag while the registry still answers 404. Here the tag is linked 0.1 s after the event came."""
+    tag while the registry still answers 404. Here the tag is linked 0.1 s after the event came (the
+    settle time is long enough for that on a loaded machine)."""
+    settings.EVENTS_PUSH_SETTLE_SECONDS = 2.0
     with Pusher(server.url) as push:
         image = push.image("team/app", "staging", seed="settle", base=make_base("settle"))
     deliver(followed, event("push", "team/app", tag="v1", digest=image.digest))
@@ -334,3 +337,48 @@ def test_a_push_applied_before_the_registry_linked_its_tag_is_read_again(server,
         linking.join()
     assert tags(followed.id) == {("team/app", "v1"): image.digest}
     assert list(RegistryEvent.objects.values_list("outcome", flat=True)) == ["applied"]
+
+
+def test_a_tag_answering_5xx_keeps_its_events_pending_then_fails_them(settings):
+    """A manifest the registry answers with a 500: the events wait (the task retries with backoff)
+    rather than fail at once; once the oldest is EVENTS_TRANSIENT_RETRY_SECONDS old they fail with the
+    registry's error, so one broken manifest never holds a repository's events for ever."""
+    with hostile_registry() as hostile:
+        row = registry_upsert(url=hostile.base_url, name="hostile")
+        deliver(row, event("push", "hostile/app", tag="error-500", digest="sha256:" + "d" * 64))
+        result = registry_events_apply(registry_id=row.id)
+        assert result.transient is not None and result.later == ["hostile/app"]
+        pending = RegistryEvent.objects.get(registry=row)
+        assert pending.applied_at is None and pending.outcome == ""
+        settings.EVENTS_TRANSIENT_RETRY_SECONDS = 0
+        result = registry_events_apply(registry_id=row.id)
+    assert result.transient is None and result.later == []
+    failed = RegistryEvent.objects.get(registry=row)
+    assert failed.applied_at is not None and failed.outcome == "failed" and "500" in failed.message
+
+
+def test_events_that_change_a_registry_keep_its_trend_current_one_per_interval(server, followed, settings):
+    """After events change a registry, its trend and its changed repositories' get a point with the
+    figures of now; more changes within EVENTS_TREND_INTERVAL_SECONDS move that point, not add one."""
+    base = make_base("trend")
+    with Pusher(server.url) as push:
+        first = push.image("team/app", "v1", seed="trend-1", base=base)
+    deliver(followed, event("push", "team/app", tag="v1", digest=first.digest))
+    registry_events_apply(registry_id=followed.id)
+    registry_points = SummarySnapshot.objects.filter(registry=followed, repository__isnull=True)
+    assert registry_points.count() == 1
+    assert registry_points.get().stored_bytes == blobstore_bytes(server.root)
+    with Pusher(server.url) as push:
+        second = push.image("team/app", "v2", seed="trend-2", base=base)
+    deliver(followed, event("push", "team/app", tag="v2", digest=second.digest))
+    registry_events_apply(registry_id=followed.id)
+    point = registry_points.get()  # moved, not added
+    assert (point.images, point.stored_bytes) == (2, blobstore_bytes(server.root))
+    repository_point = SummarySnapshot.objects.get(registry=followed, repository__name="team/app")
+    assert repository_point.images == 2
+    settings.EVENTS_TREND_INTERVAL_SECONDS = 0
+    with Pusher(server.url) as push:
+        third = push.image("team/app", "v3", seed="trend-3", base=base)
+    deliver(followed, event("push", "team/app", tag="v3", digest=third.digest))
+    registry_events_apply(registry_id=followed.id)
+    assert list(registry_points.values_list("images", flat=True)) == [2, 3]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import subprocess
 from datetime import timedelta
 from io import StringIO
@@ -24,13 +23,8 @@ from analytics.events.pulls import pulls_record
 from analytics.models import Registry, RegistryEvent, RepositoryManifest
 from analytics.scans.start import scan_start_inline
 from harness.pusher import (
-    Base,
     PushedImage,
     Pusher,
-    blob_bytes,
-    digest_of,
-    image_config,
-    image_manifest,
     make_base,
 )
 from harness.registry import RegistryServer, blobstore_bytes
@@ -38,7 +32,6 @@ from harness.tools import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 _keys = count()
 
 
@@ -47,51 +40,6 @@ def scratch():
     server = RegistryServer().start()
     yield server
     server.cleanup()
-
-
-def child(push: Pusher, repository: str, *, seed: str, base: Base, arch: str) -> PushedImage:
-    """An untagged platform image (put by digest), for an index to list."""
-    for data in base.layers:
-        push.upload(repository, data)
-    own = blob_bytes(f"layer:{seed}", 1500)
-    push.upload(repository, own)
-    layers = [*base.layers, own]
-    config = json.dumps({**json.loads(image_config(seed=seed, layers=layers)), "architecture": arch}).encode()
-    push.upload(repository, config)
-    manifest = image_manifest(config=config, layers=layers)
-    digest = push.put_manifest(repository, digest_of(manifest), manifest)
-    return PushedImage(
-        repository=repository,
-        tag="",
-        digest=digest,
-        manifest=manifest,
-        config_digest=digest_of(config),
-        config=config,
-        layers=tuple((digest_of(b), len(b)) for b in layers),
-    )
-
-
-def multi(push: Pusher, repository: str, tag: str, *, seed: str, base: Base) -> tuple[str, bytes, list]:
-    children = [child(push, repository, seed=f"{seed}-{a}", base=base, arch=a) for a in ("amd64", "arm64")]
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": c.digest,
-                "size": len(c.manifest),
-                "platform": {"os": "linux", "architecture": a},
-            }
-            for c, a in zip(children, ("amd64", "arm64"), strict=True)
-        ],
-    }
-    raw = json.dumps(doc, sort_keys=True).encode()
-    reply = push.http.put(
-        f"/v2/{repository}/manifests/{tag}", content=raw, headers={"Content-Type": OCI_INDEX}
-    )
-    assert reply.status_code == 201, reply.text
-    return digest_of(raw), raw, children
 
 
 def size_bytes(image: PushedImage) -> int:
@@ -126,8 +74,10 @@ def test_cold_bytes_are_what_the_registry_garbage_collector_frees(scratch):
         # stale's very manifest in another repository, pulled there: kept by it
         copy = push.image("apps/api", "1", seed="web-stale", base=os_base)
         cli = push.image("tools/cli", "1", seed="cli", base=make_base("cli-base", layers=1, size=3000))
-        warm_index, _, warm_children = multi(push, "apps/multi", "1", seed="multi-1", base=os_base)
-        cold_index, cold_raw, cold_children = multi(push, "apps/multi", "2", seed="multi-2", base=os_base)
+        warm_index, _, warm_children = push.multi_platform("apps/multi", "1", seed="multi-1", base=os_base)
+        cold_index, cold_raw, cold_children = push.multi_platform(
+            "apps/multi", "2", seed="multi-2", base=os_base
+        )
     assert copy.digest == stale.digest
     scan_start_inline(target=scratch.url)
     registry = Registry.objects.get(url=scratch.url)

@@ -128,6 +128,7 @@ class ManifestFailure:
     reference: str  # the tag or digest that was asked for
     kind: str  # a short error class name, e.g. "DigestMismatch"
     message: str
+    transient: bool = False  # the error may pass (RegistryError.transient): a 5xx, a timeout
 
 
 @dataclass(frozen=True, slots=True)

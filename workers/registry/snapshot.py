@@ -78,7 +78,9 @@ def classify_tag(tag: str) -> tuple[str, str] | None:
 
 
 def _failure(reference: str, exc: RegistryError) -> ManifestFailure:
-    return ManifestFailure(reference=reference, kind=type(exc).__name__, message=str(exc))
+    return ManifestFailure(
+        reference=reference, kind=type(exc).__name__, message=str(exc), transient=exc.transient
+    )
 
 
 def snapshot_repository(

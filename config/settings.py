@@ -111,6 +111,10 @@ WHATIF_JOBS_PER_OWNER = int(os.environ.get("WHATIF_JOBS_PER_OWNER", "3"))
 WHATIF_JOB_TIMEOUT_SECONDS = int(os.environ.get("WHATIF_JOB_TIMEOUT_SECONDS", "1800"))
 WHATIF_JOB_KEEP_SECONDS = int(os.environ.get("WHATIF_JOB_KEEP_SECONDS", "86400"))
 WHATIF_JOB_DETAILS = int(os.environ.get("WHATIF_JOB_DETAILS", "1000"))
+# A saved cleanup policy is evaluated by the worker after each scan or batch of events that changed its
+# registry (analytics/policies/evaluate.py): each policy within this many seconds (every statement under
+# it, none started past it), else its point records that it took too long; the scan stands either way.
+POLICY_EVALUATION_SECONDS = float(os.environ.get("POLICY_EVALUATION_SECONDS", "60"))
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

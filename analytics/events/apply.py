@@ -16,7 +16,8 @@ in, the last read of a tag is the registry's state of it, which is what a full s
 - a tag whose read fails with what may pass (a 5xx) keeps the batch pending, tried again with the tasks'
   backoff, until its oldest event is `EVENTS_TRANSIENT_RETRY_SECONDS` old: then the events fail with it;
 - once a registry's events are all applied and something changed: the kept answers are recomputed and
-  the trend points of the registry and the changed repositories recorded (`events_figures_record`).
+  the trend points of the registry and the changed repositories recorded (`events_figures_record`), and
+  its saved cleanup policies evaluated (`analytics.policies.evaluate`).
 
 A repository is applied under its scan lease (`Repository.scan_lease_until`), so never by two workers
 at once nor beside a scan of it; a busy one is left pending for the next task or the sweeper.
@@ -44,6 +45,7 @@ from analytics.ingest.known import configs_known, manifests_known
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.ingest.trends import events_figures_record
 from analytics.models import Registry, RegistryEvent, Repository, Tag
+from analytics.policies.evaluate import registry_policies_evaluate
 from analytics.registries import repositories_ensure
 from analytics.scans.clients import registry_client_shared
 from analytics.scans.runtime import Heartbeat, metrics_sink
@@ -108,6 +110,11 @@ def registry_events_apply(*, registry_id: int) -> Applied:
             events_figures_record(registry_id=registry_id, repository_ids=sorted(result.changed_repositories))
         except DatabaseError:
             logger.exception("the trend points of registry %s were not recorded", registry_id)
+        # Its saved cleanup policies too: one point each per content version, failures recorded as points.
+        try:
+            registry_policies_evaluate(registry_id=registry_id)
+        except DatabaseError:
+            logger.exception("the cleanup policies of registry %s were not evaluated", registry_id)
     return result
 
 

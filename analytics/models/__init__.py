@@ -50,6 +50,7 @@ from analytics.models.figures import (
     SummarySnapshot,
 )
 from analytics.models.jobs import WhatIfJob
+from analytics.models.policies import CleanupPolicy, PolicyEvaluation
 from analytics.models.registries import REGISTRY_MAX_CONCURRENCY, REGISTRY_MAX_RATE, Registry, Repository
 from analytics.models.scans import Scan, ScanError
 
@@ -58,6 +59,7 @@ __all__ = [
     "Blob",
     "BlobLine",
     "BlobRegistries",
+    "CleanupPolicy",
     "DiffIdCopies",
     "DiffIdEpoch",
     "Engine",
@@ -77,6 +79,7 @@ __all__ = [
     "NamespaceBlob",
     "NamespaceFigures",
     "NamespaceManifestRef",
+    "PolicyEvaluation",
     "REGISTRY_MAX_CONCURRENCY",
     "REGISTRY_MAX_RATE",
     "Registry",

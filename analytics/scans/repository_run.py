@@ -30,6 +30,7 @@ from analytics.scans.state import (
     HANDLED_ELSEWHERE,
     answers_refresh_after_commit,
     commit_async,
+    policies_evaluate_after_commit,
     repository_forget_if_unknown,
     repository_lease_acquire,
     repository_lease_release,
@@ -338,6 +339,7 @@ class RepositoryRun:
                 scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
                 if scan.parent_id is None:  # a registry scan refreshes once, at its end
                     answers_refresh_after_commit(registry_id=scan.registry_id)
+                    policies_evaluate_after_commit(registry_id=scan.registry_id)
             total, done, d_total, d_done = self.progress.take()
             scan_finish(
                 scan,

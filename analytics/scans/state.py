@@ -17,6 +17,7 @@ from analytics.infra.text import printable
 from analytics.ingest.answers import answers_refresh
 from analytics.ingest.trends import scan_figures_record
 from analytics.models import Registry, Repository, Scan, ScanError
+from analytics.policies.evaluate import registry_policies_evaluate
 from analytics.scans.runtime import lease_deadline, metrics_sink
 from workers.registry.errors import RegistryError
 
@@ -160,6 +161,7 @@ def parent_finish_if_done(parent_id: int) -> None:
         Registry.objects.filter(id=parent.registry_id).update(last_scanned_at=timezone.now())
         scan_figures_record(scan_id=parent_id)  # the registry's trend point
         answers_refresh_after_commit(registry_id=parent.registry_id)
+        policies_evaluate_after_commit(registry_id=parent.registry_id)
 
 
 def answers_refresh_after_commit(*, registry_id: int) -> None:
@@ -167,6 +169,13 @@ def answers_refresh_after_commit(*, registry_id: int) -> None:
     the scan changed (`analytics.ingest.answers`), so that no reader waits for them. A failure is logged;
     the scan stands and the next reader computes."""
     transaction.on_commit(partial(answers_refresh, registry_id=registry_id), robust=True)
+
+
+def policies_evaluate_after_commit(*, registry_id: int) -> None:
+    """Once this transaction commits, evaluate the registry's saved cleanup policies and append their
+    points (`analytics.policies.evaluate`: each bounded, a failure recorded as the point, never the
+    scan's; a content version already evaluated is not evaluated again)."""
+    transaction.on_commit(partial(registry_policies_evaluate, registry_id=registry_id), robust=True)
 
 
 def scan_fail(*, scan_id: int, message: str, kind: str = "ScanFailed") -> None:

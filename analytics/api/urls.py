@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from analytics.api import content, engines, events, insights, layers, registries, scans
+from analytics.api import content, engines, events, insights, layers, policies, registries, scans
 
 router = DefaultRouter()
 router.register("registries", registries.RegistryViewSet, basename="registry")
@@ -13,6 +13,7 @@ router.register("layers", layers.LayerViewSet, basename="layer")
 router.register("scans", scans.ScanViewSet, basename="scan")
 router.register("engines", engines.EngineViewSet, basename="engine")
 router.register("engine-scans", engines.EngineScanViewSet, basename="engine-scan")
+router.register("policies", policies.CleanupPolicyViewSet, basename="policy")
 
 urlpatterns = [
     path("summary/", content.SummaryView.as_view(), name="summary"),

@@ -11,6 +11,7 @@ from django.db import transaction
 from drf_spectacular.generators import SchemaGenerator
 
 from analytics.models import Engine, EngineScan, RepositoryManifest, Scan, Tag, TagEvent
+from analytics.policies.saved import cleanup_policy_create
 
 pytestmark = pytest.mark.django_db
 
@@ -42,6 +43,7 @@ def paths(world):
         "scans": Scan.objects.create(kind="registry", registry=world.registry).id,
         "engines": engine.id,
         "engine-scans": EngineScan.objects.create(engine=engine).id,
+        "policies": cleanup_policy_create(registry=world.registry, name="all", text='{"tag_glob": "*"}').id,
     }
 
     def fill(path: str) -> str:

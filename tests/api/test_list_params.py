@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from drf_spectacular.generators import SchemaGenerator
 
 from analytics.models import Engine, EngineScan, RepositoryManifest, Scan, Tag, TagEvent
+from analytics.policies.saved import cleanup_policy_create
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +84,7 @@ def fill(world):
         "scans": scan.id,
         "engines": engine.id,
         "engine-scans": EngineScan.objects.create(engine=engine).id,
+        "policies": cleanup_policy_create(registry=world.registry, name="all", text='{"tag_glob": "*"}').id,
     }
     required = {"registry": str(world.registry.id), "start": "2024-01-01", "end": "2025-01-01"}
 

@@ -13,6 +13,9 @@ Where each figure comes from (and why it is cheap to scrape):
   one grouped read of the pending events, which a partial index holds alone (a running worker keeps
   them few), and of the followed registries; the events counters (received, applied, refused,
   duplicates) come from the workers' and web's Redis hash like the others.
+* Saved cleanup policies (`layerlens_policy_reclaimable_bytes`, `layerlens_policy_evaluation_refused`):
+  each policy's latest point, one DISTINCT ON read of the (policy, -at) index; labelled by registry and
+  policy name for operators, by policy id otherwise (prometheus_client escapes the label values).
 
 A registry's name is its host, which is not for anyone who can reach `/metrics`: unless the caller is an
 operator (`named`), every series is summed over registries and carries no `registry` label.
@@ -34,6 +37,7 @@ from analytics.infra import telemetry
 from analytics.infra.politeness import shared_redis
 from analytics.models import Scan, SummarySnapshot
 from analytics.selectors.inbox import inbox_by_registry
+from analytics.selectors.policies import latest_figures
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,7 @@ class LayerlensCollector(Collector):
         yield from self._scans()
         yield from self._dedup()
         yield from self._inbox()
+        yield from self._policies()
         yield from self._worker_counters()
 
     def _scans(self) -> Iterator[Metric]:
@@ -142,6 +147,30 @@ class LayerlensCollector(Collector):
             age.add_metric([], max((seconds for _, _, seconds in rows), default=0.0))
         yield pending
         yield age
+
+    def _policies(self) -> Iterator[Metric]:
+        # Per saved policy: no sum over registries makes sense (two policies may select the same tags),
+        # so without names each is labelled by its id alone.
+        labels = ["registry", "policy"] if self.named else ["policy_id"]
+        reclaimable = GaugeMetricFamily(
+            "layerlens_policy_reclaimable_bytes",
+            "Bytes deleting a saved cleanup policy's selection, then collecting garbage, would free, at its "
+            "latest evaluation that succeeded.",
+            labels=labels,
+        )
+        refused = GaugeMetricFamily(
+            "layerlens_policy_evaluation_refused",
+            "1 when a saved cleanup policy's latest evaluation was refused (pulls not counted, too long).",
+            labels=labels,
+        )
+        for policy, latest, figured in latest_figures():
+            key = [policy.registry.name, policy.name] if self.named else [str(policy.id)]
+            if figured is not None:
+                reclaimable.add_metric(key, figured.freed_bytes)
+            if latest is not None:
+                refused.add_metric(key, 1 if latest.error else 0)
+        yield reclaimable
+        yield refused
 
     def _worker_counters(self) -> Iterator[Metric]:
         if not settings.LAYERLENS_REDIS_URL:

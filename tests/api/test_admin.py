@@ -7,6 +7,8 @@ from django.contrib import admin
 from django.urls import reverse
 
 from analytics.models import Registry, RepositoryManifest, Scan
+from analytics.policies.evaluate import registry_policies_evaluate
+from analytics.policies.saved import cleanup_policy_create
 from tests.api.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -19,6 +21,8 @@ def admin_client_(world, admin_client):
 
 def test_every_model_is_registered_and_its_pages_render(admin_client_, world):
     Scan.objects.create(kind="registry", registry=world.registry).errors.create(kind="X", message="m")
+    cleanup_policy_create(registry=world.registry, name="team", text='{"tag_glob": "*"}', namespace="team")
+    registry_policies_evaluate(registry_id=world.registry.id)
     for model in admin.site._registry:
         if model._meta.app_label != "analytics":
             continue
@@ -34,7 +38,8 @@ def test_every_model_is_registered_and_its_pages_render(admin_client_, world):
             assert PASSWORD not in page.content.decode()
             assert world.registry.password_encrypted not in page.content.decode()
     models = {m.__name__ for m in admin.site._registry if m._meta.app_label == "analytics"}
-    assert len(models) == 16  # 12 registry models, Engine, EngineImage, EngineScan, and ApiToken
+    # 12 registry models, Engine, EngineImage, EngineScan, ApiToken, CleanupPolicy and PolicyEvaluation
+    assert len(models) == 18
 
 
 def test_scanned_data_cannot_be_added_or_changed(admin_client_, world):

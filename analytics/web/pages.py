@@ -19,6 +19,7 @@ from analytics.ingest.answers import answers_refresh
 from analytics.models import (
     Engine,
     NamespaceFigures,
+    PolicyEvaluation,
     Registry,
     RegistryBlob,
     Repository,
@@ -38,6 +39,7 @@ from analytics.selectors.images import (
 from analytics.selectors.layers import layer_top
 from analytics.selectors.lineage import BaseImage, image_lineage, image_stale_base
 from analytics.selectors.lists import registry_list, registry_lookup, repository_list, tag_list
+from analytics.selectors.policies import registry_policy_series
 from analytics.selectors.pulls import image_pulls_of, pulls_annotations
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
@@ -179,7 +181,8 @@ def largest_namespaces(*, registry: Registry, limit: int = TOP_BARS) -> list[dic
 
 
 def overview(*, registry: Registry | None) -> dict:
-    """Registries, engines, and for one registry its trend and its largest repositories and namespaces.
+    """Registries, engines, and for one registry its trend, its largest repositories and namespaces and
+    the series of what its saved cleanup policies would reclaim.
 
     A bounded number of queries: maintained rows, never a figure per repository or namespace."""
     engines, engines_capped = _engine_rows()
@@ -206,7 +209,26 @@ def overview(*, registry: Registry | None) -> dict:
     data["repositories"] = largest_repositories(registry=registry)
     data["namespaces"] = largest_namespaces(registry=registry)
     data["repositories_api"] = api("repository-list", registry=registry.id)
+    series, more = registry_policy_series(registry_id=registry.id)
+    data["policies"] = [
+        {
+            "id": policy.id,
+            "name": policy.name,
+            "format": policy.format,
+            "enabled": policy.enabled,
+            "api": api("policy-series", args=(policy.id,)),
+            "latest": _point(points[-1]) if points else None,
+            "points": [_point(e) for e in points if not e.error],
+        }
+        for policy, points in series
+    ]
+    data["policies_capped"] = more
+    data["policies_api"] = api("policy-list", registry=registry.id)
     return data
+
+
+def _point(e: PolicyEvaluation) -> dict:
+    return {"at": e.at.isoformat(), "freed_bytes": e.freed_bytes, "tags": e.tags_removed, "error": e.error}
 
 
 def layers_page(*, registry: Registry, limit: int = 25) -> dict:

@@ -11,6 +11,8 @@ from django.test.utils import CaptureQueriesContext
 
 from analytics.ingest.chains import chains_refresh
 from analytics.models import RepositoryManifest, Tag
+from analytics.policies.evaluate import registry_policies_evaluate
+from analytics.policies.saved import cleanup_policy_create
 from analytics.registries import registry_upsert
 from analytics.web import pages
 from harness import records as f
@@ -82,6 +84,30 @@ def test_each_page_costs_the_same_few_queries_at_two_sizes(reader, client):
     for path, count in large.items():
         assert count <= BOUND, (path, count)
         assert count == small[path], (path, small[path], count)
+
+
+def test_the_overview_costs_the_same_queries_for_one_saved_policy_as_for_many(reader, client):
+    _fill(reader, range(1), 1)
+    path = f"/ui/?registry={reader.id}"
+
+    def count() -> int:
+        client.get(path)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(path).status_code == 200
+        return len(queries)
+
+    cleanup_policy_create(registry=reader, name="p0", text='{"tag_glob": "*"}')
+    registry_policies_evaluate(registry_id=reader.id)
+    one = count()
+    for i in range(1, 15):  # more than the overview draws
+        cleanup_policy_create(registry=reader, name=f"p{i}", text='{"tag_glob": "1.*"}')
+    for i in range(3):  # each a point per content version
+        f.ingest(reader, "base/os", {"1.0": f.image("os", layers=OS), f"v{i}": f.image(f"v{i}", layers=OS)})
+        registry_policies_evaluate(registry_id=reader.id)
+    data = client.get(path).context["data"]
+    assert len(data["policies"]) == 12 and data["policies_capped"]
+    assert len(data["policies"][0]["points"]) == 4
+    assert count() == one <= BOUND
 
 
 def _api(client, url: str) -> dict:

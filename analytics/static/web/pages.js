@@ -32,6 +32,19 @@
         })
       };
     },
+    policies: function (policies) {
+      // one line per saved policy: what its selection would free, at each evaluation
+      return {
+        tooltip: tip, legend: {}, grid: { containLabel: true, left: 10, right: 20 },
+        xAxis: { type: "time" }, yAxis: bytesAxis,
+        series: policies.map(function (p) {
+          return {
+            name: p.name, type: "line", showSymbol: true,
+            data: p.points.map(function (r) { return [r.at, r.freed_bytes]; })
+          };
+        })
+      };
+    },
     ranked: function (rows, el) {
       var key = el.dataset.key;
       rows = rows.slice().reverse();  // largest at the top

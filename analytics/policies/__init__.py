@@ -10,5 +10,8 @@
 - `preview`: parse (format given or guessed), refuse what would be guessed (pulls not counted), select,
   price with `selectors.whatif.deletion_impact`.
 
-Reads only: a preview deletes nothing and stores nothing.
+- `saved`, `evaluate`: policies kept per registry (`CleanupPolicy`, parsed before they are saved) and
+  their series (`PolicyEvaluation`), evaluated by the worker after the registry changes.
+
+A preview reads only: it deletes nothing and stores nothing; `saved` and `evaluate` write their own rows.
 """

@@ -129,7 +129,7 @@ def test_the_list_filters_by_registry_and_each_row_carries_its_latest_evaluation
     assert "web" in b"".join(csv.streaming_content).decode()
 
 
-def test_the_list_costs_the_same_queries_for_one_policy_or_many(
+def test_a_page_of_policies_costs_a_few_queries_whatever_their_series(
     world, client_user, django_assert_max_num_queries
 ):
     for i in range(5):

@@ -115,6 +115,8 @@ WHATIF_JOB_DETAILS = int(os.environ.get("WHATIF_JOB_DETAILS", "1000"))
 # registry (analytics/policies/evaluate.py): each policy within this many seconds (every statement under
 # it, none started past it), else its point records that it took too long; the scan stands either way.
 POLICY_EVALUATION_SECONDS = float(os.environ.get("POLICY_EVALUATION_SECONDS", "60"))
+# Points kept per saved policy (one per change of its registry): years of hourly changes.
+POLICY_SERIES_KEEP = int(os.environ.get("POLICY_SERIES_KEEP", "20000"))
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

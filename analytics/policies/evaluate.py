@@ -7,7 +7,9 @@
    a policy already evaluated at this version is not evaluated again (a retried task, a rescan that
    changed nothing), and the insert itself is `ON CONFLICT`, so two workers never add two points. A
    failed point (an `error`) may be replaced by a later evaluation at the same version.
-3. Each policy is evaluated in its own transaction, bounded by `POLICY_EVALUATION_SECONDS`: every
+3. A policy's series keeps its latest `POLICY_SERIES_KEEP` points (older ones are deleted as a point is
+   added), so it is bounded however often its registry changes.
+4. Each policy is evaluated in its own transaction, bounded by `POLICY_EVALUATION_SECONDS`: every
    statement under that `statement_timeout`, and no statement started past the deadline. A policy
    refused (pulls not counted, a repository gone, too long, a pattern timing out) records its error as
    the point; nothing raises into the scan or the events applier.
@@ -68,6 +70,15 @@ ON CONFLICT (policy_id, revision, content_version) DO UPDATE SET
     seconds = EXCLUDED.seconds, error = EXCLUDED.error
 WHERE e.error <> ''
 RETURNING e.id
+"""
+
+
+# Over the (policy, -at, -id) index: the points past the kept ones, oldest last.
+_TRIM_SQL = """
+DELETE FROM analytics_policyevaluation WHERE id IN (
+    SELECT id FROM analytics_policyevaluation WHERE policy_id = %(policy)s
+    ORDER BY at DESC, id DESC OFFSET %(keep)s
+)
 """
 
 
@@ -160,9 +171,11 @@ def policy_evaluate(*, policy: CleanupPolicy, now=None) -> PolicyEvaluation:
         "seconds": round(time.monotonic() - started, 3),
         "error": printable(error[:2000]),
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_INSERT_SQL, row)
         inserted = cursor.fetchone()
+        if inserted is not None:  # the series keeps its latest POLICY_SERIES_KEEP points
+            cursor.execute(_TRIM_SQL, {"policy": policy.id, "keep": settings.POLICY_SERIES_KEEP})
     if inserted is None:  # a point without error was there already (another worker's)
         return PolicyEvaluation.objects.get(**key)
     return PolicyEvaluation.objects.get(id=inserted[0])

@@ -139,6 +139,13 @@ def test_a_page_of_policies_costs_a_few_queries_whatever_their_series(
         assert len(client_user.get(URL).json()["results"]) == 5
 
 
+def test_deleting_a_registry_deletes_its_policies_and_their_series(world, client_staff):
+    cleanup_policy_create(registry=world.registry, name="web", text=EVERY_TAG)
+    registry_policies_evaluate(registry_id=world.registry.id)
+    assert client_staff.delete(f"/api/v1/registries/{world.registry.id}/").status_code == 204
+    assert not CleanupPolicy.objects.exists() and not PolicyEvaluation.objects.exists()
+
+
 # --- the command ------------------------------------------------------------------------------------------
 
 

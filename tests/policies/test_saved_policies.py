@@ -163,3 +163,14 @@ def test_a_repository_the_registry_dropped_is_recorded_as_refused(registry):
     registry.repositories.filter(name="team/web").delete()
     point = policy_evaluate(policy=policy)
     assert "no longer recorded" in point.error
+
+
+def test_a_series_keeps_its_latest_points(registry, settings):
+    settings.POLICY_SERIES_KEEP = 2
+    policy = cleanup_policy_create(registry=registry, name="web", text=EVERY_TAG, repository="team/web")
+    points = []
+    for i in range(4):
+        image = f.image(f"n{i}", layers=[f.layer(f"n{i}", 100 * (i + 1))])
+        f.ingest(registry, f"team/n{i}", {"1": image})  # a new content version each time
+        points.append(policy_evaluate(policy=policy).id)
+    assert list(PolicyEvaluation.objects.order_by("at").values_list("id", flat=True)) == points[-2:]

@@ -139,6 +139,19 @@ def test_a_page_of_policies_costs_a_few_queries_whatever_their_series(
         assert len(client_user.get(URL).json()["results"]) == 5
 
 
+def test_the_browsable_api_renders_the_forms_and_a_body_that_is_no_object_is_a_400(world, client_staff):
+    policy = cleanup_policy_create(registry=world.registry, name="web", text=EVERY_TAG)
+    registry_policies_evaluate(registry_id=world.registry.id)
+    for url in (URL, f"{URL}{policy.id}/", f"{URL}{policy.id}/series/"):
+        assert client_staff.get(url, HTTP_ACCEPT="text/html").status_code == 200, url
+    reply = client_staff.post(URL, [1, 2], format="json")
+    assert reply.status_code == 400 and "must be a JSON object" in reply.json()["detail"]
+    reply = client_staff.put(f"{URL}{policy.id}/", {"name": "web"}, format="json")
+    assert reply.status_code == 400 and "text" in reply.json()
+    form = {"registry": world.registry.id, "name": "form", "text": EVERY_TAG, "csrfmiddlewaretoken": "x"}
+    assert client_staff.post(URL, form).status_code == 201  # the browsable API's form, encoded as a form
+
+
 def test_deleting_a_registry_deletes_its_policies_and_their_series(world, client_staff):
     cleanup_policy_create(registry=world.registry, name="web", text=EVERY_TAG)
     registry_policies_evaluate(registry_id=world.registry.id)

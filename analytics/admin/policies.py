@@ -68,6 +68,9 @@ class CleanupPolicyForm(forms.ModelForm):
             self.add_error("name", f"registry {registry.name} already has a policy named {name!r}")
         return data
 
+    def validate_unique(self) -> None:
+        """The name's uniqueness is said once, by `clean`, in the words of the API and the command."""
+
 
 @admin.register(CleanupPolicy)
 class CleanupPolicyAdmin(SecretSafeAdmin):

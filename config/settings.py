@@ -307,6 +307,8 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.whatif_job": {"queue": QUEUE_INTERACTIVE},
     # Registry events: a push someone waits to see, a few tags read; never behind a crawl.
     "workers.tasks.apply_registry_events": {"queue": QUEUE_INTERACTIVE},
+    # A cleanup policy just saved: its first point, which whoever saved it is looking for.
+    "workers.tasks.evaluate_cleanup_policy": {"queue": QUEUE_INTERACTIVE},
 }
 # JSON only: task arguments are ids and strings, never pickled objects.
 CELERY_TASK_SERIALIZER = "json"

@@ -17,6 +17,7 @@ from analytics.errors import RepositoryBusy
 from analytics.events.apply import events_forget, events_pending, registries_waiting, registry_events_apply
 from analytics.events.inbox import events_apply_claim, events_apply_idle, events_apply_started
 from analytics.jobs import whatif_job_run
+from analytics.policies.evaluate import saved_policy_evaluate
 from analytics.scans.clients import registry_clients_close
 from analytics.scans.crawl import crawl_continue, crawl_send_next
 from analytics.scans.registry_run import scan_registry_run
@@ -219,3 +220,10 @@ def scan_engine(self, engine_scan_id: int) -> None:
 def whatif_job(job_id: int) -> None:
     """A what-if too large for a request (`analytics.jobs`); a redelivered job already claimed is skipped."""
     whatif_job_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def evaluate_cleanup_policy(policy_id: int) -> None:
+    """A saved policy's first point (or its first of a new revision), without waiting for its registry to
+    change; a repeat at the same content version is the point already recorded."""
+    saved_policy_evaluate(policy_id=policy_id)

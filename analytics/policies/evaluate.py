@@ -181,6 +181,12 @@ def policy_evaluate(*, policy: CleanupPolicy, now=None) -> PolicyEvaluation:
     return PolicyEvaluation.objects.get(id=inserted[0])
 
 
+def saved_policy_evaluate(*, policy_id: int) -> PolicyEvaluation | None:
+    """A policy just saved, by id (the task's argument); None when it was deleted or disabled since."""
+    policy = CleanupPolicy.objects.filter(id=policy_id, enabled=True).first()
+    return policy_evaluate(policy=policy) if policy is not None else None
+
+
 def registry_policies_evaluate(*, registry_id: int) -> list[PolicyEvaluation]:
     """Evaluate the registry's enabled policies (each bounded, each failure recorded as its point)."""
     points = []

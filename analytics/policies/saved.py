@@ -3,11 +3,13 @@
 A policy is checked before anything is written: its text is parsed in its format (`preview.policy_parse`,
 whose refusals name a line and column or a JSON path: wrong types, unknown fields, bad or catastrophic
 regexes, a document past 64 KiB), its name and scope are checked; a refusal raises and saves nothing.
-The text is stored as given, so the user's document comes back unchanged.
+The text is stored as given, so the user's document comes back unchanged. A policy saved (or changed in
+what it selects, or enabled) is sent to a worker to be evaluated once the write has committed.
 """
 
 from __future__ import annotations
 
+from celery import current_app
 from django.db import IntegrityError, transaction
 
 from analytics.errors import Conflict, InvalidPolicy, InvalidRequest
@@ -19,6 +21,14 @@ MAX_NAME_CHARS = 100
 MAX_SCOPE_CHARS = 255
 # What changes a policy's selection: a new revision, so its next evaluation is a new point.
 _SELECTING = ("text", "format", "namespace", "repository")
+EVALUATE_TASK = "workers.tasks.evaluate_cleanup_policy"
+
+
+def _evaluate_soon(policy: CleanupPolicy) -> None:
+    """A policy saved, or changed in what it selects, gets its first point from a worker now rather than
+    after the registry's next change (`evaluate.policy_evaluate`, bounded there)."""
+    if policy.enabled:
+        transaction.on_commit(lambda: current_app.send_task(EVALUATE_TASK, args=[policy.id]), robust=True)
 
 
 def policy_text_check(*, text: object, format: str | None) -> str:
@@ -80,7 +90,7 @@ def cleanup_policy_create(
     namespace, repository = policy_scope_check(registry=registry, namespace=namespace, repository=repository)
     try:
         with transaction.atomic():
-            return CleanupPolicy.objects.create(
+            policy = CleanupPolicy.objects.create(
                 registry=registry,
                 name=name,
                 format=fmt,
@@ -91,6 +101,8 @@ def cleanup_policy_create(
             )
     except IntegrityError:
         raise Conflict(f"registry {registry.name} already has a policy named {name!r}") from None
+    _evaluate_soon(policy)
+    return policy
 
 
 def cleanup_policy_update(*, policy: CleanupPolicy, **changes: object) -> CleanupPolicy:
@@ -121,6 +133,7 @@ def cleanup_policy_update(*, policy: CleanupPolicy, **changes: object) -> Cleanu
         "enabled": bool(given.get("enabled", policy.enabled)),
     }
     selecting = any(getattr(policy, k) != new[k] for k in _SELECTING)
+    enabling = new["enabled"] and not policy.enabled
     for key, value in new.items():
         setattr(policy, key, value)
     if selecting:
@@ -131,6 +144,8 @@ def cleanup_policy_update(*, policy: CleanupPolicy, **changes: object) -> Cleanu
     except IntegrityError:
         policy.refresh_from_db()
         raise Conflict(f"registry {policy.registry.name} already has a policy named {name!r}") from None
+    if selecting or enabling:
+        _evaluate_soon(policy)
     return policy
 
 

@@ -50,6 +50,31 @@ def test_staff_save_a_policy_and_readers_read_it_with_its_text_as_given(world, c
     assert read["text"] == text and read["registry_name"] == world.registry.name
 
 
+def test_a_saved_policy_is_sent_to_a_worker_for_its_first_point(
+    world, client_staff, sent_tasks, django_capture_on_commit_callbacks
+):
+    from workers.tasks import evaluate_cleanup_policy
+
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client_staff.post(URL, _body(world), format="json")
+    assert created.status_code == 201
+    policy_id = created.json()["id"]
+    assert sent_tasks == [("workers.tasks.evaluate_cleanup_policy", [policy_id])]
+    evaluate_cleanup_policy(policy_id)  # as the worker runs it
+    assert client_staff.get(f"{URL}{policy_id}/").json()["latest"]["freed_bytes"] == WEB_FREED
+    with django_capture_on_commit_callbacks(execute=True):
+        client_staff.patch(f"{URL}{policy_id}/", {"name": "renamed"}, format="json")  # selects the same
+        client_staff.patch(f"{URL}{policy_id}/", {"enabled": False}, format="json")
+    assert len(sent_tasks) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        client_staff.patch(f"{URL}{policy_id}/", {"enabled": True}, format="json")
+    assert len(sent_tasks) == 2
+    evaluate_cleanup_policy(policy_id)  # the same content version and revision: the same point
+    assert PolicyEvaluation.objects.count() == 1
+    CleanupPolicy.objects.all().delete()
+    evaluate_cleanup_policy(policy_id)  # deleted since: nothing
+
+
 def test_only_staff_write(world, client_user, anon_client, client_staff):
     assert client_user.post(URL, _body(world), format="json").status_code == 403
     assert anon_client.post(URL, _body(world), format="json").status_code in (401, 403)

@@ -1,7 +1,8 @@
-"""Saved cleanup policies evaluated by a real Celery worker: after a registry scan it ran, and after the
-events of a followed registry it applied. The point it records is what the what-if frees for the same
-policy, and what the registry's own `garbage-collect` removes from its blob store once the policy's tags
-are deleted through the registry API; a scan that changed nothing adds no point."""
+"""Saved cleanup policies evaluated by a real Celery worker: as soon as one is saved, after a registry
+scan it ran, and after the events of a followed registry it applied. The point it records is what the
+what-if frees for the same policy, and what the registry's own `garbage-collect` removes from its blob
+store once the policy's tags are deleted through the registry API; a scan that changed nothing adds no
+point."""
 
 from __future__ import annotations
 
@@ -57,15 +58,18 @@ def test_a_scan_by_the_worker_records_the_point_the_registry_garbage_collector_c
             push.image("apps/api", "1.0", seed="web-11", base=os_base)  # web:1.1's manifest, kept here
             push.image("tools/cli", "1", seed="cli", base=make_base("cli", layers=1, size=3000))
         registry = registry_upsert(url=server.url, name="scratch")
-        policy = cleanup_policy_create(registry=registry, name="old 1.x", text=json.dumps(ECR))
         start_worker()
+        # saved: its first point at once, over nothing recorded yet
+        policy = cleanup_policy_create(registry=registry, name="old 1.x", text=json.dumps(ECR))
+        points = PolicyEvaluation.objects.filter(policy=policy)
+        wait_until(lambda: points.count() == 1, what="the point of the policy just saved")
+        first = points.get()
+        assert (first.freed_bytes, first.tags_removed, first.error) == (0, 0, "")
 
         scan = scan_start(target=server.url)
-        wait_until(
-            lambda: PolicyEvaluation.objects.filter(policy=policy).exists(), what="the point", timeout=120
-        )
+        wait_until(lambda: points.count() == 2, what="the point after the scan", timeout=120)
         assert Scan.objects.get(id=scan.id).status == Scan.Status.SUCCEEDED
-        point = PolicyEvaluation.objects.get(policy=policy)
+        point = points.latest("at")
         assert point.error == "" and point.push_times == "scans"
 
         # the what-if of the same policy, computed here
@@ -78,7 +82,7 @@ def test_a_scan_by_the_worker_records_the_point_the_registry_garbage_collector_c
         again = scan_start(target=server.url)
         wait_until(lambda: _finished(again.id), what="the second scan", timeout=120)
         time.sleep(2)  # the evaluation runs once the scan has committed
-        assert PolicyEvaluation.objects.filter(policy=policy).count() == 1
+        assert points.count() == 2
 
         # the registry's own collector removes what the point says
         before = blobstore_bytes(server.root)
@@ -97,20 +101,23 @@ def test_a_scan_by_the_worker_records_the_point_the_registry_garbage_collector_c
 
 
 def test_applied_events_append_a_point_per_content_version(followed, start_worker):
-    policy = cleanup_policy_create(registry=followed.row, name="every tag", text='{"tag_glob": "*"}')
     start_worker()
+    policy = cleanup_policy_create(registry=followed.row, name="every tag", text='{"tag_glob": "*"}')
+    points = PolicyEvaluation.objects.filter(policy=policy)
+    wait_until(lambda: points.count() == 1, what="the point of the policy just saved")
     base = make_base("os", layers=1, size=4000)
     with Pusher(followed.url) as push:
         first = push.image("apps/web", "1.0", seed="one", base=base)
     settled(followed, {("apps/web", "1.0"): first.digest})
-    wait_until(lambda: PolicyEvaluation.objects.filter(policy=policy).count() == 1, what="the first point")
+    wait_until(lambda: points.count() == 2, what="the point after the first push")
 
     with Pusher(followed.url) as push:
         second = push.image("apps/web", "2.0", seed="two", base=base)
     settled(followed, {("apps/web", "1.0"): first.digest, ("apps/web", "2.0"): second.digest})
-    wait_until(lambda: PolicyEvaluation.objects.filter(policy=policy).count() == 2, what="the second point")
+    wait_until(lambda: points.count() == 3, what="the point after the second push")
 
-    one, two = PolicyEvaluation.objects.filter(policy=policy).order_by("at")
+    zero, one, two = points.order_by("at")
+    assert zero.freed_bytes == 0 and zero.content_version < one.content_version
     assert one.error == two.error == "" and one.content_version < two.content_version
     registry = Registry.objects.get(id=followed.row.id)
     preview = policy_preview(policy=policy_parse('{"tag_glob": "*"}'), registry_id=registry.id)

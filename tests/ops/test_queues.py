@@ -65,6 +65,7 @@ def test_every_task_has_its_queue():
         "workers.tasks.apply_registry_events": settings.QUEUE_INTERACTIVE,
         "workers.tasks.scan_engine": settings.QUEUE_INTERACTIVE,
         "workers.tasks.whatif_job": settings.QUEUE_INTERACTIVE,
+        "workers.tasks.evaluate_cleanup_policy": settings.QUEUE_INTERACTIVE,
         "workers.tasks.scan_registry": settings.QUEUE_BULK,
         "workers.tasks.scan_repositories": settings.QUEUE_BULK,
     }

@@ -37,7 +37,10 @@ What it measures:
    meanwhile still counts: the web server's processes, the worker's, PostgreSQL's (the benchmark
    database's backends and the server's own processes), wrk's and this process's; per accepted event
    while the burst is received, per applied event over the burst's receiving and applying. The same
-   per push for step 1 (where a push is several events: blobs, mounts, the manifest).
+   per push for step 1 (where a push is several events: blobs, mounts, the manifest). Per accepted
+   event also by process group: gunicorn's master and workers; PostgreSQL's backends serving the web
+   (told by their client ports, the web workers' sockets), the database's other backends and the
+   server's own processes; the Redis server (the last two shared with whatever else runs).
 
 The exit status is 1 when the followed registry differs from the full scan, an event is lost or
 failed, or a request of the burst was not a 202; the targets (p99 < 2 s, >= 1,000 events/s) are printed
@@ -527,6 +530,40 @@ def _pulls(registry_id: int, repository: str, digest: str) -> int:
     return row.pulls if row else 0
 
 
+def _process_groups(web: int, database: str) -> dict[str, Callable[[], list[int]]]:
+    """The same CPU finer (GROUPS): gunicorn's master and its workers; PostgreSQL's backends of the web,
+    the database's others (the worker's, this process's) and the server's own processes (shared with
+    every database on it, as is Redis's server)."""
+    from harness.proc import named_pids, postgres_groups, process_tree
+
+    kept: dict[str, object] = {"at": 0.0, "groups": {}}
+
+    def groups() -> dict[str, list[int]]:
+        if time.monotonic() - kept["at"] > 0.25:  # type: ignore[operator]
+            workers = [p for p in process_tree(web) if p != web]
+            kept.update(at=time.monotonic(), groups=postgres_groups(database, workers))
+        return kept["groups"]  # type: ignore[return-value]
+
+    return {
+        "web master": lambda: [web],
+        "web workers": lambda: [p for p in process_tree(web) if p != web],
+        "postgres, the web's backends": lambda: groups()["clients"],
+        "postgres, other backends": lambda: groups()["others"],
+        "postgres, the server's own": lambda: groups()["server"],
+        "redis server": lambda: named_pids("redis-server"),
+    }
+
+
+GROUPS = (
+    "web master",
+    "web workers",
+    "postgres, the web's backends",
+    "postgres, other backends",
+    "postgres, the server's own",
+    "redis server",
+)
+
+
 # --- reporting ---
 
 
@@ -584,6 +621,18 @@ def report(result: dict) -> str:
             f"{cpu.get('postgres', 0):.3f} | "
             f"{cpu.get('registry', 0):.3f} | {cpu.get('wrk', 0):.3f} | {cpu.get('bench process', 0):.3f} |"
         )
+    cpu = result["cpu_ms_per_accepted_event"]
+    lines += [
+        "",
+        "Per accepted event, by process group (ms; the PostgreSQL server's own processes and Redis's server "
+        "serve every database and client on the machine):",
+        "",
+        "| " + " | ".join(GROUPS) + " | worker | wrk |",
+        "|" + "---|" * (len(GROUPS) + 2),
+        "| "
+        + " | ".join(f"{cpu.get(g, 0):.3f}" for g in GROUPS)
+        + f" | {cpu.get('worker', 0):.3f} | {cpu.get('wrk', 0):.3f} |",
+    ]
     return "\n".join(lines)
 
 
@@ -641,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
                 "worker": lambda: process_tree(worker.proc.pid),  # type: ignore[union-attr]
                 "postgres": lambda: postgres_pids(args.database),
                 "registry": lambda: [registry.proc.pid],  # type: ignore[union-attr]
+                **_process_groups(server.pid, args.database),
             }
             with Meters(components) as pushing:
                 latency = push_latency(

@@ -17,4 +17,5 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("WEB_MAX_REQUESTS_JITTER", "2000"))
 accesslog = "-"
+logger_class = "config.gunicorn_logger.AccessLogger"  # no line for each accepted registry event
 preload_app = True

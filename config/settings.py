@@ -386,6 +386,10 @@ EVENTS_APPLY_BATCH = int(os.environ.get("EVENTS_APPLY_BATCH", "500"))
 # A sent apply task is trusted to start within this, and a running one to end a round of applying
 # within it (each round renews it); after it, the next event sends another.
 EVENTS_TASK_PENDING_SECONDS = int(os.environ.get("EVENTS_TASK_PENDING_SECONDS", "30"))
+# A running apply task keeps its registry's key at least this long after each round starts, and says so
+# in the key: a web process that read it sends nothing for the registry until then (less a margin for
+# the hosts' clocks), so a burst's requests cost no Redis round trip each (analytics/events/inbox.py).
+EVENTS_TASK_HOLD_SECONDS = float(os.environ.get("EVENTS_TASK_HOLD_SECONDS", "1"))
 # A registry's events whose repository another worker (or a scan) holds are tried again this soon: the
 # holder takes what arrives while it applies, so this is for the moments between its last look and its
 # release, and for scans.

@@ -56,3 +56,62 @@ def peak_rss_mb(pids: list[int]) -> float:
         status = Path(f"/proc/{p}/status").read_text()
         peak = max(peak, int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)))
     return peak / 1024
+
+
+def socket_ports(pids: list[int]) -> set[int]:
+    """The local TCP ports of the sockets `pids` hold (their connections' own ends)."""
+    inodes = set()
+    for p in pids:
+        try:
+            fds = list(Path(f"/proc/{p}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def postgres_groups(database: str, clients: list[int]) -> dict[str, list[int]]:
+    """`postgres_pids(database)` in three: `clients`' backends (connected from their sockets), the
+    database's other backends, and the server's own processes (shared with every database)."""
+    import psycopg
+
+    ports = socket_ports(clients)
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, client_port, backend_type = 'client backend' FROM pg_stat_activity"
+            " WHERE (datname = %s AND pid <> pg_backend_pid()) OR backend_type <> 'client backend'",
+            [database],
+        ).fetchall()
+    groups: dict[str, list[int]] = {"clients": [], "others": [], "server": []}
+    for pid, port, backend in rows:
+        groups["server" if not backend else "clients" if port in ports else "others"].append(pid)
+    return groups
+
+
+def named_pids(name: str) -> list[int]:
+    """The processes whose command name (/proc/PID/comm) is `name`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found

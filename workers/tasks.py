@@ -14,7 +14,13 @@ from django.utils import timezone
 
 from analytics.engines.services import engine_due_scans_enqueue, engine_scan_fail, engine_scan_run
 from analytics.errors import RepositoryBusy
-from analytics.events.apply import events_forget, events_pending, registries_waiting, registry_events_apply
+from analytics.events.apply import (
+    events_forget,
+    events_pending,
+    events_pending_until,
+    registries_waiting,
+    registry_events_apply,
+)
 from analytics.events.inbox import events_apply_claim, events_apply_idle, events_apply_started
 from analytics.jobs import whatif_job_run
 from analytics.policies.evaluate import saved_policy_evaluate
@@ -145,7 +151,7 @@ def apply_registry_events(self, registry_id: int) -> None:
     resends."""
     deadline = time.monotonic() + settings.EVENTS_APPLY_ROUND_SECONDS
     while True:
-        events_apply_started(registry_id=registry_id)  # events stored meanwhile are this task's
+        hold = events_apply_started(registry_id=registry_id)  # events stored meanwhile are this task's
         try:
             result = registry_events_apply(registry_id=registry_id)
         except DATABASE_LOST as exc:
@@ -154,7 +160,8 @@ def apply_registry_events(self, registry_id: int) -> None:
             events_apply_idle(registry_id=registry_id)
             raise
         if result.later:
-            # events stored from now on send another task (another repository's need not wait)
+            # events stored from now on send another task (another repository's need not wait); those
+            # stored by senders that trusted this task's hold are the sent task's to apply
             events_apply_idle(registry_id=registry_id)
             countdown = (
                 retry_countdown(self.request.retries, result.transient)
@@ -164,9 +171,13 @@ def apply_registry_events(self, registry_id: int) -> None:
             apply_registry_events.apply_async(args=[registry_id], countdown=countdown)
             return
         if not result.events:
-            # Nothing was left: let go of the key, then look once more, for an event stored after the
-            # read above whose sender saw the key held and sent nothing. Whoever takes the key next
-            # (a sender, or this task) applies what waits.
+            # Nothing was left. Senders trust the key until `hold` (`inbox.events_apply_soon`): until
+            # then, look for what they stored, and apply it in another round.
+            if events_pending_until(registry_id=registry_id, until=hold):
+                continue
+            # Let go of the key, then look once more, for an event stored after the last look whose
+            # sender saw the key held and sent nothing. Whoever takes the key next (a sender, or this
+            # task) applies what waits.
             events_apply_idle(registry_id=registry_id)
             if not events_pending(registry_id=registry_id) or not events_apply_claim(registry_id=registry_id):
                 return

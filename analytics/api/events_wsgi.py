@@ -8,7 +8,8 @@ path with a numeric `Content-Length` within `DATA_UPLOAD_MAX_MEMORY_SIZE`, an al
 string and no cookie. Anything else (a chunked or oversized body, a query parameter or cookie the
 middlewares would check, a host Django refuses) goes to Django, whose bounds (`config.middleware`) and
 view answer it. What the middlewares would add to an answer (the security headers) is added here; the
-database connection is tidied before and after, as Django's request signals do.
+database connection is tidied before and after, as Django's request signals do. An accepted request
+(202) gets no access line (config/gunicorn_logger.py); refusals and failures do.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.db import connection
 from django.http.request import split_domain_port, validate_host
 
 from analytics.events.receive import Answer, events_receive
+from analytics.infra.logs import ACCESS_UNLOGGED
 
 logger = logging.getLogger(__name__)
 
@@ -109,5 +111,7 @@ def _serve(registry_id: int, environ: dict[str, Any], start_response: Callable[.
         *_security_headers(),
         *answer.headers,
     ]
+    if answer.status == 202:
+        environ[ACCESS_UNLOGGED] = True  # stored and counted: the access log leaves it out
     start_response(f"{answer.status} {http.HTTPStatus(answer.status).phrase}", headers)
     return [body]

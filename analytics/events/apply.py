@@ -73,6 +73,9 @@ class Applied:
 
 # A repository's batches applied under one lease before the other repositories get their turn.
 _BATCHES_PER_LEASE = 4
+# How often a task that found nothing left looks again while it holds its key (events_pending_until):
+# an event stored then waits about this long.
+PENDING_LOOK_SECONDS = 0.02
 
 
 def registry_events_apply(*, registry_id: int) -> Applied:
@@ -336,6 +339,17 @@ def events_pending(*, registry_id: int) -> bool:
             [registry_id],
         )
         return bool(cursor.fetchone()[0])
+
+
+def events_pending_until(*, registry_id: int, until: float) -> bool:
+    """Whether an event of the registry waits, looking every `PENDING_LOOK_SECONDS` until `until`
+    (`time.time()`; an apply task's promise to hold its key, `inbox.events_apply_soon`): True at the
+    first look that finds one, False once `until` has passed with none."""
+    while (left := until - time.time()) > 0:
+        time.sleep(min(PENDING_LOOK_SECONDS, left))
+        if events_pending(registry_id=registry_id):
+            return True
+    return False
 
 
 def registries_waiting(*, now=None) -> list[int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -193,6 +194,14 @@ def _pending_key(registry_id: int) -> str:
     return f"{settings.CELERY_TASK_DEFAULT_QUEUE}:events:apply:{registry_id}"
 
 
+# Until when (this host's clock, seconds since the epoch) a running task promised to hold a registry's key,
+# as a sender of this process last read it; the web's threads share it (one dict operation each).
+_held_until: dict[int, float] = {}
+# What a sender that reads a task's promise leaves off it: the hosts' clocks may differ by this much.
+CLOCK_MARGIN_SECONDS = 0.1
+_HELD_KEPT = 1024
+
+
 def events_apply_soon(*, registry_id: int) -> None:
     """Send the apply task for the registry unless one is out already.
 
@@ -203,39 +212,66 @@ def events_apply_soon(*, registry_id: int) -> None:
     of 10,000 events sends a handful of tasks, not one per request. The key expires, and the sweeper
     resends registries whose events wait, so a lost task or a Redis failure delays events, never loses
     them.
+
+    A running task also writes in the key until when it holds it at the least (`events_apply_started`:
+    `EVENTS_TASK_HOLD_SECONDS` after its round began; it looks at the inbox until then before letting
+    go). A sender that read that promise trusts it for the events it stores until then, less
+    `CLOCK_MARGIN_SECONDS`, without asking Redis: the task lets go after they were committed, and its
+    last look finds them. So a burst costs each web process a Redis round trip every few tenths of a
+    second, not one a request. A task that fails lets go at once: events stored in its last
+    `EVENTS_TASK_HOLD_SECONDS` by senders that trusted it wait for the sweeper, as the events it had
+    taken do.
     """
+    if _held_until.get(registry_id, 0.0) - CLOCK_MARGIN_SECONDS > time.time():
+        return
     if events_apply_claim(registry_id=registry_id):
         current_app.send_task(APPLY_TASK, args=[registry_id])
 
 
 def events_apply_claim(*, registry_id: int) -> bool:
-    """Take the registry's key if no task holds it: True when the caller is to send (or be) the task."""
+    """Take the registry's key if no task holds it: True when the caller is to send (or be) the task.
+    When a running task holds it, its promise (until when) is kept for `events_apply_soon`."""
     url = settings.LAYERLENS_REDIS_URL
     if not url:
         return True
     try:
         ttl = settings.EVENTS_TASK_PENDING_SECONDS
-        return bool(shared_redis(url).set(_pending_key(registry_id), 1, nx=True, ex=ttl))
+        # "0": sent, not running yet, so no promise; the task's first round reads what waits
+        held = shared_redis(url).set(_pending_key(registry_id), "0", nx=True, ex=ttl, get=True)
     except Exception as exc:  # the broker's Redis may be down too; the sweeper resends
         logger.warning("events of registry %s: no pending-task key (%s); sending anyway", registry_id, exc)
         return True
+    if held is None:
+        return True
+    try:
+        until = float(held)
+    except ValueError:
+        until = 0.0
+    if len(_held_until) >= _HELD_KEPT:
+        _held_until.clear()
+    _held_until[registry_id] = until
+    return False
 
 
-def events_apply_started(*, registry_id: int) -> None:
+def events_apply_started(*, registry_id: int) -> float:
     """An apply task is running (again): events committed from now on are its to read, until it lets
-    go of the key. Renewed each round, so a long task does not let it expire."""
+    go of the key. Renewed each round, so a long task does not let it expire. Returns until when the
+    task promises to hold the key (written in it for the senders): it must not let go before then."""
+    until = time.time() + settings.EVENTS_TASK_HOLD_SECONDS
     url = settings.LAYERLENS_REDIS_URL
     if not url:
-        return
+        return until
     try:
-        shared_redis(url).set(_pending_key(registry_id), 1, ex=settings.EVENTS_TASK_PENDING_SECONDS)
+        shared_redis(url).set(_pending_key(registry_id), repr(until), ex=settings.EVENTS_TASK_PENDING_SECONDS)
     except Exception as exc:
         logger.warning("events of registry %s: could not renew the pending-task key (%s)", registry_id, exc)
+    return until
 
 
 def events_apply_idle(*, registry_id: int) -> None:
     """The apply task found nothing left or stops here: events committed from now on send another task.
-    The caller looks at the inbox once more after this, for events committed while it held the key."""
+    The caller looks at the inbox once more after this, for events committed while it held the key.
+    A task that found nothing left calls this only once the time it promised has passed."""
     url = settings.LAYERLENS_REDIS_URL
     if not url:
         return

@@ -41,7 +41,10 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> object:
     """`json.loads` refusing (ValueError) a document nested deeper than `max_depth`, NaN and Infinity."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    depth_check(text, max_depth=max_depth)
+    # no document nests deeper than it has brackets (a bracket inside a string only makes this count
+    # larger): a small document, as most are, needs no walk over its strings
+    if text.count("{") + text.count("[") > max_depth:
+        depth_check(text, max_depth=max_depth)
     try:
         return json.loads(text, parse_constant=_constant)
     except RecursionError:  # below the count, but the interpreter's stack is already deep

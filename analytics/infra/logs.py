@@ -22,6 +22,11 @@ _context: contextvars.ContextVar[dict[str, object] | None] = contextvars.Context
 )
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
+# Set true in a request's WSGI environ by an entry point whose answer needs no access line (the events
+# receiver's accepted events: each is a row of the inbox already); the web server's access log
+# (config/gunicorn_logger.py) leaves that request out.
+ACCESS_UNLOGGED = "layerlens.access_unlogged"
+
 
 def current_context() -> dict[str, object]:
     return dict(_context.get() or {})

@@ -39,7 +39,9 @@ class RegistryEvent(models.Model):
         UNCHANGED = "unchanged"  # nothing to do: a blob, an untagged push, the scanner's own pull
         FAILED = "failed"  # could not be applied; `message` says why
 
-    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="events")
+    # no index of its own: the unique (registry, key) leads with it, and every event written would
+    # write one more index entry (and each applied one another)
+    registry = models.ForeignKey(Registry, on_delete=models.CASCADE, related_name="events", db_index=False)
     source = models.CharField(max_length=16, choices=Source.choices)
     key = models.CharField(max_length=128)
     action = models.CharField(max_length=16, choices=Action.choices)

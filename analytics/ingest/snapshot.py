@@ -344,6 +344,48 @@ def _unchanged_record(
     )
 
 
+def unchanged_record_many(*, expected: dict[int, dict[str, str]], now: datetime) -> dict[int, int]:
+    """`_unchanged_record` for several repositories at once, in five statements whatever their number:
+    `expected` is each repository's tags (name -> digest) as a rescan found them. The repositories whose
+    current tags are exactly those have their tags' and holdings' last-seen times and `last_scanned_at`
+    moved to `now`; returns the images each of them holds. The others are left untouched and out of
+    the answer: the caller ingests their snapshot in full. Call inside the caller's transaction."""
+    ids = sorted(expected)
+    if not ids:
+        return {}
+    found: dict[int, dict[str, str | None]] = {rid: {} for rid in ids}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.repository_id, t.name, m.digest FROM analytics_tag t"
+            " LEFT JOIN analytics_manifest m ON m.id = t.manifest_id"
+            " WHERE t.repository_id = ANY(%s) AND t.removed_at IS NULL",
+            [ids],
+        )
+        for rid, name, digest in cursor.fetchall():
+            found[rid][name] = digest
+        same = [rid for rid in ids if found[rid] == expected[rid]]
+        if not same:
+            return {}
+        cursor.execute(
+            "UPDATE analytics_tag SET last_seen = %s WHERE repository_id = ANY(%s) AND removed_at IS NULL",
+            [now, same],
+        )
+        cursor.execute(
+            "UPDATE analytics_repositorymanifest SET last_seen = %s"
+            " WHERE repository_id = ANY(%s) AND present AND last_seen < %s",
+            [now, same, now],
+        )
+        cursor.execute(
+            "SELECT rm.repository_id, count(*) FROM analytics_repositorymanifest rm"
+            " JOIN analytics_manifest m ON m.id = rm.manifest_id"
+            " WHERE rm.repository_id = ANY(%s) AND rm.present AND m.kind = %s GROUP BY 1",
+            [same, Manifest.Kind.IMAGE.value],
+        )
+        images = dict(cursor.fetchall())
+        cursor.execute("UPDATE analytics_repository SET last_scanned_at = %s WHERE id = ANY(%s)", [now, same])
+    return {rid: images.get(rid, 0) for rid in same}
+
+
 def _current_tags(*, repository_id: int) -> int:
     """Tags of a repository naming a manifest now (what `RegistryHeld.tags` counts)."""
     return Tag.objects.filter(repository_id=repository_id, removed_at=None, manifest__isnull=False).count()

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from analytics.errors import RepositoryBusy
 from analytics.infra import telemetry
+from analytics.infra.logs import log_context
 from analytics.infra.text import printable
 from analytics.ingest.answers import answers_refresh
 from analytics.ingest.trends import scan_figures_record
@@ -166,7 +167,8 @@ def scans_succeed_many(finished: list[tuple[Scan, dict[str, int], tuple[int, int
     for scan, _, (d_total, d_done) in finished:
         if scan.id not in done:
             continue
-        _scan_finished_observe(scan, Scan.Status.SUCCEEDED, "", errors=0, flush=False)
+        with log_context(scan_id=scan.id, registry_id=scan.registry_id, repository_id=scan.repository_id):
+            _scan_finished_observe(scan, Scan.Status.SUCCEEDED, "", errors=0, flush=False)
         if scan.parent_id:
             counts = parents.setdefault(scan.parent_id, [0, 0, 0])
             counts[0] += 1

@@ -61,7 +61,7 @@ from .manifests import (
     normalize_media_type,
     parse_config,
 )
-from .policy import NetworkPolicy, SlowTransfer, parse_networks
+from .policy import GuardedTransport, NetworkPolicy, SlowTransfer, parse_networks
 from .reference import (
     is_loopback_host,
     parse_scan_target,
@@ -80,7 +80,6 @@ from .transport import (
     parse_retry_after,
     redact_url,
 )
-from .wire import LeanTransport
 
 MAX_PAGE_SIZE = 1000  # distribution's default `catalog.maxentries`; it answers 400 above its limit
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution-spec: registries SHOULD accept manifests up to 4 MiB
@@ -223,14 +222,7 @@ class RegistryClient:
             verify=ssl_verify,
             timeout=httpx.Timeout(timeout),
             limits=limits,
-            transport=transport
-            or LeanTransport(
-                policy=self.policy,
-                ssl_context=ssl_verify
-                if isinstance(ssl_verify, ssl.SSLContext)
-                else httpx.create_ssl_context(verify=ssl_verify),
-                max_connections=max_connections,
-            ),
+            transport=transport or GuardedTransport(policy=self.policy, verify=ssl_verify, limits=limits),
             headers={"User-Agent": user_agent},
             follow_redirects=False,
             trust_env=False,  # no proxies from the environment: they would resolve names past the policy

@@ -26,7 +26,11 @@ class CeleryWorker:
         concurrency: int = 2,
         env: dict[str, str] | None = None,
         queues: tuple[str, ...] = QUEUES,
+        module: str = "celery",
     ) -> None:
+        """`module` is what `python -m` runs with Celery's arguments: Celery itself, or a wrapper of it
+        (`bench.profiled_worker`)."""
+        self.module = module
         self.name = f"layerlens-test-{uuid.uuid4().hex[:8]}"
         self.broker_url = broker_url
         self.database_name = database_name
@@ -64,7 +68,7 @@ class CeleryWorker:
             [
                 sys.executable,
                 "-m",
-                "celery",
+                self.module,
                 "-A",
                 "config",
                 "worker",

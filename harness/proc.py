@@ -36,15 +36,17 @@ def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(t - before.get(p, 0.0) for p, t in after.items())
 
 
-def postgres_pids(database: str) -> list[int]:
-    """The PostgreSQL backends serving `database` and the server's own processes (WAL writer,
-    checkpointer...), not the backends of other databases on a shared server."""
+def postgres_pids(database: str, *, server: bool = True) -> list[int]:
+    """The PostgreSQL processes serving `database` (its backends and autovacuum workers) and the
+    server's own processes (WAL writer, checkpointer...; not with `server=False`), not the backends
+    or autovacuum workers of other databases on a shared server. The server's own processes work for
+    every database: on a shared server they carry other databases' writes too."""
     import psycopg
 
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s OR backend_type <> 'client backend'",
-            [database],
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s OR (%s AND datname IS NULL)",
+            [database, server],
         ).fetchall()
     return [r[0] for r in rows]
 

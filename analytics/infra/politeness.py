@@ -9,6 +9,9 @@ registry's id, changed by one Lua script so that checking and taking are one ste
 * the bucket is a hash (tokens, last refill in ms), refilled from Redis's own clock (`TIME`), so
   the machines' clocks need not agree.
 
+A batch of requests (a snapshot's manifest GETs or HEADs) takes its slots in one step and gives them
+back in one (`admit_many`), when only concurrency is limited: two round trips a batch, not a request.
+
 The registry client only sees the `RequestGate` protocol (workers/registry/transport.py). When Redis
 cannot be reached the gate lets requests through and says so in the log: politeness is worth less than
 a scan that cannot run at all, and the broker being down stops the workers anyway.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -65,6 +69,38 @@ return 0
 """
 
 
+# A batch's slots: returns how many of ARGV[4] wanted were taken (members ARGV[1]:1..n), 0 when none
+# is free. Concurrency only: a gate with a rate admits each request on its own.
+_ADMIT_MANY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = math.min(tonumber(ARGV[4]), limit - redis.call('ZCARD', KEYS[1]))
+if n <= 0 then
+  return 0
+end
+for i = 1, n do
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1] .. ':' .. i)
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return n
+"""
+
+# A batch's slots held on: each member's expiry moved to now + ttl (those still there).
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 0
+"""
+
+
 @functools.lru_cache(maxsize=4)
 def shared_redis(url: str) -> redis.Redis:
     """One connection pool per Redis URL and process (redis-py clients are thread-safe)."""
@@ -100,6 +136,8 @@ class RedisGate:
         self.max_wait = max_wait
         self.sleep = sleep
         self._script = client.register_script(_ADMIT)
+        self._many = client.register_script(_ADMIT_MANY)
+        self._renew = client.register_script(_RENEW)
         self.waited = 0.0  # seconds this gate spent waiting, for tests and logs
 
     @property
@@ -147,7 +185,70 @@ class RedisGate:
                 except redis.RedisError:
                     pass  # the slot expires by itself
 
+    @contextmanager
+    def admit_many(self, n: int) -> Iterator[_Batch | None]:
+        """Wait for at least one slot, take up to `n`; hold them until the block exits (the registry
+        client's `BatchGate`). Yields None for a gate with a request rate: each request is admitted
+        on its own, for its token."""
+        if self.rate or not self.concurrency:
+            yield None
+            return
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + self.max_wait
+        poll = 0.01
+        try:
+            while True:
+                got = int(
+                    self._many(keys=[self.slots_key], args=[token, self.concurrency, self.slot_ttl_ms, n])
+                )
+                if got > 0:
+                    break
+                if time.monotonic() >= deadline:
+                    raise TransportError(
+                        f"no request slot for this registry within {self.max_wait:g}s "
+                        f"(limits: {self.concurrency} at once, shared by all workers)"
+                    )
+                pause = poll * (0.5 + random.random())
+                poll = min(poll * 2, 0.2)
+                self.waited += pause
+                self.sleep(pause)
+        except redis.RedisError as exc:
+            log.warning("registry limits unavailable (%s); sending without them", exc)
+            yield _Batch(self, [], n)
+            return
+        batch = _Batch(self, [f"{token}:{i}" for i in range(1, got + 1)], got)
+        try:
+            yield batch
+        finally:
+            try:
+                self.redis.zrem(self.slots_key, *batch.members)
+            except redis.RedisError:
+                pass  # the slots expire by themselves
+
     def in_flight(self) -> int:
         """Slots held now (for tests and the readiness page)."""
         now_ms = int(time.time() * 1000)
         return int(self.redis.zcount(self.slots_key, now_ms, "+inf"))
+
+
+class _Batch:
+    """Slots held for a batch (`RedisGate.admit_many`): `count` requests at once; `renew` keeps them
+    past their time to live, at most once a third of it."""
+
+    def __init__(self, gate: RedisGate, members: list[str], count: int) -> None:
+        self.gate, self.members, self.count = gate, members, count
+        self._renewed = time.monotonic()
+        self._lock = threading.Lock()
+
+    def renew(self) -> None:
+        every = self.gate.slot_ttl_ms / 3000
+        if not self.members or time.monotonic() - self._renewed < every:
+            return
+        with self._lock:
+            if time.monotonic() - self._renewed < every:
+                return
+            self._renewed = time.monotonic()
+        try:
+            self.gate._renew(keys=[self.gate.slots_key], args=[self.gate.slot_ttl_ms, *self.members])
+        except redis.RedisError as exc:
+            log.warning("registry limits unavailable (%s); slots not renewed", exc)

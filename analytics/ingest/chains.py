@@ -32,6 +32,19 @@ WHERE ml.manifest_id IN ({targets})
 ORDER BY ml.manifest_id, ml.position
 """
 
+# A repository's image manifests with no chains yet, with their layer count; then their layers.
+_REPOSITORY_MISSING_SQL = """
+SELECT rm.manifest_id, m.layer_count FROM analytics_repositorymanifest rm
+JOIN analytics_manifest m ON m.id = rm.manifest_id AND m.kind = 'image'
+WHERE rm.repository_id = %s
+    AND NOT EXISTS (SELECT 1 FROM analytics_layerchain c WHERE c.manifest_id = rm.manifest_id)
+"""
+_LAYERS_BY_ID_SQL = """
+SELECT ml.manifest_id, b.digest FROM analytics_manifestlayer ml JOIN analytics_blob b ON b.id = ml.blob_id
+WHERE ml.manifest_id = ANY(%s::bigint[]) ORDER BY ml.manifest_id, ml.position
+"""
+_SLICE = 1000  # manifests per read of their layers
+
 _INSERT_SQL = """
 INSERT INTO analytics_layerchain (manifest_id, depth, chain, is_top, layer_count)
 SELECT * FROM unnest(%s::bigint[], %s::integer[], %s::varchar[], %s::boolean[], %s::integer[])
@@ -119,18 +132,35 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
             column.clear()
         return len(rows)
 
-    with connection.chunked_cursor() as reader:
-        reader.execute(_LAYERS_SQL.format(targets=missing), params)
-        for manifest_id, layer_count, digests in _manifest_layers(_rows(reader)):
-            total = len(digests)
-            for depth, chain in enumerate(layer_chains(digests), start=1):
-                batch[0].append(manifest_id)
-                batch[1].append(depth)
-                batch[2].append(chain)
-                batch[3].append(depth == total)
-                batch[4].append(layer_count)
-            if len(batch[0]) >= INSERT_BATCH:
-                written += flush()
+    def manifests() -> Iterator[tuple[int, int, list[str]]]:
+        if repository_id is None:  # every manifest: streamed
+            with connection.chunked_cursor() as reader:
+                reader.execute(_LAYERS_SQL.format(targets=missing), params)
+                yield from _manifest_layers(_rows(reader))
+            return
+        # One repository's: its manifests first, then their layers by id, a slice at a time. As one
+        # statement through a cursor (planned for its first rows) the planner could walk every image's
+        # layers in index order, testing each against the repository: a scan's every repository read
+        # the whole table (its statistics lag behind the database a first scan is filling).
+        with connection.cursor() as cursor:
+            cursor.execute(_REPOSITORY_MISSING_SQL, [repository_id])
+            counts = dict(cursor.fetchall())
+            ids = sorted(counts)
+            for start in range(0, len(ids), _SLICE):
+                cursor.execute(_LAYERS_BY_ID_SQL, [ids[start : start + _SLICE]])
+                rows = ((m, counts[m], digest) for m, digest in cursor.fetchall())
+                yield from _manifest_layers(rows)
+
+    for manifest_id, layer_count, digests in manifests():
+        total = len(digests)
+        for depth, chain in enumerate(layer_chains(digests), start=1):
+            batch[0].append(manifest_id)
+            batch[1].append(depth)
+            batch[2].append(chain)
+            batch[3].append(depth == total)
+            batch[4].append(layer_count)
+        if len(batch[0]) >= INSERT_BATCH:
+            written += flush()
     written += flush()
     if chained:
         with connection.cursor() as cursor:

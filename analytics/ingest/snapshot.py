@@ -7,6 +7,7 @@ time neither fail nor duplicate rows (inserts are ordered by digest and ignore c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,18 +21,41 @@ from analytics.ingest.figures import figures_apply, registry_held_add
 from analytics.ingest.known import known_config_fill, manifest_ids
 from analytics.models import (
     Blob,
-    HistoryEntry,
-    IndexEntry,
     Manifest,
-    ManifestLayer,
     Repository,
     RepositoryManifest,
     Scan,
     ScanError,
     Tag,
-    TagEvent,
 )
 from workers.registry.records import KIND_ARTIFACT, BlobRecord, ImageRecord, IndexRecord, RepositorySnapshot
+
+
+def rows_insert(
+    table: str,
+    columns: tuple[tuple[str, str], ...],
+    rows: list[tuple[object, ...]],
+    *,
+    conflict: str = "",
+    returning: str = "",
+) -> list[tuple[object, ...]]:
+    """Insert `rows` into `table` in one statement, whatever their number: one array per column,
+    `unnest`ed in order (`columns` is (name, PostgreSQL type); a `jsonb` column's values are JSON text).
+    `conflict` is the ON CONFLICT clause (none: DO NOTHING); `returning` the columns to return, of the
+    rows inserted. What `bulk_create` does, without a model instance and a field conversion per value."""
+    if not rows:
+        return []
+    names = ", ".join(name for name, _ in columns)
+    arrays = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _, kind in columns)
+    picked = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) SELECT {picked} FROM unnest({arrays}) AS u({names}) "
+            + (conflict or "ON CONFLICT DO NOTHING")
+            + (f" RETURNING {returning}" if returning else ""),
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+        return cursor.fetchall() if returning else []
 
 
 @dataclass(frozen=True)
@@ -44,23 +68,23 @@ class IngestResult:
     failures: int
 
 
-def _blob_rows(images: Iterable[ImageRecord]) -> list[Blob]:
+def _blob_rows(images: Iterable[ImageRecord]) -> list[BlobRecord]:
     by_digest: dict[str, BlobRecord] = {}
     for image in images:
         for blob in (*([image.config] if image.config else []), *image.layers):
             known = by_digest.get(blob.digest)
             if known is None or (not known.diff_id and blob.diff_id):
                 by_digest[blob.digest] = blob
-    return [
-        Blob(
-            digest=b.digest,
-            media_type=b.media_type,
-            size=b.size,
-            diff_id=b.diff_id or "",
-            uncompressed_size=b.uncompressed_size,
-        )
-        for _, b in sorted(by_digest.items())
-    ]
+    return [b for _, b in sorted(by_digest.items())]
+
+
+_BLOB_COLUMNS = (
+    ("digest", "text"),
+    ("media_type", "text"),
+    ("size", "bigint"),
+    ("diff_id", "text"),
+    ("uncompressed_size", "bigint"),
+)
 
 
 def blobs_upsert(*, images: Iterable[ImageRecord]) -> dict[str, int]:
@@ -68,7 +92,11 @@ def blobs_upsert(*, images: Iterable[ImageRecord]) -> dict[str, int]:
     rows = _blob_rows(images)
     if not rows:
         return {}
-    Blob.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    rows_insert(
+        "analytics_blob",
+        _BLOB_COLUMNS,
+        [(b.digest, b.media_type, b.size, b.diff_id or "", b.uncompressed_size) for b in rows],
+    )
     ids: dict[str, int] = {}
     missing_diff_ids: list[Blob] = []
     known = {r.digest: r for r in rows}
@@ -108,50 +136,62 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
     images = [r for r in records if isinstance(r, ImageRecord)]
     blob_ids = blobs_upsert(images=[r for r in images if r.digest not in existing])
 
-    new_rows = []
+    now = timezone.now()
+    new_rows: list[tuple[object, ...]] = []
     for r in records:
         if r.digest in existing:
             continue
         if isinstance(r, ImageRecord):
             new_rows.append(
-                Manifest(
-                    digest=r.digest,
-                    media_type=r.media_type,
-                    kind=_image_kind(r),
-                    size=r.size,
-                    config_id=blob_ids[r.config.digest] if r.config else None,
-                    os=r.platform.os,
-                    architecture=r.platform.architecture,
-                    variant=r.platform.variant,
-                    os_version=r.platform.os_version,
-                    created=r.created,
-                    labels=dict(r.labels),
-                    layer_count=len(r.layers),
-                    layers_size=sum(layer.size for layer in r.layers),
-                    artifact_type=r.artifact_type,
-                    subject=r.subject,
+                (
+                    r.digest,
+                    r.media_type,
+                    _image_kind(r).value,
+                    r.size,
+                    blob_ids[r.config.digest] if r.config else None,
+                    r.platform.os,
+                    r.platform.architecture,
+                    r.platform.variant,
+                    r.platform.os_version,
+                    r.created,
+                    json.dumps(dict(r.labels)),
+                    len(r.layers),
+                    sum(layer.size for layer in r.layers),
+                    r.artifact_type,
+                    r.subject,
+                    now,
                 )
             )
         else:
             new_rows.append(
-                Manifest(
-                    digest=r.digest,
-                    media_type=r.media_type,
-                    kind=Manifest.Kind.INDEX,
-                    size=r.size,
-                    artifact_type=r.artifact_type,
-                    subject=r.subject,
+                (
+                    r.digest,
+                    r.media_type,
+                    Manifest.Kind.INDEX.value,
+                    r.size,
+                    None,
+                    "",
+                    "",
+                    "",
+                    "",
+                    None,
+                    "{}",
+                    0,
+                    0,
                 )
+                + (r.artifact_type, r.subject, now)
             )
-    Manifest.objects.bulk_create(new_rows, ignore_conflicts=True, batch_size=1000)
+    rows_insert("analytics_manifest", _MANIFEST_COLUMNS, new_rows)
     # Index children known before this snapshot (so not read again) have rows to link entries to.
     children = {c.digest for r in records if isinstance(r, IndexRecord) for c in r.children}
     ids = manifest_ids([*digests, *children])
-    new_digests = {row.digest for row in new_rows}
+    new_digests = {row[0] for row in new_rows}
 
     # Children rows only for manifests this call created; a concurrent writer that created the same
     # manifest writes identical rows, which the unique constraints absorb.
-    layers, history, entries = [], [], []
+    layers: list[tuple[object, ...]] = []
+    history: list[tuple[object, ...]] = []
+    entries: list[tuple[object, ...]] = []
     seen_configs: set[int] = set()
     for r in records:
         if r.digest not in new_digests:
@@ -159,13 +199,13 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
         manifest_id = ids[r.digest]
         if isinstance(r, ImageRecord):
             layers.extend(
-                ManifestLayer(
-                    manifest_id=manifest_id,
-                    position=i,
-                    blob_id=blob_ids[layer.digest],
-                    media_type=layer.media_type,
-                    annotations=dict(layer.annotations),
-                    urls=list(layer.urls),
+                (
+                    manifest_id,
+                    i,
+                    blob_ids[layer.digest],
+                    layer.media_type,
+                    json.dumps(dict(layer.annotations)),
+                    json.dumps(list(layer.urls)),
                 )
                 for i, layer in enumerate(r.layers)
             )
@@ -175,16 +215,16 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
                 if config_id is not None:
                     seen_configs.add(config_id)
                 history.extend(
-                    HistoryEntry(
-                        config_id=config_id,
-                        manifest_id=manifest_id if config_id is None else None,
-                        position=i,
-                        created=h.created,
-                        created_by=h.created_by,
-                        comment=h.comment,
-                        author=h.author,
-                        empty_layer=h.empty_layer,
-                        layer_position=h.layer_position,
+                    (
+                        config_id,
+                        manifest_id if config_id is None else None,
+                        i,
+                        h.created,
+                        h.created_by,
+                        h.comment,
+                        h.author,
+                        h.empty_layer,
+                        h.layer_position,
                     )
                     for i, h in enumerate(r.history)
                 )
@@ -193,21 +233,70 @@ def manifests_upsert(*, records: Iterable[ImageRecord | IndexRecord]) -> tuple[d
                 if child.digest not in ids:
                     continue  # a child that failed to read; the failure is on the scan
                 entries.append(
-                    IndexEntry(
-                        index_id=manifest_id,
-                        position=i,
-                        child_id=ids[child.digest],
-                        os=child.platform.os,
-                        architecture=child.platform.architecture,
-                        variant=child.platform.variant,
-                        media_type=child.media_type,
-                        annotations=dict(child.annotations),
+                    (
+                        manifest_id,
+                        i,
+                        ids[child.digest],
+                        child.platform.os,
+                        child.platform.architecture,
+                        child.platform.variant,
+                        child.media_type,
+                        json.dumps(dict(child.annotations)),
                     )
                 )
-    ManifestLayer.objects.bulk_create(layers, ignore_conflicts=True, batch_size=2000)
-    HistoryEntry.objects.bulk_create(history, ignore_conflicts=True, batch_size=2000)
-    IndexEntry.objects.bulk_create(entries, ignore_conflicts=True, batch_size=2000)
+    rows_insert("analytics_manifestlayer", _LAYER_COLUMNS, layers)
+    rows_insert("analytics_historyentry", _HISTORY_COLUMNS, history)
+    rows_insert("analytics_indexentry", _ENTRY_COLUMNS, entries)
     return ids, new_digests
+
+
+_MANIFEST_COLUMNS = (
+    ("digest", "text"),
+    ("media_type", "text"),
+    ("kind", "text"),
+    ("size", "bigint"),
+    ("config_id", "bigint"),
+    ("os", "text"),
+    ("architecture", "text"),
+    ("variant", "text"),
+    ("os_version", "text"),
+    ("created", "timestamptz"),
+    ("labels", "jsonb"),
+    ("layer_count", "integer"),
+    ("layers_size", "bigint"),
+    ("artifact_type", "text"),
+    ("subject", "text"),
+    ("first_seen", "timestamptz"),
+)
+_LAYER_COLUMNS = (
+    ("manifest_id", "bigint"),
+    ("position", "integer"),
+    ("blob_id", "bigint"),
+    ("media_type", "text"),
+    ("annotations", "jsonb"),
+    ("urls", "jsonb"),
+)
+_HISTORY_COLUMNS = (
+    ("config_id", "bigint"),
+    ("manifest_id", "bigint"),
+    ("position", "integer"),
+    ("created", "timestamptz"),
+    ("created_by", "text"),
+    ("comment", "text"),
+    ("author", "text"),
+    ("empty_layer", "boolean"),
+    ("layer_position", "integer"),
+)
+_ENTRY_COLUMNS = (
+    ("index_id", "bigint"),
+    ("position", "integer"),
+    ("child_id", "bigint"),
+    ("os", "text"),
+    ("architecture", "text"),
+    ("variant", "text"),
+    ("media_type", "text"),
+    ("annotations", "jsonb"),
+)
 
 
 def _record_tag_changes(
@@ -222,32 +311,31 @@ def _record_tag_changes(
     now: datetime,
 ) -> int:
     current = {t.name: t for t in Tag.objects.filter(repository=repository).select_related("manifest")}
-    events: list[TagEvent] = []
+    scan_id = scan.id if scan is not None else None
+    events: list[tuple[object, ...]] = []  # (tag id, old digest, new digest, seen at, scan id)
     unchanged: list[int] = []
-    new_tags = [
-        Tag(repository=repository, name=name, manifest_id=manifest_id, first_seen=now, last_seen=now)
-        for name, manifest_id in sorted(seen.items())
-        if name not in current
-    ]
+    new_tags = [(name, manifest_id) for name, manifest_id in sorted(seen.items()) if name not in current]
     if new_tags:
-        Tag.objects.bulk_create(new_tags, ignore_conflicts=True)
-        current.update(
-            {
-                t.name: t
-                for t in Tag.objects.filter(repository=repository, name__in=[t.name for t in new_tags])
-            }
-        )
-        events.extend(
-            TagEvent(
-                tag=current[t.name],
-                old_digest="",
-                new_digest=digest_of[t.manifest_id],
-                seen_at=now,
-                scan=scan,
+        inserted = dict(
+            rows_insert(
+                "analytics_tag",
+                _TAG_COLUMNS,
+                [(repository.id, name, manifest_id, now, now) for name, manifest_id in new_tags],
+                returning="name, id",
             )
-            for t in new_tags
         )
-    created = {t.name for t in new_tags}
+        if len(inserted) < len(new_tags):  # a concurrent writer created some: theirs are the same rows
+            current.update(
+                {
+                    t.name: t
+                    for t in Tag.objects.filter(repository=repository, name__in=[n for n, _ in new_tags])
+                }
+            )
+        events.extend(
+            (inserted.get(name) or current[name].id, "", digest_of[manifest_id], now, scan_id)
+            for name, manifest_id in new_tags
+        )
+    created = {name for name, _ in new_tags}
     for name, manifest_id in seen.items():
         if name in created:
             continue
@@ -256,9 +344,7 @@ def _record_tag_changes(
             unchanged.append(tag.id)
             continue
         old = tag.manifest.digest if (tag.manifest and tag.removed_at is None) else ""
-        events.append(
-            TagEvent(tag=tag, old_digest=old, new_digest=digest_of[manifest_id], seen_at=now, scan=scan)
-        )
+        events.append((tag.id, old, digest_of[manifest_id], now, scan_id))
         Tag.objects.filter(id=tag.id).update(manifest_id=manifest_id, last_seen=now, removed_at=None)
     if unchanged:
         Tag.objects.filter(id__in=unchanged).update(last_seen=now)
@@ -266,18 +352,26 @@ def _record_tag_changes(
         if name in seen or tag.removed_at is not None:
             continue
         if (complete and name not in unknown) or name in gone:
-            events.append(
-                TagEvent(
-                    tag=tag,
-                    old_digest=tag.manifest.digest if tag.manifest else "",
-                    new_digest="",
-                    seen_at=now,
-                    scan=scan,
-                )
-            )
+            events.append((tag.id, tag.manifest.digest if tag.manifest else "", "", now, scan_id))
             Tag.objects.filter(id=tag.id).update(removed_at=now)
-    TagEvent.objects.bulk_create(events)
+    rows_insert("analytics_tagevent", _TAG_EVENT_COLUMNS, events, conflict="ON CONFLICT DO NOTHING")
     return len(events)
+
+
+_TAG_COLUMNS = (
+    ("repository_id", "bigint"),
+    ("name", "text"),
+    ("manifest_id", "bigint"),
+    ("first_seen", "timestamptz"),
+    ("last_seen", "timestamptz"),
+)
+_TAG_EVENT_COLUMNS = (
+    ("tag_id", "bigint"),
+    ("old_digest", "text"),
+    ("new_digest", "text"),
+    ("seen_at", "timestamptz"),
+    ("scan_id", "bigint"),
+)
 
 
 _REACHABLE_SQL = """
@@ -344,6 +438,48 @@ def _unchanged_record(
     )
 
 
+def unchanged_record_many(*, expected: dict[int, dict[str, str]], now: datetime) -> dict[int, int]:
+    """`_unchanged_record` for several repositories at once, in five statements whatever their number:
+    `expected` is each repository's tags (name -> digest) as a rescan found them. The repositories whose
+    current tags are exactly those have their tags' and holdings' last-seen times and `last_scanned_at`
+    moved to `now`; returns the images each of them holds. The others are left untouched and out of
+    the answer: the caller ingests their snapshot in full. Call inside the caller's transaction."""
+    ids = sorted(expected)
+    if not ids:
+        return {}
+    found: dict[int, dict[str, str | None]] = {rid: {} for rid in ids}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.repository_id, t.name, m.digest FROM analytics_tag t"
+            " LEFT JOIN analytics_manifest m ON m.id = t.manifest_id"
+            " WHERE t.repository_id = ANY(%s) AND t.removed_at IS NULL",
+            [ids],
+        )
+        for rid, name, digest in cursor.fetchall():
+            found[rid][name] = digest
+        same = [rid for rid in ids if found[rid] == expected[rid]]
+        if not same:
+            return {}
+        cursor.execute(
+            "UPDATE analytics_tag SET last_seen = %s WHERE repository_id = ANY(%s) AND removed_at IS NULL",
+            [now, same],
+        )
+        cursor.execute(
+            "UPDATE analytics_repositorymanifest SET last_seen = %s"
+            " WHERE repository_id = ANY(%s) AND present AND last_seen < %s",
+            [now, same, now],
+        )
+        cursor.execute(
+            "SELECT rm.repository_id, count(*) FROM analytics_repositorymanifest rm"
+            " JOIN analytics_manifest m ON m.id = rm.manifest_id"
+            " WHERE rm.repository_id = ANY(%s) AND rm.present AND m.kind = %s GROUP BY 1",
+            [same, Manifest.Kind.IMAGE.value],
+        )
+        images = dict(cursor.fetchall())
+        cursor.execute("UPDATE analytics_repository SET last_scanned_at = %s WHERE id = ANY(%s)", [now, same])
+    return {rid: images.get(rid, 0) for rid in same}
+
+
 def _current_tags(*, repository_id: int) -> int:
     """Tags of a repository naming a manifest now (what `RegistryHeld.tags` counts)."""
     return Tag.objects.filter(repository_id=repository_id, removed_at=None, manifest__isnull=False).count()
@@ -383,17 +519,17 @@ def snapshot_ingest(
         digest_of = {v: k for k, v in ids.items()}
         seen_tags = {name: ids[digest] for name, digest in snapshot.tags.items() if digest in ids}
 
-        RepositoryManifest.objects.bulk_create(
-            [
-                RepositoryManifest(
-                    repository=repository, manifest_id=m, present=False, first_seen=now, last_seen=now
-                )
-                for m in sorted(ids.values())
-            ],
-            update_conflicts=True,
-            unique_fields=["repository", "manifest"],
-            update_fields=["last_seen"],
-            batch_size=1000,
+        rows_insert(
+            "analytics_repositorymanifest",
+            (
+                ("repository_id", "bigint"),
+                ("manifest_id", "bigint"),
+                ("present", "boolean"),
+                ("first_seen", "timestamptz"),
+                ("last_seen", "timestamptz"),
+            ),
+            [(repository.id, m, False, now, now) for m in sorted(ids.values())],
+            conflict="ON CONFLICT (repository_id, manifest_id) DO UPDATE SET last_seen = excluded.last_seen",
         )
         tags_before = _current_tags(repository_id=repository.id)
         events = _record_tag_changes(

@@ -20,12 +20,12 @@ from analytics.infra import telemetry
 from analytics.infra.logs import log_context
 from analytics.infra.text import printable
 from analytics.ingest.known import configs_known, manifests_known, tags_current
-from analytics.ingest.snapshot import snapshot_ingest
+from analytics.ingest.snapshot import snapshot_ingest, unchanged_record_many
 from analytics.ingest.trends import scan_figures_record
-from analytics.models import Repository, Scan, ScanError
+from analytics.models import Repository, Scan, ScanError, Tag
 from analytics.scans.clients import registry_client_shared
 from analytics.scans.deep import scan_deep_record
-from analytics.scans.runtime import Heartbeat, Progress, metrics_sink
+from analytics.scans.runtime import BatchHeartbeat, Heartbeat, Progress, metrics_sink
 from analytics.scans.state import (
     HANDLED_ELSEWHERE,
     answers_refresh_after_commit,
@@ -37,6 +37,8 @@ from analytics.scans.state import (
     scan_claim,
     scan_fail_unexpected,
     scan_finish,
+    scans_claim_many,
+    scans_succeed_many,
 )
 from workers.registry.errors import NotFoundError, RegistryError
 from workers.registry.records import ManifestFailure, RepositorySnapshot
@@ -85,13 +87,47 @@ def scan_repositories_run(
     """
     read_ahead = max(1, read_ahead or settings.SCAN_READ_AHEAD)
     pending: list[tuple[RepositoryRun, Future]] = []
-    ids = iter(scan_ids)
+    # The batch's plain repository scans begin together (their leases and claims in one commit, one
+    # heartbeat thread for all); the others, and all of them should that fail, one by one below.
+    begun, rest = RepositoryRun.begin_batch(scan_ids, busy=retry)
+    ids = iter(rest)
+    heartbeat = BatchHeartbeat([(run.scan_id, run.scan.repository_id) for run in begun])  # type: ignore[misc]
+    heartbeat.start()
+    # Unchanged repositories (every tag where it was) are finished together at the end.
+    unchanged: list[tuple[RepositoryRun, RepositorySnapshot]] = []
+
+    def next_run() -> RepositoryRun | None:
+        if begun:
+            return begun.pop(0)
+        for scan_id in ids:
+            try:
+                run = RepositoryRun.begin(scan_id)
+            except RepositoryBusy as exc:
+                retry(scan_id, exc)
+                continue
+            except HANDLED_ELSEWHERE:
+                raise
+            except Exception as exc:
+                scan_fail_unexpected(scan_id=scan_id, exc=exc)
+                if isinstance(exc, SoftTimeLimitExceeded):
+                    raise
+                continue
+            if not run.done:
+                return run
+        return None
 
     def settle(run: RepositoryRun, future: Future) -> None:
+        if future.exception() is None and run.unchanged(future.result()):
+            unchanged.append((run, future.result()))
+            return
+        settle_snapshot(run, future.result)
+
+    def settle_snapshot(run: RepositoryRun, result: Callable[[], RepositorySnapshot | RegistryError]) -> None:
+        heartbeat.drop(run.scan_id, run.scan.repository_id)
         try:
             with run:
                 try:
-                    run.end(future.result())
+                    run.end(result())
                     run.deep()
                 except (RepositoryBusy, RegistryError) as exc:
                     if not isinstance(exc, RepositoryBusy) and not getattr(exc, "transient", False):
@@ -110,31 +146,37 @@ def scan_repositories_run(
     try:
         while True:
             while len(pending) < read_ahead:
-                scan_id = next(ids, None)
-                if scan_id is None:
+                run = next_run()
+                if run is None:
                     break
-                try:
-                    run = RepositoryRun.begin(scan_id)
-                except RepositoryBusy as exc:
-                    retry(scan_id, exc)
-                    continue
-                except HANDLED_ELSEWHERE:
-                    raise
-                except Exception as exc:
-                    scan_fail_unexpected(scan_id=scan_id, exc=exc)
-                    if isinstance(exc, SoftTimeLimitExceeded):
-                        raise
-                    continue
-                if not run.done:
-                    pending.append((run, readers.submit(run.read_in_thread)))
+                pending.append((run, readers.submit(run.read_in_thread)))
             if not pending:
                 break
             settle(*pending.pop(0))
+        if unchanged:
+            try:
+                finished = RepositoryRun.end_unchanged(unchanged)
+            except HANDLED_ELSEWHERE:
+                raise
+            except Exception:
+                logger.exception(
+                    "finishing unchanged repositories together failed; finishing them one by one"
+                )
+                finished = set()
+            for run, snapshot in unchanged:
+                if run.scan_id not in finished:  # not as read: ingested in full
+                    settle_snapshot(run, lambda snapshot=snapshot: snapshot)
+            unchanged.clear()
     finally:
         # Stopped by an unexpected error: the scans begun stop beating and free their repositories;
         # left running, their leases expire and the sweeper sends them again.
+        heartbeat.stop()
         for run, future in pending:
             future.cancel()
+            run.__exit__(None, None, None)
+        for run in begun:
+            run.__exit__(None, None, None)
+        for run, _ in unchanged:
             run.__exit__(None, None, None)
 
 
@@ -240,6 +282,108 @@ class RepositoryRun:
                 run.__exit__(None, None, None)
                 raise
         return run
+
+    @classmethod
+    def begin_batch(
+        cls, scan_ids: list[int], *, busy: Callable[[int, Exception], None]
+    ) -> tuple[list[RepositoryRun], list[int]]:
+        """`begin` for the plain repository scans among `scan_ids` (whole repositories, not finished),
+        in one commit (`state.scans_claim_many`) and one read of their tags: returns the runs begun,
+        in `scan_ids` order, and the ids left to `begin` one by one (the others; all of them if this
+        failed unexpectedly). A busy repository's scan goes to `busy`. The runs' heartbeats are not
+        started: the caller beats for them all (`runtime.BatchHeartbeat`)."""
+        by_id = {
+            s.id: s for s in Scan.objects.select_related("registry", "repository").filter(id__in=scan_ids)
+        }
+        plain = [
+            by_id[i]
+            for i in scan_ids
+            if i in by_id and not by_id[i].is_finished and by_id[i].repository_id and not by_id[i].tag
+        ]
+        if len(plain) < 2:
+            return [], list(scan_ids)
+        try:
+            with transaction.atomic():
+                commit_async()
+                claimed, taken = scans_claim_many(plain)
+        except HANDLED_ELSEWHERE:
+            raise
+        except Exception:
+            logger.exception("beginning a batch of scans failed; beginning them one by one")
+            return [], list(scan_ids)
+        for scan in taken:
+            busy(scan.id, RepositoryBusy(f"{scan.repository} is being scanned by another worker"))
+        scanned_before = [s.repository_id for s in claimed if s.repository.last_scanned_at is not None]
+        previous: dict[int, dict[str, str]] = {rid: {} for rid in scanned_before}
+        for rid, name, digest in Tag.objects.filter(
+            repository_id__in=scanned_before, removed_at__isnull=True, manifest__isnull=False
+        ).values_list("repository_id", "name", "manifest__digest"):
+            previous[rid][name] = digest
+        runs = []
+        for scan in claimed:
+            run = cls(scan)
+            run.done, run.held = False, True
+            run.progress = Progress.restart(scan)
+            run.previous = previous.get(scan.repository_id)  # type: ignore[arg-type]
+            with log_context(scan_id=scan.id, registry_id=scan.registry_id, repository_id=scan.repository_id):
+                logger.info(
+                    "scan %s started", scan.id, extra={"event": "scan_started", "takeovers": scan.takeovers}
+                )
+            runs.append(run)
+        handled = {s.id for s in plain}
+        return runs, [i for i in scan_ids if i not in handled]
+
+    def unchanged(self, snapshot: RepositorySnapshot | RegistryError) -> bool:
+        """Whether `snapshot` found every tag of this rescan where it was, nothing else to record."""
+        return (
+            isinstance(snapshot, RepositorySnapshot)
+            and self.previous is not None
+            and not self.scan.tag
+            and self.scan.deep_budget_bytes is None
+            and not snapshot.manifests
+            and not snapshot.failures
+            and snapshot.tags == self.previous
+        )
+
+    @staticmethod
+    def end_unchanged(items: list[tuple[RepositoryRun, RepositorySnapshot]]) -> set[int]:
+        """`end` for rescans that found nothing changed (`unchanged`), together in one transaction:
+        last-seen times (`ingest.snapshot.unchanged_record_many`), the scans finished with their
+        counts and progress (`state.scans_succeed_many`), the leases released. Returns the scan ids
+        finished; a repository whose tags turned out to differ is left to the caller's `end`."""
+        now = timezone.now()
+        by_repository = {run.scan.repository_id: (run, snapshot) for run, snapshot in items}
+        with transaction.atomic():
+            commit_async()
+            images = unchanged_record_many(
+                expected={rid: dict(snapshot.tags) for rid, (_, snapshot) in by_repository.items()}, now=now
+            )
+            finished = []
+            for rid, count in images.items():
+                run, snapshot = by_repository[rid]
+                assert run.progress is not None
+                total, done, d_total, d_done = run.progress.take()
+                labels = {"registry": run.scan.registry.name}
+                metrics_sink().add(telemetry.IMAGES_SCANNED, labels, count)
+                metrics_sink().add(telemetry.BYTES_SCANNED, labels, 0)
+                fields = {
+                    "repositories_total": 1,
+                    "repositories_done": 1,
+                    "tags_count": len(snapshot.tags),
+                    "images_count": count,
+                    "new_manifests_count": 0,
+                    "drift_count": 0,
+                    "tags_total": total,
+                    "tags_done": done,
+                }
+                finished.append((run.scan, fields, (d_total, d_done)))
+            done_ids = set(scans_succeed_many(finished))
+            Repository.objects.filter(id__in=sorted(images)).update(scan_lease_until=None)
+        for rid in images:
+            run, _ = by_repository[rid]
+            run.held = False
+            run.__exit__(None, None, None)
+        return {by_repository[rid][0].scan_id for rid in images} | done_ids
 
     def __enter__(self) -> RepositoryRun:
         scan = self.scan

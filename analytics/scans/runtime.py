@@ -2,7 +2,7 @@
 
 * `Heartbeat` renews the scan's lease (and its repository's) from a thread while the scan runs, so a
   lease can be short (`SCAN_LEASE_SECONDS`) and a dead worker's scan is noticed within it, however
-  long a live worker's scan takes.
+  long a live worker's scan takes; `BatchHeartbeat` does it for a batch's scans from one thread.
 * `Progress` writes tags listed and read to the scan (and its parent) at most once a second.
 * `metrics_sink` is this process's Redis-backed metric counters (`analytics.infra.telemetry`), added
   up across all workers.
@@ -82,6 +82,58 @@ class Heartbeat:
             Scan.objects.filter(id=self.scan_id, status=Scan.Status.RUNNING).update(lease_until=until)
         if self.repository_id is not None:
             Repository.objects.filter(id=self.repository_id).update(scan_lease_until=until)
+
+
+class BatchHeartbeat:
+    """One thread renewing the leases of a batch's scans and repositories (`Heartbeat` for many): a
+    repository's lease is renewed only while it is held, so one released meanwhile stays released;
+    `drop` takes a scan and its repository out once it has finished."""
+
+    def __init__(self, pairs: list[tuple[int, int]]) -> None:
+        self.scan_ids = {scan_id for scan_id, _ in pairs}
+        self.repository_ids = {repository_id for _, repository_id in pairs}
+        self.interval = max(0.2, settings.SCAN_LEASE_SECONDS / 3)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None and self.scan_ids and not connection.in_atomic_block:
+            self._thread = threading.Thread(target=self._run, name="heartbeat-batch", daemon=True)
+            self._thread.start()
+
+    def drop(self, scan_id: int, repository_id: int | None) -> None:
+        with self._lock:
+            self.scan_ids.discard(scan_id)
+            self.repository_ids.discard(repository_id)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    with self._lock:
+                        scans, repositories = list(self.scan_ids), list(self.repository_ids)
+                    until = lease_deadline()
+                    if scans:
+                        Scan.objects.filter(id__in=scans, status=Scan.Status.RUNNING).update(
+                            lease_until=until
+                        )
+                    if repositories:
+                        Repository.objects.filter(id__in=repositories, scan_lease_until__isnull=False).update(
+                            scan_lease_until=until
+                        )
+                except DatabaseError as exc:
+                    log.warning("scan heartbeat missed a beat: %s", exc)
+                    connections.close_all()
+        except Exception:
+            log.exception("scan heartbeat failed")
+        finally:
+            connections.close_all()
 
 
 class Progress:

@@ -1,5 +1,7 @@
 """The scan state machine: claim a queued scan (or take over an orphaned one), finish it once, count
-it on its parent and finish the parent with its last child; the repository lease."""
+it on its parent and finish the parent with its last child; the repository lease. A batch's scans are
+claimed together (`scans_claim_many`) and its unchanged ones finished together (`scans_succeed_many`),
+a few statements a batch instead of a dozen a repository."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from django.utils import timezone
 
 from analytics.errors import RepositoryBusy
 from analytics.infra import telemetry
+from analytics.infra.logs import log_context
 from analytics.infra.text import printable
 from analytics.ingest.answers import answers_refresh
 from analytics.ingest.trends import scan_figures_record
@@ -56,6 +59,127 @@ def scan_claim(scan_id: int, *, orphaned_ok: bool = False) -> Scan | None:
     return scan
 
 
+_CLAIM_MANY = """
+UPDATE analytics_scan s
+SET status = 'running', started_at = %(now)s, lease_until = %(until)s,
+    takeovers = s.takeovers + (old.status = 'running')::int
+FROM (
+    SELECT id, status, started_at FROM analytics_scan
+    WHERE id = ANY(%(ids)s) AND status IN ('queued', 'running') ORDER BY id FOR UPDATE
+) old
+WHERE s.id = old.id
+RETURNING s.id, old.status, old.started_at IS NOT NULL, s.takeovers
+"""
+
+
+def scans_claim_many(scans: list[Scan]) -> tuple[list[Scan], list[Scan]]:
+    """`repository_lease_acquire` and `scan_claim(orphaned_ok=True)` for several repository scans, in
+    the caller's transaction, in two statements: returns (claimed, busy). A claimed scan holds its
+    repository's lease and is running (its fields updated in place; a take-over counted; a redelivered
+    or retried one's error rows deleted); a busy one's repository is leased by someone else (or by an
+    earlier scan of this list); the rest (finished meanwhile) are in neither, their leases let go.
+    Past `SCAN_MAX_ATTEMPTS` take-overs a scan is given up as `scan_claim` does: in neither, its lease
+    let go (after the caller's commit, as `scan_give_up` needs)."""
+    now, until = timezone.now(), lease_deadline()
+    first: dict[int, Scan] = {}
+    busy: list[Scan] = []
+    for scan in scans:
+        if scan.repository_id in first:
+            busy.append(scan)
+        else:
+            first[scan.repository_id] = scan  # type: ignore[index]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE analytics_repository SET scan_lease_until = %s WHERE id = ANY(%s)"
+            " AND (scan_lease_until IS NULL OR scan_lease_until < %s) RETURNING id",
+            [until, sorted(first), now],
+        )
+        leased = {row[0] for row in cursor.fetchall()}
+        busy += [scan for rid, scan in first.items() if rid not in leased]
+        mine = [scan for rid, scan in first.items() if rid in leased]
+        cursor.execute(_CLAIM_MANY, {"now": now, "until": until, "ids": sorted(s.id for s in mine)})
+        rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    claimed: list[Scan] = []
+    again: list[int] = []
+    let_go: list[int] = []
+    for scan in mine:
+        if scan.id not in rows:
+            let_go.append(scan.repository_id)  # type: ignore[arg-type]
+            continue
+        old_status, ran_before, takeovers = rows[scan.id]
+        scan.status, scan.started_at, scan.lease_until, scan.takeovers = (
+            Scan.Status.RUNNING,
+            now,
+            until,
+            takeovers,
+        )
+        if old_status == Scan.Status.RUNNING:
+            logger.warning("taking over scan %s left running by a stopped worker", scan.id)
+        if takeovers >= settings.SCAN_MAX_ATTEMPTS:
+            let_go.append(scan.repository_id)  # type: ignore[arg-type]
+            transaction.on_commit(partial(scan_give_up, scan.id, takeovers))
+            continue
+        if ran_before or takeovers:
+            again.append(scan.id)
+        claimed.append(scan)
+    if again:
+        ScanError.objects.filter(scan_id__in=again).delete()
+    if let_go:
+        Repository.objects.filter(id__in=let_go).update(scan_lease_until=None)
+    return claimed, busy
+
+
+_SUCCEED_MANY_FIELDS = (
+    "repositories_total",
+    "repositories_done",
+    "tags_count",
+    "images_count",
+    "new_manifests_count",
+    "drift_count",
+    "tags_total",
+    "tags_done",
+)
+
+
+def scans_succeed_many(finished: list[tuple[Scan, dict[str, int], tuple[int, int]]]) -> list[int]:
+    """`scan_finish(scan, SUCCEEDED, errors=0, fields=..., tags=...)` for several scans with no error
+    rows, in one UPDATE for the scans and one per parent: (scan, fields, (tags total, tags done) to
+    add to the parent). Returns the ids finished now (a scan finished already counts once)."""
+    if not finished:
+        return []
+    cols = _SUCCEED_MANY_FIELDS
+    sql = (
+        "UPDATE analytics_scan s SET status = %s, finished_at = %s, message = '', errors_count = 0,"
+        " lease_until = NULL, "
+        + ", ".join(f"{c} = v.{c}" for c in cols)
+        + " FROM unnest(%s::bigint[], "
+        + ", ".join("%s::int[]" for _ in cols)
+        + ") AS v(id, "
+        + ", ".join(cols)
+        + ") WHERE s.id = v.id AND s.status IN ('queued', 'running') RETURNING s.id"
+    )
+    params: list[object] = [Scan.Status.SUCCEEDED.value, timezone.now(), [s.id for s, _, _ in finished]]
+    params += [[fields[c] for _, fields, _ in finished] for c in cols]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        done = {row[0] for row in cursor.fetchall()}
+    parents: dict[int, list[int]] = {}
+    for scan, _, (d_total, d_done) in finished:
+        if scan.id not in done:
+            continue
+        with log_context(scan_id=scan.id, registry_id=scan.registry_id, repository_id=scan.repository_id):
+            _scan_finished_observe(scan, Scan.Status.SUCCEEDED, "", errors=0, flush=False)
+        if scan.parent_id:
+            counts = parents.setdefault(scan.parent_id, [0, 0, 0])
+            counts[0] += 1
+            counts[1] += d_total
+            counts[2] += d_done
+    metrics_sink().flush()
+    for parent_id, (children, d_total, d_done) in sorted(parents.items()):
+        _parent_child_done(parent_id, tags=(d_total, d_done), children=children)
+    return sorted(done)
+
+
 def scan_give_up(scan_id: int, takeovers: int) -> None:
     Scan.objects.filter(id=scan_id).update(takeovers=takeovers)
     scan_fail(
@@ -97,29 +221,32 @@ def scan_finish(
         _parent_child_done(scan.parent_id, tags=tags)
 
 
-def _parent_child_done(parent_id: int, *, tags: tuple[int, int] = (0, 0)) -> None:
-    """One child more done: an atomic counter (no lock on the parent for each child); only the child
+def _parent_child_done(parent_id: int, *, tags: tuple[int, int] = (0, 0), children: int = 1) -> None:
+    """`children` more done: an atomic counter (no lock on the parent for each child); only the child
     that brings `repositories_done` to the total goes on to finish the parent."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Scan._meta.db_table} SET repositories_done = repositories_done + 1,"
+            f"UPDATE {Scan._meta.db_table} SET repositories_done = repositories_done + %s,"
             " tags_total = tags_total + %s, tags_done = tags_done + %s"
             " WHERE id = %s RETURNING repositories_done, repositories_total",
-            [tags[0], tags[1], parent_id],
+            [children, tags[0], tags[1], parent_id],
         )
         row = cursor.fetchone()
     if row is not None and row[0] >= row[1]:
         parent_finish_if_done(parent_id)
 
 
-def _scan_finished_observe(scan: Scan, status: str, message: str, *, errors: int | None = None) -> None:
+def _scan_finished_observe(
+    scan: Scan, status: str, message: str, *, errors: int | None = None, flush: bool = True
+) -> None:
     registry = scan.registry.name
     sink = metrics_sink()
     sink.add(telemetry.SCANS_FINISHED, {"registry": registry, "kind": scan.kind, "status": status})
     if errors != 0:
         for kind, n in scan.errors.values_list("kind").annotate(n=Count("id")).order_by():
             sink.add(telemetry.SCAN_ERRORS, {"registry": registry, "kind": kind}, n)
-    sink.flush()
+    if flush:
+        sink.flush()
     level = logging.WARNING if status == Scan.Status.FAILED else logging.INFO
     logger.log(
         level,

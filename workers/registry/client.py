@@ -70,6 +70,7 @@ from .reference import (
     validate_tag,
 )
 from .transport import (
+    BatchAdmission,
     Observer,
     RateLimit,
     RequestGate,
@@ -271,6 +272,10 @@ class RegistryClient:
         result; `TransportError` (the registry stopped answering), a registry-wide `PolicyError`
         (`errors.stops_snapshot`) and anything unexpected is raised once the calls already running
         are done, and the ones not started are cancelled.
+
+        With a gate that admits batches (`transport.BatchGate`), several items take their slots in
+        one step: as many threads as slots granted run the items one after another, their requests
+        admitted already (two round trips to the gate per batch, not per request).
         """
 
         def call(item: _T) -> _R | RegistryError:
@@ -281,18 +286,65 @@ class RegistryClient:
                     raise
                 return exc
 
+        if len(items) > 1:
+            admit_many = getattr(self._session.gate, "admit_many", None)
+            if admit_many is not None:
+                with admit_many(min(self.max_concurrency, len(items))) as admission:
+                    if admission is not None:
+                        return self._map_admitted(call, items, admission)
         if self.max_concurrency == 1 or len(items) <= 1:
             return [call(item) for item in items]
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="registry")
-            pool = self._pool
+        pool = self._threads()
         futures: list[Future[_R | RegistryError]] = [pool.submit(call, item) for item in items]
         try:
             return [f.result() for f in futures]
         finally:
             for f in futures:
                 f.cancel()
+
+    def _threads(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="registry")
+            return self._pool
+
+    def _map_admitted(
+        self, call: Callable[[_T], _R | RegistryError], items: Sequence[_T], admission: BatchAdmission
+    ) -> list[_R | RegistryError]:
+        """`map_requests` under slots already held: `admission.count` runners take the items in order,
+        each sending one request at a time; an exception stops them all once their current item is
+        done, and the first (in `items` order) is raised."""
+        results: list[_R | RegistryError | None] = [None] * len(items)
+        errors: list[tuple[int, BaseException]] = []
+        todo = iter(enumerate(items))
+        lock = threading.Lock()
+
+        def runner() -> None:
+            with self._session.admitted():
+                while True:
+                    with lock:
+                        nxt = None if errors else next(todo, None)
+                    if nxt is None:
+                        return
+                    i, item = nxt
+                    try:
+                        admission.renew()
+                        results[i] = call(item)
+                    except BaseException as exc:
+                        with lock:
+                            errors.append((i, exc))
+                        return
+
+        width = max(1, min(admission.count, self.max_concurrency, len(items)))
+        if width == 1:
+            runner()
+        else:
+            futures = [self._threads().submit(runner) for _ in range(width)]
+            for f in futures:
+                f.result()
+        if errors:
+            raise min(errors, key=lambda e: e[0])[1]
+        return results  # type: ignore[return-value]  # every item ran: no None is left
 
     def __enter__(self) -> RegistryClient:
         return self

@@ -15,7 +15,14 @@
   the worker as long again on every try.
 - Politeness shared with other processes: an optional `RequestGate` admits each attempt (a
   concurrency slot and a rate token for the registry, held until the reply is closed). The caller
-  supplies it (e.g. backed by Redis); this package only calls it.
+  supplies it (e.g. backed by Redis); this package only calls it. A gate that limits concurrency
+  only may admit a batch at once (`BatchGate.admit_many`): the client then holds that many slots for
+  the batch's requests, sent by as many threads (`Session.admitted`), instead of two round trips to
+  the gate per request; a thread holding a batch's slot keeps it through a backoff sleep.
+- Each hop goes straight to the client's transport (`httpx.BaseTransport.handle_request`), not
+  through `httpx.Client.send`: no cookie jar (registries do not use cookies), no redirect
+  bookkeeping (redirects are followed here); the client's default headers, timeouts and event hooks
+  applied as `Client.build_request` and `send` apply them.
 - Observation: an optional `observer` is called once per attempt with a `RequestEvent` (route,
   status or error, seconds to the response headers), for metrics kept elsewhere.
 - Docker Hub's `RateLimit-Limit` / `RateLimit-Remaining` (`100;w=21600`) are recorded as a
@@ -31,6 +38,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -154,6 +162,28 @@ class RequestGate(Protocol):
         ...
 
 
+class BatchAdmission(Protocol):
+    """Slots held for a batch of requests: `count` of them may be in flight at once until the batch
+    ends. `renew()` is called before each request of the batch, so that slots held longer than the
+    gate lets a slot live are kept (a no-op until then)."""
+
+    count: int
+
+    def renew(self) -> None:
+        """Keep the batch's slots from expiring while it runs."""
+        ...
+
+
+class BatchGate(RequestGate, Protocol):
+    """A `RequestGate` that can admit several requests in one step (optional: looked up by name)."""
+
+    def admit_many(self, n: int) -> AbstractContextManager[BatchAdmission | None]:
+        """Wait until at least one of `n` requests may be sent; the context yields how many may be in
+        flight at once (1 to `n`) until it exits, or None when every request must still be admitted
+        on its own (a gate with a request rate)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class RequestEvent:
     """One attempt at one request, as an observer sees it.
@@ -213,6 +243,15 @@ class Session:
         """`min_rate` is (bytes, seconds): the fewest bytes a reply may bring in each window of that
         many seconds once its first bytes are in (`policy.TransferMeter`); None judges no rate."""
         self.http = http
+        # Each hop is sent to the client's own transport, with the client's default headers (raw
+        # case, later ones override by name) and timeouts, as `Client.build_request` would.
+        self.transport: httpx.BaseTransport = http._transport
+        self._default_headers = {
+            k.decode("latin-1").lower(): (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in http.headers.raw
+        }
+        self._extensions = {"timeout": http.timeout.as_dict()}
+        self._standing = threading.local()  # this thread's requests are admitted already (a batch)
         self.min_rate = min_rate if min_rate and min_rate[0] > 0 and min_rate[1] > 0 else None
         self.base = httpx.URL(base_url)
         self.policy = policy
@@ -221,6 +260,16 @@ class Session:
         self.gate = gate
         self.observer = observer
         self.rate_limit: RateLimit | None = None
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """This thread's requests skip the gate while the block runs: the caller holds a slot for
+        them (`BatchGate.admit_many`) and sends them one at a time from this thread."""
+        self._standing.held = True
+        try:
+            yield
+        finally:
+            self._standing.held = False
 
     def check_url(self, url: httpx.URL) -> None:
         """The SSRF policy's URL check, with a redacted URL in the message."""
@@ -318,7 +367,7 @@ class Session:
             METER.set(None)  # a token request's reply is not this request's: `_follow` sets one per hop
             sent = self.auth.header(scopes, repository)
             slot = ExitStack()  # held from sending to closing the reply; never during a backoff sleep
-            if self.gate is not None:
+            if self.gate is not None and not getattr(self._standing, "held", False):
                 slot.enter_context(self.gate.admit())
             t0 = time.monotonic()
             try:
@@ -368,6 +417,14 @@ class Session:
             attempt += 1
             self.retry.sleep(delay)
 
+    def _request(self, method: str, url: httpx.URL, headers: dict[str, str]) -> httpx.Request:
+        """The request `Client.build_request` would build: the client's default headers, these over
+        them, its timeouts (no cookies: none are kept)."""
+        merged = dict(self._default_headers)
+        for name, value in headers.items():
+            merged[name.lower()] = (name, value)
+        return httpx.Request(method, url, headers=list(merged.values()), extensions=self._extensions)
+
     def _follow(
         self,
         method: str,
@@ -385,9 +442,19 @@ class Session:
                 hop_headers["Authorization"] = authorization
             try:
                 self.check_url(current)
-                request = self.http.build_request(method, current, headers=hop_headers)
+                request = self._request(method, current, hop_headers)
+                hooks = self.http.event_hooks  # the client's hooks are called, as `send` calls them
+                for hook in hooks["request"]:
+                    hook(request)
                 METER.set(TransferMeter(*self.min_rate) if self.min_rate else None)  # each reply its own
-                resp = self.http.send(request, stream=True, follow_redirects=False)
+                try:
+                    resp = self.transport.handle_request(request)
+                except httpx.RequestError as exc:
+                    exc.request = request  # as `httpx.Client.send` names it
+                    raise
+                resp.request = request
+                for hook in hooks["response"]:
+                    hook(resp)
             except PolicyError as exc:
                 # The registry's own address refused: so would every other request be.
                 raise (exc.widen() if own else exc) from None
@@ -397,14 +464,18 @@ class Session:
                 if isinstance(exc, httpx.RemoteProtocolError) and "location header" not in str(exc):
                     raise
                 raise PolicyError(f"redirect to an invalid URL from {redact_url(current)}: {exc}") from None
-            location = resp.headers.get("Location")
-            if not (follow_redirects and resp.status_code in REDIRECT_STATUSES and location):
+            location = resp.headers.get("Location") if resp.status_code in REDIRECT_STATUSES else None
+            if not location:
                 return resp
-            resp.close()
             try:
                 target = current.join(location)
             except (httpx.InvalidURL, ValueError) as exc:  # IDNA errors are ValueErrors
+                # refused even when not followed, as `httpx.Client.send` refuses it
+                resp.close()
                 raise PolicyError(f"redirect to an invalid URL from {redact_url(current)}: {exc}") from None
+            if not follow_redirects:
+                return resp
+            resp.close()
             if current.scheme == "https" and target.scheme != "https":
                 raise PolicyError(
                     f"redirect from {redact_url(current)} to {redact_url(target)} leaves HTTPS; refused"

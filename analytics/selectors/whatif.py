@@ -26,7 +26,9 @@ of such a rule carries `pulls`, the coverage of its window.
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -48,6 +50,7 @@ from analytics.models import (
     Tag,
 )
 from analytics.selectors import pulls
+from analytics.selectors.kept import KeptBlob, KeptBlobHolders, kept_blob_holders
 from analytics.selectors.scope import glob_regex
 
 
@@ -178,6 +181,30 @@ class LostManifest:
 
 
 @dataclass(frozen=True)
+class RepositoryImpact:
+    """One repository's part of a deletion. Freed bytes are attributed to the repository whose lost
+    holdings alone held them; what several repositories of the deletion all lost is `SharedFreed`, so the
+    repositories' freed_bytes and the shared line add up to the deletion's freed_bytes exactly."""
+
+    repository_id: int
+    repository: str
+    tags: int  # tags deleted
+    manifests_untagged: int  # its holdings no remaining tag reaches
+    manifests_freed: int  # of those, freed and attributed to it
+    blobs_freed: int
+    freed_bytes: int
+
+
+@dataclass(frozen=True)
+class SharedFreed:
+    """Freed manifests and blobs that two or more repositories of the deletion lost: counted once, here."""
+
+    manifests: int = 0
+    blobs: int = 0
+    freed_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class DeletionImpact:
     tags: int
     manifests_untagged: int  # (repository, manifest) holdings no remaining tag reaches
@@ -204,6 +231,12 @@ class DeletionImpact:
     # a rule with not_pulled_days: where pulls come from, since when they are counted, and whether that
     # spans the window (`pulls.coverage_data`); None otherwise
     pulls: dict | None = None
+    # with by_repository: each repository's part, largest freed first, and the part several shared; the
+    # repositories' freed_bytes plus shared_freed's are freed_bytes. kept_largest: the largest blobs that
+    # stay (at most KEPT_LARGEST), each with how many holdings keep it
+    repositories: list[RepositoryImpact] = field(default_factory=list)
+    shared_freed: SharedFreed | None = None
+    kept_largest: list[KeptBlobHolders] = field(default_factory=list)
 
 
 _WHATIF_SQL = """
@@ -256,16 +289,33 @@ lost_refs AS (
     SELECT registry_id, blob_id, sum(n) AS n FROM mblobs GROUP BY 1, 2
 ),
 judged AS (
-    -- RegistryBlob.refs counts the present holdings referencing it: freed when the deletion removes all
-    SELECT lr.blob_id, coalesce(rb.refs, 0) <= lr.n AS freed FROM lost_refs lr
+    -- RegistryBlob.refs counts the present holdings referencing it: freed when the deletion removes all;
+    -- else the holdings left referencing it (kept_by) keep it
+    SELECT lr.registry_id, lr.blob_id, coalesce(rb.refs, 0) <= lr.n AS freed,
+        greatest(coalesce(rb.refs, 0) - lr.n, 0)::bigint AS kept_by
+    FROM lost_refs lr
     LEFT JOIN analytics_registryblob rb ON rb.registry_id = lr.registry_id AND rb.blob_id = lr.blob_id
+),
+owners AS (
+    -- by_repository only: the repositories whose lost holdings reference each blob (first = last: one)
+    SELECT mb.registry_id, mb.blob_id, min(l.repository_id) AS first, max(l.repository_id) AS last
+    FROM mblobs mb JOIN lost l ON l.registry_id = mb.registry_id AND l.manifest_id = mb.manifest_id
+    GROUP BY 1, 2
 )
-SELECT CASE WHEN j.freed THEN 'f' ELSE 'k' END, j.registry_id, j.manifest_id, j.size FROM judged_m j
-UNION ALL SELECT 'l', l.repository_id, l.manifest_id, NULL FROM lost l
-UNION ALL SELECT CASE WHEN x.freed THEN 'b' ELSE 's' END, NULL, NULL, b.size
-    FROM judged x JOIN analytics_blob b ON b.id = x.blob_id
-UNION ALL SELECT 'd', d.repository_id, d.id, NULL FROM del d
+SELECT CASE WHEN j.freed THEN 'f' ELSE 'k' END, j.registry_id, j.manifest_id, j.size, NULL::bigint
+FROM judged_m j
+UNION ALL SELECT 'l', l.repository_id, l.manifest_id, l.registry_id, NULL FROM lost l
+UNION ALL SELECT CASE WHEN x.freed THEN 'b' ELSE 's' END, {blob_who}, x.blob_id, b.size, x.kept_by
+    FROM judged x JOIN analytics_blob b ON b.id = x.blob_id {owners_join}
+UNION ALL SELECT 'd', d.repository_id, d.id, NULL, NULL FROM del d
 """
+# the repository a freed blob is attributed to: the one repository whose lost holdings referenced it, 0
+# when several did (the "shared between removed repositories" line); the registry when not asked
+_BY_REPOSITORY = {
+    "blob_who": "CASE WHEN NOT x.freed THEN x.registry_id WHEN o.first = o.last THEN o.first ELSE 0 END",
+    "owners_join": "LEFT JOIN owners o ON o.registry_id = x.registry_id AND o.blob_id = x.blob_id",
+}
+_TOTALS_ONLY = {"blob_who": "x.registry_id", "owners_join": ""}
 
 
 def deletion_impact(
@@ -275,8 +325,12 @@ def deletion_impact(
     limit: int | None = None,
     manifests_after: tuple[str, str] | None = None,
     tags_after: tuple[str, str] | None = None,
+    by_repository: bool = False,
 ) -> DeletionImpact:
     """What deleting these tags and then collecting garbage frees, per registry, summed.
+
+    With `by_repository`, the same statement also says each repository's part (`RepositoryImpact`, every
+    repository that loses a holding or a tag) and the largest blobs that stay (`kept_largest`).
 
     Counts follow the registry: a manifest held by two repositories of one registry is freed only when
     both lose it; the same digest in two registries is two copies, each judged in its own registry.
@@ -297,15 +351,16 @@ def deletion_impact(
       once however many registries hold it, the what-if once per registry (each registry collects its own
       garbage); the sum is the scopes' `stored_bytes` of each registry, added.
     """
+    sql = _WHATIF_SQL.format(**(_BY_REPOSITORY if by_repository else _TOTALS_ONLY))
     with connection.cursor() as cursor:
-        cursor.execute(_WHATIF_SQL, {"tags": list(tag_ids)})
+        cursor.execute(sql, {"tags": list(tag_ids)})
         rows = cursor.fetchall()
-    freed = {(g, m): int(s) for kind, g, m, s in rows if kind == "f"}
-    kept = [int(s) for kind, _, _, s in rows if kind == "k"]
-    lost = [(r, m) for kind, r, m, _ in rows if kind == "l"]
-    blob_sizes = [int(s) for kind, _, _, s in rows if kind == "b"]
-    shared_sizes = [int(s) for kind, _, _, s in rows if kind == "s"]
-    deleted = [t for kind, _, t, _ in rows if kind == "d"]
+    freed = {(g, m): int(s) for kind, g, m, s, _ in rows if kind == "f"}
+    kept = [int(s) for kind, _, _, s, _ in rows if kind == "k"]
+    lost = [(r, m) for kind, r, m, _, _ in rows if kind == "l"]
+    blob_sizes = [int(s) for kind, _, _, s, _ in rows if kind == "b"]
+    shared_sizes = [int(s) for kind, _, _, s, _ in rows if kind == "s"]
+    deleted = [t for kind, _, t, _, _ in rows if kind == "d"]
     # the same digest freed in two registries is two copies, one per registry
     freed_manifest_bytes = sum(freed.values())
     manifests, manifests_more, tag_rows, tags_more = [], False, [], False
@@ -333,7 +388,76 @@ def deletion_impact(
         deleted_tags=tag_rows,
         manifests_more=manifests_more,
         deleted_tags_more=tags_more,
+        **(_by_repository(rows) if by_repository else {}),
     )
+
+
+# the largest kept blobs a breakdown names
+KEPT_LARGEST = 10
+
+
+def _by_repository(rows: list[tuple]) -> dict:
+    """Each repository's part of the statement's rows, the shared part, and the largest kept blobs."""
+    losers: dict[tuple[int, int], list[int]] = defaultdict(list)  # (registry, manifest) -> repositories
+    for kind, r, m, g, _ in rows:
+        if kind == "l":
+            losers[(g, m)].append(r)
+    parts: dict[int, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(("tags", "untagged", "manifests", "blobs", "bytes"), 0)
+    )
+    shared = dict.fromkeys(("manifests", "blobs", "bytes"), 0)
+    for kind, who, m, size, _ in rows:
+        if kind == "d":
+            parts[who]["tags"] += 1
+        elif kind == "l":
+            parts[who]["untagged"] += 1
+        elif kind == "f":
+            held_by = losers[(who, m)]
+            if len(held_by) == 1:
+                part = parts[held_by[0]]
+                part["manifests"] += 1
+                part["bytes"] += int(size)
+            else:
+                shared["manifests"] += 1
+                shared["bytes"] += int(size)
+        elif kind == "b":
+            if who:
+                parts[who]["blobs"] += 1
+                parts[who]["bytes"] += int(size)
+            else:
+                shared["blobs"] += 1
+                shared["bytes"] += int(size)
+    names = dict(Repository.objects.filter(id__in=parts).values_list("id", "name"))
+    repositories = sorted(
+        (
+            RepositoryImpact(
+                repository_id=r,
+                repository=names[r],
+                tags=p["tags"],
+                manifests_untagged=p["untagged"],
+                manifests_freed=p["manifests"],
+                blobs_freed=p["blobs"],
+                freed_bytes=p["bytes"],
+            )
+            for r, p in parts.items()
+        ),
+        key=lambda x: (-x.freed_bytes, x.repository, x.repository_id),
+    )
+    kept = heapq.nlargest(
+        KEPT_LARGEST,
+        ((int(size), int(kept_by), g, blob) for kind, g, blob, size, kept_by in rows if kind == "s"),
+    )
+    return {
+        "repositories": repositories,
+        "shared_freed": SharedFreed(
+            manifests=shared["manifests"], blobs=shared["blobs"], freed_bytes=shared["bytes"]
+        ),
+        "kept_largest": kept_blob_holders(
+            kept=[KeptBlob(registry_id=g, blob_id=b, size=size, kept_by=n) for size, n, g, b in kept],
+            lost=[(r, m) for kind, r, m, _, _ in rows if kind == "l"],
+            deleted_tag_ids=[t for kind, _, t, _, _ in rows if kind == "d"],
+        ),
+    }
 
 
 def _lost_rows(lost: list[tuple[int, int]], freed: dict[tuple[int, int], int]) -> list[LostManifest]:

@@ -21,13 +21,13 @@ of the tagged multi-platform indexes that stay, distribution issue 3178), beside
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from django.utils import timezone
 
-from analytics.errors import InvalidPolicy, InvalidRequest
+from analytics.errors import InvalidPolicy, InvalidRequest, SelectionTooLarge
 from analytics.models import Registry, Tag
 from analytics.policies.document import Node, document_read
 from analytics.policies.ecr import ecr_parse
@@ -40,7 +40,7 @@ from analytics.policies.layerlens import layerlens_parse
 from analytics.policies.rows import EVENTS, SCANS, PlaceRows, Selection, place_rows
 from analytics.selectors import pulls
 from analytics.selectors.delete_untagged import untagged_trap
-from analytics.selectors.whatif import DeletionImpact, deletion_impact
+from analytics.selectors.whatif import DeletionImpact, TagRule, deletion_impact, selection_holdings
 
 FORMATS = ("ecr", "gitlab", "harbor", "layerlens")
 PARSERS = {"ecr": ecr_parse, "gitlab": gitlab_parse, "harbor": harbor_parse, "layerlens": layerlens_parse}
@@ -147,6 +147,19 @@ def _push_times(policy: Policy, rows: PlaceRows) -> dict | None:
     }
 
 
+def scope_check(*, registry_id: int, namespace: str | None, repository_id: int | None, most: int) -> None:
+    """A preview reads every image and tag of its scope: a scope holding more than `most` is refused
+    (SelectionTooLarge) before any row is read, naming how to narrow it."""
+    place = TagRule(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
+    held = selection_holdings(place)
+    if held > most:
+        raise SelectionTooLarge(
+            f"this scope holds {held:,} images and other manifests; a request previews a policy over at most "
+            f"{most:,} (POLICY_PREVIEW_MAX_HOLDINGS). Name a namespace or repository, or run "
+            "manage.py whatif --policy FILE, which has no such bound"
+        )
+
+
 def policy_preview(
     *,
     policy: Policy,
@@ -209,3 +222,25 @@ def policy_preview(
         removed_untagged_count=len(untagged),
         notes=notes,
     )
+
+
+def preview_answer(preview: PolicyPreview, *, limit: int | None = None) -> dict:
+    """A preview as JSON (the API's shape, the page's and the command's): the repositories past `limit`
+    summed on one line, so the listed ones, that line and the shared one add up to freed_bytes."""
+    data = asdict(preview)
+    impact = data["impact"]
+    impact["deleted_tags"] = [list(map(str, t)) for t in preview.impact.deleted_tags]
+    repositories = preview.impact.repositories
+    listed, rest = (repositories, []) if limit is None else (repositories[:limit], repositories[limit:])
+    impact["repositories"] = [asdict(r) for r in listed]
+    impact["repositories_total"] = len(repositories)
+    impact["repositories_rest"] = {
+        "manifests": sum(r.manifests_freed for r in rest),
+        "blobs": sum(r.blobs_freed for r in rest),
+        "freed_bytes": sum(r.freed_bytes for r in rest),
+    }
+    impact["manifests_next"] = impact["deleted_tags_next"] = None
+    impact["manifests_next_url"] = impact["deleted_tags_next_url"] = None
+    data["removed_tags"] = [list(t) for t in preview.removed_tags]
+    data["removed_untagged"] = [list(t) for t in preview.removed_untagged]
+    return data

@@ -171,3 +171,30 @@ def test_the_schema_documents_it(client_user):
     assert {"policy", "format", "registry", "namespace", "repository"} <= set(
         schema["components"]["schemas"][body]["properties"]
     )
+
+
+def test_the_whatif_page_previews_a_pasted_policy(registry, user, client):
+    client.force_login(user)
+    page = client.get("/ui/whatif/", {"registry": registry.id})
+    assert page.status_code == 200 and 'id="policy-form"' in page.content.decode()
+    before = _counts()
+    reply = client.post(
+        "/ui/whatif/", {"registry": registry.id, "policy": json.dumps(KEEP_ONE), "namespace": "team"}
+    )
+    text = " ".join(reply.content.decode().split())
+    assert reply.status_code == 200, text
+    body = {"registry": "r", "namespace": "team", "policy": KEEP_ONE}
+    api = client.post(URL, body, content_type="application/json").json()
+    assert f"removes {api['impact']['tags']} tags" in text
+    for r in api["impact"]["repositories"]:
+        assert f"<td>{r['repository']}</td><td>{r['tags']}</td><td>{r['manifests_untagged']}</td>" in text
+    for repository, tag, _ in api["removed_tags"]:
+        assert f"<td>{repository}:{tag}</td>" in text
+    assert "garbage-collect --delete-untagged</code>" in text
+    assert _counts() == before
+    bad = client.post("/ui/whatif/", {"registry": registry.id, "policy": '{"name_regex": "(a+)+$"}'})
+    assert bad.status_code == 400
+    assert "$.name_regex: a repeated group holding a repeat" in bad.content.decode()
+    assert "(a+)+$" in bad.content.decode()  # the form shows the policy again
+    client.logout()
+    assert client.post("/ui/whatif/", {"registry": registry.id, "policy": "{}"}).status_code == 302

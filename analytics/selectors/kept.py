@@ -26,7 +26,7 @@ WITH lost(repository_id, manifest_id) AS MATERIALIZED (
 SELECT b.blob_id, h.repository_id, h.manifest_id, h.repository, h.digest, h.kind
 FROM unnest(%(blobs)s::bigint[]) AS b(blob_id)
 CROSS JOIN LATERAL (
-    SELECT DISTINCT ON (rm.id) rm.repository_id, rm.manifest_id, r.name AS repository, m.digest, m.kind
+    SELECT rm.repository_id, rm.manifest_id, r.name AS repository, m.digest, m.kind
     FROM (
         SELECT ml.manifest_id FROM analytics_manifestlayer ml WHERE ml.blob_id = b.blob_id
         UNION ALL
@@ -36,7 +36,7 @@ CROSS JOIN LATERAL (
     JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %(registry)s
     JOIN analytics_manifest m ON m.id = rm.manifest_id
     WHERE (rm.repository_id, rm.manifest_id) NOT IN (SELECT repository_id, manifest_id FROM lost)
-    LIMIT %(n)s
+    LIMIT %(n)s  -- no DISTINCT, which would read every holder first: a manifest listing the blob twice
 ) h
 """
 
@@ -86,12 +86,14 @@ def kept_blob_holders(
             "blobs": [k.blob_id for k in kept if k.registry_id == registry_id],
             "lost_r": [r for r, _ in lost],
             "lost_m": [m for _, m in lost],
-            "n": holders,
+            "n": 2 * holders,  # one holding may come twice (the blob twice in its manifest)
         }
         with connection.cursor() as cursor:
             cursor.execute(_HOLDERS_SQL, params)
             for blob_id, repository_id, manifest_id, repository, digest, kind in cursor.fetchall():
-                found[blob_id].append((repository, digest, kind, repository_id, manifest_id))
+                row = (repository, digest, kind, repository_id, manifest_id)
+                if row not in found[blob_id] and len(found[blob_id]) < holders:
+                    found[blob_id].append(row)
     pairs = {(row[3], row[4]) for rows in found.values() for row in rows}
     tags: dict[tuple[int, int], list[str]] = defaultdict(list)
     if pairs:

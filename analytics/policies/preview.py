@@ -28,7 +28,7 @@ from typing import Protocol
 from django.utils import timezone
 
 from analytics.errors import InvalidPolicy, InvalidRequest, SelectionTooLarge
-from analytics.models import Registry, Tag
+from analytics.models import Registry
 from analytics.policies.document import Node, document_read
 from analytics.policies.ecr import ecr_parse
 from analytics.policies.gitlab import FIELDS as GITLAB_FIELDS
@@ -181,7 +181,7 @@ def policy_preview(
     tag_ids = sorted(selection.tag_ids)
     impact = deletion_impact(tag_ids=tag_ids, limit=limit, by_repository=True)
     trap = untagged_trap(registry_id=registry_id, tag_ids=tag_ids)
-    current = Tag.objects.filter(repository_id__in=rows.repositories, removed_at=None, manifest__isnull=False)
+    current = sum(len(tags) for tags in rows.tags.values())  # the scope's current tags, as read
     notes = []
     if selection.untagged:
         notes.append(
@@ -206,7 +206,7 @@ def policy_preview(
         repository=rows.repositories.get(repository_id) if repository_id is not None else None,
         removed_tags=[(r, t, d) for _, r, t, d in impact.deleted_tags],
         removed_untagged=untagged if limit is None else untagged[:limit],
-        tags_kept=current.count() - impact.tags,
+        tags_kept=current - impact.tags,
         push_times=_push_times(policy, rows),
         pulls=pull_data,
         impact=impact,

@@ -32,7 +32,12 @@ CROSS JOIN LATERAL (
         UNION ALL
         SELECT c.id FROM analytics_manifest c WHERE c.config_id = b.blob_id
     ) refs
-    JOIN analytics_repositorymanifest rm ON rm.manifest_id = refs.manifest_id AND rm.present
+    -- a probe by manifest per reference (OFFSET 0 keeps the planner from hashing every holding instead),
+    -- so the walk stops once it has enough
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.repository_id, h.manifest_id FROM analytics_repositorymanifest h
+        WHERE h.manifest_id = refs.manifest_id AND h.present OFFSET 0
+    ) rm
     JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %(registry)s
     JOIN analytics_manifest m ON m.id = rm.manifest_id
     WHERE (rm.repository_id, rm.manifest_id) NOT IN (SELECT repository_id, manifest_id FROM lost)

@@ -27,10 +27,13 @@ from django.db import connection
 
 _TRAP_SQL = """
 WITH RECURSIVE
+-- the deleted tags as a set: NOT IN it is hashed, where NOT (id = ANY(array)) scans the array per tag
+gone AS MATERIALIZED (SELECT unnest(%(tags)s::bigint[]) AS id),
 tagged_idx AS (
     -- the registry's tagged indexes that stay
     SELECT DISTINCT t.repository_id, t.manifest_id FROM (SELECT DISTINCT index_id FROM analytics_indexentry) i
-    JOIN analytics_tag t ON t.manifest_id = i.index_id AND t.removed_at IS NULL AND NOT (t.id = ANY(%(tags)s))
+    JOIN analytics_tag t ON t.manifest_id = i.index_id AND t.removed_at IS NULL
+        AND t.id NOT IN (SELECT id FROM gone)
     JOIN analytics_repository r ON r.id = t.repository_id AND r.registry_id = %(registry)s
 ),
 below(repository_id, manifest_id, depth) AS (
@@ -53,12 +56,13 @@ lost_blobs AS (
     WHERE NOT EXISTS (
         SELECT 1 FROM analytics_manifestlayer ml
         JOIN analytics_tag t ON t.manifest_id = ml.manifest_id AND t.removed_at IS NULL
-            AND NOT (t.id = ANY(%(tags)s))
+            AND t.id NOT IN (SELECT id FROM gone)
         JOIN analytics_repository r ON r.id = t.repository_id AND r.registry_id = %(registry)s
         WHERE ml.blob_id = c.blob_id
     ) AND NOT EXISTS (
         SELECT 1 FROM analytics_manifest m
-        JOIN analytics_tag t ON t.manifest_id = m.id AND t.removed_at IS NULL AND NOT (t.id = ANY(%(tags)s))
+        JOIN analytics_tag t ON t.manifest_id = m.id AND t.removed_at IS NULL
+            AND t.id NOT IN (SELECT id FROM gone)
         JOIN analytics_repository r ON r.id = t.repository_id AND r.registry_id = %(registry)s
         WHERE m.config_id = c.blob_id
     )
@@ -67,7 +71,7 @@ lost_manifests AS (
     SELECT m.id, m.size FROM cand_manifests c JOIN analytics_manifest m ON m.id = c.manifest_id
     WHERE NOT EXISTS (
         SELECT 1 FROM analytics_tag t JOIN analytics_repository r ON r.id = t.repository_id
-        WHERE t.manifest_id = c.manifest_id AND t.removed_at IS NULL AND NOT (t.id = ANY(%(tags)s))
+        WHERE t.manifest_id = c.manifest_id AND t.removed_at IS NULL AND t.id NOT IN (SELECT id FROM gone)
             AND r.registry_id = %(registry)s
     ) AND NOT EXISTS (
         SELECT 1 FROM analytics_indexentry e JOIN tagged_idx ti ON ti.manifest_id = e.index_id

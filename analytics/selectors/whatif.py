@@ -251,7 +251,9 @@ arepo AS (
 reach(repository_id, manifest_id) AS (
     SELECT t.repository_id, t.manifest_id FROM analytics_tag t
     WHERE t.repository_id IN (SELECT repository_id FROM arepo) AND t.removed_at IS NULL
-      AND t.manifest_id IS NOT NULL AND NOT (t.id = ANY(%(tags)s))
+      -- NOT IN a materialized set is a hashed subplan: NOT (t.id = ANY(array)) compares each tag with every
+      -- deleted id (a bound parameter is never hashed), 1.5 s of 20,000 ids over 29,000 tags
+      AND t.manifest_id IS NOT NULL AND t.id NOT IN (SELECT id FROM del)
     UNION
     SELECT reach.repository_id, e.child_id
     FROM reach JOIN analytics_indexentry e ON e.index_id = reach.manifest_id
@@ -506,7 +508,8 @@ def _lost_rows(
 def _tag_rows(
     deleted: list[int], *, limit: int | None = None, after: tuple[str, str] | None = None
 ) -> tuple[list[tuple[int, str, str, str]], bool]:
-    qs = Tag.objects.filter(id__in=deleted)
+    # the ids as one array parameter (`= ANY`), not an IN list of as many parameters
+    qs = Tag.objects.filter(id__in=RawSQL("SELECT unnest(%s::bigint[])", [list(deleted)]))
     if after is not None:
         qs = qs.filter(Q(repository__name__gt=after[0]) | Q(repository__name=after[0], name__gt=after[1]))
     qs = qs.order_by("repository__name", "name").values_list(

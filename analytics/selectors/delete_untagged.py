@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from analytics.infra.sqlarrays import int_array
+
 _TRAP_SQL = """
 WITH RECURSIVE
 -- the deleted tags as a set: NOT IN it is hashed, where NOT (id = ANY(array)) scans the array per tag
@@ -96,7 +98,7 @@ def untagged_trap(*, registry_id: int, tag_ids: list[int]) -> UntaggedTrap:
     """What distribution 2.8's `garbage-collect --delete-untagged` removes, after deleting these tags, of
     the content the what-if keeps: the untagged children's content of the registry's tagged indexes."""
     with connection.cursor() as cursor:
-        cursor.execute(_TRAP_SQL, {"registry": registry_id, "tags": list(tag_ids)})
+        cursor.execute(_TRAP_SQL, {"registry": registry_id, "tags": int_array(tag_ids)})
         indexes, blobs, blob_bytes, manifests, manifest_bytes = cursor.fetchone()
     return UntaggedTrap(
         indexes=int(indexes),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from analytics.infra.sqlarrays import int_array
 from analytics.models import Blob, Tag
 
 HOLDERS = 3
@@ -88,9 +89,9 @@ def kept_blob_holders(
     for registry_id in sorted({k.registry_id for k in kept}):
         params = {
             "registry": registry_id,
-            "blobs": [k.blob_id for k in kept if k.registry_id == registry_id],
-            "lost_r": [r for r, _ in lost],
-            "lost_m": [m for _, m in lost],
+            "blobs": int_array(k.blob_id for k in kept if k.registry_id == registry_id),
+            "lost_r": int_array(r for r, _ in lost),
+            "lost_m": int_array(m for _, m in lost),
             "n": 2 * holders,  # one holding may come twice (the blob twice in its manifest)
         }
         with connection.cursor() as cursor:
@@ -108,12 +109,12 @@ def kept_blob_holders(
                 repository_id__in={r for r, _ in pairs},
                 manifest_id__in={m for _, m in pairs},
             )
-            .exclude(id__in=deleted_tag_ids)
             .order_by("name")
-            .values_list("repository_id", "manifest_id", "name")
+            .values_list("id", "repository_id", "manifest_id", "name")
         )
-        for r, m, name in named:
-            if (r, m) in pairs:
+        deleted = set(deleted_tag_ids)
+        for tag_id, r, m, name in named:
+            if (r, m) in pairs and tag_id not in deleted:
                 tags[(r, m)].append(name)
     blobs = Blob.objects.filter(id__in=[k.blob_id for k in kept]).only("digest", "media_type").in_bulk()
     return [

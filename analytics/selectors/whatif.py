@@ -40,6 +40,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from analytics.errors import InvalidRequest, SelectionTooLarge
+from analytics.infra.sqlarrays import int_array
 from analytics.models import (
     NamespaceFigures,
     RegistryHeld,
@@ -242,7 +243,7 @@ _WHATIF_SQL = """
 WITH RECURSIVE
 del AS (
     SELECT t.id, t.repository_id FROM analytics_tag t
-    WHERE t.id = ANY(%(tags)s) AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
+    WHERE t.id = ANY(%(tags)s::bigint[]) AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
 ),
 arepo AS (
     SELECT DISTINCT d.repository_id, r.registry_id FROM del d
@@ -354,7 +355,7 @@ def deletion_impact(
     """
     sql = _WHATIF_SQL.format(**(_BY_REPOSITORY if by_repository else _TOTALS_ONLY))
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"tags": list(tag_ids)})
+        cursor.execute(sql, {"tags": int_array(tag_ids)})
         rows = cursor.fetchall()
     freed = {(g, m): int(s) for kind, g, m, s, _ in rows if kind == "f"}
     kept = [int(s) for kind, _, _, s, _ in rows if kind == "k"]
@@ -481,8 +482,8 @@ def _lost_rows(
         return [], False
     after_r, after_d = after or ("", "")
     params = {
-        "r": [r for r, _ in lost],
-        "m": [m for _, m in lost],
+        "r": int_array(r for r, _ in lost),
+        "m": int_array(m for _, m in lost),
         "after_r": after_r,
         "after_d": after_d,
         "n": len(lost) + 1 if limit is None else limit + 1,
@@ -509,7 +510,7 @@ def _tag_rows(
     deleted: list[int], *, limit: int | None = None, after: tuple[str, str] | None = None
 ) -> tuple[list[tuple[int, str, str, str]], bool]:
     # the ids as one array parameter (`= ANY`), not an IN list of as many parameters
-    qs = Tag.objects.filter(id__in=RawSQL("SELECT unnest(%s::bigint[])", [list(deleted)]))
+    qs = Tag.objects.filter(id__in=RawSQL("SELECT unnest(%s::bigint[])", [int_array(deleted)]))
     if after is not None:
         qs = qs.filter(Q(repository__name__gt=after[0]) | Q(repository__name=after[0], name__gt=after[1]))
     qs = qs.order_by("repository__name", "name").values_list(

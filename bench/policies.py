@@ -7,7 +7,8 @@ runs once to warm the cache, then `--runs` times; the median and spread (min, ma
 printed with the CPU this process and the database's backends spent per run (read from /proc, since the
 machine's cores are shared) and where the time went: reading the scope's rows (`rows.place_rows`), the
 format's selection, the what-if statement, the 2.8 collector's trap. The session is read-only
-(`default_transaction_read_only`): the benchmark never writes the database it reads.
+(`default_transaction_read_only`): the benchmark never writes the database it reads; and it compiles no
+query (`jit` off), as the web's connections, which answer `POST /api/v1/policies/preview/`.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def _setup(database: str) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute("SET default_transaction_read_only = on")
+        cursor.execute("SET jit = off")  # as the web's connections (analytics/infra/statements.py)
 
 
 class Phases:

@@ -4,9 +4,11 @@ selector."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from functools import partial
 
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -36,6 +38,7 @@ from analytics.errors import InvalidRequest, NotFound
 from analytics.infra.addresses import client_address
 from analytics.ingest.answers import answers_refresh
 from analytics.models import Repository, RepositoryManifest, WhatIfJob
+from analytics.policies.preview import policy_parse, policy_preview, preview_answer, scope_check
 from analytics.selectors import content, pulls, whatif
 from analytics.selectors.answers import MISSED_SAVINGS, STALE_BASES, answers_stale
 from analytics.selectors.cold import cold_answer, cold_images
@@ -312,6 +315,58 @@ class WhatIfJobView(CheckedQuery, APIView):
         if job is None:
             raise NotFound(f"no what-if job {pk} of yours")
         return Response(_job_data(request, job))
+
+
+# --- cleanup policies previewed -----------------------------------------------------------------------------
+
+
+class PolicyPreviewView(CheckedQuery, APIView):
+    """Read-only: what a cleanup policy would remove from a registry, namespace or repository, and what
+    deleting it then collecting garbage frees (per repository and in total), why the largest blobs that
+    stay are kept, and what distribution 2.8's `--delete-untagged` would free instead. Nothing is
+    deleted or saved. A scope holding more than POLICY_PREVIEW_MAX_HOLDINGS is a 422."""
+
+    permission_classes = [ComputeForReaders]
+    throttle_scope = EXPENSIVE  # reads every image and tag of the scope
+
+    @extend_schema(
+        summary="Preview a cleanup policy (ECR, GitLab, Harbor or Layerlens's rule): computes only, "
+        "deletes and saves nothing",
+        request=s.PolicyPreviewRequestSerializer,
+        responses={
+            200: s.PolicyPreviewSerializer,
+            422: OpenApiResponse(
+                description="The scope holds more than POLICY_PREVIEW_MAX_HOLDINGS: narrow it."
+            ),
+            **SCOPE_ERRORS,
+        },
+    )
+    def post(self, request):
+        form = s.PolicyPreviewRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        text = data["policy"] if isinstance(data["policy"], str) else json.dumps(data["policy"], indent=1)
+        policy = policy_parse(text, format=data.get("format"))
+        scope = scope_resolve(
+            registry=data["registry"],
+            namespace=data.get("namespace") or None,
+            repository=data.get("repository") or None,
+        )
+        scope_check(
+            registry_id=scope.registry_id,  # type: ignore[arg-type]
+            namespace=scope.namespace,
+            repository_id=scope.repository_id,
+            most=settings.POLICY_PREVIEW_MAX_HOLDINGS,
+        )
+        limit = data["details_limit"]
+        preview = policy_preview(
+            policy=policy,
+            registry_id=scope.registry_id,  # type: ignore[arg-type]
+            namespace=scope.namespace,
+            repository_id=scope.repository_id,
+            limit=limit,
+        )
+        return Response(s.PolicyPreviewSerializer(preview_answer(preview, limit=limit)).data)
 
 
 # --- cold images ------------------------------------------------------------------------------------------

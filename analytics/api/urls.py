@@ -26,6 +26,7 @@ urlpatterns = [
     path("whatif/", insights.WhatIfView.as_view(), name="whatif"),
     path("whatif/jobs/", insights.WhatIfJobsView.as_view(), name="whatif-jobs"),
     path("whatif/jobs/<int:pk>/", insights.WhatIfJobView.as_view(), name="whatif-job"),
+    path("policies/preview/", insights.PolicyPreviewView.as_view(), name="policy-preview"),
     path("cold/", insights.ColdImagesView.as_view(), name="cold-images"),
     path("missed-savings/", insights.MissedSavingsView.as_view(), name="missed-savings"),
     path("build-history/", insights.BuildHistoryView.as_view(), name="build-history"),

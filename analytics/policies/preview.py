@@ -11,18 +11,24 @@
 Untagged images a policy expires are listed but add nothing to `freed_bytes`: the what-if follows
 `garbage-collect --delete-untagged`, which removes untagged manifests whatever a policy says, so their
 bytes are the collector's, not the policy's.
+
+The answer also says, from the same statement, each repository's part of `freed_bytes` (a byte several
+repositories of the selection all lost is counted once, on a shared line), the largest blobs that stay
+and which kept images hold them (`selectors.kept`), and what distribution 2.8's `garbage-collect
+--delete-untagged` would free instead (`selectors.delete_untagged`: it also takes the untagged children
+of the tagged multi-platform indexes that stay, distribution issue 3178), beside `freed_bytes`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from django.utils import timezone
 
-from analytics.errors import InvalidPolicy, InvalidRequest
-from analytics.models import Manifest, Registry, Tag
+from analytics.errors import InvalidPolicy, InvalidRequest, SelectionTooLarge
+from analytics.models import Registry
 from analytics.policies.document import Node, document_read
 from analytics.policies.ecr import ecr_parse
 from analytics.policies.gitlab import FIELDS as GITLAB_FIELDS
@@ -33,7 +39,8 @@ from analytics.policies.layerlens import FIELDS as LAYERLENS_FIELDS
 from analytics.policies.layerlens import layerlens_parse
 from analytics.policies.rows import EVENTS, SCANS, PlaceRows, Selection, place_rows
 from analytics.selectors import pulls
-from analytics.selectors.whatif import DeletionImpact, deletion_impact
+from analytics.selectors.delete_untagged import untagged_trap
+from analytics.selectors.whatif import DeletionImpact, TagRule, deletion_impact, selection_holdings
 
 FORMATS = ("ecr", "gitlab", "harbor", "layerlens")
 PARSERS = {"ecr": ecr_parse, "gitlab": gitlab_parse, "harbor": harbor_parse, "layerlens": layerlens_parse}
@@ -90,6 +97,11 @@ class PolicyPreview:
     push_times: dict | None
     pulls: dict | None  # the pulls' coverage, when the policy reads pulls
     impact: DeletionImpact
+    # what distribution 2.8's garbage-collect --delete-untagged frees after the same deletions: freed_bytes
+    # plus trap_bytes, the content of kept indexes' untagged children it takes too
+    delete_untagged: dict = field(default_factory=dict)
+    removed_tags_more: bool = False  # the list stops at the limit asked; impact.tags counts them all
+    removed_untagged_count: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -135,6 +147,19 @@ def _push_times(policy: Policy, rows: PlaceRows) -> dict | None:
     }
 
 
+def scope_check(*, registry_id: int, namespace: str | None, repository_id: int | None, most: int) -> None:
+    """A preview reads every image and tag of its scope: a scope holding more than `most` is refused
+    (SelectionTooLarge) before any row is read, naming how to narrow it."""
+    place = TagRule(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
+    held = selection_holdings(place)
+    if held > most:
+        raise SelectionTooLarge(
+            f"this scope holds {held:,} images and other manifests; a request previews a policy over at most "
+            f"{most:,} (POLICY_PREVIEW_MAX_HOLDINGS). Name a namespace or repository, or run "
+            "manage.py whatif --policy FILE, which has no such bound"
+        )
+
+
 def policy_preview(
     *,
     policy: Policy,
@@ -142,8 +167,10 @@ def policy_preview(
     namespace: str | None = None,
     repository_id: int | None = None,
     now: datetime | None = None,
+    limit: int | None = None,
 ) -> PolicyPreview:
-    """What the policy removes from the scope, and what deleting it (then collecting garbage) frees."""
+    """What the policy removes from the scope, and what deleting it (then collecting garbage) frees.
+    With a `limit`, the lists (removed tags, untagged, lost manifests, repositories) stop at that many."""
     now = now or timezone.now()
     registry = Registry.objects.get(id=registry_id)
     pull_data = _pulls_check(
@@ -151,8 +178,10 @@ def policy_preview(
     )
     rows = place_rows(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
     selection = policy.select(rows, now)
-    impact = deletion_impact(tag_ids=sorted(selection.tag_ids))
-    current = Tag.objects.filter(repository_id__in=rows.repositories, removed_at=None, manifest__isnull=False)
+    tag_ids = sorted(selection.tag_ids)
+    impact = deletion_impact(tag_ids=tag_ids, limit=limit, by_repository=True)
+    trap = untagged_trap(registry_id=registry_id, tag_ids=tag_ids)
+    current = sum(len(tags) for tags in rows.tags.values())  # the scope's current tags, as read
     notes = []
     if selection.untagged:
         notes.append(
@@ -161,25 +190,57 @@ def policy_preview(
         )
     if getattr(policy, "enabled", None) is False:
         notes.append("the policy says enabled: false; this is what it deletes once enabled")
-    kept_indexes = (
-        current.exclude(id__in=selection.tag_ids).filter(manifest__kind=Manifest.Kind.INDEX).exists()
-    )
-    if kept_indexes:
+    if trap.indexes:
         notes.append(
-            "tagged multi-platform indexes stay: distribution 2.8's garbage-collect --delete-untagged also "
-            "deletes their untagged children, more than freed_bytes; collect without --delete-untagged "
-            "after deleting by digest"
+            f"{trap.indexes} tagged multi-platform indexes stay in {registry.name}: distribution 2.8's "
+            "garbage-collect --delete-untagged also deletes the content of their untagged children "
+            f"(distribution issue 3178), {trap.trap_bytes} bytes more than freed_bytes "
+            "(delete_untagged.freed_bytes); delete the manifests by digest and collect without "
+            "--delete-untagged"
         )
+    untagged = sorted((i.repository, i.digest) for i in selection.untagged)
     return PolicyPreview(
         format=policy.format,
         registry=registry.name,
         namespace=rows.namespace,
         repository=rows.repositories.get(repository_id) if repository_id is not None else None,
         removed_tags=[(r, t, d) for _, r, t, d in impact.deleted_tags],
-        removed_untagged=sorted((i.repository, i.digest) for i in selection.untagged),
-        tags_kept=current.count() - impact.tags,
+        removed_untagged=untagged if limit is None else untagged[:limit],
+        tags_kept=current - impact.tags,
         push_times=_push_times(policy, rows),
         pulls=pull_data,
         impact=impact,
+        delete_untagged={
+            "freed_bytes": impact.freed_bytes + trap.trap_bytes,
+            "trap_bytes": trap.trap_bytes,
+            "indexes_kept": trap.indexes,
+            "blobs": trap.blobs,
+            "manifests": trap.manifests,
+            "collector": "distribution 2.8 garbage-collect --delete-untagged",
+        },
+        removed_tags_more=impact.deleted_tags_more,
+        removed_untagged_count=len(untagged),
         notes=notes,
     )
+
+
+def preview_answer(preview: PolicyPreview, *, limit: int | None = None) -> dict:
+    """A preview as JSON (the API's shape, the page's and the command's): the repositories past `limit`
+    summed on one line, so the listed ones, that line and the shared one add up to freed_bytes."""
+    data = asdict(preview)
+    impact = data["impact"]
+    impact["deleted_tags"] = [list(map(str, t)) for t in preview.impact.deleted_tags]
+    repositories = preview.impact.repositories
+    listed, rest = (repositories, []) if limit is None else (repositories[:limit], repositories[limit:])
+    impact["repositories"] = [asdict(r) for r in listed]
+    impact["repositories_total"] = len(repositories)
+    impact["repositories_rest"] = {
+        "manifests": sum(r.manifests_freed for r in rest),
+        "blobs": sum(r.blobs_freed for r in rest),
+        "freed_bytes": sum(r.freed_bytes for r in rest),
+    }
+    impact["manifests_next"] = impact["deleted_tags_next"] = None
+    impact["manifests_next_url"] = impact["deleted_tags_next_url"] = None
+    data["removed_tags"] = [list(t) for t in preview.removed_tags]
+    data["removed_untagged"] = [list(t) for t in preview.removed_untagged]
+    return data

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import Max, Min, Q
+from django.db import connection
+from django.db.models import Min, Q
 from django.db.models.functions import Coalesce
 
 from analytics.models import (
@@ -28,9 +29,6 @@ from analytics.models import (
     Registry,
     RegistryEvent,
     Repository,
-    RepositoryManifest,
-    Tag,
-    TagEvent,
 )
 
 EVENTS = "events"
@@ -72,6 +70,59 @@ class PlaceRows:
     tags: dict[int, list[TagRow]] = field(default_factory=dict)
 
 
+def _scope_where(*, registry_id: int, namespace: str | None, repository_id: int | None) -> tuple[str, list]:
+    """The scope's repositories (`r`) as SQL: by registry, then repository or namespace, not a list of ids."""
+    where, params = ["r.registry_id = %s"], [registry_id]
+    if repository_id is not None:
+        where.append("r.id = %s")
+        params.append(repository_id)
+    if namespace:
+        ns = namespace.strip("/")
+        where.append("(r.name = %s OR starts_with(r.name, %s))")
+        params += [ns, ns + "/"]
+    return " AND ".join(where), params
+
+
+def _names_q(field: str, *, namespace: str | None, repository: str | None) -> Q:
+    """The scope's repositories by name, for the rows keyed by name (registry events)."""
+    if repository is not None:
+        return Q(**{field: repository})
+    if namespace:
+        ns = namespace.strip("/")
+        return Q(**{field: ns}) | Q(**{f"{field}__startswith": ns + "/"})
+    return Q()
+
+
+# Each current tag with the time a scan saw it reach its current digest: its latest TagEvent to that digest,
+# else its first sight (a probe of the tag's events per tag, by the tag_id index). Times are read as
+# microseconds since the epoch (exact): an integer is parsed many times faster than a timestamp
+_TAGS_SQL = """
+SELECT t.id, t.repository_id, t.name, t.manifest_id, m.digest,
+    (extract(epoch FROM coalesce((SELECT max(e.seen_at) FROM analytics_tagevent e
+              WHERE e.tag_id = t.id AND e.new_digest = m.digest), t.first_seen)) * 1000000)::bigint
+FROM analytics_repository r
+JOIN analytics_tag t ON t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
+JOIN analytics_manifest m ON m.id = t.manifest_id
+WHERE {where}
+"""
+
+_HOLDINGS_SQL = """
+SELECT rm.repository_id, rm.manifest_id, m.digest, rm.present,
+    (extract(epoch FROM rm.first_seen) * 1000000)::bigint
+FROM analytics_repository r
+JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id
+JOIN analytics_manifest m ON m.id = rm.manifest_id
+WHERE {where}
+"""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _at(microseconds: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=microseconds)
+
+
 def scope_repositories(
     *, registry_id: int, namespace: str | None, repository_id: int | None
 ) -> dict[int, str]:
@@ -85,7 +136,8 @@ def scope_repositories(
 
 
 def place_rows(*, registry_id: int, namespace: str | None, repository_id: int | None) -> PlaceRows:
-    """The images and tags of a scope, with their push (and pull) times."""
+    """The images and tags of a scope, with their push (and pull) times: a few statements over the scope
+    (the repositories by registry and name, never a list of ids), read as plain rows."""
     registry = Registry.objects.get(id=registry_id)
     repos = scope_repositories(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
     rows = PlaceRows(
@@ -94,30 +146,32 @@ def place_rows(*, registry_id: int, namespace: str | None, repository_id: int | 
         namespace=(namespace or "").strip("/") or None,
         repository_id=repository_id,
     )
-    tags = list(
-        Tag.objects.filter(repository_id__in=repos, removed_at=None, manifest__isnull=False).values_list(
-            "id", "repository_id", "name", "manifest_id", "manifest__digest", "first_seen"
-        )
+    where, params = _scope_where(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_TAGS_SQL.format(where=where), params)
+        tags = cursor.fetchall()
+        cursor.execute(_HOLDINGS_SQL.format(where=where), params)
+        holdings = cursor.fetchall()
+    names = _names_q(
+        "repository",
+        namespace=namespace,
+        repository=repos.get(repository_id) if repository_id is not None else None,
     )
-    # when a scan saw each tag reach its current digest
-    moved = {
-        (tag_id, digest): seen
-        for tag_id, digest, seen in TagEvent.objects.filter(tag_id__in=[t[0] for t in tags])
-        .values("tag_id", "new_digest")
-        .annotate(seen=Max("seen_at"))
-        .values_list("tag_id", "new_digest", "seen")
-    }
-    pushes = RegistryEvent.objects.filter(
-        registry_id=registry_id,
-        action=RegistryEvent.Action.PUSH,
-        target=RegistryEvent.Target.MANIFEST,
-        repository__in=list(repos.values()),
-    ).exclude(digest="")
+    pushes = (
+        RegistryEvent.objects.filter(
+            names,
+            registry_id=registry_id,
+            action=RegistryEvent.Action.PUSH,
+            target=RegistryEvent.Target.MANIFEST,
+        )
+        .exclude(digest="")
+        .values("repository", "digest")
+    )
     by_digest = {
         (repo, digest): at
-        for repo, digest, at in pushes.values("repository", "digest")
-        .annotate(at=Min(Coalesce("occurred_at", "received_at")))
-        .values_list("repository", "digest", "at")
+        for repo, digest, at in pushes.annotate(at=Min(Coalesce("occurred_at", "received_at"))).values_list(
+            "repository", "digest", "at"
+        )
     }
     by_tag = {
         (repo, tag, digest): at
@@ -128,16 +182,21 @@ def place_rows(*, registry_id: int, namespace: str | None, repository_id: int | 
     }
     pulled = {
         (repo, digest): at
-        for repo, digest, at in ManifestPulls.objects.filter(repository_id__in=repos).values_list(
-            "repository_id", "digest", "last_pulled_at"
-        )
+        for repo, digest, at in ManifestPulls.objects.filter(
+            _names_q(
+                "repository__name",
+                namespace=namespace,
+                repository=repos.get(repository_id) if repository_id is not None else None,
+            ),
+            repository__registry_id=registry_id,
+        ).values_list("repository_id", "digest", "last_pulled_at")
     }
 
     names_of: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
-    for tag_id, repo_id, name, manifest_id, digest, first_seen in tags:
+    for tag_id, repo_id, name, manifest_id, digest, micros in tags:
+        scanned = _at(micros)
         names_of[(repo_id, manifest_id)].append((tag_id, name))
-        scanned = moved.get((tag_id, digest), first_seen)
-        event = by_tag.get((repos[repo_id], name, digest))
+        event = by_tag.get((repos[repo_id], name, digest)) if by_tag else None
         at, source = (event, EVENTS) if event is not None and event <= scanned else (scanned, SCANS)
         rows.tags.setdefault(repo_id, []).append(
             TagRow(
@@ -151,14 +210,14 @@ def place_rows(*, registry_id: int, namespace: str | None, repository_id: int | 
                 pushed_from=source,
             )
         )
-    holdings = RepositoryManifest.objects.filter(repository_id__in=repos).values_list(
-        "repository_id", "manifest_id", "manifest__digest", "present", "first_seen"
-    )
-    for repo_id, manifest_id, digest, present, first_seen in holdings:
-        named = sorted(names_of.get((repo_id, manifest_id), []), key=lambda t: t[1])
+    for repo_id, manifest_id, digest, present, micros in holdings:
+        named = names_of.get((repo_id, manifest_id))
         if present and not named:
             continue  # a child of a tagged index: part of that index's image
-        event = by_digest.get((repos[repo_id], digest))
+        first_seen = _at(micros)
+        if named and len(named) > 1:
+            named.sort(key=lambda t: t[1])
+        event = by_digest.get((repos[repo_id], digest)) if by_digest else None
         at, source = (event, EVENTS) if event is not None and event <= first_seen else (first_seen, SCANS)
         rows.images.setdefault(repo_id, []).append(
             Image(
@@ -166,8 +225,8 @@ def place_rows(*, registry_id: int, namespace: str | None, repository_id: int | 
                 repository=repos[repo_id],
                 manifest_id=manifest_id,
                 digest=digest,
-                tags=tuple(n for _, n in named) if present else (),
-                tag_ids=tuple(i for i, _ in named) if present else (),
+                tags=tuple(n for _, n in named) if present and named else (),
+                tag_ids=tuple(i for i, _ in named) if present and named else (),
                 pushed_at=at,
                 pushed_from=source,
                 pulled_at=pulled.get((repo_id, digest)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 
@@ -26,6 +27,7 @@ from analytics.models import (
     RepositoryManifest,
     ScopeFigures,
 )
+from analytics.policies.preview import policy_parse, policy_preview, preview_answer, scope_check
 from analytics.selectors import content, whatif
 from analytics.selectors.answers import MISSED_SAVINGS
 from analytics.selectors.images import (
@@ -475,6 +477,34 @@ def whatif_page(*, form: WhatIfForm) -> dict:
     data = asdict(impact)
     data["deleted_tags"] = [list(map(str, t)) for t in impact.deleted_tags]
     return {"impact": data, "api": api("whatif", **query)}
+
+
+def policy_page(
+    *, registry: Registry, text: str, format: str | None, namespace: str, repository: str
+) -> dict:
+    """A pasted cleanup policy previewed as the API previews it (`POST policies/preview/`), bounded alike."""
+    policy = policy_parse(text, format=format or None)
+    repo_id = None
+    if repository:
+        repo = repository_list().filter(registry_id=registry.id, name=repository.strip("/")).first()
+        if repo is None:
+            raise NotFound(f"no repository named {repository!r}")
+        repo_id = repo.id
+    namespace = namespace.strip("/") or None  # type: ignore[assignment]
+    scope_check(
+        registry_id=registry.id,
+        namespace=namespace,
+        repository_id=repo_id,
+        most=settings.POLICY_PREVIEW_MAX_HOLDINGS,
+    )
+    preview = policy_preview(
+        policy=policy,
+        registry_id=registry.id,
+        namespace=namespace,
+        repository_id=repo_id,
+        limit=whatif.DEFAULT_DETAILS,
+    )
+    return {"preview": preview_answer(preview, limit=whatif.DEFAULT_DETAILS), "api": api("policy-preview")}
 
 
 def tag_choices(*, registry: Registry) -> list[str]:

@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from analytics.errors import InvalidRequest, NotFound
 from analytics.infra import inflight, rates
+from analytics.policies.preview import FORMATS
 from analytics.web import pages
 
 
@@ -80,10 +81,26 @@ def lineage(request: HttpRequest) -> HttpResponse:
     return render(request, "web/lineage.html", {"data": data, "page": "lineage"})
 
 
+def _costly(request: HttpRequest) -> HttpResponse | None:
+    """The API's what-if bounds: the `expensive` rate and a place among the costly requests."""
+    wait = rates.hit(rates.EXPENSIVE, request)
+    if wait is not None:
+        return too_many(wait)
+    try:
+        inflight.take(request)  # given back by the middleware once the page is rendered
+    except inflight.Busy as busy:
+        return too_many(busy.wait, status=busy.status, detail=busy.detail)
+    return None
+
+
 @read_access
 def whatif(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return _whatif_policy(request)
     registry = _registry(request)
     context: dict = {"page": "whatif", "registry": registry, "data": None, "form": request.GET}
+    context["policy_form"] = {}
+    context["formats"] = FORMATS
     if registry is not None:
         context["choices"] = pages.tag_choices(registry=registry)
         context["picked"] = request.GET.getlist("tags")
@@ -100,16 +117,41 @@ def whatif(request: HttpRequest) -> HttpResponse:
             )
             chosen = [form.namespace, form.repository, form.tag_glob, form.tags]
             if any([*chosen, form.not_seen_days, form.not_pulled_days, form.keep_newest]):
-                wait = rates.hit(rates.EXPENSIVE, request)  # the same computation as the API's what-if
-                if wait is not None:
-                    return too_many(wait)
-                try:
-                    inflight.take(request)  # given back by the middleware once the page is rendered
-                except inflight.Busy as busy:
-                    return too_many(busy.wait, status=busy.status, detail=busy.detail)
+                refused = _costly(request)  # the same computation as the API's what-if
+                if refused is not None:
+                    return refused
                 context["data"] = pages.whatif_page(form=form)
         except (NotFound, InvalidRequest) as exc:
             context["error"] = str(exc)
     # the form is shown again with the reason it could not be answered
+    status = 400 if "error" in context else 200
+    return render(request, "web/whatif.html", context, status=status)
+
+
+def _whatif_policy(request: HttpRequest) -> HttpResponse:
+    """A pasted cleanup policy (POST): previewed, nothing saved; the form again with the answer or the
+    reason it could not be answered (400)."""
+    form = {k: request.POST.get(k, "") for k in ("registry", "policy", "format", "namespace", "repository")}
+    context: dict = {"page": "whatif", "data": None, "form": {}, "policy_form": form, "formats": FORMATS}
+    try:
+        registry = pages.registry_get(form["registry"] or None)
+        context["registry"] = registry
+        if registry is None:
+            raise NotFound("no registry scanned yet")
+        context["choices"] = pages.tag_choices(registry=registry)
+        if not form["policy"].strip():
+            raise InvalidRequest("paste a policy")
+        refused = _costly(request)
+        if refused is not None:
+            return refused
+        context["policy_data"] = pages.policy_page(
+            registry=registry,
+            text=form["policy"],
+            format=form["format"] or None,
+            namespace=form["namespace"].strip(),
+            repository=form["repository"].strip(),
+        )
+    except (NotFound, InvalidRequest) as exc:
+        context["error"] = str(exc)
     status = 400 if "error" in context else 200
     return render(request, "web/whatif.html", context, status=status)

@@ -159,6 +159,9 @@ def test_the_command_reads_a_policy_file_and_answers_in_text_or_json(registry, t
         and "ecr policy on r: tags removed 2, kept 1" in text
     )
     assert "push times from scans" in text
+    # each repository's part, the 2.8 collector's figure, and who keeps the largest blobs that stay
+    assert "  app: tags removed 2, manifests untagged 2, freed 2 manifests and 4 blobs" in text
+    assert "garbage-collect --delete-untagged" in text and "trap_bytes 0" in text
     out = StringIO()
     call_command(
         "whatif", "--registry", registry.name, "--policy", str(path), "--format", "ecr", "--json", stdout=out
@@ -167,6 +170,9 @@ def test_the_command_reads_a_policy_file_and_answers_in_text_or_json(registry, t
     assert (
         answer["format"] == "ecr" and len(answer["removed_tags"]) == 2 and answer["impact"]["freed_bytes"] > 0
     )
+    assert [r["repository"] for r in answer["impact"]["repositories"]] == ["app"]
+    assert answer["impact"]["repositories"][0]["freed_bytes"] == answer["impact"]["freed_bytes"]
+    assert answer["delete_untagged"]["freed_bytes"] == answer["impact"]["freed_bytes"]
 
 
 def test_the_command_refuses_in_one_line(registry, tmp_path):

@@ -8,6 +8,8 @@ from rest_framework import serializers
 from analytics.api.params import MAX_INT
 from analytics.api.serializers.common import BoundedListField, offset_page
 from analytics.models import SummarySnapshot
+from analytics.policies import preview as policy_formats
+from analytics.policies.document import MAX_POLICY_BYTES
 from analytics.selectors import pulls, whatif
 from analytics.selectors.scope import MAX_GLOB_CHARS
 
@@ -269,6 +271,134 @@ class DeletionImpactSerializer(serializers.Serializer):
         help_text="With not_pulled_days: where pull figures come from and whether they span the window "
         "(`PullCoverage` of `cold/`); null otherwise.",
     )
+
+
+# --- cleanup policies previewed ----------------------------------------------------------------------------
+
+
+class PolicyPreviewRequestSerializer(serializers.Serializer):
+    policy = serializers.JSONField(
+        help_text=(
+            "The policy: its JSON document (an object), or its text as a string, as pasted: an ECR "
+            "lifecycle policy, a GitLab cleanup policy (container_expiration_policy_attributes or its "
+            "fields), a Harbor "
+            f"tag retention policy, or Layerlens's what-if rule. At most {MAX_POLICY_BYTES:,} bytes of text, "
+            "nested at most 8 levels; a refusal names the line or the JSON path."
+        )
+    )
+    format = serializers.ChoiceField(
+        choices=list(policy_formats.FORMATS),
+        required=False,
+        help_text="The policy's format; by default told from its fields.",
+    )
+    registry = serializers.CharField(max_length=500, help_text="Registry by id, name, URL or host:port.")
+    namespace = serializers.CharField(required=False, max_length=255)
+    repository = serializers.CharField(required=False, max_length=255)
+    details_limit = serializers.IntegerField(
+        default=whatif.DEFAULT_DETAILS,
+        min_value=1,
+        max_value=whatif.MAX_DETAILS,
+        help_text=(
+            f"Rows per list (removed tags, untagged images, lost manifests, repositories; default "
+            f"{whatif.DEFAULT_DETAILS}, at most {whatif.MAX_DETAILS}); the counts cover them all."
+        ),
+    )
+
+
+class RepositoryImpactSerializer(serializers.Serializer):
+    repository = serializers.CharField()
+    tags = serializers.IntegerField(help_text="Tags the policy removes there.")
+    manifests_untagged = serializers.IntegerField(help_text="Its holdings no remaining tag reaches.")
+    manifests_freed = serializers.IntegerField(help_text="Freed manifests attributed to it.")
+    blobs_freed = serializers.IntegerField()
+    freed_bytes = serializers.IntegerField(
+        help_text="Bytes freed that only this repository's lost holdings held (shared ones: shared_freed)."
+    )
+
+
+class SharedFreedSerializer(serializers.Serializer):
+    manifests = serializers.IntegerField()
+    blobs = serializers.IntegerField()
+    freed_bytes = serializers.IntegerField(
+        help_text="Freed bytes two or more of the removed repositories held: counted once, here."
+    )
+
+
+class HolderSerializer(serializers.Serializer):
+    repository = serializers.CharField()
+    digest = serializers.CharField()
+    kind = serializers.CharField()
+    tags = serializers.ListField(
+        child=serializers.CharField(), help_text="Tags naming it (a few); none: held through an index."
+    )
+
+
+class KeptBlobSerializer(serializers.Serializer):
+    digest = serializers.CharField()
+    media_type = serializers.CharField()
+    size = serializers.IntegerField()
+    kept_by = serializers.IntegerField(help_text="Images and other holdings that still reference it.")
+    holders = HolderSerializer(many=True, help_text="A few of them.")
+
+
+class DeleteUntaggedSerializer(serializers.Serializer):
+    freed_bytes = serializers.IntegerField(
+        help_text="What distribution 2.8's garbage-collect --delete-untagged frees after the same deletions."
+    )
+    trap_bytes = serializers.IntegerField(
+        help_text="Of it, beyond freed_bytes: the content of the untagged children of tagged multi-platform "
+        "indexes that stay (distribution issue 3178)."
+    )
+    indexes_kept = serializers.IntegerField(help_text="Tagged indexes that stay in the registry.")
+    blobs = serializers.IntegerField()
+    manifests = serializers.IntegerField()
+    collector = serializers.CharField()
+
+
+class PolicyImpactSerializer(DeletionImpactSerializer):
+    repositories = RepositoryImpactSerializer(
+        many=True, help_text="Each repository's part, most freed first (the first `details_limit`)."
+    )
+    repositories_total = serializers.IntegerField(help_text="Repositories the deletion touches.")
+    repositories_rest = SharedFreedSerializer(
+        help_text="The repositories past the list, summed (manifests, blobs, freed_bytes)."
+    )
+    shared_freed = SharedFreedSerializer(
+        help_text="repositories' freed_bytes + repositories_rest + shared_freed = freed_bytes, exactly."
+    )
+    kept_largest = KeptBlobSerializer(
+        many=True,
+        help_text="Why this frees nothing: the largest blobs of the removed images that stay, and who "
+        "keeps them.",
+    )
+
+
+class PolicyPreviewSerializer(serializers.Serializer):
+    format = serializers.CharField()
+    registry = serializers.CharField()
+    namespace = serializers.CharField(allow_null=True)
+    repository = serializers.CharField(allow_null=True)
+    removed_tags = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="[repository, tag, digest], by repository and tag (the first `details_limit`).",
+    )
+    removed_tags_more = serializers.BooleanField(help_text="More than listed; impact.tags counts them.")
+    removed_untagged = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="[repository, digest]: untagged images the policy expires (not in freed_bytes).",
+    )
+    removed_untagged_count = serializers.IntegerField()
+    tags_kept = serializers.IntegerField()
+    push_times = serializers.JSONField(
+        allow_null=True,
+        help_text="Where the push times read came from: events, scans, or both, with how many of each.",
+    )
+    pulls = serializers.JSONField(
+        allow_null=True, help_text="The pulls' coverage, when the policy reads pulls."
+    )
+    impact = PolicyImpactSerializer()
+    delete_untagged = DeleteUntaggedSerializer()
+    notes = serializers.ListField(child=serializers.CharField())
 
 
 class WhatIfJobSerializer(serializers.Serializer):

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from analytics.errors import LayerlensError
 from analytics.policies.document import MAX_POLICY_BYTES
-from analytics.policies.preview import FORMATS, PolicyPreview, policy_parse, policy_preview
+from analytics.policies.preview import FORMATS, PolicyPreview, policy_parse, policy_preview, preview_answer
 from analytics.selectors.scope import scope_resolve
 from analytics.selectors.whatif import TagRule, whatif
 
@@ -128,7 +128,7 @@ class Command(BaseCommand):
         except LayerlensError as exc:
             raise CommandError(" ".join(str(exc).split())) from exc
         if o["json"]:
-            self.stdout.write(json.dumps(asdict(preview), default=str, indent=2))
+            self.stdout.write(json.dumps(preview_answer(preview), default=str, indent=2))
             return
         self.policy_text(preview)
 
@@ -144,6 +144,34 @@ class Command(BaseCommand):
             f"freed_bytes {impact.freed_bytes}  (manifests {impact.freed_manifest_bytes} B, "
             f"blobs {impact.freed_blob_bytes} B)\nkept_bytes {impact.kept_bytes}"
         )
+        gc = p.delete_untagged
+        self.stdout.write(
+            f"freed_bytes with distribution 2.8's garbage-collect --delete-untagged {gc['freed_bytes']}  "
+            f"(trap_bytes {gc['trap_bytes']}: the untagged children of {gc['indexes_kept']} tagged indexes "
+            "that stay)"
+        )
+        if impact.repositories:
+            self.stdout.write("per repository (freed bytes held by that repository's removed images alone):")
+        for r in impact.repositories:
+            self.stdout.write(
+                f"  {r.repository}: tags removed {r.tags}, manifests untagged {r.manifests_untagged}, "
+                f"freed {r.manifests_freed} manifests and {r.blobs_freed} blobs, {r.freed_bytes} B"
+            )
+        shared = impact.shared_freed
+        if shared is not None and shared.freed_bytes:
+            self.stdout.write(
+                f"  shared between removed repositories: {shared.manifests} manifests and {shared.blobs} "
+                f"blobs, {shared.freed_bytes} B"
+            )
+        if impact.kept_largest:
+            self.stdout.write("largest blobs that stay, and who keeps them:")
+        for k in impact.kept_largest:
+            held = ", ".join(
+                f"{h.repository}:{','.join(h.tags)}" if h.tags else f"{h.repository}@{h.digest} (in an index)"
+                for h in k.holders
+            )
+            more = f" and {k.kept_by - len(k.holders)} more" if k.kept_by > len(k.holders) else ""
+            self.stdout.write(f"  {k.digest} {k.size} B: kept by {held}{more}")
         if p.push_times is not None:
             t = p.push_times
             self.stdout.write(f"push times from {t['source']} (events {t['events']}, scans {t['scans']})")

@@ -1,0 +1,132 @@
+"""Why a deletion frees nothing of a blob: the images that still hold it.
+
+For the largest blobs a deletion leaves (`whatif.DeletionImpact.kept_largest`), a few of the present
+holdings of the registry that still reference each (as a layer or a config) once the deletion's holdings
+are gone, with the tags that name them. Bounded: at most `HOLDERS` holdings per blob, one statement for all
+of them (a LATERAL per blob stopping at the first few, never counting a hot blob's holders; the count is
+the maintained one, `KeptBlob.kept_by`), and one for their tags.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db import connection
+
+from analytics.infra.sqlarrays import int_array
+from analytics.models import Blob, Tag
+
+HOLDERS = 3
+TAGS_SHOWN = 3
+
+_HOLDERS_SQL = """
+WITH lost(repository_id, manifest_id) AS MATERIALIZED (
+    SELECT * FROM unnest(%(lost_r)s::bigint[], %(lost_m)s::bigint[])
+)
+SELECT b.blob_id, h.repository_id, h.manifest_id, h.repository, h.digest, h.kind
+FROM unnest(%(blobs)s::bigint[]) AS b(blob_id)
+CROSS JOIN LATERAL (
+    SELECT rm.repository_id, rm.manifest_id, r.name AS repository, m.digest, m.kind
+    FROM (
+        SELECT ml.manifest_id FROM analytics_manifestlayer ml WHERE ml.blob_id = b.blob_id
+        UNION ALL
+        SELECT c.id FROM analytics_manifest c WHERE c.config_id = b.blob_id
+    ) refs
+    -- a probe by manifest per reference (OFFSET 0 keeps the planner from hashing every holding instead),
+    -- so the walk stops once it has enough
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.repository_id, h.manifest_id FROM analytics_repositorymanifest h
+        WHERE h.manifest_id = refs.manifest_id AND h.present OFFSET 0
+    ) rm
+    JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %(registry)s
+    JOIN analytics_manifest m ON m.id = rm.manifest_id
+    WHERE (rm.repository_id, rm.manifest_id) NOT IN (SELECT repository_id, manifest_id FROM lost)
+    LIMIT %(n)s  -- no DISTINCT, which would read every holder first: a manifest listing the blob twice
+) h
+"""
+
+
+@dataclass(frozen=True)
+class Holder:
+    repository: str
+    digest: str
+    kind: str
+    tags: list[str]  # current tags naming it, the first TAGS_SHOWN; none: held through an index
+
+
+@dataclass(frozen=True)
+class KeptBlobHolders:
+    digest: str
+    media_type: str
+    size: int
+    kept_by: int  # present holdings still referencing it (all of them; `holders` names a few)
+    holders: list[Holder]
+
+
+@dataclass(frozen=True)
+class KeptBlob:
+    """A blob the deleted manifests referenced that stays: `kept_by` present holdings still reference it."""
+
+    registry_id: int
+    blob_id: int
+    size: int
+    kept_by: int
+
+
+def kept_blob_holders(
+    *,
+    kept: list[KeptBlob],
+    lost: list[tuple[int, int]],
+    deleted_tag_ids: list[int],
+    holders: int = HOLDERS,
+) -> list[KeptBlobHolders]:
+    """Who keeps each blob once the `lost` (repository id, manifest id) holdings and the deleted tags are
+    gone: up to `holders` holdings each, in repository and digest order among those read."""
+    if not kept:
+        return []
+    found: dict[int, list[tuple]] = defaultdict(list)
+    for registry_id in sorted({k.registry_id for k in kept}):
+        params = {
+            "registry": registry_id,
+            "blobs": int_array(k.blob_id for k in kept if k.registry_id == registry_id),
+            "lost_r": int_array(r for r, _ in lost),
+            "lost_m": int_array(m for _, m in lost),
+            "n": 2 * holders,  # one holding may come twice (the blob twice in its manifest)
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(_HOLDERS_SQL, params)
+            for blob_id, repository_id, manifest_id, repository, digest, kind in cursor.fetchall():
+                row = (repository, digest, kind, repository_id, manifest_id)
+                if row not in found[blob_id] and len(found[blob_id]) < holders:
+                    found[blob_id].append(row)
+    pairs = {(row[3], row[4]) for rows in found.values() for row in rows}
+    tags: dict[tuple[int, int], list[str]] = defaultdict(list)
+    if pairs:
+        named = (
+            Tag.objects.filter(
+                removed_at=None,
+                repository_id__in={r for r, _ in pairs},
+                manifest_id__in={m for _, m in pairs},
+            )
+            .order_by("name")
+            .values_list("id", "repository_id", "manifest_id", "name")
+        )
+        deleted = set(deleted_tag_ids)
+        for tag_id, r, m, name in named:
+            if (r, m) in pairs and tag_id not in deleted:
+                tags[(r, m)].append(name)
+    blobs = Blob.objects.filter(id__in=[k.blob_id for k in kept]).only("digest", "media_type").in_bulk()
+    return [
+        KeptBlobHolders(
+            digest=blobs[k.blob_id].digest,
+            media_type=blobs[k.blob_id].media_type,
+            size=k.size,
+            kept_by=k.kept_by,
+            holders=[
+                Holder(repository=repo, digest=digest, kind=kind, tags=tags[(r, m)][:TAGS_SHOWN])
+                for repo, digest, kind, r, m in sorted(found[k.blob_id])
+            ],
+        )
+        for k in kept
+    ]

@@ -1,0 +1,197 @@
+"""Cleanup policy previews on the synthetic registry (`bench.generate`): wall time and CPU per preview.
+
+    .venv/bin/python -m bench.policies [--database layerlens_bench_scale] [--runs 5] [--only NAME ...]
+
+Each case (a policy over a scope: the largest namespace, the largest repository, the whole registry)
+runs once to warm the cache, then `--runs` times; the median and spread (min, max) of the wall time are
+printed with the CPU this process and the database's backends spent per run (read from /proc, since the
+machine's cores are shared) and where the time went: reading the scope's rows (`rows.place_rows`), the
+format's selection, the what-if statement, the 2.8 collector's trap. The session is read-only
+(`default_transaction_read_only`): the benchmark never writes the database it reads; and it compiles no
+query (`jit` off), as the web's connections, which answer `POST /api/v1/policies/preview/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+TARGET_MS = 5000
+
+GITLAB = {"name_regex": ".*", "keep_n": 10, "older_than": "90d", "name_regex_keep": "latest"}
+ECR = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPatternList": ["v*"],
+                "countType": "imageCountMoreThan",
+                "countNumber": 10,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 2,
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 30,
+            },
+            "action": {"type": "expire"},
+        },
+    ]
+}
+HARBOR = {
+    "algorithm": "or",
+    "rules": [
+        {
+            "action": "retain",
+            "template": "latestPushedK",
+            "params": {"latestPushedK": 10},
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+            "scope_selectors": {
+                "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]
+            },
+        }
+    ],
+}
+POLICIES = {
+    "gitlab keep_n 10 older_than 90d": GITLAB,
+    "ecr keep 10 v*, untagged 30d": ECR,
+    "harbor latest 10": HARBOR,
+}
+
+
+def _setup(database: str) -> None:
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database}"
+    os.environ.setdefault("DEBUG", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET default_transaction_read_only = on")
+        cursor.execute("SET jit = off")  # as the web's connections (analytics/infra/statements.py)
+
+
+class Phases:
+    """Wall time per phase of a preview, by wrapping the functions `policy_preview` calls."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = defaultdict(float)
+
+    def wrap(self, module, name: str, label: str) -> None:
+        fn: Callable = getattr(module, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spent[label] += time.perf_counter() - start
+
+        setattr(module, name, timed)
+
+
+def cases() -> dict[str, dict]:
+    from django.db import connection
+
+    from analytics.models import Registry, ScopeFigures
+
+    registry = Registry.objects.order_by("id").only("id").first()
+    assert registry is not None, "generate the database first (bench.generate)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT split_part(r.name, '/', 1), sum(f.manifests) FROM analytics_scopefigures f
+               JOIN analytics_repository r ON r.id = f.repository_id WHERE r.registry_id = %s
+               GROUP BY 1 ORDER BY 2 DESC LIMIT 1""",
+            [registry.id],
+        )
+        namespace, ns_held = cursor.fetchone()
+    largest = (
+        ScopeFigures.objects.filter(registry_id=registry.id, repository__isnull=False)
+        .order_by("-manifests")
+        .values_list("repository_id", "repository__name", "manifests")
+        .first()
+    )
+    whole = ScopeFigures.objects.filter(registry_id=registry.id, repository=None)
+    held = whole.values_list("manifests", flat=True).first()
+    reg = registry.id
+    return {
+        f"namespace {namespace} ({ns_held:,} holdings)": {"registry_id": reg, "namespace": namespace},
+        f"repository {largest[1]} ({largest[2]:,} holdings)": {
+            "registry_id": reg,
+            "repository_id": largest[0],
+        },
+        f"registry ({held:,} holdings)": {"registry_id": reg},
+    }
+
+
+def run(*, runs: int, only: set[str], log=print) -> dict[str, tuple[float, float, float]]:
+    from analytics.policies import preview as preview_module
+    from analytics.policies.preview import policy_parse, policy_preview
+    from harness.proc import cpu_seconds, cpu_spent, postgres_pids
+
+    phases = Phases()
+    phases.wrap(preview_module, "place_rows", "rows")
+    phases.wrap(preview_module, "deletion_impact", "what-if")
+    phases.wrap(preview_module, "untagged_trap", "trap")
+    database = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+    out = {}
+    for scope_name, scope in cases().items():
+        for policy_name, doc in POLICIES.items():
+            name = f"{policy_name} over {scope_name}"
+            if only and not any(o in name for o in only):
+                continue
+            policy = policy_parse(json.dumps(doc))
+            answer = policy_preview(policy=policy, limit=100, **scope)  # warm
+            times, cpu_self, cpu_db = [], [], []
+            phases.spent.clear()
+            for _ in range(runs):
+                pids = [os.getpid(), *postgres_pids(database)]
+                before = cpu_seconds(pids)
+                start = time.perf_counter()
+                policy_preview(policy=policy, limit=100, **scope)
+                times.append((time.perf_counter() - start) * 1000)
+                after = cpu_seconds(pids)
+                me = os.getpid()
+                cpu_self.append(after[me] - before[me])
+                cpu_db.append(cpu_spent(before, after) - cpu_self[-1])
+            med = statistics.median(times)
+            where = ", ".join(f"{k} {v / runs * 1000:.0f} ms" for k, v in sorted(phases.spent.items()))
+            rest = statistics.mean(times) - sum(phases.spent.values()) / runs * 1000
+            verdict = "ok" if max(times) <= TARGET_MS else f"MISSED (target {TARGET_MS} ms)"
+            log(
+                f"{name}\n  removes {answer.impact.tags:,} tags, frees {answer.impact.freed_bytes:,} B; "
+                f"median {med:,.0f} ms (min {min(times):,.0f}, max {max(times):,.0f}) {verdict}; "
+                f"CPU per run: this process {statistics.median(cpu_self):.2f} s, "
+                f"database {statistics.median(cpu_db):.2f} s; "
+                f"mean per phase: {where}, selection and the rest {rest:.0f} ms"
+            )
+            out[name] = (med, min(times), max(times))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", default="layerlens_bench_scale")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", action="append", default=[], help="Cases whose name contains this.")
+    args = parser.parse_args(argv)
+    _setup(args.database)
+    run(runs=args.runs, only=set(args.only))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The 2.8 collector's trap on a real registry, in the shapes that decide it: a tagged index whose child is
+also tagged in another repository (kept: that tag marks it and its blobs), and a tagged index listing
+another index (its grandchildren's manifests are lost too, not only their blobs). A policy removes one
+unrelated image; the plain `garbage-collect` frees what the preview's freed_bytes says, and
+`garbage-collect --delete-untagged` on the same storage what its delete_untagged.freed_bytes says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from analytics.models import Registry
+from analytics.policies.preview import policy_parse, policy_preview
+from analytics.scans.start import scan_start_inline
+from harness.pusher import Pusher, digest_of, make_base
+from harness.registry import RegistryServer, blobstore_digests
+from harness.tools import require_tool
+from tests.events.test_cold_registry import OCI_INDEX, child, multi
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+@pytest.fixture
+def scratch():
+    server = RegistryServer().start()
+    yield server
+    server.cleanup()
+
+
+def put_index(push: Pusher, repository: str, reference: str, entries: list[tuple[str, bytes, str]]) -> bytes:
+    """An OCI index over (digest, raw, media type) entries, put by tag or digest; its raw bytes."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": t, "digest": d, "size": len(raw)} for d, raw, t in entries],
+    }
+    raw = json.dumps(doc, sort_keys=True).encode()
+    ref = reference or digest_of(raw)
+    reply = push.http.put(
+        f"/v2/{repository}/manifests/{ref}", content=raw, headers={"Content-Type": OCI_INDEX}
+    )
+    assert reply.status_code == 201, reply.text
+    return raw
+
+
+def test_the_trap_spares_a_child_tagged_elsewhere_and_takes_a_nested_indexs_grandchildren(scratch):
+    base = make_base("os", layers=1, size=4000)
+    image = "application/vnd.oci.image.manifest.v1+json"
+    with Pusher(scratch.url) as push:
+        # apps/multi:1, a tagged index; its amd64 child also tagged as apps/solo:1
+        _, _, children = multi(push, "apps/multi", "1", seed="multi", base=base)
+        solo = child(push, "apps/solo", seed="multi-amd64", base=base, arch="amd64")
+        assert solo.digest == children[0].digest
+        push.put_manifest("apps/solo", "1", solo.manifest)
+        # apps/nested:1 -> an inner index (untagged) -> two platform images
+        grand = [
+            child(push, "apps/nested", seed=f"nested-{a}", base=base, arch=a) for a in ("amd64", "arm64")
+        ]
+        inner = put_index(push, "apps/nested", "", [(g.digest, g.manifest, image) for g in grand])
+        put_index(push, "apps/nested", "1", [(digest_of(inner), inner, OCI_INDEX)])
+        # what the policy removes: an unrelated image
+        push.image("tools/old", "1", seed="old", base=make_base("old", layers=1, size=2000))
+        push.image("tools/old", "2", seed="new", base=make_base("old", layers=1, size=2000))
+    scan_start_inline(target=scratch.url)
+    registry = Registry.objects.get(url=scratch.url)
+    keep_one = {"name_regex": ".*", "keep_n": 1}
+    preview = policy_preview(
+        policy=policy_parse(json.dumps(keep_one)),
+        registry_id=registry.id,
+        now=timezone.now() + timedelta(days=1),
+    )
+    assert [(r, t) for r, t, _ in preview.removed_tags] == [("tools/old", "1")]
+
+    before = blobstore_digests(scratch.root)
+    with httpx.Client(base_url=scratch.url, timeout=10) as http:
+        for repository, _, digest in preview.removed_tags:
+            assert http.delete(f"/v2/{repository}/manifests/{digest}").status_code == 202
+    scratch.stop()
+    gc, config = require_tool("docker-registry"), str(scratch.workdir / "config.yml")
+    subprocess.run([gc, "garbage-collect", config], check=True, capture_output=True)
+    after = blobstore_digests(scratch.root)
+    assert sum(before.values()) - sum(after.values()) == preview.impact.freed_bytes > 0
+    subprocess.run([gc, "garbage-collect", "--delete-untagged", config], check=True, capture_output=True)
+    trapped = blobstore_digests(scratch.root)
+
+    # independently: the arm64 child's own layer and config go (the amd64 one is tagged in apps/solo),
+    # the inner index is kept (the tagged index lists it) but its children's manifests and blobs go
+    expected = {children[1].config_digest, children[1].layers[-1][0]}
+    expected |= {d for g in grand for d in (g.digest, g.config_digest, g.layers[-1][0])}
+    assert set(after) - set(trapped) == expected
+    assert sum(before.values()) - sum(trapped.values()) == preview.delete_untagged["freed_bytes"]
+    assert preview.delete_untagged["trap_bytes"] == sum(after[d] for d in expected)
+    assert preview.delete_untagged["indexes_kept"] == 2

@@ -17,10 +17,9 @@ from django.utils import timezone
 from analytics.models import Registry
 from analytics.policies.preview import policy_parse, policy_preview
 from analytics.scans.start import scan_start_inline
-from harness.pusher import Pusher, digest_of, make_base
+from harness.pusher import OCI_INDEX, Pusher, digest_of, make_base
 from harness.registry import RegistryServer, blobstore_digests
 from harness.tools import require_tool
-from tests.events.test_cold_registry import OCI_INDEX, child, multi
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -53,14 +52,13 @@ def test_the_trap_spares_a_child_tagged_elsewhere_and_takes_a_nested_indexs_gran
     image = "application/vnd.oci.image.manifest.v1+json"
     with Pusher(scratch.url) as push:
         # apps/multi:1, a tagged index; its amd64 child also tagged as apps/solo:1
-        _, _, children = multi(push, "apps/multi", "1", seed="multi", base=base)
-        solo = child(push, "apps/solo", seed="multi-amd64", base=base, arch="amd64")
+        _, _, children = push.multi_platform("apps/multi", "1", seed="multi", base=base)
+        solo = push.platform_image("apps/solo", seed="multi-amd64", base=base, arch="amd64")
         assert solo.digest == children[0].digest
         push.put_manifest("apps/solo", "1", solo.manifest)
         # apps/nested:1 -> an inner index (untagged) -> two platform images
-        grand = [
-            child(push, "apps/nested", seed=f"nested-{a}", base=base, arch=a) for a in ("amd64", "arm64")
-        ]
+        archs = ("amd64", "arm64")
+        grand = [push.platform_image("apps/nested", seed=f"nested-{a}", base=base, arch=a) for a in archs]
         inner = put_index(push, "apps/nested", "", [(g.digest, g.manifest, image) for g in grand])
         put_index(push, "apps/nested", "1", [(digest_of(inner), inner, OCI_INDEX)])
         # what the policy removes: an unrelated image

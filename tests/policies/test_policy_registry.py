@@ -22,10 +22,9 @@ from django.utils import timezone
 from analytics.models import Registry, RegistryEvent
 from analytics.policies.preview import policy_parse, policy_preview
 from analytics.scans.start import scan_start_inline
-from harness.pusher import Pusher, make_base
+from harness.pusher import OCI_INDEX, Pusher, make_base
 from harness.registry import RegistryServer, blobstore_digests
 from harness.tools import require_tool
-from tests.events.test_cold_registry import OCI_INDEX, multi
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 _keys = count()
@@ -123,7 +122,7 @@ def test_policy_deletions_free_what_the_registry_garbage_collector_frees(scratch
         push.put_manifest("apps/web", "latest", twelve.manifest)
         pushed[("apps/web", "latest")] = (twelve, 1)
         # a multi-platform index every policy keeps: its children untagged, their layers their own
-        index_digest, _, children = multi(push, "apps/multi", "1", seed="multi", base=os_base)
+        index_digest, _, children = push.multi_platform("apps/multi", "1", seed="multi", base=os_base)
     scan_start_inline(target=scratch.url)
     registry = Registry.objects.get(url=scratch.url)
     now = timezone.now()

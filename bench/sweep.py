@@ -76,6 +76,7 @@ API_PICKS: tuple[tuple[str, str], ...] = (
     (r"^/api/v1/engine-scans/\{id\}/", "engine_scan"),
     (r"^/api/v1/layers/\{digest\}/", "layer"),
     (r"^/api/v1/whatif/jobs/\{id\}/", "whatif_job"),
+    (r"^/api/v1/policies/\{id\}/", "policy"),
 )
 # The same for the pages' URL patterns (the route as written in analytics/web/urls.py).
 UI_PICKS: dict[str, str] = {"images/<int:pk>/": "image"}
@@ -102,6 +103,7 @@ class Picks:
     engine: int | None = None
     engine_scan: int | None = None
     whatif_job: int | None = None
+    policy: int | None = None
     start: str | None = None
     end: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
@@ -213,6 +215,11 @@ def pick(dsn: str) -> Picks:
             USERNAME,
         )[0]
         p.notes["whatif_job"] = "the sweep user's newest"
+        p.policy, n = one(
+            "SELECT p.id, count(e.id) FROM analytics_cleanuppolicy p LEFT JOIN analytics_policyevaluation e "
+            "ON e.policy_id = p.id GROUP BY p.id ORDER BY count(e.id) DESC, p.id LIMIT 1"
+        )[:2]
+        p.notes["policy"] = f"most evaluations ({n})"
         start, end = one(
             "SELECT min(taken_at), max(taken_at) FROM analytics_summarysnapshot WHERE repository_id = %s",
             p.repository,
@@ -340,8 +347,8 @@ def revoke_token() -> None:
 
 def seed_missing() -> list[str]:
     """One finished registry scan with an error, one engine (an address never contacted) with one
-    scan, and one finished what-if job of the sweep's user, where the database has none: so every
-    endpoint has a row to read."""
+    scan, one finished what-if job of the sweep's user, and one saved cleanup policy with one point (a
+    refusal, so no figure is made up), where the database has none: so every endpoint has a row to read."""
     from datetime import timedelta
 
     from django.conf import settings
@@ -349,7 +356,17 @@ def seed_missing() -> list[str]:
     from django.utils import timezone
 
     from analytics import jobs
-    from analytics.models import Engine, EngineScan, Registry, Scan, ScanError, WhatIfJob
+    from analytics.models import (
+        CleanupPolicy,
+        Engine,
+        EngineScan,
+        PolicyEvaluation,
+        Registry,
+        Scan,
+        ScanError,
+        WhatIfJob,
+    )
+    from analytics.policies.saved import policy_text_check
     from analytics.selectors import whatif
 
     added = []
@@ -394,7 +411,29 @@ def seed_missing() -> list[str]:
             expires_at=now + timedelta(days=3650),
         )
         added.append(f"what-if job {job.id}")
+    if registry is not None and not CleanupPolicy.objects.exists():
+        text = json.dumps({"rules": [SEED_POLICY_RULE]})
+        policy_text_check(text=text, format="ecr")  # the seed is a policy the service would save
+        policy = CleanupPolicy.objects.create(
+            registry=registry, name="bench-sweep-seed", format="ecr", text=text, enabled=False
+        )
+        PolicyEvaluation.objects.create(
+            policy=policy, at=now, revision=policy.revision, content_version=0, error="seeded by the sweep"
+        )
+        added.append(f"cleanup policy {policy.id}")
     return added
+
+
+SEED_POLICY_RULE = {
+    "rulePriority": 1,
+    "selection": {
+        "tagStatus": "untagged",
+        "countType": "sinceImagePushed",
+        "countUnit": "days",
+        "countNumber": 30,
+    },
+    "action": {"type": "expire"},
+}
 
 
 # --- the server ---------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ The answer also says, from the same statement, each repository's part of `freed_
 repositories of the selection all lost is counted once, on a shared line), the largest blobs that stay
 and which kept images hold them (`selectors.kept`), and what distribution 2.8's `garbage-collect
 --delete-untagged` would free instead (`selectors.delete_untagged`: it also takes the untagged children
-of the tagged multi-platform indexes that stay, distribution issue 3178), beside `freed_bytes`.
+of the tagged multi-platform indexes that stay: 2.8 marks an index's direct references only), beside
+`freed_bytes`.
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def policy_preview(
         notes.append(
             f"{trap.indexes} tagged multi-platform indexes stay in {registry.name}: distribution 2.8's "
             "garbage-collect --delete-untagged also deletes the content of their untagged children "
-            f"(distribution issue 3178), {trap.trap_bytes} bytes more than freed_bytes "
+            f"(2.8 marks an index's children's manifests, not what they reference; fixed in 3.0), "
+            f"{trap.trap_bytes} bytes more than freed_bytes "
             "(delete_untagged.freed_bytes); delete the manifests by digest and collect without "
             "--delete-untagged"
         )

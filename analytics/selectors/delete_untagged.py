@@ -2,7 +2,7 @@
 
 The what-if (`whatif.deletion_impact`) follows the collector as it should be: a repository keeps every
 manifest its remaining tags reach, through indexes to any depth. distribution 2.8 (Debian's
-`docker-registry` 2.8.2; distribution issue 3178, fixed in 3.0) marks less: walking a repository's
+`docker-registry` 2.8.2; fixed in distribution 3.0) marks less: walking a repository's
 manifests it skips every manifest no tag of that repository names, and for a tagged one marks the manifest
 and its direct references only (an image: its config and layers; an index: its children's manifests, not
 what they reference). So after any deletion, the untagged children of every tagged multi-platform index

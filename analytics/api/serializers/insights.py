@@ -347,7 +347,7 @@ class DeleteUntaggedSerializer(serializers.Serializer):
     )
     trap_bytes = serializers.IntegerField(
         help_text="Of it, beyond freed_bytes: the content of the untagged children of tagged multi-platform "
-        "indexes that stay (distribution issue 3178)."
+        "indexes that stay (distribution 2.8 marks an index's direct references only; fixed in 3.0)."
     )
     indexes_kept = serializers.IntegerField(help_text="Tagged indexes that stay in the registry.")
     blobs = serializers.IntegerField()

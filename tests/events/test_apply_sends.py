@@ -5,30 +5,23 @@ which are applied without reading the registry."""
 
 from __future__ import annotations
 
-import json
-import uuid
-
 import pytest
 
 from analytics.events.apply import registry_events_apply as real_apply
-from analytics.events.formats import events_parse
-from analytics.events.inbox import APPLY_TASK, events_store
-from analytics.models import Registry, RegistryEvent
-from config.celery import app
+from analytics.events.inbox import APPLY_TASK
+from analytics.models import Registry
+from tests.support.inbox import pending, pull_deliver, sends_capture
 from workers.tasks import apply_registry_events
 
 pytestmark = pytest.mark.django_db
 
-DISTRIBUTION = "application/vnd.docker.distribution.events.v1+json"
 DIGEST = "sha256:" + "b" * 64
 
 
 @pytest.fixture
 def sends(monkeypatch, settings) -> list[tuple[str, list]]:
     assert settings.LAYERLENS_REDIS_URL, "the pending-task key lives in Redis"
-    sent: list[tuple[str, list]] = []
-    monkeypatch.setattr(app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
-    return sent
+    return sends_capture(monkeypatch)
 
 
 @pytest.fixture
@@ -37,24 +30,7 @@ def registry() -> Registry:
 
 
 def deliver(registry: Registry, capture) -> None:
-    """One pull event, as a request stores it; the apply task asked for once it commits."""
-    event = {
-        "id": str(uuid.uuid4()),
-        "action": "pull",
-        "target": {
-            "repository": "team/app",
-            "digest": DIGEST,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        },
-        "request": {"method": "GET", "useragent": "containerd/v1.7.24"},
-    }
-    body = json.dumps({"events": [event]}).encode()
-    with capture(execute=True):
-        events_store(registry=registry, events=events_parse(body=body, content_type=DISTRIBUTION).events)
-
-
-def pending(registry: Registry) -> int:
-    return RegistryEvent.objects.filter(registry=registry, applied_at__isnull=True).count()
+    pull_deliver(registry, capture, digest=DIGEST)
 
 
 def test_a_burst_sends_one_task_and_the_next_event_after_it_another(

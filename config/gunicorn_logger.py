@@ -11,13 +11,12 @@ operator looks for. `WEB_ACCESS_LOG_EVENTS=1` logs the accepted events too.
 
 from __future__ import annotations
 
-import os
-
 from gunicorn.glogging import Logger
 
 from analytics.infra.logs import ACCESS_UNLOGGED
+from config.settings import env_bool
 
-LOG_ACCEPTED_EVENTS = os.environ.get("WEB_ACCESS_LOG_EVENTS", "0").lower() in {"1", "true", "yes", "on"}
+LOG_ACCEPTED_EVENTS = env_bool("WEB_ACCESS_LOG_EVENTS")
 
 
 class AccessLogger(Logger):

@@ -365,6 +365,10 @@ REGISTRY_SCAN_CONCURRENCY = int(os.environ.get("REGISTRY_SCAN_CONCURRENCY", "8")
 # it ingests the ones already read (requests in flight stay bounded by REGISTRY_SCAN_CONCURRENCY).
 SCAN_TASK_BATCH = int(os.environ.get("SCAN_TASK_BATCH", "10"))
 SCAN_READ_AHEAD = int(os.environ.get("SCAN_READ_AHEAD", "4"))
+# The repositories of a batch that changed are ingested together, one transaction (and one statement per
+# table) for up to SCAN_INGEST_BATCH_ROWS manifests and tags read: the figures and bookkeeping are paid
+# per transaction, not per repository.
+SCAN_INGEST_BATCH_ROWS = int(os.environ.get("SCAN_INGEST_BATCH_ROWS", "2000"))
 # A registry crawl keeps at most SCAN_CRAWL_WINDOW of its batches out (sent and not finished), and each
 # batch that ends sends the next (analytics/scans/crawl.py): the bulk queue holds a few batches per
 # crawl, so crawls of several registries take turns whatever their sizes. Keep it at least the number

@@ -34,30 +34,30 @@ from analytics.models.figures import SUMMARY_FIGURE_FIELDS
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import FOREIGN_TYPES_SQL, dedup_summary_computed
 
-# Signed per-blob deltas of the changed holdings, mirroring reports._SUMMARY_SQL's distinct refs.
+# Signed per-blob deltas of the changed holdings (repository, manifest, sign), mirroring
+# reports._SUMMARY_SQL's distinct refs: `per_holding` per holding and blob, `delta` summed per blob.
 _DELTA_REFS = """
 WITH d AS (
-    SELECT u.manifest_id, u.sign, m.kind, m.size, m.config_id
-    FROM unnest(%(ids)s::int[], %(signs)s::int[]) AS u(manifest_id, sign)
+    SELECT u.repository_id, u.manifest_id, u.sign, m.kind, m.size, m.config_id
+    FROM unnest(%(repos)s::int[], %(ids)s::int[], %(signs)s::int[]) AS u(repository_id, manifest_id, sign)
     JOIN analytics_manifest m ON m.id = u.manifest_id
 ),
 r AS (
-    SELECT DISTINCT d.manifest_id, d.sign, d.kind, ml.blob_id, TRUE AS is_layer
+    SELECT DISTINCT d.repository_id, d.manifest_id, d.sign, d.kind, ml.blob_id, TRUE AS is_layer
     FROM d JOIN analytics_manifestlayer ml ON ml.manifest_id = d.manifest_id
     UNION
-    SELECT d.manifest_id, d.sign, d.kind, d.config_id, FALSE FROM d WHERE d.config_id IS NOT NULL
+    SELECT d.repository_id, d.manifest_id, d.sign, d.kind, d.config_id, FALSE
+    FROM d WHERE d.config_id IS NOT NULL
 ),
 per_holding AS (
-    SELECT manifest_id, sign, kind, blob_id, bool_or(is_layer) AS is_layer, count(*) AS roles
-    FROM r GROUP BY 1, 2, 3, 4
+    SELECT repository_id, manifest_id, sign, kind, blob_id, bool_or(is_layer) AS is_layer, count(*) AS roles
+    FROM r GROUP BY 1, 2, 3, 4, 5
 ),
 delta AS (
     SELECT blob_id,
         sum(sign) AS refs,
         coalesce(sum(sign) FILTER (WHERE is_layer), 0) AS layer_refs,
-        coalesce(sum(sign) FILTER (WHERE is_layer AND kind = 'image'), 0) AS images,
-        sum(sign * roles) AS logical_refs,
-        coalesce(sum(sign) FILTER (WHERE is_layer), 0) AS layer_logical_refs
+        coalesce(sum(sign) FILTER (WHERE is_layer AND kind = 'image'), 0) AS images
     FROM per_holding GROUP BY blob_id
 )
 """
@@ -65,16 +65,53 @@ delta AS (
 _APPLY_REPOSITORY_BLOBS = (
     _DELTA_REFS
     + """,
+rdelta AS (
+    SELECT repository_id, blob_id, coalesce(sum(sign) FILTER (WHERE is_layer AND kind = 'image'), 0) AS images
+    FROM per_holding GROUP BY 1, 2
+),
 up AS (
     INSERT INTO analytics_repositoryblob (repository_id, blob_id, images)
-    SELECT %(repo)s, blob_id, images FROM delta WHERE images <> 0 ORDER BY blob_id
+    SELECT repository_id, blob_id, images FROM rdelta WHERE images <> 0 ORDER BY repository_id, blob_id
     ON CONFLICT (repository_id, blob_id)
     DO UPDATE SET images = analytics_repositoryblob.images + excluded.images
-    RETURNING blob_id, images
+    RETURNING repository_id, blob_id, images
+),
+moved AS (
+    SELECT up.blob_id, CASE WHEN up.images > 0 AND up.images - rdelta.images <= 0 THEN 1
+                            WHEN up.images <= 0 AND up.images - rdelta.images > 0 THEN -1 ELSE 0 END AS n
+    FROM up JOIN rdelta USING (repository_id, blob_id)
 )
-SELECT up.blob_id, CASE WHEN up.images > 0 AND up.images - delta.images <= 0 THEN 1
-                        WHEN up.images <= 0 AND up.images - delta.images > 0 THEN -1 ELSE 0 END
-FROM up JOIN delta USING (blob_id)
+SELECT blob_id, sum(n)::int FROM moved GROUP BY blob_id HAVING sum(n) <> 0
+"""
+)
+
+# Each repository's own deltas (holdings and logical bytes, which its namespaces and the registry add up).
+_PER_REPOSITORY = (
+    _DELTA_REFS
+    + f""",
+blobs AS (
+    SELECT ph.repository_id,
+        coalesce(sum(b.size * ph.sign * ph.roles) FILTER (WHERE NOT f.foreign_), 0) AS logical,
+        coalesce(sum(b.size * ph.sign) FILTER (WHERE ph.is_layer AND NOT f.foreign_), 0) AS layers_logical,
+        coalesce(sum(b.uncompressed_size * ph.sign) FILTER (WHERE ph.is_layer AND NOT f.foreign_), 0)
+            AS u_logical
+    FROM per_holding ph JOIN analytics_blob b ON b.id = ph.blob_id,
+        LATERAL (SELECT b.media_type IN ({FOREIGN_TYPES_SQL}) AS foreign_) f
+    GROUP BY 1
+),
+holdings AS (
+    SELECT repository_id,
+        sum(size * sign) AS m_logical,
+        coalesce(sum(sign) FILTER (WHERE kind = 'image'), 0) AS images,
+        sum(sign) AS manifests,
+        coalesce(sum(sign) FILTER (WHERE kind = 'index'), 0) AS indexes
+    FROM d GROUP BY 1
+)
+SELECT h.repository_id, h.images, h.manifests, h.indexes, h.m_logical,
+    coalesce(b.logical, 0), coalesce(b.layers_logical, 0), coalesce(b.u_logical, 0),
+    (SELECT count(*) FROM analytics_repositorymanifest rm
+     WHERE rm.repository_id = h.repository_id AND rm.present)
+FROM holdings h LEFT JOIN blobs b USING (repository_id)
 """
 )
 
@@ -100,8 +137,7 @@ t AS (
     SELECT up.blob_id, b.size, b.uncompressed_size AS usize,
         b.media_type IN ({FOREIGN_TYPES_SQL}) AS foreign_,
         sign(greatest(up.refs, 0)) - sign(greatest(up.refs - rd.refs, 0)) AS stored,
-        sign(greatest(up.layer_refs, 0)) - sign(greatest(up.layer_refs - rd.layer_refs, 0)) AS layer,
-        rd.logical_refs, rd.layer_logical_refs
+        sign(greatest(up.layer_refs, 0)) - sign(greatest(up.layer_refs - rd.layer_refs, 0)) AS layer
     FROM up JOIN rd USING (blob_id) JOIN analytics_blob b ON b.id = up.blob_id
 ),
 across AS (
@@ -116,11 +152,8 @@ SELECT
     coalesce(sum(size * stored) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(layer) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(size * layer) FILTER (WHERE NOT foreign_), 0),
-    coalesce(sum(size * logical_refs) FILTER (WHERE NOT foreign_), 0),
-    coalesce(sum(size * layer_logical_refs) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(size * stored) FILTER (WHERE foreign_), 0),
     coalesce(sum(layer) FILTER (WHERE NOT foreign_ AND usize IS NOT NULL), 0),
-    coalesce(sum(usize * layer_logical_refs) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(usize * layer) FILTER (WHERE NOT foreign_), 0),
     coalesce(sum(size * layer) FILTER (WHERE NOT foreign_ AND usize IS NOT NULL), 0),
     coalesce(sum(stored), 0),
@@ -129,15 +162,17 @@ FROM t
 """
 )
 
+# The holdings' deltas per manifest (RegistryManifestRef counts the repositories holding it).
 _APPLY_MANIFESTS = """
 WITH d AS (
-    SELECT u.manifest_id, u.sign, m.kind, m.size
+    SELECT u.manifest_id, sum(u.sign)::int AS sign, min(m.size) AS size
     FROM unnest(%(ids)s::int[], %(signs)s::int[]) AS u(manifest_id, sign)
     JOIN analytics_manifest m ON m.id = u.manifest_id
+    GROUP BY 1
 ),
 up AS (
     INSERT INTO analytics_registrymanifestref (registry_id, manifest_id, refs)
-    SELECT %(registry)s, manifest_id, sign FROM d ORDER BY manifest_id
+    SELECT %(registry)s, manifest_id, sign FROM d WHERE sign <> 0 ORDER BY manifest_id
     ON CONFLICT (registry_id, manifest_id)
     DO UPDATE SET refs = analytics_registrymanifestref.refs + excluded.refs
     RETURNING manifest_id, refs
@@ -152,24 +187,25 @@ across AS (
     ON CONFLICT (manifest_id) DO UPDATE SET
         registries = analytics_manifestregistries.registries + excluded.registries
 )
-SELECT
-    coalesce(sum(d.size * (sign(greatest(up.refs, 0)) - sign(greatest(up.refs - d.sign, 0)))), 0),
-    coalesce(sum(d.size * d.sign), 0),
-    coalesce(sum(d.sign) FILTER (WHERE d.kind = 'image'), 0),
-    coalesce(sum(d.sign), 0),
-    coalesce(sum(d.sign) FILTER (WHERE d.kind = 'index'), 0),
-    coalesce(sum(sign(greatest(up.refs, 0)) - sign(greatest(up.refs - d.sign, 0))), 0)
-FROM up JOIN d USING (manifest_id)
+SELECT coalesce(sum(size * stored), 0), coalesce(sum(stored), 0) FROM t
 """
 
-# The same deltas applied to every namespace (strict path prefix) of the scanned repository at once.
+# The same deltas applied to every namespace (strict path prefix) of the changed repositories at once:
+# `%(ns_repos)s` and `%(ns_names)s` pair each repository with each of its namespaces.
+_NAMESPACE_PAIRS = "unnest(%(ns_repos)s::int[], %(ns_names)s::text[]) AS ns(repository_id, namespace)"
 _APPLY_NAMESPACE_BLOBS = (
     _DELTA_REFS
     + f""",
+nsdelta AS (
+    SELECT ns.namespace, ph.blob_id, sum(ph.sign) AS refs,
+        coalesce(sum(ph.sign) FILTER (WHERE ph.is_layer), 0) AS layer_refs
+    FROM per_holding ph JOIN {_NAMESPACE_PAIRS} USING (repository_id)
+    GROUP BY 1, 2
+),
 up AS (
     INSERT INTO analytics_namespaceblob (registry_id, namespace, blob_id, refs, layer_refs)
-    SELECT %(registry)s, ns.namespace, delta.blob_id, delta.refs, delta.layer_refs
-    FROM delta CROSS JOIN unnest(%(namespaces)s::text[]) AS ns(namespace) ORDER BY 2, 3
+    SELECT %(registry)s, namespace, blob_id, refs, layer_refs FROM nsdelta
+    WHERE refs <> 0 OR layer_refs <> 0 ORDER BY 2, 3
     ON CONFLICT (registry_id, namespace, blob_id) DO UPDATE SET
         refs = analytics_namespaceblob.refs + excluded.refs,
         layer_refs = analytics_namespaceblob.layer_refs + excluded.layer_refs
@@ -178,9 +214,9 @@ up AS (
 t AS (
     SELECT up.namespace, b.size, b.uncompressed_size AS usize,
         b.media_type IN ({FOREIGN_TYPES_SQL}) AS foreign_,
-        sign(greatest(up.refs, 0)) - sign(greatest(up.refs - delta.refs, 0)) AS stored,
-        sign(greatest(up.layer_refs, 0)) - sign(greatest(up.layer_refs - delta.layer_refs, 0)) AS layer
-    FROM up JOIN delta USING (blob_id) JOIN analytics_blob b ON b.id = up.blob_id
+        sign(greatest(up.refs, 0)) - sign(greatest(up.refs - nsdelta.refs, 0)) AS stored,
+        sign(greatest(up.layer_refs, 0)) - sign(greatest(up.layer_refs - nsdelta.layer_refs, 0)) AS layer
+    FROM up JOIN nsdelta USING (namespace, blob_id) JOIN analytics_blob b ON b.id = up.blob_id
 )
 SELECT namespace,
     coalesce(sum(size * stored) FILTER (WHERE NOT foreign_), 0),
@@ -194,23 +230,24 @@ FROM t GROUP BY namespace
 """
 )
 
-_APPLY_NAMESPACE_MANIFESTS = """
+_APPLY_NAMESPACE_MANIFESTS = f"""
 WITH d AS (
-    SELECT u.manifest_id, u.sign, m.size
-    FROM unnest(%(ids)s::int[], %(signs)s::int[]) AS u(manifest_id, sign)
+    SELECT ns.namespace, u.manifest_id, sum(u.sign)::int AS sign, min(m.size) AS size
+    FROM unnest(%(repos)s::int[], %(ids)s::int[], %(signs)s::int[]) AS u(repository_id, manifest_id, sign)
+    JOIN {_NAMESPACE_PAIRS} USING (repository_id)
     JOIN analytics_manifest m ON m.id = u.manifest_id
+    GROUP BY 1, 2
 ),
 up AS (
     INSERT INTO analytics_namespacemanifestref (registry_id, namespace, manifest_id, refs)
-    SELECT %(registry)s, ns.namespace, d.manifest_id, d.sign
-    FROM d CROSS JOIN unnest(%(namespaces)s::text[]) AS ns(namespace) ORDER BY 2, 3
+    SELECT %(registry)s, namespace, manifest_id, sign FROM d WHERE sign <> 0 ORDER BY 2, 3
     ON CONFLICT (registry_id, namespace, manifest_id)
     DO UPDATE SET refs = analytics_namespacemanifestref.refs + excluded.refs
     RETURNING namespace, manifest_id, refs
 )
 SELECT up.namespace,
     coalesce(sum(d.size * (sign(greatest(up.refs, 0)) - sign(greatest(up.refs - d.sign, 0)))), 0)
-FROM up JOIN d USING (manifest_id) GROUP BY up.namespace
+FROM up JOIN d USING (namespace, manifest_id) GROUP BY up.namespace
 """
 
 # Build history (`RegistryInstruction`): a layer's contribution to its line, from its holdings count
@@ -377,24 +414,29 @@ def _namespace_rows_add(*, registry_id: int, deltas: dict[str, dict[str, int]]) 
         )
 
 
-def _namespaces_apply(*, params: dict[str, object], common: dict[str, int]) -> None:
-    """Apply the change to the repository's namespaces: `common` holds the deltas they share with the
-    registry row (holdings and logical bytes); distinct blobs and manifests are counted per namespace."""
-    namespaces: list[str] = params["namespaces"]  # type: ignore[assignment]
-    per_ns = {ns: dict(common) for ns in namespaces}
+def _namespaces_apply(*, params: dict[str, object], common: dict[int, dict[str, int]]) -> None:
+    """Apply the change to the repositories' namespaces: `common` holds each repository's deltas that its
+    namespaces add up (holdings and logical bytes); distinct blobs and manifests are counted per namespace."""
+    per_ns: dict[str, dict[str, int]] = {}
+    for rid, ns in zip(params["ns_repos"], params["ns_names"], strict=True):  # type: ignore[call-overload]
+        row = per_ns.setdefault(ns, dict.fromkeys(SUMMARY_FIGURE_FIELDS, 0))
+        for f, v in common[rid].items():
+            row[f] += v
     with connection.cursor() as cursor:
         cursor.execute(_APPLY_NAMESPACE_BLOBS, params)
         for ns, stored, layers, layers_stored, foreign, u_known, u_stored, u_compressed in cursor.fetchall():
-            per_ns[ns]["stored_bytes"] += int(stored)
-            per_ns[ns]["distinct_layers"] = int(layers)
-            per_ns[ns]["layers_stored_bytes"] = int(layers_stored)
-            per_ns[ns]["foreign_bytes"] = int(foreign)
-            per_ns[ns]["uncompressed_known_layers"] = int(u_known)
-            per_ns[ns]["uncompressed_stored_bytes"] = int(u_stored)
-            per_ns[ns]["uncompressed_known_compressed_bytes"] = int(u_compressed)
+            row = per_ns[ns]
+            row["stored_bytes"] += int(stored)
+            row["distinct_layers"] = int(layers)
+            row["layers_stored_bytes"] = int(layers_stored)
+            row["foreign_bytes"] = int(foreign)
+            row["uncompressed_known_layers"] = int(u_known)
+            row["uncompressed_stored_bytes"] = int(u_stored)
+            row["uncompressed_known_compressed_bytes"] = int(u_compressed)
         cursor.execute(_APPLY_NAMESPACE_MANIFESTS, params)
         for ns, m_stored in cursor.fetchall():
             per_ns[ns]["stored_bytes"] += int(m_stored)
+        params["namespaces"] = sorted(per_ns)
         cursor.execute(
             "DELETE FROM analytics_namespaceblob WHERE registry_id = %(registry)s"
             " AND namespace = ANY(%(namespaces)s::text[]) AND refs <= 0 AND " + _BLOBS_OF_IDS,
@@ -408,9 +450,10 @@ def _namespaces_apply(*, params: dict[str, object], common: dict[str, int]) -> N
     _namespace_rows_add(registry_id=params["registry"], deltas=per_ns)  # type: ignore[arg-type]
 
 
-def repository_figures_refresh(*, repository_id: int) -> None:
+def repository_figures_refresh(*, repository_id: int, registry_id: int | None = None) -> None:
     """Recompute one repository's row from its holdings (costs the repository, not the registry)."""
-    registry_id = Repository.objects.filter(id=repository_id).values_list("registry_id", flat=True).get()
+    if registry_id is None:
+        registry_id = Repository.objects.filter(id=repository_id).values_list("registry_id", flat=True).get()
     s = dedup_summary_computed(scope=Scope(repository_id=repository_id))
     ScopeFigures.objects.update_or_create(
         repository_id=repository_id,
@@ -418,26 +461,33 @@ def repository_figures_refresh(*, repository_id: int) -> None:
     )
 
 
-def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], lost: set[int]) -> None:
-    """Apply one repository's change of holdings (manifest ids now present / no longer present).
+def figures_apply(
+    *, registry_id: int, changes: dict[int, tuple[set[int], set[int]]], names: dict[int, str]
+) -> None:
+    """Apply the change of holdings of some repositories of one registry: `changes` maps a repository id
+    to (manifest ids now present, no longer present), `names` each repository's name (its namespaces).
 
-    Runs inside ingest's transaction. Rows are upserted in key order so concurrent scans of
-    repositories sharing blobs wait for each other instead of deadlocking.
+    Runs inside ingest's transaction, once for all the repositories it ingests (one statement per table
+    whatever their number). Rows are upserted in key order so concurrent ingests of repositories sharing
+    blobs wait for each other instead of deadlocking.
     """
-    if not gained and not lost:
+    changes = {rid: change for rid, change in changes.items() if change[0] or change[1]}
+    if not changes:
         return
-    ids = sorted(gained) + sorted(lost)
-    params: dict[str, object] = {
-        "ids": ids,
-        "signs": [1] * len(gained) + [-1] * len(lost),
-        "registry": registry_id,
-        "repo": repository_id,
-    }
+    repos, ids, signs = [], [], []
+    for rid in sorted(changes):
+        gained, lost = changes[rid]
+        for manifest_ids, sign in ((sorted(gained), 1), (sorted(lost), -1)):
+            repos += [rid] * len(manifest_ids)
+            ids += manifest_ids
+            signs += [sign] * len(manifest_ids)
+    params: dict[str, object] = {"repos": repos, "ids": ids, "signs": signs, "registry": registry_id}
     with connection.cursor() as cursor:
         cursor.execute(_APPLY_REPOSITORY_BLOBS, params)
-        transitions = [(b, n) for b, n in cursor.fetchall() if n]
+        transitions = cursor.fetchall()
         cursor.execute(
-            "DELETE FROM analytics_repositoryblob WHERE repository_id = %s AND images <= 0", [repository_id]
+            "DELETE FROM analytics_repositoryblob WHERE repository_id = ANY(%s) AND images <= 0",
+            [sorted(changes)],
         )
         params["repo_blobs"] = [b for b, _ in transitions]
         params["repo_signs"] = [n for _, n in transitions]
@@ -448,11 +498,8 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
             stored,
             layers,
             layers_stored,
-            logical,
-            layers_logical,
             foreign,
             u_known,
-            u_logical,
             u_stored,
             u_compressed,
             blobs_held,
@@ -461,7 +508,9 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
         cursor.execute(_APPLY_INSTRUCTIONS, params)
         _instructions_drop_empty(cursor, cursor.fetchall())
         cursor.execute(_APPLY_MANIFESTS, params)
-        m_stored, m_logical, images, manifests, indexes, manifests_held = cursor.fetchone()
+        m_stored, manifests_held = cursor.fetchone()
+        cursor.execute(_PER_REPOSITORY, params)
+        per_repository = cursor.fetchall()
         cursor.execute(
             "DELETE FROM analytics_registryblob WHERE registry_id = %(registry)s AND refs <= 0 AND "
             + _BLOBS_OF_IDS,
@@ -482,26 +531,38 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
             "AND manifest_id = ANY(%(ids)s::int[])",
             params,
         )
-        cursor.execute(
-            "SELECT count(*) FROM analytics_repositorymanifest WHERE repository_id = %s AND present",
-            [repository_id],
-        )
-        held_now = cursor.fetchone()[0]
-    is_empty, was_empty = held_now == 0, held_now - len(gained) + len(lost) == 0
-    common = {
-        "images": images,
-        "manifests": manifests,
-        "indexes": indexes,
-        "repositories": int(was_empty) - int(is_empty),
-        "logical_bytes": int(logical) + int(m_logical),
-        "layers_logical_bytes": int(layers_logical),
-        "uncompressed_logical_bytes": int(u_logical),
-    }
+    common: dict[int, dict[str, int]] = {}
+    for (
+        rid,
+        images,
+        manifests,
+        indexes,
+        m_logical,
+        logical,
+        layers_logical,
+        u_logical,
+        held_now,
+    ) in per_repository:
+        gained, lost = changes[rid]
+        is_empty, was_empty = held_now == 0, held_now - len(gained) + len(lost) == 0
+        common[rid] = {
+            "images": int(images),
+            "manifests": int(manifests),
+            "indexes": int(indexes),
+            "repositories": int(was_empty) - int(is_empty),
+            "logical_bytes": int(logical) + int(m_logical),
+            "layers_logical_bytes": int(layers_logical),
+            "uncompressed_logical_bytes": int(u_logical),
+        }
+    totals = dict.fromkeys(common[next(iter(common))], 0) if common else {}
+    for row in common.values():
+        for f, v in row.items():
+            totals[f] += v
     _registry_row_add(
         registry_id=registry_id,
         deltas={
-            **common,
-            "distinct_layers": layers,
+            **totals,
+            "distinct_layers": int(layers),
             "stored_bytes": int(stored) + int(m_stored),
             "layers_stored_bytes": int(layers_stored),
             "foreign_bytes": int(foreign),
@@ -517,9 +578,10 @@ def figures_apply(*, registry_id: int, repository_id: int, gained: set[int], los
         blobs=int(blobs_held),
         blob_bytes=int(blob_bytes_held),
     )
-    params["namespaces"] = namespaces_of(
-        Repository.objects.values_list("name", flat=True).get(id=repository_id)
-    )
-    if params["namespaces"]:
-        _namespaces_apply(params=params, common={**common, "stored_bytes": 0})
-    repository_figures_refresh(repository_id=repository_id)
+    pairs = [(rid, ns) for rid in sorted(changes) for ns in namespaces_of(names[rid])]
+    if pairs:
+        params["ns_repos"] = [rid for rid, _ in pairs]
+        params["ns_names"] = [ns for _, ns in pairs]
+        _namespaces_apply(params=params, common=common)
+    for rid in sorted(changes):
+        repository_figures_refresh(repository_id=rid, registry_id=registry_id)

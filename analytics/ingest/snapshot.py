@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from analytics.infra.text import printable
@@ -480,9 +481,28 @@ def unchanged_record_many(*, expected: dict[int, dict[str, str]], now: datetime)
     return {rid: images.get(rid, 0) for rid in same}
 
 
-def _current_tags(*, repository_id: int) -> int:
-    """Tags of a repository naming a manifest now (what `RegistryHeld.tags` counts)."""
-    return Tag.objects.filter(repository_id=repository_id, removed_at=None, manifest__isnull=False).count()
+def _current_tags(repository_ids: list[int]) -> dict[int, int]:
+    """Tags of each repository naming a manifest now (what `RegistryHeld.tags` counts)."""
+    counts = dict(
+        Tag.objects.filter(repository_id__in=repository_ids, removed_at=None, manifest__isnull=False)
+        .values("repository_id")
+        .annotate(n=Count("id"))
+        .values_list("repository_id", "n")
+        .order_by()
+    )
+    return {rid: counts.get(rid, 0) for rid in repository_ids}
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One repository's snapshot to record, with how (`snapshot_ingest`'s arguments)."""
+
+    repository: Repository
+    snapshot: RepositorySnapshot
+    scan: Scan | None = None
+    complete: bool = True
+    gone: Collection[str] = frozenset()
+    scanned: bool = True
 
 
 def snapshot_ingest(
@@ -494,96 +514,157 @@ def snapshot_ingest(
     gone: Collection[str] = frozenset(),
     scanned: bool = True,
 ) -> IngestResult:
-    """Record what one scan of one repository found.
+    """Record what one scan of one repository found: `snapshots_ingest` of one."""
+    item = IngestItem(repository, snapshot, scan=scan, complete=complete, gone=gone, scanned=scanned)
+    return snapshots_ingest([item])[0]
+
+
+def _digests_named(snapshot: RepositorySnapshot) -> set[str]:
+    """The manifests a snapshot names: those it read, their indexes' children, its tags' targets."""
+    named = {r.digest for r in snapshot.manifests} | set(snapshot.tags.values())
+    named.update(c.digest for r in snapshot.manifests if isinstance(r, IndexRecord) for c in r.children)
+    return named
+
+
+def snapshots_ingest(items: list[IngestItem]) -> list[IngestResult]:
+    """Record what scans of some repositories found, in one transaction, each table written once for
+    all of them (a batch of a registry scan's repositories costs a few statements, not a few per
+    repository). For each repository:
 
     1. Blobs, manifests, layers, history and index entries, keyed on digests (new content only).
     2. Which manifests the repository holds now (`RepositoryManifest.present`).
     3. Tags: created, moved or removed, each change a `TagEvent`.
     4. Failures, as `ScanError` rows on the scan.
+    5. The maintained figures (`analytics.ingest.figures`), once per registry for all of them.
 
-    `complete` is false when the snapshot covers only some tags (a one-tag scan): then no tag the
-    snapshot did not mention is marked gone, but for those in `gone` (the registry said it does not
+    An item's `complete` is false when its snapshot covers only some tags (a one-tag scan): then no tag
+    the snapshot did not mention is marked gone, but for those in `gone` (the registry said it does not
     have them: a registry event's tags read again). `scanned` is false for what registry events
-    brought in: the repository's `last_scanned_at` stays the last scan's.
+    brought in: the repository's `last_scanned_at` stays the last scan's. Results are in `items`' order.
     """
     now = timezone.now()
-    failed_refs = {f.reference for f in snapshot.failures}
+    results: dict[int, IngestResult] = {}
     with transaction.atomic():
-        if complete and not snapshot.manifests and not snapshot.failures:
-            unchanged = _unchanged_record(repository=repository, snapshot=snapshot, now=now)
-            if unchanged is not None:
-                return unchanged
-        ids, new_digests = manifests_upsert(records=snapshot.manifests)
-        # Tags naming a manifest stored before (unchanged, or known from elsewhere) carry no record.
-        ids.update(manifest_ids(d for d in snapshot.tags.values() if d not in ids))
-        digest_of = {v: k for k, v in ids.items()}
-        seen_tags = {name: ids[digest] for name, digest in snapshot.tags.items() if digest in ids}
+        todo: list[tuple[int, IngestItem]] = []
+        for i, item in enumerate(items):
+            snapshot = item.snapshot
+            if item.complete and not snapshot.manifests and not snapshot.failures:
+                unchanged = _unchanged_record(repository=item.repository, snapshot=snapshot, now=now)
+                if unchanged is not None:
+                    results[i] = unchanged
+                    continue
+            todo.append((i, item))
+        if todo:
+            results.update(_changes_ingest(todo, now=now))
+    return [results[i] for i in range(len(items))]
 
-        rows_insert(
-            "analytics_repositorymanifest",
-            (
-                ("repository_id", "bigint"),
-                ("manifest_id", "bigint"),
-                ("present", "boolean"),
-                ("first_seen", "timestamptz"),
-                ("last_seen", "timestamptz"),
-            ),
-            [(repository.id, m, False, now, now) for m in sorted(ids.values())],
-            conflict="ON CONFLICT (repository_id, manifest_id) DO UPDATE SET last_seen = excluded.last_seen",
-        )
-        tags_before = _current_tags(repository_id=repository.id)
-        events = _record_tag_changes(
+
+def _claim(unclaimed: set[str], digests: set[str]) -> set[str]:
+    claimed = unclaimed & digests
+    unclaimed -= claimed
+    return claimed
+
+
+def _changes_ingest(todo: list[tuple[int, IngestItem]], *, now: datetime) -> dict[int, IngestResult]:
+    """`snapshots_ingest`'s work for the items that change something (in its transaction)."""
+    ids, new_digests = manifests_upsert(records=[r for _, item in todo for r in item.snapshot.manifests])
+    # Tags naming a manifest stored before (unchanged, or known from elsewhere) carry no record.
+    ids.update(manifest_ids(d for _, item in todo for d in item.snapshot.tags.values() if d not in ids))
+    digest_of = {v: k for k, v in ids.items()}
+    holdings: list[tuple[object, ...]] = []
+    for _, item in todo:
+        held = sorted({ids[d] for d in _digests_named(item.snapshot) if d in ids})
+        holdings += [(item.repository.id, m, False, now, now) for m in held]
+    rows_insert(
+        "analytics_repositorymanifest",
+        (
+            ("repository_id", "bigint"),
+            ("manifest_id", "bigint"),
+            ("present", "boolean"),
+            ("first_seen", "timestamptz"),
+            ("last_seen", "timestamptz"),
+        ),
+        holdings,
+        conflict="ON CONFLICT (repository_id, manifest_id) DO UPDATE SET last_seen = excluded.last_seen",
+    )
+    repository_ids = [item.repository.id for _, item in todo]
+    tags_before = _current_tags(repository_ids)
+    seen: dict[int, dict[str, int]] = {}
+    events: dict[int, int] = {}
+    changes: dict[int, dict[int, tuple[set[int], set[int]]]] = {}  # registry -> repository -> change
+    for i, item in todo:
+        repository, snapshot = item.repository, item.snapshot
+        seen[i] = {name: ids[digest] for name, digest in snapshot.tags.items() if digest in ids}
+        events[i] = _record_tag_changes(
             repository=repository,
-            seen=seen_tags,
+            seen=seen[i],
             digest_of=digest_of,
-            complete=complete,
-            unknown=failed_refs,
-            gone=gone,
-            scan=scan,
+            complete=item.complete,
+            unknown={f.reference for f in snapshot.failures},
+            gone=item.gone,
+            scan=item.scan,
             now=now,
         )
-        gained, lost = _presence_refresh(repository_id=repository.id, now=now)
-        figures_apply(
-            registry_id=repository.registry_id, repository_id=repository.id, gained=gained, lost=lost
+        changes.setdefault(repository.registry_id, {})[repository.id] = _presence_refresh(
+            repository_id=repository.id, now=now
         )
-        if events or gained or lost:
+    tags_after = _current_tags(repository_ids)
+    for registry_id in sorted(changes):
+        by_repository = changes[registry_id]
+        members = [item for _, item in todo if item.repository.registry_id == registry_id]
+        figures_apply(
+            registry_id=registry_id,
+            changes=by_repository,
+            names={item.repository.id: item.repository.name for item in members},
+        )
+        if any(events[i] for i, item in todo if item.repository.registry_id == registry_id) or any(
+            gained or lost for gained, lost in by_repository.values()
+        ):
             # the registry's materialized answers read tags, their moves and holdings: no longer
             # current (the row figures_apply has just locked, taken in the same order)
-            content_version_bump(registry_id=repository.registry_id)
+            content_version_bump(registry_id=registry_id)
         # after the figures, whose upserts take the registry's rows in their order (no deadlock)
         registry_held_add(
-            registry_id=repository.registry_id, tags=_current_tags(repository_id=repository.id) - tags_before
+            registry_id=registry_id,
+            tags=sum(tags_after[item.repository.id] - tags_before[item.repository.id] for item in members),
         )
+    results: dict[int, IngestResult] = {}
+    errors: list[ScanError] = []
+    unclaimed = set(new_digests)  # a manifest new to Layerlens counts as new for the first one recording it
+    for i, item in todo:
+        repository, snapshot = item.repository, item.snapshot
         images = sum(
             1 for r in snapshot.manifests if isinstance(r, ImageRecord) and _image_kind(r) == "image"
         )
         recorded = {r.digest for r in snapshot.manifests}
-        if complete and any(d not in recorded for d in snapshot.tags.values()):
+        if item.complete and any(d not in recorded for d in snapshot.tags.values()):
             # Some tags were not read again (a rescan): what is held now was seen now, children of
             # unchanged indexes included, in one UPDATE; the image count is what the tags hold.
             held = RepositoryManifest.objects.filter(repository=repository, present=True)
             held.filter(last_seen__lt=now).update(last_seen=now)
             images = held.filter(manifest__kind=Manifest.Kind.IMAGE).count()
-        if scan is not None and snapshot.failures:
-            ScanError.objects.bulk_create(
-                [
-                    ScanError(
-                        scan=scan,
-                        repository=repository.name,
-                        reference=printable(f.reference)[:255],
-                        kind=f.kind[:64],
-                        message=printable(f.message),
-                    )
-                    for f in snapshot.failures
-                ]
-            )
-        if scanned:
-            Repository.objects.filter(id=repository.id).update(last_scanned_at=now)
-    return IngestResult(
-        tags=len(seen_tags),
-        images=images,
-        manifests=len(ids),
-        new_manifests=len(new_digests),
-        tag_events=events,
-        failures=len(snapshot.failures),
-    )
+        if item.scan is not None:
+            errors += [
+                ScanError(
+                    scan=item.scan,
+                    repository=repository.name,
+                    reference=printable(f.reference)[:255],
+                    kind=f.kind[:64],
+                    message=printable(f.message),
+                )
+                for f in snapshot.failures
+            ]
+        results[i] = IngestResult(
+            tags=len(seen[i]),
+            images=images,
+            manifests=len({d for d in _digests_named(snapshot) if d in ids}),
+            new_manifests=len(_claim(unclaimed, {r.digest for r in snapshot.manifests})),
+            tag_events=events[i],
+            failures=len(snapshot.failures),
+        )
+    if errors:
+        ScanError.objects.bulk_create(errors)
+    scanned = sorted(item.repository.id for _, item in todo if item.scanned)
+    if scanned:
+        Repository.objects.filter(id__in=scanned).update(last_scanned_at=now)
+    return results

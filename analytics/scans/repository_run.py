@@ -20,7 +20,7 @@ from analytics.infra import telemetry
 from analytics.infra.logs import log_context
 from analytics.infra.text import printable
 from analytics.ingest.known import configs_known, manifests_known, tags_current
-from analytics.ingest.snapshot import snapshot_ingest, unchanged_record_many
+from analytics.ingest.snapshot import IngestItem, IngestResult, snapshots_ingest, unchanged_record_many
 from analytics.ingest.trends import scan_figures_record
 from analytics.models import Repository, Scan, ScanError, Tag
 from analytics.scans.clients import registry_client_shared
@@ -93,8 +93,11 @@ def scan_repositories_run(
     ids = iter(rest)
     heartbeat = BatchHeartbeat([(run.scan_id, run.scan.repository_id) for run in begun])  # type: ignore[misc]
     heartbeat.start()
-    # Unchanged repositories (every tag where it was) are finished together at the end.
+    # Unchanged repositories (every tag where it was) are finished together at the end; changed ones are
+    # ingested together, in one transaction per SCAN_INGEST_BATCH_ROWS manifests and tags read.
     unchanged: list[tuple[RepositoryRun, RepositorySnapshot]] = []
+    changed: list[tuple[RepositoryRun, RepositorySnapshot]] = []
+    ingest_rows = settings.SCAN_INGEST_BATCH_ROWS
 
     def next_run() -> RepositoryRun | None:
         if begun:
@@ -120,7 +123,28 @@ def scan_repositories_run(
         if future.exception() is None and run.unchanged(future.result()):
             unchanged.append((run, future.result()))
             return
+        if future.exception() is None and run.batchable(future.result()):
+            changed.append((run, future.result()))
+            if sum(len(snapshot.manifests) + len(snapshot.tags) for _, snapshot in changed) >= ingest_rows:
+                settle_changed()
+            return
         settle_snapshot(run, future.result)
+
+    def settle_changed() -> None:
+        items = list(changed)
+        changed.clear()
+        try:
+            finished = RepositoryRun.end_many(items)
+        except HANDLED_ELSEWHERE:
+            raise
+        except Exception:
+            logger.exception("ingesting repositories together failed; ingesting them one by one")
+            finished = set()
+        for run, snapshot in items:
+            if run.scan_id in finished:
+                heartbeat.drop(run.scan_id, run.scan.repository_id)
+            else:
+                settle_snapshot(run, lambda snapshot=snapshot: snapshot)
 
     def settle_snapshot(run: RepositoryRun, result: Callable[[], RepositorySnapshot | RegistryError]) -> None:
         heartbeat.drop(run.scan_id, run.scan.repository_id)
@@ -153,6 +177,8 @@ def scan_repositories_run(
             if not pending:
                 break
             settle(*pending.pop(0))
+        if changed:
+            settle_changed()
         if unchanged:
             try:
                 finished = RepositoryRun.end_unchanged(unchanged)
@@ -176,7 +202,7 @@ def scan_repositories_run(
             run.__exit__(None, None, None)
         for run in begun:
             run.__exit__(None, None, None)
-        for run, _ in unchanged:
+        for run, _ in unchanged + changed:
             run.__exit__(None, None, None)
 
 
@@ -345,6 +371,75 @@ class RepositoryRun:
             and snapshot.tags == self.previous
         )
 
+    def batchable(self, snapshot: RepositorySnapshot | RegistryError) -> bool:
+        """Whether `snapshot` can be ingested with other repositories' (`end_many`): a whole repository
+        read, with no deep scan to follow."""
+        return (
+            isinstance(snapshot, RepositorySnapshot)
+            and not self.scan.tag
+            and self.scan.deep_budget_bytes is None
+        )
+
+    @staticmethod
+    def end_many(items: list[tuple[RepositoryRun, RepositorySnapshot]]) -> set[int]:
+        """`end` for several repositories read in full (`batchable`), together in one transaction:
+        their snapshots ingested at once (`ingest.snapshot.snapshots_ingest`), trend points, the scans
+        finished, the leases released. Returns the scan ids finished (all of them, or it raised and
+        none is)."""
+        with transaction.atomic():
+            commit_async()
+            results = snapshots_ingest(
+                [IngestItem(run.scan.repository, snapshot, scan=run.scan) for run, snapshot in items]  # type: ignore[arg-type]
+            )
+            succeeded = []
+            for (run, snapshot), result in zip(items, results, strict=True):
+                scan = run.scan
+                assert run.progress is not None
+                fields = run.record(snapshot, result)
+                total, done, d_total, d_done = run.progress.take()
+                fields.update(tags_total=total, tags_done=done)
+                if result.failures:
+                    scan_finish(
+                        scan,
+                        Scan.Status.SUCCEEDED,
+                        errors=result.failures,
+                        fields=fields,
+                        tags=(d_total, d_done),
+                    )
+                else:
+                    succeeded.append((scan, fields, (d_total, d_done)))
+            scans_succeed_many(succeeded)
+            Repository.objects.filter(id__in=sorted(run.scan.repository_id for run, _ in items)).update(
+                scan_lease_until=None
+            )
+        for run, _ in items:
+            run.held = False
+            run.__exit__(None, None, None)
+        return {run.scan_id for run, _ in items}
+
+    def record(self, snapshot: RepositorySnapshot, result: IngestResult) -> dict[str, int]:
+        """After an ingest, in its transaction: the metrics, trend points and follow-ups of a scan that
+        changed something; returns the scan's counts."""
+        scan = self.scan
+        labels = {"registry": scan.registry.name}
+        metrics_sink().add(telemetry.IMAGES_SCANNED, labels, result.images)
+        metrics_sink().add(telemetry.BYTES_SCANNED, labels, _image_bytes(snapshot))
+        if self.previous is None or result.tag_events or result.new_manifests:
+            scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
+            if scan.parent_id is None:  # a registry scan refreshes once, at its end
+                answers_refresh_after_commit(registry_id=scan.registry_id)
+                policies_evaluate_after_commit(registry_id=scan.registry_id)
+        return {
+            "repositories_total": 1,
+            "repositories_done": 1,
+            "tags_count": result.tags,
+            "images_count": result.images,
+            "new_manifests_count": result.new_manifests,
+            # a followed registry's events should have brought every change in already:
+            # what the scan still found is what they missed (reconciliation)
+            "drift_count": result.tag_events if scan.registry.followed else 0,
+        }
+
     @staticmethod
     def end_unchanged(items: list[tuple[RepositoryRun, RepositorySnapshot]]) -> set[int]:
         """`end` for rescans that found nothing changed (`unchanged`), together in one transaction:
@@ -473,34 +568,14 @@ class RepositoryRun:
         # Ingest, the scan's counts and progress, its parent's counter and the lease: one transaction.
         with transaction.atomic():
             commit_async()
-            result = snapshot_ingest(
-                repository=repository, snapshot=snapshot, scan=scan, complete=not scan.tag
-            )
-            labels = {"registry": scan.registry.name}
-            metrics_sink().add(telemetry.IMAGES_SCANNED, labels, result.images)
-            metrics_sink().add(telemetry.BYTES_SCANNED, labels, _image_bytes(snapshot))
-            if self.previous is None or result.tag_events or result.new_manifests:
-                scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
-                if scan.parent_id is None:  # a registry scan refreshes once, at its end
-                    answers_refresh_after_commit(registry_id=scan.registry_id)
-                    policies_evaluate_after_commit(registry_id=scan.registry_id)
+            (result,) = snapshots_ingest([IngestItem(repository, snapshot, scan=scan, complete=not scan.tag)])
+            fields = self.record(snapshot, result)
             total, done, d_total, d_done = self.progress.take()
             scan_finish(
                 scan,
                 Scan.Status.SUCCEEDED,
                 errors=result.failures,  # the only error rows: earlier runs' were deleted at the claim
-                fields={
-                    "repositories_total": 1,
-                    "repositories_done": 1,
-                    "tags_count": result.tags,
-                    "images_count": result.images,
-                    "new_manifests_count": result.new_manifests,
-                    # a followed registry's events should have brought every change in already:
-                    # what the scan still found is what they missed (reconciliation)
-                    "drift_count": result.tag_events if scan.registry.followed else 0,
-                    "tags_total": total,
-                    "tags_done": done,
-                },
+                fields={**fields, "tags_total": total, "tags_done": done},
                 tags=(d_total, d_done),
             )
             repository_lease_release(repository)

@@ -85,14 +85,15 @@ def test_an_unexpected_error_while_listing_fails_the_registry_scan_with_what_it_
 
 
 def test_an_unexpected_error_in_one_repository_fails_it_alone_and_the_registry_scan_ends(monkeypatch):
-    real = repository_run.snapshot_ingest
+    real = repository_run.snapshots_ingest
 
-    def ingest(*, repository, **kwargs):
-        if repository.name == "hostile/app":
+    def ingest(items):
+        # the batch holding it fails, then each repository is ingested alone: only this one fails
+        if any(item.repository.name == "hostile/app" for item in items):
             raise ValueError("boom \x00 in a message")
-        return real(repository=repository, **kwargs)
+        return real(items)
 
-    monkeypatch.setattr(repository_run, "snapshot_ingest", ingest)
+    monkeypatch.setattr(repository_run, "snapshots_ingest", ingest)
     with hostile_registry() as reg:
         scan = scan_start_inline(target=reg.base_url)
     assert scan.status == Scan.Status.PARTIAL
@@ -104,7 +105,7 @@ def test_an_unexpected_error_in_one_repository_fails_it_alone_and_the_registry_s
 
 @pytest.mark.parametrize("task", ["scan_repository", "scan_repositories"])
 def test_the_tasks_end_a_scan_an_unexpected_error_stopped(monkeypatch, task):
-    monkeypatch.setattr(repository_run, "snapshot_ingest", lambda **kw: 1 / 0)
+    monkeypatch.setattr(repository_run, "snapshots_ingest", lambda items: 1 / 0)
     with hostile_registry() as reg:
         scan = scan_start(target=f"{reg.base_url}/good/app", enqueue=False)
         if task == "scan_repository":

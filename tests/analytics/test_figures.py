@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from analytics.ingest.rebuild import figures_rebuild
-from analytics.ingest.snapshot import snapshot_ingest
+from analytics.ingest.snapshot import IngestItem, snapshot_ingest, snapshots_ingest
 from analytics.models import (
     Blob,
     NamespaceBlob,
@@ -292,6 +292,60 @@ def test_rebuild_equals_maintained(registry):
         ),
     )
     assert rebuilt == maintained
+    _assert_consistent(registry)
+
+
+def test_repositories_ingested_together_keep_the_figures_a_recomputation_gives(registry):
+    """A batch's repositories in one `snapshots_ingest`: the same manifest gained by two of them, layers
+    shared across them, namespaces at several depths, then moves, emptied and unchanged repositories in
+    one batch; against the SQL oracle after each batch, and against a rebuild."""
+    names = ["org/team/web", "org/team/api", "org/tools", "solo"]
+    repos = {n: Repository.objects.create(registry=registry, name=n) for n in names}
+    other = Registry.objects.create(name="other", url="http://127.0.0.1:5001")
+    elsewhere = Repository.objects.create(registry=other, name="org/team/web")
+
+    def batch(*scans):
+        results = snapshots_ingest(
+            [
+                IngestItem(
+                    repos.get(name, elsewhere) if reg is None else reg,
+                    snapshot(name, tags, extra=list(extra)),
+                )
+                for name, tags, extra, reg in scans
+            ]
+        )
+        _assert_consistent(registry)
+        _assert_consistent(other)
+        return results
+
+    first = batch(
+        ("org/team/web", {"1": WEB1, "2": WEB2}, (), None),
+        ("org/team/api", {"1": MULTI, "dup": DUP, "sig": SIG}, (API, ARM), None),
+        ("org/tools", {"web": WEB1, "api": API}, (), None),  # manifests the others hold, in the same batch
+        ("solo", {"1": WEB2}, (), None),
+        ("org/team/web", {"1": WEB1}, (), elsewhere),  # another registry in the same batch
+    )
+    assert [r.tags for r in first] == [2, 3, 2, 1, 1]
+    # a manifest new to Layerlens is new once, for the first repository recording it
+    assert sum(r.new_manifests for r in first[:4]) == 7  # web1, web2, api, api-arm, multi, dup, sig
+    team = NamespaceFigures.objects.get(registry=registry, namespace="org/team")
+    assert (team.images, team.repositories) == (5, 2)
+    hot = RegistryBlob.objects.get(registry=registry, blob__size=28_000_000)
+    # image holdings listing it: web1, web2 | api (the index's child), dup | web1, api | web2
+    assert (hot.images, hot.repositories) == (7, 4)
+
+    batch(
+        ("org/team/web", {"2": WEB2, "api": API}, (), None),  # a tag moves, one goes
+        ("org/team/api", {}, (), None),  # emptied
+        ("org/tools", {"web": WEB1, "api": API}, (), None),  # unchanged
+        ("solo", {"1": WEB1}, (), None),
+    )
+    team = NamespaceFigures.objects.get(registry=registry, namespace="org/team")
+    assert (team.images, team.repositories) == (2, 1)  # web2, api in org/team/web
+    maintained = sorted(NamespaceFigures.objects.filter(registry=registry).values_list(), key=str)
+    figures_rebuild(registry_id=registry.id)
+    rebuilt = sorted(NamespaceFigures.objects.filter(registry=registry).values_list(), key=str)
+    assert [r[1:] for r in rebuilt] == [r[1:] for r in maintained]
     _assert_consistent(registry)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
+from analytics.infra.sqlarrays import array_literal, int_array
 from analytics.models import Repository, ScopeFigures
 from analytics.models.figures import SUMMARY_FIGURE_FIELDS
 from analytics.selectors.scope import Scope
@@ -414,11 +415,16 @@ def _namespace_rows_add(*, registry_id: int, deltas: dict[str, dict[str, int]]) 
         )
 
 
-def _namespaces_apply(*, params: dict[str, object], common: dict[int, dict[str, int]]) -> None:
-    """Apply the change to the repositories' namespaces: `common` holds each repository's deltas that its
-    namespaces add up (holdings and logical bytes); distinct blobs and manifests are counted per namespace."""
+def _namespaces_apply(
+    *, params: dict[str, object], pairs: list[tuple[int, str]], common: dict[int, dict[str, int]]
+) -> None:
+    """Apply the change to the repositories' namespaces (`pairs`: each repository with each of its
+    namespaces): `common` holds each repository's deltas that its namespaces add up (holdings and logical
+    bytes); distinct blobs and manifests are counted per namespace."""
+    params["ns_repos"] = int_array(rid for rid, _ in pairs)
+    params["ns_names"] = array_literal(ns for _, ns in pairs)
     per_ns: dict[str, dict[str, int]] = {}
-    for rid, ns in zip(params["ns_repos"], params["ns_names"], strict=True):  # type: ignore[call-overload]
+    for rid, ns in pairs:
         row = per_ns.setdefault(ns, dict.fromkeys(SUMMARY_FIGURE_FIELDS, 0))
         for f, v in common[rid].items():
             row[f] += v
@@ -436,7 +442,7 @@ def _namespaces_apply(*, params: dict[str, object], common: dict[int, dict[str, 
         cursor.execute(_APPLY_NAMESPACE_MANIFESTS, params)
         for ns, m_stored in cursor.fetchall():
             per_ns[ns]["stored_bytes"] += int(m_stored)
-        params["namespaces"] = sorted(per_ns)
+        params["namespaces"] = array_literal(sorted(per_ns))
         cursor.execute(
             "DELETE FROM analytics_namespaceblob WHERE registry_id = %(registry)s"
             " AND namespace = ANY(%(namespaces)s::text[]) AND refs <= 0 AND " + _BLOBS_OF_IDS,
@@ -481,7 +487,12 @@ def figures_apply(
             repos += [rid] * len(manifest_ids)
             ids += manifest_ids
             signs += [sign] * len(manifest_ids)
-    params: dict[str, object] = {"repos": repos, "ids": ids, "signs": signs, "registry": registry_id}
+    params: dict[str, object] = {
+        "repos": int_array(repos),
+        "ids": int_array(ids),
+        "signs": int_array(signs),
+        "registry": registry_id,
+    }
     with connection.cursor() as cursor:
         cursor.execute(_APPLY_REPOSITORY_BLOBS, params)
         transitions = cursor.fetchall()
@@ -489,8 +500,8 @@ def figures_apply(
             "DELETE FROM analytics_repositoryblob WHERE repository_id = ANY(%s) AND images <= 0",
             [sorted(changes)],
         )
-        params["repo_blobs"] = [b for b, _ in transitions]
-        params["repo_signs"] = [n for _, n in transitions]
+        params["repo_blobs"] = int_array(b for b, _ in transitions)
+        params["repo_signs"] = int_array(n for _, n in transitions)
         cursor.execute(_FILL_LINES, params)
         _instructions_drop_empty(cursor, cursor.fetchall())
         cursor.execute(_APPLY_REGISTRY_BLOBS, params)
@@ -580,8 +591,6 @@ def figures_apply(
     )
     pairs = [(rid, ns) for rid in sorted(changes) for ns in namespaces_of(names[rid])]
     if pairs:
-        params["ns_repos"] = [rid for rid, _ in pairs]
-        params["ns_names"] = [ns for _, ns in pairs]
-        _namespaces_apply(params=params, common=common)
+        _namespaces_apply(params=params, pairs=pairs, common=common)
     for rid in sorted(changes):
         repository_figures_refresh(repository_id=rid, registry_id=registry_id)

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from analytics.infra.sqlarrays import array_literal
 from analytics.infra.text import printable
 from analytics.ingest.answers import content_version_bump
 from analytics.ingest.figures import figures_apply, registry_held_add
@@ -54,7 +55,7 @@ def rows_insert(
             f"INSERT INTO {table} ({names}) SELECT {picked} FROM unnest({arrays}) AS u({names}) "
             + (conflict or "ON CONFLICT DO NOTHING")
             + (f" RETURNING {returning}" if returning else ""),
-            [list(column) for column in zip(*rows, strict=True)],
+            [array_literal(column) for column in zip(*rows, strict=True)],
         )
         return cursor.fetchall() if returning else []
 

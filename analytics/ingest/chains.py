@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 
 from django.db import connection
 
+from analytics.infra.sqlarrays import array_literal, int_array
 from analytics.ingest.answers import content_versions_bump
 
 # The image manifests that have no chains yet, with their layer count and layer digests in order.
@@ -32,11 +33,11 @@ WHERE ml.manifest_id IN ({targets})
 ORDER BY ml.manifest_id, ml.position
 """
 
-# A repository's image manifests with no chains yet, with their layer count; then their layers.
+# Some repositories' image manifests with no chains yet, with their layer count; then their layers.
 _REPOSITORY_MISSING_SQL = """
-SELECT rm.manifest_id, m.layer_count FROM analytics_repositorymanifest rm
+SELECT DISTINCT rm.manifest_id, m.layer_count FROM analytics_repositorymanifest rm
 JOIN analytics_manifest m ON m.id = rm.manifest_id AND m.kind = 'image'
-WHERE rm.repository_id = %s
+WHERE rm.repository_id = ANY(%s::bigint[])
     AND NOT EXISTS (SELECT 1 FROM analytics_layerchain c WHERE c.manifest_id = rm.manifest_id)
 """
 _LAYERS_BY_ID_SQL = """
@@ -100,23 +101,19 @@ def _rows(cursor) -> Iterator[tuple[int, int, str]]:
         yield from batch
 
 
-def chains_refresh(*, repository_id: int | None = None) -> int:
-    """Write the chain ids of image manifests that have none yet (those a repository holds, or all).
+def chains_refresh(*, repository_id: int | None = None, repository_ids: list[int] | None = None) -> int:
+    """Write the chain ids of image manifests that have none yet (those some repositories hold, or all).
 
     Cost follows the new manifests only, linear in their layers: manifests are immutable, so existing
     rows never change. The registries holding the manifests written have their content version moved
     (their stale bases read the chains); in a scan that is the scanned registry, already locked by ingest.
     """
     missing = (
-        "SELECT rm.manifest_id FROM analytics_repositorymanifest rm WHERE {repo} NOT EXISTS "
+        "SELECT rm.manifest_id FROM analytics_repositorymanifest rm WHERE NOT EXISTS "
         "(SELECT 1 FROM analytics_layerchain c WHERE c.manifest_id = rm.manifest_id)"
     )
-    params: list[object] = []
     if repository_id is not None:
-        missing = missing.format(repo="rm.repository_id = %s AND")
-        params.append(repository_id)
-    else:
-        missing = missing.format(repo="")
+        repository_ids = [repository_id]
     written = 0
     batch: tuple[list[int], list[int], list[str], list[bool], list[int]] = ([], [], [], [], [])
     chained: set[int] = set()
@@ -125,7 +122,7 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
         if not batch[0]:
             return 0
         with connection.cursor() as cursor:
-            cursor.execute(_INSERT_SQL, list(batch))
+            cursor.execute(_INSERT_SQL, [array_literal(column) for column in batch])
             rows = cursor.fetchall()
         chained.update(row[0] for row in rows)
         for column in batch:
@@ -133,21 +130,21 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
         return len(rows)
 
     def manifests() -> Iterator[tuple[int, int, list[str]]]:
-        if repository_id is None:  # every manifest: streamed
+        if repository_ids is None:  # every manifest: streamed
             with connection.chunked_cursor() as reader:
-                reader.execute(_LAYERS_SQL.format(targets=missing), params)
+                reader.execute(_LAYERS_SQL.format(targets=missing))
                 yield from _manifest_layers(_rows(reader))
             return
-        # One repository's: its manifests first, then their layers by id, a slice at a time. As one
+        # Some repositories': their manifests first, then their layers by id, a slice at a time. As one
         # statement through a cursor (planned for its first rows) the planner could walk every image's
         # layers in index order, testing each against the repository: a scan's every repository read
         # the whole table (its statistics lag behind the database a first scan is filling).
         with connection.cursor() as cursor:
-            cursor.execute(_REPOSITORY_MISSING_SQL, [repository_id])
+            cursor.execute(_REPOSITORY_MISSING_SQL, [int_array(repository_ids)])
             counts = dict(cursor.fetchall())
             ids = sorted(counts)
             for start in range(0, len(ids), _SLICE):
-                cursor.execute(_LAYERS_BY_ID_SQL, [ids[start : start + _SLICE]])
+                cursor.execute(_LAYERS_BY_ID_SQL, [int_array(ids[start : start + _SLICE])])
                 rows = ((m, counts[m], digest) for m, digest in cursor.fetchall())
                 yield from _manifest_layers(rows)
 
@@ -164,7 +161,7 @@ def chains_refresh(*, repository_id: int | None = None) -> int:
     written += flush()
     if chained:
         with connection.cursor() as cursor:
-            cursor.execute(_HOLDERS_SQL, [sorted(chained)])
+            cursor.execute(_HOLDERS_SQL, [int_array(sorted(chained))])
             content_versions_bump(registry_ids=[row[0] for row in cursor.fetchall()])
     return written
 

@@ -17,10 +17,11 @@ transaction as the holdings it changes:
 - `BlobRegistries`, `ManifestRegistries`: how many registries hold each digest, moved only when a
   registry starts or stops holding it (the summary of all registries, content in several registries).
 
-A repository scan changes a set of holdings (present flipped on or off); `figures_apply` turns that set
-into signed deltas, set-based, and detects 0 <-> positive transitions from the upsert's new value minus
-the delta, so the cost follows what the scan changed, never the registry's size. The repository's own
-row is recomputed (it costs the repository). `analytics.ingest.rebuild` recomputes a registry
+Ingest changes sets of holdings (present flipped on or off); `figures_apply` turns the sets of all the
+repositories one transaction ingests into signed deltas, set-based, one statement per table for all of
+them, and detects 0 <-> positive transitions from the upsert's new value minus the delta, so the cost
+follows what the scans changed, never the registry's size. Each repository's own row is recomputed (it
+costs the repository). `analytics.ingest.rebuild` recomputes a registry
 from scratch.
 """
 
@@ -30,7 +31,6 @@ from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
 from analytics.infra.sqlarrays import array_literal, int_array
-from analytics.models import Repository, ScopeFigures
 from analytics.models.figures import SUMMARY_FIGURE_FIELDS
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import FOREIGN_TYPES_SQL, dedup_summary_computed
@@ -456,15 +456,23 @@ def _namespaces_apply(
     _namespace_rows_add(registry_id=params["registry"], deltas=per_ns)  # type: ignore[arg-type]
 
 
-def repository_figures_refresh(*, repository_id: int, registry_id: int | None = None) -> None:
-    """Recompute one repository's row from its holdings (costs the repository, not the registry)."""
-    if registry_id is None:
-        registry_id = Repository.objects.filter(id=repository_id).values_list("registry_id", flat=True).get()
-    s = dedup_summary_computed(scope=Scope(repository_id=repository_id))
-    ScopeFigures.objects.update_or_create(
-        repository_id=repository_id,
-        defaults={"registry_id": registry_id, **{f: getattr(s, f) or 0 for f in SUMMARY_FIGURE_FIELDS}},
-    )
+def repositories_figures_refresh(*, registry_id: int, repository_ids: list[int]) -> None:
+    """Recompute these repositories' rows from their holdings (each costs its repository, not the
+    registry), and write them in one statement."""
+    rows = []
+    for rid in repository_ids:
+        s = dedup_summary_computed(scope=Scope(repository_id=rid))
+        rows.append((registry_id, rid, *(getattr(s, f) or 0 for f in SUMMARY_FIGURE_FIELDS)))
+    columns = ", ".join(SUMMARY_FIGURE_FIELDS)
+    arrays = ", ".join("%s::bigint[]" for _ in SUMMARY_FIGURE_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO analytics_scopefigures (registry_id, repository_id, {columns})
+            SELECT * FROM unnest(%s::bigint[], %s::bigint[], {arrays})
+            ON CONFLICT (repository_id) DO UPDATE SET registry_id = excluded.registry_id, """
+            + ", ".join(f"{f} = excluded.{f}" for f in SUMMARY_FIGURE_FIELDS),
+            [int_array(column) for column in zip(*rows, strict=True)],
+        )
 
 
 def figures_apply(
@@ -592,5 +600,4 @@ def figures_apply(
     pairs = [(rid, ns) for rid in sorted(changes) for ns in namespaces_of(names[rid])]
     if pairs:
         _namespaces_apply(params=params, pairs=pairs, common=common)
-    for rid in sorted(changes):
-        repository_figures_refresh(repository_id=rid, registry_id=registry_id)
+    repositories_figures_refresh(registry_id=registry_id, repository_ids=sorted(changes))

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from analytics.infra.sqlarrays import array_literal
+from analytics.infra.sqlarrays import array_literal, int_array
 from analytics.infra.text import printable
 from analytics.ingest.answers import content_version_bump
 from analytics.ingest.figures import figures_apply, registry_held_add
@@ -301,63 +301,70 @@ _ENTRY_COLUMNS = (
 )
 
 
-def _record_tag_changes(
-    *,
-    repository: Repository,
-    seen: dict[str, int],
-    digest_of: dict[int, str],
-    complete: bool,
-    unknown: set[str],
-    gone: Collection[str] = (),
-    scan: Scan | None,
-    now: datetime,
-) -> int:
-    current = {t.name: t for t in Tag.objects.filter(repository=repository).select_related("manifest")}
-    scan_id = scan.id if scan is not None else None
+@dataclass(frozen=True)
+class _TagsSeen:
+    """One repository's tags as a snapshot found them, for `_tag_changes_record`."""
+
+    repository: Repository
+    seen: dict[str, int]  # tag name -> manifest id
+    complete: bool
+    unknown: set[str]  # tags whose manifest failed to read: neither moved nor gone
+    gone: Collection[str]
+    scan: Scan | None
+
+
+def _tag_changes_record(tags_seen: list[_TagsSeen], *, digest_of: dict[int, str], now: datetime) -> list[int]:
+    """Create, move and remove the repositories' tags as found, each change a `TagEvent`; the number of
+    events of each, in order. Tags new or unchanged are written for all repositories in one statement."""
+    repository_ids = [t.repository.id for t in tags_seen]
+    current: dict[int, dict[str, Tag]] = {rid: {} for rid in repository_ids}
+    for tag in Tag.objects.filter(repository_id__in=repository_ids).select_related("manifest"):
+        current[tag.repository_id][tag.name] = tag
+    new_tags = [
+        (t.repository.id, name, manifest_id, now, now)
+        for t in tags_seen
+        for name, manifest_id in sorted(t.seen.items())
+        if name not in current[t.repository.id]
+    ]
+    created = {(rid, name) for rid, name, *_ in new_tags}
+    inserted: dict[tuple[int, str], int] = {}
+    if new_tags:
+        rows = rows_insert("analytics_tag", _TAG_COLUMNS, new_tags, returning="repository_id, name, id")
+        inserted = {(rid, name): tag_id for rid, name, tag_id in rows}  # type: ignore[misc]
+        if len(inserted) < len(new_tags):  # a concurrent writer created some: theirs are the same rows
+            for tag in Tag.objects.filter(
+                repository_id__in=repository_ids, name__in=[name for _, name, *_ in new_tags]
+            ):
+                if tag.name not in current[tag.repository_id]:
+                    current[tag.repository_id][tag.name] = tag
     events: list[tuple[object, ...]] = []  # (tag id, old digest, new digest, seen at, scan id)
     unchanged: list[int] = []
-    new_tags = [(name, manifest_id) for name, manifest_id in sorted(seen.items()) if name not in current]
-    if new_tags:
-        inserted = dict(
-            rows_insert(
-                "analytics_tag",
-                _TAG_COLUMNS,
-                [(repository.id, name, manifest_id, now, now) for name, manifest_id in new_tags],
-                returning="name, id",
-            )
-        )
-        if len(inserted) < len(new_tags):  # a concurrent writer created some: theirs are the same rows
-            current.update(
-                {
-                    t.name: t
-                    for t in Tag.objects.filter(repository=repository, name__in=[n for n, _ in new_tags])
-                }
-            )
-        events.extend(
-            (inserted.get(name) or current[name].id, "", digest_of[manifest_id], now, scan_id)
-            for name, manifest_id in new_tags
-        )
-    created = {name for name, _ in new_tags}
-    for name, manifest_id in seen.items():
-        if name in created:
-            continue
-        tag = current[name]
-        if tag.manifest_id == manifest_id and tag.removed_at is None:
-            unchanged.append(tag.id)
-            continue
-        old = tag.manifest.digest if (tag.manifest and tag.removed_at is None) else ""
-        events.append((tag.id, old, digest_of[manifest_id], now, scan_id))
-        Tag.objects.filter(id=tag.id).update(manifest_id=manifest_id, last_seen=now, removed_at=None)
+    counts = []
+    for t in tags_seen:
+        rid, scan_id, before = t.repository.id, (t.scan.id if t.scan is not None else None), len(events)
+        for name, manifest_id in t.seen.items():
+            if (rid, name) in created:
+                tag_id = inserted.get((rid, name)) or current[rid][name].id
+                events.append((tag_id, "", digest_of[manifest_id], now, scan_id))
+                continue
+            tag = current[rid][name]
+            if tag.manifest_id == manifest_id and tag.removed_at is None:
+                unchanged.append(tag.id)
+                continue
+            old = tag.manifest.digest if (tag.manifest and tag.removed_at is None) else ""
+            events.append((tag.id, old, digest_of[manifest_id], now, scan_id))
+            Tag.objects.filter(id=tag.id).update(manifest_id=manifest_id, last_seen=now, removed_at=None)
+        for name, tag in current[rid].items():
+            if name in t.seen or tag.removed_at is not None:
+                continue
+            if (t.complete and name not in t.unknown) or name in t.gone:
+                events.append((tag.id, tag.manifest.digest if tag.manifest else "", "", now, scan_id))
+                Tag.objects.filter(id=tag.id).update(removed_at=now)
+        counts.append(len(events) - before)
     if unchanged:
         Tag.objects.filter(id__in=unchanged).update(last_seen=now)
-    for name, tag in current.items():
-        if name in seen or tag.removed_at is not None:
-            continue
-        if (complete and name not in unknown) or name in gone:
-            events.append((tag.id, tag.manifest.digest if tag.manifest else "", "", now, scan_id))
-            Tag.objects.filter(id=tag.id).update(removed_at=now)
     rows_insert("analytics_tagevent", _TAG_EVENT_COLUMNS, events, conflict="ON CONFLICT DO NOTHING")
-    return len(events)
+    return counts
 
 
 _TAG_COLUMNS = (
@@ -377,48 +384,55 @@ _TAG_EVENT_COLUMNS = (
 
 
 _REACHABLE_SQL = """
-WITH RECURSIVE reach(manifest_id) AS (
-    SELECT manifest_id FROM analytics_tag
-    WHERE repository_id = %(repo)s AND removed_at IS NULL AND manifest_id IS NOT NULL
+WITH RECURSIVE reach(repository_id, manifest_id) AS (
+    SELECT repository_id, manifest_id FROM analytics_tag
+    WHERE repository_id = ANY(%(repos)s::bigint[]) AND removed_at IS NULL AND manifest_id IS NOT NULL
     UNION
-    SELECT e.child_id FROM analytics_indexentry e JOIN reach ON e.index_id = reach.manifest_id
+    SELECT reach.repository_id, e.child_id
+    FROM analytics_indexentry e JOIN reach ON e.index_id = reach.manifest_id
 )
 """
 
 
-def _presence_refresh(*, repository_id: int, now: datetime) -> tuple[set[int], set[int]]:
+def _presence_refresh(*, repository_ids: list[int], now: datetime) -> dict[int, tuple[set[int], set[int]]]:
     """Held now = reachable from a current tag, through indexes to any depth (UNION stops cycles).
 
     Derived from the tags rather than from one snapshot, so a one-tag scan, a tag whose manifest
     failed to read this time (it keeps what it held) and a full scan all leave the same answer.
-    Returns the manifest ids that became held and those no longer held (for `analytics.ingest.figures`).
+    Returns, per repository, the manifest ids that became held and those no longer held (for
+    `analytics.ingest.figures`).
     """
-    params = {"repo": repository_id, "now": now}
+    params = {"repos": int_array(repository_ids), "now": now}
+    changes: dict[int, tuple[set[int], set[int]]] = {rid: (set(), set()) for rid in repository_ids}
     with connection.cursor() as cursor:
         cursor.execute(
             _REACHABLE_SQL
             + """
             INSERT INTO analytics_repositorymanifest
                 (repository_id, manifest_id, present, first_seen, last_seen)
-            SELECT %(repo)s, manifest_id, TRUE, %(now)s, %(now)s FROM reach
+            SELECT repository_id, manifest_id, TRUE, %(now)s, %(now)s FROM reach
             ON CONFLICT (repository_id, manifest_id)
             DO UPDATE SET present = TRUE WHERE NOT analytics_repositorymanifest.present
-            RETURNING manifest_id
+            RETURNING repository_id, manifest_id
             """,
             params,
         )
-        gained = {row[0] for row in cursor.fetchall()}
+        for rid, manifest_id in cursor.fetchall():
+            changes[rid][0].add(manifest_id)
         cursor.execute(
             _REACHABLE_SQL
             + """
-            UPDATE analytics_repositorymanifest SET present = FALSE
-            WHERE repository_id = %(repo)s AND present AND manifest_id NOT IN (SELECT manifest_id FROM reach)
-            RETURNING manifest_id
+            UPDATE analytics_repositorymanifest rm SET present = FALSE
+            WHERE rm.repository_id = ANY(%(repos)s::bigint[]) AND rm.present AND NOT EXISTS (
+                SELECT 1 FROM reach WHERE reach.repository_id = rm.repository_id
+                    AND reach.manifest_id = rm.manifest_id)
+            RETURNING rm.repository_id, rm.manifest_id
             """,
             params,
         )
-        lost = {row[0] for row in cursor.fetchall()}
-    return gained, lost
+        for rid, manifest_id in cursor.fetchall():
+            changes[rid][1].add(manifest_id)
+    return changes
 
 
 def _unchanged_record(
@@ -590,25 +604,30 @@ def _changes_ingest(todo: list[tuple[int, IngestItem]], *, now: datetime) -> dic
     )
     repository_ids = [item.repository.id for _, item in todo]
     tags_before = _current_tags(repository_ids)
-    seen: dict[int, dict[str, int]] = {}
-    events: dict[int, int] = {}
+    seen = {
+        i: {name: ids[digest] for name, digest in item.snapshot.tags.items() if digest in ids}
+        for i, item in todo
+    }
+    counts = _tag_changes_record(
+        [
+            _TagsSeen(
+                repository=item.repository,
+                seen=seen[i],
+                complete=item.complete,
+                unknown={f.reference for f in item.snapshot.failures},
+                gone=item.gone,
+                scan=item.scan,
+            )
+            for i, item in todo
+        ],
+        digest_of=digest_of,
+        now=now,
+    )
+    events = {i: n for (i, _), n in zip(todo, counts, strict=True)}
+    held = _presence_refresh(repository_ids=repository_ids, now=now)
     changes: dict[int, dict[int, tuple[set[int], set[int]]]] = {}  # registry -> repository -> change
-    for i, item in todo:
-        repository, snapshot = item.repository, item.snapshot
-        seen[i] = {name: ids[digest] for name, digest in snapshot.tags.items() if digest in ids}
-        events[i] = _record_tag_changes(
-            repository=repository,
-            seen=seen[i],
-            digest_of=digest_of,
-            complete=item.complete,
-            unknown={f.reference for f in snapshot.failures},
-            gone=item.gone,
-            scan=item.scan,
-            now=now,
-        )
-        changes.setdefault(repository.registry_id, {})[repository.id] = _presence_refresh(
-            repository_id=repository.id, now=now
-        )
+    for _, item in todo:
+        changes.setdefault(item.repository.registry_id, {})[item.repository.id] = held[item.repository.id]
     tags_after = _current_tags(repository_ids)
     for registry_id in sorted(changes):
         by_repository = changes[registry_id]

@@ -21,7 +21,7 @@ from analytics.infra.logs import log_context
 from analytics.infra.text import printable
 from analytics.ingest.known import configs_known, manifests_known, tags_current
 from analytics.ingest.snapshot import IngestItem, IngestResult, snapshots_ingest, unchanged_record_many
-from analytics.ingest.trends import scan_figures_record
+from analytics.ingest.trends import scans_figures_record
 from analytics.models import Repository, Scan, ScanError, Tag
 from analytics.scans.clients import registry_client_shared
 from analytics.scans.deep import scan_deep_record
@@ -391,6 +391,11 @@ class RepositoryRun:
             results = snapshots_ingest(
                 [IngestItem(run.scan.repository, snapshot, scan=run.scan) for run, snapshot in items]  # type: ignore[arg-type]
             )
+            scans_figures_record(  # chain ids of new manifests, then trend points
+                scans=[
+                    run.scan for (run, _), result in zip(items, results, strict=True) if run.changed(result)
+                ]
+            )
             succeeded = []
             for (run, snapshot), result in zip(items, results, strict=True):
                 scan = run.scan
@@ -417,18 +422,20 @@ class RepositoryRun:
             run.__exit__(None, None, None)
         return {run.scan_id for run, _ in items}
 
+    def changed(self, result: IngestResult) -> bool:
+        """Whether an ingest changed what the repository holds or names (a first scan always does): then
+        its new manifests get chain ids and the scan a trend point (`trends.scans_figures_record`)."""
+        return self.previous is None or bool(result.tag_events or result.new_manifests)
+
     def record(self, snapshot: RepositorySnapshot, result: IngestResult) -> dict[str, int]:
-        """After an ingest, in its transaction: the metrics, trend points and follow-ups of a scan that
-        changed something; returns the scan's counts."""
+        """After an ingest, in its transaction: the metrics and follow-ups of a scan; returns its counts."""
         scan = self.scan
         labels = {"registry": scan.registry.name}
         metrics_sink().add(telemetry.IMAGES_SCANNED, labels, result.images)
         metrics_sink().add(telemetry.BYTES_SCANNED, labels, _image_bytes(snapshot))
-        if self.previous is None or result.tag_events or result.new_manifests:
-            scan_figures_record(scan_id=scan.id)  # chain ids of new manifests, then trend points
-            if scan.parent_id is None:  # a registry scan refreshes once, at its end
-                answers_refresh_after_commit(registry_id=scan.registry_id)
-                policies_evaluate_after_commit(registry_id=scan.registry_id)
+        if self.changed(result) and scan.parent_id is None:  # a registry scan refreshes once, at its end
+            answers_refresh_after_commit(registry_id=scan.registry_id)
+            policies_evaluate_after_commit(registry_id=scan.registry_id)
         return {
             "repositories_total": 1,
             "repositories_done": 1,
@@ -569,6 +576,8 @@ class RepositoryRun:
         with transaction.atomic():
             commit_async()
             (result,) = snapshots_ingest([IngestItem(repository, snapshot, scan=scan, complete=not scan.tag)])
+            if self.changed(result):
+                scans_figures_record(scans=[scan])  # chain ids of new manifests, then trend points
             fields = self.record(snapshot, result)
             total, done, d_total, d_done = self.progress.take()
             scan_finish(

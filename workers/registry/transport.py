@@ -254,6 +254,8 @@ class Session:
         self._standing = threading.local()  # this thread's requests are admitted already (a batch)
         self.min_rate = min_rate if min_rate and min_rate[0] > 0 and min_rate[1] > 0 else None
         self.base = httpx.URL(base_url)
+        # a path is appended to this and parsed once; `URL.join` parses twice around a urljoin
+        self._origin_text = str(self.base).rstrip("/") if not self.base.path.strip("/") else None
         self.policy = policy
         self.auth = auth
         self.retry = retry
@@ -270,6 +272,12 @@ class Session:
             yield
         finally:
             self._standing.held = False
+
+    def _target(self, url: str | httpx.URL) -> httpx.URL:
+        """`url` resolved against the registry's base URL (what `self.base.join(url)` gives)."""
+        if self._origin_text is not None and isinstance(url, str) and url[:1] == "/" and url[1:2] != "/":
+            return httpx.URL(self._origin_text + url)
+        return self.base.join(url)
 
     def check_url(self, url: httpx.URL) -> None:
         """The SSRF policy's URL check, with a redacted URL in the message."""
@@ -301,7 +309,7 @@ class Session:
                 try:
                     resp = self._send(
                         method,
-                        self.base.join(url),
+                        self._target(url),
                         headers or {},
                         follow_redirects,
                         scopes,

@@ -358,7 +358,8 @@ LAYERLENS_ALLOWED_NETWORKS = env_list("LAYERLENS_ALLOWED_NETWORKS")
 REGISTRY_RETRIES = int(os.environ.get("REGISTRY_RETRIES", "3"))
 REGISTRY_RETRY_BASE_SECONDS = float(os.environ.get("REGISTRY_RETRY_BASE_SECONDS", "0.5"))
 # Requests one repository scan keeps in flight (threads over one kept-alive client per registry and
-# worker process): 8 saturates a local registry on two cores; the Redis gate below caps the total.
+# worker process), and the connections that client keeps to the registry, which the process's reader
+# threads share: 8 saturates a local registry on two cores; the Redis gate below caps the total.
 REGISTRY_SCAN_CONCURRENCY = int(os.environ.get("REGISTRY_SCAN_CONCURRENCY", "8"))
 # A registry scan's children go to the workers SCAN_TASK_BATCH repositories per task (bookkeeping and
 # task overhead paid per batch), and a worker process reads up to SCAN_READ_AHEAD of them at once while

@@ -48,6 +48,9 @@ def registry_client(registry: Registry) -> RegistryClient:
         retries=settings.REGISTRY_RETRIES,
         retry_base_delay=settings.REGISTRY_RETRY_BASE_SECONDS,
         max_concurrency=settings.REGISTRY_SCAN_CONCURRENCY,
+        # the process's connections to the registry: its reader threads share them. httpcore's pool
+        # checks every connection (a poll each) on every request, so idle surplus costs CPU per request
+        max_connections=settings.REGISTRY_SCAN_CONCURRENCY,
         gate=registry_gate(registry),
         observer=functools.partial(metrics_sink().request, registry=registry.name),
     )

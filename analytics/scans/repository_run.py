@@ -404,13 +404,16 @@ class RepositoryRun:
                 total, done, d_total, d_done = run.progress.take()
                 fields.update(tags_total=total, tags_done=done)
                 if result.failures:
-                    scan_finish(
-                        scan,
-                        Scan.Status.SUCCEEDED,
-                        errors=result.failures,
-                        fields=fields,
-                        tags=(d_total, d_done),
-                    )
+                    with log_context(
+                        scan_id=scan.id, registry_id=scan.registry_id, repository_id=scan.repository_id
+                    ):
+                        scan_finish(
+                            scan,
+                            Scan.Status.SUCCEEDED,
+                            errors=result.failures,
+                            fields=fields,
+                            tags=(d_total, d_done),
+                        )
                 else:
                     succeeded.append((scan, fields, (d_total, d_done)))
             scans_succeed_many(succeeded)

@@ -284,7 +284,8 @@ def parent_finish_if_done(parent_id: int) -> None:
             errors_count=errors,
             lease_until=None,
         )
-        _scan_finished_observe(parent, status, "")
+        with log_context(scan_id=parent.id, registry_id=parent.registry_id):  # not the last child's
+            _scan_finished_observe(parent, status, "")
         Registry.objects.filter(id=parent.registry_id).update(last_scanned_at=timezone.now())
         scan_figures_record(scan_id=parent_id)  # the registry's trend point
         answers_refresh_after_commit(registry_id=parent.registry_id)

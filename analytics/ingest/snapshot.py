@@ -435,27 +435,8 @@ def _presence_refresh(*, repository_ids: list[int], now: datetime) -> dict[int, 
     return changes
 
 
-def _unchanged_record(
-    *, repository: Repository, snapshot: RepositorySnapshot, now: datetime
-) -> IngestResult | None:
-    """A rescan that found every tag where it was: only last-seen times move (holdings, and with them
-    every maintained figure, are derived from the tags, so nothing else can change). None otherwise."""
-    tags = Tag.objects.filter(repository=repository, removed_at__isnull=True)
-    current = dict(tags.values_list("name", "manifest__digest"))
-    if current != snapshot.tags:
-        return None
-    tags.update(last_seen=now)
-    held = RepositoryManifest.objects.filter(repository=repository, present=True)
-    held.filter(last_seen__lt=now).update(last_seen=now)
-    images = held.filter(manifest__kind=Manifest.Kind.IMAGE).count()
-    Repository.objects.filter(id=repository.id).update(last_scanned_at=now)
-    return IngestResult(
-        tags=len(current), images=images, manifests=0, new_manifests=0, tag_events=0, failures=0
-    )
-
-
 def unchanged_record_many(*, expected: dict[int, dict[str, str]], now: datetime) -> dict[int, int]:
-    """`_unchanged_record` for several repositories at once, in five statements whatever their number:
+    """Rescans that found every tag where it was, in five statements whatever their number:
     `expected` is each repository's tags (name -> digest) as a rescan found them. The repositories whose
     current tags are exactly those have their tags' and holdings' last-seen times and `last_scanned_at`
     moved to `now`; returns the images each of them holds. The others are left untouched and out of
@@ -557,18 +538,32 @@ def snapshots_ingest(items: list[IngestItem]) -> list[IngestResult]:
     have them: a registry event's tags read again). `scanned` is false for what registry events
     brought in: the repository's `last_scanned_at` stays the last scan's. Results are in `items`' order.
     """
+    if len({item.repository.id for item in items}) < len(items):
+        raise ValueError("one snapshot per repository in a batch")
     now = timezone.now()
     results: dict[int, IngestResult] = {}
     with transaction.atomic():
-        todo: list[tuple[int, IngestItem]] = []
-        for i, item in enumerate(items):
-            snapshot = item.snapshot
-            if item.complete and not snapshot.manifests and not snapshot.failures:
-                unchanged = _unchanged_record(repository=item.repository, snapshot=snapshot, now=now)
-                if unchanged is not None:
-                    results[i] = unchanged
-                    continue
-            todo.append((i, item))
+        # A rescan that found every tag where it was: only last-seen times move (holdings, and with them
+        # every maintained figure, are derived from the tags, so nothing else can change).
+        maybe = {
+            i: item
+            for i, item in enumerate(items)
+            if item.complete and not item.snapshot.manifests and not item.snapshot.failures
+        }
+        same = unchanged_record_many(
+            expected={item.repository.id: dict(item.snapshot.tags) for item in maybe.values()}, now=now
+        )
+        for i, item in maybe.items():
+            if item.repository.id in same:
+                results[i] = IngestResult(
+                    tags=len(item.snapshot.tags),
+                    images=same[item.repository.id],
+                    manifests=0,
+                    new_manifests=0,
+                    tag_events=0,
+                    failures=0,
+                )
+        todo = [(i, item) for i, item in enumerate(items) if i not in results]
         if todo:
             results.update(_changes_ingest(todo, now=now))
     return [results[i] for i in range(len(items))]

@@ -22,11 +22,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import regex
-from django.db import connection
 
 from analytics.policies.document import Node
 from analytics.policies.patterns import re2_compile, regex_fullmatch
-from analytics.policies.rows import EVENTS, SCANS, TAGS_CTES, Scope, Selection, scope_sql, tag_names
+from analytics.policies.rows import (
+    EVENTS,
+    SCANS,
+    TAGS_CTES,
+    Scope,
+    Selection,
+    scope_sql,
+    selection_fetch,
+    tag_names,
+)
 
 # The values GitLab's API accepts (its ContainerExpirationPolicy options).
 KEEP_N = (1, 5, 10, 25, 50, 100)
@@ -78,9 +86,7 @@ class GitlabPolicy:
         SELECT count(*), count(*) FILTER (WHERE q.from_events),
             coalesce(array_agg(q.id) FILTER (WHERE {" AND ".join(conditions)}), '{{}}')
         FROM q"""
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            tags, from_events, tag_ids = cursor.fetchone()
+        tags, from_events, tag_ids = selection_fetch(sql, params)
         return Selection(
             tag_ids=list(tag_ids),
             tags_current=tags,

@@ -103,12 +103,18 @@ class HarborPolicy:
         predicates = [sel.match for rule in self.rules for sel in rule.tags]
         names, bits = name_bits(tag_names(scope), predicates) if repo_ids and predicates else ([], [])
         pulls = any(r.template in ("latestPulledN", "nDaysSinceLastPull") for r in self.rules)
-        ctes, params = images_ctes(scope, width=len(predicates), names=names, bits=bits, pulls=pulls)
-        params.update(repo_ids=repo_ids, repo_bits=repo_bits)
+        ctes, params = images_ctes(
+            scope,
+            width=len(predicates),
+            names=names,
+            bits=bits,
+            pulls=pulls,
+            repositories=(repo_ids, repo_bits),
+        )
         filters, retains, windows = [], [], []
         bit = 0
         for k, rule in enumerate(self.rules):
-            taken = [f"get_bit(a.rules::varbit, {k}) = 1"]
+            taken = [f"get_bit(i.rules, {k}) = 1"]
             for sel in rule.tags:
                 # excludes: one of its tags does not match (not all do); matches: one of them does
                 test = (
@@ -134,10 +140,7 @@ class HarborPolicy:
                 retains.append(f"r.f{k}")
         sql = f"""WITH {ctes},
         filtered AS (
-            SELECT i.*, a.repository_id IS NOT NULL AS taken{"".join(", " + f for f in filters)}
-            FROM images i
-            LEFT JOIN unnest(%(repo_ids)s::bigint[], %(repo_bits)s::text[]) AS a(repository_id, rules)
-                ON a.repository_id = i.repository_id
+            SELECT i.*, i.rules IS NOT NULL AS taken{"".join(", " + f for f in filters)} FROM images i
         ),
         ranked AS (SELECT i.*{"".join(", " + w for w in windows)} FROM filtered i),
         decided AS (

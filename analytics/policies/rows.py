@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 
 from analytics.models import Registry, RegistryEvent, Repository
@@ -91,18 +91,35 @@ def scope_sql(scope: Scope) -> tuple[str, str, dict]:
     return " AND ".join(where), " AND ".join(events), params
 
 
+# A selection's sorts and hashes span every image or tag of its scope: a million rows at the bench's scale,
+# which PostgreSQL's default work_mem (4 MB) sends to disk. Raised for its statements only.
+WORK_MEM = "256MB"
+
+
+def selection_fetch(sql: str, params: dict, *, one: bool = True):
+    """Run one selection statement with WORK_MEM in a transaction of its own (restored after it, should the
+    caller hold a transaction); its first row, or all of them."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('work_mem'), set_config('work_mem', %s, true)", [WORK_MEM])
+        before = cursor.fetchone()[0]
+        cursor.execute(sql, params)
+        answer = cursor.fetchone() if one else cursor.fetchall()
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [before])
+    return answer
+
+
 def tag_names(scope: Scope) -> list[str]:
     """The distinct names of the scope's current tags."""
     where, _, params = scope_sql(scope)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT DISTINCT t.name FROM analytics_repository r
-                JOIN analytics_tag t ON t.repository_id = r.id AND t.removed_at IS NULL
-                    AND t.manifest_id IS NOT NULL
-                WHERE {where}""",
-            params,
-        )
-        return [name for (name,) in cursor.fetchall()]
+    rows = selection_fetch(
+        f"""SELECT DISTINCT t.name FROM analytics_repository r
+            JOIN analytics_tag t ON t.repository_id = r.id
+                AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
+            WHERE {where}""",
+        params,
+        one=False,
+    )
+    return [name for (name,) in rows]
 
 
 def name_bits(
@@ -148,8 +165,8 @@ tags AS (
 
 # The scope's holdings and current tags, one row per (repository, manifest) either has (`images`):
 # `is_image` for the images a policy sees (tagged: a present holding some tag names; untagged: a holding
-# no longer present), `tags` the current tags naming it, `tag_ids` theirs, `any_bits` / `every_bits` the
-# bit_or / bit_and of their names' bits (when names are given).
+# no longer present), `tags` how many current tags name it, `any_bits` / `every_bits` the bit_or / bit_and
+# of their names' bits (when names are given), `rules` its repository's bits (when given).
 IMAGES_CTES = """
 pushes AS (
     SELECT e.repository, e.digest, min(coalesce(e.occurred_at, e.received_at)) AS at
@@ -158,7 +175,7 @@ pushes AS (
     GROUP BY 1, 2
 ),{names_cte}
 named AS (
-    SELECT t.repository_id, t.manifest_id, count(*) AS tags, array_agg(t.id) AS tag_ids{bits_agg}
+    SELECT t.repository_id, t.manifest_id, count(*) AS tags{bits_agg}
     FROM analytics_repository r
     JOIN analytics_tag t ON t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
     {names_join}
@@ -168,28 +185,37 @@ named AS (
 held AS (
     SELECT rm.repository_id, rm.manifest_id, rm.present, m.digest,
         CASE WHEN p.at <= rm.first_seen THEN p.at ELSE rm.first_seen END AS pushed_at,
-        coalesce(p.at <= rm.first_seen, false) AS from_events{pulled}
+        coalesce(p.at <= rm.first_seen, false) AS from_events{pulled}{rules}
     FROM analytics_repository r
     JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id
     JOIN analytics_manifest m ON m.id = rm.manifest_id
-    LEFT JOIN pushes p ON p.repository = r.name AND p.digest = m.digest{pulls_join}
+    LEFT JOIN pushes p ON p.repository = r.name AND p.digest = m.digest{pulls_join}{rules_join}
     WHERE {where}
 ),
 images AS (
-    SELECT coalesce(h.repository_id, n.repository_id) AS repository_id, h.manifest_id, h.digest,
+    SELECT coalesce(h.repository_id, n.repository_id) AS repository_id,
+        coalesce(h.manifest_id, n.manifest_id) AS manifest_id, h.digest,
         coalesce(h.manifest_id IS NOT NULL AND (n.manifest_id IS NOT NULL OR NOT h.present), false)
             AS is_image,
-        coalesce(h.present, false) AS tagged, coalesce(n.tags, 0) AS tags, n.tag_ids,
-        h.pushed_at, h.from_events{pulled_h}{bits_n}
+        coalesce(h.present, false) AS tagged, coalesce(n.tags, 0) AS tags,
+        h.pushed_at, h.from_events{pulled_h}{bits_n}{rules_h}
     FROM held h FULL JOIN named n ON n.repository_id = h.repository_id AND n.manifest_id = h.manifest_id
 )"""
 
 
 def images_ctes(
-    scope: Scope, *, width: int = 0, names: list[str] = (), bits: list[str] = (), pulls: bool = False
+    scope: Scope,
+    *,
+    width: int = 0,
+    names: Sequence[str] = (),
+    bits: Sequence[str] = (),
+    pulls: bool = False,
+    repositories: tuple[Sequence[int], Sequence[str]] | None = None,
 ) -> tuple[str, dict]:
     """IMAGES_CTES for the scope: with `width` predicates, the images' any_bits and every_bits from the
-    `names` some predicate takes and their `bits` (name_bits); with `pulls`, their pull times."""
+    `names` some predicate takes and their `bits` (name_bits); with `pulls`, their pull times; with
+    `repositories` (ids and bit strings), their repository's `rules` (NULL for the repositories not
+    listed)."""
     where, events, params = scope_sql(scope)
     sql = IMAGES_CTES.format(
         where=where,
@@ -213,11 +239,21 @@ def images_ctes(
             if pulls
             else ""
         ),
+        rules=", a.rules::varbit AS rules" if repositories is not None else "",
+        rules_join=(
+            "\n    LEFT JOIN unnest(%(repo_ids)s::bigint[], %(repo_bits)s::text[]) AS a(id, rules)"
+            " ON a.id = r.id"
+            if repositories is not None
+            else ""
+        ),
         pulled_h=", h.pulled_at" if pulls else "",
         bits_n=", n.any_bits, n.every_bits" if width else "",
+        rules_h=", h.rules" if repositories is not None else "",
     )
     if width:
         params.update(names=list(names), bits=list(bits), zero="0" * width)
+    if repositories is not None:
+        params.update(repo_ids=list(repositories[0]), repo_bits=list(repositories[1]))
     return sql, params
 
 
@@ -234,25 +270,29 @@ class Selection:
 
 
 # The images statement's answer: counts, the expired images' tag ids, the expired untagged images.
-IMAGES_ANSWER = """
-SELECT coalesce(sum(d.tags) FILTER (WHERE x.n IS NULL OR x.n = 1), 0)::bigint,
-    count(*) FILTER (WHERE d.is_image AND (x.n IS NULL OR x.n = 1)),
-    count(*) FILTER (WHERE d.is_image AND d.from_events AND (x.n IS NULL OR x.n = 1)),
-    coalesce(array_agg(x.id) FILTER (WHERE x.id IS NOT NULL), '{}'),
-    coalesce(array_agg(d.repository_id) FILTER (WHERE d.expired AND NOT d.tagged), '{}'),
-    coalesce(array_agg(d.digest) FILTER (WHERE d.expired AND NOT d.tagged), '{}')
-FROM decided d
-LEFT JOIN LATERAL unnest(CASE WHEN d.expired AND d.tagged THEN d.tag_ids END) WITH ORDINALITY AS x(id, n)
-    ON true
+IMAGES_ANSWER = """,
+answer AS MATERIALIZED (
+    SELECT repository_id, manifest_id, digest, is_image, tagged, expired, from_events, tags FROM decided
+)
+SELECT c.*, coalesce((
+    SELECT array_agg(t.id) FROM answer a
+    JOIN analytics_tag t ON t.repository_id = a.repository_id AND t.manifest_id = a.manifest_id
+        AND t.removed_at IS NULL
+    WHERE a.expired AND a.tagged), '{}')
+FROM (
+    SELECT coalesce(sum(tags), 0)::bigint, count(*) FILTER (WHERE is_image),
+        count(*) FILTER (WHERE is_image AND from_events),
+        coalesce(array_agg(repository_id) FILTER (WHERE expired AND NOT tagged), '{}'),
+        coalesce(array_agg(digest) FILTER (WHERE expired AND NOT tagged), '{}')
+    FROM answer
+) c
 """
 
 
 def images_select(scope: Scope, sql: str, params: dict) -> Selection:
     """Run a format's images statement (IMAGES_CTES, then `decided`: each row with `expired`) and read its
     answer (IMAGES_ANSWER) as a Selection."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql + IMAGES_ANSWER, params)
-        tags, images, from_events, tag_ids, repo_ids, digests = cursor.fetchone()
+    tags, images, from_events, repo_ids, digests, tag_ids = selection_fetch(sql + IMAGES_ANSWER, params)
     return Selection(
         tag_ids=list(tag_ids),
         untagged=[(scope.repositories[r], d) for r, d in zip(repo_ids, digests, strict=True)],

@@ -33,7 +33,15 @@ from datetime import datetime, timedelta
 from analytics.errors import InvalidPolicy
 from analytics.policies.document import Node
 from analytics.policies.patterns import ecr_pattern
-from analytics.policies.rows import Scope, Selection, images_ctes, images_select, name_bits, tag_names
+from analytics.policies.rows import (
+    Scope,
+    Selection,
+    images_ctes,
+    images_select,
+    name_bits,
+    newest_first_sql,
+    tag_names,
+)
 
 MAX_RULES = 100
 MAX_LIST = 100
@@ -75,7 +83,7 @@ class EcrPolicy:
             predicates += list(rule.patterns)
         names, bits = name_bits(tag_names(scope), predicates) if predicates else ([], [])
         ctes, params = images_ctes(scope, width=len(predicates), names=names, bits=bits)
-        identifies, marks, windows = [], [], []
+        identifies, marks, ties, ranks = [], [], [], []
         bit = 0
         for k, rule in enumerate(self.rules):
             if rule.tag_status == "any":
@@ -88,10 +96,9 @@ class EcrPolicy:
                 bit += wanted
                 identifies.append(f"i.is_image AND i.tagged AND coalesce({taken}, false)")
             if rule.count_type == "imageCountMoreThan":
-                windows.append(
-                    f"row_number() OVER (PARTITION BY i.repository_id, i.id{k} "
-                    f'ORDER BY i.pushed_at DESC, i.digest COLLATE "C" DESC) AS rank{k}'
-                )
+                tie, rank = newest_first_sql(k, f"id{k}", "i.pushed_at")
+                ties.append(tie)
+                ranks.append(rank)
                 marks.append(f"r.rank{k} > %(count{k})s")
                 params[f"count{k}"] = rule.count
             else:
@@ -101,7 +108,8 @@ class EcrPolicy:
         first = " ".join(f"WHEN r.id{k} THEN {mark}" for k, mark in enumerate(marks))
         sql = f"""WITH {ctes},
         identified AS (SELECT i.*, {ids} FROM images i),
-        ranked AS (SELECT i.*{"".join(", " + w for w in windows)} FROM identified i),
+        tied AS (SELECT i.*{"".join(", " + w for w in ties)} FROM identified i),
+        ranked AS (SELECT i.*{"".join(", " + w for w in ranks)} FROM tied i),
         decided AS (SELECT r.*, coalesce(CASE {first} ELSE false END, false) AS expired FROM ranked r)"""
         return images_select(scope, sql, params)
 

@@ -81,7 +81,8 @@ class GitlabPolicy:
             SELECT t.id, t.pushed_at, t.from_events, x.name,
                 row_number() OVER (PARTITION BY t.repository_id, x.name IS NULL
                                    ORDER BY t.pushed_at DESC, t.name COLLATE "C" DESC) AS n
-            FROM tags t LEFT JOIN unnest(%(names)s::text[]) AS x(name) ON x.name = t.name
+            FROM tags t
+            LEFT JOIN (SELECT DISTINCT name FROM unnest(%(names)s::text[]) AS x(name)) x ON x.name = t.name
         )
         SELECT count(*), count(*) FILTER (WHERE q.from_events),
             coalesce(array_agg(q.id) FILTER (WHERE {" AND ".join(conditions)}), '{{}}')

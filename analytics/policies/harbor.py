@@ -34,7 +34,15 @@ from datetime import datetime, timedelta
 from analytics.errors import InvalidPolicy
 from analytics.policies.document import Node
 from analytics.policies.patterns import doublestar
-from analytics.policies.rows import Scope, Selection, images_ctes, images_select, name_bits, tag_names
+from analytics.policies.rows import (
+    Scope,
+    Selection,
+    images_ctes,
+    images_select,
+    name_bits,
+    newest_first_sql,
+    tag_names,
+)
 
 # Harbor's own bounds: 15 rules a project; K and N below 2^15 - 1; days at most 20190904.
 MAX_RULES = 15
@@ -111,7 +119,7 @@ class HarborPolicy:
             pulls=pulls,
             repositories=(repo_ids, repo_bits),
         )
-        filters, retains, windows = [], [], []
+        filters, retains, ties, ranks = [], [], [], []
         bit = 0
         for k, rule in enumerate(self.rules):
             taken = [f"get_bit(i.rules, {k}) = 1"]
@@ -126,11 +134,11 @@ class HarborPolicy:
             filters.append(f"coalesce(i.is_image AND {' AND '.join(taken)}, false) AS f{k}")
             n = rule.n or 0
             if rule.template in ("latestPushedK", "latestPulledN"):
+                # never pulled: as pulled at the epoch (Harbor's zero time), then by digest
                 by = "i.pushed_at" if rule.template == "latestPushedK" else "coalesce(i.pulled_at, 'epoch')"
-                windows.append(
-                    f"row_number() OVER (PARTITION BY i.repository_id, i.f{k} "
-                    f'ORDER BY {by} DESC, i.digest COLLATE "C" DESC) AS rank{k}'
-                )
+                tie, rank = newest_first_sql(k, f"f{k}", by)
+                ties.append(tie)
+                ranks.append(rank)
                 retains.append(f"(r.f{k} AND r.rank{k} <= {n})")
             elif rule.template in ("nDaysSinceLastPush", "nDaysSinceLastPull"):
                 at = "pushed_at" if rule.template == "nDaysSinceLastPush" else "pulled_at"
@@ -142,7 +150,8 @@ class HarborPolicy:
         filtered AS (
             SELECT i.*, i.rules IS NOT NULL AS taken{"".join(", " + f for f in filters)} FROM images i
         ),
-        ranked AS (SELECT i.*{"".join(", " + w for w in windows)} FROM filtered i),
+        tied AS (SELECT i.*{"".join(", " + w for w in ties)} FROM filtered i),
+        ranked AS (SELECT i.*{"".join(", " + w for w in ranks)} FROM tied i),
         decided AS (
             SELECT r.*, r.is_image AND r.taken AND NOT ({" OR ".join(retains) or "false"}) AS expired
             FROM ranked r

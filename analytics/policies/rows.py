@@ -169,11 +169,13 @@ tags AS (
 # of their names' bits (when names are given), `rules` its repository's bits (when given).
 IMAGES_CTES = """
 pushes AS (
-    SELECT e.repository, e.digest, min(coalesce(e.occurred_at, e.received_at)) AS at
+    SELECT r.id AS repository_id, m.id AS manifest_id, min(coalesce(e.occurred_at, e.received_at)) AS at
     FROM analytics_registryevent e
+    JOIN analytics_repository r ON r.registry_id = e.registry_id AND r.name = e.repository
+    JOIN analytics_manifest m ON m.digest = e.digest
     WHERE {events} AND e.action = %(push)s AND e.target = %(manifest)s AND e.digest <> ''
     GROUP BY 1, 2
-),{names_cte}
+),{pulls_cte}{names_cte}
 named AS (
     SELECT t.repository_id, t.manifest_id, count(*) AS tags{bits_agg}
     FROM analytics_repository r
@@ -183,24 +185,44 @@ named AS (
     GROUP BY 1, 2
 ),
 held AS (
-    SELECT rm.repository_id, rm.manifest_id, rm.present, m.digest,
+    SELECT rm.repository_id, rm.manifest_id, rm.present,
         CASE WHEN p.at <= rm.first_seen THEN p.at ELSE rm.first_seen END AS pushed_at,
         coalesce(p.at <= rm.first_seen, false) AS from_events{pulled}{rules}
     FROM analytics_repository r
     JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id
-    JOIN analytics_manifest m ON m.id = rm.manifest_id
-    LEFT JOIN pushes p ON p.repository = r.name AND p.digest = m.digest{pulls_join}{rules_join}
+    LEFT JOIN pushes p ON p.repository_id = rm.repository_id AND p.manifest_id = rm.manifest_id
+    {pulls_join}{rules_join}
     WHERE {where}
 ),
 images AS (
     SELECT coalesce(h.repository_id, n.repository_id) AS repository_id,
-        coalesce(h.manifest_id, n.manifest_id) AS manifest_id, h.digest,
+        coalesce(h.manifest_id, n.manifest_id) AS manifest_id,
         coalesce(h.manifest_id IS NOT NULL AND (n.manifest_id IS NOT NULL OR NOT h.present), false)
             AS is_image,
         coalesce(h.present, false) AS tagged, coalesce(n.tags, 0) AS tags,
         h.pushed_at, h.from_events{pulled_h}{bits_n}{rules_h}
     FROM held h FULL JOIN named n ON n.repository_id = h.repository_id AND n.manifest_id = h.manifest_id
 )"""
+
+# The digests are read only where they decide something (a tie, an untagged image listed), never for every
+# image: the manifests' table is the widest of the scope's (a quarter of a gigabyte at a million images).
+_DIGEST = "(SELECT m.digest FROM analytics_manifest m WHERE m.id = {row}.manifest_id)"
+
+
+def newest_first_sql(k: int, flag: str, key: str) -> tuple[str, str]:
+    """Window expressions ranking the images (`i`) of each repository where the boolean column `flag`
+    holds, newest first by `key` then digest (as Python compares strings): `tie{k}` (for a first select:
+    how many share the image's `key`), then `rank{k}` (for a second one over the first: its position).
+    The position is counted from the oldest (the number of rows less the ascending row number), so that
+    the second sort only extends the first; digests are read for the tied rows only."""
+    tie = f"count(*) OVER (PARTITION BY i.repository_id, i.{flag}, {key}) AS tie{k}"
+    digest = _DIGEST.format(row="i")
+    rank = (
+        f"count(*) OVER (PARTITION BY i.repository_id, i.{flag}) - row_number() OVER ("
+        f"PARTITION BY i.repository_id, i.{flag} ORDER BY {key}, "
+        f'CASE WHEN i.{flag} AND i.tie{k} > 1 THEN {digest} END COLLATE "C") + 1 AS rank{k}'
+    )
+    return tie, rank
 
 
 def images_ctes(
@@ -221,8 +243,9 @@ def images_ctes(
         where=where,
         events=events,
         names_cte=(
-            "\nnames AS (SELECT x.name, x.bits::varbit AS bits"
-            " FROM unnest(%(names)s::text[], %(bits)s::text[]) AS x(name, bits)),"
+            # grouped: the planner then knows the names are distinct, and hashes them, not the tags
+            "\nnames AS (SELECT x.name, min(x.bits)::varbit AS bits"
+            " FROM unnest(%(names)s::text[], %(bits)s::text[]) AS x(name, bits) GROUP BY x.name),"
             if width
             else ""
         ),
@@ -232,17 +255,23 @@ def images_ctes(
             else ""
         ),
         names_join="LEFT JOIN names x ON x.name = t.name" if width else "",
+        pulls_cte=(
+            "\npulls AS (SELECT mp.repository_id, m.id AS manifest_id, mp.last_pulled_at"
+            " FROM analytics_repository r JOIN analytics_manifestpulls mp ON mp.repository_id = r.id"
+            f" JOIN analytics_manifest m ON m.digest = mp.digest WHERE {where}),"
+            if pulls
+            else ""
+        ),
         pulled=", mp.last_pulled_at AS pulled_at" if pulls else "",
         pulls_join=(
-            "\n    LEFT JOIN analytics_manifestpulls mp ON mp.repository_id = rm.repository_id"
-            " AND mp.digest = m.digest"
+            "LEFT JOIN pulls mp ON mp.repository_id = rm.repository_id"
+            " AND mp.manifest_id = rm.manifest_id\n    "
             if pulls
             else ""
         ),
         rules=", a.rules::varbit AS rules" if repositories is not None else "",
         rules_join=(
-            "\n    LEFT JOIN unnest(%(repo_ids)s::bigint[], %(repo_bits)s::text[]) AS a(id, rules)"
-            " ON a.id = r.id"
+            "LEFT JOIN unnest(%(repo_ids)s::bigint[], %(repo_bits)s::text[]) AS a(id, rules) ON a.id = r.id"
             if repositories is not None
             else ""
         ),
@@ -272,7 +301,9 @@ class Selection:
 # The images statement's answer: counts, the expired images' tag ids, the expired untagged images.
 IMAGES_ANSWER = """,
 answer AS MATERIALIZED (
-    SELECT repository_id, manifest_id, digest, is_image, tagged, expired, from_events, tags FROM decided
+    SELECT repository_id, manifest_id, is_image, tagged, expired, from_events, tags,
+        CASE WHEN expired AND NOT tagged THEN {digest} END AS digest
+    FROM decided d
 )
 SELECT c.*, coalesce((
     SELECT array_agg(t.id) FROM answer a
@@ -286,7 +317,7 @@ FROM (
         coalesce(array_agg(digest) FILTER (WHERE expired AND NOT tagged), '{}')
     FROM answer
 ) c
-"""
+""".replace("{digest}", _DIGEST.format(row="d"))
 
 
 def images_select(scope: Scope, sql: str, params: dict) -> Selection:

@@ -140,13 +140,12 @@ def cases() -> dict[str, dict]:
 
 def run(*, runs: int, only: set[str], log=print) -> dict[str, tuple[float, float, float]]:
     from analytics.policies import preview as preview_module
-    from analytics.policies.preview import policy_parse, policy_preview
-    from harness.proc import cpu_seconds, cpu_spent, postgres_pids
-
     from analytics.policies.ecr import EcrPolicy
     from analytics.policies.gitlab import GitlabPolicy
     from analytics.policies.harbor import HarborPolicy
     from analytics.policies.layerlens import LayerlensPolicy
+    from analytics.policies.preview import policy_parse, policy_preview
+    from harness.proc import cpu_seconds, cpu_spent, postgres_pids
 
     phases = Phases()
     phases.wrap(preview_module, "scope_read", "scope")

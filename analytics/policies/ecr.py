@@ -36,6 +36,7 @@ from analytics.policies.patterns import ecr_pattern
 from analytics.policies.rows import (
     Scope,
     Selection,
+    bit_sql,
     images_ctes,
     images_select,
     name_bits,
@@ -92,7 +93,9 @@ class EcrPolicy:
                 identifies.append("i.is_image AND NOT i.tagged")
             else:
                 wanted = len(rule.prefixes) + len(rule.patterns)
-                taken = " AND ".join(f"get_bit(i.any_bits, {b}) = 1" for b in range(bit, bit + wanted))
+                taken = " AND ".join(
+                    bit_sql("i.any_bits", b, len(predicates)) for b in range(bit, bit + wanted)
+                )
                 bit += wanted
                 identifies.append(f"i.is_image AND i.tagged AND coalesce({taken}, false)")
             if rule.count_type == "imageCountMoreThan":

@@ -37,6 +37,7 @@ from analytics.policies.patterns import doublestar
 from analytics.policies.rows import (
     Scope,
     Selection,
+    bit_sql,
     images_ctes,
     images_select,
     name_bits,
@@ -122,11 +123,13 @@ class HarborPolicy:
         filters, retains, ties, ranks = [], [], [], []
         bit = 0
         for k, rule in enumerate(self.rules):
-            taken = [f"get_bit(i.rules, {k}) = 1"]
+            taken = [f"(i.rules & {1 << k}::bigint) <> 0"]  # a bigint: at most MAX_RULES rules
             for sel in rule.tags:
                 # excludes: one of its tags does not match (not all do); matches: one of them does
                 test = (
-                    f"get_bit(i.every_bits, {bit}) = 0" if sel.excludes else f"get_bit(i.any_bits, {bit}) = 1"
+                    f"NOT ({bit_sql('i.every_bits', bit, len(predicates))})"
+                    if sel.excludes
+                    else bit_sql("i.any_bits", bit, len(predicates))
                 )
                 untagged = "true" if sel.untagged else "false"
                 taken.append(f"CASE WHEN i.tagged THEN coalesce({test}, false) ELSE {untagged} END")

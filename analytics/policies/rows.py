@@ -200,7 +200,7 @@ pushes AS (
     GROUP BY 1, 2
 ),{pulls_cte}{names_cte}
 named AS (
-    SELECT t.repository_id, t.manifest_id, count(*) AS tags{bits_agg}
+    SELECT t.repository_id, t.manifest_id, count(*) AS tags, min(t.id) AS tag_id{bits_agg}
     FROM analytics_repository r
     JOIN analytics_tag t ON t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
     {names_join}
@@ -222,7 +222,7 @@ images AS (
         coalesce(h.manifest_id, n.manifest_id) AS manifest_id,
         coalesce(h.manifest_id IS NOT NULL AND (n.manifest_id IS NOT NULL OR NOT h.present), false)
             AS is_image,
-        coalesce(h.present, false) AS tagged, coalesce(n.tags, 0) AS tags,
+        coalesce(h.present, false) AS tagged, coalesce(n.tags, 0) AS tags, n.tag_id,
         h.pushed_at, h.from_events{pulled_h}{bits_n}{rules_h}
     FROM held h FULL JOIN named n ON n.repository_id = h.repository_id AND n.manifest_id = h.manifest_id
 )"""
@@ -327,10 +327,11 @@ class Selection:
     pushed_from: dict[str, int] | None = None  # {EVENTS: n, SCANS: n}
 
 
-# The images statement's answer: counts, the expired images' tag ids, the expired untagged images.
+# The images statement's answer: counts, the expired untagged images, the expired images' tag ids (an
+# image's one tag as its group carried it; the tags of images with several read again).
 IMAGES_ANSWER = """,
 answer AS MATERIALIZED (
-    SELECT repository_id, manifest_id, is_image, tagged, expired, from_events, tags,
+    SELECT repository_id, manifest_id, is_image, tagged, expired, from_events, tags, tag_id,
         CASE WHEN expired AND NOT tagged THEN {digest} END AS digest
     FROM decided d
 )
@@ -338,12 +339,13 @@ SELECT c.*, coalesce((
     SELECT array_agg(t.id) FROM answer a
     JOIN analytics_tag t ON t.repository_id = a.repository_id AND t.manifest_id = a.manifest_id
         AND t.removed_at IS NULL
-    WHERE a.expired AND a.tagged), '{}')
+    WHERE a.expired AND a.tagged AND a.tags > 1), '{}')
 FROM (
     SELECT coalesce(sum(tags), 0)::bigint, count(*) FILTER (WHERE is_image),
         count(*) FILTER (WHERE is_image AND from_events),
         coalesce(array_agg(repository_id) FILTER (WHERE expired AND NOT tagged), '{}'),
-        coalesce(array_agg(digest) FILTER (WHERE expired AND NOT tagged), '{}')
+        coalesce(array_agg(digest) FILTER (WHERE expired AND NOT tagged), '{}'),
+        coalesce(array_agg(tag_id) FILTER (WHERE expired AND tagged AND tags = 1), '{}')
     FROM answer
 ) c
 """.replace("{digest}", _DIGEST.format(row="d"))
@@ -352,9 +354,11 @@ FROM (
 def images_select(scope: Scope, sql: str, params: dict) -> Selection:
     """Run a format's images statement (IMAGES_CTES, then `decided`: each row with `expired`) and read its
     answer (IMAGES_ANSWER) as a Selection."""
-    tags, images, from_events, repo_ids, digests, tag_ids = selection_fetch(sql + IMAGES_ANSWER, params)
+    tags, images, from_events, repo_ids, digests, single, several = selection_fetch(
+        sql + IMAGES_ANSWER, params
+    )
     return Selection(
-        tag_ids=list(tag_ids),
+        tag_ids=[*single, *several],
         untagged=[(scope.repositories[r], d) for r, d in zip(repo_ids, digests, strict=True)],
         tags_current=tags,
         pushed_from={EVENTS: from_events, SCANS: images - from_events},

@@ -98,13 +98,22 @@ WORK_MEM = "256MB"
 
 def selection_fetch(sql: str, params: dict, *, one: bool = True):
     """Run one selection statement with WORK_MEM in a transaction of its own (restored after it, should the
-    caller hold a transaction); its first row, or all of them."""
+    caller hold a transaction); its first row, or all of them. Always planned for its own parameters
+    (`plan_cache_mode`): the connections prepare a statement run five times (DB_PREPARE_THRESHOLD), and a
+    generic plan would not know how many names or repositories its arrays hold."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('work_mem'), set_config('work_mem', %s, true)", [WORK_MEM])
-        before = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT current_setting('work_mem'), current_setting('plan_cache_mode'),"
+            " set_config('work_mem', %s, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+            [WORK_MEM],
+        )
+        work_mem, plan_cache_mode = cursor.fetchone()[:2]
         cursor.execute(sql, params)
         answer = cursor.fetchone() if one else cursor.fetchall()
-        cursor.execute("SELECT set_config('work_mem', %s, true)", [before])
+        cursor.execute(
+            "SELECT set_config('work_mem', %s, true), set_config('plan_cache_mode', %s, true)",
+            [work_mem, plan_cache_mode],
+        )
     return answer
 
 

@@ -6,7 +6,9 @@
   Harbor's doublestar patterns;
 - `ecr`, `gitlab`, `harbor`, `layerlens`: one format each, parsed and evaluated with its documented
   semantics;
-- `rows`: what a policy is evaluated over (images and tags with push and pull times, and their source);
+- `rows`: what a policy is evaluated over, as SQL over the scope (images and tags with push and pull
+  times, and their source; tag names matched in Python, sent back as bits); the formats' selections are
+  statements over it, returning only what they select and the counts the answer needs;
 - `preview`: parse (format given or guessed), refuse what would be guessed (pulls not counted), select,
   price with `selectors.whatif.deletion_impact`.
 

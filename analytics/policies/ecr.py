@@ -33,7 +33,16 @@ from datetime import datetime, timedelta
 from analytics.errors import InvalidPolicy
 from analytics.policies.document import Node
 from analytics.policies.patterns import ecr_pattern
-from analytics.policies.rows import Image, PlaceRows, Selection, newest_first
+from analytics.policies.rows import (
+    Scope,
+    Selection,
+    bit_sql,
+    images_ctes,
+    images_select,
+    name_bits,
+    newest_first_sql,
+    tag_names,
+)
 
 MAX_RULES = 100
 MAX_LIST = 100
@@ -56,23 +65,6 @@ class EcrRule:
     count_type: str
     count: int
 
-    def identifies(self, image: Image) -> bool:
-        if self.tag_status == "any":
-            return True
-        if self.tag_status == "untagged":
-            return not image.tags
-        if not image.tags:
-            return False
-        return all(any(t.startswith(p) for t in image.tags) for p in self.prefixes) and all(
-            any(match(t) for t in image.tags) for match in self.patterns
-        )
-
-    def marks(self, images: list[Image], now: datetime) -> list[Image]:
-        if self.count_type == "imageCountMoreThan":
-            return newest_first(images)[self.count :]
-        cutoff = now - timedelta(days=self.count)
-        return [i for i in images if i.pushed_at < cutoff]
-
 
 @dataclass(frozen=True)
 class EcrPolicy:
@@ -81,20 +73,52 @@ class EcrPolicy:
     reads = "images"  # whose push times it reads
     pull_window = None  # no rule of this format reads pulls
 
-    def select(self, rows: PlaceRows, now: datetime) -> Selection:
-        selection = Selection()
-        for images in rows.images.values():
-            identified: set[tuple[int, int]] = set()
-            expired: set[tuple[int, int]] = set()
-            for rule in self.rules:
-                matched = [i for i in images if rule.identifies(i)]
-                for image in rule.marks(matched, now):
-                    key = (image.repository_id, image.manifest_id)
-                    if key not in identified and key not in expired:
-                        expired.add(key)
-                        selection.image_remove(image)
-                identified.update((i.repository_id, i.manifest_id) for i in matched)
-        return selection
+    def select(self, scope: Scope, now: datetime) -> Selection:
+        """Each rule's tag requirements over the scope's distinct tag names in Python (one bit per prefix
+        and pattern); the rest in SQL over its images: each image's first identifying rule, and whether
+        that rule marks it (past the newest countNumber of the images the rule identifies, by push time
+        then digest, newest first; or pushed before the cutoff)."""
+        predicates: list[Callable[[str], bool]] = []
+        for rule in self.rules:
+            predicates += [_prefix(p) for p in rule.prefixes]
+            predicates += list(rule.patterns)
+        names, bits = name_bits(tag_names(scope), predicates) if predicates else ([], [])
+        ctes, params = images_ctes(scope, width=len(predicates), names=names, bits=bits)
+        identifies, marks, ties, ranks = [], [], [], []
+        bit = 0
+        for k, rule in enumerate(self.rules):
+            if rule.tag_status == "any":
+                identifies.append("i.is_image")
+            elif rule.tag_status == "untagged":
+                identifies.append("i.is_image AND NOT i.tagged")
+            else:
+                wanted = len(rule.prefixes) + len(rule.patterns)
+                taken = " AND ".join(
+                    bit_sql("i.any_bits", b, len(predicates)) for b in range(bit, bit + wanted)
+                )
+                bit += wanted
+                identifies.append(f"i.is_image AND i.tagged AND coalesce({taken}, false)")
+            if rule.count_type == "imageCountMoreThan":
+                tie, rank = newest_first_sql(k, f"id{k}", "i.pushed_at")
+                ties.append(tie)
+                ranks.append(rank)
+                marks.append(f"r.rank{k} > %(count{k})s")
+                params[f"count{k}"] = rule.count
+            else:
+                marks.append(f"r.pushed_at < %(cutoff{k})s")
+                params[f"cutoff{k}"] = now - timedelta(days=rule.count)
+        ids = ", ".join(f"{sql} AS id{k}" for k, sql in enumerate(identifies))
+        first = " ".join(f"WHEN r.id{k} THEN {mark}" for k, mark in enumerate(marks))
+        sql = f"""WITH {ctes},
+        identified AS (SELECT i.*, {ids} FROM images i),
+        tied AS (SELECT i.*{"".join(", " + w for w in ties)} FROM identified i),
+        ranked AS (SELECT i.*{"".join(", " + w for w in ranks)} FROM tied i),
+        decided AS (SELECT r.*, coalesce(CASE {first} ELSE false END, false) AS expired FROM ranked r)"""
+        return images_select(scope, sql, params)
+
+
+def _prefix(prefix: str) -> Callable[[str], bool]:
+    return lambda tag: tag.startswith(prefix)
 
 
 def _unsupported(node: Node, key: str) -> None:

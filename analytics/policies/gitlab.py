@@ -25,7 +25,16 @@ import regex
 
 from analytics.policies.document import Node
 from analytics.policies.patterns import re2_compile, regex_fullmatch
-from analytics.policies.rows import PlaceRows, Selection
+from analytics.policies.rows import (
+    EVENTS,
+    SCANS,
+    TAGS_CTES,
+    Scope,
+    Selection,
+    scope_sql,
+    selection_fetch,
+    tag_names,
+)
 
 # The values GitLab's API accepts (its ContainerExpirationPolicy options).
 KEEP_N = (1, 5, 10, 25, 50, 100)
@@ -48,21 +57,42 @@ class GitlabPolicy:
     reads = "tags"  # whose push times it reads
     pull_window = None
 
-    def select(self, rows: PlaceRows, now: datetime) -> Selection:
-        selection = Selection()
-        for tags in rows.tags.values():
-            left = [t for t in tags if t.name != "latest"]
-            left = [t for t in left if regex_fullmatch(self.expire, t.name, path=self.expire_path)]
-            if self.keep is not None:
-                left = [t for t in left if not regex_fullmatch(self.keep, t.name, path=self.keep_path)]
-            left.sort(key=lambda t: (t.pushed_at, t.name), reverse=True)
-            if self.keep_n is not None:
-                left = left[self.keep_n :]
-            if self.older_than_days is not None:
-                cutoff = now - timedelta(days=self.older_than_days)
-                left = [t for t in left if t.pushed_at < cutoff]
-            selection.tag_ids.update(t.id for t in left)
-        return selection
+    def select(self, scope: Scope, now: datetime) -> Selection:
+        """Steps 1-3 over the scope's distinct tag names, in Python (RE2 semantics, under a timeout); steps
+        5 and 6 in SQL over its tags: ranked per repository by (push time, name), newest first."""
+        names = [
+            n
+            for n in tag_names(scope)
+            if n != "latest"
+            and regex_fullmatch(self.expire, n, path=self.expire_path)
+            and not (self.keep is not None and regex_fullmatch(self.keep, n, path=self.keep_path))
+        ]
+        where, events, params = scope_sql(scope)
+        conditions = ["q.name IS NOT NULL"]
+        if self.keep_n is not None:
+            conditions.append("q.n > %(keep_n)s")
+            params["keep_n"] = self.keep_n
+        if self.older_than_days is not None:
+            conditions.append("q.pushed_at < %(cutoff)s")
+            params["cutoff"] = now - timedelta(days=self.older_than_days)
+        params["names"] = names
+        sql = f"""WITH {TAGS_CTES.format(where=where, events=events)},
+        q AS (
+            SELECT t.id, t.pushed_at, t.from_events, x.name,
+                row_number() OVER (PARTITION BY t.repository_id, x.name IS NULL
+                                   ORDER BY t.pushed_at DESC, t.name COLLATE "C" DESC) AS n
+            FROM tags t
+            LEFT JOIN (SELECT DISTINCT name FROM unnest(%(names)s::text[]) AS x(name)) x ON x.name = t.name
+        )
+        SELECT count(*), count(*) FILTER (WHERE q.from_events),
+            coalesce(array_agg(q.id) FILTER (WHERE {" AND ".join(conditions)}), '{{}}')
+        FROM q"""
+        tags, from_events, tag_ids = selection_fetch(sql, params)
+        return Selection(
+            tag_ids=list(tag_ids),
+            tags_current=tags,
+            pushed_from={EVENTS: from_events, SCANS: tags - from_events},
+        )
 
 
 def gitlab_parse(doc: Node) -> GitlabPolicy:

@@ -34,7 +34,16 @@ from datetime import datetime, timedelta
 from analytics.errors import InvalidPolicy
 from analytics.policies.document import Node
 from analytics.policies.patterns import doublestar
-from analytics.policies.rows import Image, PlaceRows, Selection
+from analytics.policies.rows import (
+    Scope,
+    Selection,
+    bit_sql,
+    images_ctes,
+    images_select,
+    name_bits,
+    newest_first_sql,
+    tag_names,
+)
 
 # Harbor's own bounds: 15 rules a project; K and N below 2^15 - 1; days at most 20190904.
 MAX_RULES = 15
@@ -54,13 +63,6 @@ class TagSelector:
     match: Callable[[str], bool]
     untagged: bool
 
-    def takes(self, image: Image) -> bool:
-        if not image.tags:
-            return self.untagged
-        if self.excludes:
-            return any(not self.match(t) for t in image.tags)
-        return any(self.match(t) for t in image.tags)
-
 
 @dataclass(frozen=True)
 class RepoSelector:
@@ -78,22 +80,6 @@ class HarborRule:
     tags: tuple[TagSelector, ...]
     repos: tuple[RepoSelector, ...]
 
-    def retains(self, images: list[Image], now: datetime) -> list[Image]:
-        left = images
-        for selector in self.tags:
-            left = [i for i in left if selector.takes(i)]
-        n = self.n or 0
-        if self.template == "latestPushedK":
-            return sorted(left, key=lambda i: (i.pushed_at, i.digest), reverse=True)[:n]
-        if self.template == "latestPulledN":
-            pulled = [(i.pulled_at.timestamp() if i.pulled_at else 0.0, i.digest, i) for i in left]
-            return [i for _, _, i in sorted(pulled, key=lambda x: (x[0], x[1]), reverse=True)[:n]]
-        if self.template == "nDaysSinceLastPush":
-            return [i for i in left if i.pushed_at >= now - timedelta(days=n)]
-        if self.template == "nDaysSinceLastPull":
-            return [i for i in left if i.pulled_at is not None and i.pulled_at >= now - timedelta(days=n)]
-        return left  # always
-
 
 @dataclass(frozen=True)
 class HarborPolicy:
@@ -110,20 +96,70 @@ class HarborPolicy:
             return max(windows)
         return 0 if any(r.template == "latestPulledN" for r in self.rules) else None
 
-    def select(self, rows: PlaceRows, now: datetime) -> Selection:
-        selection = Selection()
-        prefix = rows.namespace + "/" if rows.namespace else ""
-        for repo_id, images in rows.images.items():
-            name = rows.repositories[repo_id]
+    def select(self, scope: Scope, now: datetime) -> Selection:
+        """The repository selectors over the scope's repository names and the tag selectors over its
+        distinct tag names, in Python (one bit per rule and per tag selector); the rest in SQL over its
+        images: each rule's filter, its template (the latest K pushed or N pulled per repository, by time
+        then digest, newest first; pushed or pulled since a cutoff; all), retained when any rule retains."""
+        prefix = scope.namespace + "/" if scope.namespace else ""
+        repo_ids, repo_bits = [], []
+        for repo_id, name in scope.repositories.items():
             name = name[len(prefix) :] if prefix and name.startswith(prefix) else name
-            rules = [r for r in self.rules if all(s.takes(name) for s in r.repos)]
-            if not rules:
-                continue
-            retained = {i.manifest_id for r in rules for i in r.retains(images, now)}
-            for image in images:
-                if image.manifest_id not in retained:
-                    selection.image_remove(image)
-        return selection
+            b = "".join("1" if all(s.takes(name) for s in r.repos) else "0" for r in self.rules)
+            if "1" in b:
+                repo_ids.append(repo_id)
+                repo_bits.append(b)
+        predicates = [sel.match for rule in self.rules for sel in rule.tags]
+        names, bits = name_bits(tag_names(scope), predicates) if repo_ids and predicates else ([], [])
+        pulls = any(r.template in ("latestPulledN", "nDaysSinceLastPull") for r in self.rules)
+        ctes, params = images_ctes(
+            scope,
+            width=len(predicates),
+            names=names,
+            bits=bits,
+            pulls=pulls,
+            repositories=(repo_ids, repo_bits),
+        )
+        filters, retains, ties, ranks = [], [], [], []
+        bit = 0
+        for k, rule in enumerate(self.rules):
+            taken = [f"(i.rules & {1 << k}::bigint) <> 0"]  # a bigint: at most MAX_RULES rules
+            for sel in rule.tags:
+                # excludes: one of its tags does not match (not all do); matches: one of them does
+                test = (
+                    f"NOT ({bit_sql('i.every_bits', bit, len(predicates))})"
+                    if sel.excludes
+                    else bit_sql("i.any_bits", bit, len(predicates))
+                )
+                untagged = "true" if sel.untagged else "false"
+                taken.append(f"CASE WHEN i.tagged THEN coalesce({test}, false) ELSE {untagged} END")
+                bit += 1
+            filters.append(f"coalesce(i.is_image AND {' AND '.join(taken)}, false) AS f{k}")
+            n = rule.n or 0
+            if rule.template in ("latestPushedK", "latestPulledN"):
+                # never pulled: as pulled at the epoch (Harbor's zero time), then by digest
+                by = "i.pushed_at" if rule.template == "latestPushedK" else "coalesce(i.pulled_at, 'epoch')"
+                tie, rank = newest_first_sql(k, f"f{k}", by)
+                ties.append(tie)
+                ranks.append(rank)
+                retains.append(f"(r.f{k} AND r.rank{k} <= {n})")
+            elif rule.template in ("nDaysSinceLastPush", "nDaysSinceLastPull"):
+                at = "pushed_at" if rule.template == "nDaysSinceLastPush" else "pulled_at"
+                retains.append(f"(r.f{k} AND coalesce(r.{at} >= %(cutoff{k})s, false))")
+                params[f"cutoff{k}"] = now - timedelta(days=n)
+            else:
+                retains.append(f"r.f{k}")
+        sql = f"""WITH {ctes},
+        filtered AS (
+            SELECT i.*, i.rules IS NOT NULL AS taken{"".join(", " + f for f in filters)} FROM images i
+        ),
+        tied AS (SELECT i.*{"".join(", " + w for w in ties)} FROM filtered i),
+        ranked AS (SELECT i.*{"".join(", " + w for w in ranks)} FROM tied i),
+        decided AS (
+            SELECT r.*, r.is_image AND r.taken AND NOT ({" OR ".join(retains) or "false"}) AS expired
+            FROM ranked r
+        )"""
+        return images_select(scope, sql, params)
 
 
 def _selector(node: Node, *, decorations: tuple[str, ...]) -> tuple[str, Callable[[str], bool], str]:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from analytics.errors import InvalidRequest
 from analytics.policies.document import Node
-from analytics.policies.rows import PlaceRows, Selection
+from analytics.policies.rows import Scope, Selection, tags_current
 from analytics.selectors import whatif
 from analytics.selectors.pulls import MAX_NOT_PULLED_DAYS, MIN_NOT_PULLED_DAYS
 
@@ -31,14 +31,17 @@ class LayerlensPolicy:
     def pull_window(self) -> int | None:
         return self.rule.not_pulled_days
 
-    def select(self, rows: PlaceRows, now: datetime) -> Selection:
+    def select(self, scope: Scope, now: datetime) -> Selection:
         rule = replace(
             self.rule,
-            registry_id=rows.registry.id,
-            namespace=rows.namespace,
-            repository_id=rows.repository_id,
+            registry_id=scope.registry.id,
+            namespace=scope.namespace,
+            repository_id=scope.repository_id,
         )
-        return Selection(tag_ids=set(whatif.rule_tags(rule=rule, now=now).values_list("id", flat=True)))
+        return Selection(
+            tag_ids=list(whatif.rule_tags(rule=rule, now=now).values_list("id", flat=True)),
+            tags_current=tags_current(scope),
+        )
 
 
 def layerlens_parse(doc: Node) -> LayerlensPolicy:

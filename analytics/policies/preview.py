@@ -4,9 +4,9 @@
    that format's module (each refusal names a line or a JSON path).
 2. `policy_preview`: a policy reading pulls is refused when Layerlens counts none for the scope, or
    fewer days of them than the policy asks for (`selectors.pulls.pull_coverage`), never guessed; then
-   the scope's rows are read (`rows.place_rows`), the format selects tags and untagged images, and the
-   tags' deletion is priced by `selectors.whatif.deletion_impact`, the registry's garbage-collection rule
-   (no second size rule).
+   the format selects tags and untagged images in SQL over the scope (`rows`: only the selection and
+   its counts come back), and the tags' deletion is priced by `selectors.whatif.deletion_impact`, the
+   registry's garbage-collection rule (no second size rule).
 
 Untagged images a policy expires are listed but add nothing to `freed_bytes`: the what-if follows
 `garbage-collect --delete-untagged`, which removes untagged manifests whatever a policy says, so their
@@ -38,7 +38,7 @@ from analytics.policies.gitlab import gitlab_parse
 from analytics.policies.harbor import harbor_parse
 from analytics.policies.layerlens import FIELDS as LAYERLENS_FIELDS
 from analytics.policies.layerlens import layerlens_parse
-from analytics.policies.rows import EVENTS, SCANS, PlaceRows, Selection, place_rows
+from analytics.policies.rows import EVENTS, SCANS, Scope, Selection, scope_read
 from analytics.selectors import pulls
 from analytics.selectors.delete_untagged import untagged_trap
 from analytics.selectors.whatif import DeletionImpact, TagRule, deletion_impact, selection_holdings
@@ -54,7 +54,7 @@ class Policy(Protocol):
     @property
     def pull_window(self) -> int | None: ...
 
-    def select(self, rows: PlaceRows, now: datetime) -> Selection: ...
+    def select(self, scope: Scope, now: datetime) -> Selection: ...
 
 
 def format_guess(doc: Node) -> str:
@@ -133,12 +133,10 @@ def _pulls_check(policy: Policy, *, registry: Registry, namespace, repository_id
     return data
 
 
-def _push_times(policy: Policy, rows: PlaceRows) -> dict | None:
-    if policy.reads is None:
+def _push_times(selection: Selection) -> dict | None:
+    if selection.pushed_from is None:
         return None
-    items = rows.images.values() if policy.reads == "images" else rows.tags.values()
-    sources = [item.pushed_from for group in items for item in group]
-    events, scans = sources.count(EVENTS), sources.count(SCANS)
+    events, scans = selection.pushed_from[EVENTS], selection.pushed_from[SCANS]
     source = " and ".join(s for s, n in ((EVENTS, events), (SCANS, scans)) if n) or "none read"
     return {
         "source": source,
@@ -177,12 +175,11 @@ def policy_preview(
     pull_data = _pulls_check(
         policy, registry=registry, namespace=namespace, repository_id=repository_id, now=now
     )
-    rows = place_rows(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
-    selection = policy.select(rows, now)
+    scope = scope_read(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
+    selection = policy.select(scope, now)
     tag_ids = sorted(selection.tag_ids)
     impact = deletion_impact(tag_ids=tag_ids, limit=limit, by_repository=True)
     trap = untagged_trap(registry_id=registry_id, tag_ids=tag_ids)
-    current = sum(len(tags) for tags in rows.tags.values())  # the scope's current tags, as read
     notes = []
     if selection.untagged:
         notes.append(
@@ -200,16 +197,16 @@ def policy_preview(
             "(delete_untagged.freed_bytes); delete the manifests by digest and collect without "
             "--delete-untagged"
         )
-    untagged = sorted((i.repository, i.digest) for i in selection.untagged)
+    untagged = sorted(selection.untagged)
     return PolicyPreview(
         format=policy.format,
         registry=registry.name,
-        namespace=rows.namespace,
-        repository=rows.repositories.get(repository_id) if repository_id is not None else None,
+        namespace=scope.namespace,
+        repository=scope.repository,
         removed_tags=[(r, t, d) for _, r, t, d in impact.deleted_tags],
         removed_untagged=untagged if limit is None else untagged[:limit],
-        tags_kept=current - impact.tags,
-        push_times=_push_times(policy, rows),
+        tags_kept=selection.tags_current - impact.tags,
+        push_times=_push_times(selection),
         pulls=pull_data,
         impact=impact,
         delete_untagged={

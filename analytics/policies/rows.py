@@ -1,126 +1,51 @@
-"""What a policy is evaluated over, read from Layerlens's rows: per repository its images (as registries
-list them: a directly tagged manifest with all its tags, or an untagged one) and its tags, each with a
-push time and, where pulls are counted, a pull time.
+"""What a policy is evaluated over, as SQL over the scope: per repository its images (as registries list
+them: a directly tagged manifest with all its tags, or an untagged one) and its tags, each with a push
+time and, where pulls are counted, a pull time. The formats' selections (`gitlab`, `ecr`, `harbor`) are
+statements over these common table expressions: only what they select, and the counts the answer needs,
+come back to Python.
 
 - An image's push time is the earliest of its push events (registry events, while Layerlens keeps them)
   and the first time a scan saw the repository hold it (`RepositoryManifest.first_seen`). Both are at or
-  after the true push, so the earlier is the better; `pushed_from` says which one it was.
+  after the true push, so the earlier is the better; `from_events` says it was an event's (on a tie too).
 - A tag's push time is the earliest of the push events of that tag to its current digest and the time
   a scan saw the tag reach that digest (its latest `TagEvent` to it, else `Tag.first_seen`).
 - An image's pull time is the last pull of its digest in its repository (`ManifestPulls`, counted from
-  pull events; never the scanner's reads); None when none was counted.
+  pull events; never the scanner's reads); NULL when none was counted.
 - Untagged images are the holdings no tag reaches any more (`present` false): what a scan last saw. The
   children of a tagged index are part of that index's image, as registries list them, never images of
   their own.
+
+Tag names (and repository names) are matched by the formats' own matchers in Python
+(`analytics.policies.patterns`), never translated to PostgreSQL regexes, whose semantics differ: the
+scope's distinct tag names are read once (`tag_names`), matched, and the names each predicate takes go
+back to SQL as one bit string per name (`name_bits`; bit k set when predicate k matches), aggregated per
+image with `bit_or` (one of its tags matches) and `bit_and` (all of them do).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
-from django.db import connection
-from django.db.models import Min, Q
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import Q
 
-from analytics.models import (
-    ManifestPulls,
-    Registry,
-    RegistryEvent,
-    Repository,
-)
+from analytics.models import Registry, RegistryEvent, Repository
 
 EVENTS = "events"
 SCANS = "scans"
 
 
 @dataclass(frozen=True)
-class Image:
-    repository_id: int
-    repository: str
-    manifest_id: int
-    digest: str
-    tags: tuple[str, ...]  # empty: an untagged image
-    tag_ids: tuple[int, ...]
-    pushed_at: datetime
-    pushed_from: str  # EVENTS or SCANS
-    pulled_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class TagRow:
-    id: int
-    repository_id: int
-    repository: str
-    name: str
-    manifest_id: int
-    digest: str
-    pushed_at: datetime
-    pushed_from: str
-
-
-@dataclass
-class PlaceRows:
+class Scope:
     registry: Registry
     repositories: dict[int, str]  # id -> name, the scope's repositories
     namespace: str | None = None  # the scope's namespace (a Harbor project), if it names one
     repository_id: int | None = None  # the scope's repository, if it names one
-    images: dict[int, list[Image]] = field(default_factory=dict)  # by repository id
-    tags: dict[int, list[TagRow]] = field(default_factory=dict)
 
-
-def _scope_where(*, registry_id: int, namespace: str | None, repository_id: int | None) -> tuple[str, list]:
-    """The scope's repositories (`r`) as SQL: by registry, then repository or namespace, not a list of ids."""
-    where, params = ["r.registry_id = %s"], [registry_id]
-    if repository_id is not None:
-        where.append("r.id = %s")
-        params.append(repository_id)
-    if namespace:
-        ns = namespace.strip("/")
-        where.append("(r.name = %s OR starts_with(r.name, %s))")
-        params += [ns, ns + "/"]
-    return " AND ".join(where), params
-
-
-def _names_q(field: str, *, namespace: str | None, repository: str | None) -> Q:
-    """The scope's repositories by name, for the rows keyed by name (registry events)."""
-    if repository is not None:
-        return Q(**{field: repository})
-    if namespace:
-        ns = namespace.strip("/")
-        return Q(**{field: ns}) | Q(**{f"{field}__startswith": ns + "/"})
-    return Q()
-
-
-# Each current tag with the time a scan saw it reach its current digest: its latest TagEvent to that digest,
-# else its first sight (a probe of the tag's events per tag, by the tag_id index). Times are read as
-# microseconds since the epoch (exact): an integer is parsed many times faster than a timestamp
-_TAGS_SQL = """
-SELECT t.id, t.repository_id, t.name, t.manifest_id, m.digest,
-    (extract(epoch FROM coalesce((SELECT max(e.seen_at) FROM analytics_tagevent e
-              WHERE e.tag_id = t.id AND e.new_digest = m.digest), t.first_seen)) * 1000000)::bigint
-FROM analytics_repository r
-JOIN analytics_tag t ON t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
-JOIN analytics_manifest m ON m.id = t.manifest_id
-WHERE {where}
-"""
-
-_HOLDINGS_SQL = """
-SELECT rm.repository_id, rm.manifest_id, m.digest, rm.present,
-    (extract(epoch FROM rm.first_seen) * 1000000)::bigint
-FROM analytics_repository r
-JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id
-JOIN analytics_manifest m ON m.id = rm.manifest_id
-WHERE {where}
-"""
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _at(microseconds: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=microseconds)
+    @property
+    def repository(self) -> str | None:
+        return self.repositories.get(self.repository_id) if self.repository_id is not None else None
 
 
 def scope_repositories(
@@ -135,121 +60,329 @@ def scope_repositories(
     return dict(qs.order_by("name").values_list("id", "name"))
 
 
-def place_rows(*, registry_id: int, namespace: str | None, repository_id: int | None) -> PlaceRows:
-    """The images and tags of a scope, with their push (and pull) times: a few statements over the scope
-    (the repositories by registry and name, never a list of ids), read as plain rows."""
-    registry = Registry.objects.get(id=registry_id)
-    repos = scope_repositories(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
-    rows = PlaceRows(
-        registry=registry,
-        repositories=repos,
+def scope_read(*, registry_id: int, namespace: str | None, repository_id: int | None) -> Scope:
+    return Scope(
+        registry=Registry.objects.get(id=registry_id),
+        repositories=scope_repositories(
+            registry_id=registry_id, namespace=namespace, repository_id=repository_id
+        ),
         namespace=(namespace or "").strip("/") or None,
         repository_id=repository_id,
     )
-    where, params = _scope_where(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
-    with connection.cursor() as cursor:
-        cursor.execute(_TAGS_SQL.format(where=where), params)
-        tags = cursor.fetchall()
-        cursor.execute(_HOLDINGS_SQL.format(where=where), params)
-        holdings = cursor.fetchall()
-    names = _names_q(
-        "repository",
-        namespace=namespace,
-        repository=repos.get(repository_id) if repository_id is not None else None,
-    )
-    pushes = (
-        RegistryEvent.objects.filter(
-            names,
-            registry_id=registry_id,
-            action=RegistryEvent.Action.PUSH,
-            target=RegistryEvent.Target.MANIFEST,
-        )
-        .exclude(digest="")
-        .values("repository", "digest")
-    )
-    by_digest = {
-        (repo, digest): at
-        for repo, digest, at in pushes.annotate(at=Min(Coalesce("occurred_at", "received_at"))).values_list(
-            "repository", "digest", "at"
-        )
-    }
-    by_tag = {
-        (repo, tag, digest): at
-        for repo, tag, digest, at in pushes.exclude(tag="")
-        .values("repository", "tag", "digest")
-        .annotate(at=Min(Coalesce("occurred_at", "received_at")))
-        .values_list("repository", "tag", "digest", "at")
-    }
-    pulled = {
-        (repo, digest): at
-        for repo, digest, at in ManifestPulls.objects.filter(
-            _names_q(
-                "repository__name",
-                namespace=namespace,
-                repository=repos.get(repository_id) if repository_id is not None else None,
-            ),
-            repository__registry_id=registry_id,
-        ).values_list("repository_id", "digest", "last_pulled_at")
-    }
 
-    names_of: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
-    for tag_id, repo_id, name, manifest_id, digest, micros in tags:
-        scanned = _at(micros)
-        names_of[(repo_id, manifest_id)].append((tag_id, name))
-        event = by_tag.get((repos[repo_id], name, digest)) if by_tag else None
-        at, source = (event, EVENTS) if event is not None and event <= scanned else (scanned, SCANS)
-        rows.tags.setdefault(repo_id, []).append(
-            TagRow(
-                id=tag_id,
-                repository_id=repo_id,
-                repository=repos[repo_id],
-                name=name,
-                manifest_id=manifest_id,
-                digest=digest,
-                pushed_at=at,
-                pushed_from=source,
-            )
+
+def scope_sql(scope: Scope) -> tuple[str, str, dict]:
+    """The scope's repositories (`r`) and its registry events (`e`, keyed by repository name) as SQL
+    conditions, by registry then repository or namespace (never a list of ids), with their parameters."""
+    where, events = ["r.registry_id = %(registry_id)s"], ["e.registry_id = %(registry_id)s"]
+    params: dict = {"registry_id": scope.registry.id}
+    if scope.repository_id is not None:
+        where.append("r.id = %(repository_id)s")
+        events.append("e.repository = %(repository)s")
+        params["repository_id"] = scope.repository_id
+        params["repository"] = scope.repository or ""
+    if scope.namespace:
+        where.append("(r.name = %(ns)s OR starts_with(r.name, %(ns_prefix)s))")
+        events.append("(e.repository = %(ns)s OR starts_with(e.repository, %(ns_prefix)s))")
+        params["ns"] = scope.namespace
+        params["ns_prefix"] = scope.namespace + "/"
+    params["push"] = RegistryEvent.Action.PUSH.value
+    params["manifest"] = RegistryEvent.Target.MANIFEST.value
+    return " AND ".join(where), " AND ".join(events), params
+
+
+# A selection's sorts and hashes span every image or tag of its scope: a million rows at the bench's scale,
+# which PostgreSQL's default work_mem (4 MB) sends to disk. Raised for its statements only.
+WORK_MEM = "256MB"
+
+
+def selection_fetch(sql: str, params: dict, *, one: bool = True):
+    """Run one selection statement with WORK_MEM in a transaction of its own (restored after it, should the
+    caller hold a transaction); its first row, or all of them. Always planned for its own parameters
+    (`plan_cache_mode`): the connections prepare a statement run five times (DB_PREPARE_THRESHOLD), and a
+    generic plan would not know how many names or repositories its arrays hold."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('work_mem'), current_setting('plan_cache_mode'),"
+            " set_config('work_mem', %s, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+            [WORK_MEM],
         )
-    for repo_id, manifest_id, digest, present, micros in holdings:
-        named = names_of.get((repo_id, manifest_id))
-        if present and not named:
-            continue  # a child of a tagged index: part of that index's image
-        first_seen = _at(micros)
-        if named and len(named) > 1:
-            named.sort(key=lambda t: t[1])
-        event = by_digest.get((repos[repo_id], digest)) if by_digest else None
-        at, source = (event, EVENTS) if event is not None and event <= first_seen else (first_seen, SCANS)
-        rows.images.setdefault(repo_id, []).append(
-            Image(
-                repository_id=repo_id,
-                repository=repos[repo_id],
-                manifest_id=manifest_id,
-                digest=digest,
-                tags=tuple(n for _, n in named) if present and named else (),
-                tag_ids=tuple(i for i, _ in named) if present and named else (),
-                pushed_at=at,
-                pushed_from=source,
-                pulled_at=pulled.get((repo_id, digest)),
-            )
+        work_mem, plan_cache_mode = cursor.fetchone()[:2]
+        cursor.execute(sql, params)
+        answer = cursor.fetchone() if one else cursor.fetchall()
+        cursor.execute(
+            "SELECT set_config('work_mem', %s, true), set_config('plan_cache_mode', %s, true)",
+            [work_mem, plan_cache_mode],
         )
-    return rows
+    return answer
+
+
+def tag_names(scope: Scope) -> list[str]:
+    """The distinct names of the scope's current tags."""
+    where, _, params = scope_sql(scope)
+    rows = selection_fetch(
+        f"""SELECT DISTINCT t.name FROM analytics_repository r
+            JOIN analytics_tag t ON t.repository_id = r.id
+                AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
+            WHERE {where}""",
+        params,
+        one=False,
+    )
+    return [name for (name,) in rows]
+
+
+def name_bits(
+    names: Sequence[str], predicates: Sequence[Callable[[str], bool]]
+) -> tuple[list[str], list[str]]:
+    """The names some predicate takes, each with its bit string (bit k: predicate k takes it)."""
+    kept, bits = [], []
+    for name in names:
+        b = "".join("1" if p(name) else "0" for p in predicates)
+        if "1" in b:
+            kept.append(name)
+            bits.append(b)
+    return kept, bits
+
+
+# Bits travel as a bigint while there are at most 63 of them (every policy of the documented examples and the
+# bench): bit_or and bit_and over a million integers take a fraction of what they take over bit strings.
+BIGINT_BITS = 63
+
+
+def bits_type(width: int) -> str:
+    return "bigint" if width <= BIGINT_BITS else "varbit"
+
+
+def bits_values(bits: Sequence[str], width: int) -> list:
+    """Bit strings (name_bits's) as the parameter values of bits_type(width)."""
+    if width <= BIGINT_BITS:
+        return [int(b[::-1], 2) for b in bits]  # character k is bit k
+    return list(bits)
+
+
+def bit_sql(column: str, k: int, width: int) -> str:
+    """SQL: bit k of `column` (of bits_type(width)) is set; NULL when the column is."""
+    if width <= BIGINT_BITS:
+        return f"({column} & {1 << k}::bigint) <> 0"
+    return f"get_bit({column}, {k}) = 1"
+
+
+# The scope's current tags with their push times (`tags`). The scan's time is the tag's latest TagEvent to
+# its current digest (a probe by the tag_id index), else its first sight.
+TAGS_CTES = """
+tag_pushes AS (
+    SELECT e.repository, e.tag, e.digest, min(coalesce(e.occurred_at, e.received_at)) AS at
+    FROM analytics_registryevent e
+    WHERE {events} AND e.action = %(push)s AND e.target = %(manifest)s AND e.digest <> '' AND e.tag <> ''
+    GROUP BY 1, 2, 3
+),
+tag_times AS (
+    SELECT t.id, t.repository_id, t.name, coalesce(seen.at, t.first_seen) AS scanned, p.at AS pushed
+    FROM analytics_repository r
+    JOIN analytics_tag t ON t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
+    JOIN analytics_manifest m ON m.id = t.manifest_id
+    LEFT JOIN LATERAL (
+        SELECT max(e.seen_at) AS at FROM analytics_tagevent e
+        WHERE e.tag_id = t.id AND e.new_digest = m.digest
+    ) seen ON true
+    LEFT JOIN tag_pushes p ON p.repository = r.name AND p.tag = t.name AND p.digest = m.digest
+    WHERE {where}
+),
+tags AS (
+    SELECT id, repository_id, name,
+        CASE WHEN pushed <= scanned THEN pushed ELSE scanned END AS pushed_at,
+        coalesce(pushed <= scanned, false) AS from_events
+    FROM tag_times
+)"""
+
+# The scope's holdings and current tags, one row per (repository, manifest) either has (`images`):
+# `is_image` for the images a policy sees (tagged: a present holding some tag names; untagged: a holding
+# no longer present), `tags` how many current tags name it, `any_bits` / `every_bits` the bit_or / bit_and
+# of their names' bits (when names are given), `rules` its repository's bits (when given).
+IMAGES_CTES = """
+pushes AS (
+    SELECT r.id AS repository_id, m.id AS manifest_id, min(coalesce(e.occurred_at, e.received_at)) AS at
+    FROM analytics_registryevent e
+    JOIN analytics_repository r ON r.registry_id = e.registry_id AND r.name = e.repository
+    JOIN analytics_manifest m ON m.digest = e.digest
+    WHERE {events} AND e.action = %(push)s AND e.target = %(manifest)s AND e.digest <> ''
+    GROUP BY 1, 2
+),{pulls_cte}{names_cte}
+named AS (
+    SELECT t.repository_id, t.manifest_id, count(*) AS tags, min(t.id) AS tag_id{bits_agg}
+    FROM analytics_repository r
+    JOIN analytics_tag t ON t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
+    {names_join}
+    WHERE {where}
+    GROUP BY 1, 2
+),
+held AS (
+    SELECT rm.repository_id, rm.manifest_id, rm.present,
+        CASE WHEN p.at <= rm.first_seen THEN p.at ELSE rm.first_seen END AS pushed_at,
+        coalesce(p.at <= rm.first_seen, false) AS from_events{pulled}{rules}
+    FROM analytics_repository r
+    JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id
+    LEFT JOIN pushes p ON p.repository_id = rm.repository_id AND p.manifest_id = rm.manifest_id
+    {pulls_join}{rules_join}
+    WHERE {where}
+),
+images AS (
+    SELECT coalesce(h.repository_id, n.repository_id) AS repository_id,
+        coalesce(h.manifest_id, n.manifest_id) AS manifest_id,
+        coalesce(h.manifest_id IS NOT NULL AND (n.manifest_id IS NOT NULL OR NOT h.present), false)
+            AS is_image,
+        coalesce(h.present, false) AS tagged, coalesce(n.tags, 0) AS tags, n.tag_id,
+        h.pushed_at, h.from_events{pulled_h}{bits_n}{rules_h}
+    FROM held h FULL JOIN named n ON n.repository_id = h.repository_id AND n.manifest_id = h.manifest_id
+)"""
+
+# The digests are read only where they decide something (a tie, an untagged image listed), never for every
+# image: the manifests' table is the widest of the scope's (a quarter of a gigabyte at a million images).
+_DIGEST = "(SELECT m.digest FROM analytics_manifest m WHERE m.id = {row}.manifest_id)"
+
+
+def newest_first_sql(k: int, flag: str, key: str) -> tuple[str, str]:
+    """Window expressions ranking the images (`i`) of each repository where the boolean column `flag`
+    holds, newest first by `key` then digest (as Python compares strings): `tie{k}` (for a first select:
+    how many share the image's `key`), then `rank{k}` (for a second one over the first: its position).
+    The position is counted from the oldest (the number of rows less the ascending row number), so that
+    the second sort only extends the first; digests are read for the tied rows only."""
+    tie = f"count(*) OVER (PARTITION BY i.repository_id, i.{flag}, {key}) AS tie{k}"
+    digest = _DIGEST.format(row="i")
+    rank = (
+        f"count(*) OVER (PARTITION BY i.repository_id, i.{flag}) - row_number() OVER ("
+        f"PARTITION BY i.repository_id, i.{flag} ORDER BY {key}, "
+        f'CASE WHEN i.{flag} AND i.tie{k} > 1 THEN {digest} END COLLATE "C") + 1 AS rank{k}'
+    )
+    return tie, rank
+
+
+def images_ctes(
+    scope: Scope,
+    *,
+    width: int = 0,
+    names: Sequence[str] = (),
+    bits: Sequence[str] = (),
+    pulls: bool = False,
+    repositories: tuple[Sequence[int], Sequence[str]] | None = None,
+) -> tuple[str, dict]:
+    """IMAGES_CTES for the scope: with `width` predicates, the images' any_bits and every_bits from the
+    `names` some predicate takes and their `bits` (name_bits); with `pulls`, their pull times; with
+    `repositories` (ids and bit strings of at most 63 bits), their repository's `rules` as a bigint (NULL
+    for the repositories not listed)."""
+    where, events, params = scope_sql(scope)
+    sql = IMAGES_CTES.format(
+        where=where,
+        events=events,
+        names_cte=(
+            # grouped: the planner then knows the names are distinct, and hashes them, not the tags
+            "\nnames AS (SELECT x.name, min(x.bits)::{type} AS bits FROM unnest(%(names)s::text[],"
+            " %(bits)s::{param}[]) AS x(name, bits) GROUP BY x.name),".format(
+                type=bits_type(width), param="bigint" if width <= BIGINT_BITS else "text"
+            )
+            if width
+            else ""
+        ),
+        bits_agg=(
+            ", bit_or(x.bits) AS any_bits,"
+            f" bit_and(coalesce(x.bits, %(zero)s::text::{bits_type(width)})) AS every_bits"
+            if width
+            else ""
+        ),
+        names_join="LEFT JOIN names x ON x.name = t.name" if width else "",
+        pulls_cte=(
+            "\npulls AS (SELECT mp.repository_id, m.id AS manifest_id, mp.last_pulled_at"
+            " FROM analytics_repository r JOIN analytics_manifestpulls mp ON mp.repository_id = r.id"
+            f" JOIN analytics_manifest m ON m.digest = mp.digest WHERE {where}),"
+            if pulls
+            else ""
+        ),
+        pulled=", mp.last_pulled_at AS pulled_at" if pulls else "",
+        pulls_join=(
+            "LEFT JOIN pulls mp ON mp.repository_id = rm.repository_id"
+            " AND mp.manifest_id = rm.manifest_id\n    "
+            if pulls
+            else ""
+        ),
+        rules=", a.rules" if repositories is not None else "",
+        rules_join=(
+            "LEFT JOIN unnest(%(repo_ids)s::bigint[], %(repo_bits)s::bigint[]) AS a(id, rules) ON a.id = r.id"
+            if repositories is not None
+            else ""
+        ),
+        pulled_h=", h.pulled_at" if pulls else "",
+        bits_n=", n.any_bits, n.every_bits" if width else "",
+        rules_h=", h.rules" if repositories is not None else "",
+    )
+    if width:
+        params.update(
+            names=list(names), bits=bits_values(bits, width), zero=bits_values(["0" * width], width)[0]
+        )
+    if repositories is not None:  # a bigint each: Harbor has at most 15 rules
+        ids, repo_bits = repositories
+        params.update(repo_ids=list(ids), repo_bits=[int(b[::-1], 2) for b in repo_bits])
+    return sql, params
 
 
 @dataclass
 class Selection:
     """What a policy removes: current tags (deleting an image deletes every tag naming it) and untagged
-    images (their manifests deleted by digest)."""
+    images (their manifests deleted by digest); with the scope's current tags counted and, for a format
+    reading push times of its own, how many of the times it read came from events and from scans."""
 
-    tag_ids: set[int] = field(default_factory=set)
-    untagged: list[Image] = field(default_factory=list)
-
-    def image_remove(self, image: Image) -> None:
-        if image.tags:
-            self.tag_ids.update(image.tag_ids)
-        else:
-            self.untagged.append(image)
+    tag_ids: list[int] = field(default_factory=list)
+    untagged: list[tuple[str, str]] = field(default_factory=list)  # (repository, digest)
+    tags_current: int = 0
+    pushed_from: dict[str, int] | None = None  # {EVENTS: n, SCANS: n}
 
 
-def newest_first(images: list[Image]) -> list[Image]:
-    """By push time, newest first; equal times by digest, so an answer never depends on row order."""
-    return sorted(images, key=lambda i: (i.pushed_at, i.digest), reverse=True)
+# The images statement's answer: counts, the expired untagged images, the expired images' tag ids (an
+# image's one tag as its group carried it; the tags of images with several read again).
+IMAGES_ANSWER = """,
+answer AS MATERIALIZED (
+    SELECT repository_id, manifest_id, is_image, tagged, expired, from_events, tags, tag_id,
+        CASE WHEN expired AND NOT tagged THEN {digest} END AS digest
+    FROM decided d
+)
+SELECT c.*, coalesce((
+    SELECT array_agg(t.id) FROM answer a
+    JOIN analytics_tag t ON t.repository_id = a.repository_id AND t.manifest_id = a.manifest_id
+        AND t.removed_at IS NULL
+    WHERE a.expired AND a.tagged AND a.tags > 1), '{}')
+FROM (
+    SELECT coalesce(sum(tags), 0)::bigint, count(*) FILTER (WHERE is_image),
+        count(*) FILTER (WHERE is_image AND from_events),
+        coalesce(array_agg(repository_id) FILTER (WHERE expired AND NOT tagged), '{}'),
+        coalesce(array_agg(digest) FILTER (WHERE expired AND NOT tagged), '{}'),
+        coalesce(array_agg(tag_id) FILTER (WHERE expired AND tagged AND tags = 1), '{}')
+    FROM answer
+) c
+""".replace("{digest}", _DIGEST.format(row="d"))
+
+
+def images_select(scope: Scope, sql: str, params: dict) -> Selection:
+    """Run a format's images statement (IMAGES_CTES, then `decided`: each row with `expired`) and read its
+    answer (IMAGES_ANSWER) as a Selection."""
+    tags, images, from_events, repo_ids, digests, single, several = selection_fetch(
+        sql + IMAGES_ANSWER, params
+    )
+    return Selection(
+        tag_ids=[*single, *several],
+        untagged=[(scope.repositories[r], d) for r, d in zip(repo_ids, digests, strict=True)],
+        tags_current=tags,
+        pushed_from={EVENTS: from_events, SCANS: images - from_events},
+    )
+
+
+def tags_current(scope: Scope) -> int:
+    """How many current tags the scope holds."""
+    where, _, params = scope_sql(scope)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT count(*) FROM analytics_repository r
+                JOIN analytics_tag t ON t.repository_id = r.id AND t.removed_at IS NULL
+                    AND t.manifest_id IS NOT NULL
+                WHERE {where}""",
+            params,
+        )
+        return cursor.fetchone()[0]

@@ -4,7 +4,9 @@ For the largest blobs a deletion leaves (`whatif.DeletionImpact.kept_largest`), 
 holdings of the registry that still reference each (as a layer or a config) once the deletion's holdings
 are gone, with the tags that name them. Bounded: at most `HOLDERS` holdings per blob, one statement for all
 of them (a LATERAL per blob stopping at the first few, never counting a hot blob's holders; the count is
-the maintained one, `KeptBlob.kept_by`), and one for their tags.
+the maintained one, `KeptBlob.kept_by`), and one for their tags. A holding read is lost, not a holder,
+when its repository loses a tag and no tag of it that stays reaches it (names it or an index above it):
+the what-if's rule, judged per holding read rather than from a list of every lost holding.
 """
 
 from __future__ import annotations

@@ -5,12 +5,17 @@ remaining tags reach (through indexes, to any depth); a manifest's bytes stay wh
 the registry keeps it; a blob (config or layer) stays while any kept manifest of the registry references
 it. Everything else the set held is freed; what stays is counted too (`kept_bytes`: the manifests other
 repositories keep and the blobs kept manifests reference), so each untagged byte lands in exactly one of
-the two. All of it is one SQL statement over the deleted tag ids.
+the two. All of it is one SQL statement over the deleted tag ids, which aggregates: it returns the totals,
+each repository's part, the largest blobs that stay and one page of lost holdings, never a row per
+holding or blob.
 
 At scale it never probes for keepers: the maintained counts (`analytics.ingest.figures`) say how many
 holdings keep each manifest (`RegistryManifestRef.refs`) and blob (`RegistryBlob.refs`), so a manifest
 or blob is freed exactly when the deletion removes as many holdings using it as the registry has. The
-cost follows the affected repositories, however widely their blobs are shared.
+cost follows the lost holdings' blob references (each lost manifest's distinct layers and config),
+however widely those blobs are shared: about 0.58 M references for GitLab's selection over the 100,000-image
+bench, 2 s of database CPU. A selection of `WHATIF_HASHED_TAGS` tags or more runs with hash joins
+(`statement_settings`); the answer is the same.
 
 Bounded (`whatif_bounded`, what the API and the page call): deleting every tag of a registry is read
 from the maintained rows (`ScopeFigures`, `RegistryHeld`) in one probe, exactly; any other selection is

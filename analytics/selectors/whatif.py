@@ -352,6 +352,8 @@ FROM (
 ) p
 WHERE %(by_repository)s
 GROUP BY p.repository_id
+UNION ALL SELECT 'A', repository_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM arepo
+WHERE %(details)s
 UNION ALL (
     -- the largest blobs that stay
     SELECT 'K', registry_id, blob_id, size, kept_by, NULL, NULL, NULL, NULL, NULL FROM judged
@@ -449,7 +451,9 @@ def deletion_impact(
             )
             for name, digest, r, m, kind, size, freed in (page[:limit] if limit is not None else page)
         ]
-        tag_rows, tags_more = _tag_rows(tag_ids, limit=limit, after=tags_after)
+        tag_rows, tags_more = _tag_rows(
+            tag_ids, repositories=[int(r[1]) for r in rows if r[0] == "A"], limit=limit, after=tags_after
+        )
     breakdown = {}
     if by_repository:
         breakdown = _by_repository(
@@ -514,25 +518,48 @@ def _by_repository(
     }
 
 
+# A page of deleted tags by repository name then tag name: the repositories losing a tag walked in name
+# order, each one's tags by name, a tag listed when it is among the deleted (a hashed set), stopping at the
+# page's end; a large deletion's page never sorts every deleted tag
+_DELETED_TAGS_PAGE = """
+WITH gone AS MATERIALIZED (SELECT unnest(%(tags)s::bigint[]) AS id)
+SELECT t.id, r.name, t.name, m.digest
+FROM analytics_repository r
+CROSS JOIN LATERAL (
+    SELECT t.id, t.name, t.manifest_id FROM analytics_tag t
+    WHERE t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
+        AND t.id IN (SELECT id FROM gone) AND (r.name > %(repo)s OR t.name > %(key)s)
+    ORDER BY t.name LIMIT %(n)s
+) t
+JOIN analytics_manifest m ON m.id = t.manifest_id
+WHERE r.id = ANY(%(repositories)s::bigint[]) AND r.name >= %(repo)s
+ORDER BY r.name, t.name LIMIT %(n)s
+"""
+
+
 def _tag_rows(
-    deleted: list[int], *, limit: int | None = None, after: tuple[str, str] | None = None
+    deleted: list[int],
+    *,
+    repositories: list[int],
+    limit: int | None = None,
+    after: tuple[str, str] | None = None,
 ) -> tuple[list[tuple[int, str, str, str]], bool]:
-    # the ids as one array parameter (`= ANY`), not an IN list of as many parameters; the current tags
-    # naming a manifest among them, as the statement counts them
-    qs = Tag.objects.filter(
-        id__in=RawSQL("SELECT unnest(%s::bigint[])", [int_array(deleted)]),
-        removed_at=None,
-        manifest__isnull=False,
-    )
-    if after is not None:
-        qs = qs.filter(Q(repository__name__gt=after[0]) | Q(repository__name=after[0], name__gt=after[1]))
-    qs = qs.order_by("repository__name", "name").values_list(
-        "id", "repository__name", "name", "manifest__digest"
-    )
+    """The current tags naming a manifest among `deleted` (in `repositories`, those losing one), as the
+    statement counts them: a page of `limit` after the (repository, tag) key `after`."""
+    repo, key = after or ("", "")
+    params = {
+        "tags": int_array(deleted),
+        "repositories": int_array(repositories),
+        "repo": repo,
+        "key": key,
+        "n": None if limit is None else limit + 1,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_DELETED_TAGS_PAGE, params)
+        rows = [tuple(row) for row in cursor.fetchall()]
     if limit is None:
-        return list(qs), False
-    rows = list(qs[: limit + 1])
-    return rows[:limit], len(rows) > limit
+        return rows, False  # type: ignore[return-value]
+    return rows[:limit], len(rows) > limit  # type: ignore[return-value]
 
 
 def whatif(*, rule: TagRule, details: bool = True) -> DeletionImpact:

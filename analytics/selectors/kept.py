@@ -4,7 +4,9 @@ For the largest blobs a deletion leaves (`whatif.DeletionImpact.kept_largest`), 
 holdings of the registry that still reference each (as a layer or a config) once the deletion's holdings
 are gone, with the tags that name them. Bounded: at most `HOLDERS` holdings per blob, one statement for all
 of them (a LATERAL per blob stopping at the first few, never counting a hot blob's holders; the count is
-the maintained one, `KeptBlob.kept_by`), and one for their tags.
+the maintained one, `KeptBlob.kept_by`), and one for their tags. A holding read is lost, not a holder,
+when its repository loses a tag and no tag of it that stays reaches it (names it or an index above it):
+the what-if's rule, judged per holding read rather than from a list of every lost holding.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ HOLDERS = 3
 TAGS_SHOWN = 3
 
 _HOLDERS_SQL = """
-WITH lost(repository_id, manifest_id) AS MATERIALIZED (
-    SELECT * FROM unnest(%(lost_r)s::bigint[], %(lost_m)s::bigint[])
-)
+-- the tags deleted and the repositories losing one, as sets: NOT IN them is a hashed subplan
+WITH gone AS MATERIALIZED (SELECT unnest(%(tags)s::bigint[]) AS id),
+affected AS MATERIALIZED (SELECT unnest(%(affected)s::bigint[]) AS id)
 SELECT b.blob_id, h.repository_id, h.manifest_id, h.repository, h.digest, h.kind
 FROM unnest(%(blobs)s::bigint[]) AS b(blob_id)
 CROSS JOIN LATERAL (
@@ -41,7 +43,18 @@ CROSS JOIN LATERAL (
     ) rm
     JOIN analytics_repository r ON r.id = rm.repository_id AND r.registry_id = %(registry)s
     JOIN analytics_manifest m ON m.id = rm.manifest_id
-    WHERE (rm.repository_id, rm.manifest_id) NOT IN (SELECT repository_id, manifest_id FROM lost)
+    -- a holding the deletion leaves: its repository lost no tag, or a tag of it that stays reaches it
+    -- (names it or an index above it)
+    WHERE rm.repository_id NOT IN (SELECT id FROM affected) OR EXISTS (
+        WITH RECURSIVE up(manifest_id) AS (
+            SELECT rm.manifest_id
+            UNION
+            SELECT e.index_id FROM up JOIN analytics_indexentry e ON e.child_id = up.manifest_id
+        )
+        SELECT 1 FROM up JOIN analytics_tag t ON t.manifest_id = up.manifest_id
+        WHERE t.repository_id = rm.repository_id AND t.removed_at IS NULL
+            AND t.id NOT IN (SELECT id FROM gone)
+    )
     LIMIT %(n)s  -- no DISTINCT, which would read every holder first: a manifest listing the blob twice
 ) h
 """
@@ -77,12 +90,13 @@ class KeptBlob:
 def kept_blob_holders(
     *,
     kept: list[KeptBlob],
-    lost: list[tuple[int, int]],
+    affected: list[int],
     deleted_tag_ids: list[int],
     holders: int = HOLDERS,
 ) -> list[KeptBlobHolders]:
-    """Who keeps each blob once the `lost` (repository id, manifest id) holdings and the deleted tags are
-    gone: up to `holders` holdings each, in repository and digest order among those read."""
+    """Who keeps each blob once the deleted tags are gone: up to `holders` present holdings each, in
+    repository and digest order among those read. `affected`: the repositories that lose a tag (the
+    what-if's); their holdings no remaining tag reaches are lost, not holders."""
     if not kept:
         return []
     found: dict[int, list[tuple]] = defaultdict(list)
@@ -90,8 +104,8 @@ def kept_blob_holders(
         params = {
             "registry": registry_id,
             "blobs": int_array(k.blob_id for k in kept if k.registry_id == registry_id),
-            "lost_r": int_array(r for r, _ in lost),
-            "lost_m": int_array(m for _, m in lost),
+            "affected": int_array(affected),
+            "tags": int_array(deleted_tag_ids),
             "n": 2 * holders,  # one holding may come twice (the blob twice in its manifest)
         }
         with connection.cursor() as cursor:

@@ -122,7 +122,9 @@ def cases() -> dict[str, dict]:
                GROUP BY 1 ORDER BY 2 DESC LIMIT 1""",
             [registry.id],
         )
-        namespace, ns_held = cursor.fetchone()
+        row = cursor.fetchone()
+    assert row is not None, "the database has no figures yet: bench.generate builds them last; let it finish"
+    namespace, ns_held = row
     largest = (
         ScopeFigures.objects.filter(registry_id=registry.id, repository__isnull=False)
         .order_by("-manifests")

@@ -14,7 +14,8 @@
    refused (pulls not counted, a repository gone, too long, a pattern timing out) records its error as
    the point; nothing raises into the scan or the events applier.
 
-The figures are `policy_preview`'s, so a point's `freed_bytes` is the what-if's for the same policy.
+The figures are `policy_totals`' (`policy_preview`'s totals, by the same selection and what-if, without
+its lists and parts), so a point's `freed_bytes` is the what-if's for the same policy.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from analytics.errors import InvalidRequest, LayerlensError
 from analytics.infra.statements import is_statement_timeout
 from analytics.infra.text import printable
 from analytics.models import CleanupPolicy, PolicyEvaluation, Repository
-from analytics.policies.preview import policy_parse, policy_preview
+from analytics.policies.preview import policy_parse, policy_totals
 from analytics.selectors.answers import answer_inputs
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def _figures(policy: CleanupPolicy, now) -> dict[str, object]:
             raise InvalidRequest(
                 f"repository {policy.repository} is no longer recorded in the registry: nothing to evaluate"
             )
-    preview = policy_preview(
+    totals = policy_totals(
         policy=policy_parse(policy.text, format=policy.format),
         registry_id=policy.registry_id,
         namespace=policy.namespace or None,
@@ -102,12 +103,12 @@ def _figures(policy: CleanupPolicy, now) -> dict[str, object]:
         now=now,
     )
     return {
-        "freed_bytes": preview.impact.freed_bytes,
-        "tags_removed": preview.impact.tags,
-        "manifests_freed": preview.impact.manifests_freed,
-        "blobs_freed": preview.impact.blobs_freed,
-        "untagged_expired": len(preview.removed_untagged),
-        "push_times": (preview.push_times or {}).get("source", "")[:32],
+        "freed_bytes": totals.freed_bytes,
+        "tags_removed": totals.tags_removed,
+        "manifests_freed": totals.manifests_freed,
+        "blobs_freed": totals.blobs_freed,
+        "untagged_expired": totals.untagged_expired,
+        "push_times": totals.push_times[:32],
     }
 
 

@@ -159,6 +159,53 @@ def scope_check(*, registry_id: int, namespace: str | None, repository_id: int |
         )
 
 
+def _selected(policy: Policy, *, registry_id: int, namespace, repository_id, now):
+    """(registry, pulls' coverage, scope, selection): the pulls checked, then the format's selection."""
+    registry = Registry.objects.get(id=registry_id)
+    pull_data = _pulls_check(
+        policy, registry=registry, namespace=namespace, repository_id=repository_id, now=now
+    )
+    scope = scope_read(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
+    return registry, pull_data, scope, policy.select(scope, now)
+
+
+@dataclass(frozen=True)
+class PolicyTotals:
+    """A preview's figures without its lists and parts: what a saved policy's series records."""
+
+    freed_bytes: int
+    tags_removed: int
+    manifests_freed: int
+    blobs_freed: int
+    untagged_expired: int
+    push_times: str  # where the selection's push times came from ("" when it reads none)
+
+
+def policy_totals(
+    *,
+    policy: Policy,
+    registry_id: int,
+    namespace: str | None = None,
+    repository_id: int | None = None,
+    now: datetime | None = None,
+) -> PolicyTotals:
+    """`policy_preview`'s totals alone: the same selection, priced by the what-if statement without the
+    repositories' parts, the kept blobs, the lists or the 2.8 collector's trap (the cheaper statement)."""
+    now = now or timezone.now()
+    _, _, _, selection = _selected(
+        policy, registry_id=registry_id, namespace=namespace, repository_id=repository_id, now=now
+    )
+    impact = deletion_impact(tag_ids=sorted(selection.tag_ids), details=False)
+    return PolicyTotals(
+        freed_bytes=impact.freed_bytes,
+        tags_removed=impact.tags,
+        manifests_freed=impact.manifests_freed,
+        blobs_freed=impact.blobs_freed,
+        untagged_expired=len(selection.untagged),
+        push_times=(_push_times(selection) or {}).get("source", ""),
+    )
+
+
 def policy_preview(
     *,
     policy: Policy,
@@ -171,12 +218,9 @@ def policy_preview(
     """What the policy removes from the scope, and what deleting it (then collecting garbage) frees.
     With a `limit`, the lists (removed tags, untagged, lost manifests, repositories) stop at that many."""
     now = now or timezone.now()
-    registry = Registry.objects.get(id=registry_id)
-    pull_data = _pulls_check(
-        policy, registry=registry, namespace=namespace, repository_id=repository_id, now=now
+    registry, pull_data, scope, selection = _selected(
+        policy, registry_id=registry_id, namespace=namespace, repository_id=repository_id, now=now
     )
-    scope = scope_read(registry_id=registry_id, namespace=namespace, repository_id=repository_id)
-    selection = policy.select(scope, now)
     tag_ids = sorted(selection.tag_ids)
     impact = deletion_impact(tag_ids=tag_ids, limit=limit, by_repository=True)
     trap = untagged_trap(registry_id=registry_id, tag_ids=tag_ids)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from analytics.errors import InvalidRequest
 from analytics.models import Registry, RegistryEvent
-from analytics.policies.preview import policy_parse, policy_preview
+from analytics.policies.preview import policy_parse, policy_preview, policy_totals
 from analytics.selectors.whatif import deletion_impact
 from tests.policies.support import build
 
@@ -82,6 +82,36 @@ def test_bytes_freed_are_the_whatifs_for_the_same_tags(registry):
     assert sorted(t for _, t, _ in preview.removed_tags) == ["t2", "t3", "t4"]
     assert preview.impact.freed_bytes == deletion_impact(tag_ids=ids).freed_bytes > 0
     assert preview.tags_kept == 1
+
+
+def test_a_saved_policys_totals_are_the_previews_without_its_lists(registry):
+    """`policy_totals` (what a saved policy's series records) prices the same selection by the statement
+    without the repositories' parts: the same figures as the preview, over two repositories with an
+    image of two tags and an untagged holding."""
+    now = timezone.now()
+    build(
+        registry,
+        {
+            "app": [{"image": f"i{i}", "tags": [f"t{i}"], "pushed_days_ago": i} for i in range(1, 5)],
+            "web": [
+                {"image": "i2", "tags": ["a", "b"], "pushed_days_ago": 3},
+                {"image": "w1", "tags": ["c"], "pushed_days_ago": 5},
+                {"image": "w2", "tags": [], "pushed_days_ago": 9},
+            ],
+        },
+        now,
+    )
+    policy = policy_parse(json.dumps(KEEP_ONE))
+    preview = policy_preview(policy=policy, registry_id=registry.id, now=now)
+    totals = policy_totals(policy=policy, registry_id=registry.id, now=now)
+    assert (totals.freed_bytes, totals.tags_removed, totals.manifests_freed, totals.blobs_freed) == (
+        preview.impact.freed_bytes,
+        preview.impact.tags,
+        preview.impact.manifests_freed,
+        preview.impact.blobs_freed,
+    )
+    assert totals.freed_bytes > 0 and totals.untagged_expired == preview.removed_untagged_count == 1
+    assert totals.push_times == preview.push_times["source"] == "scans"
 
 
 HARBOR_PULLS = {

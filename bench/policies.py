@@ -1,7 +1,7 @@
 """Cleanup policy previews on the synthetic registry (`bench.generate`): wall time and CPU per preview.
 
     .venv/bin/python -m bench.policies [--database layerlens_bench_scale] [--runs 5] [--only NAME ...]
-        [--selection-only]
+        [--selection-only | --totals]
 
 Each case (a policy over a scope: the largest namespace, the largest repository, the whole registry)
 runs once to warm the cache, then `--runs` times; the median and spread (min, max) of the wall time are
@@ -12,7 +12,7 @@ in Python), the what-if statement, the 2.8 collector's trap. The session is read
 (`default_transaction_read_only`): the benchmark never writes the database it reads; and it compiles no
 query (`jit` off), as the web's connections, which answer `POST /api/v1/policies/preview/`.
 `--selection-only` times the scope's read and the format's selection alone (a whole registry's what-if is
-the other part's cost).
+the other part's cost); `--totals` times `policy_totals`, what a saved policy's point costs.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def cases() -> dict[str, dict]:
 
 
 def run(
-    *, runs: int, only: set[str], selection_only: bool = False, log=print
+    *, runs: int, only: set[str], selection_only: bool = False, totals: bool = False, log=print
 ) -> dict[str, tuple[float, float, float]]:
     from django.utils import timezone
 
@@ -154,7 +154,7 @@ def run(
     from analytics.policies.gitlab import GitlabPolicy
     from analytics.policies.harbor import HarborPolicy
     from analytics.policies.layerlens import LayerlensPolicy
-    from analytics.policies.preview import policy_parse, policy_preview
+    from analytics.policies.preview import policy_parse, policy_preview, policy_totals
     from analytics.policies.rows import scope_read
     from harness.proc import cpu_seconds, cpu_spent, postgres_pids
 
@@ -177,6 +177,10 @@ def run(
                 def one(policy=policy, scope=scope):
                     where = {"namespace": None, "repository_id": None, **scope}
                     return policy.select(scope_read(**where), timezone.now())
+            elif totals:  # what a saved policy's point costs
+
+                def one(policy=policy, scope=scope):
+                    return policy_totals(policy=policy, **scope)
             else:
 
                 def one(policy=policy, scope=scope):
@@ -200,11 +204,12 @@ def run(
             rest = statistics.mean(times) - sum(phases.spent.values()) / runs * 1000
             target = SELECTION_TARGET_MS if selection_only else TARGET_MS
             verdict = "ok" if max(times) <= target else f"MISSED (target {target} ms)"
-            removes = (
-                f"selects {len(answer.tag_ids):,} tags and {len(answer.untagged):,} untagged images"
-                if selection_only
-                else f"removes {answer.impact.tags:,} tags, frees {answer.impact.freed_bytes:,} B"
-            )
+            if selection_only:
+                removes = f"selects {len(answer.tag_ids):,} tags and {len(answer.untagged):,} untagged images"
+            elif totals:
+                removes = f"removes {answer.tags_removed:,} tags, frees {answer.freed_bytes:,} B"
+            else:
+                removes = f"removes {answer.impact.tags:,} tags, frees {answer.impact.freed_bytes:,} B"
             log(
                 f"{name}\n  {removes}; "
                 f"median {med:,.0f} ms (min {min(times):,.0f}, max {max(times):,.0f}) {verdict}; "
@@ -226,9 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Time the scope's read and the format's selection alone (the what-if and the trap not run).",
     )
+    parser.add_argument(
+        "--totals",
+        action="store_true",
+        help="Time policy_totals, what a saved policy's point costs (no parts, lists or trap).",
+    )
     args = parser.parse_args(argv)
     _setup(args.database)
-    run(runs=args.runs, only=set(args.only), selection_only=args.selection_only)
+    run(runs=args.runs, only=set(args.only), selection_only=args.selection_only, totals=args.totals)
     return 0
 
 

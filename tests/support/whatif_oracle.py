@@ -58,7 +58,7 @@ def oracle_kept_blob_holders(
     gone: up to `holders` holdings each, in repository and digest order among those read."""
     if not kept:
         return []
-    found: dict[int, list[tuple]] = defaultdict(list)
+    found: dict[tuple[int, int], list[tuple]] = defaultdict(list)
     for registry_id in sorted({k.registry_id for k in kept}):
         params = {
             "registry": registry_id,
@@ -71,8 +71,9 @@ def oracle_kept_blob_holders(
             cursor.execute(_HOLDERS_SQL, params)
             for blob_id, repository_id, manifest_id, repository, digest, kind in cursor.fetchall():
                 row = (repository, digest, kind, repository_id, manifest_id)
-                if row not in found[blob_id] and len(found[blob_id]) < holders:
-                    found[blob_id].append(row)
+                held = found[(registry_id, blob_id)]  # the same blob in two registries: two answers
+                if row not in held and len(held) < holders:
+                    held.append(row)
     pairs = {(row[3], row[4]) for rows in found.values() for row in rows}
     tags: dict[tuple[int, int], list[str]] = defaultdict(list)
     if pairs:
@@ -98,7 +99,7 @@ def oracle_kept_blob_holders(
             kept_by=k.kept_by,
             holders=[
                 Holder(repository=repo, digest=digest, kind=kind, tags=tags[(r, m)][:TAGS_SHOWN])
-                for repo, digest, kind, r, m in sorted(found[k.blob_id])
+                for repo, digest, kind, r, m in sorted(found[(k.registry_id, k.blob_id)])
             ],
         )
         for k in kept

@@ -104,9 +104,10 @@ def _holds(repository: str, digest: str, blob: str) -> bool:
 
 
 def _named_holders(answer: dict) -> None:
-    """A kept blob with more holders than are named (`kept.HOLDERS`) names the first few the statement
-    reads, in no order the plan guarantees (reading all of a hot blob's holders is what it avoids). Each
-    named one is checked to hold the blob; then only their number is compared."""
+    """A kept blob names as many holders as keep it, up to `kept.HOLDERS`, in each registry its own. With
+    more, it names the first few the statement reads, in no order the plan guarantees (reading all of a
+    hot blob's holders is what it avoids): each is checked to hold the blob, then only their number is
+    compared."""
     for blob in answer.get("kept_largest") or []:
         assert len(blob["holders"]) == min(blob["kept_by"], HOLDERS)  # each registry names its own
         if blob["kept_by"] > HOLDERS:

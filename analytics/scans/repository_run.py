@@ -382,14 +382,26 @@ class RepositoryRun:
 
     @staticmethod
     def end_many(items: list[tuple[RepositoryRun, RepositorySnapshot]]) -> set[int]:
-        """`end` for several repositories read in full (`batchable`), together in one transaction:
-        their snapshots ingested at once (`ingest.snapshot.snapshots_ingest`), trend points, the scans
-        finished, the leases released. Returns the scan ids finished (all of them, or it raised and
-        none is)."""
+        """`end` for several repositories read in full (`batchable`), together in one transaction
+        (`ingest_finish`), then their runs exited. Returns the scan ids finished (all of them, or it
+        raised and none is)."""
+        RepositoryRun.ingest_finish(items)
+        for run, _ in items:
+            run.__exit__(None, None, None)
+        return {run.scan_id for run, _ in items}
+
+    @staticmethod
+    def ingest_finish(items: list[tuple[RepositoryRun, RepositorySnapshot]]) -> None:
+        """In one transaction: the snapshots ingested at once (`ingest.snapshot.snapshots_ingest`),
+        chains and trend points, the scans finished with their counts and progress (their parents'
+        counters included), the leases released."""
         with transaction.atomic():
             commit_async()
             results = snapshots_ingest(
-                [IngestItem(run.scan.repository, snapshot, scan=run.scan) for run, snapshot in items]  # type: ignore[arg-type]
+                [
+                    IngestItem(run.scan.repository, snapshot, scan=run.scan, complete=not run.scan.tag)  # type: ignore[arg-type]
+                    for run, snapshot in items
+                ]
             )
             scans_figures_record(  # chain ids of new manifests, then trend points
                 scans=[
@@ -404,6 +416,7 @@ class RepositoryRun:
                 total, done, d_total, d_done = run.progress.take()
                 fields.update(tags_total=total, tags_done=done)
                 if result.failures:
+                    # the only error rows: earlier runs' were deleted at the claim
                     with log_context(
                         scan_id=scan.id, registry_id=scan.registry_id, repository_id=scan.repository_id
                     ):
@@ -422,8 +435,6 @@ class RepositoryRun:
             )
         for run, _ in items:
             run.held = False
-            run.__exit__(None, None, None)
-        return {run.scan_id for run, _ in items}
 
     def changed(self, result: IngestResult) -> bool:
         """Whether an ingest changed what the repository holds or names (a first scan always does): then
@@ -576,22 +587,7 @@ class RepositoryRun:
                 self._forget(repository)
             return
         # Ingest, the scan's counts and progress, its parent's counter and the lease: one transaction.
-        with transaction.atomic():
-            commit_async()
-            (result,) = snapshots_ingest([IngestItem(repository, snapshot, scan=scan, complete=not scan.tag)])
-            if self.changed(result):
-                scans_figures_record(scans=[scan])  # chain ids of new manifests, then trend points
-            fields = self.record(snapshot, result)
-            total, done, d_total, d_done = self.progress.take()
-            scan_finish(
-                scan,
-                Scan.Status.SUCCEEDED,
-                errors=result.failures,  # the only error rows: earlier runs' were deleted at the claim
-                fields={**fields, "tags_total": total, "tags_done": done},
-                tags=(d_total, d_done),
-            )
-            repository_lease_release(repository)
-        self.held = False
+        self.ingest_finish([(self, snapshot)])
 
     def _reference_missing(self, snapshot: RepositorySnapshot) -> ManifestFailure | None:
         """The 404 of the one tag (or digest) a one-tag scan asked for, when that is all it found."""

@@ -581,10 +581,9 @@ def _changes_ingest(todo: list[tuple[int, IngestItem]], *, now: datetime) -> dic
     # Tags naming a manifest stored before (unchanged, or known from elsewhere) carry no record.
     ids.update(manifest_ids(d for _, item in todo for d in item.snapshot.tags.values() if d not in ids))
     digest_of = {v: k for k, v in ids.items()}
-    holdings: list[tuple[object, ...]] = []
-    for _, item in todo:
-        held = sorted({ids[d] for d in _digests_named(item.snapshot) if d in ids})
-        holdings += [(item.repository.id, m, False, now, now) for m in held]
+    # each item's manifests stored now: its holdings, and its result's count
+    named = {i: {ids[d] for d in _digests_named(item.snapshot) if d in ids} for i, item in todo}
+    holdings = [(item.repository.id, m, False, now, now) for i, item in todo for m in sorted(named[i])]
     rows_insert(
         "analytics_repositorymanifest",
         (
@@ -672,7 +671,7 @@ def _changes_ingest(todo: list[tuple[int, IngestItem]], *, now: datetime) -> dic
         results[i] = IngestResult(
             tags=len(seen[i]),
             images=images,
-            manifests=len({d for d in _digests_named(snapshot) if d in ids}),
+            manifests=len(named[i]),
             new_manifests=len(_claim(unclaimed, {r.digest for r in snapshot.manifests})),
             tag_events=events[i],
             failures=len(snapshot.failures),

@@ -287,7 +287,7 @@ def _record(
             )
             changed = result.tag_events
             if result.new_manifests:
-                chains_refresh(repository_id=repository.id)
+                chains_refresh(repository_ids=[repository.id])
         counted = {e.id for e in pulls_record(registry_id=registry.id, events=events)}
         outcomes: dict[tuple[str, str], list[int]] = defaultdict(list)
         for event in events:

@@ -101,7 +101,7 @@ def _rows(cursor) -> Iterator[tuple[int, int, str]]:
         yield from batch
 
 
-def chains_refresh(*, repository_id: int | None = None, repository_ids: list[int] | None = None) -> int:
+def chains_refresh(*, repository_ids: list[int] | None = None) -> int:
     """Write the chain ids of image manifests that have none yet (those some repositories hold, or all).
 
     Cost follows the new manifests only, linear in their layers: manifests are immutable, so existing
@@ -112,8 +112,6 @@ def chains_refresh(*, repository_id: int | None = None, repository_ids: list[int
         "SELECT rm.manifest_id FROM analytics_repositorymanifest rm WHERE NOT EXISTS "
         "(SELECT 1 FROM analytics_layerchain c WHERE c.manifest_id = rm.manifest_id)"
     )
-    if repository_id is not None:
-        repository_ids = [repository_id]
     written = 0
     batch: tuple[list[int], list[int], list[str], list[bool], list[int]] = ([], [], [], [], [])
     chained: set[int] = set()

@@ -75,7 +75,7 @@ def test_a_repository_refresh_writes_only_its_own_new_manifests():
     registry = Registry.objects.create(name="chains", url="http://127.0.0.1:5000")
     a = ingest(registry, "team/a", {"1": image("a", [layer("x", 1), layer("y", 2)])})
     ingest(registry, "team/b", {"1": image("b", [layer("z", 3)])})
-    assert chains_refresh(repository_id=a.id) == 2
+    assert chains_refresh(repository_ids=[a.id]) == 2
     assert set(LayerChain.objects.values_list("manifest__holdings__repository", flat=True)) == {a.id}
     assert chains_refresh() == 1
     assert _stored() == _reference()

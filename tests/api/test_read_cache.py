@@ -128,13 +128,13 @@ def test_a_tag_move_ends_the_cached_stale_bases(setup):
     old_base = f.image("os-1", layers=[base], config_size=900, manifest_size=400)
     built = f.image("built", layers=[base, f.layer("tool", 700)], config_size=950, manifest_size=450)
     for name, tags in (("base/os", {"1": old_base}), ("apps/tool", {"1": built})):
-        chains_refresh(repository_id=f.ingest(registry, name, tags).id)
+        chains_refresh(repository_ids=[f.ingest(registry, name, tags).id])
     url = f"/api/v1/stale-bases/?registry={registry.id}"
     assert _get(client, url)[0].json()["results"] == []
     assert _from_cache(client, url).json()["results"] == []
 
     new_base = f.image("os-2", layers=[f.layer("os2", 1_100)], config_size=910, manifest_size=410)
-    chains_refresh(repository_id=f.ingest(registry, "base/os", {"1": new_base}).id)
+    chains_refresh(repository_ids=[f.ingest(registry, "base/os", {"1": new_base}).id])
     [row] = _get(client, url)[0].json()["results"]
     assert (row["tag"], row["old_digest"], row["new_digest"]) == ("1", old_base.digest, new_base.digest)
     assert [a[2] for a in row["affected"]] == [built.digest]

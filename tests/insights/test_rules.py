@@ -42,7 +42,7 @@ def registry(db):
 def ingest(registry, name, tags, extra=()):
     repo, _ = Repository.objects.get_or_create(registry=registry, name=name)
     snapshot_ingest(repository=repo, snapshot=snapshot(name, tags, extra=extra))
-    chains_refresh(repository_id=repo.id)
+    chains_refresh(repository_ids=[repo.id])
     return repo
 
 

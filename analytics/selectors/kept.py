@@ -115,6 +115,15 @@ def kept_blob_holders(
                 held = found[(registry_id, blob_id)]  # the same blob in two registries: two answers
                 if row not in held and len(held) < holders:
                     held.append(row)
+    return holders_named(kept=kept, found=found, deleted_tag_ids=deleted_tag_ids)
+
+
+def holders_named(
+    *, kept: list[KeptBlob], found: dict[tuple[int, int], list[tuple]], deleted_tag_ids: list[int]
+) -> list[KeptBlobHolders]:
+    """The answer for `kept`, from the holdings `found` of each (registry, blob): (repository, digest,
+    kind, repository id, manifest id), each named with its current tags the deletion leaves (the first
+    TAGS_SHOWN), in repository and digest order."""
     pairs = {(row[3], row[4]) for rows in found.values() for row in rows}
     tags: dict[tuple[int, int], list[str]] = defaultdict(list)
     if pairs:

@@ -1,7 +1,9 @@
 """The what-if as it was answered before its pricing was aggregated in SQL: one statement returning a row
 per lost holding, judged manifest, judged blob and deleted tag, reduced in Python. Kept verbatim (but for
 names) as an independent oracle: the tests compare `analytics.selectors.whatif.deletion_impact` with it on
-varied selections. Slow at scale (it reads every row into Python); for tests only."""
+varied selections. Only the naming of the kept blobs' holders (`kept.holders_named`, tags read for the
+holdings found) is shared: what it judges, it judges by its own statements. Slow at scale (it reads
+every row into Python); for tests only."""
 
 from __future__ import annotations
 
@@ -13,12 +15,11 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
 from analytics.infra.sqlarrays import int_array
-from analytics.models import Blob, Repository, Tag
-from analytics.selectors.kept import Holder, KeptBlob, KeptBlobHolders
+from analytics.models import Repository, Tag
+from analytics.selectors.kept import KeptBlob, KeptBlobHolders, holders_named
 from analytics.selectors.whatif import DeletionImpact, LostManifest, RepositoryImpact, SharedFreed
 
 HOLDERS = 3
-TAGS_SHOWN = 3
 
 _HOLDERS_SQL = """
 WITH lost(repository_id, manifest_id) AS MATERIALIZED (
@@ -74,36 +75,7 @@ def oracle_kept_blob_holders(
                 held = found[(registry_id, blob_id)]  # the same blob in two registries: two answers
                 if row not in held and len(held) < holders:
                     held.append(row)
-    pairs = {(row[3], row[4]) for rows in found.values() for row in rows}
-    tags: dict[tuple[int, int], list[str]] = defaultdict(list)
-    if pairs:
-        named = (
-            Tag.objects.filter(
-                removed_at=None,
-                repository_id__in={r for r, _ in pairs},
-                manifest_id__in={m for _, m in pairs},
-            )
-            .order_by("name")
-            .values_list("id", "repository_id", "manifest_id", "name")
-        )
-        deleted = set(deleted_tag_ids)
-        for tag_id, r, m, name in named:
-            if (r, m) in pairs and tag_id not in deleted:
-                tags[(r, m)].append(name)
-    blobs = Blob.objects.filter(id__in=[k.blob_id for k in kept]).only("digest", "media_type").in_bulk()
-    return [
-        KeptBlobHolders(
-            digest=blobs[k.blob_id].digest,
-            media_type=blobs[k.blob_id].media_type,
-            size=k.size,
-            kept_by=k.kept_by,
-            holders=[
-                Holder(repository=repo, digest=digest, kind=kind, tags=tags[(r, m)][:TAGS_SHOWN])
-                for repo, digest, kind, r, m in sorted(found[(k.registry_id, k.blob_id)])
-            ],
-        )
-        for k in kept
-    ]
+    return holders_named(kept=kept, found=found, deleted_tag_ids=deleted_tag_ids)
 
 
 _WHATIF_SQL = """

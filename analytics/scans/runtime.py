@@ -44,6 +44,7 @@ class Heartbeat:
         self.scan_id = scan_id  # None: a repository lease alone (registry events being applied)
         self.repository_id = repository_id
         self.interval = max(0.2, settings.SCAN_LEASE_SECONDS / 3)
+        self.name = f"heartbeat-{scan_id}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -53,7 +54,7 @@ class Heartbeat:
     def start(self) -> None:
         """Begin beating; call once the leases are held (never to renew someone else's)."""
         if self._thread is None and not connection.in_atomic_block:
-            self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.scan_id}", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -84,23 +85,21 @@ class Heartbeat:
             Repository.objects.filter(id=self.repository_id).update(scan_lease_until=until)
 
 
-class BatchHeartbeat:
+class BatchHeartbeat(Heartbeat):
     """One thread renewing the leases of a batch's scans and repositories (`Heartbeat` for many): a
     repository's lease is renewed only while it is held, so one released meanwhile stays released;
     `drop` takes a scan and its repository out once it has finished."""
 
     def __init__(self, pairs: list[tuple[int, int]]) -> None:
+        super().__init__(scan_id=None)
+        self.name = "heartbeat-batch"
         self.scan_ids = {scan_id for scan_id, _ in pairs}
         self.repository_ids = {repository_id for _, repository_id in pairs}
-        self.interval = max(0.2, settings.SCAN_LEASE_SECONDS / 3)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._thread is None and self.scan_ids and not connection.in_atomic_block:
-            self._thread = threading.Thread(target=self._run, name="heartbeat-batch", daemon=True)
-            self._thread.start()
+        if self.scan_ids:
+            super().start()
 
     def drop(self, scan_id: int, repository_id: int | None) -> None:
         with self._lock:
@@ -108,32 +107,18 @@ class BatchHeartbeat:
             self.repository_ids.discard(repository_id)  # type: ignore[arg-type]
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.__exit__(None, None, None)
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    with self._lock:
-                        scans, repositories = list(self.scan_ids), list(self.repository_ids)
-                    until = lease_deadline()
-                    if scans:
-                        Scan.objects.filter(id__in=scans, status=Scan.Status.RUNNING).update(
-                            lease_until=until
-                        )
-                    if repositories:
-                        Repository.objects.filter(id__in=repositories, scan_lease_until__isnull=False).update(
-                            scan_lease_until=until
-                        )
-                except DatabaseError as exc:
-                    log.warning("scan heartbeat missed a beat: %s", exc)
-                    connections.close_all()
-        except Exception:
-            log.exception("scan heartbeat failed")
-        finally:
-            connections.close_all()
+    def _beat(self) -> None:
+        with self._lock:
+            scans, repositories = list(self.scan_ids), list(self.repository_ids)
+        until = lease_deadline()
+        if scans:
+            Scan.objects.filter(id__in=scans, status=Scan.Status.RUNNING).update(lease_until=until)
+        if repositories:
+            Repository.objects.filter(id__in=repositories, scan_lease_until__isnull=False).update(
+                scan_lease_until=until
+            )
 
 
 class Progress:

@@ -291,7 +291,7 @@ judged_m AS MATERIALIZED (
     SELECT ln.registry_id, ln.manifest_id, ln.n, ln.first, ln.last, coalesce(x.refs, 0) <= ln.n AS freed,
         m.size, m.config_id
     FROM (
-        SELECT registry_id, manifest_id, count(*) AS n, min(repository_id) AS first,
+        SELECT registry_id, manifest_id, count(*)::int AS n, min(repository_id) AS first,
             max(repository_id) AS last
         FROM lost GROUP BY 1, 2
     ) ln
@@ -301,16 +301,37 @@ judged_m AS MATERIALIZED (
 ),
 lost_refs AS (
     -- each lost holding references each distinct blob of its manifest (layer or config) once; the
-    -- repositories whose lost holdings reference a blob are first..last (one when first = last)
+    -- repositories whose lost holdings reference a blob are first..last (one when first = last).
+    -- Deduplicated on (manifest, blob, registry) alone, the rest follows from the manifest's row: one
+    -- sort of narrow keys, not a hash of every column. n is an integer, so its sum is a bigint, not
+    -- a numeric, per blob
     SELECT mb.registry_id, mb.blob_id, sum(mb.n) AS n, min(mb.first) AS first, max(mb.last) AS last
     FROM (
-        SELECT j.registry_id, j.manifest_id, ml.blob_id, j.n, j.first, j.last
-        FROM judged_m j JOIN analytics_manifestlayer ml ON ml.manifest_id = j.manifest_id
-        UNION
-        SELECT j.registry_id, j.manifest_id, j.config_id, j.n, j.first, j.last
-        FROM judged_m j WHERE j.config_id IS NOT NULL
+        SELECT DISTINCT ON (x.manifest_id, x.blob_id, x.registry_id) x.* FROM (
+            SELECT j.registry_id, j.manifest_id, ml.blob_id, j.n, j.first, j.last
+            FROM judged_m j JOIN analytics_manifestlayer ml ON ml.manifest_id = j.manifest_id
+            UNION ALL
+            SELECT j.registry_id, j.manifest_id, j.config_id, j.n, j.first, j.last
+            FROM judged_m j WHERE j.config_id IS NOT NULL
+        ) x
+        ORDER BY x.manifest_id, x.blob_id, x.registry_id
     ) mb
     GROUP BY 1, 2
+),
+paged_repos AS MATERIALIZED (
+    -- the repositories a page of lost holdings can reach, in name order from the page's start: those
+    -- named after it whose predecessors (after it) lose fewer holdings than a page holds
+    SELECT id, name FROM (
+        SELECT c.id, c.name, sum(c.after) OVER (ORDER BY c.name COLLATE "C", c.id) - c.after AS before
+        FROM (
+            SELECT r.id, r.name,
+                CASE WHEN r.name COLLATE "C" > %(after_r)s THEN count(*) ELSE 0 END AS after
+            FROM lost l JOIN analytics_repository r ON r.id = l.repository_id
+            WHERE %(details)s AND r.name COLLATE "C" >= %(after_r)s
+            GROUP BY r.id, r.name
+        ) c
+    ) ranked
+    WHERE %(page)s::bigint IS NULL OR before < %(page)s::bigint
 ),
 judged AS MATERIALIZED (
     -- RegistryBlob.refs counts the present holdings referencing it: freed when the deletion removes all;
@@ -361,15 +382,21 @@ UNION ALL (
     ORDER BY size DESC, kept_by DESC, registry_id DESC, blob_id DESC LIMIT %(kept_largest)s
 )
 UNION ALL (
-    -- a page of lost holdings in (repository, digest) order, as Python orders strings (COLLATE "C")
-    SELECT 'P', l.repository_id, l.manifest_id, m.size, j.freed::int, NULL, NULL, r.name, m.digest, m.kind
-    FROM lost l
-    JOIN judged_m j ON j.registry_id = l.registry_id AND j.manifest_id = l.manifest_id
-    JOIN analytics_repository r ON r.id = l.repository_id
-    JOIN analytics_manifest m ON m.id = l.manifest_id
-    WHERE %(details)s AND (r.name COLLATE "C", m.digest COLLATE "C") > (%(after_r)s, %(after_d)s)
-    ORDER BY r.name COLLATE "C", m.digest COLLATE "C"
-    LIMIT %(page)s
+    -- a page of lost holdings in (repository, digest) order, as Python orders strings (COLLATE "C"):
+    -- the digests of the page's repositories only (paged_repos), each read by its id
+    SELECT 'P', p.repository_id, p.manifest_id, p.size, j.freed::int, NULL, NULL, p.name, p.digest, p.kind
+    FROM (
+        SELECT l.registry_id, l.repository_id, l.manifest_id, pr.name, m.digest, m.size, m.kind
+        FROM paged_repos pr
+        JOIN lost l ON l.repository_id = pr.id
+        CROSS JOIN LATERAL (
+            SELECT m.digest, m.size, m.kind FROM analytics_manifest m WHERE m.id = l.manifest_id
+        ) m
+        WHERE (pr.name COLLATE "C", m.digest COLLATE "C") > (%(after_r)s, %(after_d)s)
+        ORDER BY pr.name COLLATE "C", m.digest COLLATE "C"
+        LIMIT %(page)s
+    ) p
+    JOIN judged_m j ON j.registry_id = p.registry_id AND j.manifest_id = p.manifest_id
 )
 """
 

@@ -258,7 +258,9 @@ def statement_settings(tags: int) -> dict[str, str]:
     return {**WHATIF_SETTINGS, **(WHATIF_HASHED_SETTINGS if tags >= WHATIF_HASHED_TAGS else {})}
 
 
-_WHATIF_SQL = """
+# The deletion's lost holdings and the manifests they held (judged_m), with the page's repositories: what
+# both ways of pricing the blobs start from.
+_LOST_CTES = """
 WITH RECURSIVE
 del AS MATERIALIZED (
     SELECT t.id, t.repository_id FROM analytics_tag t
@@ -299,7 +301,26 @@ judged_m AS MATERIALIZED (
     LEFT JOIN analytics_registrymanifestref x
         ON x.registry_id = ln.registry_id AND x.manifest_id = ln.manifest_id
 ),
-lost_refs AS (
+paged_repos AS MATERIALIZED (
+    -- the repositories a page of lost holdings can reach, in name order from the page's start: those
+    -- named after it whose predecessors (after it) lose fewer holdings than a page holds
+    SELECT id, name FROM (
+        SELECT c.id, c.name, sum(c.after) OVER (ORDER BY c.name COLLATE "C", c.id) - c.after AS before
+        FROM (
+            SELECT r.id, r.name,
+                CASE WHEN r.name COLLATE "C" > %(after_r)s THEN count(*) ELSE 0 END AS after
+            FROM lost l JOIN analytics_repository r ON r.id = l.repository_id
+            WHERE %(details)s AND r.name COLLATE "C" >= %(after_r)s
+            GROUP BY r.id, r.name
+        ) c
+    ) ranked
+    WHERE %(page)s::bigint IS NULL OR before < %(page)s::bigint
+),
+"""
+
+# The blobs priced from what the deletion loses: each lost holding's blob references, with the repositories
+# that lost them (`owner`), for each repository's part.
+_LOST_BLOBS_CTES = """lost_refs AS (
     -- each lost holding references each distinct blob of its manifest (layer or config) once; the
     -- repositories whose lost holdings reference a blob are first..last (one when first = last).
     -- Deduplicated on (manifest, blob, registry) alone, the rest follows from the manifest's row: one
@@ -318,21 +339,6 @@ lost_refs AS (
     ) mb
     GROUP BY 1, 2
 ),
-paged_repos AS MATERIALIZED (
-    -- the repositories a page of lost holdings can reach, in name order from the page's start: those
-    -- named after it whose predecessors (after it) lose fewer holdings than a page holds
-    SELECT id, name FROM (
-        SELECT c.id, c.name, sum(c.after) OVER (ORDER BY c.name COLLATE "C", c.id) - c.after AS before
-        FROM (
-            SELECT r.id, r.name,
-                CASE WHEN r.name COLLATE "C" > %(after_r)s THEN count(*) ELSE 0 END AS after
-            FROM lost l JOIN analytics_repository r ON r.id = l.repository_id
-            WHERE %(details)s AND r.name COLLATE "C" >= %(after_r)s
-            GROUP BY r.id, r.name
-        ) c
-    ) ranked
-    WHERE %(page)s::bigint IS NULL OR before < %(page)s::bigint
-),
 judged AS MATERIALIZED (
     -- RegistryBlob.refs counts the present holdings referencing it: freed when the deletion removes all;
     -- else the holdings left referencing it (kept_by) keep it
@@ -344,7 +350,10 @@ judged AS MATERIALIZED (
     FROM lost_refs lr
     LEFT JOIN analytics_registryblob rb ON rb.registry_id = lr.registry_id AND rb.blob_id = lr.blob_id
 )
-SELECT 'D', count(*), NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
+"""
+
+# What both ways answer from the lost holdings: tags, holdings, manifests, affected repositories, the page.
+_COMMON_ROWS = """SELECT 'D', count(*), NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
     NULL::text, NULL::text, NULL::text
 FROM del
 UNION ALL SELECT 'L', count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM lost
@@ -354,33 +363,8 @@ UNION ALL SELECT 'M', count(*) FILTER (WHERE freed), coalesce(sum(size) FILTER (
     coalesce(sum(size) FILTER (WHERE freed AND first <> last), 0),
     NULL, NULL, NULL
 FROM judged_m
-UNION ALL SELECT 'B', count(*) FILTER (WHERE freed), coalesce(sum(size) FILTER (WHERE freed), 0),
-    count(*) FILTER (WHERE NOT freed), coalesce(sum(size) FILTER (WHERE NOT freed), 0),
-    count(*) FILTER (WHERE freed AND owner IS NULL),
-    coalesce(sum(size) FILTER (WHERE freed AND owner IS NULL), 0),
-    NULL, NULL, NULL
-FROM judged
-UNION ALL SELECT 'R', p.repository_id, sum(p.tags), sum(p.untagged), sum(p.manifests), sum(p.blobs),
-    sum(p.bytes), NULL, NULL, NULL
-FROM (
-    SELECT repository_id, count(*) AS tags, 0 AS untagged, 0 AS manifests, 0 AS blobs, 0 AS bytes
-    FROM del GROUP BY 1
-    UNION ALL SELECT repository_id, 0, count(*), 0, 0, 0 FROM lost GROUP BY 1
-    UNION ALL SELECT first, 0, 0, count(*), 0, sum(size) FROM judged_m
-        WHERE freed AND first = last GROUP BY 1
-    UNION ALL SELECT owner, 0, 0, 0, count(*), sum(size) FROM judged
-        WHERE freed AND owner IS NOT NULL GROUP BY 1
-) p
-WHERE %(by_repository)s
-GROUP BY p.repository_id
 UNION ALL SELECT 'A', repository_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM arepo
 WHERE %(details)s
-UNION ALL (
-    -- the largest blobs that stay
-    SELECT 'K', registry_id, blob_id, size, kept_by, NULL, NULL, NULL, NULL, NULL FROM judged
-    WHERE NOT freed AND %(by_repository)s
-    ORDER BY size DESC, kept_by DESC, registry_id DESC, blob_id DESC LIMIT %(kept_largest)s
-)
 UNION ALL (
     -- a page of lost holdings in (repository, digest) order, as Python orders strings (COLLATE "C"):
     -- the digests of the page's repositories only (paged_repos), each read by its id
@@ -399,6 +383,99 @@ UNION ALL (
     JOIN judged_m j ON j.registry_id = p.registry_id AND j.manifest_id = p.manifest_id
 )
 """
+
+_LOST_BLOBS_ROWS = """UNION ALL SELECT 'B', count(*) FILTER (WHERE freed),
+    coalesce(sum(size) FILTER (WHERE freed), 0),
+    count(*) FILTER (WHERE NOT freed), coalesce(sum(size) FILTER (WHERE NOT freed), 0),
+    count(*) FILTER (WHERE freed AND owner IS NULL),
+    coalesce(sum(size) FILTER (WHERE freed AND owner IS NULL), 0),
+    NULL, NULL, NULL
+FROM judged
+UNION ALL SELECT 'R', p.repository_id, sum(p.tags), sum(p.untagged), sum(p.manifests), sum(p.blobs),
+    sum(p.bytes), NULL, NULL, NULL
+FROM (
+    SELECT repository_id, count(*) AS tags, 0 AS untagged, 0 AS manifests, 0 AS blobs, 0 AS bytes
+    FROM del GROUP BY 1
+    UNION ALL SELECT repository_id, 0, count(*), 0, 0, 0 FROM lost GROUP BY 1
+    UNION ALL SELECT first, 0, 0, count(*), 0, sum(size) FROM judged_m
+        WHERE freed AND first = last GROUP BY 1
+    UNION ALL SELECT owner, 0, 0, 0, count(*), sum(size) FROM judged
+        WHERE freed AND owner IS NOT NULL GROUP BY 1
+) p
+WHERE %(by_repository)s
+GROUP BY p.repository_id
+UNION ALL (
+    -- the largest blobs that stay
+    SELECT 'K', registry_id, blob_id, size, kept_by, NULL, NULL, NULL, NULL, NULL FROM judged
+    WHERE NOT freed AND %(by_repository)s
+    ORDER BY size DESC, kept_by DESC, registry_id DESC, blob_id DESC LIMIT %(kept_largest)s
+)
+"""
+
+_WHATIF_SQL = _LOST_CTES + _LOST_BLOBS_CTES + _COMMON_ROWS + _LOST_BLOBS_ROWS
+
+# The blobs priced from what stays, for the totals alone: the holdings the deletion leaves in the registries
+# it touches, each kept manifest's distinct blobs counted per registry. A blob no kept holding references is
+# freed: the registry's blobs (`RegistryHeld`) less the kept ones. When a selection untags most of the
+# registries, what stays is the smaller side to read; it cannot say which repository a freed blob came
+# from, so a breakdown by repository is always priced from what is lost.
+_KEPT_BLOBS_CTES = """kept AS MATERIALIZED (
+    SELECT r.registry_id, rm.manifest_id, count(*)::int AS k
+    FROM analytics_repository r
+    JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id AND rm.present
+    WHERE r.registry_id IN (SELECT registry_id FROM arepo) AND NOT EXISTS (
+        SELECT 1 FROM lost l WHERE l.repository_id = rm.repository_id AND l.manifest_id = rm.manifest_id)
+    GROUP BY 1, 2
+),
+kept_refs AS (
+    -- as lost_refs: each kept holding references each distinct blob of its manifest once
+    SELECT mb.registry_id, mb.blob_id, sum(mb.k) AS k
+    FROM (
+        SELECT DISTINCT ON (x.manifest_id, x.blob_id, x.registry_id) x.* FROM (
+            SELECT k.registry_id, k.manifest_id, ml.blob_id, k.k
+            FROM kept k JOIN analytics_manifestlayer ml ON ml.manifest_id = k.manifest_id
+            UNION ALL
+            SELECT k.registry_id, k.manifest_id, m.config_id, k.k
+            FROM kept k JOIN analytics_manifest m ON m.id = k.manifest_id
+            WHERE m.config_id IS NOT NULL
+        ) x
+        ORDER BY x.manifest_id, x.blob_id, x.registry_id
+    ) mb
+    GROUP BY 1, 2
+),
+kept_blobs AS MATERIALIZED (
+    -- RegistryBlob.refs counts every present holding referencing the blob; fewer kept (k < refs): the
+    -- deletion untags it and it stays
+    SELECT kr.k, coalesce(rb.refs, 0) AS refs,
+        coalesce(rb.size, (SELECT b.size FROM analytics_blob b WHERE b.id = kr.blob_id)) AS size
+    FROM kept_refs kr
+    LEFT JOIN analytics_registryblob rb ON rb.registry_id = kr.registry_id AND rb.blob_id = kr.blob_id
+),
+held AS MATERIALIZED (
+    SELECT coalesce(sum(h.blobs), 0) AS blobs, coalesce(sum(h.blob_bytes), 0) AS bytes
+    FROM analytics_registryheld h WHERE h.registry_id IN (SELECT registry_id FROM arepo)
+)
+"""
+
+_KEPT_BLOBS_ROWS = """UNION ALL SELECT 'B', (SELECT blobs FROM held) - count(*),
+    (SELECT bytes FROM held) - coalesce(sum(size), 0),
+    count(*) FILTER (WHERE k < refs), coalesce(sum(size) FILTER (WHERE k < refs), 0),
+    NULL, NULL, NULL, NULL, NULL
+FROM kept_blobs
+"""
+
+_WHATIF_KEPT_SQL = _LOST_CTES + _KEPT_BLOBS_CTES + _COMMON_ROWS + _KEPT_BLOBS_ROWS
+
+# A selection of more than this share of the current tags of every registry is priced from what stays
+# (without a breakdown by repository): both ways give the same answer (tested); the smaller side is cheaper.
+PRICE_FROM_KEPT_SHARE = 0.5
+
+
+def priced_from_kept(tags: int) -> bool:
+    """Whether a selection of `tags` tag ids, without a breakdown, is priced from what stays."""
+    held = RegistryHeld.objects.aggregate(tags=Sum("tags"))["tags"] or 0
+    return tags > PRICE_FROM_KEPT_SHARE * held
+
 
 # the largest kept blobs a breakdown names
 KEPT_LARGEST = 10
@@ -453,12 +530,13 @@ def deletion_impact(
     with transaction.atomic(), connection.cursor() as cursor:
         for setting, value in statement_settings(len(tag_ids)).items():
             cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
-        cursor.execute(_WHATIF_SQL, params)
+        kept = not by_repository and priced_from_kept(len(tag_ids))
+        cursor.execute(_WHATIF_KEPT_SQL if kept else _WHATIF_SQL, params)
         rows = cursor.fetchall()
     one = {row[0]: row[1:] for row in rows if row[0] in "DLMB"}
     tags, untagged = int(one["D"][0]), int(one["L"][0])
     m_freed, m_freed_bytes, m_kept, m_kept_bytes, m_shared, m_shared_bytes = map(int, one["M"][:6])
-    b_freed, b_freed_bytes, b_kept, b_kept_bytes, b_shared, b_shared_bytes = map(int, one["B"][:6])
+    b_freed, b_freed_bytes, b_kept, b_kept_bytes = map(int, one["B"][:4])
     manifests, manifests_more, tag_rows, tags_more = [], False, [], False
     if details:
         # sums make the columns numeric: every number back to int
@@ -486,7 +564,9 @@ def deletion_impact(
         breakdown = _by_repository(
             parts=[tuple(map(int, r[1:7])) for r in rows if r[0] == "R"],
             shared=SharedFreed(
-                manifests=m_shared, blobs=b_shared, freed_bytes=m_shared_bytes + b_shared_bytes
+                manifests=m_shared,
+                blobs=int(one["B"][4]),
+                freed_bytes=m_shared_bytes + int(one["B"][5]),
             ),
             kept=[
                 KeptBlob(registry_id=int(r[1]), blob_id=int(r[2]), size=int(r[3]), kept_by=int(r[4]))

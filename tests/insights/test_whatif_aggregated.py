@@ -18,7 +18,7 @@ import pytest
 from django.db.models import Q
 
 from analytics.models import Registry, RepositoryManifest, Tag
-from analytics.selectors import whatif
+from analytics.selectors import whatif_statement
 from analytics.selectors.kept import HOLDERS
 from analytics.selectors.whatif import deletion_impact
 from harness.records import image, index, ingest, layer
@@ -127,11 +127,11 @@ def both_answers(tag_ids: list[int], **kwargs) -> tuple[dict, dict]:
 @pytest.mark.parametrize("hashed", [False, True], ids=["probes", "hash joins"])
 def test_every_selection_prices_as_the_row_by_row_statement(registries, hashed, kept, monkeypatch):
     if hashed:
-        monkeypatch.setattr(whatif, "WHATIF_HASHED_TAGS", 0)
-    assert whatif.statement_settings(1).get("enable_nestloop") == ("off" if hashed else None)
+        monkeypatch.setattr(whatif_statement, "WHATIF_HASHED_TAGS", 0)
+    assert whatif_statement.statement_settings(1).get("enable_nestloop") == ("off" if hashed else None)
     # every selection without a breakdown priced from what stays, or none
-    monkeypatch.setattr(whatif, "PRICE_FROM_KEPT_SHARE", -1 if kept else float("inf"))
-    assert whatif.priced_from_kept(0) is kept
+    monkeypatch.setattr(whatif_statement, "PRICE_FROM_KEPT_SHARE", -1 if kept else float("inf"))
+    assert whatif_statement.priced_from_kept(0) is kept
     for name, ids in selections(*registries).items():
         for by_repository in (False, True):
             new, old = both_answers(ids, by_repository=by_repository)

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 
 from analytics.infra.sqlarrays import int_array
 from analytics.models import Blob, Tag
+from analytics.selectors.whatif_statement import WHATIF_SETTINGS
 
 HOLDERS = 3
 TAGS_SHOWN = 3
@@ -108,7 +109,9 @@ def kept_blob_holders(
             "tags": int_array(deleted_tag_ids),
             "n": 2 * holders,  # one holding may come twice (the blob twice in its manifest)
         }
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
+            for setting, value in WHATIF_SETTINGS.items():  # the deleted set hashed in memory
+                cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
             cursor.execute(_HOLDERS_SQL, params)
             for blob_id, repository_id, manifest_id, repository, digest, kind in cursor.fetchall():
                 row = (repository, digest, kind, repository_id, manifest_id)

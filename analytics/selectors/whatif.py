@@ -60,6 +60,7 @@ from analytics.selectors.scope import glob_regex
 from analytics.selectors.whatif_statement import (
     KEPT_LARGEST,
     WHATIF_KEPT_SQL,
+    WHATIF_SETTINGS,
     WHATIF_SQL,
     priced_from_kept,
     statement_settings,
@@ -397,7 +398,8 @@ def _by_repository(
 
 # A page of deleted tags by repository name then tag name: the repositories losing a tag walked in name
 # order, each one's tags by name, a tag listed when it is among the deleted (a hashed set), stopping at the
-# page's end; a large deletion's page never sorts every deleted tag
+# page's end; a large deletion's page never sorts every deleted tag. NOT (... NOT IN) keeps the set a hashed
+# subplan, built once: as IN, the planner joins each repository's tags with it, hashing it per repository
 _DELETED_TAGS_PAGE = """
 WITH gone AS MATERIALIZED (SELECT unnest(%(tags)s::bigint[]) AS id)
 SELECT t.id, r.name, t.name, m.digest
@@ -405,7 +407,7 @@ FROM analytics_repository r
 CROSS JOIN LATERAL (
     SELECT t.id, t.name, t.manifest_id FROM analytics_tag t
     WHERE t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
-        AND t.id IN (SELECT id FROM gone) AND (r.name > %(repo)s OR t.name > %(key)s)
+        AND NOT (t.id NOT IN (SELECT id FROM gone)) AND (r.name > %(repo)s OR t.name > %(key)s)
     ORDER BY t.name LIMIT %(n)s
 ) t
 JOIN analytics_manifest m ON m.id = t.manifest_id
@@ -431,7 +433,9 @@ def _tag_rows(
         "key": key,
         "n": None if limit is None else limit + 1,
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        for setting, value in WHATIF_SETTINGS.items():  # the hashed set in memory
+            cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
         cursor.execute(_DELETED_TAGS_PAGE, params)
         rows = [tuple(row) for row in cursor.fetchall()]
     if limit is None:

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 
 from analytics.infra.sqlarrays import int_array
 from analytics.models import Blob, Tag
-from analytics.selectors.whatif_statement import WHATIF_SETTINGS
+from analytics.selectors.whatif_statement import WHATIF_SETTINGS, settings_set
 
 HOLDERS = 3
 TAGS_SHOWN = 3
@@ -110,8 +110,7 @@ def kept_blob_holders(
             "n": 2 * holders,  # one holding may come twice (the blob twice in its manifest)
         }
         with transaction.atomic(), connection.cursor() as cursor:
-            for setting, value in WHATIF_SETTINGS.items():  # the deleted set hashed in memory
-                cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
+            settings_set(cursor, WHATIF_SETTINGS)  # the deleted set hashed in memory
             cursor.execute(_HOLDERS_SQL, params)
             for blob_id, repository_id, manifest_id, repository, digest, kind in cursor.fetchall():
                 row = (repository, digest, kind, repository_id, manifest_id)

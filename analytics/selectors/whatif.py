@@ -63,6 +63,7 @@ from analytics.selectors.whatif_statement import (
     WHATIF_SETTINGS,
     WHATIF_SQL,
     priced_from_kept,
+    settings_set,
     statement_settings,
 )
 
@@ -299,8 +300,7 @@ def deletion_impact(
         "page": None if limit is None else limit + 1,  # LIMIT NULL: every row
     }
     with transaction.atomic(), connection.cursor() as cursor:
-        for setting, value in statement_settings(len(tag_ids)).items():
-            cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
+        settings_set(cursor, statement_settings(len(tag_ids)))
         kept = not by_repository and priced_from_kept(len(tag_ids))
         cursor.execute(WHATIF_KEPT_SQL if kept else WHATIF_SQL, params)
         rows = cursor.fetchall()
@@ -434,8 +434,7 @@ def _tag_rows(
         "n": None if limit is None else limit + 1,
     }
     with transaction.atomic(), connection.cursor() as cursor:
-        for setting, value in WHATIF_SETTINGS.items():  # the hashed set in memory
-            cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
+        settings_set(cursor, WHATIF_SETTINGS)  # the hashed set in memory
         cursor.execute(_DELETED_TAGS_PAGE, params)
         rows = [tuple(row) for row in cursor.fetchall()]
     if limit is None:

@@ -30,6 +30,21 @@ def settings_set(cursor, settings: dict[str, str]) -> None:
         cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
 
 
+def _distinct_blobs(source: str, columns: str) -> str:
+    """SQL: each row of the CTE `source` (registry_id, manifest_id, config_id and `columns`) once per
+    distinct blob of its manifest, layer or config, as `blob_id`. Deduplicated on (manifest, blob, registry)
+    alone, the rest follows from the source's row: one sort of narrow keys, not a hash of every column."""
+    carried = ", ".join(f"s.{c}" for c in columns.split(", "))
+    return f"""SELECT DISTINCT ON (x.manifest_id, x.blob_id, x.registry_id) x.* FROM (
+            SELECT s.registry_id, s.manifest_id, ml.blob_id, {carried}
+            FROM {source} s JOIN analytics_manifestlayer ml ON ml.manifest_id = s.manifest_id
+            UNION ALL
+            SELECT s.registry_id, s.manifest_id, s.config_id, {carried}
+            FROM {source} s WHERE s.config_id IS NOT NULL
+        ) x
+        ORDER BY x.manifest_id, x.blob_id, x.registry_id"""
+
+
 # The deletion's lost holdings and the manifests they held (judged_m), with the page's repositories: what
 # both ways of pricing the blobs start from.
 _LOST_CTES = """
@@ -92,23 +107,15 @@ paged_repos AS MATERIALIZED (
 
 # The blobs priced from what the deletion loses: each lost holding's blob references, with the repositories
 # that lost them (`owner`), for each repository's part.
-_LOST_BLOBS_CTES = """lost_refs AS (
+_LOST_BLOBS_CTES = (
+    """lost_refs AS (
     -- each lost holding references each distinct blob of its manifest (layer or config) once; the
-    -- repositories whose lost holdings reference a blob are first..last (one when first = last).
-    -- Deduplicated on (manifest, blob, registry) alone, the rest follows from the manifest's row: one
-    -- sort of narrow keys, not a hash of every column. n is an integer, so its sum is a bigint, not
-    -- a numeric, per blob
+    -- repositories whose lost holdings reference a blob are first..last (one when first = last). n is an
+    -- integer, so its sum is a bigint, not a numeric, per blob
     SELECT mb.registry_id, mb.blob_id, sum(mb.n) AS n, min(mb.first) AS first, max(mb.last) AS last
-    FROM (
-        SELECT DISTINCT ON (x.manifest_id, x.blob_id, x.registry_id) x.* FROM (
-            SELECT j.registry_id, j.manifest_id, ml.blob_id, j.n, j.first, j.last
-            FROM judged_m j JOIN analytics_manifestlayer ml ON ml.manifest_id = j.manifest_id
-            UNION ALL
-            SELECT j.registry_id, j.manifest_id, j.config_id, j.n, j.first, j.last
-            FROM judged_m j WHERE j.config_id IS NOT NULL
-        ) x
-        ORDER BY x.manifest_id, x.blob_id, x.registry_id
-    ) mb
+    FROM ("""
+    + _distinct_blobs("judged_m", "n, first, last")
+    + """) mb
     GROUP BY 1, 2
 ),
 judged AS MATERIALIZED (
@@ -123,6 +130,7 @@ judged AS MATERIALIZED (
     LEFT JOIN analytics_registryblob rb ON rb.registry_id = lr.registry_id AND rb.blob_id = lr.blob_id
 )
 """
+)
 
 # What both ways answer from the lost holdings: tags, holdings, manifests, affected repositories, the page.
 _COMMON_ROWS = """SELECT 'D', count(*), NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
@@ -193,28 +201,25 @@ WHATIF_SQL = _LOST_CTES + _LOST_BLOBS_CTES + _COMMON_ROWS + _LOST_BLOBS_ROWS
 # freed: the registry's blobs (`RegistryHeld`) less the kept ones. When a selection untags most of the
 # registries, what stays is the smaller side to read; it cannot say which repository a freed blob came
 # from, so a breakdown by repository is always priced from what is lost.
-_KEPT_BLOBS_CTES = """kept AS MATERIALIZED (
-    SELECT r.registry_id, rm.manifest_id, count(*)::int AS k
-    FROM analytics_repository r
-    JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id AND rm.present
-    WHERE r.registry_id IN (SELECT registry_id FROM arepo) AND NOT EXISTS (
-        SELECT 1 FROM lost l WHERE l.repository_id = rm.repository_id AND l.manifest_id = rm.manifest_id)
-    GROUP BY 1, 2
+_KEPT_BLOBS_CTES = (
+    """kept AS MATERIALIZED (
+    SELECT g.registry_id, g.manifest_id, g.k, m.config_id
+    FROM (
+        SELECT r.registry_id, rm.manifest_id, count(*)::int AS k
+        FROM analytics_repository r
+        JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id AND rm.present
+        WHERE r.registry_id IN (SELECT registry_id FROM arepo) AND NOT EXISTS (
+            SELECT 1 FROM lost l WHERE l.repository_id = rm.repository_id AND l.manifest_id = rm.manifest_id)
+        GROUP BY 1, 2
+    ) g
+    JOIN analytics_manifest m ON m.id = g.manifest_id
 ),
 kept_refs AS (
     -- as lost_refs: each kept holding references each distinct blob of its manifest once
     SELECT mb.registry_id, mb.blob_id, sum(mb.k) AS k
-    FROM (
-        SELECT DISTINCT ON (x.manifest_id, x.blob_id, x.registry_id) x.* FROM (
-            SELECT k.registry_id, k.manifest_id, ml.blob_id, k.k
-            FROM kept k JOIN analytics_manifestlayer ml ON ml.manifest_id = k.manifest_id
-            UNION ALL
-            SELECT k.registry_id, k.manifest_id, m.config_id, k.k
-            FROM kept k JOIN analytics_manifest m ON m.id = k.manifest_id
-            WHERE m.config_id IS NOT NULL
-        ) x
-        ORDER BY x.manifest_id, x.blob_id, x.registry_id
-    ) mb
+    FROM ("""
+    + _distinct_blobs("kept", "k")
+    + """) mb
     GROUP BY 1, 2
 ),
 kept_blobs AS MATERIALIZED (
@@ -230,6 +235,7 @@ held AS MATERIALIZED (
     FROM analytics_registryheld h WHERE h.registry_id IN (SELECT registry_id FROM arepo)
 )
 """
+)
 
 _KEPT_BLOBS_ROWS = """UNION ALL SELECT 'B', (SELECT blobs FROM held) - count(*),
     (SELECT bytes FROM held) - coalesce(sum(size), 0),

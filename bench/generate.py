@@ -121,7 +121,8 @@ class Tables:
         "analytics_historyentry": "id, config_id, position, created, created_by, comment, author, "
         "empty_layer, layer_position",
         "analytics_repositorymanifest": "id, repository_id, manifest_id, present, first_seen, last_seen",
-        "analytics_tag": "id, repository_id, name, manifest_id, first_seen, last_seen, removed_at",
+        "analytics_tag": "id, repository_id, name, manifest_id, first_seen, last_seen, current_since, "
+        "removed_at",
         "analytics_tagevent": "id, tag_id, old_digest, new_digest, seen_at, scan_id",
         "analytics_layerchain": "id, manifest_id, depth, chain, is_top, layer_count",
         "analytics_blobline": "blob_id, created_by",
@@ -347,7 +348,8 @@ class Generator:
 
     def tag(self, repo_id: int, name: str, digests: list[str], mid: int, first: datetime, last: datetime):
         tag_id = self.t.next_id("analytics_tag")
-        self.t.add("analytics_tag", tag_id, repo_id, name, mid, ts(first), ts(last), NULL)
+        since = first + timedelta(days=len(digests) - 1)  # its last event's, to the digest it names now
+        self.t.add("analytics_tag", tag_id, repo_id, name, mid, ts(first), ts(last), ts(since), NULL)
         old = ""
         for i, digest in enumerate(digests):
             self.t.add(

@@ -315,13 +315,15 @@ class _TagsSeen:
 
 def _tag_changes_record(tags_seen: list[_TagsSeen], *, digest_of: dict[int, str], now: datetime) -> list[int]:
     """Create, move and remove the repositories' tags as found, each change a `TagEvent`; the number of
-    events of each, in order. Tags new or unchanged are written for all repositories in one statement."""
+    events of each, in order. Tags new or unchanged are written for all repositories in one statement.
+    A tag created, moved or back after removal has its `current_since` set to `now` (its latest event to
+    a digest), so the policies read its scan time without its events."""
     repository_ids = [t.repository.id for t in tags_seen]
     current: dict[int, dict[str, Tag]] = {rid: {} for rid in repository_ids}
     for tag in Tag.objects.filter(repository_id__in=repository_ids).select_related("manifest"):
         current[tag.repository_id][tag.name] = tag
     new_tags = [
-        (t.repository.id, name, manifest_id, now, now)
+        (t.repository.id, name, manifest_id, now, now, now)
         for t in tags_seen
         for name, manifest_id in sorted(t.seen.items())
         if name not in current[t.repository.id]
@@ -346,6 +348,10 @@ def _tag_changes_record(tags_seen: list[_TagsSeen], *, digest_of: dict[int, str]
             if (rid, name) in created:
                 tag_id = inserted.get((rid, name)) or current[rid][name].id
                 events.append((tag_id, "", digest_of[manifest_id], now, scan_id))
+                if (rid, name) not in inserted:  # a concurrent writer's row: this event may be the later
+                    Tag.objects.filter(id=tag_id, manifest_id=manifest_id, current_since__lt=now).update(
+                        current_since=now
+                    )
                 continue
             tag = current[rid][name]
             if tag.manifest_id == manifest_id and tag.removed_at is None:
@@ -353,7 +359,9 @@ def _tag_changes_record(tags_seen: list[_TagsSeen], *, digest_of: dict[int, str]
                 continue
             old = tag.manifest.digest if (tag.manifest and tag.removed_at is None) else ""
             events.append((tag.id, old, digest_of[manifest_id], now, scan_id))
-            Tag.objects.filter(id=tag.id).update(manifest_id=manifest_id, last_seen=now, removed_at=None)
+            Tag.objects.filter(id=tag.id).update(
+                manifest_id=manifest_id, last_seen=now, current_since=now, removed_at=None
+            )
         for name, tag in current[rid].items():
             if name in t.seen or tag.removed_at is not None:
                 continue
@@ -373,6 +381,7 @@ _TAG_COLUMNS = (
     ("manifest_id", "bigint"),
     ("first_seen", "timestamptz"),
     ("last_seen", "timestamptz"),
+    ("current_since", "timestamptz"),
 )
 _TAG_EVENT_COLUMNS = (
     ("tag_id", "bigint"),

@@ -121,6 +121,10 @@ class Tag(models.Model):
     )
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
+    current_since = models.DateTimeField(
+        help_text="When a scan first saw the tag at its current manifest: its creation, its last move or "
+        "its return after removal (the time of its latest TagEvent with a new digest)."
+    )
     removed_at = models.DateTimeField(null=True, blank=True, help_text="Set when the tag vanished.")
 
     class Meta:

@@ -1,3 +1,4 @@
+import importlib
 import threading
 from datetime import UTC, datetime
 
@@ -21,7 +22,7 @@ from analytics.selectors.images import image_layers, image_sizes, images
 from analytics.selectors.scope import Scope
 from analytics.selectors.summary import dedup_summary
 from harness.records import image, index, layer, snapshot
-from workers.registry.records import ManifestFailure
+from workers.registry.records import ManifestFailure, RepositorySnapshot
 
 BASE = [layer("base-1", 1000), layer("base-2", 2000)]
 WEB = image("web", [*BASE, layer("web", 300)])
@@ -229,3 +230,71 @@ def test_registry_scope_image_sizes_read_the_maintained_counts_and_match_the_com
     within_first = image_sizes(holding_ids=[mirror], scope=plain)
     assert within_first == image_sizes(holding_ids=[mirror], scope=computed)
     assert image_sizes(holding_ids=[mirror])[mirror] != within_first.get(mirror)
+
+
+def _since():
+    return {t.name: (t.current_since, t.first_seen, t.last_seen) for t in Tag.objects.all()}
+
+
+def test_current_since_is_the_first_sight_of_the_tag_at_its_current_manifest(registry):
+    web = repo(registry, "apps/web")
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": WEB, "b": API}))
+    created = _since()
+    assert all(since == first for since, first, _ in created.values())
+
+    # a rescan finding the tags where they were, through the full ingest and through the unchanged path
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": WEB, "b": API}))
+    bare = RepositorySnapshot(
+        registry_url=registry.url,
+        repository="apps/web",
+        tags={"a": WEB.digest, "b": API.digest},
+        manifests=(),
+    )
+    snapshot_ingest(repository=web, snapshot=bare)
+    rescanned = _since()
+    assert all(rescanned[n][0] == created[n][0] < rescanned[n][2] for n in ("a", "b"))
+
+    # "a" moves; "b", unchanged in the same scan, keeps its time
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": API, "b": API}))
+    moved = _since()
+    assert moved["a"][0] == moved["a"][2] > created["a"][0]
+    assert moved["b"][0] == created["b"][0]
+
+    # "b" removed (its time left alone), then back at the same digest: seen there again now
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": API}))
+    assert _since()["b"][0] == created["b"][0]
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": API, "b": API}))
+    back = _since()
+    assert back["b"][0] == back["b"][2] > created["b"][0]
+    assert back["a"][0] == moved["a"][0]
+    # what the policies computed per query before: the latest TagEvent to the current digest
+    for tag in Tag.objects.select_related("manifest"):
+        latest = TagEvent.objects.filter(tag=tag, new_digest=tag.manifest.digest).order_by("-seen_at").first()
+        assert tag.current_since == latest.seen_at
+
+
+def test_current_since_backfill_gives_the_latest_event_to_the_current_digest(registry):
+    backfill = importlib.import_module("analytics.migrations.0034_tag_current_since").BACKFILL
+    web = repo(registry, "apps/web")
+    other = image("other", [layer("other", 5)])
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": WEB, "b": API, "c": WEB, "d": WEB}))
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": API, "b": API, "c": WEB, "d": WEB}))
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": WEB, "b": API, "d": WEB}))  # c gone
+    snapshot_ingest(repository=web, snapshot=snapshot("apps/web", {"a": WEB, "b": API, "c": WEB, "e": other}))
+    TagEvent.objects.filter(tag__name="e").delete()  # no event to its digest: its first sight
+    Tag.objects.filter(name="e").update(first_seen=datetime(2026, 1, 2, tzinfo=UTC))
+    maintained = dict(Tag.objects.values_list("name", "current_since"))
+    maintained["e"] = datetime(2026, 1, 2, tzinfo=UTC)
+
+    Tag.objects.update(current_since=datetime(2000, 1, 1, tzinfo=UTC))
+    with connection.cursor() as cursor:
+        cursor.execute(backfill)
+        cursor.execute(
+            """SELECT t.name, coalesce((SELECT max(e.seen_at) FROM analytics_tagevent e
+                   WHERE e.tag_id = t.id AND e.new_digest = m.digest), t.first_seen)
+               FROM analytics_tag t JOIN analytics_manifest m ON m.id = t.manifest_id"""
+        )
+        old = dict(cursor.fetchall())
+    assert dict(Tag.objects.values_list("name", "current_since")) == maintained == old
+    # a moved back (third scan), b and d as created, c back (fourth scan), e its first sight
+    assert len(set(maintained.values())) == 4

@@ -56,7 +56,9 @@ def build(registry: Registry, repositories: dict[str, list[dict]], now: datetime
             RepositoryManifest.objects.filter(repository=repo, manifest__digest=digest).update(
                 first_seen=pushed
             )
-            Tag.objects.filter(repository=repo, name__in=e["tags"]).update(first_seen=pushed)
+            Tag.objects.filter(repository=repo, name__in=e["tags"]).update(
+                first_seen=pushed, current_since=pushed
+            )
             TagEvent.objects.filter(tag__repository=repo, tag__name__in=e["tags"]).update(seen_at=pushed)
             pulled = _ago(e, "pulled", now)
             if pulled is not None:

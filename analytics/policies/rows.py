@@ -8,7 +8,8 @@ come back to Python.
   and the first time a scan saw the repository hold it (`RepositoryManifest.first_seen`). Both are at or
   after the true push, so the earlier is the better; `from_events` says it was an event's (on a tie too).
 - A tag's push time is the earliest of the push events of that tag to its current digest and the time
-  a scan saw the tag reach that digest (its latest `TagEvent` to it, else `Tag.first_seen`).
+  a scan saw the tag reach that digest (`Tag.current_since`, maintained by the ingest: its creation, or
+  its latest move or return, as its latest `TagEvent` to a digest says).
 - An image's pull time is the last pull of its digest in its repository (`ManifestPulls`, counted from
   pull events; never the scanner's reads); NULL when none was counted.
 - Untagged images are the holdings no tag reaches any more (`present` false): what a scan last saw. The
@@ -167,25 +168,25 @@ def bit_sql(column: str, k: int, width: int) -> str:
     return f"get_bit({column}, {k}) = 1"
 
 
-# The scope's current tags with their push times (`tags`). The scan's time is the tag's latest TagEvent to
-# its current digest (a probe by the tag_id index), else its first sight.
+# The scope's current tags with their push times (`tags`). The scan's time is the tag's `current_since`
+# (maintained); the push events' digests are resolved to manifest ids first (events only, few), so the
+# tags are matched by `manifest_id` and never joined with the manifests' table, the widest of the scope's.
 TAGS_CTES = """
 tag_pushes AS (
-    SELECT e.repository, e.tag, e.digest, min(coalesce(e.occurred_at, e.received_at)) AS at
+    SELECT r.id AS repository_id, e.tag, m.id AS manifest_id,
+        min(coalesce(e.occurred_at, e.received_at)) AS at
     FROM analytics_registryevent e
+    JOIN analytics_repository r ON r.registry_id = e.registry_id AND r.name = e.repository
+    JOIN analytics_manifest m ON m.digest = e.digest
     WHERE {events} AND e.action = %(push)s AND e.target = %(manifest)s AND e.digest <> '' AND e.tag <> ''
     GROUP BY 1, 2, 3
 ),
 tag_times AS (
-    SELECT t.id, t.repository_id, t.name, coalesce(seen.at, t.first_seen) AS scanned, p.at AS pushed
+    SELECT t.id, t.repository_id, t.name, t.current_since AS scanned, p.at AS pushed
     FROM analytics_repository r
     JOIN analytics_tag t ON t.repository_id = r.id AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL
-    JOIN analytics_manifest m ON m.id = t.manifest_id
-    LEFT JOIN LATERAL (
-        SELECT max(e.seen_at) AS at FROM analytics_tagevent e
-        WHERE e.tag_id = t.id AND e.new_digest = m.digest
-    ) seen ON true
-    LEFT JOIN tag_pushes p ON p.repository = r.name AND p.tag = t.name AND p.digest = m.digest
+    LEFT JOIN tag_pushes p ON p.repository_id = t.repository_id AND p.tag = t.name
+        AND p.manifest_id = t.manifest_id
     WHERE {where}
 ),
 tags AS (

@@ -30,21 +30,6 @@ def settings_set(cursor, settings: dict[str, str]) -> None:
         cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
 
 
-def _distinct_blobs(source: str, columns: str) -> str:
-    """SQL: each row of the CTE `source` (registry_id, manifest_id, config_id and `columns`) once per
-    distinct blob of its manifest, layer or config, as `blob_id`. Deduplicated on (manifest, blob, registry)
-    alone, the rest follows from the source's row: one sort of narrow keys, not a hash of every column."""
-    carried = ", ".join(f"s.{c}" for c in columns.split(", "))
-    return f"""SELECT DISTINCT ON (x.manifest_id, x.blob_id, x.registry_id) x.* FROM (
-            SELECT s.registry_id, s.manifest_id, ml.blob_id, {carried}
-            FROM {source} s JOIN analytics_manifestlayer ml ON ml.manifest_id = s.manifest_id
-            UNION ALL
-            SELECT s.registry_id, s.manifest_id, s.config_id, {carried}
-            FROM {source} s WHERE s.config_id IS NOT NULL
-        ) x
-        ORDER BY x.manifest_id, x.blob_id, x.registry_id"""
-
-
 # The deletion's lost holdings and the manifests they held (judged_m), with the page's repositories: what
 # both ways of pricing the blobs start from.
 _LOST_CTES = """
@@ -78,7 +63,7 @@ judged_m AS MATERIALIZED (
     -- RegistryManifestRef.refs counts the repositories holding it: freed when all of them lose it, else
     -- kept by the others (in another namespace, say). first = last: one repository lost it (n = 1)
     SELECT ln.registry_id, ln.manifest_id, ln.n, ln.first, ln.last, coalesce(x.refs, 0) <= ln.n AS freed,
-        m.size, m.config_id
+        m.size
     FROM (
         SELECT registry_id, manifest_id, count(*)::int AS n, min(repository_id) AS first,
             max(repository_id) AS last
@@ -105,32 +90,32 @@ paged_repos AS MATERIALIZED (
 ),
 """
 
-# The blobs priced from what the deletion loses: each lost holding's blob references, with the repositories
-# that lost them (`owner`), for each repository's part.
-_LOST_BLOBS_CTES = (
-    """lost_refs AS (
-    -- each lost holding references each distinct blob of its manifest (layer or config) once; the
-    -- repositories whose lost holdings reference a blob are first..last (one when first = last). n is an
-    -- integer, so its sum is a bigint, not a numeric, per blob
-    SELECT mb.registry_id, mb.blob_id, sum(mb.n) AS n, min(mb.first) AS first, max(mb.last) AS last
-    FROM ("""
-    + _distinct_blobs("judged_m", "n, first, last")
-    + """) mb
-    GROUP BY 1, 2
+# The blobs priced from what the deletion loses: each lost manifest's distinct blobs (`ManifestBlob`: layers
+# and config, each once) with their references in the registry, and the repositories that lost them (`owner`),
+# for each repository's part.
+_LOST_BLOBS_CTES = """refs AS MATERIALIZED (
+    -- per lost manifest and registry: n lost holdings reference each of its blobs once, from the
+    -- repositories first..last. RegistryBlob copies the blob's size (fixed by its digest); the blob is read
+    -- only without a row
+    SELECT s.registry_id, mb.blob_id, s.n, s.first, s.last, coalesce(rb.refs, 0) AS refs,
+        coalesce(rb.size, (SELECT b.size FROM analytics_blob b WHERE b.id = mb.blob_id)) AS size
+    FROM judged_m s JOIN analytics_manifestblob mb ON mb.manifest_id = s.manifest_id
+    LEFT JOIN analytics_registryblob rb ON rb.registry_id = s.registry_id AND rb.blob_id = mb.blob_id
 ),
 judged AS MATERIALIZED (
-    -- RegistryBlob.refs counts the present holdings referencing it: freed when the deletion removes all;
-    -- else the holdings left referencing it (kept_by) keep it
-    SELECT lr.registry_id, lr.blob_id, coalesce(rb.refs, 0) <= lr.n AS freed,
-        greatest(coalesce(rb.refs, 0) - lr.n, 0)::bigint AS kept_by,
-        CASE WHEN lr.first = lr.last THEN lr.first END AS owner,
-        -- RegistryBlob copies the blob's size (fixed by its digest); read the blob only without a row
-        coalesce(rb.size, (SELECT b.size FROM analytics_blob b WHERE b.id = lr.blob_id)) AS size
-    FROM lost_refs lr
-    LEFT JOIN analytics_registryblob rb ON rb.registry_id = lr.registry_id AND rb.blob_id = lr.blob_id
+    -- RegistryBlob.refs counts the present holdings referencing the blob: freed when the deletion removes
+    -- all, else the holdings left (kept_by) keep it. A blob whose references are all one lost manifest's
+    -- (refs <= n: no other manifest's row names it) is decided on its row; the rest, summed per blob
+    SELECT registry_id, blob_id, true AS freed, 0::bigint AS kept_by,
+        CASE WHEN first = last THEN first END AS owner, size
+    FROM refs WHERE refs <= n
+    UNION ALL
+    SELECT registry_id, blob_id, refs <= sum(n), greatest(refs - sum(n), 0)::bigint,
+        CASE WHEN min(first) = max(last) THEN min(first) END, size
+    FROM refs WHERE refs > n
+    GROUP BY registry_id, blob_id, refs, size
 )
 """
-)
 
 # What both ways answer from the lost holdings: tags, holdings, manifests, affected repositories, the page.
 _COMMON_ROWS = """SELECT 'D', count(*), NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
@@ -201,25 +186,18 @@ WHATIF_SQL = _LOST_CTES + _LOST_BLOBS_CTES + _COMMON_ROWS + _LOST_BLOBS_ROWS
 # freed: the registry's blobs (`RegistryHeld`) less the kept ones. When a selection untags most of the
 # registries, what stays is the smaller side to read; it cannot say which repository a freed blob came
 # from, so a breakdown by repository is always priced from what is lost.
-_KEPT_BLOBS_CTES = (
-    """kept AS MATERIALIZED (
-    SELECT g.registry_id, g.manifest_id, g.k, m.config_id
-    FROM (
-        SELECT r.registry_id, rm.manifest_id, count(*)::int AS k
-        FROM analytics_repository r
-        JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id AND rm.present
-        WHERE r.registry_id IN (SELECT registry_id FROM arepo) AND NOT EXISTS (
-            SELECT 1 FROM lost l WHERE l.repository_id = rm.repository_id AND l.manifest_id = rm.manifest_id)
-        GROUP BY 1, 2
-    ) g
-    JOIN analytics_manifest m ON m.id = g.manifest_id
+_KEPT_BLOBS_CTES = """kept AS MATERIALIZED (
+    SELECT r.registry_id, rm.manifest_id, count(*)::int AS k
+    FROM analytics_repository r
+    JOIN analytics_repositorymanifest rm ON rm.repository_id = r.id AND rm.present
+    WHERE r.registry_id IN (SELECT registry_id FROM arepo) AND NOT EXISTS (
+        SELECT 1 FROM lost l WHERE l.repository_id = rm.repository_id AND l.manifest_id = rm.manifest_id)
+    GROUP BY 1, 2
 ),
 kept_refs AS (
-    -- as lost_refs: each kept holding references each distinct blob of its manifest once
-    SELECT mb.registry_id, mb.blob_id, sum(mb.k) AS k
-    FROM ("""
-    + _distinct_blobs("kept", "k")
-    + """) mb
+    -- as refs: each kept holding references each distinct blob of its manifest once
+    SELECT s.registry_id, mb.blob_id, sum(s.k) AS k
+    FROM kept s JOIN analytics_manifestblob mb ON mb.manifest_id = s.manifest_id
     GROUP BY 1, 2
 ),
 kept_blobs AS MATERIALIZED (
@@ -235,7 +213,6 @@ held AS MATERIALIZED (
     FROM analytics_registryheld h WHERE h.registry_id IN (SELECT registry_id FROM arepo)
 )
 """
-)
 
 _KEPT_BLOBS_ROWS = """UNION ALL SELECT 'B', (SELECT blobs FROM held) - count(*),
     (SELECT bytes FROM held) - coalesce(sum(size), 0),

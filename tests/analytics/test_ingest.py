@@ -298,3 +298,45 @@ def test_current_since_backfill_gives_the_latest_event_to_the_current_digest(reg
     assert dict(Tag.objects.values_list("name", "current_since")) == maintained == old
     # a moved back (third scan), b and d as created, c back (fourth scan), e its first sight
     assert len(set(maintained.values())) == 4
+
+
+def _manifest_blobs(digest: str) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT b.digest FROM analytics_manifestblob mb
+               JOIN analytics_manifest m ON m.id = mb.manifest_id JOIN analytics_blob b ON b.id = mb.blob_id
+               WHERE m.digest = %s""",
+            [digest],
+        )
+        digests = [r[0] for r in cursor.fetchall()]
+    assert len(digests) == len(set(digests))  # the primary key: each blob once
+    return set(digests)
+
+
+def test_manifest_blobs_list_each_layer_and_config_once_and_the_backfill_agrees(registry):
+    import dataclasses
+
+    base_1 = BASE[0]
+    repeated = image("repeated", [base_1, layer("own", 10), base_1])  # a layer listed twice
+    config_is_layer = dataclasses.replace(image("config-is-layer", [base_1]), config=base_1)
+    multi = index("multi", [WEB, API])
+    web = repo(registry, "apps/web")
+    snapshot_ingest(
+        repository=web,
+        snapshot=snapshot("apps/web", {"r": repeated, "c": config_is_layer, "m": multi}, extra=[WEB, API]),
+    )
+    # what each record lists, from the records themselves
+    for record in (repeated, config_is_layer, WEB, API):
+        assert _manifest_blobs(record.digest) == {x.digest for x in (*record.layers, record.config)}
+    assert _manifest_blobs(multi.digest) == set()  # an index lists manifests, not blobs
+
+    backfill = importlib.import_module("analytics.migrations.0035_manifest_blob").BACKFILL
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT manifest_id, blob_id FROM analytics_manifestblob ORDER BY 1, 2")
+        maintained = cursor.fetchall()
+        cursor.execute("DELETE FROM analytics_manifestblob")
+        cursor.execute(backfill)
+        cursor.execute("SELECT manifest_id, blob_id FROM analytics_manifestblob ORDER BY 1, 2")
+        assert cursor.fetchall() == maintained
+    # repeated: base-1, own, its config; config-is-layer: base-1 alone; WEB and API: four each
+    assert len(maintained) == 3 + 1 + 4 + 4

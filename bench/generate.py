@@ -8,7 +8,8 @@ long tail from Zhao et al. (IEEE CLUSTER 2019); bench/README.md says where each 
 `python -m bench.shape --database X` prints the achieved shape beside it.
 
 Rows are streamed with PostgreSQL COPY (psycopg `cursor.copy`), one connection per table, with
-`session_replication_role = replica` (FK triggers off: the data is consistent by construction); the
+`session_replication_role = replica` (FK and other triggers off: the data is consistent by construction);
+`ManifestBlob`, which triggers keep, is filled by its migration's statement after the copy, and the
 maintained figures are rebuilt set-based at the end, as the migration does. Deterministic for a seed.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import os
 import random
 import sys
@@ -397,11 +399,14 @@ def generate(*, images: int, seed: int, database: str, log=print) -> dict[str, f
     tables.close()
     copied = time.monotonic()
     log(f"copied {tables.rows:,} rows in {copied - started:.0f} s")
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         for table in (t for t, columns in Tables.COLUMNS.items() if columns.startswith("id,")):
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
             )
+        # the COPY ran with triggers off (replica): each manifest's distinct blobs as the migration lists them
+        cursor.execute(importlib.import_module("analytics.migrations.0035_manifest_blob").BACKFILL)
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     with transaction.atomic():
         figures_rebuild(registry_id=registry.id)

@@ -61,7 +61,17 @@ def test_generator_loads_and_every_question_runs(bench_database):
             """SELECT count(DISTINCT ml.blob_id) FROM analytics_manifestlayer ml
                WHERE NOT EXISTS (SELECT 1 FROM analytics_blobline bl WHERE bl.blob_id = ml.blob_id)"""
         ).fetchone()[0]
+        # the copy runs with triggers off: ManifestBlob must still list every layer and config
+        manifest_blobs, unlisted = conn.execute(
+            """SELECT (SELECT count(*) FROM analytics_manifestblob), count(*) FROM (
+                   SELECT manifest_id, blob_id FROM analytics_manifestlayer
+                   UNION SELECT id, config_id FROM analytics_manifest WHERE config_id IS NOT NULL
+               ) x
+               WHERE NOT EXISTS (SELECT 1 FROM analytics_manifestblob mb
+                   WHERE mb.manifest_id = x.manifest_id AND mb.blob_id = x.blob_id)"""
+        ).fetchone()
     assert images >= 2000 and artifacts > 0 and hot > 50 and pairs >= 0
+    assert manifest_blobs > images and unlisted == 0
     # the benchmark's shape: no layer under more than 10% of the images (the library images of the base
     # stacks aside), and most layers held by one image (Zhao et al. 2019)
     assert hot <= 0.10 * 2000 + len(BASES)

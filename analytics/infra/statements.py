@@ -1,6 +1,7 @@
-"""The web's bound on one SQL statement: PostgreSQL's `statement_timeout`, set on each connection a web
-process opens. `config/wsgi.py` and `config/asgi.py` install it; Celery workers and management commands
-never load them, so their long ingests and reports run unbounded. A statement it cancels raises
+"""How SQL statements run. Settings for one transaction (`local_settings`). The web's bound on one
+statement: PostgreSQL's `statement_timeout`, set on each connection a web process opens. `config/wsgi.py`
+and `config/asgi.py` install it; Celery workers and management commands never load them, so their long
+ingests and reports run unbounded. A statement it cancels raises
 QueryCanceled, which the API and the pages answer with a 503 (`timeout_detail`).
 
 The same connections compile no query to machine code (`jit` off): a web request's statements are
@@ -9,11 +10,37 @@ of a 160 ms lineage page at a million images); the long statements of workers ke
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
 import psycopg.errors
-from django.db import OperationalError
+from django.db import OperationalError, connection, transaction
 from django.db.backends.signals import connection_created
+from django.db.backends.utils import CursorWrapper
 
 _UID = "layerlens-web-statement-timeout"
+
+
+def _settings_set(cursor: CursorWrapper, settings: Mapping[str, str]) -> None:
+    # set_config, not SET: the values are parameters; true: for the transaction only
+    cursor.execute(
+        "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(settings)),
+        [x for pair in settings.items() for x in pair],
+    )
+
+
+@contextmanager
+def local_settings(settings: Mapping[str, str]) -> Iterator[CursorWrapper]:
+    """A transaction (a savepoint, should the caller hold one) whose statements run with `settings`; its
+    cursor. A transaction-local setting lasts to the end of the outermost transaction, so on leaving the
+    block the values before are set back; a savepoint rolled back by an error undoes them by itself."""
+    names = list(settings)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+        before = dict(zip(names, cursor.fetchone(), strict=True))
+        _settings_set(cursor, settings)
+        yield cursor
+        _settings_set(cursor, before)
 
 
 def web_statement_timeout_install(seconds: float) -> None:

@@ -29,7 +29,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from analytics.errors import InvalidRequest, LayerlensError
-from analytics.infra.statements import is_statement_timeout
+from analytics.infra.statements import is_statement_timeout, local_settings
 from analytics.infra.text import printable
 from analytics.models import CleanupPolicy, PolicyEvaluation, Repository
 from analytics.policies.preview import policy_parse, policy_totals
@@ -117,18 +117,8 @@ def _bounded(policy: CleanupPolicy, now, limit: float) -> dict[str, object]:
     is set for that transaction only (restored after it, should the caller hold a transaction)."""
     deadline = _Deadline(time.monotonic() + limit)
     milliseconds = max(1, round(limit * 1000))
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('statement_timeout')")
-        before = cursor.fetchone()[0]
-    try:
-        with transaction.atomic(), connection.execute_wrapper(deadline):
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{milliseconds}ms"])
-            return _figures(policy, now)
-    finally:
-        if connection.in_atomic_block and not connection.needs_rollback:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+    with local_settings({"statement_timeout": f"{milliseconds}ms"}), connection.execute_wrapper(deadline):
+        return _figures(policy, now)
 
 
 def policy_evaluate(*, policy: CleanupPolicy, now=None) -> PolicyEvaluation:

@@ -28,9 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 
+from analytics.infra.statements import local_settings
 from analytics.models import Registry, RegistryEvent, Repository
 
 EVENTS = "events"
@@ -102,20 +103,9 @@ def selection_fetch(sql: str, params: dict, *, one: bool = True):
     caller hold a transaction); its first row, or all of them. Always planned for its own parameters
     (`plan_cache_mode`): the connections prepare a statement run five times (DB_PREPARE_THRESHOLD), and a
     generic plan would not know how many names or repositories its arrays hold."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('work_mem'), current_setting('plan_cache_mode'),"
-            " set_config('work_mem', %s, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
-            [WORK_MEM],
-        )
-        work_mem, plan_cache_mode = cursor.fetchone()[:2]
+    with local_settings({"work_mem": WORK_MEM, "plan_cache_mode": "force_custom_plan"}) as cursor:
         cursor.execute(sql, params)
-        answer = cursor.fetchone() if one else cursor.fetchall()
-        cursor.execute(
-            "SELECT set_config('work_mem', %s, true), set_config('plan_cache_mode', %s, true)",
-            [work_mem, plan_cache_mode],
-        )
-    return answer
+        return cursor.fetchone() if one else cursor.fetchall()
 
 
 def tag_names(scope: Scope) -> list[str]:

@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db import connection, transaction
-
 from analytics.infra.sqlarrays import int_array
+from analytics.infra.statements import local_settings
 from analytics.models import Blob, Tag
-from analytics.selectors.whatif_statement import WHATIF_SETTINGS, settings_set
+from analytics.selectors.whatif_statement import WHATIF_SETTINGS
 
 HOLDERS = 3
 TAGS_SHOWN = 3
@@ -109,8 +108,7 @@ def kept_blob_holders(
             "tags": int_array(deleted_tag_ids),
             "n": 2 * holders,  # one holding may come twice (the blob twice in its manifest)
         }
-        with transaction.atomic(), connection.cursor() as cursor:
-            settings_set(cursor, WHATIF_SETTINGS)  # the deleted set hashed in memory
+        with local_settings(WHATIF_SETTINGS) as cursor:  # the deleted set hashed in memory
             cursor.execute(_HOLDERS_SQL, params)
             for blob_id, repository_id, manifest_id, repository, digest, kind in cursor.fetchall():
                 row = (repository, digest, kind, repository_id, manifest_id)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum, Window
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import RowNumber
@@ -46,6 +46,7 @@ from django.utils import timezone
 
 from analytics.errors import InvalidRequest, SelectionTooLarge
 from analytics.infra.sqlarrays import int_array
+from analytics.infra.statements import local_settings
 from analytics.models import (
     NamespaceFigures,
     RegistryHeld,
@@ -63,7 +64,6 @@ from analytics.selectors.whatif_statement import (
     WHATIF_SETTINGS,
     WHATIF_SQL,
     priced_from_kept,
-    settings_set,
     statement_settings,
 )
 
@@ -299,8 +299,7 @@ def deletion_impact(
         "after_d": after_d,
         "page": None if limit is None else limit + 1,  # LIMIT NULL: every row
     }
-    with transaction.atomic(), connection.cursor() as cursor:
-        settings_set(cursor, statement_settings(len(tag_ids)))
+    with local_settings(statement_settings(len(tag_ids))) as cursor:
         kept = not by_repository and priced_from_kept(len(tag_ids))
         cursor.execute(WHATIF_KEPT_SQL if kept else WHATIF_SQL, params)
         rows = cursor.fetchall()
@@ -433,8 +432,7 @@ def _tag_rows(
         "key": key,
         "n": None if limit is None else limit + 1,
     }
-    with transaction.atomic(), connection.cursor() as cursor:
-        settings_set(cursor, WHATIF_SETTINGS)  # the hashed set in memory
+    with local_settings(WHATIF_SETTINGS) as cursor:  # the hashed set in memory
         cursor.execute(_DELETED_TAGS_PAGE, params)
         rows = [tuple(row) for row in cursor.fetchall()]
     if limit is None:

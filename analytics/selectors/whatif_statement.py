@@ -24,12 +24,6 @@ def statement_settings(tags: int) -> dict[str, str]:
     return {**WHATIF_SETTINGS, **(WHATIF_HASHED_SETTINGS if tags >= WHATIF_HASHED_TAGS else {})}
 
 
-def settings_set(cursor, settings: dict[str, str]) -> None:
-    """Set `settings` for the cursor's transaction only (the caller holds one)."""
-    for setting, value in settings.items():
-        cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
-
-
 # The deletion's lost holdings and the manifests they held (judged_m), with the page's repositories: what
 # both ways of pricing the blobs start from.
 _LOST_CTES = """

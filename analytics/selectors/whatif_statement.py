@@ -128,8 +128,7 @@ UNION ALL (
     -- a page of lost holdings in (repository, digest) order, as Python orders strings (COLLATE "C"):
     -- the digests of the page's repositories only (paged_repos), each a probe by id (a subquery, which
     -- neither the planner's hash joins nor enable_nestloop turn into a read of every manifest)
-    SELECT 'P', p.repository_id, p.manifest_id,
-        (SELECT m.size FROM analytics_manifest m WHERE m.id = p.manifest_id), j.freed::int, NULL, NULL,
+    SELECT 'P', p.repository_id, p.manifest_id, j.size, j.freed::int, NULL, NULL,
         p.name, p.digest, (SELECT m.kind FROM analytics_manifest m WHERE m.id = p.manifest_id)
     FROM (
         SELECT x.* FROM (

@@ -58,7 +58,7 @@ def layerlens_parse(doc: Node) -> LayerlensPolicy:
     if doc.has("keep_newest"):
         values["keep_newest"] = doc.get("keep_newest").integer(least=0, most=whatif.MAX_KEEP_NEWEST)
     if doc.has("newest_by"):
-        values["newest_by"] = doc.get("newest_by").string(choices=("first_seen", "created"))
+        values["newest_by"] = doc.get("newest_by").string(choices=whatif.NEWEST_BY)
     if doc.has("tags"):
         pairs = []
         for item in doc.get("tags").items(most=whatif.MAX_LISTED, what="tags"):

@@ -80,10 +80,21 @@ class TagRule:
     # reaching only manifests not pulled in N days (`analytics.selectors.pulls`: cold tags)
     not_pulled_days: int | None = None
     keep_newest: int | None = None  # all but the newest N per repository
-    newest_by: str = "first_seen"  # or "created": the manifest's config `created`
+    newest_by: str = "first_seen"  # one of NEWEST_BY
     tags: tuple[tuple[str, str], ...] = ()  # explicit (repository, tag) pairs
     holding_ids: tuple[int, ...] = ()  # explicit images: the tags naming them directly in their repository
 
+
+# How `keep_newest` ranks a repository's tags, newest first: `first_seen`, when a scan first saw the tag's
+# name (a tag moved to another image keeps its rank); `current_since`, when it got its current image (its
+# creation, last move or return after removal: what a registry calls the tag's push); `created`, its image's
+# config `created`.
+NEWEST_BY = ("first_seen", "current_since", "created")
+_NEWEST_ORDER = {
+    "first_seen": F("first_seen"),
+    "current_since": F("current_since"),
+    "created": F("manifest__created"),
+}
 
 # A rule's numbers stay within what SQL and dates can hold, and what it lists one by one stays short:
 # each listed tag or image is one more term of the query (README "Limits").
@@ -109,6 +120,8 @@ def rule_check(rule: TagRule) -> None:
         if value is not None and not 0 <= value <= most:
             raise InvalidRequest(f"{name} must be a whole number from 0 to {most}, not {value}")
     pulls.days_check("not_pulled_days", rule.not_pulled_days)
+    if rule.newest_by not in NEWEST_BY:
+        raise InvalidRequest(f"newest_by must be one of {', '.join(NEWEST_BY)}, not {rule.newest_by!r}")
     if rule.tag_glob:
         glob_regex(rule.tag_glob)
     for name, listed in (("tags", rule.tags), ("images", rule.holding_ids)):
@@ -152,7 +165,7 @@ def rule_tags(*, rule: TagRule, now: datetime | None = None) -> QuerySet[Tag]:
             pairs |= Q(repository_id=repository_id, manifest_id=manifest_id)
         qs = qs.filter(pairs) if pairs else qs.none()
     if rule.keep_newest is not None:
-        order = F("manifest__created") if rule.newest_by == "created" else F("first_seen")
+        order = _NEWEST_ORDER[rule.newest_by]
         ranked = qs.annotate(
             rank=Window(
                 RowNumber(),

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from analytics.errors import InvalidRequest
 from analytics.ingest.chains import chains_refresh
 from analytics.ingest.snapshot import snapshot_ingest
 from analytics.models import Registry, Repository, RepositoryManifest, Tag
@@ -160,6 +161,33 @@ def test_keep_newest_deletes_all_but_the_newest_tags_per_repository(registry):
     impact = whatif(rule=TagRule(registry_id=registry.id, keep_newest=1))
     # APP keeps A, B, C; BASE's and MID's manifests and configs go.
     assert impact.freed_bytes == sum(r.size + r.config.size for r in (BASE, MID))
+
+
+def test_keep_newest_by_current_since_follows_a_moved_tag_first_seen_does_not(registry):
+    repo = ingest(registry, "apps/web", {"stable": BASE, "1": MID, "2": APP})
+    now = timezone.now()
+    for days, name in ((30, "stable"), (20, "1"), (10, "2")):
+        Tag.objects.filter(repository=repo, name=name).update(
+            first_seen=now - timedelta(days=days), current_since=now - timedelta(days=days)
+        )
+    ingest(registry, "apps/web", {"stable": SHUFFLED, "1": MID, "2": APP})  # a rescan: stable moved
+    stable = Tag.objects.get(repository=repo, name="stable")
+    assert stable.first_seen < now - timedelta(days=29) and stable.current_since >= now  # the move's scan
+
+    def kept_one(newest_by):
+        picked = rule_tags(rule=TagRule(registry_id=registry.id, keep_newest=1, newest_by=newest_by))
+        return sorted(t.name for t in Tag.objects.filter(repository=repo).exclude(id__in=picked))
+
+    assert kept_one("first_seen") == ["2"]  # the name was seen first 30 days ago
+    assert kept_one("current_since") == ["stable"]  # it got its current image at the last scan
+    impact = whatif(rule=TagRule(registry_id=registry.id, keep_newest=1, newest_by="current_since"))
+    # SHUFFLED holds A, B, C, D and E: only MID's and APP's manifests and configs go
+    assert impact.freed_bytes == sum(r.size + r.config.size for r in (MID, APP))
+
+
+def test_newest_by_outside_its_choices_is_refused_by_name(registry):
+    with pytest.raises(InvalidRequest, match="newest_by must be one of first_seen, current_since, created"):
+        rule_tags(rule=TagRule(registry_id=registry.id, keep_newest=1, newest_by="pushed"))
 
 
 def test_not_seen_days_and_glob_select_tags(registry):

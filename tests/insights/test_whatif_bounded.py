@@ -210,6 +210,7 @@ def test_a_default_answer_is_a_page_not_the_whole_list(registry, client):
         {"details_limit": 1001},
         {"manifests_after": "no-separator"},
         {"tags_after": ":x"},
+        {"keep_newest": 1, "newest_by": "pushed"},
     ],
 )
 def test_unusable_paging_values_are_a_400(registry, client, query):

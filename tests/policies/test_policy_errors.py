@@ -257,6 +257,7 @@ CASES = [
     (json.dumps({"keep_newest": -1}), "layerlens", "$.keep_newest: must be from 0"),
     (json.dumps({"tags": ["no-colon"]}), "layerlens", "$.tags[0]: must be repository:tag"),
     (json.dumps({"not_pulled_days": 0}), "layerlens", "$.not_pulled_days: must be from 1"),
+    (json.dumps({"keep_newest": 1, "newest_by": "pushed"}), "layerlens", "$.newest_by: must be one of"),
 ]
 
 

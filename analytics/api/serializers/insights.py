@@ -171,7 +171,7 @@ class WhatIfRequestSerializer(serializers.Serializer):
         help_text="Tags reaching only manifests not pulled in N days (cold tags; see `cold/`).",
     )
     keep_newest = serializers.IntegerField(required=False, min_value=0, max_value=whatif.MAX_KEEP_NEWEST)
-    newest_by = serializers.ChoiceField(choices=["first_seen", "created"], default="first_seen")
+    newest_by = serializers.ChoiceField(choices=whatif.NEWEST_BY, default="first_seen")
     tags = BoundedListField(
         child=serializers.CharField(),
         required=False,

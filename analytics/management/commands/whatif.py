@@ -17,7 +17,7 @@ from analytics.errors import LayerlensError
 from analytics.policies.document import MAX_POLICY_BYTES
 from analytics.policies.preview import FORMATS, PolicyPreview, policy_parse, policy_preview, preview_answer
 from analytics.selectors.scope import scope_resolve
-from analytics.selectors.whatif import TagRule, whatif
+from analytics.selectors.whatif import NEWEST_BY, TagRule, whatif
 
 
 class Command(BaseCommand):
@@ -36,7 +36,13 @@ class Command(BaseCommand):
             "events).",
         )
         parser.add_argument("--keep-newest", type=int, help="All but the newest N tags per repository.")
-        parser.add_argument("--newest-by", choices=["first_seen", "created"], default="first_seen")
+        parser.add_argument(
+            "--newest-by",
+            choices=NEWEST_BY,
+            default="first_seen",
+            help="How --keep-newest ranks: when the tag was first seen, got its current image, or its "
+            "image's config `created`.",
+        )
         parser.add_argument("--tag", action="append", default=[], help="repository:tag (repeatable).")
         parser.add_argument(
             "--policy", help="A cleanup policy file (JSON; - reads standard input) instead of the rule flags."

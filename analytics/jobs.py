@@ -1,11 +1,15 @@
 """What-if jobs: a selection too large for a request, run by a worker, polled, its result kept a while.
 
-`whatif_job_start` (the API) finds or creates the job for an owner and rule, idempotently: the same
-rule asked again while its job is unfinished or its result is kept returns that job. An owner has at
+A job is a what-if rule's or a cleanup policy's preview (a scope holding more than a request previews).
+`whatif_job_start` and `policy_job_start` (the API) find or create the job for an owner and rule or
+policy, idempotently: the same one asked again while its job is unfinished or its result is kept returns
+that job. An owner has at
 most `WHATIF_JOBS_PER_OWNER` unfinished jobs (`TooManyJobs`, 429). Expired jobs are deleted as new ones
 are made. `whatif_job_run` (the `whatif_job` task, interactive queue) claims a queued job by a
 conditional update, selects the tags, computes, and stores the figures and the first
-`WHATIF_JOB_DETAILS` lost manifests and deleted tags; each step moves `phase` and `steps_done`.
+`WHATIF_JOB_DETAILS` lost manifests and deleted tags (a policy's: its preview, its lists cut as long);
+each step moves `phase` and `steps_done`. A refusal the computation names (a policy reading pulls
+Layerlens does not count, say) fails the job with that sentence.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from analytics.errors import TooManyJobs
+from analytics.errors import LayerlensError, TooManyJobs
 from analytics.models import WhatIfJob
+from analytics.policies.document import document_read
+from analytics.policies.preview import policy_parse, policy_preview, preview_answer
 from analytics.selectors import whatif
 
 logger = logging.getLogger(__name__)
@@ -53,7 +60,34 @@ def whatif_job_start(*, rule: whatif.TagRule, owner: str) -> tuple[WhatIfJob, bo
     """The owner's job for this rule: the kept one if any, else a new one sent to a worker."""
     whatif.rule_check(rule)
     data = rule_data(rule)
-    key = hashlib.sha256(json.dumps([owner, data], sort_keys=True).encode()).hexdigest()
+    return _job_start(key_data=data, owner=owner, fields={"rule": data})
+
+
+def policy_job_start(
+    *,
+    text: str,
+    format: str | None,
+    registry_id: int,
+    namespace: str | None,
+    repository_id: int | None,
+    owner: str,
+) -> tuple[WhatIfJob, bool]:
+    """The owner's job previewing this policy over the scope: the kept one if any, else a new one sent to
+    a worker. The policy is parsed first (InvalidPolicy: no job); the job stores the format it was read in."""
+    data = {
+        "format": policy_parse(text, format=format).format,
+        "text": text,
+        "registry_id": registry_id,
+        "namespace": namespace,
+        "repository_id": repository_id,
+    }
+    # keyed on the document, not its text: the same policy pasted with other spacing is the same job
+    key_data = {**data, "text": document_read(text)}
+    return _job_start(key_data={"policy": key_data}, owner=owner, fields={"policy": data})
+
+
+def _job_start(*, key_data: dict, owner: str, fields: dict) -> tuple[WhatIfJob, bool]:
+    key = hashlib.sha256(json.dumps([owner, key_data], sort_keys=True).encode()).hexdigest()
     now = timezone.now()
     with transaction.atomic():
         WhatIfJob.objects.filter(expires_at__lt=now).delete()
@@ -84,7 +118,7 @@ def whatif_job_start(*, rule: whatif.TagRule, owner: str) -> tuple[WhatIfJob, bo
         job = WhatIfJob.objects.create(
             key=key,
             owner=owner,
-            rule=data,
+            **fields,
             created_at=now,
             expires_at=now + timedelta(seconds=settings.WHATIF_JOB_KEEP_SECONDS),
         )
@@ -104,35 +138,27 @@ def whatif_job_run(*, job_id: int) -> None:
     if not claimed:
         return
     job = WhatIfJob.objects.get(id=job_id)
-    # steps: 1 tags selected, 2 computed (the one statement; no finer progress inside it), 3 stored
+    # steps: 1 tags selected (a policy: previewing), 2 computed (one statement, no finer progress), 3 stored
     limit = settings.WHATIF_JOB_DETAILS
     try:
-        rule = rule_from_data(job.rule)
         with connection.cursor() as cursor:  # a job may take long, never forever
             cursor.execute(
                 "SELECT set_config('statement_timeout', %s, false)",
                 [f"{settings.WHATIF_JOB_TIMEOUT_SECONDS}s"],
             )
         try:
-            if whatif.whole_registry(rule):
-                impact = whatif.registry_whole_impact(registry_id=rule.registry_id, limit=limit)
-            else:
-                now = timezone.now()
-                ids = list(whatif.rule_tags(rule=rule, now=now).values_list("id", flat=True))
-                _step(job_id, "computing", 1, tags_selected=len(ids))
-                impact = whatif.deletion_impact(tag_ids=ids, limit=limit)
-                impact = whatif.with_coverage(impact, rule=rule, now=now)
-                _step(job_id, "storing the result", 2)
+            done = _policy_run(job, limit) if job.policy is not None else _rule_run(job, limit)
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("RESET statement_timeout")
+        _step(job_id, "done", 3, status=WhatIfJob.Status.SUCCEEDED, finished_at=timezone.now(), **done)
+    except LayerlensError as exc:  # refused, not broken: the sentence says why and what to do
         _step(
             job_id,
-            "done",
-            3,
-            status=WhatIfJob.Status.SUCCEEDED,
-            tags_selected=impact.tags,
-            result=impact_data(impact),
+            "failed",
+            job.steps_done,
+            status=WhatIfJob.Status.FAILED,
+            error=str(exc)[:2000],
             finished_at=timezone.now(),
         )
     except Exception as exc:  # the job row says why; the worker goes on
@@ -145,3 +171,35 @@ def whatif_job_run(*, job_id: int) -> None:
             error=f"{type(exc).__name__}: {exc}"[:2000],
             finished_at=timezone.now(),
         )
+
+
+def _rule_run(job: WhatIfJob, limit: int) -> dict:
+    """A rule job's figures and lists (a whole registry: read off the maintained figures)."""
+    rule = rule_from_data(job.rule)
+    if whatif.whole_registry(rule):
+        impact = whatif.registry_whole_impact(registry_id=rule.registry_id, limit=limit)
+    else:
+        now = timezone.now()
+        ids = list(whatif.rule_tags(rule=rule, now=now).values_list("id", flat=True))
+        _step(job.id, "computing", 1, tags_selected=len(ids))
+        impact = whatif.deletion_impact(tag_ids=ids, limit=limit)
+        impact = whatif.with_coverage(impact, rule=rule, now=now)
+        _step(job.id, "storing the result", 2)
+    return {"tags_selected": impact.tags, "result": impact_data(impact)}
+
+
+def _policy_run(job: WhatIfJob, limit: int) -> dict:
+    """A policy job's preview (its selection and pricing are one step: no finer progress inside)."""
+    data = job.policy
+    _step(job.id, "previewing the policy", 0)
+    preview = policy_preview(
+        policy=policy_parse(data["text"], format=data["format"]),
+        registry_id=data["registry_id"],
+        namespace=data["namespace"],
+        repository_id=data["repository_id"],
+        limit=limit,
+    )
+    _step(job.id, "storing the result", 2)
+    # as JSON: the preview's dates as ISO 8601 text
+    answer = json.loads(json.dumps(preview_answer(preview, limit=limit), cls=DjangoJSONEncoder))
+    return {"tags_selected": preview.impact.tags, "result": answer}

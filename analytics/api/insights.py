@@ -274,7 +274,9 @@ def _owner(request) -> str:
 
 
 def _job_data(request, job: WhatIfJob) -> dict:
-    data = {f: getattr(job, f) for f in s.WhatIfJobSerializer().fields if f not in ("url",)}
+    data = {f: getattr(job, f) for f in s.WhatIfJobSerializer().fields if f not in ("url", "policy")}
+    # the policy's text is the asker's own and up to a megabyte: its format and scope say which job it is
+    data["policy"] = None if job.policy is None else {k: v for k, v in job.policy.items() if k != "text"}
     data["url"] = request.build_absolute_uri(reverse("whatif-job", args=[job.id]))
     return s.WhatIfJobSerializer(data).data
 
@@ -345,8 +347,7 @@ class PolicyPreviewView(CheckedQuery, APIView):
         form = s.PolicyPreviewRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        text = data["policy"] if isinstance(data["policy"], str) else json.dumps(data["policy"], indent=1)
-        policy = policy_parse(text, format=data.get("format"))
+        policy = policy_parse(_policy_text(data), format=data.get("format"))
         scope = scope_resolve(
             registry=data["registry"],
             namespace=data.get("namespace") or None,
@@ -367,6 +368,50 @@ class PolicyPreviewView(CheckedQuery, APIView):
             limit=limit,
         )
         return Response(s.PolicyPreviewSerializer(preview_answer(preview, limit=limit)).data)
+
+
+class PolicyPreviewJobsView(CheckedQuery, APIView):
+    """A cleanup policy's preview as a job, for a scope of any size: POST as to `policies/preview/`, poll
+    the job (`whatif/jobs/{id}/`), read the preview in its result. Nothing is deleted or saved."""
+
+    permission_classes = [ComputeForReaders]
+    throttle_scope = EXPENSIVE
+
+    @extend_schema(
+        summary="Preview a cleanup policy as a job (any scope); the same policy and scope again returns the "
+        "same job while kept",
+        request=s.PolicyPreviewRequestSerializer,
+        responses={
+            202: s.WhatIfJobSerializer,
+            200: s.WhatIfJobSerializer,
+            429: OpenApiResponse(description="As many unfinished jobs as allowed (WHATIF_JOBS_PER_OWNER)."),
+            **SCOPE_ERRORS,
+        },
+    )
+    def post(self, request):
+        form = s.PolicyPreviewRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        scope = scope_resolve(
+            registry=data["registry"],
+            namespace=data.get("namespace") or None,
+            repository=data.get("repository") or None,
+        )
+        job, created = jobs.policy_job_start(
+            text=_policy_text(data),
+            format=data.get("format"),
+            registry_id=scope.registry_id,  # type: ignore[arg-type]
+            namespace=scope.namespace,
+            repository_id=scope.repository_id,
+            owner=_owner(request),
+        )
+        body = _job_data(request, job)
+        return Response(body, status=202 if created else 200, headers={"Location": body["url"]})
+
+
+def _policy_text(data: dict) -> str:
+    """The policy as text: a string as sent, a JSON document as indented JSON (refusals name its lines)."""
+    return data["policy"] if isinstance(data["policy"], str) else json.dumps(data["policy"], indent=1)
 
 
 # --- cold images ------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ urlpatterns = [
     path("whatif/jobs/", insights.WhatIfJobsView.as_view(), name="whatif-jobs"),
     path("whatif/jobs/<int:pk>/", insights.WhatIfJobView.as_view(), name="whatif-job"),
     path("policies/preview/", insights.PolicyPreviewView.as_view(), name="policy-preview"),
+    path("policies/preview/jobs/", insights.PolicyPreviewJobsView.as_view(), name="policy-preview-jobs"),
     path("cold/", insights.ColdImagesView.as_view(), name="cold-images"),
     path("missed-savings/", insights.MissedSavingsView.as_view(), name="missed-savings"),
     path("build-history/", insights.BuildHistoryView.as_view(), name="build-history"),

@@ -7,10 +7,11 @@ from django.db.models import Q
 
 
 class WhatIfJob(models.Model):
-    """A what-if deletion over a selection too large to answer in a request (`analytics.jobs`).
+    """A what-if deletion over a selection too large to answer in a request (`analytics.jobs`): a
+    what-if rule's (`rule`), or a cleanup policy's preview (`policy`: its format, text and scope).
 
-    `key` is the hash of the owner and the normalised rule: asking again while a job for the same rule
-    is unfinished or its result is kept returns that job. `owner` is `user:<id>` or `address:<ip>`;
+    `key` is the hash of the owner and the normalised rule or policy: asking again while a job for the
+    same one is unfinished or its result is kept returns that job. `owner` is `user:<id>` or `address:<ip>`;
     the number of unfinished jobs per owner is bounded. The result (the figures, and at most
     `WHATIF_JOB_DETAILS` lost manifests and deleted tags) is kept until `expires_at`.
     """
@@ -23,7 +24,9 @@ class WhatIfJob(models.Model):
 
     key = models.CharField(max_length=64)
     owner = models.CharField(max_length=200)
-    rule = models.JSONField()
+    rule = models.JSONField(null=True, blank=True)
+    # {"format", "text", "registry_id", "namespace", "repository_id"}: the policy as parsed, its scope by id
+    policy = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     phase = models.CharField(max_length=64, default="queued")  # what the worker is doing now
     steps_done = models.PositiveSmallIntegerField(default=0)
@@ -37,6 +40,13 @@ class WhatIfJob(models.Model):
     expires_at = models.DateTimeField()
 
     class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rule__isnull=True, policy__isnull=False)
+                | Q(rule__isnull=False, policy__isnull=True),
+                name="whatif_job_rule_or_policy",
+            )
+        ]
         indexes = [
             models.Index(fields=["key", "expires_at"], name="whatif_job_key"),
             models.Index(

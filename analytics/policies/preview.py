@@ -154,8 +154,9 @@ def scope_check(*, registry_id: int, namespace: str | None, repository_id: int |
     if held > most:
         raise SelectionTooLarge(
             f"this scope holds {held:,} images and other manifests; a request previews a policy over at most "
-            f"{most:,} (POLICY_PREVIEW_MAX_HOLDINGS). Name a namespace or repository, or run "
-            "manage.py whatif --policy FILE, which has no such bound"
+            f"{most:,} (POLICY_PREVIEW_MAX_HOLDINGS). Name a namespace or repository, or preview it as a "
+            "job (POST /api/v1/policies/preview/jobs/) or with manage.py whatif --policy FILE, which have no "
+            "such bound"
         )
 
 

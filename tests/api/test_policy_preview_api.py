@@ -151,6 +151,7 @@ def test_a_scope_past_the_bound_is_a_422_naming_how_to_narrow_it(registry, clien
     settings.POLICY_PREVIEW_MAX_HOLDINGS = 3
     reply = client_user.post(URL, {"registry": "r", "policy": KEEP_ONE}, format="json")
     assert reply.status_code == 422 and "Name a namespace or repository" in reply.json()["detail"]
+    assert "/api/v1/policies/preview/jobs/" in reply.json()["detail"]
     reply = client_user.post(
         URL, {"registry": "r", "repository": "team/web", "policy": KEEP_ONE}, format="json"
     )
@@ -171,6 +172,9 @@ def test_the_schema_documents_it(client_user):
     assert {"policy", "format", "registry", "namespace", "repository"} <= set(
         schema["components"]["schemas"][body]["properties"]
     )
+    jobs = schema["paths"]["/api/v1/policies/preview/jobs/"]["post"]
+    assert set(jobs["responses"]) >= {"200", "202", "400", "429"}
+    assert jobs["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(f"/{body}")
 
 
 def test_the_whatif_page_previews_a_pasted_policy(registry, user, client):

@@ -408,7 +408,12 @@ class WhatIfJobSerializer(serializers.Serializer):
     steps_done = serializers.IntegerField()
     steps_total = serializers.IntegerField()
     tags_selected = serializers.IntegerField(allow_null=True)
-    rule = serializers.JSONField()
+    rule = serializers.JSONField(allow_null=True, help_text="The what-if rule (null for a policy's job).")
+    policy = serializers.JSONField(
+        allow_null=True,
+        help_text="A policy's job: its format and scope (`registry_id`, `namespace`, `repository_id`); "
+        "null for a rule's.",
+    )
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -419,7 +424,8 @@ class WhatIfJobSerializer(serializers.Serializer):
         allow_null=True,
         help_text=(
             "When succeeded: the what-if's figures, with at most WHATIF_JOB_DETAILS (1,000) lost manifests "
-            "and deleted tags (`manifests_more` / `deleted_tags_more` say whether more exist)."
+            "and deleted tags (`manifests_more` / `deleted_tags_more` say whether more exist); a policy's "
+            "job: its preview, as `policies/preview/` answers it, each list cut at WHATIF_JOB_DETAILS."
         ),
     )
 

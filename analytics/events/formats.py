@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from analytics.events.pulls import is_scanner
 from analytics.infra import jsontext
 from workers.registry.errors import ReferenceError as InvalidReference
-from workers.registry.manifests import MANIFEST_TYPES, SCHEMA1_TYPES
+from workers.registry.media_types import MANIFEST_TYPES, SCHEMA1_TYPES
 from workers.registry.reference import validate_digest, validate_repository, validate_tag
 
 DISTRIBUTION_TYPES = frozenset(

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Collection, Iterable
 
 from analytics.models import Manifest, ManifestLayer, Tag
-from workers.registry.manifests import merge_platform
+from workers.registry.builders import merge_platform
 from workers.registry.records import ImageRecord, IndexRecord, Platform
 
 

@@ -22,7 +22,7 @@ from workers.registry import (
     TransportError,
     UnauthorizedError,
 )
-from workers.registry.manifests import DOCKER_MANIFEST_V2
+from workers.registry.media_types import DOCKER_MANIFEST_V2
 from workers.registry.snapshot import snapshot_repository
 
 
@@ -321,7 +321,7 @@ def test_wrong_docker_content_digest_on_a_tag_pull_is_logged_and_the_computed_di
         content=fixture("docker_v2_manifest.json"),
         headers={"Content-Type": DOCKER_V2, "Docker-Content-Digest": other},
     )
-    with registry.client() as client, caplog.at_level("WARNING", logger="workers.registry.client"):
+    with registry.client() as client, caplog.at_level("WARNING", logger="workers.registry.content"):
         fetched = client.get_manifest("team/app", "v1")
     assert fetched.digest == sha256(fixture("docker_v2_manifest.json")) != other
     assert any("Docker-Content-Digest" in r.getMessage() and other in r.getMessage() for r in caplog.records)

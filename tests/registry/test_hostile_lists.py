@@ -10,6 +10,7 @@ import pytest
 from tests.support.hostile_registry import BAD_TAGS, HostileRegistry, hostile_registry
 from workers.registry import RegistryClient, snapshot_repository
 from workers.registry import client as client_module
+from workers.registry import listing as listing_module
 from workers.registry.errors import ProtocolError, SlowReplyError, TransportError
 
 
@@ -41,7 +42,7 @@ def test_the_default_tag_cap_is_far_below_the_endless_list() -> None:
 def test_an_endless_tag_list_of_small_pages_stops_at_the_page_cap(
     hostile: HostileRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module, "MAX_PAGES", 40)
+    monkeypatch.setattr(listing_module, "MAX_PAGES", 40)
     with _client(hostile, page_size=10) as client, pytest.raises(ProtocolError, match="after 40 pages"):
         list(client.iter_tags("abuse/endless"))
 

@@ -10,22 +10,19 @@ import pytest
 
 from tests.registry.fakes import fixture, sha256
 from workers.registry import ManifestError
-from workers.registry.manifests import (
+from workers.registry.builders import build_image_record
+from workers.registry.documents import parse_rfc3339
+from workers.registry.image_config import history_records, parse_config
+from workers.registry.manifests import ParsedImageManifest, ParsedIndex, parse_manifest
+from workers.registry.media_types import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST_LIST,
     DOCKER_MANIFEST_V2,
     OCI_INDEX,
     OCI_MANIFEST,
-    ParsedImageManifest,
-    ParsedIndex,
-    ParsedSchema1,
-    build_image_record,
-    history_records,
-    parse_config,
-    parse_manifest,
-    parse_rfc3339,
 )
 from workers.registry.records import Platform
+from workers.registry.schema1 import ParsedSchema1
 
 
 def dumps(doc: dict[str, Any]) -> bytes:

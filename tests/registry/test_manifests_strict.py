@@ -14,23 +14,12 @@ import pytest
 
 from tests.registry.fakes import fixture, sha256
 from workers.registry import ManifestError
-from workers.registry.manifests import (
-    DOCKER_MANIFEST_V1,
-    DOCKER_MANIFEST_V1_SIGNED,
-    MAX_JSON_DEPTH,
-    OCI_EMPTY,
-    ParsedImageManifest,
-    ParsedIndex,
-    ParsedSchema1,
-    build_image_record,
-    clean_text,
-    history_records,
-    is_attestation_entry,
-    manifest_digest,
-    parse_config,
-    parse_manifest,
-    schema1_payload,
-)
+from workers.registry.builders import build_image_record
+from workers.registry.documents import MAX_JSON_DEPTH, clean_text
+from workers.registry.image_config import history_records, parse_config
+from workers.registry.manifests import ParsedImageManifest, ParsedIndex, is_attestation_entry, parse_manifest
+from workers.registry.media_types import DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED, OCI_EMPTY
+from workers.registry.schema1 import ParsedSchema1, manifest_digest, schema1_payload
 
 
 def _payload_by_hand(body: bytes) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.registry.fakes import OCI_INDEX, OCI_MANIFEST, SCHEMA1_SIGNED, FakeRegistry, fixture, sha256
 from workers.registry import DigestMismatchError
-from workers.registry.client import MAX_MANIFEST_BYTES
+from workers.registry.content import MAX_MANIFEST_BYTES
 from workers.registry.records import ImageRecord, IndexRecord
 from workers.registry.snapshot import MAX_INDEX_DEPTH, classify_tag, snapshot_repository
 

@@ -13,24 +13,20 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import MAX_CONFIG_BYTES, FetchedManifest, RegistryClient
+from .builders import build_artifact_record, build_image_record, build_index_record, build_schema1_record
+from .client import RegistryClient
+from .content import MAX_CONFIG_BYTES, FetchedManifest
 from .errors import ManifestError, ReferenceError, RegistryError, stops_snapshot
 from .manifests import (
     ANNOTATION_REFERENCE_DIGEST,
     ANNOTATION_REFERENCE_TYPE,
-    MANIFEST_TYPES,
-    READABLE_CHILD_TYPES,
     ParsedImageManifest,
     ParsedIndex,
     ParsedManifest,
-    ParsedSchema1,
-    build_artifact_record,
-    build_image_record,
-    build_index_record,
-    build_schema1_record,
     is_attestation_entry,
     parse_manifest,
 )
+from .media_types import MANIFEST_TYPES, READABLE_CHILD_TYPES
 from .records import (
     KIND_ARTIFACT,
     ImageRecord,
@@ -42,6 +38,7 @@ from .records import (
     RepositorySnapshot,
 )
 from .reference import validate_digest, validate_repository, validate_tag
+from .schema1 import ParsedSchema1
 
 MAX_INDEX_DEPTH = 8  # an index may name an index to any depth (image-spec); real ones use 1 or 2 levels
 MAX_INDEX_CHILDREN = 4096  # a 4 MiB index holds ~20,000 descriptors; real ones hold tens

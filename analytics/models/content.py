@@ -77,9 +77,11 @@ class ManifestLayer(models.Model):
 
 class ManifestBlob(models.Model):
     """Each distinct blob a manifest references, as a layer or as its config, once: the narrow list the
-    what-if walks (a manifest's layers repeat a blob at times, and its config is on the manifest's row).
-    Written by database triggers on the inserts of `ManifestLayer` and `Manifest` (migration
-    0035_manifest_blob), so no writer can leave it behind; manifests are immutable, rows never change."""
+    what-if, the 2.8 trap and the computed content in several registries walk (a manifest's layers repeat
+    a blob at times, and its config is on the manifest's row). No index by blob: probes by blob read
+    `ManifestLayer` and `Manifest.config`. Written by database triggers on the inserts of `ManifestLayer`
+    and `Manifest` (migration 0035_manifest_blob), so no writer can leave it behind; manifests are
+    immutable, rows never change."""
 
     pk = models.CompositePrimaryKey("manifest", "blob")
     manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="+", db_index=False)

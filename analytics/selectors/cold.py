@@ -26,7 +26,9 @@ from django.utils import timezone
 from analytics.models import Repository
 from analytics.selectors import pulls, whatif
 
-# the fields of an image row besides the walk: its parts' bytes as `image_sizes` counts them
+# the fields of an image row besides the walk: its parts' bytes as `image_sizes` counts them (manifest,
+# config, distinct layers: a config also listed as a layer counts twice there, so not `ManifestBlob`,
+# which lists it once)
 _SIZE = """(m.size + coalesce((SELECT c.size FROM analytics_blob c WHERE c.id = m.config_id), 0)
     + coalesce((SELECT sum(b.size) FROM analytics_blob b WHERE b.id IN (
         SELECT ml.blob_id FROM analytics_manifestlayer ml WHERE ml.manifest_id = m.id)), 0))"""

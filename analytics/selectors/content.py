@@ -318,12 +318,10 @@ refs AS (
     SELECT h.registry_id, 'manifest' AS kind, m.digest, m.size FROM held h
     JOIN analytics_manifest m ON m.id = h.manifest_id
     UNION
+    -- each held manifest's distinct blobs, layers and config (ManifestBlob)
     SELECT h.registry_id, 'blob', b.digest, b.size FROM held h
-    JOIN analytics_manifestlayer ml ON ml.manifest_id = h.manifest_id
-    JOIN analytics_blob b ON b.id = ml.blob_id
-    UNION
-    SELECT h.registry_id, 'blob', b.digest, b.size FROM held h
-    JOIN analytics_manifest m ON m.id = h.manifest_id JOIN analytics_blob b ON b.id = m.config_id
+    JOIN analytics_manifestblob mb ON mb.manifest_id = h.manifest_id
+    JOIN analytics_blob b ON b.id = mb.blob_id
 )
 SELECT refs.kind, refs.digest, refs.size, count(*) AS registries, refs.size * count(*) AS total,
     array_agg(reg.name ORDER BY reg.name)

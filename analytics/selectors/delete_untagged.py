@@ -46,14 +46,16 @@ below(repository_id, manifest_id, depth) AS (
     JOIN analytics_indexentry e ON e.index_id = b.manifest_id WHERE b.depth < 8
 ),
 reached AS (SELECT DISTINCT manifest_id, depth > 1 AS deep FROM below),
+-- their configs and layers, each blob once (a config also listed as a layer, a layer listed twice: one
+-- blob in the registry), read off ManifestBlob's primary key
 cand_blobs AS (
-    SELECT ml.blob_id FROM reached x JOIN analytics_manifestlayer ml ON ml.manifest_id = x.manifest_id
-    UNION
-    SELECT m.config_id FROM reached x JOIN analytics_manifest m ON m.id = x.manifest_id
-    WHERE m.config_id IS NOT NULL
+    SELECT DISTINCT mb.blob_id FROM reached x JOIN analytics_manifestblob mb ON mb.manifest_id = x.manifest_id
 ),
 cand_manifests AS (SELECT DISTINCT manifest_id FROM reached WHERE deep),
 lost_blobs AS (
+    -- a candidate stays when a remaining tag names a manifest listing it as a layer or as its config:
+    -- two probes by blob, on ManifestLayer's blob index and Manifest's config index (ManifestBlob has
+    -- no index by blob)
     SELECT b.id, b.size FROM cand_blobs c JOIN analytics_blob b ON b.id = c.blob_id
     WHERE NOT EXISTS (
         SELECT 1 FROM analytics_manifestlayer ml

@@ -30,6 +30,7 @@ from analytics.models import (
 from analytics.scans.state import parent_finish_if_done
 from analytics.selectors.answers import MISSED_SAVINGS, STALE_BASES, answers_stale
 from analytics.selectors.content import (
+    CrossRegistryContent,
     cross_registry_content,
     cross_registry_content_computed,
     missed_savings,
@@ -293,3 +294,42 @@ def test_registry_scan_end_refreshes_the_answers(registries, django_capture_on_c
     assert RegistryStaleBase.objects.filter(registry=one).count() == 1
     assert RegistryMissedSaving.objects.filter(registry=one).count() == 1
     assert stale_bases(registry_id=one.id) == stale_bases_computed(registry_id=one.id)
+
+
+# An image whose config is also one of its layers, and which lists another layer twice: a registry stores
+# each of its blobs once, so each counts once per registry holding it, however the manifest lists it.
+TWICE = layer("twice", 3000)
+OWN_CONFIG = layer("own-config", 2000)
+EDGE = dataclasses.replace(image("edge", [TWICE, TWICE, OWN_CONFIG]), config=OWN_CONFIG)
+GONE = image("gone", [layer("gone", 1000)], config_size=1001, manifest_size=400)
+
+
+def test_cross_registry_content_counts_a_blob_once_per_registry_whatever_its_listings(registries):
+    one, two = registries
+    for registry in registries:
+        edge = Repository.objects.create(registry=registry, name="apps/edge")
+        snapshot_ingest(repository=edge, snapshot=snapshot("apps/edge", {"1": EDGE}))
+        old = Repository.objects.create(registry=registry, name="apps/old")
+        snapshot_ingest(repository=old, snapshot=snapshot("apps/old", {"1": GONE}))
+    # registry two's apps/old:1 moves on: GONE stays there untagged
+    snapshot_ingest(repository=old, snapshot=snapshot("apps/old", {"1": image("new", [layer("new", 10)])}))
+
+    def row(kind: str, digest: str, size: int) -> CrossRegistryContent:
+        return CrossRegistryContent(kind, digest, size, 2, 2 * size, ("one", "two"))
+
+    tagged = [
+        row("blob", TWICE.digest, 3000),
+        row("blob", OWN_CONFIG.digest, 2000),
+        row("manifest", EDGE.digest, 500),
+    ]
+    with_untagged = [
+        *tagged[:2],
+        row("blob", GONE.config.digest, 1001),
+        row("blob", GONE.layers[0].digest, 1000),
+        tagged[2],
+        row("manifest", GONE.digest, 400),
+    ]
+    assert cross_registry_content_computed(limit=1000) == tagged
+    assert cross_registry_content(limit=1000) == tagged
+    assert cross_registry_content_computed(include_untagged=True, limit=1000) == with_untagged
+    assert cross_registry_content(include_untagged=True, limit=2, offset=2) == with_untagged[2:4]

@@ -115,6 +115,10 @@ WHATIF_JOBS_PER_OWNER = int(os.environ.get("WHATIF_JOBS_PER_OWNER", "3"))
 WHATIF_JOB_TIMEOUT_SECONDS = int(os.environ.get("WHATIF_JOB_TIMEOUT_SECONDS", "1800"))
 WHATIF_JOB_KEEP_SECONDS = int(os.environ.get("WHATIF_JOB_KEEP_SECONDS", "86400"))
 WHATIF_JOB_DETAILS = int(os.environ.get("WHATIF_JOB_DETAILS", "1000"))
+# A what-if deleting at least WHATIF_COLUMNS_TAGS tags of one registry is judged over the registry's columns
+# (analytics.selectors.columns), kept per content version in WHATIF_COLUMNS_DIR (0: never).
+WHATIF_COLUMNS_TAGS = int(os.environ.get("WHATIF_COLUMNS_TAGS", "50000"))
+WHATIF_COLUMNS_DIR = Path(os.environ.get("WHATIF_COLUMNS_DIR", BASE_DIR / "var" / "columns"))
 # A saved cleanup policy is evaluated by the worker after each scan or batch of events that changed its
 # registry (analytics/policies/evaluate.py): each policy within this many seconds (every statement under
 # it, none started past it), else its point records that it took too long; the scan stands either way.

@@ -196,7 +196,7 @@ def policy_totals(
     _, _, _, selection = _selected(
         policy, registry_id=registry_id, namespace=namespace, repository_id=repository_id, now=now
     )
-    impact = deletion_impact(tag_ids=sorted(selection.tag_ids), details=False)
+    impact = deletion_impact(tag_ids=sorted(selection.tag_ids), details=False, registry_id=registry_id)
     return PolicyTotals(
         freed_bytes=impact.freed_bytes,
         tags_removed=impact.tags,
@@ -223,7 +223,7 @@ def policy_preview(
         policy, registry_id=registry_id, namespace=namespace, repository_id=repository_id, now=now
     )
     tag_ids = sorted(selection.tag_ids)
-    impact = deletion_impact(tag_ids=tag_ids, limit=limit, by_repository=True)
+    impact = deletion_impact(tag_ids=tag_ids, limit=limit, by_repository=True, registry_id=registry_id)
     trap = untagged_trap(registry_id=registry_id, tag_ids=tag_ids)
     notes = []
     if selection.untagged:

@@ -56,8 +56,10 @@ from analytics.models import (
     Tag,
 )
 from analytics.selectors import pulls
+from analytics.selectors.columns import registry_columns
 from analytics.selectors.kept import KeptBlob, KeptBlobHolders, kept_blob_holders
 from analytics.selectors.scope import glob_regex
+from analytics.selectors.whatif_columns import whatif_rows
 from analytics.selectors.whatif_statement import (
     KEPT_LARGEST,
     WHATIF_KEPT_SQL,
@@ -274,8 +276,14 @@ def deletion_impact(
     manifests_after: tuple[str, str] | None = None,
     tags_after: tuple[str, str] | None = None,
     by_repository: bool = False,
+    registry_id: int | None = None,
 ) -> DeletionImpact:
     """What deleting these tags and then collecting garbage frees, per registry, summed.
+
+    With `registry_id` (every tag is of that registry, as a policy's selection is), a selection of at
+    least `WHATIF_COLUMNS_TAGS` tags is judged over the registry's columns at its current content version
+    (`whatif_columns`: the statement's rule over arrays, the same rows); else, or when the columns
+    cannot be had at one version, by the statement.
 
     With `by_repository`, the same statement also says each repository's part (`RepositoryImpact`, every
     repository that loses a holding or a tag) and the largest blobs that stay (`kept_largest`).
@@ -312,10 +320,16 @@ def deletion_impact(
         "after_d": after_d,
         "page": None if limit is None else limit + 1,  # LIMIT NULL: every row
     }
-    with local_settings(statement_settings(len(tag_ids))) as cursor:
-        kept = not by_repository and priced_from_kept(len(tag_ids))
-        cursor.execute(WHATIF_KEPT_SQL if kept else WHATIF_SQL, params)
-        rows = cursor.fetchall()
+    rows = None
+    if registry_id is not None and 0 < settings.WHATIF_COLUMNS_TAGS <= len(tag_ids):
+        rows = _columns_rows(
+            registry_id, tag_ids, details=details, by_repository=by_repository, params=params
+        )
+    if rows is None:
+        with local_settings(statement_settings(len(tag_ids))) as cursor:
+            kept = not by_repository and priced_from_kept(len(tag_ids))
+            cursor.execute(WHATIF_KEPT_SQL if kept else WHATIF_SQL, params)
+            rows = cursor.fetchall()
     one = {row[0]: row[1:] for row in rows if row[0] in "DLMB"}
     tags, untagged = int(one["D"][0]), int(one["L"][0])
     m_freed, m_freed_bytes, m_kept, m_kept_bytes, m_shared, m_shared_bytes = map(int, one["M"][:6])
@@ -378,6 +392,26 @@ def deletion_impact(
         deleted_tags_more=tags_more,
         **breakdown,
     )
+
+
+def _columns_rows(registry_id: int, tag_ids: list[int], *, details, by_repository, params) -> list | None:
+    """The statement's rows over the registry's columns; None when they cannot be had at one version, or
+    when some tag is not a current tag of theirs (another registry's, or gone since): the statement
+    answers then."""
+    columns = registry_columns(registry_id=registry_id)
+    if columns is None:
+        return None
+    rows = whatif_rows(
+        columns,
+        tag_ids=tag_ids,
+        details=details,
+        by_repository=by_repository,
+        kept_largest=KEPT_LARGEST,
+        after_r=params["after_r"],
+        after_d=params["after_d"],
+        page=params["page"],
+    )
+    return rows if rows[0][1] == len(set(tag_ids)) else None
 
 
 def _by_repository(

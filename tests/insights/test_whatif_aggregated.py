@@ -42,6 +42,10 @@ ORPHAN = image("orphan", [G, layer("orphan-own", 77)])  # held, no tag names it
 
 @pytest.fixture
 def registries(db):
+    return registries_build()
+
+
+def registries_build() -> tuple[Registry, Registry]:
     hub = Registry.objects.create(name="hub", url="http://127.0.0.1:5000")
     ingest(hub, "team/web", {str(i): m for i, m in enumerate(WEB)} | {"latest": WEB[-1], "mid": MID})
     ingest(hub, "team/api", {str(i): m for i, m in enumerate(API)} | {"mid": MID})

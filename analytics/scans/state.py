@@ -22,6 +22,7 @@ from analytics.ingest.trends import scan_figures_record
 from analytics.models import Registry, Repository, Scan, ScanError
 from analytics.policies.evaluate import registry_policies_evaluate
 from analytics.scans.runtime import lease_deadline, metrics_sink
+from analytics.selectors.columns import columns_keep
 from workers.registry.errors import RegistryError
 
 logger = logging.getLogger(__name__)
@@ -289,6 +290,8 @@ def parent_finish_if_done(parent_id: int) -> None:
         Registry.objects.filter(id=parent.registry_id).update(last_scanned_at=timezone.now())
         scan_figures_record(scan_id=parent_id)  # the registry's trend point
         answers_refresh_after_commit(registry_id=parent.registry_id)
+        # before the policies: their evaluations of a large registry judge over the columns
+        transaction.on_commit(partial(columns_keep, registry_id=parent.registry_id), robust=True)
         policies_evaluate_after_commit(registry_id=parent.registry_id)
 
 

@@ -15,10 +15,13 @@ Manifests and blobs are positions in sorted id arrays, so the arrays stay dense 
 They are read from PostgreSQL at the registry's content version (`ScopeFigures.content_version`, moved in
 the transaction of every write to tags, holdings and their figures), read before and after: when both
 reads agree, no such write committed in between, so every array is of that version (else the read is
-given up and the statement answers). Reading them costs seconds at a million images, so they are kept in
-`WHATIF_COLUMNS_DIR`, one file per registry, named by the database (its cluster's system identifier and
-the database's oid: a database dropped and created again is another) and the version; a file of another
-version is never read, and writing a registry's file removes its older ones.
+given up and the statement answers). Reading them costs twenty seconds at a million images (loading the
+kept file, under one), so they are read at a scan's end (`columns_keep`, for a registry with
+`WHATIF_COLUMNS_TAGS` current tags or more) and by a what-if deleting half of a registry's tags or more
+(which the statement would price no faster), and kept in `WHATIF_COLUMNS_DIR`: one file per registry,
+named by the database (its cluster's system identifier and the database's oid: a database dropped and
+created again is another) and the version. A file of another version is never read, and writing a
+registry's file removes its older ones.
 """
 
 from __future__ import annotations
@@ -41,17 +44,19 @@ WHERE registry_id = %s AND repository_id IS NULL"""
 _IDENTITY_SQL = """SELECT (SELECT system_identifier FROM pg_control_system()),
     (SELECT oid FROM pg_database WHERE datname = current_database())"""
 
-# Each a query of int8 columns over the registry (%(registry)s), read with COPY in binary.
+# Each a query of int8 columns over the registry (%(registry)s), read with COPY in binary. Reading is
+# the cost (COPY sends about a million rows a second here): each reads the maintained rows it can.
 _TAGS = """SELECT t.id, t.repository_id::int8, t.manifest_id::int8
 FROM analytics_tag t JOIN analytics_repository r ON r.id = t.repository_id
 WHERE r.registry_id = %(registry)s AND t.removed_at IS NULL AND t.manifest_id IS NOT NULL"""
 _HOLDINGS = """SELECT rm.repository_id::int8, rm.manifest_id::int8
 FROM analytics_repositorymanifest rm JOIN analytics_repository r ON r.id = rm.repository_id
 WHERE r.registry_id = %(registry)s AND rm.present"""
-# the manifests held, those the current tags name, and every index entry's below those, to the bottom (a
-# tag reaches an index's children, and theirs, whether or not the registry holds them)
-_HELD = """SELECT rm.manifest_id FROM analytics_repositorymanifest rm
-JOIN analytics_repository r ON r.id = rm.repository_id WHERE r.registry_id = %(registry)s AND rm.present"""
+# the manifests the registry holds: RegistryManifestRef counts the repositories holding each
+_HELD = """SELECT x.manifest_id FROM analytics_registrymanifestref x
+WHERE x.registry_id = %(registry)s AND x.refs > 0"""
+# every index entry below a manifest held or tagged, to the bottom (a tag reaches an index's children, and
+# theirs, whether or not the registry holds them)
 _ENTRIES_CTE = f"""WITH RECURSIVE roots AS (
     {_HELD}
     UNION SELECT t.manifest_id FROM analytics_tag t JOIN analytics_repository r ON r.id = t.repository_id
@@ -64,21 +69,25 @@ entries(index_id, child_id) AS (
     SELECT e.index_id, e.child_id FROM entries x JOIN analytics_indexentry e ON e.index_id = x.child_id
 )
 """
+# the manifests held, with their counts, then those only a tag or an index entry names (none held)
 _MANIFESTS = f"""{_ENTRIES_CTE}
-SELECT m.id::int8, coalesce(x.refs, 0)::int8, m.size::int8
-FROM analytics_manifest m
-LEFT JOIN analytics_registrymanifestref x ON x.registry_id = %(registry)s AND x.manifest_id = m.id
-WHERE m.id IN (SELECT manifest_id FROM roots UNION SELECT child_id FROM entries)
-ORDER BY m.id"""
+SELECT x.manifest_id::int8, x.refs::int8, m.size::int8
+FROM analytics_registrymanifestref x JOIN analytics_manifest m ON m.id = x.manifest_id
+WHERE x.registry_id = %(registry)s AND x.refs > 0
+UNION ALL
+SELECT m.id::int8, 0::int8, m.size::int8 FROM analytics_manifest m
+WHERE m.id IN (SELECT manifest_id FROM roots UNION SELECT child_id FROM entries) AND NOT EXISTS (
+    SELECT 1 FROM analytics_registrymanifestref x
+    WHERE x.registry_id = %(registry)s AND x.manifest_id = m.id AND x.refs > 0)"""
 _ENTRIES = f"""{_ENTRIES_CTE}
 SELECT index_id::int8, child_id::int8 FROM entries"""
 _PAIRS = f"""SELECT mb.manifest_id::int8, mb.blob_id::int8 FROM analytics_manifestblob mb
 WHERE mb.manifest_id IN ({_HELD})"""
-_BLOBS = f"""SELECT b.id::int8, coalesce(rb.refs, 0)::int8, coalesce(rb.size, b.size)::int8
-FROM analytics_blob b
-LEFT JOIN analytics_registryblob rb ON rb.registry_id = %(registry)s AND rb.blob_id = b.id
-WHERE b.id IN (SELECT mb.blob_id FROM analytics_manifestblob mb WHERE mb.manifest_id IN ({_HELD}))
-ORDER BY b.id"""
+# the blobs the registry holds (RegistryBlob copies each one's size); a held manifest's blob without a row
+# is read from the blob's own (`_BLOBS_MISSING`), with no reference, as the statement reads it
+_BLOBS = """SELECT rb.blob_id::int8, rb.refs::int8, rb.size::int8 FROM analytics_registryblob rb
+WHERE rb.registry_id = %(registry)s AND rb.refs > 0"""
+_BLOBS_MISSING = """SELECT b.id, 0::int8, b.size::int8 FROM analytics_blob b WHERE b.id = ANY(%s)"""
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,18 @@ def _copy(cursor, sql: str, params: dict, width: int) -> list[np.ndarray]:
     return [rows[f"v{i}"].astype(np.int64) for i in range(width)]
 
 
+def _sorted(ids: np.ndarray, *columns: np.ndarray) -> list[np.ndarray]:
+    order = np.argsort(ids, kind="stable")
+    return [ids[order], *(c[order] for c in columns)]
+
+
+def _absent(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The distinct `ids` not in `sorted_ids`."""
+    at = np.minimum(np.searchsorted(sorted_ids, ids), max(len(sorted_ids) - 1, 0))
+    absent = ids[(sorted_ids[at] != ids)] if len(sorted_ids) else ids
+    return np.sort(np.array(list(set(absent.tolist())), dtype=np.int64))
+
+
 def _position(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     at = np.searchsorted(sorted_ids, ids)
     if len(ids) and (
@@ -146,9 +167,16 @@ def columns_read(*, registry_id: int) -> RegistryColumns | None:
         p = {"registry": registry_id}
         tag_id, tag_repository, tag_manifest = _copy(cursor, _TAGS, p, 3)
         holding_repository, holding_manifest = _copy(cursor, _HOLDINGS, p, 2)
-        manifest_id, manifest_refs, manifest_size = _copy(cursor, _MANIFESTS, p, 3)
+        manifest_id, manifest_refs, manifest_size = _sorted(*_copy(cursor, _MANIFESTS, p, 3))
         pair_manifest, pair_blob = _copy(cursor, _PAIRS, p, 2)
-        blob_id, blob_refs, blob_size = _copy(cursor, _BLOBS, p, 3)
+        blob_id, blob_refs, blob_size = _sorted(*_copy(cursor, _BLOBS, p, 3))
+        missing = _absent(blob_id, pair_blob)
+        if len(missing):
+            cursor.execute(_BLOBS_MISSING, [missing.tolist()])
+            extra = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 3).T
+            blob_id, blob_refs, blob_size = _sorted(
+                *(np.concatenate((a, b)) for a, b in zip((blob_id, blob_refs, blob_size), extra, strict=True))
+            )
         entry_index, entry_child = _copy(cursor, _ENTRIES, p, 2)
         cursor.execute(_VERSION_SQL, [registry_id])
         if cursor.fetchone()[0] != version:
@@ -221,9 +249,10 @@ def _store(columns: RegistryColumns, database: str) -> None:
             older.unlink(missing_ok=True)
 
 
-def registry_columns(*, registry_id: int) -> RegistryColumns | None:
-    """The registry's columns at its current content version: its kept file, else read (and kept); None
-    when it has no version yet or writes kept moving it while they were read."""
+def registry_columns(*, registry_id: int, read: bool = True) -> RegistryColumns | None:
+    """The registry's columns at its current content version: its kept file, else (with `read`) read and
+    kept; None when there is none to load and none read, when it has no version yet, or when writes kept
+    moving it while they were read."""
     version = _current_version(registry_id)
     if version is None:
         return None
@@ -233,8 +262,24 @@ def registry_columns(*, registry_id: int) -> RegistryColumns | None:
         loaded = _load(path, registry_id, version)
         if loaded is not None:
             return loaded
+    if not read:
+        return None
     columns = columns_read(registry_id=registry_id)
     if columns is None:
         return None
     _store(columns, database)
     return columns
+
+
+def columns_keep(*, registry_id: int) -> bool:
+    """Read and keep the registry's columns at its current version, when it has `WHATIF_COLUMNS_TAGS`
+    current tags or more (a scan's end: the next large preview loads them rather than read them); whether
+    they are kept now."""
+    if not settings.WHATIF_COLUMNS_TAGS:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tags FROM analytics_registryheld WHERE registry_id = %s", [registry_id])
+        row = cursor.fetchone()
+    if row is None or row[0] < settings.WHATIF_COLUMNS_TAGS:
+        return False
+    return registry_columns(registry_id=registry_id) is not None

@@ -62,6 +62,7 @@ from analytics.selectors.scope import glob_regex
 from analytics.selectors.whatif_columns import whatif_rows
 from analytics.selectors.whatif_statement import (
     KEPT_LARGEST,
+    PRICE_FROM_KEPT_SHARE,
     WHATIF_KEPT_SQL,
     WHATIF_SETTINGS,
     WHATIF_SQL,
@@ -282,8 +283,9 @@ def deletion_impact(
 
     With `registry_id` (every tag is of that registry, as a policy's selection is), a selection of at
     least `WHATIF_COLUMNS_TAGS` tags is judged over the registry's columns at its current content version
-    (`whatif_columns`: the statement's rule over arrays, the same rows); else, or when the columns
-    cannot be had at one version, by the statement.
+    (`whatif_columns`: the statement's rule over arrays, the same rows), when they are kept (a scan's
+    end keeps them) or the selection is half the registry's tags or more (then read); else, or when
+    the columns cannot be had at one version, by the statement.
 
     With `by_repository`, the same statement also says each repository's part (`RepositoryImpact`, every
     repository that loses a holding or a tag) and the largest blobs that stay (`kept_largest`).
@@ -398,7 +400,10 @@ def _columns_rows(registry_id: int, tag_ids: list[int], *, details, by_repositor
     """The statement's rows over the registry's columns; None when they cannot be had at one version, or
     when some tag is not a current tag of theirs (another registry's, or gone since): the statement
     answers then."""
-    columns = registry_columns(registry_id=registry_id)
+    # read from the database (seconds at a million images) only for a selection the statement would
+    # price no faster: half the registry's current tags or more; else only a kept file
+    held = RegistryHeld.objects.filter(registry_id=registry_id).values_list("tags", flat=True).first() or 0
+    columns = registry_columns(registry_id=registry_id, read=len(tag_ids) >= PRICE_FROM_KEPT_SHARE * held)
     if columns is None:
         return None
     rows = whatif_rows(

@@ -14,7 +14,7 @@ import pytest
 
 from analytics.models import Registry, Tag
 from analytics.selectors import whatif, whatif_columns
-from analytics.selectors.columns import registry_columns
+from analytics.selectors.columns import columns_keep, registry_columns
 from analytics.selectors.whatif import deletion_impact
 from harness.records import image, ingest, layer
 from tests.insights.test_whatif_aggregated import A, _named_holders, registries_build, selections, tags
@@ -120,3 +120,37 @@ def test_columns_are_read_again_when_a_scan_changes_the_registry(registries, col
     ids = tags(repository__registry=hub)
     new, old = both_answers(ids, by_repository=True, registry_id=hub.id)
     assert new == old and new["freed_bytes"] > 0
+
+
+def test_a_held_blob_without_its_registry_row_is_priced_as_the_statement_prices_it(registries, columns):
+    """The statement reads a blob's own size, and no reference, where `RegistryBlob` has no row: so do
+    the columns."""
+    from analytics.models import RegistryBlob
+
+    hub, _ = registries
+    gone = RegistryBlob.objects.filter(registry=hub, blob__digest=A.digest)
+    assert gone.exists()
+    gone.delete()
+    for name in ("every tag of the registry", "a few tags", "random subset 5"):
+        ids = _of(hub, selections(*registries)[name])
+        new, old = both_answers(ids, by_repository=True, registry_id=hub.id)
+        assert new == old, name
+
+
+def test_a_scans_end_keeps_the_columns_of_a_registry_with_many_tags_and_a_small_selection_reads_none(
+    registries, columns, settings
+):
+    hub, _ = registries
+    held = Tag.objects.filter(repository__registry=hub, removed_at=None).count()
+    settings.WHATIF_COLUMNS_TAGS = held + 1
+    assert columns_keep(registry_id=hub.id) is False and not list(Path(settings.WHATIF_COLUMNS_DIR).iterdir())
+    settings.WHATIF_COLUMNS_TAGS = 1
+    few = _of(hub, selections(*registries)["a few tags"])
+    new, old = both_answers(few, by_repository=True, registry_id=hub.id)
+    assert new == old and not columns  # a small selection does not read the columns: the statement prices it
+    settings.WHATIF_COLUMNS_TAGS = held
+    assert columns_keep(registry_id=hub.id) is True
+    assert registry_columns(registry_id=hub.id, read=False) is not None
+    settings.WHATIF_COLUMNS_TAGS = 1
+    new, old = both_answers(few, by_repository=True, registry_id=hub.id)
+    assert new == old and len(columns) == 1  # kept: even a small selection is judged over them

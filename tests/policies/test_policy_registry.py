@@ -22,6 +22,8 @@ from django.utils import timezone
 from analytics.models import Registry, RegistryEvent
 from analytics.policies.preview import policy_parse, policy_preview
 from analytics.scans.start import scan_start_inline
+from analytics.selectors import whatif
+from analytics.selectors.columns import columns_keep
 from harness.pusher import OCI_INDEX, Pusher, make_base
 from harness.registry import RegistryServer, blobstore_digests
 from harness.tools import require_tool
@@ -101,8 +103,11 @@ def scratch():
     server.cleanup()
 
 
+@pytest.mark.parametrize("judged", ["by the statement", "over the columns"])
 @pytest.mark.parametrize("fmt", sorted(CASES))
-def test_policy_deletions_free_what_the_registry_garbage_collector_frees(scratch, fmt):
+def test_policy_deletions_free_what_the_registry_garbage_collector_frees(
+    scratch, fmt, judged, settings, tmp_path, monkeypatch
+):
     policy_doc, expected = CASES[fmt]
     os_base = make_base("os", layers=2, size=6000)
     cli_base = make_base("cli", layers=1, size=3000)
@@ -141,7 +146,14 @@ def test_policy_deletions_free_what_the_registry_garbage_collector_frees(scratch
         media_type=OCI_INDEX, occurred_at=now - timedelta(days=1),
     )  # fmt: skip
 
+    judgements = []
+    if judged == "over the columns":  # kept as a scan's end keeps them, every selection judged over them
+        settings.WHATIF_COLUMNS_TAGS, settings.WHATIF_COLUMNS_DIR = 1, tmp_path
+        assert columns_keep(registry_id=registry.id)
+        judge = whatif.whatif_rows
+        monkeypatch.setattr(whatif, "whatif_rows", lambda *a, **k: judgements.append(1) or judge(*a, **k))
     preview = policy_preview(policy=policy_parse(json.dumps(policy_doc)), registry_id=registry.id, now=now)
+    assert len(judgements) == (judged == "over the columns")
     assert {(r, t) for r, t, _ in preview.removed_tags} == expected
     assert preview.push_times["source"] == "events" and preview.push_times["scans"] == 0
     assert preview.removed_untagged == [] and preview.tags_kept == len(pushed) + 1 - len(expected)

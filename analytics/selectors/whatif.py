@@ -37,6 +37,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum, Window
@@ -50,14 +51,13 @@ from analytics.infra.statements import local_settings
 from analytics.models import (
     NamespaceFigures,
     RegistryHeld,
-    Repository,
     RepositoryManifest,
     ScopeFigures,
     Tag,
 )
 from analytics.selectors import pulls
 from analytics.selectors.columns import registry_columns
-from analytics.selectors.kept import KeptBlob, KeptBlobHolders, kept_blob_holders
+from analytics.selectors.kept import HOLDERS, KeptBlob, KeptBlobHolders, holders_named, kept_blob_holders
 from analytics.selectors.scope import glob_regex
 from analytics.selectors.whatif_columns import whatif_rows
 from analytics.selectors.whatif_statement import (
@@ -314,7 +314,6 @@ def deletion_impact(
     """
     after_r, after_d = manifests_after or ("", "")
     params = {
-        "tags": int_array(tag_ids),
         "by_repository": by_repository,
         "kept_largest": KEPT_LARGEST,
         "details": details,
@@ -330,7 +329,7 @@ def deletion_impact(
     if rows is None:
         with local_settings(statement_settings(len(tag_ids))) as cursor:
             kept = not by_repository and priced_from_kept(len(tag_ids))
-            cursor.execute(WHATIF_KEPT_SQL if kept else WHATIF_SQL, params)
+            cursor.execute(WHATIF_KEPT_SQL if kept else WHATIF_SQL, {**params, "tags": int_array(tag_ids)})
             rows = cursor.fetchall()
     one = {row[0]: row[1:] for row in rows if row[0] in "DLMB"}
     tags, untagged = int(one["D"][0]), int(one["L"][0])
@@ -355,8 +354,12 @@ def deletion_impact(
             )
             for name, digest, r, m, kind, size, freed in (page[:limit] if limit is not None else page)
         ]
+        deleted = next((r[1:] for r in rows if r[0] == "T"), None)  # the columns': repositories, tag ids
         tag_rows, tags_more = _tag_rows(
-            tag_ids, repositories=[int(r[1]) for r in rows if r[0] == "A"], limit=limit, after=tags_after
+            tag_ids if deleted is None else _page_reach(*deleted, limit=limit, after=tags_after),
+            repositories=[int(r[1]) for r in rows if r[0] == "A"],
+            limit=limit,
+            after=tags_after,
         )
     breakdown = {}
     if by_repository:
@@ -374,6 +377,7 @@ def deletion_impact(
                 )
             ],
             tag_ids=tag_ids,
+            found=_found(rows) if any(r[0] == "H" for r in rows) else None,
         )
     return DeletionImpact(
         tags=tags,
@@ -415,16 +419,66 @@ def _columns_rows(registry_id: int, tag_ids: list[int], *, details, by_repositor
         after_r=params["after_r"],
         after_d=params["after_d"],
         page=params["page"],
+        holders=HOLDERS,
     )
     return rows if rows[0][1] == len(set(tag_ids)) else None
 
 
+def _found(rows) -> dict[tuple[int, int], list[tuple]]:
+    """The kept blobs' holders the columns read ('H' rows), as `kept.holders_named` takes them."""
+    found: dict[tuple[int, int], list[tuple]] = {}
+    for _, registry_id, blob_id, repository, digest, kind, repository_id, manifest_id, *_ in (
+        r for r in rows if r[0] == "H"
+    ):
+        found.setdefault((registry_id, blob_id), []).append(
+            (repository, digest, kind, repository_id, manifest_id)
+        )
+    return found
+
+
+def _page_reach(repositories, tag_ids, *, limit: int | None, after: tuple[str, str] | None) -> list[int]:
+    """Of the deleted tags (`repositories`, `tag_ids`: the columns' arrays), those of the repositories a
+    page of `limit` after `after` can reach, in the page's order (the database's, by name): each
+    repository's count adds up, but the first one's (its tags after the key are not known here), until a
+    page and one are had."""
+    if limit is None:
+        return tag_ids.tolist()
+    order = np.argsort(repositories, kind="stable")
+    repositories, tag_ids = repositories[order], tag_ids[order]
+    ids, starts, counts = np.unique(repositories, return_index=True, return_counts=True)
+    at = {int(r): (int(s), int(n)) for r, s, n in zip(ids, starts, counts, strict=True)}
+    repo = (after or ("", ""))[0]
+    with connection.cursor() as cursor:  # ordered by name as the page is (the database's collation)
+        cursor.execute(
+            "SELECT id, name FROM analytics_repository WHERE id = ANY(%s) AND name >= %s ORDER BY name",
+            [list(at), repo],
+        )
+        ordered = cursor.fetchall()
+    reach, count = [], 0
+    for repository_id, name in ordered:
+        if count > limit:
+            break
+        start, n = at[repository_id]
+        reach += tag_ids[start : start + n].tolist()
+        count += n if name != repo else 0
+    return reach
+
+
 def _by_repository(
-    *, parts: list[tuple[int, ...]], shared: SharedFreed, kept: list[KeptBlob], tag_ids: list[int]
+    *,
+    parts: list[tuple[int, ...]],
+    shared: SharedFreed,
+    kept: list[KeptBlob],
+    tag_ids: list[int],
+    found: dict[tuple[int, int], list[tuple]] | None = None,
 ) -> dict:
     """Each repository's part (the statement's sums), the shared part, and who keeps the largest blobs
-    that stay."""
-    names = dict(Repository.objects.filter(id__in=[p[0] for p in parts]).values_list("id", "name"))
+    that stay (`found`: their holders, when the columns read them)."""
+    with connection.cursor() as cursor:  # one array parameter, not a placeholder per repository
+        cursor.execute(
+            "SELECT id, name FROM analytics_repository WHERE id = ANY(%s)", [[p[0] for p in parts]]
+        )
+        names = dict(cursor.fetchall())
     repositories = sorted(
         (
             RepositoryImpact(
@@ -443,7 +497,11 @@ def _by_repository(
     return {
         "repositories": repositories,
         "shared_freed": shared,
-        "kept_largest": kept_blob_holders(kept=kept, affected=[p[0] for p in parts], deleted_tag_ids=tag_ids),
+        "kept_largest": (
+            holders_named(kept=kept, found=found, deleted_tag_ids=tag_ids)
+            if found is not None
+            else kept_blob_holders(kept=kept, affected=[p[0] for p in parts], deleted_tag_ids=tag_ids)
+        ),
     }
 
 

@@ -66,9 +66,13 @@ def whatif_rows(
     after_r: str,
     after_d: str,
     page: int | None,
+    holders: int = 0,
 ) -> list[tuple]:
     """The statement's rows for deleting `tag_ids` (those of this registry, current), at the columns'
-    version."""
+    version; with `details`, one 'T' row besides: the deleted tags' repositories and ids (arrays), which
+    narrow the page of deleted tags; with `by_repository`, 'H' rows: up to `holders` holdings the
+    deletion leaves of each largest kept blob, (registry, blob, repository name, digest, kind, repository
+    id, manifest id), the first by repository and manifest id."""
     deleted = np.isin(c.tag_id, np.asarray(tag_ids, dtype=np.int64))
     affected = _distinct(c.tag_repository[deleted])
     kept = ~deleted & np.isin(c.tag_repository, affected)
@@ -138,6 +142,7 @@ def whatif_rows(
     ]
     if details:
         rows += [("A", int(r), None, None, None, None, None, None, None, None) for r in affected]
+        rows.append(("T", c.tag_repository[deleted], c.tag_id[deleted]))
         rows += _page(c, lost_r, lost_m, size, freed_manifest, after_r, after_d, page)
     if by_repository:
         rows += _parts(c, deleted, lost_r, m_freed, first, last, size, owned, b_first, bsize)
@@ -149,7 +154,45 @@ def whatif_rows(
             + (None,) * 5
             for i in order
         ]
+        rows += _holders(c, kept_b[order], lost, holders)
     return rows
+
+
+def _holders(c: RegistryColumns, blobs: np.ndarray, lost: np.ndarray, most: int) -> list[tuple]:
+    """Up to `most` holdings the deletion leaves of each blob (positions), with their names."""
+    if not len(blobs) or not most:
+        return []
+    left = ~lost
+    found = []
+    for b in blobs.tolist():
+        manifests = c.pair_manifest[c.pair_blob == b]
+        held = np.nonzero(left & np.isin(c.holding_manifest, manifests))[0]
+        order = np.lexsort((c.holding_manifest[held], c.holding_repository[held]))[:most]
+        found += [(b, int(c.holding_repository[held][i]), int(c.holding_manifest[held][i])) for i in order]
+    if not found:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, name FROM analytics_repository WHERE id = ANY(%s)", [sorted({r for _, r, _ in found})]
+        )
+        names = dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT id, digest, kind FROM analytics_manifest WHERE id = ANY(%s)",
+            [sorted({int(c.manifest_id[m]) for _, _, m in found})],
+        )
+        about = {i: (d, k) for i, d, k in cursor.fetchall()}
+    return [
+        (
+            "H",
+            c.registry_id,
+            int(c.blob_id[b]),
+            names[r],
+            *about[int(c.manifest_id[m])],
+            r,
+            int(c.manifest_id[m]),
+        )
+        for b, r, m in found
+    ]
 
 
 def _parts(c, deleted, lost_r, m_freed, first, last, size, owned, b_first, bsize) -> list[tuple]:

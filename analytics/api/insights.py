@@ -366,6 +366,7 @@ class PolicyPreviewView(CheckedQuery, APIView):
             namespace=scope.namespace,
             repository_id=scope.repository_id,
             limit=limit,
+            columns=False,
         )
         return Response(s.PolicyPreviewSerializer(preview_answer(preview, limit=limit)).data)
 

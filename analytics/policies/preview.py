@@ -215,15 +215,20 @@ def policy_preview(
     repository_id: int | None = None,
     now: datetime | None = None,
     limit: int | None = None,
+    columns: bool = True,
 ) -> PolicyPreview:
     """What the policy removes from the scope, and what deleting it (then collecting garbage) frees.
-    With a `limit`, the lists (removed tags, untagged, lost manifests, repositories) stop at that many."""
+    With a `limit`, the lists (removed tags, untagged, lost manifests, repositories) stop at that many.
+    `columns`: a large selection may be judged over the registry's columns (a worker or the command:
+    they hold the whole registry in memory; a web request's bounded scope is the statement's)."""
     now = now or timezone.now()
     registry, pull_data, scope, selection = _selected(
         policy, registry_id=registry_id, namespace=namespace, repository_id=repository_id, now=now
     )
     tag_ids = sorted(selection.tag_ids)
-    impact = deletion_impact(tag_ids=tag_ids, limit=limit, by_repository=True, registry_id=registry_id)
+    impact = deletion_impact(
+        tag_ids=tag_ids, limit=limit, by_repository=True, registry_id=registry_id if columns else None
+    )
     trap = untagged_trap(registry_id=registry_id, tag_ids=tag_ids)
     notes = []
     if selection.untagged:

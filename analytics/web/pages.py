@@ -503,6 +503,7 @@ def policy_page(
         namespace=namespace,
         repository_id=repo_id,
         limit=whatif.DEFAULT_DETAILS,
+        columns=False,
     )
     return {"preview": preview_answer(preview, limit=whatif.DEFAULT_DETAILS), "api": api("policy-preview")}
 

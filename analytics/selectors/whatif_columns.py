@@ -196,27 +196,23 @@ def _holders(c: RegistryColumns, blobs: np.ndarray, lost: np.ndarray, most: int)
 
 
 def _parts(c, deleted, lost_r, m_freed, first, last, size, owned, b_first, bsize) -> list[tuple]:
-    """Per repository: tags deleted, holdings lost, manifests and blobs freed that it alone lost."""
-    parts: dict[int, list[int]] = {}
-
-    def add(repositories: np.ndarray, column: int, values: np.ndarray | None = None):
-        ids = _distinct(repositories)
-        at = np.searchsorted(ids, repositories)
-        counts = np.bincount(at, minlength=len(ids))
-        sums = np.zeros(len(ids), dtype=np.int64)  # whole bytes (weights would sum in floats)
-        if values is not None:
-            np.add.at(sums, at, values)
-        for k, r in enumerate(ids.tolist()):
-            row = parts.setdefault(r, [0, 0, 0, 0, 0])
-            row[column] += int(counts[k])
-            row[4] += int(sums[k])
-
-    add(c.tag_repository[deleted], 0)
-    add(lost_r, 1)
+    """Per repository: tags deleted, holdings lost, manifests and blobs freed that it alone lost, and
+    their bytes: each a count (and a sum) per repository, over every repository with any of them."""
     alone = m_freed[first[m_freed] == last[m_freed]]
-    add(first[alone], 2, size[alone])
-    add(b_first[owned], 3, bsize[owned])
-    return [("R", r, *row, None, None, None) for r, row in parts.items()]
+    parts = [
+        (c.tag_repository[deleted], None),
+        (lost_r, None),
+        (first[alone], size[alone]),
+        (b_first[owned], bsize[owned]),
+    ]
+    ids = _distinct(np.concatenate([r for r, _ in parts]))
+    table = np.zeros((len(ids), 5), dtype=np.int64)
+    for column, (repositories, values) in enumerate(parts):
+        at = np.searchsorted(ids, repositories)
+        table[:, column] = np.bincount(at, minlength=len(ids))
+        if values is not None:  # whole bytes: np.add.at, not float weights
+            np.add.at(table[:, 4], at, values)
+    return [("R", r, *row, None, None, None) for r, row in zip(ids.tolist(), table.tolist(), strict=True)]
 
 
 def _page(

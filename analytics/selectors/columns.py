@@ -230,16 +230,18 @@ def _load(path: Path, registry_id: int, version: int) -> RegistryColumns | None:
 
 def _store(columns: RegistryColumns, database: str) -> None:
     directory = Path(settings.WHATIF_COLUMNS_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
     target = _path(database, columns.registry_id, columns.version)
-    # written whole under another name, then renamed: a reader sees no file or the whole file
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    temporary = None
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # written whole under another name, then renamed: a reader sees no file or the whole file
+        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(handle, "wb") as out:
             np.savez(out, **{a: getattr(columns, a) for a in _ARRAYS})
         os.replace(temporary, target)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
+    except OSError:  # a read-only or full disk: these columns serve this answer alone
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         logger.warning(
             "the what-if's columns of registry %s could not be kept in %s", columns.registry_id, directory
         )

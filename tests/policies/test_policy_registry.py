@@ -23,7 +23,7 @@ from analytics.models import Registry, RegistryEvent
 from analytics.policies.preview import policy_parse, policy_preview
 from analytics.scans.start import scan_start_inline
 from analytics.selectors import whatif
-from analytics.selectors.columns import columns_keep
+from analytics.selectors.columns import registry_columns
 from harness.pusher import OCI_INDEX, Pusher, make_base
 from harness.registry import RegistryServer, blobstore_digests
 from harness.tools import require_tool
@@ -106,9 +106,11 @@ def scratch():
 @pytest.mark.parametrize("judged", ["by the statement", "over the columns"])
 @pytest.mark.parametrize("fmt", sorted(CASES))
 def test_policy_deletions_free_what_the_registry_garbage_collector_frees(
-    scratch, fmt, judged, settings, tmp_path, monkeypatch
+    scratch, fmt, judged, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
 ):
     policy_doc, expected = CASES[fmt]
+    if judged == "over the columns":  # every selection judged over the columns, which the scan's end keeps
+        settings.WHATIF_COLUMNS_TAGS, settings.WHATIF_COLUMNS_DIR = 1, tmp_path
     os_base = make_base("os", layers=2, size=6000)
     cli_base = make_base("cli", layers=1, size=3000)
     with Pusher(scratch.url) as push:
@@ -128,8 +130,12 @@ def test_policy_deletions_free_what_the_registry_garbage_collector_frees(
         pushed[("apps/web", "latest")] = (twelve, 1)
         # a multi-platform index every policy keeps: its children untagged, their layers their own
         index_digest, _, children = push.multi_platform("apps/multi", "1", seed="multi", base=os_base)
-    scan_start_inline(target=scratch.url)
+    with django_capture_on_commit_callbacks(execute=True):  # what runs once the scan has committed
+        scan_start_inline(target=scratch.url)
     registry = Registry.objects.get(url=scratch.url)
+    assert (registry_columns(registry_id=registry.id, read=False) is not None) == (
+        judged == "over the columns"
+    )
     now = timezone.now()
     for (repository, tag), (
         image,
@@ -147,9 +153,7 @@ def test_policy_deletions_free_what_the_registry_garbage_collector_frees(
     )  # fmt: skip
 
     judgements = []
-    if judged == "over the columns":  # kept as a scan's end keeps them, every selection judged over them
-        settings.WHATIF_COLUMNS_TAGS, settings.WHATIF_COLUMNS_DIR = 1, tmp_path
-        assert columns_keep(registry_id=registry.id)
+    if judged == "over the columns":
         judge = whatif.whatif_rows
         monkeypatch.setattr(whatif, "whatif_rows", lambda *a, **k: judgements.append(1) or judge(*a, **k))
     preview = policy_preview(policy=policy_parse(json.dumps(policy_doc)), registry_id=registry.id, now=now)

@@ -206,13 +206,14 @@ def _parts(c, deleted, lost_r, m_freed, first, last, size, owned, b_first, bsize
         (b_first[owned], bsize[owned]),
     ]
     ids = _distinct(np.concatenate([r for r, _ in parts]))
-    table = np.zeros((len(ids), 5), dtype=np.int64)
-    for column, (repositories, values) in enumerate(parts):
+    columns = []
+    freed = np.zeros(len(ids), dtype=np.int64)
+    for repositories, values in parts:
         at = np.searchsorted(ids, repositories)
-        table[:, column] = np.bincount(at, minlength=len(ids))
+        columns.append(np.bincount(at, minlength=len(ids)).tolist())
         if values is not None:  # whole bytes: np.add.at, not float weights
-            np.add.at(table[:, 4], at, values)
-    return [("R", r, *row, None, None, None) for r, row in zip(ids.tolist(), table.tolist(), strict=True)]
+            np.add.at(freed, at, values)
+    return [("R", *row, None, None, None) for row in zip(ids.tolist(), *columns, freed.tolist(), strict=True)]
 
 
 def _page(

@@ -66,3 +66,20 @@ def test_a_blob_stays_while_a_remaining_tag_lists_it_as_a_layer_or_as_a_config(r
     )
     # without the index's tag nothing is trapped: the what-if's rule and 2.8's agree
     assert trap_after(registry, "apps/multi:1") == UntaggedTrap(indexes=0, blobs=0, manifests=0, trap_bytes=0)
+
+
+def test_a_registry_tagging_no_index_has_no_trap_read_off_its_summary(registry):
+    from analytics.models import ScopeFigures
+
+    plain = Registry.objects.create(name="plain", url="http://127.0.0.1:5001")
+    ingest(plain, "tools/old", {"1": OLD, "2": NEW})
+    assert ScopeFigures.objects.get(registry=plain, repository=None).indexes == 0
+    ids = list(Tag.objects.filter(repository__registry=plain).values_list("id", flat=True))
+    assert untagged_trap(registry_id=plain.id, tag_ids=ids) == UntaggedTrap(0, 0, 0, 0)
+    # the registry tagging one counts it, and its trap is computed
+    assert ScopeFigures.objects.get(registry=registry, repository=None).indexes == 1
+    assert trap_after(registry).indexes == 1
+    # a rescan that drops the index's tag: none counted, none trapped
+    ingest(registry, "apps/multi", {}, extra=[MULTI, AMD, ARM])
+    assert ScopeFigures.objects.get(registry=registry, repository=None).indexes == 0
+    assert trap_after(registry) == UntaggedTrap(0, 0, 0, 0)

@@ -182,7 +182,7 @@ def _rule_run(job: WhatIfJob, limit: int) -> dict:
         now = timezone.now()
         ids = list(whatif.rule_tags(rule=rule, now=now).values_list("id", flat=True))
         _step(job.id, "computing", 1, tags_selected=len(ids))
-        impact = whatif.deletion_impact(tag_ids=ids, limit=limit)
+        impact = whatif.deletion_impact(tag_ids=ids, limit=limit, registry_id=rule.registry_id)
         impact = whatif.with_coverage(impact, rule=rule, now=now)
         _step(job.id, "storing the result", 2)
     return {"tags_selected": impact.tags, "result": impact_data(impact)}

@@ -554,7 +554,8 @@ def whatif(*, rule: TagRule, details: bool = True) -> DeletionImpact:
     """Select tags by a rule, then measure what deleting them frees."""
     now = timezone.now()
     ids = list(rule_tags(rule=rule, now=now).values_list("id", flat=True))
-    return with_coverage(deletion_impact(tag_ids=ids, details=details), rule=rule, now=now)
+    impact = deletion_impact(tag_ids=ids, details=details, registry_id=rule.registry_id)
+    return with_coverage(impact, rule=rule, now=now)
 
 
 def with_coverage(impact: DeletionImpact, *, rule: TagRule, now: datetime) -> DeletionImpact:

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from analytics.models import Registry, RegistryEvent
+from analytics.policies import rows
 from analytics.policies.preview import policy_parse, policy_preview
 from tests.policies.support import build
 
@@ -118,3 +119,27 @@ def test_gitlab_reads_a_tags_push_event_when_it_is_earlier_than_the_scan(registr
     assert sorted(t for _, t, _ in preview.removed_tags) == ["t0", "t2"]
     assert (preview.push_times["events"], preview.push_times["scans"]) == (1, 2)
     assert preview.tags_kept == 1
+
+
+@pytest.mark.parametrize("probed", [10_000, 0], ids=["probed", "hashed"])
+@pytest.mark.parametrize("doc", [HARBOR_LATEST_2, ECR_KEEP_2], ids=["harbor", "ecr"])
+def test_an_expired_image_loses_every_tag_however_many_it_has(registry, doc, probed, monkeypatch):
+    # an image's least and greatest tag ids come with its group; those between them are read again,
+    # by their manifest or by one pass over the tags
+    monkeypatch.setattr(rows, "IMAGES_ANSWER", rows.images_answer(probed))
+    now = timezone.now()
+    images = [
+        {"image": "four", "tags": ["a1", "a2", "a3", "a4"], "pushed_days_ago": 9},
+        {"image": "three", "tags": ["b1", "b2", "b3"], "pushed_days_ago": 8},
+        {"image": "two", "tags": ["c1", "c2"], "pushed_days_ago": 7},
+        {"image": "one", "tags": ["d1"], "pushed_days_ago": 6},
+        {"image": "kept", "tags": ["e1", "e2", "e3"], "pushed_days_ago": 2},
+        {"image": "newest", "tags": ["f1"], "pushed_days_ago": 1},
+    ]
+    build(registry, {"app": images}, now)
+
+    preview = policy_preview(policy=policy_parse(json.dumps(doc)), registry_id=registry.id, now=now)
+
+    assert sorted(t for _, t, _ in preview.removed_tags) == [
+        "a1", "a2", "a3", "a4", "b1", "b2", "b3", "c1", "c2", "d1",
+    ]  # fmt: skip

@@ -175,7 +175,7 @@ def run(
     from analytics.policies.layerlens import LayerlensPolicy
     from analytics.policies.preview import policy_parse, policy_preview, policy_totals
     from analytics.policies.rows import scope_read
-    from analytics.selectors import whatif as whatif_module
+    from analytics.selectors import whatif_columns
     from harness.proc import cpu_seconds, cpu_spent, postgres_pids
 
     phases = Phases()
@@ -183,7 +183,7 @@ def run(
     for policy_class in (EcrPolicy, GitlabPolicy, HarborPolicy, LayerlensPolicy):
         phases.wrap(policy_class, "select", "selection")
     phases.wrap(preview_module, "deletion_impact", "what-if")
-    phases.wrap(whatif_module, "registry_columns", "what-if's columns")  # within the what-if's time
+    phases.wrap(whatif_columns, "registry_columns", "what-if's columns")  # within the what-if's time
     phases.wrap(preview_module, "untagged_trap", "trap")
     database = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
     out = {}

@@ -37,7 +37,6 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum, Window
@@ -56,13 +55,16 @@ from analytics.models import (
     Tag,
 )
 from analytics.selectors import pulls
-from analytics.selectors.columns import registry_columns
-from analytics.selectors.kept import HOLDERS, KeptBlob, KeptBlobHolders, holders_named, kept_blob_holders
+from analytics.selectors.kept import KeptBlob, KeptBlobHolders, holders_named, kept_blob_holders
 from analytics.selectors.scope import glob_regex
-from analytics.selectors.whatif_columns import whatif_rows
+from analytics.selectors.whatif_columns import (
+    columns_rows,
+    deleted_tags_reach,
+    holders_found,
+    repository_names,
+)
 from analytics.selectors.whatif_statement import (
     KEPT_LARGEST,
-    PRICE_FROM_KEPT_SHARE,
     WHATIF_KEPT_SQL,
     WHATIF_SETTINGS,
     WHATIF_SQL,
@@ -323,8 +325,14 @@ def deletion_impact(
     }
     rows = None
     if registry_id is not None and 0 < settings.WHATIF_COLUMNS_TAGS <= len(tag_ids):
-        rows = _columns_rows(
-            registry_id, tag_ids, details=details, by_repository=by_repository, params=params
+        rows = columns_rows(
+            registry_id=registry_id,
+            tag_ids=tag_ids,
+            details=details,
+            by_repository=by_repository,
+            after_r=after_r,
+            after_d=after_d,
+            page=params["page"],
         )
     if rows is None:
         with local_settings(statement_settings(len(tag_ids))) as cursor:
@@ -356,7 +364,7 @@ def deletion_impact(
         ]
         deleted = next((r[1:] for r in rows if r[0] == "T"), None)  # the columns': repositories, tag ids
         tag_rows, tags_more = _tag_rows(
-            tag_ids if deleted is None else _page_reach(*deleted, limit=limit, after=tags_after),
+            tag_ids if deleted is None else deleted_tags_reach(*deleted, limit=limit, after=tags_after),
             repositories=[int(r[1]) for r in rows if r[0] == "A"],
             limit=limit,
             after=tags_after,
@@ -377,7 +385,7 @@ def deletion_impact(
                 )
             ],
             tag_ids=tag_ids,
-            found=_found(rows) if any(r[0] == "H" for r in rows) else None,
+            found=holders_found(rows) if any(r[0] == "H" for r in rows) else None,
         )
     return DeletionImpact(
         tags=tags,
@@ -400,70 +408,6 @@ def deletion_impact(
     )
 
 
-def _columns_rows(registry_id: int, tag_ids: list[int], *, details, by_repository, params) -> list | None:
-    """The statement's rows over the registry's columns; None when they cannot be had at one version, or
-    when some tag is not a current tag of theirs (another registry's, or gone since): the statement
-    answers then."""
-    # read from the database (seconds at a million images) only for a selection the statement would
-    # price no faster: half the registry's current tags or more; else only a kept file
-    held = RegistryHeld.objects.filter(registry_id=registry_id).values_list("tags", flat=True).first() or 0
-    columns = registry_columns(registry_id=registry_id, read=len(tag_ids) >= PRICE_FROM_KEPT_SHARE * held)
-    if columns is None:
-        return None
-    rows = whatif_rows(
-        columns,
-        tag_ids=tag_ids,
-        details=details,
-        by_repository=by_repository,
-        kept_largest=KEPT_LARGEST,
-        after_r=params["after_r"],
-        after_d=params["after_d"],
-        page=params["page"],
-        holders=HOLDERS,
-    )
-    return rows if rows[0][1] == len(set(tag_ids)) else None
-
-
-def _found(rows) -> dict[tuple[int, int], list[tuple]]:
-    """The kept blobs' holders the columns read ('H' rows), as `kept.holders_named` takes them."""
-    found: dict[tuple[int, int], list[tuple]] = {}
-    for _, registry_id, blob_id, repository, digest, kind, repository_id, manifest_id, *_ in (
-        r for r in rows if r[0] == "H"
-    ):
-        found.setdefault((registry_id, blob_id), []).append(
-            (repository, digest, kind, repository_id, manifest_id)
-        )
-    return found
-
-
-def _page_reach(repositories, tag_ids, *, limit: int | None, after: tuple[str, str] | None) -> list[int]:
-    """Of the deleted tags (`repositories`, `tag_ids`: the columns' arrays), those of the repositories a
-    page of `limit` after `after` can reach, in the page's order (the database's, by name): each
-    repository's count adds up, but the first one's (its tags after the key are not known here), until a
-    page and one are had."""
-    if limit is None:
-        return tag_ids.tolist()
-    order = np.argsort(repositories, kind="stable")
-    repositories, tag_ids = repositories[order], tag_ids[order]
-    ids, starts, counts = np.unique(repositories, return_index=True, return_counts=True)
-    at = {int(r): (int(s), int(n)) for r, s, n in zip(ids, starts, counts, strict=True)}
-    repo = (after or ("", ""))[0]
-    with connection.cursor() as cursor:  # ordered by name as the page is (the database's collation)
-        cursor.execute(
-            "SELECT id, name FROM analytics_repository WHERE id = ANY(%s) AND name >= %s ORDER BY name",
-            [list(at), repo],
-        )
-        ordered = cursor.fetchall()
-    reach, count = [], 0
-    for repository_id, name in ordered:
-        if count > limit:
-            break
-        start, n = at[repository_id]
-        reach += tag_ids[start : start + n].tolist()
-        count += n if name != repo else 0
-    return reach
-
-
 def _by_repository(
     *,
     parts: list[tuple[int, ...]],
@@ -474,11 +418,7 @@ def _by_repository(
 ) -> dict:
     """Each repository's part (the statement's sums), the shared part, and who keeps the largest blobs
     that stay (`found`: their holders, when the columns read them)."""
-    with connection.cursor() as cursor:  # one array parameter, not a placeholder per repository
-        cursor.execute(
-            "SELECT id, name FROM analytics_repository WHERE id = ANY(%s)", [[p[0] for p in parts]]
-        )
-        names = dict(cursor.fetchall())
+    names = repository_names([p[0] for p in parts])
     repositories = sorted(
         (
             RepositoryImpact(

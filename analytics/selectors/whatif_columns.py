@@ -6,8 +6,9 @@ bottom); the present holdings not reached (lost); per lost manifest, `n` lost ho
 `first`..`last`, freed when `n` covers its `RegistryManifestRef.refs`; per blob of a lost manifest, the
 lost references summed, freed when they cover its `RegistryBlob.refs`, its owner the one repository whose
 lost holdings reached it. It answers the statement's rows ('D', 'L', 'M', 'A', 'P', 'B', 'R', 'K'), so
-`whatif.deletion_impact` reads either alike; only the page's names, digests and kinds are read from the
-database, for the page's rows alone. Tests compare both on the same selections.
+`whatif.deletion_impact` reads either alike (`columns_rows`: when the columns answer at all); only the
+page's names, digests and kinds are read from the database, for the page's rows alone. Tests compare both
+on the same selections.
 """
 
 from __future__ import annotations
@@ -15,9 +16,100 @@ from __future__ import annotations
 import numpy as np
 from django.db import connection
 
-from analytics.selectors.columns import RegistryColumns
+from analytics.models import RegistryHeld
+from analytics.selectors.columns import RegistryColumns, registry_columns
+from analytics.selectors.kept import HOLDERS
+from analytics.selectors.whatif_statement import KEPT_LARGEST, PRICE_FROM_KEPT_SHARE
 
 _NONE = np.iinfo(np.int64).max
+
+
+def columns_rows(
+    *,
+    registry_id: int,
+    tag_ids: list[int],
+    details: bool,
+    by_repository: bool,
+    after_r: str,
+    after_d: str,
+    page: int | None,
+) -> list[tuple] | None:
+    """The statement's rows over the registry's columns (`whatif_rows`); None when they cannot be had at
+    one version, or when some tag is not a current tag of theirs (another registry's, or gone since): the
+    statement answers then."""
+    # read from the database (seconds at a million images) only for a selection the statement would
+    # price no faster: half the registry's current tags or more; else only a kept file
+    held = RegistryHeld.objects.filter(registry_id=registry_id).values_list("tags", flat=True).first() or 0
+    columns = registry_columns(registry_id=registry_id, read=len(tag_ids) >= PRICE_FROM_KEPT_SHARE * held)
+    if columns is None:
+        return None
+    rows = whatif_rows(
+        columns,
+        tag_ids=tag_ids,
+        details=details,
+        by_repository=by_repository,
+        kept_largest=KEPT_LARGEST,
+        after_r=after_r,
+        after_d=after_d,
+        page=page,
+        holders=HOLDERS,
+    )
+    return rows if rows[0][1] == len(set(tag_ids)) else None
+
+
+def repository_names(ids) -> dict[int, str]:
+    """Repository names by id (one array parameter, not a placeholder per repository)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, name FROM analytics_repository WHERE id = ANY(%s)", [list(ids)])
+        return dict(cursor.fetchall())
+
+
+def _manifests_about(ids) -> dict[int, tuple[str, str]]:
+    """(digest, kind) of manifests by id."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, digest, kind FROM analytics_manifest WHERE id = ANY(%s)", [list(ids)])
+        return {i: (d, k) for i, d, k in cursor.fetchall()}
+
+
+def holders_found(rows) -> dict[tuple[int, int], list[tuple]]:
+    """The kept blobs' holders the columns read ('H' rows), as `kept.holders_named` takes them."""
+    found: dict[tuple[int, int], list[tuple]] = {}
+    for _, registry_id, blob_id, repository, digest, kind, repository_id, manifest_id, *_ in (
+        r for r in rows if r[0] == "H"
+    ):
+        found.setdefault((registry_id, blob_id), []).append(
+            (repository, digest, kind, repository_id, manifest_id)
+        )
+    return found
+
+
+def deleted_tags_reach(
+    repositories: np.ndarray, tag_ids: np.ndarray, *, limit: int | None, after: tuple[str, str] | None
+) -> list[int]:
+    """Of the deleted tags (the 'T' row's arrays), those of the repositories a page of `limit` after
+    `after` can reach, in the page's order (the database's, by name): each repository's count adds up,
+    but the first one's (its tags after the key are not known here), until a page and one are had."""
+    if limit is None:
+        return tag_ids.tolist()
+    order = np.argsort(repositories, kind="stable")
+    repositories, tag_ids = repositories[order], tag_ids[order]
+    ids, starts, counts = np.unique(repositories, return_index=True, return_counts=True)
+    at = {int(r): (int(s), int(n)) for r, s, n in zip(ids, starts, counts, strict=True)}
+    repo = (after or ("", ""))[0]
+    with connection.cursor() as cursor:  # ordered by name as the page is (the database's collation)
+        cursor.execute(
+            "SELECT id, name FROM analytics_repository WHERE id = ANY(%s) AND name >= %s ORDER BY name",
+            [list(at), repo],
+        )
+        ordered = cursor.fetchall()
+    reach, count = [], 0
+    for repository_id, name in ordered:
+        if count > limit:
+            break
+        start, n = at[repository_id]
+        reach += tag_ids[start : start + n].tolist()
+        count += n if name != repo else 0
+    return reach
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -171,16 +263,8 @@ def _holders(c: RegistryColumns, blobs: np.ndarray, lost: np.ndarray, most: int)
         found += [(b, int(c.holding_repository[held][i]), int(c.holding_manifest[held][i])) for i in order]
     if not found:
         return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, name FROM analytics_repository WHERE id = ANY(%s)", [sorted({r for _, r, _ in found})]
-        )
-        names = dict(cursor.fetchall())
-        cursor.execute(
-            "SELECT id, digest, kind FROM analytics_manifest WHERE id = ANY(%s)",
-            [sorted({int(c.manifest_id[m]) for _, _, m in found})],
-        )
-        about = {i: (d, k) for i, d, k in cursor.fetchall()}
+    names = repository_names({r for _, r, _ in found})
+    about = _manifests_about({int(c.manifest_id[m]) for _, _, m in found})
     return [
         (
             "H",
@@ -221,12 +305,9 @@ def _page(
 ) -> list[tuple]:
     """A page of lost holdings in (repository name, digest) order, bytewise as COLLATE "C": the
     repositories it can reach first (by name, after the page's start), then their holdings' digests."""
-    repositories, per = _distinct(lost_r), np.bincount(np.searchsorted(_distinct(lost_r), lost_r))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, name FROM analytics_repository WHERE id = ANY(%s)", [repositories.tolist()]
-        )
-        names = dict(cursor.fetchall())
+    repositories = _distinct(lost_r)
+    per = np.bincount(np.searchsorted(repositories, lost_r))
+    names = repository_names(repositories.tolist())
     start = after_r.encode()
     ranked = sorted((names[r].encode(), r) for r in repositories.tolist() if names[r].encode() >= start)
     per_repository = dict(zip(repositories.tolist(), per.tolist(), strict=True))
@@ -238,11 +319,7 @@ def _page(
         before += int(per_repository[r]) if name > start else 0
     rows = np.isin(lost_r, chosen)
     ids = c.manifest_id[lost_m[rows]]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, digest, kind FROM analytics_manifest WHERE id = ANY(%s)", [_distinct(ids).tolist()]
-        )
-        about = {i: (d, k) for i, d, k in cursor.fetchall()}
+    about = _manifests_about(_distinct(ids).tolist())
     key = (start, after_d.encode())
     found = sorted(
         ((names[int(r)].encode(), about[int(i)][0].encode()), int(r), int(m))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from analytics.models import Registry, Tag
-from analytics.selectors import whatif, whatif_columns
+from analytics.selectors import whatif_columns
 from analytics.selectors.columns import columns_keep, registry_columns
 from analytics.selectors.whatif import deletion_impact
 from harness.records import image, ingest, layer
@@ -40,7 +40,7 @@ def columns(settings, tmp_path, monkeypatch):
         calls.append(1)
         return judge(*args, **kwargs)
 
-    monkeypatch.setattr(whatif, "whatif_rows", counted)
+    monkeypatch.setattr(whatif_columns, "whatif_rows", counted)
     return calls
 
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from analytics.models import Registry, RegistryEvent
 from analytics.policies.preview import policy_parse, policy_preview
 from analytics.scans.start import scan_start_inline
-from analytics.selectors import whatif
+from analytics.selectors import whatif_columns
 from analytics.selectors.columns import registry_columns
 from harness.pusher import OCI_INDEX, Pusher, make_base
 from harness.registry import RegistryServer, blobstore_digests
@@ -154,8 +154,10 @@ def test_policy_deletions_free_what_the_registry_garbage_collector_frees(
 
     judgements = []
     if judged == "over the columns":
-        judge = whatif.whatif_rows
-        monkeypatch.setattr(whatif, "whatif_rows", lambda *a, **k: judgements.append(1) or judge(*a, **k))
+        judge = whatif_columns.whatif_rows
+        monkeypatch.setattr(
+            whatif_columns, "whatif_rows", lambda *a, **k: judgements.append(1) or judge(*a, **k)
+        )
     preview = policy_preview(policy=policy_parse(json.dumps(policy_doc)), registry_id=registry.id, now=now)
     assert len(judgements) == (judged == "over the columns")
     assert {(r, t) for r, t, _ in preview.removed_tags} == expected

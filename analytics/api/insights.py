@@ -281,6 +281,12 @@ def _job_data(request, job: WhatIfJob) -> dict:
     return s.WhatIfJobSerializer(data).data
 
 
+def _job_started(request, job: WhatIfJob, created: bool) -> Response:
+    """A job asked for: 202 when made now, 200 when the kept one; its URL to poll in `Location`."""
+    data = _job_data(request, job)
+    return Response(data, status=202 if created else 200, headers={"Location": data["url"]})
+
+
 class WhatIfJobsView(CheckedQuery, APIView):
     """A what-if as a job: POST the rule (as for `whatif/`), poll the job, read the result."""
 
@@ -301,8 +307,7 @@ class WhatIfJobsView(CheckedQuery, APIView):
         form = s.WhatIfRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         job, created = jobs.whatif_job_start(rule=_rule(form.validated_data), owner=_owner(request))
-        data = _job_data(request, job)
-        return Response(data, status=202 if created else 200, headers={"Location": data["url"]})
+        return _job_started(request, job, created)
 
 
 class WhatIfJobView(CheckedQuery, APIView):
@@ -406,8 +411,7 @@ class PolicyPreviewJobsView(CheckedQuery, APIView):
             repository_id=scope.repository_id,
             owner=_owner(request),
         )
-        body = _job_data(request, job)
-        return Response(body, status=202 if created else 200, headers={"Location": body["url"]})
+        return _job_started(request, job, created)
 
 
 def _policy_text(data: dict) -> str:

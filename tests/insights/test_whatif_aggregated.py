@@ -164,17 +164,21 @@ def test_the_breakdown_is_not_trivial(registries):
 @pytest.mark.parametrize("limit", [1, 2, 5])
 def test_pages_follow_each_other_as_the_row_by_row_statement(registries, limit):
     for name in ("every tag of the registry", "both registries", "random subset 3"):
-        ids = selections(*registries)[name]
-        manifests_after = tags_after = None
-        while True:
-            kwargs = {"limit": limit, "manifests_after": manifests_after, "tags_after": tags_after}
-            new, old = both_answers(ids, by_repository=True, **kwargs)
-            assert new == old, (name, manifests_after, tags_after)
-            if not (new["manifests_more"] or new["deleted_tags_more"]):
-                break
-            if new["manifests_more"]:
-                last = new["manifests"][-1]
-                manifests_after = (last["repository"], last["digest"])
-            if new["deleted_tags_more"]:
-                last = new["deleted_tags"][-1]
-                tags_after = (last[1], last[2])
+        pages_compared(both_answers, selections(*registries)[name], limit=limit, name=name)
+
+
+def pages_compared(answers, ids: list[int], *, limit: int, name: str, **kwargs) -> None:
+    """Page through both lists of a deletion, each page of `answers(ids, ...)`'s two answers equal."""
+    manifests_after = tags_after = None
+    while True:
+        page = {"limit": limit, "manifests_after": manifests_after, "tags_after": tags_after}
+        new, old = answers(ids, by_repository=True, **kwargs, **page)
+        assert new == old, (name, manifests_after, tags_after)
+        if not (new["manifests_more"] or new["deleted_tags_more"]):
+            break
+        if new["manifests_more"]:
+            last = new["manifests"][-1]
+            manifests_after = (last["repository"], last["digest"])
+        if new["deleted_tags_more"]:
+            last = new["deleted_tags"][-1]
+            tags_after = (last[1], last[2])

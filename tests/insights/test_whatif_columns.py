@@ -17,7 +17,14 @@ from analytics.selectors import whatif_columns
 from analytics.selectors.columns import columns_keep, registry_columns
 from analytics.selectors.whatif import deletion_impact
 from harness.records import image, ingest, layer
-from tests.insights.test_whatif_aggregated import A, _named_holders, registries_build, selections, tags
+from tests.insights.test_whatif_aggregated import (
+    A,
+    _named_holders,
+    pages_compared,
+    registries_build,
+    selections,
+    tags,
+)
 from tests.support.whatif_oracle import oracle_deletion_impact
 
 pytestmark = pytest.mark.django_db
@@ -82,19 +89,7 @@ def test_pages_follow_each_other_as_the_row_by_row_statement(registries, columns
     hub, _ = registries
     for name in ("every tag of the registry", "random subset 3", "a namespace"):
         ids = _of(hub, selections(*registries)[name])
-        manifests_after = tags_after = None
-        while True:
-            kwargs = {"limit": limit, "manifests_after": manifests_after, "tags_after": tags_after}
-            new, old = both_answers(ids, by_repository=True, registry_id=hub.id, **kwargs)
-            assert new == old, (name, manifests_after, tags_after)
-            if not (new["manifests_more"] or new["deleted_tags_more"]):
-                break
-            if new["manifests_more"]:
-                last = new["manifests"][-1]
-                manifests_after = (last["repository"], last["digest"])
-            if new["deleted_tags_more"]:
-                last = new["deleted_tags"][-1]
-                tags_after = (last[1], last[2])
+        pages_compared(both_answers, ids, limit=limit, name=name, registry_id=hub.id)
 
 
 def test_tags_of_another_registry_are_the_statements_to_answer(registries, columns):

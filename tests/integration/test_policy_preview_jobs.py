@@ -12,33 +12,12 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from analytics.models import Registry, WhatIfJob
+from tests.api.test_policy_preview_api import IMAGE_BYTES, KEEP_ONE
 from tests.integration.test_whatif_jobs import poll
 from tests.policies.support import build
+from tests.policies.test_policy_preview import HARBOR_PULLS
 
 URL = "/api/v1/policies/preview/jobs/"
-KEEP_ONE = {
-    "rules": [
-        {
-            "rulePriority": 1,
-            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
-            "action": {"type": "expire"},
-        }
-    ]
-}
-# each image built by `build`: one 1,000-byte layer of its own, a 1,001-byte config, a 500-byte manifest
-IMAGE_BYTES = 1000 + 1001 + 500
-HARBOR_PULLS = {
-    "rules": [
-        {
-            "template": "nDaysSinceLastPull",
-            "params": {"nDaysSinceLastPull": 30},
-            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
-            "scope_selectors": {
-                "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]
-            },
-        }
-    ]
-}
 
 
 def test_a_policy_past_the_request_bound_is_previewed_by_a_worker(celery_worker, settings):
